@@ -1,0 +1,38 @@
+/**
+ * Checks that deno.json exports, package.json exports and the build entries are one list.
+ * Run with `deno run -A scripts/check-exports.ts`.
+ */
+import { entries } from "../tsup.config.ts";
+
+const deno = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+const pkg = JSON.parse(await Deno.readTextFile(new URL("../package.json", import.meta.url)));
+
+const problems: string[] = [];
+const denoExports: Record<string, string> = deno.exports;
+const pkgExports: Record<string, { types: string; import: string }> = pkg.exports;
+
+const fromBuild = new Map<string, string>();
+for (const [out, src] of Object.entries(entries)) {
+  fromBuild.set(out === "mod" ? "." : `./${out}`, `./${src}`);
+}
+const keys = new Set([...Object.keys(denoExports), ...Object.keys(pkgExports), ...fromBuild.keys()]);
+for (const key of [...keys].sort()) {
+  const src = fromBuild.get(key);
+  if (!src) problems.push(`${key}: missing from the build entries (tsup.config.ts)`);
+  if (denoExports[key] === undefined) problems.push(`${key}: missing from deno.json exports`);
+  else if (src && denoExports[key] !== src) {
+    problems.push(`${key}: deno.json says ${denoExports[key]}, build says ${src}`);
+  }
+  const p = pkgExports[key];
+  if (!p) problems.push(`${key}: missing from package.json exports`);
+  else if (src) {
+    const base = src.replace(/^\.\//, "./dist/").replace(/\.ts$/, "").replace(/^\.\/dist\/mod$/, "./dist/mod");
+    if (p.import !== `${base}.js`) problems.push(`${key}: package.json import is ${p.import}, expected ${base}.js`);
+    if (p.types !== `${base}.d.ts`) problems.push(`${key}: package.json types is ${p.types}, expected ${base}.d.ts`);
+  }
+}
+if (problems.length) {
+  console.error("Export lists disagree:\n- " + problems.join("\n- "));
+  Deno.exit(1);
+}
+console.log(`exports agree: ${[...keys].sort().join(", ")}`);

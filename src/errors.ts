@@ -1,0 +1,197 @@
+/**
+ * The errors callers catch. Each sets `name` and keeps `cause`.
+ *
+ * @module
+ */
+
+import type { JobStatus, TaskStatus } from "./types.ts";
+
+/** Base class of every task-core error. */
+export class TaskCoreError extends Error {
+  /** Create the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** An error that says, by its type, that another attempt will not help. */
+export class NonRetryableError extends TaskCoreError {}
+
+/** One validation problem: where it is, which rule, and what is wrong. */
+export interface ValidationIssue {
+  /** JSON pointer to the offending value (`""` is the whole value). */
+  path: string;
+  /** The schema keyword that failed (for example `required`, `type`). */
+  keyword: string;
+  /** What is wrong, for a person. */
+  message: string;
+}
+
+/** Input or output that fails an agent's schema. Never retried. */
+export class ValidationError extends NonRetryableError {
+  /** Every problem found. */
+  readonly issues: readonly ValidationIssue[];
+  /** Create the error from its issues; the message lists them all. */
+  constructor(subject: string, issues: readonly ValidationIssue[], options?: ErrorOptions) {
+    super(
+      `${subject} is invalid: ` +
+        issues.map((i) => `${i.path === "" ? "(root)" : i.path} ${i.message}`).join("; "),
+      options,
+    );
+    this.issues = issues;
+  }
+}
+
+/** A value that cannot be stored as JSON (a function, a BigInt, a cycle, NaN ...). */
+export class JsonValueError extends TaskCoreError {
+  /** JSON pointer to the offending value. */
+  readonly path: string;
+  /** Create the error. */
+  constructor(path: string, message: string) {
+    super(`Value at "${path === "" ? "(root)" : path}" is not JSON-safe: ${message}`);
+    this.path = path;
+  }
+}
+
+/** What a compare-and-swap found instead of what it expected. */
+export interface ConflictFound {
+  /** The record's status, or `null` when it does not exist. */
+  status: TaskStatus | JobStatus | null;
+  /** The record's version, or `null` when it does not exist. */
+  version: number | null;
+}
+
+/** A compare-and-swap that found another state than expected. Nothing of the batch was applied. */
+export class ConflictError extends TaskCoreError {
+  /** Index of the failing op in the batch. */
+  readonly opIndex: number;
+  /** Id of the record. */
+  readonly id: string;
+  /** What the op expected. */
+  readonly expected: { status?: string; version: number };
+  /** What the storage found. */
+  readonly found: ConflictFound;
+  /** Create the error. */
+  constructor(
+    opIndex: number,
+    id: string,
+    expected: { status?: string; version: number },
+    found: ConflictFound,
+  ) {
+    const want = `${expected.status ? `status "${expected.status}", ` : ""}version ${expected.version}`;
+    const got = found.version === null ? "no such record" : `status "${found.status}", version ${found.version}`;
+    super(`Conflict in op ${opIndex} on "${id}": expected ${want}, found ${got}`);
+    this.opIndex = opIndex;
+    this.id = id;
+    this.expected = expected;
+    this.found = found;
+  }
+}
+
+/** A status change that the transition table forbids. Nothing of the batch was applied. */
+export class InvalidTransitionError extends TaskCoreError {
+  /** Id of the record. */
+  readonly id: string;
+  /** Its status. */
+  readonly from: string;
+  /** The status asked for. */
+  readonly to: string;
+  /** Create the error. */
+  constructor(id: string, from: string, to: string) {
+    super(`Illegal transition of "${id}" from "${from}" to "${to}"`);
+    this.id = id;
+    this.from = from;
+    this.to = to;
+  }
+}
+
+/** A record that does not exist. */
+export class NotFoundError extends TaskCoreError {
+  /** What kind of record. */
+  readonly kind: "task" | "job";
+  /** Its id. */
+  readonly id: string;
+  /** Create the error. */
+  constructor(kind: "task" | "job", id: string) {
+    super(`No ${kind} with id "${id}"`);
+    this.kind = kind;
+    this.id = id;
+  }
+}
+
+/** A storage that was closed, or failed in a way its caller should see. */
+export class StorageError extends TaskCoreError {}
+
+/** The storage is full; the commit was not applied. */
+export class StorageQuotaError extends StorageError {}
+
+/** An attempt that ran past its timeout. Retryable. */
+export class TaskTimeoutError extends TaskCoreError {
+  /** The timeout in milliseconds. */
+  readonly timeoutMs: number;
+  /** Create the error. */
+  constructor(timeoutMs: number) {
+    super(`Task timed out after ${timeoutMs} ms`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** A task aborted because its job was cancelled or the executor shut down. */
+export class TaskAbortedError extends TaskCoreError {}
+
+/** The agent a task names is not registered. Never retried. */
+export class UnknownAgentError extends NonRetryableError {
+  /** The agent name. */
+  readonly agent: string;
+  /** Create the error. */
+  constructor(agent: string) {
+    super(`No agent named "${agent}" is registered`);
+    this.agent = agent;
+  }
+}
+
+/** One problem with a submitted job. */
+export interface JobProblem {
+  /** The task key concerned, if one is. */
+  key?: string;
+  /** A short code: `duplicate-key`, `unknown-agent`, `unknown-dependency`, `cycle`, `invalid-input`, `empty-job`, `invalid-option`. */
+  code: string;
+  /** What is wrong, for a person. */
+  message: string;
+}
+
+/** A job spec that cannot be submitted. Nothing was written. */
+export class JobValidationError extends TaskCoreError {
+  /** Every problem found. */
+  readonly problems: readonly JobProblem[];
+  /** Create the error from its problems. */
+  constructor(problems: readonly JobProblem[]) {
+    super(`Job is invalid: ${problems.map((p) => p.message).join("; ")}`);
+    this.problems = problems;
+  }
+}
+
+/** A job that ended as `failed` or `cancelled`, thrown by `JobHandle.wait()`. */
+export class JobFailedError extends TaskCoreError {
+  /** The job id. */
+  readonly jobId: string;
+  /** How it ended. */
+  readonly status: "failed" | "cancelled";
+  /** Keys of the tasks that failed, with their error messages. */
+  readonly failedTasks: readonly { key: string; error: string | null }[];
+  /** Create the error. */
+  constructor(
+    jobId: string,
+    status: "failed" | "cancelled",
+    failedTasks: readonly { key: string; error: string | null }[],
+  ) {
+    super(
+      status === "cancelled" ? `Job "${jobId}" was cancelled` : `Job "${jobId}" failed: ` +
+        failedTasks.map((t) => `"${t.key}" (${t.error ?? "no error"})`).join(", "),
+    );
+    this.jobId = jobId;
+    this.status = status;
+    this.failedTasks = failedTasks;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * JSON safety: every value a storage keeps goes through `toJson`, which checks it and
+ * returns a deep, frozen copy, so stored values can be shared without copying again.
+ *
+ * @module
+ */
+
+import { JsonValueError } from "./errors.ts";
+import type { JsonValue } from "./types.ts";
+
+/** Limits applied while checking a value. */
+export interface JsonLimits {
+  /** Deepest nesting accepted (default 1000). */
+  maxDepth?: number;
+}
+
+const DEFAULT_MAX_DEPTH = 1000;
+
+function escapePointer(key: string): string {
+  return key.replace(/~/g, "~0").replace(/\//g, "~1");
+}
+
+function isLoneSurrogate(s: string): boolean {
+  // Cheap pre-check keeps the common case fast.
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdfff) {
+      if (c <= 0xdbff) {
+        const n = s.charCodeAt(i + 1);
+        if (n >= 0xdc00 && n <= 0xdfff) {
+          i++;
+          continue;
+        }
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Check that `value` is JSON-safe and return a deep frozen copy of it.
+ * Throws a `JsonValueError` naming the path of the first offending value: `undefined`,
+ * functions, symbols, BigInt, non-finite numbers, cycles, objects that are not plain
+ * (Date, Map, class instances), strings with lone surrogates, nesting past `maxDepth`.
+ * Keys such as `__proto__` are kept as ordinary data.
+ */
+export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
+  const maxDepth = limits?.maxDepth ?? DEFAULT_MAX_DEPTH;
+  const seen = new Set<object>();
+  const walk = (v: unknown, path: string, depth: number): JsonValue => {
+    switch (typeof v) {
+      case "string":
+        if (isLoneSurrogate(v)) throw new JsonValueError(path, "string holds a lone surrogate");
+        return v;
+      case "boolean":
+        return v;
+      case "number":
+        if (!Number.isFinite(v)) throw new JsonValueError(path, `number ${v} is not finite`);
+        return v;
+      case "object": {
+        if (v === null) return null;
+        if (depth >= maxDepth) {
+          throw new JsonValueError(path, `nesting is deeper than ${maxDepth} levels`);
+        }
+        if (seen.has(v)) throw new JsonValueError(path, "value is cyclic");
+        seen.add(v);
+        let out: JsonValue;
+        if (Array.isArray(v)) {
+          const arr: JsonValue[] = new Array(v.length);
+          for (let i = 0; i < v.length; i++) arr[i] = walk(v[i], `${path}/${i}`, depth + 1);
+          out = arr;
+        } else {
+          const proto = Object.getPrototypeOf(v);
+          if (proto !== Object.prototype && proto !== null) {
+            const ctor = (v as { constructor?: { name?: string } }).constructor?.name ?? "object";
+            throw new JsonValueError(path, `${ctor} is not a plain object`);
+          }
+          const obj: { [key: string]: JsonValue } = {};
+          for (const key of Object.keys(v)) {
+            const item = walk((v as Record<string, unknown>)[key], `${path}/${escapePointer(key)}`, depth + 1);
+            if (key === "__proto__") {
+              Object.defineProperty(obj, key, { value: item, enumerable: true, writable: true, configurable: true });
+            } else {
+              obj[key] = item;
+            }
+          }
+          out = obj;
+        }
+        seen.delete(v);
+        return Object.freeze(out) as JsonValue;
+      }
+      case "undefined":
+        throw new JsonValueError(path, "undefined is not JSON");
+      case "bigint":
+        throw new JsonValueError(path, "BigInt is not JSON");
+      case "function":
+        throw new JsonValueError(path, "a function is not JSON");
+      default:
+        throw new JsonValueError(path, `${typeof v} is not JSON`);
+    }
+  };
+  return walk(value, "", 0);
+}
+
+/** Parse JSON text into a frozen value (used by adapters that store JSON as text). */
+export function parseJson(text: string): JsonValue {
+  return deepFreeze(JSON.parse(text) as JsonValue);
+}
+
+/** Freeze a freshly parsed JSON value in place and return it. */
+export function deepFreeze<T extends JsonValue>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    if (Array.isArray(value)) { for (const item of value) deepFreeze(item); }
+    else for (const key of Object.keys(value)) deepFreeze((value as Record<string, JsonValue>)[key]!);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,980 @@
+/**
+ * The storage conformance suite: one case list, run against every adapter in every runtime.
+ */
+
+import {
+  ConflictError,
+  InvalidTransitionError,
+  JsonValueError,
+  NotFoundError,
+  StorageError,
+} from "../../src/errors.ts";
+import type { Storage } from "../../src/storage.ts";
+import type { JsonValue, Task, TaskStatus } from "../../src/types.ts";
+import { deepEqual, equal, notEqual, ok, rejects } from "./assert.ts";
+import { buildJob, childRecord } from "./fixtures.ts";
+import type { Case } from "./harness.ts";
+
+export interface StorageContext {
+  storage: Storage;
+  /** Close and open the same database again (durable adapters only). */
+  reopen?: () => Promise<Storage>;
+}
+
+const OWNER = "owner-a";
+
+async function get(s: Storage, id: string): Promise<Task> {
+  const t = await s.getTask(id);
+  ok(t, `task ${id} exists`);
+  return t;
+}
+
+/** Move a task through `ready -> running` (if needed) and then to `status` with `set`. */
+async function settle(s: Storage, id: string, status: TaskStatus, set: Partial<Task> = {}): Promise<Task> {
+  let t = await get(s, id);
+  if (t.status === "ready") {
+    await s.commit([{
+      type: "updateTask",
+      id,
+      expect: { version: t.version, status: "ready" },
+      set: { status: "running", attempts: t.attempts + 1 },
+    }]);
+    t = await get(s, id);
+  }
+  await s.commit([{ type: "updateTask", id, expect: { version: t.version }, set: { status, ...set } }]);
+  return await get(s, id);
+}
+
+function statuses(tasks: Task[]): Record<string, TaskStatus> {
+  const out: Record<string, TaskStatus> = {};
+  for (const t of tasks) out[t.key] = t.status;
+  return out;
+}
+
+export const storageCases: Case<StorageContext>[] = [
+  {
+    name: "createJob() stores the job and every task",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      const job = await storage.getJob(b.job.id);
+      ok(job);
+      equal(job.status, "running");
+      equal(job.taskCount, 2);
+      equal(job.openCount, 2);
+      equal((await storage.listTasks({ jobId: b.job.id })).length, 2);
+    },
+  },
+  {
+    name: "tasks without dependencies start ready, the others pending with remainingDeps",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c", deps: ["a", "b"] }]);
+      await storage.createJob(b.job, b.tasks);
+      const c = await get(storage, b.id("c"));
+      equal(c.status, "pending");
+      equal(c.remainingDeps, 2);
+      equal((await get(storage, b.id("a"))).status, "ready");
+    },
+  },
+  {
+    name: "createJob() with an unknown dependency throws NotFoundError and writes nothing",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      b.tasks[0]!.dependencies = ["nope"];
+      await rejects(() => storage.createJob(b.job, b.tasks), NotFoundError);
+      equal(await storage.getJob(b.job.id), undefined);
+      equal(await storage.getTask(b.id("a")), undefined);
+    },
+  },
+  {
+    name: "createJob() refuses a function in the input and writes nothing",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      (b.tasks[1] as { input: unknown }).input = { f: () => 1 };
+      const e = await rejects<JsonValueError>(() => storage.createJob(b.job, b.tasks), JsonValueError);
+      equal(e.path, "/f");
+      equal(await storage.getJob(b.job.id), undefined);
+      equal((await storage.listJobs()).length, 0);
+    },
+  },
+  {
+    name: "createJob() refuses a BigInt and a cyclic input",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      (b.tasks[0] as { input: unknown }).input = { n: 10n };
+      await rejects(() => storage.createJob(b.job, b.tasks), JsonValueError, "BigInt");
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      (b.tasks[0] as { input: unknown }).input = cyclic;
+      await rejects(() => storage.createJob(b.job, b.tasks), JsonValueError, "cyclic");
+      (b.tasks[0] as { input: unknown }).input = { x: Number.NaN };
+      await rejects(() => storage.createJob(b.job, b.tasks), JsonValueError, "not finite");
+      equal(await storage.getJob(b.job.id), undefined);
+    },
+  },
+  {
+    name: "createJob() refuses a job id that already exists",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const again = buildJob([{ key: "x" }]);
+      again.job.id = b.job.id;
+      for (const t of again.tasks) t.jobId = b.job.id;
+      await rejects(() => storage.createJob(again.job, again.tasks), StorageError, "already exists");
+      equal((await storage.listTasks({ jobId: b.job.id })).length, 1);
+    },
+  },
+  {
+    name: "createJob() refuses a task with a bad field and names it",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      (b.tasks[0] as { maxAttempts: unknown }).maxAttempts = 0;
+      await rejects(() => storage.createJob(b.job, b.tasks), TypeError, "maxAttempts");
+      equal(await storage.getJob(b.job.id), undefined);
+    },
+  },
+  {
+    name: "getJob() and getTask() return undefined for an unknown id",
+    async run({ storage }) {
+      equal(await storage.getJob("missing"), undefined);
+      equal(await storage.getTask("missing"), undefined);
+    },
+  },
+  {
+    name: "getTasks() keeps the order of ids and leaves out missing ones",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c" }]);
+      await storage.createJob(b.job, b.tasks);
+      const got = await storage.getTasks([b.id("c"), "missing", b.id("a")]);
+      deepEqual(got.map((t) => t.key), ["c", "a"]);
+    },
+  },
+  {
+    name: "listTasks() by jobId returns only that job's tasks in id order",
+    async run({ storage }) {
+      const one = buildJob([{ key: "a" }, { key: "b" }]);
+      const two = buildJob([{ key: "x" }]);
+      await storage.createJob(one.job, one.tasks);
+      await storage.createJob(two.job, two.tasks);
+      const got = await storage.listTasks({ jobId: one.job.id });
+      deepEqual(got.map((t) => t.key), ["a", "b"]);
+      ok(got[0]!.id < got[1]!.id);
+    },
+  },
+  {
+    name: "listTasks() by agent",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a", agent: "fetch" }, { key: "b", agent: "parse" }, { key: "c", agent: "fetch" }]);
+      await storage.createJob(b.job, b.tasks);
+      deepEqual((await storage.listTasks({ agent: "fetch" })).map((t) => t.key), ["a", "c"]);
+      deepEqual(await storage.listTasks({ agent: "none" }), []);
+    },
+  },
+  {
+    name: "listTasks() by status follows status changes",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      deepEqual((await storage.listTasks({ status: "pending" })).map((t) => t.key), ["b"]);
+      await settle(storage, b.id("a"), "completed", { output: 1 });
+      deepEqual((await storage.listTasks({ status: "completed" })).map((t) => t.key), ["a"]);
+      deepEqual((await storage.listTasks({ status: "ready" })).map((t) => t.key), ["b"]);
+      deepEqual(await storage.listTasks({ status: "pending" }), []);
+    },
+  },
+  {
+    name: "listTasks() by parentId returns spawned children",
+    async run({ storage }) {
+      const b = buildJob([{ key: "p" }]);
+      await storage.createJob(b.job, b.tasks);
+      const c1 = childRecord(b, { key: "c1", parentKey: "p" });
+      const c2 = childRecord(b, { key: "c2", parentKey: "p" });
+      await storage.commit([{ type: "insertTask", task: c1 }, { type: "insertTask", task: c2 }]);
+      deepEqual((await storage.listTasks({ parentId: b.id("p") })).map((t) => t.key), ["c1", "c2"]);
+    },
+  },
+  {
+    name: "listTasks() combines filters and pages with after and limit",
+    async run({ storage }) {
+      const drafts = Array.from({ length: 7 }, (_, i) => ({ key: `t${i}`, agent: i % 2 ? "odd" : "even" }));
+      const b = buildJob(drafts);
+      await storage.createJob(b.job, b.tasks);
+      const first = await storage.listTasks({ jobId: b.job.id, agent: "even", limit: 2 });
+      deepEqual(first.map((t) => t.key), ["t0", "t2"]);
+      const next = await storage.listTasks({ jobId: b.job.id, agent: "even", after: first[1]!.id, limit: 2 });
+      deepEqual(next.map((t) => t.key), ["t4", "t6"]);
+      const rest = await storage.listTasks({ jobId: b.job.id, agent: "even", after: next[1]!.id });
+      deepEqual(rest, []);
+    },
+  },
+  {
+    name: "listJobs() filters by status and pages in id order",
+    async run({ storage }) {
+      const jobs = [buildJob([{ key: "a" }], "j1"), buildJob([{ key: "a" }], "j2"), buildJob([{ key: "a" }], "j3")];
+      for (const b of jobs) await storage.createJob(b.job, b.tasks);
+      await settle(storage, jobs[1]!.id("a"), "completed", { output: null });
+      deepEqual((await storage.listJobs({ status: "completed" })).map((j) => j.name), ["j2"]);
+      deepEqual((await storage.listJobs({ status: "running" })).map((j) => j.name), ["j1", "j3"]);
+      const firstTwo = await storage.listJobs({ limit: 2 });
+      deepEqual(firstTwo.map((j) => j.name), ["j1", "j2"]);
+      deepEqual((await storage.listJobs({ after: firstTwo[1]!.id })).map((j) => j.name), ["j3"]);
+    },
+  },
+  {
+    name: "claimReady() moves tasks to running with attempts + 1 and a lease",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [t] = await storage.claimReady({ limit: 10, now: 5000, owner: OWNER, leaseMs: 1000 });
+      ok(t);
+      equal(t.status, "running");
+      equal(t.attempts, 1);
+      equal(t.leaseOwner, OWNER);
+      equal(t.leaseExpiresAt, 6000);
+      equal(t.startedAt, 5000);
+      const stored = await get(storage, t.id);
+      equal(stored.status, "running");
+      equal(stored.version, t.version);
+    },
+  },
+  {
+    name: "claimReady() claims at most limit tasks and nothing twice",
+    async run({ storage }) {
+      const b = buildJob(Array.from({ length: 5 }, (_, i) => ({ key: `t${i}` })));
+      await storage.createJob(b.job, b.tasks);
+      const one = await storage.claimReady({ limit: 3, now: 1, owner: OWNER, leaseMs: 100 });
+      const two = await storage.claimReady({ limit: 3, now: 1, owner: OWNER, leaseMs: 100 });
+      equal(one.length, 3);
+      equal(two.length, 2);
+      equal(new Set([...one, ...two].map((t) => t.id)).size, 5);
+      deepEqual(await storage.claimReady({ limit: 3, now: 1, owner: OWNER, leaseMs: 100 }), []);
+    },
+  },
+  {
+    name: "claimReady() leaves tasks whose runAt is later than now",
+    async run({ storage }) {
+      const b = buildJob([{ key: "later", runAt: 10_000 }, { key: "now", runAt: 0 }]);
+      await storage.createJob(b.job, b.tasks);
+      deepEqual((await storage.claimReady({ limit: 10, now: 5000, owner: OWNER, leaseMs: 100 })).map((t) => t.key), [
+        "now",
+      ]);
+      deepEqual((await storage.claimReady({ limit: 10, now: 10_000, owner: OWNER, leaseMs: 100 })).map((t) => t.key), [
+        "later",
+      ]);
+    },
+  },
+  {
+    name: "claimReady() orders by priority (lower first), then runAt, then creation",
+    async run({ storage }) {
+      const b = buildJob([
+        { key: "p5", priority: 5 },
+        { key: "p1-late", priority: 1, runAt: 20 },
+        { key: "p1-early", priority: 1, runAt: 10 },
+        { key: "p1-early-2", priority: 1, runAt: 10 },
+        { key: "p-1", priority: -1, runAt: 30 },
+        { key: "future", priority: -5, runAt: 10_000 },
+      ]);
+      await storage.createJob(b.job, b.tasks);
+      const got = await storage.claimReady({ limit: 10, now: 100, owner: OWNER, leaseMs: 100 });
+      deepEqual(got.map((t) => t.key), ["p-1", "p1-early", "p1-early-2", "p1-late", "p5"]);
+    },
+  },
+  {
+    name: "claimReady() skips tasks of a paused job until it resumes",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const job = (await storage.getJob(b.job.id))!;
+      await storage.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: job.version },
+        set: { status: "paused" },
+      }]);
+      equal((await get(storage, b.id("a"))).status, "paused");
+      deepEqual(await storage.claimReady({ limit: 10, now: 1, owner: OWNER, leaseMs: 100 }), []);
+      const paused = (await storage.getJob(b.job.id))!;
+      await storage.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: paused.version },
+        set: { status: "running" },
+      }]);
+      equal((await storage.claimReady({ limit: 10, now: 1, owner: OWNER, leaseMs: 100 })).length, 1);
+    },
+  },
+  {
+    name: "claimReady() never hands one task to two concurrent claimers",
+    async run({ storage }) {
+      const b = buildJob(Array.from({ length: 60 }, (_, i) => ({ key: `t${i}` })));
+      await storage.createJob(b.job, b.tasks);
+      const claims = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => storage.claimReady({ limit: 10, now: 1, owner: `o${i}`, leaseMs: 100 })),
+      );
+      const ids = claims.flat().map((t) => t.id);
+      equal(ids.length, 60);
+      equal(new Set(ids).size, 60);
+    },
+  },
+  {
+    name: "claimReady() rejects bad options with a typed error naming the option",
+    async run({ storage }) {
+      await rejects(() => storage.claimReady({ limit: -1, now: 1, owner: OWNER, leaseMs: 10 }), RangeError, "limit");
+      await rejects(() => storage.claimReady({ limit: 1, now: 1, owner: "", leaseMs: 10 }), TypeError, "owner");
+      await rejects(() => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 0 }), RangeError, "leaseMs");
+    },
+  },
+  {
+    name: "commit() with a stale version throws ConflictError reporting the found state",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [t] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      const e = await rejects<ConflictError>(
+        () =>
+          storage.commit([{
+            type: "updateTask",
+            id: t!.id,
+            expect: { version: t!.version - 1 },
+            set: { status: "completed" },
+          }]),
+        ConflictError,
+      );
+      equal(e.opIndex, 0);
+      equal(e.id, t!.id);
+      deepEqual(e.found, { status: "running", version: t!.version });
+      equal((await get(storage, t!.id)).status, "running");
+    },
+  },
+  {
+    name: "commit() with a wrong expected status throws ConflictError",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const t = await get(storage, b.id("a"));
+      const e = await rejects<ConflictError>(
+        () =>
+          storage.commit([{
+            type: "updateTask",
+            id: t.id,
+            expect: { version: t.version, status: "running" },
+            set: { status: "completed" },
+          }]),
+        ConflictError,
+      );
+      equal(e.found.status, "ready");
+    },
+  },
+  {
+    name: "commit() on an unknown task id throws ConflictError with nothing found",
+    async run({ storage }) {
+      const e = await rejects<ConflictError>(
+        () => storage.commit([{ type: "updateTask", id: "ghost", expect: { version: 1 }, set: { status: "ready" } }]),
+        ConflictError,
+      );
+      deepEqual(e.found, { status: null, version: null });
+    },
+  },
+  {
+    name: "commit() refuses an illegal transition (pending to completed)",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      const t = await get(storage, b.id("b"));
+      const e = await rejects<InvalidTransitionError>(
+        () =>
+          storage.commit([{
+            type: "updateTask",
+            id: t.id,
+            expect: { version: t.version },
+            set: { status: "completed" },
+          }]),
+        InvalidTransitionError,
+      );
+      equal(e.from, "pending");
+      equal(e.to, "completed");
+      equal((await get(storage, t.id)).version, t.version);
+    },
+  },
+  {
+    name: "commit() refuses to change a task in a final status",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "z" }]);
+      await storage.createJob(b.job, b.tasks);
+      const done = await settle(storage, b.id("a"), "failed");
+      await rejects(
+        () =>
+          storage.commit([{
+            type: "updateTask",
+            id: done.id,
+            expect: { version: done.version },
+            set: { status: "ready" },
+          }]),
+        InvalidTransitionError,
+      );
+      await rejects(
+        () =>
+          storage.commit([{
+            type: "updateTask",
+            id: done.id,
+            expect: { version: done.version },
+            set: { summary: "x" },
+          }]),
+        InvalidTransitionError,
+      );
+    },
+  },
+  {
+    name: "commit() is all or nothing: a failing op leaves earlier ops unapplied",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      await storage.createJob(b.job, b.tasks);
+      const a = await get(storage, b.id("a"));
+      const bb = await get(storage, b.id("b"));
+      await rejects(
+        () =>
+          storage.commit([
+            { type: "updateTask", id: a.id, expect: { version: a.version }, set: { status: "running" } },
+            { type: "setCache", jobId: b.job.id, key: "k", value: 1 },
+            { type: "setState", scope: "s", key: "k", value: 2 },
+            { type: "updateTask", id: bb.id, expect: { version: bb.version + 7 }, set: { status: "running" } },
+          ]),
+        ConflictError,
+      );
+      const after = await get(storage, a.id);
+      equal(after.status, "ready");
+      equal(after.version, a.version);
+      equal(await storage.getCache(b.job.id, "k"), undefined);
+      equal(await storage.getState("s", "k"), undefined);
+    },
+  },
+  {
+    name: "commit() refuses a non-JSON output and changes nothing",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [t] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      await rejects(
+        () =>
+          storage.commit([{
+            type: "updateTask",
+            id: t!.id,
+            expect: { version: t!.version },
+            set: { status: "completed", output: { when: new Date() } as unknown as JsonValue },
+          }]),
+        JsonValueError,
+        "Date",
+      );
+      equal((await get(storage, t!.id)).status, "running");
+    },
+  },
+  {
+    name: "commit() rejects an op of unknown type and a missing expected version",
+    async run({ storage }) {
+      await rejects(() => storage.commit([{ type: "dropTable" } as never]), TypeError, "dropTable");
+      await rejects(
+        () => storage.commit([{ type: "updateTask", id: "x", set: {} } as never]),
+        TypeError,
+        "expect.version",
+      );
+    },
+  },
+  {
+    name: "every update increments the version by one",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const t = await get(storage, b.id("a"));
+      equal(t.version, 1);
+      await storage.commit([{ type: "updateTask", id: t.id, expect: { version: 1 }, set: { summary: "one" } }]);
+      await storage.commit([{ type: "updateTask", id: t.id, expect: { version: 2 }, set: { summary: "two" } }]);
+      const after = await get(storage, t.id);
+      equal(after.version, 3);
+      equal(after.summary, "two");
+    },
+  },
+  {
+    name: "completing a task makes its dependents ready in the same commit",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }, { key: "c", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      const [a] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      const r = await storage.commit([{
+        type: "updateTask",
+        id: a!.id,
+        expect: { version: a!.version },
+        set: { status: "completed", output: "x" },
+      }]);
+      equal(r.readied, 2);
+      deepEqual(statuses(r.tasks), { a: "completed", b: "ready", c: "ready" });
+      equal((await get(storage, b.id("b"))).remainingDeps, 0);
+    },
+  },
+  {
+    name: "a join waits for every dependency (diamond)",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "l", deps: ["a"] }, { key: "r", deps: ["a"] }, {
+        key: "j",
+        deps: ["l", "r"],
+      }]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("a"), "completed");
+      await settle(storage, b.id("l"), "completed");
+      const j = await get(storage, b.id("j"));
+      equal(j.status, "pending");
+      equal(j.remainingDeps, 1);
+      await settle(storage, b.id("r"), "completed");
+      equal((await get(storage, b.id("j"))).status, "ready");
+    },
+  },
+  {
+    name: "a failed task cancels its dependents transitively, naming the failed task",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }, { key: "c", deps: ["b"] }, { key: "other" }]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("a"), "failed", {
+        error: { name: "Error", message: "boom", retryable: false, at: 1 },
+      });
+      const bt = await get(storage, b.id("b"));
+      const ct = await get(storage, b.id("c"));
+      equal(bt.status, "cancelled");
+      equal(bt.statusReason, 'Dependency "a" failed');
+      equal(ct.status, "cancelled");
+      equal(ct.statusReason, 'Dependency "b" cancelled');
+      equal((await get(storage, b.id("other"))).status, "ready");
+      equal((await storage.getJob(b.job.id))!.status, "running");
+    },
+  },
+  {
+    name: "onDependencyFailure: block makes the dependent blocked instead of cancelled",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"], onDependencyFailure: "block" }]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("a"), "failed");
+      const bt = await get(storage, b.id("b"));
+      equal(bt.status, "blocked");
+      equal((await storage.getJob(b.job.id))!.status, "running");
+    },
+  },
+  {
+    name: "a job ends completed exactly once when its last task completes",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      await storage.createJob(b.job, b.tasks);
+      const ends: string[] = [];
+      for (const key of ["a", "b"]) {
+        let t = await get(storage, b.id(key));
+        await storage.commit([{
+          type: "updateTask",
+          id: t.id,
+          expect: { version: t.version },
+          set: { status: "running" },
+        }]);
+        t = await get(storage, t.id);
+        const r = await storage.commit([{
+          type: "updateTask",
+          id: t.id,
+          expect: { version: t.version },
+          set: { status: "completed" },
+        }]);
+        for (const j of r.jobs) ends.push(j.status);
+      }
+      deepEqual(ends, ["completed"]);
+      const job = (await storage.getJob(b.job.id))!;
+      equal(job.openCount, 0);
+      ok(job.finishedAt !== null);
+    },
+  },
+  {
+    name: "a job with a failed task ends failed",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("a"), "failed");
+      const job = (await storage.getJob(b.job.id))!;
+      equal(job.status, "failed");
+      equal(job.failedCount, 1);
+    },
+  },
+  {
+    name: "an inserted child whose dependency already completed is ready at once",
+    async run({ storage }) {
+      const b = buildJob([{ key: "p" }, { key: "q" }]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("q"), "completed");
+      const child = childRecord(b, { key: "child", parentKey: "p", deps: ["q"] });
+      const join = childRecord(b, { key: "join", parentKey: "p" });
+      join.dependencies = [child.id];
+      await storage.commit([{ type: "insertTask", task: child }, { type: "insertTask", task: join }]);
+      equal((await get(storage, child.id)).status, "ready");
+      equal((await get(storage, join.id)).status, "pending");
+      const job = (await storage.getJob(b.job.id))!;
+      equal(job.taskCount, 4);
+      equal(job.openCount, 3);
+    },
+  },
+  {
+    name: "a parent's completion and its children are written in one commit, and the job waits for them",
+    async run({ storage }) {
+      const b = buildJob([{ key: "p" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [p] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      const child = childRecord(b, { key: "c", parentKey: "p" });
+      const r = await storage.commit([
+        { type: "updateTask", id: p!.id, expect: { version: p!.version }, set: { status: "completed" } },
+        { type: "insertTask", task: child },
+      ]);
+      deepEqual(r.jobs, []);
+      equal((await storage.getJob(b.job.id))!.status, "running");
+      await settle(storage, child.id, "completed");
+      equal((await storage.getJob(b.job.id))!.status, "completed");
+    },
+  },
+  {
+    name: "insertTask into an ended job is refused",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("a"), "completed");
+      await rejects(
+        () => storage.commit([{ type: "insertTask", task: childRecord(b, { key: "late" }) }]),
+        StorageError,
+        "ended",
+      );
+    },
+  },
+  {
+    name: "pausing a job parks its ready tasks; a dependency finishing meanwhile parks the dependent too",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      const [a] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      const job = (await storage.getJob(b.job.id))!;
+      await storage.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: job.version },
+        set: { status: "paused" },
+      }]);
+      equal((await get(storage, b.id("b"))).status, "paused");
+      await storage.commit([{
+        type: "updateTask",
+        id: a!.id,
+        expect: { version: a!.version },
+        set: { status: "completed" },
+      }]);
+      equal((await get(storage, b.id("c"))).status, "paused");
+      const paused = (await storage.getJob(job.id))!;
+      equal(paused.status, "paused");
+      await storage.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: paused.version },
+        set: { status: "running" },
+      }]);
+      deepEqual(statuses(await storage.listTasks({ jobId: job.id })), { a: "completed", b: "ready", c: "ready" });
+    },
+  },
+  {
+    name: "cancelling a job cancels every open task and ends it once as cancelled",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      const job = (await storage.getJob(b.job.id))!;
+      const r = await storage.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: job.version },
+        set: { status: "cancelled" },
+      }]);
+      deepEqual(r.jobs.map((j) => j.status), ["cancelled"]);
+      deepEqual(statuses(await storage.listTasks({ jobId: job.id })), {
+        a: "cancelled",
+        b: "cancelled",
+        c: "cancelled",
+      });
+      const ended = (await storage.getJob(job.id))!;
+      await rejects(
+        () =>
+          storage.commit([{
+            type: "updateJob",
+            id: job.id,
+            expect: { version: ended.version },
+            set: { status: "running" },
+          }]),
+        InvalidTransitionError,
+      );
+    },
+  },
+  {
+    name: "a task that asks for review satisfies dependents only once accepted",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a", review: true }, { key: "b", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      const done = await settle(storage, b.id("a"), "completed", { output: "draft" });
+      equal((await get(storage, b.id("b"))).status, "pending");
+      equal((await storage.getJob(b.job.id))!.openCount, 2);
+      await storage.commit([{
+        type: "updateTask",
+        id: done.id,
+        expect: { version: done.version },
+        set: { status: "accepted" },
+      }]);
+      equal((await get(storage, b.id("b"))).status, "ready");
+    },
+  },
+  {
+    name: "a rejected review can send the task back to ready with the feedback",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a", review: true }]);
+      await storage.createJob(b.job, b.tasks);
+      const done = await settle(storage, b.id("a"), "completed", { output: "draft" });
+      await storage.commit([{
+        type: "updateTask",
+        id: done.id,
+        expect: { version: done.version },
+        set: { status: "ready", reviewFeedback: "too short" },
+      }]);
+      const again = await get(storage, done.id);
+      equal(again.status, "ready");
+      equal(again.reviewFeedback, "too short");
+      equal(again.output, null);
+    },
+  },
+  {
+    name: "renewLeases() extends leases held by the owner and skips the others",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [a] = await storage.claimReady({ limit: 1, now: 1, owner: "mine", leaseMs: 100 });
+      const [bb] = await storage.claimReady({ limit: 1, now: 1, owner: "theirs", leaseMs: 100 });
+      const renewed = await storage.renewLeases({
+        ids: [a!.id, bb!.id, "ghost"],
+        owner: "mine",
+        now: 50,
+        leaseMs: 100,
+      });
+      deepEqual(renewed, [a!.id]);
+      equal((await get(storage, a!.id)).leaseExpiresAt, 150);
+      equal((await get(storage, bb!.id)).leaseExpiresAt, 101);
+      equal((await get(storage, a!.id)).version, a!.version);
+    },
+  },
+  {
+    name: "expiredLeases() returns running tasks whose lease has expired, and only those",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c" }]);
+      await storage.createJob(b.job, b.tasks);
+      await storage.claimReady({ limit: 1, now: 0, owner: OWNER, leaseMs: 100 });
+      await storage.claimReady({ limit: 1, now: 0, owner: OWNER, leaseMs: 500 });
+      deepEqual((await storage.expiredLeases(99)).map((t) => t.key), []);
+      deepEqual((await storage.expiredLeases(100)).map((t) => t.key), ["a"]);
+      deepEqual((await storage.expiredLeases(1000)).map((t) => t.key), ["a", "b"]);
+    },
+  },
+  {
+    name: "a completion from a lost lease is rejected after the task was recovered",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [zombie] = await storage.claimReady({ limit: 1, now: 0, owner: "dead", leaseMs: 10 });
+      const [expired] = await storage.expiredLeases(10);
+      await storage.commit([{
+        type: "updateTask",
+        id: expired!.id,
+        expect: { version: expired!.version, status: "running" },
+        set: { status: "ready" },
+      }]);
+      const [fresh] = await storage.claimReady({ limit: 1, now: 20, owner: "alive", leaseMs: 10 });
+      equal(fresh!.attempts, 2);
+      await rejects(
+        () =>
+          storage.commit([{
+            type: "updateTask",
+            id: zombie!.id,
+            expect: { version: zombie!.version },
+            set: { status: "completed", output: "late" },
+          }]),
+        ConflictError,
+      );
+      const now = await get(storage, fresh!.id);
+      equal(now.leaseOwner, "alive");
+      equal(now.output, null);
+    },
+  },
+  {
+    name: "the job cache round-trips, overwrites and deletes",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      await storage.commit([{ type: "setCache", jobId: b.job.id, key: "k", value: { n: 1 } }]);
+      deepEqual(await storage.getCache(b.job.id, "k"), { n: 1 });
+      await storage.commit([{ type: "setCache", jobId: b.job.id, key: "k", value: [2] }]);
+      deepEqual(await storage.getCache(b.job.id, "k"), [2]);
+      await storage.commit([{ type: "setCache", jobId: b.job.id, key: "k", value: undefined }]);
+      equal(await storage.getCache(b.job.id, "k"), undefined);
+      await rejects(() => storage.commit([{ type: "setCache", jobId: "nope", key: "k", value: 1 }]), NotFoundError);
+    },
+  },
+  {
+    name: "shared state round-trips per scope",
+    async run({ storage }) {
+      await storage.commit([
+        { type: "setState", scope: "user:1", key: "theme", value: "dark" },
+        { type: "setState", scope: "user:2", key: "theme", value: "light" },
+      ]);
+      equal(await storage.getState("user:1", "theme"), "dark");
+      equal(await storage.getState("user:2", "theme"), "light");
+      equal(await storage.getState("user:3", "theme"), undefined);
+      await storage.commit([{ type: "setState", scope: "user:1", key: "theme", value: undefined }]);
+      equal(await storage.getState("user:1", "theme"), undefined);
+    },
+  },
+  {
+    name: "JSON values round-trip exactly: nesting, unicode, large strings, __proto__ keys",
+    async run({ storage }) {
+      const big = "x".repeat(200_000);
+      const input = JSON.parse(
+        JSON.stringify({
+          nested: { a: [1, 2.5, -0.125, { b: [null, true, false] }], deep: { e: { f: { g: "h" } } } },
+          unicode: "héllo wörld — 日本語 🎉 \u0000 \n",
+          big,
+          empty: { list: [], obj: {} },
+          num: 1e300,
+        }).replace('"num"', '"__proto__":{"polluted":true},"num"'),
+      );
+      const b = buildJob([{ key: "a", input }]);
+      await storage.createJob(b.job, b.tasks);
+      await storage.commit([{ type: "setState", scope: "s", key: "v", value: input }]);
+      const t = await get(storage, b.id("a"));
+      deepEqual(t.input, input);
+      deepEqual(await storage.getState("s", "v"), input);
+      ok(Object.prototype.hasOwnProperty.call(t.input, "__proto__"));
+      equal(({} as Record<string, unknown>).polluted, undefined);
+    },
+  },
+  {
+    name: "records handed out are isolated from caller mutation",
+    async run({ storage }) {
+      const input = { list: [1, 2], obj: { k: "v" } };
+      const b = buildJob([{ key: "a", input }]);
+      await storage.createJob(b.job, b.tasks);
+      input.list.push(3);
+      input.obj.k = "changed";
+      const t = await get(storage, b.id("a"));
+      deepEqual(t.input, { list: [1, 2], obj: { k: "v" } });
+      t.status = "completed";
+      t.attempts = 99;
+      try {
+        (t.input as { list: number[] }).list.push(4);
+      } catch {
+        // frozen values may throw in strict mode: that is isolation too
+      }
+      const again = await get(storage, b.id("a"));
+      equal(again.status, "ready");
+      equal(again.attempts, 0);
+      deepEqual(again.input, { list: [1, 2], obj: { k: "v" } });
+      const job = (await storage.getJob(b.job.id))!;
+      job.status = "failed";
+      equal((await storage.getJob(b.job.id))!.status, "running");
+    },
+  },
+  {
+    name: "prune() deletes ended jobs by count and age and keeps running ones",
+    async run({ storage }) {
+      const done = [buildJob([{ key: "a" }], "d1"), buildJob([{ key: "a" }], "d2"), buildJob([{ key: "a" }], "d3")];
+      const live = buildJob([{ key: "a" }], "live");
+      for (const b of [...done, live]) await storage.createJob(b.job, b.tasks);
+      for (const b of done) await settle(storage, b.id("a"), "completed");
+      equal(await storage.prune({ keepLast: 1 }), 2);
+      const names = (await storage.listJobs()).map((j) => j.name).sort();
+      equal(names.length, 2);
+      ok(names.includes("live"));
+      equal(await storage.getTask(done[0]!.id("a")), undefined);
+      equal(await storage.prune({ finishedBefore: Number.MAX_SAFE_INTEGER }), 1);
+      deepEqual((await storage.listJobs()).map((j) => j.name), ["live"]);
+    },
+  },
+  {
+    name: "watch() is told when tasks become ready",
+    async run({ storage }) {
+      let calls = 0;
+      const stop = storage.watch(() => calls++);
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("a"), "completed");
+      await new Promise((r) => setTimeout(r, 20));
+      ok(calls >= 2, `expected at least 2 wake-ups, got ${calls}`);
+      stop();
+      const before = calls;
+      const c = buildJob([{ key: "x" }]);
+      await storage.createJob(c.job, c.tasks);
+      await new Promise((r) => setTimeout(r, 20));
+      equal(calls, before);
+    },
+  },
+  {
+    name: "a closed storage throws StorageError",
+    async run({ storage }) {
+      await storage.close();
+      await rejects(() => storage.getJob("x"), StorageError, "closed");
+      await rejects(() => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 10 }), StorageError);
+    },
+  },
+  {
+    name: "two jobs are independent: ending one leaves the other running",
+    async run({ storage }) {
+      const one = buildJob([{ key: "a" }]);
+      const two = buildJob([{ key: "a" }]);
+      await storage.createJob(one.job, one.tasks);
+      await storage.createJob(two.job, two.tasks);
+      await settle(storage, one.id("a"), "completed");
+      equal((await storage.getJob(one.job.id))!.status, "completed");
+      equal((await storage.getJob(two.job.id))!.status, "running");
+      notEqual(one.job.id, two.job.id);
+    },
+  },
+  {
+    name: "a retried task goes back to ready with a later runAt and is claimed only then",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [t] = await storage.claimReady({ limit: 1, now: 0, owner: OWNER, leaseMs: 100 });
+      await storage.commit([{
+        type: "updateTask",
+        id: t!.id,
+        expect: { version: t!.version },
+        set: { status: "ready", runAt: 500, error: { name: "Error", message: "flaky", retryable: true, at: 0 } },
+      }]);
+      deepEqual(await storage.claimReady({ limit: 1, now: 499, owner: OWNER, leaseMs: 100 }), []);
+      const [again] = await storage.claimReady({ limit: 1, now: 500, owner: OWNER, leaseMs: 100 });
+      equal(again!.attempts, 2);
+      equal(again!.error?.message, "flaky");
+    },
+  },
+  {
+    name: "durable data survives closing and reopening the storage",
+    async run(ctx) {
+      if (!ctx.reopen) return; // registered with a skip reason by non-durable adapters
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+      await ctx.storage.createJob(b.job, b.tasks);
+      await settle(ctx.storage, b.id("a"), "completed", { output: { ok: true } });
+      await ctx.storage.commit([{ type: "setState", scope: "s", key: "k", value: 7 }]);
+      const again = await ctx.reopen();
+      deepEqual((await again.getTask(b.id("a")))!.output, { ok: true });
+      equal((await again.getTask(b.id("b")))!.status, "ready");
+      equal(await again.getState("s", "k"), 7);
+      equal((await again.claimReady({ limit: 5, now: 1, owner: OWNER, leaseMs: 10 })).length, 1);
+    },
+  },
+];
+
+/** The storage cases for one adapter, with capability gaps turned into skips with a reason. */
+export function storageSuite(capabilities: { durable: boolean }): Case<StorageContext>[] {
+  return storageCases.map((c) =>
+    c.name.startsWith("durable data") && !capabilities.durable
+      ? { ...c, skip: "the adapter is not durable: nothing outlives the process" }
+      : c
+  );
+}

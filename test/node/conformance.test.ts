@@ -1,0 +1,5 @@
+import { test } from "vitest";
+import { registerSuites } from "../suites.ts";
+import { memoryTarget } from "../targets.ts";
+
+registerSuites({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) }, [memoryTarget]);

@@ -1,0 +1,25 @@
+/**
+ * The storage targets every shared suite runs against, per runtime. A runtime's shim
+ * picks the targets it can run (the file persister needs a file system, IndexedDB needs
+ * a browser or fake-indexeddb).
+ */
+
+import { createMemoryStorage } from "../adapters/memory.ts";
+import type { Storage } from "../src/storage.ts";
+
+export interface Target {
+  /** Shown in test names. */
+  name: string;
+  durable: boolean;
+  /** A fresh, empty storage. `reopen` opens the same data again (durable targets). */
+  open(): Promise<{ storage: Storage; reopen?: () => Promise<Storage>; teardown: () => Promise<void> }>;
+}
+
+export const memoryTarget: Target = {
+  name: "memory",
+  durable: false,
+  open() {
+    const storage = createMemoryStorage();
+    return Promise.resolve({ storage, teardown: () => storage.close() });
+  },
+};
