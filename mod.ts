@@ -18,3 +18,22 @@ export { toJson } from "./src/json.ts";
 export type { JsonLimits } from "./src/json.ts";
 export { applyCommit, applyCreateJob, checkClaimOptions, claimPatch, sanitizeTask } from "./src/commit-rules.ts";
 export type { MaybePromise, RuleTx } from "./src/commit-rules.ts";
+export type { Agent } from "./src/agent.ts";
+export type { KeyValue, ReadonlyStorage, SpawnSpec, TaskContext, TaskHandle, TaskInfo } from "./src/context.ts";
+export { defineAgent } from "./src/agent.ts";
+export type { AgentDefinition, AnyAgent, InputOf, JobSpecFor, JsonAgent, OutputOf, TaskSpecFor } from "./src/agent.ts";
+export { defineJsonAgent } from "./src/json-agent.ts";
+export type { JsonAgentDefinition } from "./src/json-agent.ts";
+export type { FromSchema, JsonSchema, JsonSchemaObject, JsonSchemaTypeName } from "./src/json-schema.ts";
+export { createPrecompiledValidator, fromAjvStyle, issuesFromAjvErrors, NO_ISSUES } from "./src/validation.ts";
+export type {
+  AjvStyleError,
+  AjvStyleValidateFunction,
+  CompiledValidator,
+  PrecompiledFunction,
+  Validator,
+} from "./src/validation.ts";
+export { createAjvValidator } from "./src/validation-ajv.ts";
+export type { AjvPlugin, AjvValidatorOptions } from "./src/validation-ajv.ts";
+export { AgentRegistry } from "./src/registry.ts";
+export type { AgentInfo, AgentMetadata, AgentQuery, AgentRegistryOptions } from "./src/registry.ts";

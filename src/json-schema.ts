@@ -1,0 +1,135 @@
+/**
+ * JSON Schema as a TypeScript type, and {@link FromSchema}: the TypeScript type of the
+ * values a schema accepts, computed at compile time (nothing of it exists at run time).
+ *
+ * @module
+ */
+
+import type { JsonValue } from "./types.ts";
+
+/** The names JSON Schema's `type` keyword takes. */
+export type JsonSchemaTypeName = "string" | "number" | "integer" | "boolean" | "null" | "array" | "object";
+
+/**
+ * A JSON Schema object. The keywords that {@link FromSchema} understands are typed; any
+ * other keyword is accepted and left to the validator.
+ */
+export interface JsonSchemaObject {
+  /** The schema's URI; precompiled validators can be looked up by it. */
+  readonly $id?: string;
+  /** The dialect (`https://json-schema.org/draft/2020-12/schema`, ...). */
+  readonly $schema?: string;
+  /** A title for people. */
+  readonly title?: string;
+  /** A description for people. */
+  readonly description?: string;
+  /** The accepted type, or several (`["string", "null"]` makes a nullable string). */
+  readonly type?: JsonSchemaTypeName | readonly JsonSchemaTypeName[];
+  /** Schemas of an object's properties. */
+  readonly properties?: { readonly [key: string]: JsonSchema };
+  /** Properties an object must have. */
+  readonly required?: readonly string[];
+  /** Schema of the properties not listed in `properties` (`false` forbids them). */
+  readonly additionalProperties?: JsonSchema;
+  /** Schema of every item of an array. */
+  readonly items?: JsonSchema;
+  /** The allowed values. */
+  readonly enum?: readonly unknown[];
+  /** The only allowed value. */
+  readonly const?: unknown;
+  /** The value matches at least one of these. */
+  readonly anyOf?: readonly JsonSchema[];
+  /** The value matches exactly one of these. */
+  readonly oneOf?: readonly JsonSchema[];
+  /** Any other keyword. */
+  readonly [keyword: string]: unknown;
+}
+
+/** A JSON Schema: an object, or `true` (anything) / `false` (nothing). */
+export type JsonSchema = boolean | JsonSchemaObject;
+
+/** Flattens an intersection into one object type, for readable hovers and errors. */
+type Simplify<T> = { [K in keyof T]: T[K] };
+
+/** The type of one `type` name. */
+type FromTypeName<S, T> = T extends "string" ? string
+  : T extends "number" | "integer" ? number
+  : T extends "boolean" ? boolean
+  : T extends "null" ? null
+  : T extends "array" ? (S extends { readonly items: infer I } ? FromSchema<I>[] : JsonValue[])
+  : T extends "object" ? FromObject<S>
+  : never;
+
+/** Names listed in `required`. */
+type RequiredKeys<S> = S extends { readonly required: readonly (infer K)[] } ? K & string : never;
+
+/** The index signature that `additionalProperties` allows next to `properties`. */
+type Additional<S> = S extends { readonly additionalProperties: false } ? unknown
+  : S extends { readonly additionalProperties: infer A }
+    ? (A extends JsonSchema ? { [key: string]: JsonValue } : unknown)
+  : unknown;
+
+/** An object schema's type: required properties, optional properties, extra properties. */
+type FromObject<S> = S extends { readonly properties: infer P } ? Simplify<
+    & { -readonly [K in keyof P & string as K extends RequiredKeys<S> ? K : never]: FromSchema<P[K]> }
+    & { -readonly [K in keyof P & string as K extends RequiredKeys<S> ? never : K]?: FromSchema<P[K]> }
+    & Additional<S>
+  >
+  : S extends { readonly additionalProperties: false } ? Record<string, never>
+  : S extends { readonly additionalProperties: infer A extends JsonSchemaObject } ? { [key: string]: FromSchema<A> }
+  : { [key: string]: JsonValue };
+
+/** Distributes {@link FromSchema} over a union of schemas. */
+type FromEach<U> = U extends unknown ? FromSchema<U> : never;
+
+/**
+ * The TypeScript type of the values a JSON Schema accepts. Understands `type` (one name or
+ * several, so `["string", "null"]` is `string | null`), `properties` + `required`,
+ * `additionalProperties`, `items`, `enum`, `const`, `anyOf` and `oneOf`; anything else is
+ * {@link JsonValue}. Extra properties of an object are left out of its type unless
+ * `additionalProperties` is set to a schema or `true`.
+ *
+ * Write the schema inline in `defineJsonAgent`, or declare it `as const`, so its literal
+ * types survive.
+ *
+ * @example
+ * ```ts
+ * import type { FromSchema } from "./json-schema.ts";
+ * const schema = {
+ *   type: "object",
+ *   properties: { name: { type: "string" }, age: { type: ["integer", "null"] } },
+ *   required: ["name"],
+ * } as const;
+ * const person: FromSchema<typeof schema> = { name: "Ada", age: null };
+ * console.assert(person.name === "Ada");
+ * ```
+ */
+export type FromSchema<S> = S extends true ? JsonValue
+  : S extends false ? never
+  : S extends { readonly const: infer C } ? C
+  : S extends { readonly enum: readonly (infer E)[] } ? E
+  : S extends { readonly anyOf: readonly (infer A)[] } ? FromEach<A>
+  : S extends { readonly oneOf: readonly (infer A)[] } ? FromEach<A>
+  : S extends { readonly type: infer T } ? (T extends readonly (infer N)[] ? FromTypeName<S, N> : FromTypeName<S, T>)
+  : JsonValue;
+
+/** A JSON value whose arrays and objects are read-only. */
+export type ReadonlyJsonValue =
+  | null
+  | boolean
+  | number
+  | string
+  | readonly ReadonlyJsonValue[]
+  | { readonly [key: string]: ReadonlyJsonValue };
+
+/** {@link DeepReadonly} of each member of a union. */
+type DeepReadonlyEach<T> = T extends readonly (infer E)[] ? readonly DeepReadonly<E>[]
+  : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+  : T;
+
+/**
+ * `T` with every array and object read-only. An agent may return a value of this type
+ * for an output schema: a literal like `["a", "b"]` or `{ status: "ok" }` keeps its
+ * literal types and still matches.
+ */
+export type DeepReadonly<T> = [JsonValue] extends [T] ? ReadonlyJsonValue : DeepReadonlyEach<T>;

@@ -1,0 +1,117 @@
+/**
+ * The ajv {@link Validator}: the default of `defineJsonAgent`. It lives in its own module
+ * so that a bundle that never defines a JSON agent never contains ajv.
+ *
+ * ajv compiles schemas with `new Function`; a page whose Content-Security-Policy forbids
+ * `unsafe-eval` uses `createPrecompiledValidator` instead.
+ *
+ * Formats (`email`, `date-time`, `uri`, ...) come from a plugin such as `ajv-formats`,
+ * passed in `plugins`. They are not loaded here: `ajv-formats` does not declare itself
+ * free of side effects, so a static import of it would keep ajv in the bundles of
+ * applications that never define a JSON agent (`ajv` itself declares `sideEffects: false`).
+ *
+ * @module
+ */
+
+import { Ajv, type Options as AjvOptions } from "ajv";
+import type { JsonSchema } from "./json-schema.ts";
+import { type CompiledValidator, fromAjvStyle, type Validator } from "./validation.ts";
+
+/**
+ * An ajv plugin, such as the default export of `ajv-formats`. The namespace of a
+ * CommonJS module whose `default` is the plugin is accepted too (Deno types
+ * `import addFormats from "ajv-formats"` that way).
+ */
+export type AjvPlugin = ((ajv: Ajv) => unknown) | { readonly default: (ajv: Ajv) => unknown };
+
+/** Options of {@link createAjvValidator}. */
+export interface AjvValidatorOptions {
+  /**
+   * A configured ajv instance to compile with (custom keywords, formats, ...). It should
+   * have `allErrors: true`, or only the first issue of a value is reported.
+   */
+  ajv?: Ajv;
+  /** Options of the ajv instance made when `ajv` is not given; merged over the defaults. */
+  options?: AjvOptions;
+  /**
+   * Plugins applied to the instance made when `ajv` is not given, for example
+   * `[addFormats]` from `ajv-formats` for `format: "email"`, `"date-time"`, `"uri"` ...
+   * Without a formats plugin, a schema that uses `format` fails at registration.
+   */
+  plugins?: readonly AjvPlugin[];
+}
+
+/**
+ * The ajv options used when none are given: report every error, accept `type` arrays
+ * (nullable values), reject unknown keywords and formats (a typo in a schema fails
+ * registration) and never log to the console (every problem is thrown instead).
+ */
+const DEFAULT_OPTIONS: AjvOptions = {
+  allErrors: true,
+  allowUnionTypes: true,
+  strictSchema: true,
+  strictNumbers: true,
+  strictTypes: false,
+  strictTuples: false,
+  strictRequired: false,
+  logger: false,
+};
+
+function pluginFunction(plugin: AjvPlugin, index: number): (ajv: Ajv) => unknown {
+  const fn = typeof plugin === "function" ? plugin : plugin?.default;
+  if (typeof fn !== "function") {
+    throw new TypeError(`Option "plugins" must hold functions, got ${String(plugin)} at index ${index}`);
+  }
+  return fn;
+}
+
+/**
+ * A {@link Validator} backed by ajv. The ajv instance is made on the first `compile`,
+ * and each schema object is compiled once (later calls return the cached function).
+ *
+ * @example
+ * ```ts
+ * import { createAjvValidator } from "./validation-ajv.ts";
+ * const check = createAjvValidator().compile({ type: "object", required: ["id"] });
+ * console.assert(check({ id: 1 }).length === 0);
+ * console.assert(check({})[0]?.path === "/id");
+ * ```
+ */
+export function createAjvValidator(options: AjvValidatorOptions = {}): Validator {
+  let ajv: Ajv | undefined = options.ajv;
+  const given: readonly AjvPlugin[] = options.plugins ?? [];
+  if (!Array.isArray(given)) {
+    throw new TypeError(`Option "plugins" must be an array, got ${String(given)}`);
+  }
+  const plugins = given.map(pluginFunction);
+  const cache = new WeakMap<object, CompiledValidator>();
+  const instance = (): Ajv => {
+    if (ajv === undefined) {
+      const made = new Ajv({ ...DEFAULT_OPTIONS, ...options.options });
+      for (const plugin of plugins) plugin(made);
+      ajv = made;
+    }
+    return ajv;
+  };
+  return {
+    name: "ajv",
+    compile(schema: JsonSchema): CompiledValidator {
+      const key = typeof schema === "object" && schema !== null ? schema : undefined;
+      const cached = key && cache.get(key);
+      if (cached) return cached;
+      let compiled: CompiledValidator;
+      try {
+        compiled = fromAjvStyle(instance().compile(schema));
+      } catch (e) {
+        if (e instanceof Error && /unknown format/.test(e.message)) {
+          throw new Error(`${e.message} (formats need a plugin: createAjvValidator({ plugins: [addFormats] }))`, {
+            cause: e,
+          });
+        }
+        throw e;
+      }
+      if (key) cache.set(key, compiled);
+      return compiled;
+    },
+  };
+}

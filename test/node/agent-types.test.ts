@@ -1,0 +1,179 @@
+/**
+ * Type tests: what `defineAgent`, `defineJsonAgent` and `FromSchema` infer. These
+ * assertions are checked by the type checker (`npm run check` runs tsc over test/), and
+ * the `@ts-expect-error` lines prove that wrong inputs in job specs do not compile.
+ */
+
+import { describe, expectTypeOf, test } from "vitest";
+import {
+  type Agent,
+  AgentRegistry,
+  defineAgent,
+  defineJsonAgent,
+  type FromSchema,
+  type InputOf,
+  type JobSpec,
+  type JobSpecFor,
+  type JsonAgent,
+  type JsonValue,
+  type OutputOf,
+  type TaskContext,
+  type TaskSpecFor,
+} from "../../mod.ts";
+
+const add = defineAgent({
+  name: "add",
+  description: "Adds two numbers",
+  execute: (input: { a: number; b: number }) => input.a + input.b,
+});
+
+const fetchTitle = defineAgent({
+  name: "fetch-title",
+  description: "Resolves to a title",
+  execute: async (input: { url: string }, ctx) => {
+    expectTypeOf(ctx).toEqualTypeOf<TaskContext<{ url: string }>>();
+    await Promise.resolve();
+    return { title: input.url };
+  },
+});
+
+const summarize = defineJsonAgent({
+  name: "summarize",
+  description: "Summarises a text",
+  inputSchema: {
+    type: "object",
+    properties: {
+      text: { type: "string" },
+      maxWords: { type: "integer" },
+      style: { enum: ["short", "long"] },
+      language: { type: ["string", "null"] },
+      keywords: { type: "array", items: { type: "string" } },
+      meta: { type: "object", properties: { source: { type: "string" } }, required: ["source"] },
+    },
+    required: ["text", "maxWords"],
+    additionalProperties: false,
+  },
+  outputSchema: {
+    type: "object",
+    properties: { summary: { type: "string" }, words: { type: "number" }, done: { const: true } },
+    required: ["summary", "words", "done"],
+  },
+  execute(input) {
+    expectTypeOf(input.text).toEqualTypeOf<string>();
+    expectTypeOf(input.style).toEqualTypeOf<"short" | "long" | undefined>();
+    return { summary: input.text.slice(0, input.maxWords), words: input.maxWords, done: true };
+  },
+});
+
+type SummarizeInput = {
+  text: string;
+  maxWords: number;
+  style?: "short" | "long";
+  language?: string | null;
+  keywords?: string[];
+  meta?: { source: string };
+};
+
+describe("types", () => {
+  test("defineAgent() infers input and output from execute() and keeps the name literal", () => {
+    expectTypeOf(add).toEqualTypeOf<Agent<{ a: number; b: number }, number, "add">>();
+    expectTypeOf<InputOf<typeof add>>().toEqualTypeOf<{ a: number; b: number }>();
+    expectTypeOf<OutputOf<typeof add>>().toEqualTypeOf<number>();
+    expectTypeOf<OutputOf<typeof fetchTitle>>().toEqualTypeOf<{ title: string }>();
+    expectTypeOf(add.name).toEqualTypeOf<"add">();
+  });
+
+  test("defineAgent() without an annotated input defaults to JsonValue", () => {
+    const echo = defineAgent({ name: "echo", description: "", execute: (input) => input });
+    expectTypeOf<InputOf<typeof echo>>().toEqualTypeOf<JsonValue>();
+  });
+
+  test("defineJsonAgent() infers input and output from the schemas", () => {
+    expectTypeOf<InputOf<typeof summarize>>().toEqualTypeOf<SummarizeInput>();
+    expectTypeOf<OutputOf<typeof summarize>>().toEqualTypeOf<{ summary: string; words: number; done: true }>();
+    expectTypeOf(summarize).toExtend<JsonAgent<SummarizeInput, unknown, "summarize">>();
+  });
+
+  test("defineJsonAgent() rejects an execute() whose result does not match the output schema", () => {
+    defineJsonAgent({
+      name: "bad",
+      description: "",
+      inputSchema: { type: "string" },
+      outputSchema: { type: "number" },
+      // @ts-expect-error the output schema says number
+      execute: (input) => input.toUpperCase(),
+    });
+  });
+
+  test("execute() may return literals, tuples and arrays that the output schema allows", () => {
+    const words: string[] = ["a"];
+    const status = defineJsonAgent({
+      name: "status",
+      description: "",
+      inputSchema: true,
+      outputSchema: {
+        type: "object",
+        properties: {
+          state: { enum: ["ok", "failed"] },
+          words: { type: "array", items: { type: "string" } },
+          more: { type: "array", items: { type: "string" } },
+        },
+        required: ["state", "words"],
+      },
+      execute: (input) => (input === null ? { state: "failed", words } : { state: "ok", words: ["x", "y"], more: [] }),
+    });
+    expectTypeOf<OutputOf<typeof status>>().toEqualTypeOf<
+      { state: "ok" | "failed"; words: string[]; more?: string[] }
+    >();
+    expectTypeOf<InputOf<typeof status>>().toEqualTypeOf<JsonValue>();
+  });
+
+  test("FromSchema covers scalars, nullable type arrays, enum, const, arrays, objects and anyOf", () => {
+    expectTypeOf<FromSchema<{ type: "string" }>>().toEqualTypeOf<string>();
+    expectTypeOf<FromSchema<{ type: "integer" }>>().toEqualTypeOf<number>();
+    expectTypeOf<FromSchema<{ type: "boolean" }>>().toEqualTypeOf<boolean>();
+    expectTypeOf<FromSchema<{ type: "null" }>>().toEqualTypeOf<null>();
+    expectTypeOf<FromSchema<{ type: readonly ["string", "null"] }>>().toEqualTypeOf<string | null>();
+    expectTypeOf<FromSchema<{ enum: readonly ["a", 1] }>>().toEqualTypeOf<"a" | 1>();
+    expectTypeOf<FromSchema<{ const: "x" }>>().toEqualTypeOf<"x">();
+    expectTypeOf<FromSchema<{ type: "array"; items: { type: "number" } }>>().toEqualTypeOf<number[]>();
+    expectTypeOf<FromSchema<{ type: "array" }>>().toEqualTypeOf<JsonValue[]>();
+    expectTypeOf<FromSchema<{ type: "object" }>>().toEqualTypeOf<{ [key: string]: JsonValue }>();
+    expectTypeOf<FromSchema<{ anyOf: readonly [{ type: "string" }, { type: "number" }] }>>()
+      .toEqualTypeOf<string | number>();
+    expectTypeOf<FromSchema<true>>().toEqualTypeOf<JsonValue>();
+    expectTypeOf<FromSchema<{ description: "no type" }>>().toEqualTypeOf<JsonValue>();
+    expectTypeOf<
+      FromSchema<{ type: "object"; properties: { a: { type: "string" } }; additionalProperties: { type: "number" } }>
+    >().toEqualTypeOf<{ a?: string; [key: string]: JsonValue }>();
+  });
+
+  test("a wrong input in a typed job spec is a compile error", () => {
+    type Agents = typeof add | typeof summarize;
+    const job: JobSpecFor<Agents> = {
+      name: "typed",
+      tasks: [
+        { key: "sum", agent: "add", input: { a: 1, b: 2 } },
+        { key: "text", agent: "summarize", input: { text: "hello", maxWords: 3, style: "short" }, dependsOn: ["sum"] },
+      ],
+    };
+    const tasks: TaskSpecFor<Agents>[] = [
+      // @ts-expect-error b must be a number
+      { key: "x", agent: "add", input: { a: 1, b: "2" } },
+      // @ts-expect-error maxWords is required by the input schema
+      { key: "y", agent: "summarize", input: { text: "hello" } },
+      // @ts-expect-error style is an enum
+      { key: "z", agent: "summarize", input: { text: "hello", maxWords: 1, style: "medium" } },
+      // @ts-expect-error no agent of that name
+      { key: "w", agent: "subtract", input: { a: 1, b: 2 } },
+    ];
+    // A typed spec is still a plain JobSpec for the executor.
+    expectTypeOf(job).toExtend<JobSpec>();
+    expectTypeOf(tasks).toExtend<JobSpec["tasks"]>();
+  });
+
+  test("typed agents register into an AgentRegistry and come back as Agent", () => {
+    const registry = new AgentRegistry().register(add).register(summarize);
+    expectTypeOf(registry.get("add")).toEqualTypeOf<Agent | undefined>();
+  });
+});
