@@ -16,7 +16,6 @@
 import { applyCommit, applyCreateJob, checkClaimOptions, claimPatch, type RuleTx } from "../src/commit-rules.ts";
 import { StorageError } from "../src/errors.ts";
 import { Heap } from "../src/heap.ts";
-import { Mutex } from "../src/lock.ts";
 import type {
   ClaimOptions,
   CommitOp,
@@ -83,8 +82,8 @@ export class MemoryStorage implements Storage {
   readonly #cache = new Map<string, Map<string, JsonValue>>();
   readonly #state = new Map<string, JsonValue>();
   readonly #listeners = new Set<() => void>();
-  readonly #lock = new Mutex();
   #closed = false;
+  #lastClaimAt = -Infinity;
 
   /** Create an empty store. */
   constructor(options: MemoryStorageOptions = {}) {
@@ -95,7 +94,17 @@ export class MemoryStorage implements Storage {
     if (this.#closed) throw new StorageError("Storage is closed");
   }
 
-  #tx(): RuleTx {
+  #sync<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  readonly #tx: RuleTx = this.#makeTx();
+
+  #makeTx(): RuleTx {
     return {
       getTask: (id) => this.#tasks.get(id),
       getJob: (id) => this.#jobs.get(id),
@@ -110,7 +119,7 @@ export class MemoryStorage implements Storage {
       },
       putTask: (task, prev) => this.#putTask(task, prev),
       putJob: (job, prev) => {
-        this.#jobs.set(job.id, job);
+        this.#jobs.set(job.id, Object.freeze(job));
         if (prev?.status !== job.status) {
           if (prev) removeFrom(this.#jobsByStatus, prev.status, job.id);
           addTo(this.#jobsByStatus, job.status, job.id);
@@ -134,7 +143,8 @@ export class MemoryStorage implements Storage {
   }
 
   #putTask(task: Task, prev: Task | undefined): void {
-    this.#tasks.set(task.id, task);
+    // Stored records are frozen, so they can be handed out without copying.
+    this.#tasks.set(task.id, Object.freeze(task));
     if (!prev) {
       addTo(this.#byJob, task.jobId, task.id);
       addTo(this.#byAgent, task.agent, task.id);
@@ -156,7 +166,10 @@ export class MemoryStorage implements Storage {
       task.status === "ready" &&
       (prev?.status !== "ready" || prev.runAt !== task.runAt || prev.priority !== task.priority)
     ) {
-      this.#delayed.push({ id: task.id, version: task.version, priority: task.priority, runAt: task.runAt });
+      const entry = { id: task.id, version: task.version, priority: task.priority, runAt: task.runAt };
+      // Already due for the latest claimer: skip the delayed heap.
+      if (task.runAt <= this.#lastClaimAt) this.#due.push(entry);
+      else this.#delayed.push(entry);
     }
   }
 
@@ -165,36 +178,46 @@ export class MemoryStorage implements Storage {
     return t && t.status === "ready" && t.runAt === e.runAt && t.priority === e.priority ? t : undefined;
   }
 
-  #notify(readied: number): void {
-    if (readied > 0) { for (const l of this.#listeners) queueMicrotask(l); }
+  #notify(result: CommitResult): void {
+    if (result.readied > 0 || result.jobs.length > 0) {
+      for (const l of this.#listeners) queueMicrotask(l);
+    }
   }
+
+  // The rules run synchronously on this adapter's transaction, so every batch is atomic
+  // without a lock: nothing can interleave with it.
 
   /** {@inheritDoc Storage.createJob} */
   createJob(job: Job, tasks: readonly Task[]): Promise<CommitResult> {
-    return this.#lock.run(async () => {
+    try {
       this.#open();
-      const r = await applyCreateJob(this.#tx(), job, tasks, this.#now());
-      this.#notify(r.readied);
-      return r;
-    });
+      const r = applyCreateJob(this.#tx, job, tasks, this.#now()) as CommitResult;
+      this.#notify(r);
+      return Promise.resolve(r);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** {@inheritDoc Storage.commit} */
   commit(ops: readonly CommitOp[], now?: number): Promise<CommitResult> {
-    return this.#lock.run(async () => {
+    try {
       this.#open();
-      const r = await applyCommit(this.#tx(), ops, now ?? this.#now());
-      this.#notify(r.readied);
-      return r;
-    });
+      const r = applyCommit(this.#tx, ops, now ?? this.#now()) as CommitResult;
+      this.#notify(r);
+      return Promise.resolve(r);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** {@inheritDoc Storage.claimReady} */
   claimReady(options: ClaimOptions): Promise<Task[]> {
-    return this.#lock.run(() => {
+    return this.#sync(() => {
       this.#open();
       checkClaimOptions(options);
       const { limit, now, owner, leaseMs } = options;
+      if (now > this.#lastClaimAt) this.#lastClaimAt = now;
       for (let e = this.#delayed.peek(); e && e.runAt <= now; e = this.#delayed.peek()) {
         this.#delayed.pop();
         if (this.#live(e)) this.#due.push(e);
@@ -207,7 +230,7 @@ export class MemoryStorage implements Storage {
         if (!t) continue;
         const next = claimPatch(t, owner, now, leaseMs);
         this.#putTask(next, t);
-        out.push({ ...next });
+        out.push(next);
       }
       return out;
     });
@@ -215,13 +238,13 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.renewLeases} */
   renewLeases(options: RenewOptions): Promise<string[]> {
-    return this.#lock.run(() => {
+    return this.#sync(() => {
       this.#open();
       const out: string[] = [];
       for (const id of options.ids) {
         const t = this.#tasks.get(id);
         if (!t || t.status !== "running" || t.leaseOwner !== options.owner) continue;
-        this.#tasks.set(id, { ...t, leaseExpiresAt: options.now + options.leaseMs });
+        this.#tasks.set(id, Object.freeze({ ...t, leaseExpiresAt: options.now + options.leaseMs }));
         out.push(id);
       }
       return out;
@@ -234,7 +257,7 @@ export class MemoryStorage implements Storage {
     const out: Task[] = [];
     for (const id of this.#byStatus.get("running") ?? []) {
       const t = this.#tasks.get(id)!;
-      if (t.leaseExpiresAt !== null && t.leaseExpiresAt <= now) out.push({ ...t });
+      if (t.leaseExpiresAt !== null && t.leaseExpiresAt <= now) out.push(t);
     }
     out.sort((a, b) => a.leaseExpiresAt! - b.leaseExpiresAt! || (a.id < b.id ? -1 : 1));
     return Promise.resolve(out.slice(0, limit));
@@ -244,21 +267,21 @@ export class MemoryStorage implements Storage {
   getJob(id: string): Promise<Job | undefined> {
     this.#open();
     const j = this.#jobs.get(id);
-    return Promise.resolve(j && { ...j });
+    return Promise.resolve(j);
   }
 
   /** {@inheritDoc Storage.listJobs} */
   listJobs(query: JobQuery = {}): Promise<Job[]> {
     this.#open();
     const ids = query.status ? this.#jobsByStatus.get(query.status) ?? [] : this.#jobs.keys();
-    return Promise.resolve(page([...ids], query).map((id) => ({ ...this.#jobs.get(id)! })));
+    return Promise.resolve(page([...ids], query).map((id) => this.#jobs.get(id)!));
   }
 
   /** {@inheritDoc Storage.getTask} */
   getTask(id: string): Promise<Task | undefined> {
     this.#open();
     const t = this.#tasks.get(id);
-    return Promise.resolve(t && { ...t });
+    return Promise.resolve(t);
   }
 
   /** {@inheritDoc Storage.getTasks} */
@@ -267,7 +290,7 @@ export class MemoryStorage implements Storage {
     const out: Task[] = [];
     for (const id of ids) {
       const t = this.#tasks.get(id);
-      if (t) out.push({ ...t });
+      if (t) out.push(t);
     }
     return Promise.resolve(out);
   }
@@ -293,7 +316,7 @@ export class MemoryStorage implements Storage {
       if (query.parentId !== undefined && t.parentId !== query.parentId) continue;
       matched.push(id);
     }
-    return Promise.resolve(page(matched, query).map((id) => ({ ...this.#tasks.get(id)! })));
+    return Promise.resolve(page(matched, query).map((id) => this.#tasks.get(id)!));
   }
 
   /** {@inheritDoc Storage.getCache} */
@@ -310,7 +333,7 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.prune} */
   prune(options: PruneOptions): Promise<number> {
-    return this.#lock.run(() => {
+    return this.#sync(() => {
       this.#open();
       const ended: Job[] = [];
       for (const status of ["completed", "failed", "cancelled"] as const) {
@@ -356,7 +379,13 @@ export class MemoryStorage implements Storage {
 }
 
 function page(ids: string[], query: { after?: string; limit?: number }): string[] {
-  ids.sort();
+  // Ids are usually inserted in order already: sort only when they are not.
+  for (let i = 1; i < ids.length; i++) {
+    if (ids[i - 1]! > ids[i]!) {
+      ids.sort();
+      break;
+    }
+  }
   let start = 0;
   if (query.after !== undefined) {
     const after = query.after;

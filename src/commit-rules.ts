@@ -14,7 +14,7 @@
 
 import { ConflictError, InvalidTransitionError, NotFoundError, StorageError, TaskCoreError } from "./errors.ts";
 import { toJson } from "./json.ts";
-import { canTransition, canTransitionJob, isFailure, isFinal, isJobFinal, isSatisfied } from "./status.ts";
+import { canTransition, canTransitionJob, isFailure, isJobFinal } from "./status.ts";
 import type { CommitOp, CommitResult } from "./storage.ts";
 import type { Job, JobStatus, JsonValue, Task, TaskStatus } from "./types.ts";
 
@@ -44,9 +44,46 @@ export interface RuleTx {
 const JOB_CONTROL: readonly JobStatus[] = ["running", "paused", "cancelled"];
 const CANCELLABLE: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked"];
 
+/** A rules step: yields what it reads from the transaction, returns its result. */
+type Step<T> = Generator<unknown, T, unknown>;
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && typeof v === "object" && typeof (v as { then?: unknown }).then === "function";
+}
+
+/**
+ * Run a rules step: synchronously while the transaction answers synchronously (memory,
+ * sql.js), switching to promises only when it answers with one (IndexedDB).
+ */
+function drive<T>(step: Step<T>): MaybePromise<T> {
+  let r = step.next();
+  while (!r.done) {
+    if (isThenable(r.value)) return driveAsync(step, r.value);
+    r = step.next(r.value);
+  }
+  return r.value;
+}
+
+async function driveAsync<T>(step: Step<T>, first: PromiseLike<unknown>): Promise<T> {
+  let r = step.next(await first);
+  while (!r.done) r = step.next(isThenable(r.value) ? await r.value : r.value);
+  return r.value;
+}
+
+function finalOf(status: TaskStatus, review: boolean): boolean {
+  return status === "failed" || status === "cancelled" || status === "accepted" || status === "rejected" ||
+    (status === "completed" && !review);
+}
+
+function satisfiedOf(status: TaskStatus, review: boolean): boolean {
+  return status === "accepted" || (status === "completed" && !review);
+}
+
 class Batch {
+  /** Current records touched by the batch; records in `owned` were copied by it and may be changed in place. */
   readonly tasks = new Map<string, Task>();
   readonly prevTasks = new Map<string, Task | undefined>();
+  readonly owned = new Set<object>();
   readonly jobs = new Map<string, Job>();
   readonly prevJobs = new Map<string, Job | undefined>();
   readonly cache: { jobId: string; key: string; value: JsonValue | undefined }[] = [];
@@ -56,110 +93,120 @@ class Batch {
 
   constructor(readonly tx: RuleTx, readonly now: number) {}
 
-  async task(id: string): Promise<Task | undefined> {
+  *task(id: string): Step<Task | undefined> {
     const hit = this.tasks.get(id);
     if (hit) return hit;
     if (this.prevTasks.has(id)) return undefined;
-    const stored = await this.tx.getTask(id);
+    const stored = (yield this.tx.getTask(id)) as Task | undefined;
     this.prevTasks.set(id, stored);
     if (stored) this.tasks.set(id, stored);
     return stored;
   }
 
-  async job(id: string): Promise<Job | undefined> {
+  *job(id: string): Step<Job | undefined> {
     const hit = this.jobs.get(id);
     if (hit) return hit;
     if (this.prevJobs.has(id)) return undefined;
-    const stored = await this.tx.getJob(id);
+    const stored = (yield this.tx.getJob(id)) as Job | undefined;
     this.prevJobs.set(id, stored);
     if (stored) this.jobs.set(id, stored);
     return stored;
   }
 
-  setTask(next: Task): void {
-    if (!this.prevTasks.has(next.id)) this.prevTasks.set(next.id, undefined);
-    this.tasks.set(next.id, next);
+  /** A copy of the task this batch may change in place (one copy per task per batch). */
+  own(task: Task): Task {
+    if (this.owned.has(task)) {
+      task.version++;
+      return task;
+    }
+    const copy: Task = { ...task, version: task.version + 1, updatedAt: this.now };
+    this.owned.add(copy);
+    if (!this.prevTasks.has(copy.id)) this.prevTasks.set(copy.id, undefined);
+    this.tasks.set(copy.id, copy);
+    return copy;
   }
 
-  bumpJob(job: Job, patch: Partial<Job>): Job {
-    const next: Job = { ...job, ...patch, version: job.version + 1, updatedAt: this.now };
-    this.jobs.set(next.id, next);
-    return next;
+  /** A copy of the job this batch may change in place; its version moves once per batch. */
+  ownJob(job: Job): Job {
+    if (this.owned.has(job)) return job;
+    const copy: Job = { ...job, version: job.version + 1, updatedAt: this.now };
+    this.owned.add(copy);
+    this.jobs.set(copy.id, copy);
+    return copy;
   }
 
-  /** Move a task to a new record, applying every rule the change triggers. */
-  async transition(prev: Task, patch: Partial<Task>): Promise<Task> {
-    const next: Task = { ...prev, ...patch, version: prev.version + 1, updatedAt: this.now };
-    if (next.status !== prev.status) {
-      if (isFinal(next) && next.finishedAt === null) next.finishedAt = this.now;
+  /** Change a task, applying every rule the change triggers. */
+  *transition(cur: Task, patch: Partial<Task>): Step<Task> {
+    const prevStatus = cur.status;
+    const prevReview = cur.review;
+    const next = this.own(cur);
+    Object.assign(next, patch);
+    if (next.status !== prevStatus) {
+      if (finalOf(next.status, next.review) && next.finishedAt === null) next.finishedAt = this.now;
       if (next.status !== "running") {
         next.leaseOwner = null;
         next.leaseExpiresAt = null;
       }
-      if (next.status === "ready" && prev.status !== "ready") this.readied++;
+      if (next.status === "ready") this.readied++;
     }
-    this.setTask(next);
-    await this.effects(prev, next);
-    return next;
-  }
-
-  private async effects(prev: Task, next: Task): Promise<void> {
-    const wasFinal = isFinal(prev);
-    const nowFinal = isFinal(next);
+    const wasFinal = finalOf(prevStatus, prevReview);
+    const nowFinal = finalOf(next.status, next.review);
     if (wasFinal !== nowFinal) {
-      const job = await this.job(next.jobId);
-      if (job) {
-        this.bumpJob(job, {
-          openCount: job.openCount + (nowFinal ? -1 : 1),
-          failedCount: job.failedCount + (nowFinal && isFailure(next) ? 1 : 0),
-        });
+      const stored = yield* this.job(next.jobId);
+      if (stored) {
+        const job = this.ownJob(stored);
+        job.openCount += nowFinal ? -1 : 1;
+        if (nowFinal && isFailure(next)) job.failedCount++;
         this.jobsEnding.add(job.id);
       }
     }
-    if (!isSatisfied(prev) && isSatisfied(next)) await this.satisfyDependents(next);
-    const failedNow = (next.status === "failed" || next.status === "cancelled" ||
-      next.status === "rejected") && prev.status !== next.status;
-    if (failedNow) await this.failDependents(next);
+    if (!satisfiedOf(prevStatus, prevReview) && satisfiedOf(next.status, next.review)) {
+      yield* this.satisfyDependents(next);
+    }
+    if (
+      prevStatus !== next.status &&
+      (next.status === "failed" || next.status === "cancelled" || next.status === "rejected")
+    ) yield* this.failDependents(next);
+    return next;
   }
 
-  private async satisfyDependents(task: Task): Promise<void> {
-    for (const id of await this.tx.dependents(task.id)) {
-      const dep = await this.task(id);
+  *satisfyDependents(task: Task): Step<void> {
+    const ids = (yield this.tx.dependents(task.id)) as readonly string[];
+    for (const id of ids) {
+      const dep = yield* this.task(id);
       if (!dep) continue;
       const remaining = Math.max(0, dep.remainingDeps - 1);
       if (dep.status === "pending" && remaining === 0) {
-        const job = await this.job(dep.jobId);
-        await this.transition(dep, {
-          remainingDeps: 0,
-          status: job?.status === "paused" ? "paused" : "ready",
-        });
+        const job = yield* this.job(dep.jobId);
+        yield* this.transition(dep, { remainingDeps: 0, status: job?.status === "paused" ? "paused" : "ready" });
       } else {
-        this.setTask({ ...dep, remainingDeps: remaining, version: dep.version + 1, updatedAt: this.now });
+        this.own(dep).remainingDeps = remaining;
       }
     }
   }
 
-  private async failDependents(task: Task): Promise<void> {
-    for (const id of await this.tx.dependents(task.id)) {
-      const dep = await this.task(id);
+  *failDependents(task: Task): Step<void> {
+    const ids = (yield this.tx.dependents(task.id)) as readonly string[];
+    for (const id of ids) {
+      const dep = yield* this.task(id);
       if (!dep || dep.status !== "pending") continue;
-      await this.transition(dep, {
+      yield* this.transition(dep, {
         status: dep.onDependencyFailure === "block" ? "blocked" : "cancelled",
         statusReason: `Dependency "${task.key}" ${task.status}`,
       });
     }
   }
 
-  async insertTask(raw: Task, batchIds: ReadonlySet<string>): Promise<void> {
-    if (await this.task(raw.id)) throw new StorageError(`Task "${raw.id}" already exists`);
-    const job = await this.job(raw.jobId);
-    if (!job) throw new NotFoundError("job", raw.jobId);
-    if (isJobFinal(job.status)) throw new StorageError(`Job "${job.id}" has ended; no task can be added`);
+  *insertTask(raw: Task, batchIds: ReadonlySet<string>): Step<void> {
+    if (yield* this.task(raw.id)) throw new StorageError(`Task "${raw.id}" already exists`);
+    const stored = yield* this.job(raw.jobId);
+    if (!stored) throw new NotFoundError("job", raw.jobId);
+    if (isJobFinal(stored.status)) throw new StorageError(`Job "${stored.id}" has ended; no task can be added`);
     const task = sanitizeTask(raw, this.now);
     let remaining = 0;
     let failedDep: Task | undefined;
     for (const depId of task.dependencies) {
-      const dep = await this.task(depId);
+      const dep = yield* this.task(depId);
       if (!dep) {
         if (batchIds.has(depId)) {
           remaining++;
@@ -167,10 +214,8 @@ class Batch {
         }
         throw new NotFoundError("task", depId);
       }
-      if (dep.jobId !== task.jobId) {
-        throw new StorageError(`Dependency "${depId}" belongs to another job`);
-      }
-      if (!isSatisfied(dep)) remaining++;
+      if (dep.jobId !== task.jobId) throw new StorageError(`Dependency "${depId}" belongs to another job`);
+      if (!satisfiedOf(dep.status, dep.review)) remaining++;
       if (dep.status === "failed" || dep.status === "cancelled" || dep.status === "rejected") failedDep = dep;
     }
     task.remainingDeps = remaining;
@@ -179,27 +224,27 @@ class Batch {
       task.statusReason = `Dependency "${failedDep.key}" ${failedDep.status}`;
       if (task.status === "cancelled") task.finishedAt = this.now;
     } else if (remaining === 0) {
-      task.status = job.status === "paused" ? "paused" : "ready";
+      task.status = stored.status === "paused" ? "paused" : "ready";
       if (task.status === "ready") this.readied++;
     } else {
       task.status = "pending";
     }
-    this.setTask(task);
-    const final = isFinal(task);
-    this.bumpJob(job, {
-      taskCount: job.taskCount + 1,
-      openCount: job.openCount + (final ? 0 : 1),
-    });
+    this.owned.add(task);
+    this.prevTasks.set(task.id, undefined);
+    this.tasks.set(task.id, task);
+    const job = this.ownJob(stored);
+    job.taskCount++;
+    if (!finalOf(task.status, task.review)) job.openCount++;
     this.jobsEnding.add(job.id);
   }
 
-  async updateTask(
+  *updateTask(
     index: number,
     id: string,
     expect: { version: number; status?: TaskStatus },
     set: Partial<Task>,
-  ): Promise<void> {
-    const cur = await this.task(id);
+  ): Step<void> {
+    const cur = yield* this.task(id);
     if (!cur || cur.version !== expect.version || (expect.status !== undefined && cur.status !== expect.status)) {
       throw new ConflictError(index, id, expect, {
         status: cur?.status ?? null,
@@ -214,16 +259,16 @@ class Batch {
       patch.output = null;
       patch.finishedAt = null;
     }
-    await this.transition(cur, patch);
+    yield* this.transition(cur, patch);
   }
 
-  async updateJob(
+  *updateJob(
     index: number,
     id: string,
     expect: { version: number; status?: JobStatus },
     set: Partial<Job>,
-  ): Promise<void> {
-    const cur = await this.job(id);
+  ): Step<void> {
+    const cur = yield* this.job(id);
     if (!cur || cur.version !== expect.version || (expect.status !== undefined && cur.status !== expect.status)) {
       throw new ConflictError(index, id, expect, {
         status: cur?.status ?? null,
@@ -244,14 +289,15 @@ class Batch {
       patch.status = to;
       if (to === "cancelled") patch.finishedAt = this.now;
     }
-    this.bumpJob(cur, patch);
+    Object.assign(this.ownJob(cur), patch);
     if (to === cur.status) return;
     const from: readonly TaskStatus[] = to === "paused" ? ["ready"] : to === "running" ? ["paused"] : CANCELLABLE;
     const target: TaskStatus = to === "paused" ? "paused" : to === "running" ? "ready" : "cancelled";
-    for (const stored of await this.tx.jobTasks(id, from)) {
-      const task = (await this.task(stored.id))!;
+    const stored = (yield this.tx.jobTasks(id, from)) as readonly Task[];
+    for (const s of stored) {
+      const task = (yield* this.task(s.id))!;
       if (!from.includes(task.status)) continue;
-      await this.transition(task, {
+      yield* this.transition(task, {
         status: target,
         statusReason: to === "cancelled" ? "Job cancelled" : task.statusReason,
       });
@@ -263,27 +309,29 @@ class Batch {
     for (const id of this.jobsEnding) {
       const job = this.jobs.get(id);
       if (!job || isJobFinal(job.status) || job.openCount > 0) continue;
-      const status: JobStatus = job.failedCount > 0 ? "failed" : "completed";
-      this.jobs.set(id, { ...job, status, finishedAt: this.now, updatedAt: this.now });
+      const owned = this.ownJob(job);
+      owned.status = owned.failedCount > 0 ? "failed" : "completed";
+      owned.finishedAt = this.now;
     }
   }
 
-  async flush(): Promise<CommitResult> {
+  /** Write every changed record. The records in the result are the ones written: callers must not change them. */
+  *flush(): Step<CommitResult> {
     const result: CommitResult = { tasks: [], jobs: [], readied: this.readied };
     for (const [id, job] of this.jobs) {
       const prev = this.prevJobs.get(id);
       if (prev === job) continue;
-      await this.tx.putJob(job, prev);
-      if (!prev || prev.status !== job.status) result.jobs.push({ ...job });
+      yield this.tx.putJob(job, prev);
+      if (!prev || prev.status !== job.status) result.jobs.push(job);
     }
     for (const [id, task] of this.tasks) {
       const prev = this.prevTasks.get(id);
       if (prev === task) continue;
-      await this.tx.putTask(task, prev);
-      result.tasks.push({ ...task });
+      yield this.tx.putTask(task, prev);
+      result.tasks.push(task);
     }
-    for (const c of this.cache) await this.tx.setCache(c.jobId, c.key, c.value);
-    for (const s of this.state) await this.tx.setState(s.scope, s.key, s.value);
+    for (const c of this.cache) yield this.tx.setCache(c.jobId, c.key, c.value);
+    for (const s of this.state) yield this.tx.setState(s.scope, s.key, s.value);
     return result;
   }
 }
@@ -443,29 +491,33 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
 /**
  * Apply one `commit` batch inside an adapter's transaction: validate and run every op
  * and the rules they trigger, then write the changes. Throws before writing on any error.
+ * Answers synchronously when the transaction does.
  */
-export async function applyCommit(tx: RuleTx, ops: readonly CommitOp[], now: number): Promise<CommitResult> {
+export function applyCommit(tx: RuleTx, ops: readonly CommitOp[], now: number): MaybePromise<CommitResult> {
   if (!Array.isArray(ops)) throw new TypeError(`commit() expects an array of ops, got ${typeof ops}`);
-  const batch = new Batch(tx, now);
+  return drive(commitSteps(new Batch(tx, now), ops));
+}
+
+function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult> {
   const inserted = new Set<string>();
   for (const op of ops) if (op?.type === "insertTask" && typeof op.task?.id === "string") inserted.add(op.task.id);
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
     switch (op?.type) {
       case "insertTask":
-        await batch.insertTask(op.task, inserted);
+        yield* batch.insertTask(op.task, inserted);
         break;
       case "updateTask":
         requireExpect(i, op.expect);
-        await batch.updateTask(i, op.id, op.expect, op.set ?? {});
+        yield* batch.updateTask(i, op.id, op.expect, op.set ?? {});
         break;
       case "updateJob":
         requireExpect(i, op.expect);
-        await batch.updateJob(i, op.id, op.expect, op.set ?? {});
+        yield* batch.updateJob(i, op.id, op.expect, op.set ?? {});
         break;
       case "setCache":
         req(typeof op.jobId === "string" && typeof op.key === "string", "cache key", op.key);
-        if (!(await batch.job(op.jobId))) throw new NotFoundError("job", op.jobId);
+        if (!(yield* batch.job(op.jobId))) throw new NotFoundError("job", op.jobId);
         batch.cache.push({
           jobId: op.jobId,
           key: op.key,
@@ -485,7 +537,7 @@ export async function applyCommit(tx: RuleTx, ops: readonly CommitOp[], now: num
     }
   }
   batch.endJobs();
-  return await batch.flush();
+  return yield* batch.flush();
 }
 
 function requireExpect(index: number, expect: unknown): void {
@@ -495,18 +547,23 @@ function requireExpect(index: number, expect: unknown): void {
   }
 }
 
-/** Store a new job and its tasks inside an adapter's transaction. */
-export async function applyCreateJob(
+/** Store a new job and its tasks inside an adapter's transaction. Answers synchronously when the transaction does. */
+export function applyCreateJob(
   tx: RuleTx,
   rawJob: Job,
   tasks: readonly Task[],
   now: number,
-): Promise<CommitResult> {
+): MaybePromise<CommitResult> {
   req(typeof rawJob === "object" && rawJob !== null, "job", rawJob);
   req(typeof rawJob.id === "string" && rawJob.id.length > 0, "job id", rawJob.id);
   req(typeof rawJob.name === "string", "job name", rawJob.name);
   if (!Array.isArray(tasks)) throw new TypeError(`createJob() expects an array of tasks, got ${typeof tasks}`);
-  if (await tx.getJob(rawJob.id)) throw new StorageError(`Job "${rawJob.id}" already exists`);
+  return drive(createSteps(new Batch(tx, now), rawJob, tasks));
+}
+
+function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<CommitResult> {
+  if (yield batch.tx.getJob(rawJob.id)) throw new StorageError(`Job "${rawJob.id}" already exists`);
+  const now = batch.now;
   const job: Job = {
     id: rawJob.id,
     name: rawJob.name,
@@ -520,9 +577,9 @@ export async function applyCreateJob(
     updatedAt: now,
     finishedAt: null,
   };
-  const batch = new Batch(tx, now);
   batch.prevJobs.set(job.id, undefined);
   batch.jobs.set(job.id, job);
+  batch.owned.add(job);
   const ids = new Set<string>();
   for (const t of tasks) {
     if (t?.jobId !== job.id) throw new StorageError(`Task "${t?.key}" names job "${t?.jobId}", not "${job.id}"`);
@@ -531,10 +588,10 @@ export async function applyCreateJob(
   }
   for (const t of tasks) {
     for (const d of t.dependencies ?? []) if (!ids.has(d)) throw new NotFoundError("task", d);
-    await batch.insertTask(t, ids);
+    yield* batch.insertTask(t, ids);
   }
   batch.endJobs();
-  return await batch.flush();
+  return yield* batch.flush();
 }
 
 /** The fields `claimReady` sets on a claimed task. */

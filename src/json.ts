@@ -16,6 +16,9 @@ export interface JsonLimits {
 
 const DEFAULT_MAX_DEPTH = 1000;
 
+/** Values this module already checked and froze: passing one again costs a lookup. */
+const checked = new WeakSet<object>();
+
 function escapePointer(key: string): string {
   return key.replace(/~/g, "~0").replace(/\//g, "~1");
 }
@@ -60,6 +63,7 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
         return v;
       case "object": {
         if (v === null) return null;
+        if (checked.has(v)) return v as JsonValue;
         if (depth >= maxDepth) {
           throw new JsonValueError(path, `nesting is deeper than ${maxDepth} levels`);
         }
@@ -88,7 +92,9 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
           out = obj;
         }
         seen.delete(v);
-        return Object.freeze(out) as JsonValue;
+        Object.freeze(out);
+        checked.add(out);
+        return out;
       }
       case "undefined":
         throw new JsonValueError(path, "undefined is not JSON");

@@ -225,8 +225,9 @@ export interface Storage {
   prune(options: PruneOptions): Promise<number>;
 
   /**
-   * Be told when tasks may have become claimable, by this process or (where the backend
-   * can) by another one. Returns a function that stops listening.
+   * Be told when tasks may have become claimable or a job's status changed (a commit with
+   * `readied > 0` or a non-empty `jobs`), by this process or (where the backend can) by
+   * another one. Returns a function that stops listening.
    */
   watch(listener: () => void): () => void;
 

@@ -2,6 +2,10 @@
 
 import { register, type Registrar } from "./conformance/harness.ts";
 import { storageSuite } from "./conformance/storage.ts";
+import { executorCases } from "./conformance/executor.ts";
+import { jobCases } from "./conformance/jobs.ts";
+import { jobPropertyCases } from "./conformance/jobs-property.ts";
+import type { ExecContext } from "./conformance/executor-kit.ts";
 import type { Target } from "./targets.ts";
 
 export function registerSuites(registrar: Registrar, targets: readonly Target[]): void {
@@ -29,5 +33,13 @@ export function registerSuites(registrar: Registrar, targets: readonly Target[])
         },
       };
     });
+    const execSetup = async () => {
+      const opened = await target.open();
+      const ctx: ExecContext = { storage: opened.storage, durable: target.durable };
+      return { ctx, teardown: () => opened.teardown() };
+    };
+    register(registrar, `executor[${target.name}]`, executorCases, execSetup);
+    register(registrar, `jobs[${target.name}]`, jobCases, execSetup);
+    register(registrar, `jobs[${target.name}]`, jobPropertyCases(target.durable ? 5 : 30), execSetup);
   }
 }

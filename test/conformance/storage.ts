@@ -864,19 +864,23 @@ export const storageCases: Case<StorageContext>[] = [
       input.obj.k = "changed";
       const t = await get(storage, b.id("a"));
       deepEqual(t.input, { list: [1, 2], obj: { k: "v" } });
-      t.status = "completed";
-      t.attempts = 99;
-      try {
-        (t.input as { list: number[] }).list.push(4);
-      } catch {
-        // frozen values may throw in strict mode: that is isolation too
-      }
+      // Records are copies or frozen: a write either lands on a copy or throws.
+      const attempt = (f: () => void) => {
+        try {
+          f();
+        } catch (e) {
+          ok(e instanceof TypeError, "a frozen record refuses writes with a TypeError");
+        }
+      };
+      attempt(() => (t.status = "completed"));
+      attempt(() => (t.attempts = 99));
+      attempt(() => (t.input as { list: number[] }).list.push(4));
       const again = await get(storage, b.id("a"));
       equal(again.status, "ready");
       equal(again.attempts, 0);
       deepEqual(again.input, { list: [1, 2], obj: { k: "v" } });
       const job = (await storage.getJob(b.job.id))!;
-      job.status = "failed";
+      attempt(() => (job.status = "failed"));
       equal((await storage.getJob(b.job.id))!.status, "running");
     },
   },

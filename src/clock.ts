@@ -1,0 +1,104 @@
+/**
+ * Time, injectable: the executor reads the time and sets timers only through a
+ * {@link Clock}, so tests of backoff, timeouts and leases run in milliseconds.
+ *
+ * @module
+ */
+
+/** A source of time and timers. */
+export interface Clock {
+  /** Current time in epoch milliseconds. */
+  now(): number;
+  /** Call `fn` after `ms` milliseconds; returns a handle for `clearTimer`. */
+  setTimer(fn: () => void, ms: number): unknown;
+  /** Cancel a timer. */
+  clearTimer(handle: unknown): void;
+}
+
+/** The real clock: `Date.now` and `setTimeout`. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimer: (fn, ms) => setTimeout(fn, ms),
+  clearTimer: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+interface ManualTimer {
+  at: number;
+  seq: number;
+  fn: () => void;
+}
+
+/**
+ * A clock that moves only when told to: `advance(ms)` runs the timers that fall due,
+ * in order, letting promises settle between them.
+ *
+ * @example
+ * ```ts
+ * import { ManualClock } from "./clock.ts";
+ * const clock = new ManualClock(0);
+ * let fired = false;
+ * clock.setTimer(() => (fired = true), 1000);
+ * await clock.advance(1000);
+ * console.assert(fired);
+ * ```
+ */
+export class ManualClock implements Clock {
+  #now: number;
+  #seq = 0;
+  #timers = new Map<number, ManualTimer>();
+
+  /** Start at `start` epoch milliseconds. */
+  constructor(start: number = 0) {
+    this.#now = start;
+  }
+
+  /** {@inheritDoc Clock.now} */
+  now(): number {
+    return this.#now;
+  }
+
+  /** {@inheritDoc Clock.setTimer} */
+  setTimer(fn: () => void, ms: number): unknown {
+    const seq = ++this.#seq;
+    this.#timers.set(seq, { at: this.#now + Math.max(0, ms), seq, fn });
+    return seq;
+  }
+
+  /** {@inheritDoc Clock.clearTimer} */
+  clearTimer(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+
+  /** Number of timers waiting. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  /** Move time forward by `ms`, firing due timers in order and letting promises settle. */
+  async advance(ms: number): Promise<void> {
+    const end = this.#now + ms;
+    for (;;) {
+      await settle();
+      let next: ManualTimer | undefined;
+      for (const t of this.#timers.values()) {
+        if (t.at <= end && (!next || t.at < next.at || (t.at === next.at && t.seq < next.seq))) next = t;
+      }
+      if (!next) break;
+      this.#timers.delete(next.seq);
+      this.#now = Math.max(this.#now, next.at);
+      next.fn();
+    }
+    this.#now = end;
+    await settle();
+  }
+
+  /** Set the time (it may go backwards, to test clock jumps). Fires nothing. */
+  set(now: number): void {
+    this.#now = now;
+  }
+}
+
+async function settle(): Promise<void> {
+  // A macrotask lets every pending promise chain (storage calls included) run.
+  await new Promise<void>((resolve) => setTimeout(resolve, 0));
+}

@@ -1,0 +1,89 @@
+/**
+ * Typed events with no `node:events`: listeners that throw are isolated.
+ *
+ * @module
+ */
+
+import type { Job, JsonValue, Task, TaskError } from "./types.ts";
+
+/** Every event an executor emits, by name. */
+export interface ExecutorEvents {
+  /** A task's attempt started (its claim is stored). */
+  "task:started": { task: Task };
+  /** A task completed; its output is stored. */
+  "task:completed": { task: Task };
+  /** An attempt failed and the task will run again at `task.runAt`. */
+  "task:retrying": { task: Task; error: TaskError; delayMs: number };
+  /** A task failed for good. */
+  "task:failed": { task: Task; error: TaskError };
+  /** An attempt ran past its timeout; its signal was aborted. */
+  "task:timeout": { task: Task; timeoutMs: number };
+  /** A result was not stored because the task changed meanwhile (lease lost, job cancelled). */
+  "task:lost": { task: Task; reason: string };
+  /** An agent reported progress (throttled). */
+  "task:progress": { task: Task; fraction: number; message: string | null };
+  /** A completed task awaits a person's review. */
+  "task:review": { task: Task; output: JsonValue };
+  /** A job ended as completed. */
+  "job:completed": { job: Job };
+  /** A job ended as failed. */
+  "job:failed": { job: Job };
+  /** A job was cancelled. */
+  "job:cancelled": { job: Job };
+  /** A storage call failed; the executor retries it with backoff. */
+  "storage:error": { operation: string; error: unknown; attempt: number };
+  /** A listener threw; the executor carried on. */
+  "listener:error": { event: string; error: unknown };
+}
+
+/** Name of an executor event. */
+export type ExecutorEventName = keyof ExecutorEvents;
+
+/** A listener of event `K`. */
+export type Listener<K extends ExecutorEventName> = (payload: ExecutorEvents[K]) => void;
+
+/** A minimal typed emitter. */
+export class Emitter {
+  readonly #listeners = new Map<string, Set<(payload: never) => void>>();
+
+  /** Listen to an event; returns a function that stops listening. */
+  on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, set = new Set());
+    set.add(listener as (payload: never) => void);
+    return () => this.off(event, listener);
+  }
+
+  /** Listen to the next occurrence only. */
+  once<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
+    const off = this.on(event, (payload) => {
+      off();
+      listener(payload);
+    });
+    return off;
+  }
+
+  /** Stop listening. */
+  off<K extends ExecutorEventName>(event: K, listener: Listener<K>): void {
+    this.#listeners.get(event)?.delete(listener as (payload: never) => void);
+  }
+
+  /** Whether anyone listens to `event` (lets hot paths skip building payloads). */
+  has(event: ExecutorEventName): boolean {
+    return (this.#listeners.get(event)?.size ?? 0) > 0;
+  }
+
+  /** Call every listener of `event`; a throwing listener is reported as `listener:error`. */
+  emit<K extends ExecutorEventName>(event: K, payload: ExecutorEvents[K]): void {
+    const set = this.#listeners.get(event);
+    if (!set || set.size === 0) return;
+    for (const listener of [...set]) {
+      try {
+        (listener as Listener<K>)(payload);
+      } catch (error) {
+        if (event === "listener:error") continue;
+        this.emit("listener:error", { event, error });
+      }
+    }
+  }
+}

@@ -1,0 +1,982 @@
+/**
+ * The executor: claims ready tasks (persist-then-run), runs them on a worker pool fed by
+ * a bounded ready queue, and stores results with group commit.
+ *
+ * @module
+ */
+
+import { backoffDelay, DEFAULT_RETRY, type RetryOptions } from "./backoff.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import {
+  ConflictError,
+  InvalidTransitionError,
+  JobValidationError,
+  JsonValueError,
+  NonRetryableError,
+  NotFoundError,
+  TaskAbortedError,
+  TaskTimeoutError,
+  UnknownAgentError,
+  ValidationError,
+} from "./errors.ts";
+import { Emitter, type ExecutorEventName, type Listener } from "./events.ts";
+import { Heap } from "./heap.ts";
+import { newId } from "./ids.ts";
+import { JobHandle, type JobHost } from "./job-handle.ts";
+import { toJson } from "./json.ts";
+import { type Queue, type QueueFactory, RingQueue } from "./queue.ts";
+import { type AgentSource, buildJob } from "./scheduler.ts";
+import { isJobFinal } from "./status.ts";
+import type { CommitOp, CommitResult, Storage } from "./storage.ts";
+import { AttemptContext, type ContextHost, readonlyView } from "./task-context.ts";
+import type { Job, JobSpec, Task, TaskError } from "./types.ts";
+
+/** Options of {@link Executor}. Every number is validated; a bad one is a `RangeError` naming it. */
+export interface ExecutorOptions {
+  /** Where jobs and tasks live. */
+  storage: Storage;
+  /** The agents (an `AgentRegistry`). */
+  registry: AgentSource;
+  /** This executor's lease owner id (default: a new id). */
+  id?: string;
+  /** Tasks run at once (default 4). */
+  maxWorkers?: number;
+  /** Claimed tasks held ready to run (default 1000). */
+  queueCapacity?: number;
+  /** Builds the ready queue (default: a ring buffer). */
+  queue?: QueueFactory<Task>;
+  /** Timeout of one attempt unless the task sets one (default 300000 ms). */
+  taskTimeoutMs?: number;
+  /** Retry backoff (default 1 s, factor 2, capped at 5 min, no jitter). */
+  retry?: Partial<RetryOptions>;
+  /** Attempts allowed unless the task sets it (default 4: one run and three retries). */
+  maxAttempts?: number;
+  /** Lease length (default 30000 ms). */
+  leaseMs?: number;
+  /** Lease renewal interval (default a third of `leaseMs`). */
+  heartbeatMs?: number;
+  /** Poll interval for work written by other executors (default 1000 ms). */
+  pollIntervalMs?: number;
+  /** Interval of expired-lease recovery (default `leaseMs`). */
+  recoveryIntervalMs?: number;
+  /** How long shutdown waits for running tasks before aborting them (default 10000 ms). */
+  shutdownGraceMs?: number;
+  /** Least time between two progress events of one task (default 100 ms). */
+  progressThrottleMs?: number;
+  /** Time source (default the system clock); inject a `ManualClock` in tests. */
+  clock?: Clock;
+  /** Random source for jitter (default `Math.random`). */
+  random?: () => number;
+}
+
+/** Counters of an executor, from its start. */
+export interface ExecutorStats {
+  /** Tasks claimed. */
+  claimed: number;
+  /** Attempts started. */
+  started: number;
+  /** Tasks completed. */
+  completed: number;
+  /** Tasks failed for good. */
+  failed: number;
+  /** Attempts that will be retried. */
+  retried: number;
+  /** Attempts that timed out. */
+  timedOut: number;
+  /** Timed-out or aborted attempts whose agent had not stopped when the attempt ended (ignored the signal). */
+  ignoredAbort: number;
+  /** Results not stored because the task changed meanwhile (lease lost, job cancelled). */
+  lost: number;
+  /** Expired leases recovered. */
+  recovered: number;
+  /** Commits written. */
+  commits: number;
+  /** Storage calls that failed and were retried. */
+  storageErrors: number;
+  /** Attempts running now. */
+  running: number;
+  /** Claimed tasks waiting in the ready queue. */
+  queued: number;
+}
+
+interface Run {
+  task: Task;
+  ctx: AttemptContext;
+  deadline: number;
+  timeoutMs: number;
+  settled: boolean;
+  done: boolean;
+  timedOut: boolean;
+  lost: boolean;
+  reject: ((e: unknown) => void) | null;
+}
+
+type Outcome = "completed" | "retry" | "failed" | "lost" | "other";
+
+interface Pending {
+  ops: CommitOp[];
+  run: Run | null;
+  outcome: Outcome;
+  error: TaskError | null;
+  /** Told the stored task (or `null` when the op was dropped on a conflict). */
+  resolve?: (stored: Task | null) => void;
+}
+
+type State = "idle" | "running" | "stopping" | "stopped";
+
+function positive(name: string, value: number | undefined, fallback: number, integer = false): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new RangeError(
+      `Executor option "${name}" must be a positive ${integer ? "integer" : "number"}, got ${value}`,
+    );
+  }
+  return value;
+}
+
+function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const out: TaskError = { name: err.name, message: err.message, retryable, at };
+  if (err instanceof ValidationError) {
+    out.details = err.issues.map((i) => ({ path: i.path, keyword: i.keyword, message: i.message }));
+  }
+  return out;
+}
+
+function isRetryable(e: unknown): boolean {
+  return !(e instanceof NonRetryableError || e instanceof JobValidationError || e instanceof JsonValueError);
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === "object" || typeof v === "function") &&
+    typeof (v as { then?: unknown }).then === "function";
+}
+
+/**
+ * Runs the tasks of jobs stored in a {@link Storage}.
+ *
+ * @example
+ * ```ts
+ * import { Executor } from "./executor.ts";
+ * import { createMemoryStorage } from "../adapters/memory.ts";
+ * const agents = new Map([["hello", { name: "hello", description: "greets", execute: (input: unknown) => `hi ${input}` }]]);
+ * const registry = {
+ *   get: (n: string) => agents.get(n),
+ *   has: (n: string) => agents.has(n),
+ *   inputIssues: () => [],
+ *   validateInput: () => {},
+ *   validateOutput: () => {},
+ * };
+ * const executor = new Executor({ storage: createMemoryStorage(), registry });
+ * executor.start();
+ * const job = await executor.submit({ name: "demo", tasks: [{ key: "a", agent: "hello", input: "you" }] });
+ * console.assert((await job.wait()).a === "hi you");
+ * await executor.shutdown();
+ * ```
+ */
+export class Executor {
+  /** This executor's lease owner id. */
+  readonly id: string;
+  /** The storage it runs against. */
+  readonly storage: Storage;
+  /** The agents it runs. */
+  readonly agents: AgentSource;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #maxWorkers: number;
+  readonly #queue: Queue<Task>;
+  readonly #taskTimeoutMs: number;
+  readonly #retry: RetryOptions;
+  readonly #maxAttempts: number;
+  readonly #leaseMs: number;
+  readonly #heartbeatMs: number;
+  readonly #pollIntervalMs: number;
+  readonly #recoveryIntervalMs: number;
+  readonly #graceMs: number;
+  readonly #progressMs: number;
+  readonly #events = new Emitter();
+  readonly #runs = new Map<string, Run>();
+  readonly #lostIds = new Set<string>();
+  readonly #queuedIds = new Set<string>();
+  readonly #deadlines = new Heap<Run>((a, b) => a.deadline < b.deadline);
+  #deadlineTimer: unknown = null;
+  #deadlineAt = Infinity;
+  #active = 0;
+  #state: State = "idle";
+  #pending: Pending[] = [];
+  #flushing: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #wakeRequested = false;
+  #roomWaiter: (() => void) | null = null;
+  #wakeTimer: unknown = null;
+  #wakeAt = Infinity;
+  #timers: unknown[] = [];
+  #unwatch: (() => void) | null = null;
+  #loop: Promise<void> | null = null;
+  #shutdown: Promise<void> | null = null;
+  #stopped: (() => void) | null = null;
+  readonly #stoppedPromise: Promise<void>;
+  readonly #lastProgress = new Map<string, number>();
+  readonly #contextHost: ContextHost;
+  readonly #stats: Omit<ExecutorStats, "running" | "queued"> = {
+    claimed: 0,
+    started: 0,
+    completed: 0,
+    failed: 0,
+    retried: 0,
+    timedOut: 0,
+    ignoredAbort: 0,
+    lost: 0,
+    recovered: 0,
+    commits: 0,
+    storageErrors: 0,
+  };
+
+  /** Create an executor; it does nothing until `start()` or `run()`. */
+  constructor(options: ExecutorOptions) {
+    if (!options || typeof options !== "object") throw new TypeError("Executor options must be an object");
+    if (!options.storage || typeof options.storage.claimReady !== "function") {
+      throw new TypeError(`Executor option "storage" must be a Storage, got ${typeof options.storage}`);
+    }
+    if (!options.registry || typeof options.registry.get !== "function") {
+      throw new TypeError(`Executor option "registry" must be an agent registry, got ${typeof options.registry}`);
+    }
+    this.storage = options.storage;
+    this.agents = options.registry;
+    this.id = options.id ?? `executor-${newId()}`;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.#maxWorkers = positive("maxWorkers", options.maxWorkers, 4, true);
+    const capacity = positive("queueCapacity", options.queueCapacity, 1000, true);
+    this.#taskTimeoutMs = positive("taskTimeoutMs", options.taskTimeoutMs, 300_000);
+    const r = options.retry ?? {};
+    this.#retry = {
+      delayMs: r.delayMs === 0 ? 0 : positive("retry.delayMs", r.delayMs, DEFAULT_RETRY.delayMs),
+      factor: positive("retry.factor", r.factor, DEFAULT_RETRY.factor),
+      maxDelayMs: positive("retry.maxDelayMs", r.maxDelayMs, DEFAULT_RETRY.maxDelayMs),
+      jitter: r.jitter ?? DEFAULT_RETRY.jitter,
+    };
+    if (typeof this.#retry.jitter !== "boolean") {
+      throw new TypeError(`Executor option "retry.jitter" must be a boolean, got ${typeof this.#retry.jitter}`);
+    }
+    this.#maxAttempts = positive("maxAttempts", options.maxAttempts, 4, true);
+    this.#leaseMs = positive("leaseMs", options.leaseMs, 30_000);
+    this.#heartbeatMs = positive("heartbeatMs", options.heartbeatMs, this.#leaseMs / 3);
+    if (this.#heartbeatMs >= this.#leaseMs) {
+      throw new RangeError(
+        `Executor option "heartbeatMs" must be shorter than "leaseMs" (${this.#leaseMs}), got ${this.#heartbeatMs}`,
+      );
+    }
+    this.#pollIntervalMs = positive("pollIntervalMs", options.pollIntervalMs, 1000);
+    this.#recoveryIntervalMs = positive("recoveryIntervalMs", options.recoveryIntervalMs, this.#leaseMs);
+    this.#graceMs = options.shutdownGraceMs === 0 ? 0 : positive("shutdownGraceMs", options.shutdownGraceMs, 10_000);
+    this.#progressMs = options.progressThrottleMs === 0
+      ? 0
+      : positive("progressThrottleMs", options.progressThrottleMs, 100);
+    const queueFactory = options.queue ?? ((n: number) => new RingQueue<Task>(n));
+    this.#queue = queueFactory(capacity);
+    this.#stoppedPromise = new Promise((resolve) => (this.#stopped = resolve));
+    this.#contextHost = {
+      storage: this.storage,
+      readonlyStorage: readonlyView(this.storage),
+      agents: this.agents,
+      defaults: { maxAttempts: this.#maxAttempts },
+      now: () => this.#clock.now(),
+      progress: (t, f, m) => this.#progress(t, f, m),
+    };
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** Listen to an event; returns a function that stops listening. */
+  on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
+    return this.#events.on(event, listener);
+  }
+
+  /** Stop listening. */
+  off<K extends ExecutorEventName>(event: K, listener: Listener<K>): void {
+    this.#events.off(event, listener);
+  }
+
+  /** Counters since start. */
+  stats(): ExecutorStats {
+    return { ...this.#stats, running: this.#active, queued: this.#queue.size };
+  }
+
+  /** Whether the executor is claiming and running tasks. */
+  get running(): boolean {
+    return this.#state === "running";
+  }
+
+  /** The executor's clock (for callers that compute `runAt`). */
+  get clock(): Clock {
+    return this.#clock;
+  }
+
+  /** Start claiming and running tasks in the background. Calling it again does nothing. */
+  start(): void {
+    if (this.#state !== "idle") return;
+    this.#state = "running";
+    this.#unwatch = this.storage.watch(() => this.#poke());
+    this.#every(this.#heartbeatMs, () => this.#heartbeat());
+    this.#every(this.#recoveryIntervalMs, () => this.#recover());
+    this.#loop = this.#recover().then(() => this.#claimLoop());
+  }
+
+  /** Start, and resolve after a graceful shutdown (when `signal` aborts or `shutdown()` is called). */
+  async run(signal?: AbortSignal): Promise<void> {
+    this.start();
+    if (signal) {
+      if (signal.aborted) void this.shutdown();
+      else signal.addEventListener("abort", () => void this.shutdown(), { once: true });
+    }
+    await this.#stoppedPromise;
+  }
+
+  /**
+   * Stop claiming, wait up to `graceMs` for running tasks, then abort the rest and
+   * release their leases without counting the attempt; every result is stored before
+   * the promise resolves.
+   */
+  shutdown(options: { graceMs?: number } = {}): Promise<void> {
+    if (!this.#shutdown) this.#shutdown = this.#doShutdown(options.graceMs ?? this.#graceMs);
+    return this.#shutdown;
+  }
+
+  /** Check a job spec, store it (nothing is written when it is invalid) and return its handle. */
+  async submit(spec: JobSpec): Promise<JobHandle> {
+    const built = buildJob(spec, this.agents, { maxAttempts: this.#maxAttempts }, this.#clock.now());
+    const result = await this.storage.createJob(built.job, built.tasks);
+    this.#afterCommit(result);
+    for (const t of built.tasks) if (t.runAt > this.#clock.now()) this.#wakeAtTime(t.runAt);
+    return new JobHandle(built.job.id, this.#host());
+  }
+
+  /** A handle on a stored job, to wait on or control it (for example after a restart). */
+  async job(id: string): Promise<JobHandle> {
+    if (!(await this.storage.getJob(id))) throw new NotFoundError("job", id);
+    return new JobHandle(id, this.#host());
+  }
+
+  /**
+   * Review a completed task that asked for review: `accept` satisfies its dependents;
+   * `reject` runs it again with `reason` as `ctx.reviewFeedback`, or fails it when its
+   * attempts are used up.
+   */
+  async review(taskId: string, decision: "accept" | "reject", reason: string = ""): Promise<Task> {
+    if (decision !== "accept" && decision !== "reject") {
+      throw new TypeError(`review() "decision" must be "accept" or "reject", got ${String(decision)}`);
+    }
+    const task = await this.storage.getTask(taskId);
+    if (!task) throw new NotFoundError("task", taskId);
+    if (task.status !== "completed" || !task.review) {
+      throw new InvalidTransitionError(taskId, task.status, decision === "accept" ? "accepted" : "rejected");
+    }
+    const now = this.#clock.now();
+    const set: Partial<Task> = decision === "accept"
+      ? { status: "accepted", statusReason: reason || null }
+      : task.attempts < task.maxAttempts
+      ? { status: "ready", reviewFeedback: reason || "Rejected", runAt: now, statusReason: "Review rejected" }
+      : { status: "rejected", reviewFeedback: reason || "Rejected", statusReason: reason || "Rejected" };
+    const result = await this.storage.commit([{
+      type: "updateTask",
+      id: taskId,
+      expect: { version: task.version },
+      set,
+    }], now);
+    this.#afterCommit(result);
+    return result.tasks.find((t) => t.id === taskId)!;
+  }
+
+  /** Send a `blocked` task (it needs a person) back to `ready`. */
+  async retryTask(taskId: string): Promise<Task> {
+    const task = await this.storage.getTask(taskId);
+    if (!task) throw new NotFoundError("task", taskId);
+    const now = this.#clock.now();
+    const result = await this.storage.commit([{
+      type: "updateTask",
+      id: taskId,
+      expect: { version: task.version, status: "blocked" },
+      set: { status: "ready", runAt: now, statusReason: "Retried by a person" },
+    }], now);
+    this.#afterCommit(result);
+    return result.tasks.find((t) => t.id === taskId)!;
+  }
+
+  // ---------------------------------------------------------------- job control (via JobHandle)
+
+  #host(): JobHost {
+    return {
+      storage: this.storage,
+      clock: this.#clock,
+      pollIntervalMs: this.#pollIntervalMs,
+      on: (event, listener) => this.#events.on(event, listener),
+      setJobStatus: (jobId, status) => this.#setJobStatus(jobId, status),
+    };
+  }
+
+  async #setJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job> {
+    for (;;) {
+      const job = await this.storage.getJob(jobId);
+      if (!job) throw new NotFoundError("job", jobId);
+      if (job.status === status || isJobFinal(job.status)) return job;
+      try {
+        const result = await this.storage.commit(
+          [{ type: "updateJob", id: jobId, expect: { version: job.version }, set: { status } }],
+          this.#clock.now(),
+        );
+        if (status === "cancelled") this.#abortJob(jobId);
+        this.#afterCommit(result);
+        return result.jobs.find((j) => j.id === jobId) ?? (await this.storage.getJob(jobId))!;
+      } catch (e) {
+        if (!(e instanceof ConflictError)) throw e;
+      }
+    }
+  }
+
+  #abortJob(jobId: string): void {
+    for (const run of this.#runs.values()) {
+      if (run.task.jobId !== jobId || run.settled) continue;
+      run.lost = true;
+      run.ctx.abort(new TaskAbortedError("Job cancelled"));
+      run.reject?.(new TaskAbortedError("Job cancelled"));
+    }
+  }
+
+  // ---------------------------------------------------------------- claim loop
+
+  #poke(): void {
+    this.#wakeRequested = true;
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  #wakeAtTime(at: number): void {
+    if (this.#state !== "running" && this.#state !== "idle") return;
+    if (at >= this.#wakeAt) return;
+    if (this.#wakeTimer !== null) this.#clock.clearTimer(this.#wakeTimer);
+    this.#wakeAt = at;
+    this.#wakeTimer = this.#clock.setTimer(() => {
+      this.#wakeTimer = null;
+      this.#wakeAt = Infinity;
+      this.#poke();
+    }, Math.max(0, at - this.#clock.now()));
+  }
+
+  async #claimLoop(): Promise<void> {
+    let failures = 0;
+    while (this.#state === "running") {
+      const room = this.#queue.capacity - this.#queue.size;
+      if (room <= 0) {
+        await new Promise<void>((resolve) => (this.#roomWaiter = resolve));
+        continue;
+      }
+      this.#wakeRequested = false;
+      let claimed: Task[];
+      try {
+        claimed = await this.storage.claimReady({
+          limit: room,
+          now: this.#clock.now(),
+          owner: this.id,
+          leaseMs: this.#leaseMs,
+        });
+        failures = 0;
+      } catch (error) {
+        if (this.#state !== "running") break;
+        failures++;
+        this.#stats.storageErrors++;
+        this.#events.emit("storage:error", { operation: "claimReady", error, attempt: failures });
+        await this.#sleep(
+          backoffDelay(failures, { delayMs: 50, factor: 2, maxDelayMs: this.#pollIntervalMs, jitter: false }),
+        );
+        continue;
+      }
+      if (this.#state !== "running") {
+        // Shutdown began while claiming: hand the tasks back at once.
+        await this.#release(claimed);
+        break;
+      }
+      this.#stats.claimed += claimed.length;
+      for (const t of claimed) {
+        this.#queue.tryPush(t);
+        this.#queuedIds.add(t.id);
+      }
+      this.#pump();
+      if (claimed.length >= room || this.#wakeRequested) continue;
+      await new Promise<void>((resolve) => {
+        const timer = this.#clock.setTimer(() => this.#poke(), this.#pollIntervalMs);
+        this.#wake = () => {
+          this.#clock.clearTimer(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.#clock.setTimer(resolve, ms));
+  }
+
+  #every(ms: number, fn: () => Promise<unknown> | void): void {
+    const tick = () => {
+      if (this.#state !== "running" && this.#state !== "stopping") return;
+      const handle = this.#clock.setTimer(async () => {
+        this.#timers = this.#timers.filter((t) => t !== handle);
+        try {
+          await fn();
+        } finally {
+          tick();
+        }
+      }, ms);
+      this.#timers.push(handle);
+    };
+    tick();
+  }
+
+  // ---------------------------------------------------------------- workers
+
+  #pump(): void {
+    while (this.#active < this.#maxWorkers) {
+      const task = this.#queue.tryPop();
+      if (task === undefined) break;
+      this.#queuedIds.delete(task.id);
+      if (this.#lostIds.delete(task.id)) continue;
+      this.#active++;
+      void this.#execute(task);
+    }
+    if (this.#roomWaiter && this.#queue.size < this.#queue.capacity) {
+      const w = this.#roomWaiter;
+      this.#roomWaiter = null;
+      w();
+    }
+  }
+
+  #progress(task: Task, fraction: number, message: string | null): void {
+    const now = this.#clock.now();
+    const last = this.#lastProgress.get(task.id);
+    if (last !== undefined && now - last < this.#progressMs && fraction < 1) return;
+    this.#lastProgress.set(task.id, now);
+    this.#events.emit("task:progress", { task, fraction, message });
+  }
+
+  #execute(task: Task): void {
+    const timeoutMs = task.timeoutMs ?? this.#taskTimeoutMs;
+    const run: Run = {
+      task,
+      ctx: new AttemptContext(task, this.#contextHost),
+      deadline: this.#clock.now() + timeoutMs,
+      timeoutMs,
+      settled: false,
+      done: false,
+      timedOut: false,
+      lost: false,
+      reject: null,
+    };
+    this.#runs.set(task.id, run);
+    this.#stats.started++;
+    if (this.#events.has("task:started")) this.#events.emit("task:started", { task });
+    // Most agents answer synchronously or with an already-settled promise: stay off the
+    // promise machinery unless the agent really is asynchronous.
+    let result: unknown;
+    try {
+      const agent = this.agents.get(task.agent);
+      if (!agent) throw new UnknownAgentError(task.agent);
+      this.agents.validateInput(task.agent, task.input);
+      result = agent.execute(task.input, run.ctx);
+    } catch (e) {
+      run.settled = true;
+      this.#settle(run, false, e);
+      return;
+    }
+    if (!isThenable(result)) {
+      run.settled = true;
+      this.#settle(run, true, result);
+      return;
+    }
+    this.#trackDeadline(run);
+    const onValue = (value: unknown) => {
+      run.settled = true;
+      if (run.reject === null && run.done) return; // timed out or aborted: late result discarded
+      run.reject = null;
+      this.#settle(run, true, value);
+    };
+    const onError = (error: unknown) => {
+      run.settled = true;
+      if (run.reject === null && run.done) return;
+      run.reject = null;
+      this.#settle(run, false, error);
+    };
+    run.reject = (error: unknown) => {
+      // Timeout, lease loss, cancellation or shutdown: end the attempt now, whatever the agent does.
+      run.reject = null;
+      this.#settle(run, false, error);
+    };
+    (result as PromiseLike<unknown>).then(onValue, onError);
+  }
+
+  /** The attempt ended (once): build its ops, free the worker slot, and commit. */
+  #settle(run: Run, ok: boolean, value: unknown): void {
+    if (run.done) return;
+    const { task } = run;
+    let ops: CommitOp[] | null = null;
+    let outcome: "completed" | "retry" | "failed" | "lost";
+    let error: TaskError | null = null;
+    if (ok && !run.lost && !run.timedOut) {
+      try {
+        const output = toJson(value === undefined ? null : value);
+        this.agents.validateOutput(task.agent, output);
+        ops = [{
+          type: "updateTask",
+          id: task.id,
+          expect: { version: task.version, status: "running" },
+          set: { status: "completed", output, error: null, statusReason: null, finishedAt: this.#clock.now() },
+        }];
+        run.ctx.effectOps(ops);
+      } catch (e) {
+        ok = false;
+        value = e;
+      }
+    }
+    if (ops) outcome = "completed";
+    else if (run.lost) outcome = "lost";
+    else {
+      const now = this.#clock.now();
+      const e = run.timedOut && ok ? new TaskTimeoutError(run.timeoutMs) : value;
+      const retryable = run.timedOut ? task.durability === "at-least-once" : isRetryable(e);
+      error = toTaskError(run.timedOut ? new TaskTimeoutError(run.timeoutMs) : e, retryable, now);
+      if (retryable && task.attempts < task.maxAttempts) {
+        const delayMs = backoffDelay(task.attempts, this.#retry, this.#random);
+        ops = [{
+          type: "updateTask",
+          id: task.id,
+          expect: { version: task.version, status: "running" },
+          set: { status: "ready", runAt: now + delayMs, error, statusReason: `Retrying: ${error.message}` },
+        }];
+        outcome = "retry";
+      } else {
+        ops = [{
+          type: "updateTask",
+          id: task.id,
+          expect: { version: task.version, status: "running" },
+          set: { status: "failed", error, statusReason: error.message },
+        }];
+        outcome = "failed";
+      }
+    }
+    this.#finishRun(run);
+    if (outcome === "lost") {
+      if (this.#state !== "running") return; // released at shutdown
+      this.#stats.lost++;
+      this.#events.emit("task:lost", { task, reason: "Aborted after its lease was lost or its job was cancelled" });
+      return;
+    }
+    this.#pending.push({ ops: ops!, run, outcome, error });
+    if (!this.#flushing) this.#flushing = this.#flush();
+  }
+
+  /** Report what a stored result means, once its commit succeeded. */
+  #reportStored(stored: Task, outcome: Outcome, error: TaskError | null): void {
+    if (outcome === "completed") {
+      this.#stats.completed++;
+      if (stored.review) this.#events.emit("task:review", { task: stored, output: stored.output });
+      if (this.#events.has("task:completed")) this.#events.emit("task:completed", { task: stored });
+    } else if (outcome === "retry") {
+      this.#stats.retried++;
+      this.#wakeAtTime(stored.runAt);
+      this.#events.emit("task:retrying", { task: stored, error: error!, delayMs: stored.runAt - error!.at });
+    } else if (outcome === "failed") {
+      this.#stats.failed++;
+      this.#events.emit("task:failed", { task: stored, error: error! });
+    }
+  }
+
+  #finishRun(run: Run): void {
+    run.done = true;
+    run.reject = null;
+    this.#runs.delete(run.task.id);
+    this.#lastProgress.delete(run.task.id);
+    if ((run.timedOut || run.lost) && !run.settled) {
+      // An agent that honours its signal settles within a few microtasks of the abort.
+      setTimeout(() => {
+        if (!run.settled) this.#stats.ignoredAbort++;
+      }, 0);
+    }
+    this.#active--;
+    this.#pump();
+    if (this.#runs.size === 0) this.#idleWaiter?.();
+  }
+
+  // ---------------------------------------------------------------- timeouts
+
+  #trackDeadline(run: Run): void {
+    this.#deadlines.push(run);
+    if (this.#deadlines.size > 64 && this.#deadlines.size > 4 * (this.#runs.size + 16)) this.#compactDeadlines();
+    if (run.deadline < this.#deadlineAt) this.#armDeadline(run.deadline);
+  }
+
+  #compactDeadlines(): void {
+    const live: Run[] = [];
+    for (let r = this.#deadlines.pop(); r; r = this.#deadlines.pop()) if (!r.done) live.push(r);
+    for (const r of live) this.#deadlines.push(r);
+  }
+
+  #armDeadline(at: number): void {
+    if (this.#deadlineTimer !== null) this.#clock.clearTimer(this.#deadlineTimer);
+    this.#deadlineAt = at;
+    this.#deadlineTimer = this.#clock.setTimer(() => this.#onDeadline(), Math.max(0, at - this.#clock.now()));
+  }
+
+  #onDeadline(): void {
+    this.#deadlineTimer = null;
+    this.#deadlineAt = Infinity;
+    const now = this.#clock.now();
+    for (let r = this.#deadlines.peek(); r; r = this.#deadlines.peek()) {
+      if (r.done || r.settled) {
+        this.#deadlines.pop();
+        continue;
+      }
+      if (r.deadline > now) {
+        this.#armDeadline(r.deadline);
+        break;
+      }
+      this.#deadlines.pop();
+      r.timedOut = true;
+      this.#stats.timedOut++;
+      const err = new TaskTimeoutError(r.timeoutMs);
+      this.#events.emit("task:timeout", { task: r.task, timeoutMs: r.timeoutMs });
+      r.ctx.abort(err);
+      r.reject?.(err);
+    }
+  }
+
+  // ---------------------------------------------------------------- group commit
+
+  /** Commit ops with the next group; resolves with the stored task of the first op, or `null` if dropped. */
+  #enqueueCommit(ops: CommitOp[], run: Run | null): Promise<Task | null> {
+    return new Promise((resolve) => {
+      this.#pending.push({ ops, run, outcome: "other", error: null, resolve });
+      if (!this.#flushing) this.#flushing = this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    await Promise.resolve();
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending;
+        this.#pending = [];
+        await this.#commitBatch(batch);
+      }
+    } finally {
+      this.#flushing = null;
+    }
+  }
+
+  /** Commit a batch in one transaction; a conflict drops only the op group that caused it. */
+  async #commitBatch(batch: Pending[]): Promise<void> {
+    let items = batch;
+    let failures = 0;
+    while (items.length > 0) {
+      const ops: CommitOp[] = [];
+      const owner: number[] = [];
+      items.forEach((item, i) => {
+        for (const op of item.ops) {
+          ops.push(op);
+          owner.push(i);
+        }
+      });
+      try {
+        const result = await this.storage.commit(ops, this.#clock.now());
+        this.#stats.commits++;
+        const byId = new Map<string, Task>();
+        for (const t of result.tasks) byId.set(t.id, t);
+        for (const item of items) {
+          const first = item.ops[0];
+          const stored = first && first.type === "updateTask" ? byId.get(first.id) ?? null : null;
+          if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error);
+          item.resolve?.(stored);
+        }
+        this.#afterCommit(result);
+        return;
+      } catch (e) {
+        let culprit = -1;
+        if (e instanceof ConflictError) culprit = owner[e.opIndex] ?? -1;
+        else if (e instanceof InvalidTransitionError) {
+          culprit = items.findIndex((it) => it.ops.some((op) => op.type === "updateTask" && op.id === e.id));
+        }
+        if (culprit >= 0) {
+          const item = items[culprit]!;
+          if (item.run) {
+            this.#stats.lost++;
+            this.#events.emit("task:lost", { task: item.run.task, reason: (e as Error).message });
+          }
+          item.resolve?.(null);
+          items = items.filter((_, i) => i !== culprit);
+          continue;
+        }
+        if (
+          e instanceof TypeError || e instanceof RangeError || e instanceof JsonValueError || e instanceof NotFoundError
+        ) {
+          // A malformed op (a bug or bad data): isolate it by committing items one by one.
+          if (items.length > 1) {
+            for (const item of items) await this.#commitBatch([item]);
+            return;
+          }
+          this.#events.emit("storage:error", { operation: "commit", error: e, attempt: 1 });
+          items[0]!.resolve?.(null);
+          return;
+        }
+        failures++;
+        this.#stats.storageErrors++;
+        this.#events.emit("storage:error", { operation: "commit", error: e, attempt: failures });
+        await this.#sleep(
+          backoffDelay(failures, { delayMs: 50, factor: 2, maxDelayMs: 5000, jitter: true }, this.#random),
+        );
+      }
+    }
+  }
+
+  #afterCommit(result: CommitResult): void {
+    if (result.readied > 0) this.#poke();
+    for (const job of result.jobs) {
+      if (job.status === "completed") this.#events.emit("job:completed", { job });
+      else if (job.status === "failed") this.#events.emit("job:failed", { job });
+      else if (job.status === "cancelled") this.#events.emit("job:cancelled", { job });
+    }
+  }
+
+  // ---------------------------------------------------------------- leases and recovery
+
+  async #heartbeat(): Promise<void> {
+    const held: string[] = [];
+    for (const id of this.#runs.keys()) held.push(id);
+    for (const id of this.#queuedIds) held.push(id);
+    if (held.length === 0) return;
+    let renewed: string[];
+    try {
+      renewed = await this.storage.renewLeases({
+        ids: held,
+        owner: this.id,
+        now: this.#clock.now(),
+        leaseMs: this.#leaseMs,
+      });
+    } catch (error) {
+      this.#stats.storageErrors++;
+      this.#events.emit("storage:error", { operation: "renewLeases", error, attempt: 1 });
+      return;
+    }
+    if (renewed.length === held.length) return;
+    const ok = new Set(renewed);
+    for (const id of held) {
+      if (ok.has(id)) continue;
+      if (this.#queuedIds.delete(id)) {
+        this.#lostIds.add(id);
+        this.#stats.lost++;
+        continue;
+      }
+      const run = this.#runs.get(id);
+      if (!run || run.settled) continue;
+      run.lost = true;
+      run.ctx.abort(new TaskAbortedError("Lease lost"));
+      run.reject?.(new TaskAbortedError("Lease lost"));
+    }
+  }
+
+  /** Send expired leases back to `ready` (at-least-once) or to `blocked` (at-most-once). */
+  async #recover(): Promise<void> {
+    let expired: Task[];
+    try {
+      expired = await this.storage.expiredLeases(this.#clock.now(), 500);
+    } catch (error) {
+      this.#stats.storageErrors++;
+      this.#events.emit("storage:error", { operation: "expiredLeases", error, attempt: 1 });
+      return;
+    }
+    if (expired.length === 0) return;
+    const now = this.#clock.now();
+    const pending: Promise<Task | null>[] = [];
+    for (const t of expired) {
+      const error: TaskError = {
+        name: "LeaseExpiredError",
+        message: `Lease of "${t.leaseOwner}" expired while the task was running`,
+        retryable: t.durability === "at-least-once",
+        at: now,
+      };
+      const set: Partial<Task> = t.durability === "at-most-once"
+        ? { status: "blocked", error, statusReason: "Interrupted while running; at-most-once tasks are not run again" }
+        : t.attempts >= t.maxAttempts
+        ? { status: "failed", error, statusReason: error.message }
+        : { status: "ready", runAt: now, error, statusReason: "Recovered after its lease expired" };
+      pending.push(
+        this.#enqueueCommit(
+          [{ type: "updateTask", id: t.id, expect: { version: t.version, status: "running" }, set }],
+          null,
+        ),
+      );
+    }
+    const results = await Promise.all(pending);
+    this.#stats.recovered += results.filter((r) => r !== null).length;
+  }
+
+  /** Give claimed tasks back without counting the attempt. */
+  async #release(tasks: readonly Task[]): Promise<void> {
+    await Promise.all(tasks.map((t) =>
+      this.#enqueueCommit([{
+        type: "updateTask",
+        id: t.id,
+        expect: { version: t.version, status: "running" },
+        set: { status: "ready", attempts: Math.max(0, t.attempts - 1), statusReason: "Released at shutdown" },
+      }], null)
+    ));
+  }
+
+  // ---------------------------------------------------------------- shutdown
+
+  async #doShutdown(graceMs: number): Promise<void> {
+    if (this.#state === "idle") {
+      this.#state = "stopped";
+      this.#stopped?.();
+      return;
+    }
+    this.#state = "stopping";
+    this.#poke();
+    const w = this.#roomWaiter;
+    this.#roomWaiter = null;
+    w?.();
+    if (this.#wakeTimer !== null) this.#clock.clearTimer(this.#wakeTimer);
+    await this.#loop;
+    const queued = this.#queue.drain().filter((t) => !this.#lostIds.has(t.id));
+    this.#queuedIds.clear();
+    await this.#release(queued);
+    this.#queue.close();
+    if (this.#runs.size > 0) {
+      if (graceMs > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = this.#clock.setTimer(resolve, graceMs);
+          this.#idleWaiter = () => {
+            this.#clock.clearTimer(timer);
+            resolve();
+          };
+        });
+        this.#idleWaiter = null;
+      }
+      const left = [...this.#runs.values()].filter((r) => !r.settled);
+      for (const run of left) {
+        run.lost = true;
+        run.ctx.abort(new TaskAbortedError("Executor shut down"));
+        run.reject?.(new TaskAbortedError("Executor shut down"));
+      }
+      await this.#release(left.map((r) => r.task));
+    }
+    while (this.#flushing) await this.#flushing;
+    this.#state = "stopped";
+    for (const t of this.#timers) this.#clock.clearTimer(t);
+    this.#timers = [];
+    if (this.#deadlineTimer !== null) this.#clock.clearTimer(this.#deadlineTimer);
+    this.#unwatch?.();
+    this.#stopped?.();
+  }
+
+  #idleWaiter: (() => void) | null = null;
+}

@@ -1,0 +1,121 @@
+/**
+ * A handle on one job: wait for it, read it, control it.
+ *
+ * @module
+ */
+
+import type { Clock } from "./clock.ts";
+import { JobFailedError, NotFoundError } from "./errors.ts";
+import type { ExecutorEventName, ExecutorEvents, Listener } from "./events.ts";
+import { isJobFinal, isSatisfied } from "./status.ts";
+import type { Storage } from "./storage.ts";
+import type { Job, JsonValue, Task } from "./types.ts";
+
+/** What a handle needs from its executor. */
+export interface JobHost {
+  /** The storage. */
+  readonly storage: Storage;
+  /** The executor's clock. */
+  readonly clock: Clock;
+  /** How often `wait()` re-reads the job when no event arrives (another executor may end it). */
+  readonly pollIntervalMs: number;
+  /** Listen to executor events. */
+  on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void;
+  /** Move the job to `running`, `paused` or `cancelled`. */
+  setJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job>;
+}
+
+type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}`>;
+
+/** A handle on one job. */
+export class JobHandle {
+  /** The job id. */
+  readonly id: string;
+  readonly #host: JobHost;
+
+  /** Made by `Executor.submit()` and `Executor.job()`. */
+  constructor(id: string, host: JobHost) {
+    this.id = id;
+    this.#host = host;
+  }
+
+  /** The job record as stored now. */
+  async status(): Promise<Job> {
+    const job = await this.#host.storage.getJob(this.id);
+    if (!job) throw new NotFoundError("job", this.id);
+    return job;
+  }
+
+  /** Every task of the job (spawned children included), in creation order. */
+  tasks(): Promise<Task[]> {
+    return this.#host.storage.listTasks({ jobId: this.id });
+  }
+
+  /**
+   * Wait until the job ends. Resolves with the outputs of its completed tasks by key;
+   * rejects with a `JobFailedError` naming the failed tasks when it failed or was cancelled.
+   */
+  async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
+    const { signal } = options;
+    for (;;) {
+      signal?.throwIfAborted();
+      let wake: () => void = () => {};
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      const matches = (p: { job: Job }) => p.job.id === this.id && wake();
+      const offs = [
+        this.#host.on("job:completed", matches),
+        this.#host.on("job:failed", matches),
+        this.#host.on("job:cancelled", matches),
+      ];
+      offs.push(this.#host.storage.watch(() => wake()));
+      const timer = this.#host.clock.setTimer(wake, this.#host.pollIntervalMs);
+      const onAbort = () => wake();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        const job = await this.status();
+        if (isJobFinal(job.status)) return await this.#outcome(job);
+        await woken;
+      } finally {
+        for (const off of offs) off();
+        this.#host.clock.clearTimer(timer);
+        signal?.removeEventListener("abort", onAbort);
+      }
+    }
+  }
+
+  async #outcome(job: Job): Promise<Record<string, JsonValue>> {
+    const tasks = await this.tasks();
+    if (job.status === "completed") {
+      const out: Record<string, JsonValue> = {};
+      for (const t of tasks) if (isSatisfied(t)) out[t.key] = t.output;
+      return out;
+    }
+    const failed = tasks
+      .filter((t) => t.status === "failed" || t.status === "rejected")
+      .map((t) => ({ key: t.key, error: t.error?.message ?? t.statusReason }));
+    throw new JobFailedError(this.id, job.status === "cancelled" ? "cancelled" : "failed", failed);
+  }
+
+  /** Cancel the job: running tasks' signals are aborted, every open task is cancelled. */
+  async cancel(): Promise<Job> {
+    return await this.#host.setJobStatus(this.id, "cancelled");
+  }
+
+  /** Pause the job: no task of it is claimed until `resume()`; running tasks finish. */
+  async pause(): Promise<Job> {
+    return await this.#host.setJobStatus(this.id, "paused");
+  }
+
+  /** Resume a paused job. */
+  async resume(): Promise<Job> {
+    return await this.#host.setJobStatus(this.id, "running");
+  }
+
+  /** Listen to an executor event about this job only; returns a function that stops listening. */
+  on<K extends JobEventName>(event: K, listener: Listener<K>): () => void {
+    return this.#host.on(event, (payload: ExecutorEvents[K]) => {
+      const p = payload as { task?: Task; job?: Job };
+      if ((p.task?.jobId ?? p.job?.id) === this.id) listener(payload);
+    });
+  }
+}

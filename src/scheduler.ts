@@ -1,0 +1,313 @@
+/**
+ * Submission: turns a {@link JobSpec} into job and task records, checking everything
+ * before anything is written and reporting every problem at once. Dependency resolution
+ * itself happens inside the storage's commit (see `commit-rules.ts`).
+ *
+ * @module
+ */
+
+import type { Agent } from "./agent.ts";
+import { type JobProblem, JobValidationError, type ValidationIssue } from "./errors.ts";
+import { newId } from "./ids.ts";
+import { toJson } from "./json.ts";
+import type { Job, JobSpec, JsonValue, Task, TaskSpec } from "./types.ts";
+
+/** What the executor needs from an agent registry. `AgentRegistry` implements it. */
+export interface AgentSource {
+  /** The agent of that name, or `undefined`. */
+  get(name: string): Agent<JsonValue, unknown> | undefined;
+  /** Whether an agent of that name is registered. */
+  has(name: string): boolean;
+  /** Every problem of `value` against the agent's input schema (`[]` when none or no schema). */
+  inputIssues(name: string, value: unknown): ValidationIssue[];
+  /** Throw a `ValidationError` when `value` fails the agent's input schema. */
+  validateInput(name: string, value: unknown): void;
+  /** Throw a `ValidationError` when `value` fails the agent's output schema. */
+  validateOutput(name: string, value: unknown): void;
+}
+
+/** Defaults applied to task specs that leave an option out. */
+export interface TaskDefaults {
+  /** Attempts allowed in all. */
+  maxAttempts: number;
+}
+
+/** The records a job spec becomes. */
+export interface BuiltJob {
+  /** The job record. */
+  job: Job;
+  /** Task records, in spec order. */
+  tasks: Task[];
+}
+
+const DURABILITIES = new Set(["at-least-once", "at-most-once"]);
+const POLICIES = new Set(["cancel", "block"]);
+
+function describeValue(v: unknown): string {
+  return typeof v === "string" ? `"${v}"` : typeof v === "number" ? String(v) : typeof v;
+}
+
+/** Check the options of one task spec (not its dependencies); push problems. */
+export function checkTaskOptions(spec: TaskSpec, problems: JobProblem[], key: string): void {
+  const bad = (field: string, value: unknown, want: string) =>
+    problems.push({
+      key,
+      code: "invalid-option",
+      message: `Task "${key}": "${field}" must be ${want}, got ${describeValue(value)}`,
+    });
+  if (spec.priority !== undefined && !Number.isFinite(spec.priority)) bad("priority", spec.priority, "a finite number");
+  if (spec.runAt !== undefined && !Number.isFinite(spec.runAt)) bad("runAt", spec.runAt, "a finite number");
+  if (spec.delayMs !== undefined && !(Number.isFinite(spec.delayMs) && spec.delayMs >= 0)) {
+    bad("delayMs", spec.delayMs, "a non-negative number");
+  }
+  if (spec.maxAttempts !== undefined && !(Number.isInteger(spec.maxAttempts) && spec.maxAttempts >= 1)) {
+    bad("maxAttempts", spec.maxAttempts, "an integer of at least 1");
+  }
+  if (spec.timeoutMs !== undefined && !(Number.isFinite(spec.timeoutMs) && spec.timeoutMs > 0)) {
+    bad("timeoutMs", spec.timeoutMs, "a positive number");
+  }
+  if (spec.durability !== undefined && !DURABILITIES.has(spec.durability)) {
+    bad("durability", spec.durability, `"at-least-once" or "at-most-once"`);
+  }
+  if (spec.onDependencyFailure !== undefined && !POLICIES.has(spec.onDependencyFailure)) {
+    bad("onDependencyFailure", spec.onDependencyFailure, `"cancel" or "block"`);
+  }
+  if (spec.review !== undefined && typeof spec.review !== "boolean") bad("review", spec.review, "a boolean");
+  for (const f of ["description", "taskType", "summary", "acceptanceCriteria"] as const) {
+    if (spec[f] !== undefined && typeof spec[f] !== "string") bad(f, spec[f], "a string");
+  }
+}
+
+/** Check an input: JSON-safe, and valid for the agent's schema. Returns the frozen copy. */
+export function checkInput(
+  agents: AgentSource,
+  spec: TaskSpec,
+  key: string,
+  problems: JobProblem[],
+): JsonValue | undefined {
+  let input: JsonValue;
+  try {
+    input = toJson(spec.input === undefined ? null : spec.input);
+  } catch (e) {
+    problems.push({ key, code: "invalid-input", message: `Task "${key}": ${(e as Error).message}` });
+    return undefined;
+  }
+  if (agents.has(spec.agent)) {
+    const issues = agents.inputIssues(spec.agent, input);
+    if (issues.length > 0) {
+      problems.push({
+        key,
+        code: "invalid-input",
+        message: `Task "${key}": input fails the schema of agent "${spec.agent}": ` +
+          issues.map((i) => `${i.path || "(root)"} ${i.message}`).join(", "),
+      });
+    }
+  }
+  return input;
+}
+
+/** Make one task record from a checked spec. */
+export function taskFromSpec(
+  spec: TaskSpec,
+  ids: { id: string; jobId: string; parentId: string | null; dependencies: string[] },
+  input: JsonValue,
+  defaults: TaskDefaults,
+  now: number,
+  key: string = spec.key,
+): Task {
+  return {
+    id: ids.id,
+    jobId: ids.jobId,
+    key,
+    agent: spec.agent,
+    input,
+    output: null,
+    error: null,
+    status: "pending",
+    statusReason: null,
+    parentId: ids.parentId,
+    dependencies: ids.dependencies,
+    remainingDeps: 0,
+    attempts: 0,
+    maxAttempts: spec.maxAttempts ?? defaults.maxAttempts,
+    timeoutMs: spec.timeoutMs ?? null,
+    durability: spec.durability ?? "at-least-once",
+    onDependencyFailure: spec.onDependencyFailure ?? "cancel",
+    priority: spec.priority ?? 0,
+    runAt: spec.runAt ?? now + (spec.delayMs ?? 0),
+    review: spec.review ?? false,
+    reviewFeedback: null,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+    startedAt: null,
+    finishedAt: null,
+    description: spec.description ?? null,
+    taskType: spec.taskType ?? null,
+    summary: spec.summary ?? null,
+    acceptanceCriteria: spec.acceptanceCriteria ?? null,
+  };
+}
+
+/**
+ * Find the tasks on a cycle, in O(V + E): Kahn's algorithm removes every task that is
+ * not on or behind a cycle; a walk through what remains names one cycle.
+ * Returns `[]` when the graph is acyclic.
+ */
+export function findCycle(keys: readonly string[], deps: ReadonlyMap<string, readonly string[]>): string[] {
+  const indegree = new Map<string, number>();
+  const dependents = new Map<string, string[]>();
+  for (const k of keys) {
+    indegree.set(k, 0);
+    dependents.set(k, []);
+  }
+  for (const k of keys) {
+    for (const d of deps.get(k) ?? []) {
+      if (!indegree.has(d)) continue;
+      indegree.set(k, indegree.get(k)! + 1);
+      dependents.get(d)!.push(k);
+    }
+  }
+  const stack = keys.filter((k) => indegree.get(k) === 0);
+  let removed = 0;
+  while (stack.length > 0) {
+    const k = stack.pop()!;
+    removed++;
+    for (const n of dependents.get(k)!) {
+      const left = indegree.get(n)! - 1;
+      indegree.set(n, left);
+      if (left === 0) stack.push(n);
+    }
+  }
+  if (removed === keys.length) return [];
+  // Every remaining task has a remaining dependency: walk them until one repeats.
+  const start = keys.find((k) => indegree.get(k)! > 0)!;
+  const seenAt = new Map<string, number>();
+  const path: string[] = [];
+  let cur = start;
+  while (!seenAt.has(cur)) {
+    seenAt.set(cur, path.length);
+    path.push(cur);
+    cur = (deps.get(cur) ?? []).find((d) => (indegree.get(d) ?? 0) > 0)!;
+  }
+  return path.slice(seenAt.get(cur)!).reverse();
+}
+
+/**
+ * Check a job spec and build its records. Throws a `JobValidationError` listing every
+ * problem: empty job, duplicate keys, unknown agents, unknown dependencies, a cycle
+ * (naming its keys), input that is not JSON-safe or fails a JSON agent's schema, bad options.
+ */
+export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefaults, now: number): BuiltJob {
+  const problems: JobProblem[] = [];
+  if (spec === null || typeof spec !== "object") {
+    throw new JobValidationError([{ code: "invalid-job", message: `Job spec must be an object, got ${typeof spec}` }]);
+  }
+  if (typeof spec.name !== "string" || spec.name.length === 0) {
+    problems.push({
+      code: "invalid-job",
+      message: `Job "name" must be a non-empty string, got ${describeValue(spec.name)}`,
+    });
+  }
+  if (!Array.isArray(spec.tasks) || spec.tasks.length === 0) {
+    problems.push({ code: "empty-job", message: "Job has no tasks" });
+    throw new JobValidationError(problems);
+  }
+  let metadata: JsonValue = null;
+  try {
+    metadata = toJson(spec.metadata ?? null);
+  } catch (e) {
+    problems.push({ code: "invalid-job", message: `Job metadata: ${(e as Error).message}` });
+  }
+  const jobId = newId(now);
+  const ids = new Map<string, string>();
+  const keys: string[] = [];
+  const depsByKey = new Map<string, readonly string[]>();
+  spec.tasks.forEach((t, i) => {
+    if (t === null || typeof t !== "object" || typeof t.key !== "string" || t.key.length === 0) {
+      problems.push({ code: "invalid-task", message: `Task #${i} needs a non-empty string "key"` });
+      return;
+    }
+    if (ids.has(t.key)) {
+      problems.push({ key: t.key, code: "duplicate-key", message: `Task key "${t.key}" is used twice` });
+      return;
+    }
+    ids.set(t.key, newId(now));
+    keys.push(t.key);
+  });
+  const inputs = new Map<string, JsonValue>();
+  for (const t of spec.tasks) {
+    if (t === null || typeof t !== "object" || typeof t.key !== "string" || !ids.has(t.key)) continue;
+    if (depsByKey.has(t.key)) continue; // second of a duplicate pair
+    if (typeof t.agent !== "string" || !agents.has(t.agent)) {
+      problems.push({
+        key: t.key,
+        code: "unknown-agent",
+        message: `Task "${t.key}": no agent named ${describeValue(t.agent)}`,
+      });
+    }
+    const deps = t.dependsOn ?? [];
+    if (!Array.isArray(deps)) {
+      problems.push({
+        key: t.key,
+        code: "invalid-option",
+        message: `Task "${t.key}": "dependsOn" must be an array of keys`,
+      });
+      depsByKey.set(t.key, []);
+    } else {
+      for (const d of deps) {
+        if (d === t.key) {
+          problems.push({ key: t.key, code: "cycle", message: `Task "${t.key}" depends on itself` });
+        } else if (typeof d !== "string" || !ids.has(d)) {
+          problems.push({
+            key: t.key,
+            code: "unknown-dependency",
+            message: `Task "${t.key}" depends on unknown task ${describeValue(d)}`,
+          });
+        }
+      }
+      depsByKey.set(t.key, deps.filter((d) => typeof d === "string" && d !== t.key && ids.has(d)));
+    }
+    checkTaskOptions(t, problems, t.key);
+    const input = checkInput(agents, t, t.key, problems);
+    if (input !== undefined) inputs.set(t.key, input);
+  }
+  const cycle = findCycle(keys, depsByKey);
+  if (cycle.length > 0) {
+    problems.push({
+      code: "cycle",
+      message: `Dependencies form a cycle: ${[...cycle, cycle[0]].map((k) => `"${k}"`).join(" -> ")}`,
+    });
+  }
+  if (problems.length > 0) throw new JobValidationError(problems);
+  const job: Job = {
+    id: jobId,
+    name: spec.name,
+    status: "running",
+    metadata,
+    taskCount: 0,
+    openCount: 0,
+    failedCount: 0,
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+    finishedAt: null,
+  };
+  const tasks = spec.tasks.map((t) =>
+    taskFromSpec(
+      t,
+      {
+        id: ids.get(t.key)!,
+        jobId,
+        parentId: null,
+        dependencies: [...new Set(depsByKey.get(t.key)!)].map((k) => ids.get(k)!),
+      },
+      inputs.get(t.key)!,
+      defaults,
+      now,
+    )
+  );
+  return { job, tasks };
+}

@@ -1,0 +1,224 @@
+/**
+ * The executor's implementation of {@link TaskContext}: one per attempt. Writes to the
+ * cache, shared state and spawned children are buffered here and stored in the same
+ * commit as the attempt's completion, so a retried attempt never leaves half its effects.
+ *
+ * @module
+ */
+
+import type { KeyValue, ReadonlyStorage, SpawnSpec, TaskContext, TaskHandle, TaskInfo } from "./context.ts";
+import { type JobProblem, JobValidationError } from "./errors.ts";
+import { newId } from "./ids.ts";
+import { toJson } from "./json.ts";
+import { type AgentSource, checkInput, checkTaskOptions, type TaskDefaults, taskFromSpec } from "./scheduler.ts";
+import type { CommitOp, Storage } from "./storage.ts";
+import type { JsonValue, Task } from "./types.ts";
+
+/** What the context needs from its executor. */
+export interface ContextHost {
+  readonly storage: Storage;
+  /** The read-only view handed to agents (one per executor). */
+  readonly readonlyStorage: ReadonlyStorage;
+  readonly agents: AgentSource;
+  readonly defaults: TaskDefaults;
+  now(): number;
+  progress(task: Task, fraction: number, message: string | null): void;
+}
+
+class BufferedKeyValue implements KeyValue {
+  readonly writes = new Map<string, JsonValue | undefined>();
+  constructor(private readonly read: (key: string) => Promise<JsonValue | undefined>) {}
+
+  get(key: string): Promise<JsonValue | undefined> {
+    if (this.writes.has(key)) return Promise.resolve(this.writes.get(key));
+    return this.read(key);
+  }
+
+  set(key: string, value: JsonValue): void {
+    if (typeof key !== "string") throw new TypeError(`Key must be a string, got ${typeof key}`);
+    this.writes.set(key, toJson(value));
+  }
+
+  delete(key: string): void {
+    this.writes.set(key, undefined);
+  }
+}
+
+/** The read-only view of a storage that agents get. */
+export function readonlyView(storage: Storage): ReadonlyStorage {
+  return Object.freeze({
+    getJob: (id: string) => storage.getJob(id),
+    listJobs: (q?: Parameters<Storage["listJobs"]>[0]) => storage.listJobs(q),
+    getTask: (id: string) => storage.getTask(id),
+    getTasks: (ids: readonly string[]) => storage.getTasks(ids),
+    listTasks: (q: Parameters<Storage["listTasks"]>[0]) => storage.listTasks(q),
+    getCache: (jobId: string, key: string) => storage.getCache(jobId, key),
+    getState: (scope: string, key: string) => storage.getState(scope, key),
+  });
+}
+
+/** One attempt's context. Everything but the input is built on first use: most agents touch little of it. */
+export class AttemptContext implements TaskContext<JsonValue> {
+  #controller: AbortController | null = null;
+  #abortReason: unknown = undefined;
+  #info: TaskInfo | null = null;
+  readonly #record: Task;
+  readonly #host: ContextHost;
+  #children: Task[] | null = null;
+  #childKeys: Map<string, string> | null = null;
+  #cache: BufferedKeyValue | null = null;
+  #states: Map<string, BufferedKeyValue> | null = null;
+
+  constructor(record: Task, host: ContextHost) {
+    this.#record = record;
+    this.#host = host;
+  }
+
+  /** {@inheritDoc TaskContext.task} */
+  get task(): TaskInfo {
+    const r = this.#record;
+    return (this.#info ??= Object.freeze({
+      id: r.id,
+      jobId: r.jobId,
+      key: r.key,
+      agent: r.agent,
+      parentId: r.parentId,
+      dependencies: r.dependencies,
+      attempt: r.attempts,
+      maxAttempts: r.maxAttempts,
+      durability: r.durability,
+    }));
+  }
+
+  /** {@inheritDoc TaskContext.input} */
+  get input(): JsonValue {
+    return this.#record.input;
+  }
+
+  /** {@inheritDoc TaskContext.reviewFeedback} */
+  get reviewFeedback(): string | null {
+    return this.#record.reviewFeedback;
+  }
+
+  /** {@inheritDoc TaskContext.storage} */
+  get storage(): ReadonlyStorage {
+    return this.#host.readonlyStorage;
+  }
+
+  /** {@inheritDoc TaskContext.cache} */
+  get cache(): KeyValue {
+    if (!this.#cache) {
+      const { storage } = this.#host;
+      const jobId = this.#record.jobId;
+      this.#cache = new BufferedKeyValue((key) => storage.getCache(jobId, key));
+    }
+    return this.#cache;
+  }
+
+  /** {@inheritDoc TaskContext.signal} */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Abort the attempt's signal (created lazily: most agents never read it). */
+  abort(reason: unknown): void {
+    if (this.#abortReason !== undefined) return;
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  /** {@inheritDoc TaskContext.dependencyOutputs} */
+  async dependencyOutputs(): Promise<Record<string, JsonValue>> {
+    const out: Record<string, JsonValue> = {};
+    if (this.#record.dependencies.length === 0) return out;
+    for (const t of await this.#host.storage.getTasks(this.#record.dependencies)) out[t.key] = t.output;
+    return out;
+  }
+
+  /** {@inheritDoc TaskContext.spawn} */
+  spawn(spec: SpawnSpec): TaskHandle {
+    const problems: JobProblem[] = [];
+    if (spec === null || typeof spec !== "object" || typeof spec.key !== "string" || spec.key === "") {
+      throw new JobValidationError([{ code: "invalid-task", message: `spawn() needs a non-empty string "key"` }]);
+    }
+    const key = `${this.#record.key}/${spec.key}`;
+    const childKeys = (this.#childKeys ??= new Map());
+    if (childKeys.has(spec.key)) {
+      problems.push({ key, code: "duplicate-key", message: `Child key "${spec.key}" is used twice` });
+    }
+    if (typeof spec.agent !== "string" || !this.#host.agents.has(spec.agent)) {
+      problems.push({
+        key,
+        code: "unknown-agent",
+        message: `Child "${spec.key}": no agent named "${String(spec.agent)}"`,
+      });
+    }
+    const dependencies: string[] = [];
+    for (const d of spec.dependsOn ?? []) {
+      const id = childKeys.get(d);
+      if (id) dependencies.push(id);
+      else {
+        problems.push({
+          key,
+          code: "unknown-dependency",
+          message: `Child "${spec.key}" depends on "${d}", which is not an earlier child of this task`,
+        });
+      }
+    }
+    checkTaskOptions(spec, problems, key);
+    const input = checkInput(this.#host.agents, spec, key, problems);
+    if (problems.length > 0) throw new JobValidationError(problems);
+    const now = this.#host.now();
+    const id = newId(now);
+    childKeys.set(spec.key, id);
+    (this.#children ??= []).push(
+      taskFromSpec(
+        spec,
+        { id, jobId: this.#record.jobId, parentId: this.#record.id, dependencies },
+        input!,
+        this.#host.defaults,
+        now,
+        key,
+      ),
+    );
+    return { id, key };
+  }
+
+  /** {@inheritDoc TaskContext.state} */
+  state(scope: string): KeyValue {
+    if (typeof scope !== "string") throw new TypeError(`State scope must be a string, got ${typeof scope}`);
+    const states = (this.#states ??= new Map());
+    let kv = states.get(scope);
+    if (!kv) {
+      const storage = this.#host.storage;
+      kv = new BufferedKeyValue((key) => storage.getState(scope, key));
+      states.set(scope, kv);
+    }
+    return kv;
+  }
+
+  /** {@inheritDoc TaskContext.progress} */
+  progress(fraction: number, message?: string): void {
+    if (!Number.isFinite(fraction)) throw new RangeError(`progress() "fraction" must be a number, got ${fraction}`);
+    this.#host.progress(this.#record, Math.min(1, Math.max(0, fraction)), message ?? null);
+  }
+
+  /** The ops that store this attempt's side effects (children, cache, state) with its completion. */
+  effectOps(ops: CommitOp[]): void {
+    if (this.#children) { for (const task of this.#children) ops.push({ type: "insertTask", task }); }
+    if (this.#cache) {
+      for (const [key, value] of this.#cache.writes) {
+        ops.push({ type: "setCache", jobId: this.#record.jobId, key, value });
+      }
+    }
+    if (this.#states) {
+      for (const [scope, kv] of this.#states) {
+        for (const [key, value] of kv.writes) ops.push({ type: "setState", scope, key, value });
+      }
+    }
+  }
+}

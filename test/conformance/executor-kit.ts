@@ -1,0 +1,98 @@
+/** Shared tools of the executor and job suites: a manual clock, agents, and waiting helpers. */
+
+import type { Agent } from "../../src/agent.ts";
+import { ManualClock } from "../../src/clock.ts";
+import type { TaskContext } from "../../src/context.ts";
+import { Executor, type ExecutorOptions } from "../../src/executor.ts";
+import { AgentRegistry } from "../../src/registry.ts";
+import type { Storage } from "../../src/storage.ts";
+import type { JsonValue } from "../../src/types.ts";
+
+/** What every executor/job case receives. */
+export interface ExecContext {
+  /** A fresh storage. */
+  storage: Storage;
+  /** Whether the storage is durable (some cases reopen it). */
+  durable: boolean;
+}
+
+export const START = 1_700_000_000_000;
+
+export function agent(
+  name: string,
+  execute: (input: JsonValue, ctx: TaskContext) => unknown,
+): Agent<JsonValue, JsonValue> {
+  return { name, description: `test agent ${name}`, execute: execute as Agent["execute"] };
+}
+
+export function registryOf(...agents: Agent<JsonValue, JsonValue>[]): AgentRegistry {
+  const r = new AgentRegistry();
+  for (const a of agents) r.register(a);
+  return r;
+}
+
+export interface Harness {
+  executor: Executor;
+  clock: ManualClock;
+  registry: AgentRegistry;
+}
+
+/** An executor on a manual clock with fast defaults; `options` override them. */
+export function harness(
+  storage: Storage,
+  agents: Agent<JsonValue, JsonValue>[],
+  options: Partial<ExecutorOptions> & { clock?: ManualClock } = {},
+): Harness {
+  const clock = options.clock ?? new ManualClock(START);
+  const registry = registryOf(...agents);
+  const executor = new Executor({
+    storage,
+    registry,
+    clock,
+    maxWorkers: 4,
+    leaseMs: 10_000,
+    pollIntervalMs: 1000,
+    retry: { delayMs: 1000, factor: 2, maxDelayMs: 60_000 },
+    ...options,
+  });
+  return { executor, clock, registry };
+}
+
+/** Let real time pass in small steps (durable storages answer asynchronously) until `cond` holds. */
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  what = "condition",
+  clock?: ManualClock,
+): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (await cond()) return;
+    if (clock) await clock.advance(0);
+    else await new Promise((r) => setTimeout(r, i < 50 ? 0 : 5));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A promise with its resolve/reject exposed. */
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Resolve when the signal aborts (with its reason as rejection). */
+export function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}

@@ -1,0 +1,568 @@
+/**
+ * The executor suite: worker pool, ready queue, persist-then-run, retries, timeouts,
+ * leases, recovery and shutdown — run against every adapter in every runtime.
+ */
+
+import { ManualClock } from "../../src/clock.ts";
+import { NonRetryableError, TaskTimeoutError } from "../../src/errors.ts";
+import { Executor } from "../../src/executor.ts";
+import { RingQueue } from "../../src/queue.ts";
+import type { Task } from "../../src/types.ts";
+import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
+import { aborted, agent, deferred, type ExecContext, harness, registryOf, START, until } from "./executor-kit.ts";
+import { buildJob } from "./fixtures.ts";
+import type { Case } from "./harness.ts";
+
+async function taskByKey(ctx: ExecContext, jobId: string, key: string): Promise<Task> {
+  const t = (await ctx.storage.listTasks({ jobId })).find((x) => x.key === key);
+  ok(t, `task ${key}`);
+  return t;
+}
+
+export const executorCases: Case<ExecContext>[] = [
+  {
+    name: "runs a task and stores its output",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [agent("double", (n) => (n as number) * 2)]);
+      executor.start();
+      const job = await executor.submit({ name: "one", tasks: [{ key: "a", agent: "double", input: 21 }] });
+      deepEqual(await job.wait(), { a: 42 });
+      const t = await taskByKey(ctx, job.id, "a");
+      equal(t.status, "completed");
+      equal(t.attempts, 1);
+      equal(t.leaseOwner, null);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "persist-then-run: execute sees its own claim already stored",
+    async run(ctx) {
+      let seen: Task | undefined;
+      const { executor } = harness(ctx.storage, [
+        agent("peek", async (_input, c) => {
+          seen = await c.storage.getTask(c.task.id);
+          return null;
+        }),
+      ]);
+      executor.start();
+      const job = await executor.submit({ name: "peek", tasks: [{ key: "a", agent: "peek" }] });
+      await job.wait();
+      ok(seen);
+      equal(seen.status, "running");
+      equal(seen.attempts, 1);
+      equal(seen.leaseOwner, executor.id);
+      ok(seen.leaseExpiresAt !== null);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a retryable error is retried after the configured backoff, with attempts and error stored",
+    async run(ctx) {
+      let calls = 0;
+      const { executor, clock } = harness(ctx.storage, [
+        agent("flaky", () => {
+          calls++;
+          if (calls < 3) throw new Error(`flake ${calls}`);
+          return "ok";
+        }),
+      ]);
+      const delays: number[] = [];
+      executor.on("task:retrying", (e) => delays.push(e.delayMs));
+      executor.start();
+      const job = await executor.submit({ name: "flaky", tasks: [{ key: "a", agent: "flaky" }] });
+      await until(() => calls === 1, "first attempt", clock);
+      await until(async () => (await taskByKey(ctx, job.id, "a")).status === "ready", "retry stored", clock);
+      const stored = await taskByKey(ctx, job.id, "a");
+      equal(stored.attempts, 1);
+      equal(stored.error?.message, "flake 1");
+      equal(stored.error?.retryable, true);
+      equal(stored.runAt, clock.now() + 1000);
+      await clock.advance(999);
+      equal(calls, 1);
+      await clock.advance(1);
+      await until(() => calls === 2, "second attempt", clock);
+      await until(() => delays.length === 2, "second retry", clock);
+      await clock.advance(2000);
+      deepEqual(await job.wait(), { a: "ok" });
+      deepEqual(delays, [1000, 2000]);
+      equal((await taskByKey(ctx, job.id, "a")).attempts, 3);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a NonRetryableError fails the task at once",
+    async run(ctx) {
+      let calls = 0;
+      const { executor } = harness(ctx.storage, [
+        agent("fatal", () => {
+          calls++;
+          throw new NonRetryableError("bad request");
+        }),
+      ]);
+      executor.start();
+      const job = await executor.submit({ name: "fatal", tasks: [{ key: "a", agent: "fatal" }] });
+      const e = await rejects<Error & { failedTasks: { key: string; error: string }[] }>(() => job.wait(), Error);
+      deepEqual(e.failedTasks, [{ key: "a", error: "bad request" }]);
+      equal(calls, 1);
+      const t = await taskByKey(ctx, job.id, "a");
+      equal(t.status, "failed");
+      equal(t.error?.name, "NonRetryableError");
+      equal(t.error?.retryable, false);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "exhausted attempts fail the task with the last error",
+    async run(ctx) {
+      let calls = 0;
+      const { executor, clock } = harness(ctx.storage, [
+        agent("always", () => {
+          calls++;
+          throw new Error(`try ${calls}`);
+        }),
+      ], { retry: { delayMs: 10, factor: 1 } });
+      executor.start();
+      const job = await executor.submit({ name: "x", tasks: [{ key: "a", agent: "always", maxAttempts: 2 }] });
+      const waiting = job.wait().catch((e) => e);
+      await until(() => calls === 1, "attempt 1", clock);
+      await clock.advance(10);
+      await until(() => calls === 2, "attempt 2", clock);
+      const err = await waiting;
+      equal(err.name, "JobFailedError");
+      const t = await taskByKey(ctx, job.id, "a");
+      equal(t.status, "failed");
+      equal(t.attempts, 2);
+      equal(t.error?.message, "try 2");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a timeout aborts the signal with TaskTimeoutError and the attempt is retried",
+    async run(ctx) {
+      const reasons: unknown[] = [];
+      let calls = 0;
+      const { executor, clock } = harness(ctx.storage, [
+        agent("slow", async (_i, c) => {
+          calls++;
+          if (calls === 1) {
+            try {
+              await aborted(c.signal);
+            } catch (e) {
+              reasons.push(e);
+              throw e;
+            }
+          }
+          return "second time lucky";
+        }),
+      ], { retry: { delayMs: 5 } });
+      executor.start();
+      const job = await executor.submit({ name: "t", tasks: [{ key: "a", agent: "slow", timeoutMs: 100 }] });
+      await until(() => calls === 1, "first attempt", clock);
+      await clock.advance(100);
+      await until(() => reasons.length === 1, "abort", clock);
+      ok(reasons[0] instanceof TaskTimeoutError);
+      await until(async () => (await taskByKey(ctx, job.id, "a")).status === "ready", "retry stored", clock);
+      equal((await taskByKey(ctx, job.id, "a")).error?.name, "TaskTimeoutError");
+      await clock.advance(5);
+      deepEqual(await job.wait(), { a: "second time lucky" });
+      equal(executor.stats().timedOut, 1);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "an agent that ignores its signal frees its slot on timeout, is counted, and its late result is discarded",
+    async run(ctx) {
+      const late = deferred<string>();
+      let calls = 0;
+      const { executor, clock } = harness(ctx.storage, [
+        agent("stubborn", () => {
+          calls++;
+          return calls === 1 ? late.promise : "fresh";
+        }),
+        agent("other", () => "other ran"),
+      ], { maxWorkers: 1, retry: { delayMs: 1000 } });
+      executor.start();
+      const job = await executor.submit({
+        name: "s",
+        tasks: [{ key: "a", agent: "stubborn", timeoutMs: 50 }, { key: "b", agent: "other", priority: 1 }],
+      });
+      await until(() => calls === 1, "stubborn started", clock);
+      await clock.advance(50);
+      await until(async () => (await taskByKey(ctx, job.id, "b")).status === "completed", "slot freed", clock);
+      equal(executor.stats().ignoredAbort, 1);
+      late.resolve("late");
+      await clock.advance(1000);
+      deepEqual(await job.wait(), { a: "fresh", b: "other ran" });
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "maxWorkers is never exceeded",
+    async run(ctx) {
+      let running = 0;
+      let peak = 0;
+      const { executor } = harness(ctx.storage, [
+        agent("work", async () => {
+          running++;
+          peak = Math.max(peak, running);
+          await new Promise((r) => setTimeout(r, 1));
+          running--;
+          return null;
+        }),
+      ], { maxWorkers: 3 });
+      executor.start();
+      const job = await executor.submit({
+        name: "many",
+        tasks: Array.from({ length: 40 }, (_, i) => ({ key: `t${i}`, agent: "work" })),
+      });
+      await job.wait();
+      equal(peak, 3);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "backpressure: the ready queue never holds more than its capacity",
+    async run(ctx) {
+      let peak = 0;
+      const { executor } = harness(ctx.storage, [agent("noop", () => null)], {
+        queueCapacity: 5,
+        maxWorkers: 2,
+        queue: (capacity) => {
+          const q = new RingQueue<Task>(capacity);
+          const push = q.tryPush.bind(q);
+          q.tryPush = (t) => {
+            const ok = push(t);
+            peak = Math.max(peak, q.size);
+            return ok;
+          };
+          return q;
+        },
+      });
+      executor.start();
+      const job = await executor.submit({
+        name: "bp",
+        tasks: Array.from({ length: 60 }, (_, i) => ({ key: `t${i}`, agent: "noop" })),
+      });
+      await job.wait();
+      ok(peak > 0 && peak <= 5, `peak queue size ${peak}`);
+      equal(executor.stats().claimed, 60);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "an executor abandoned mid-task is recovered by a second executor once the lease expires",
+    async run(ctx) {
+      const started = deferred();
+      const dead = harness(ctx.storage, [
+        agent("job", () => {
+          started.resolve();
+          return new Promise(() => {}); // the process "dies" here
+        }),
+      ], { leaseMs: 1000, heartbeatMs: 300 });
+      dead.executor.start();
+      const job = await dead.executor.submit({ name: "r", tasks: [{ key: "a", agent: "job" }] });
+      await started.promise;
+      // A second executor whose clock is past the lease: the first one never renews again.
+      const clock = new ManualClock(START + 5000);
+      const alive = harness(ctx.storage, [agent("job", () => "recovered")], { clock, leaseMs: 1000, heartbeatMs: 300 });
+      alive.executor.start();
+      const result = await (await alive.executor.job(job.id)).wait();
+      deepEqual(result, { a: "recovered" });
+      const t = await taskByKey(ctx, job.id, "a");
+      equal(t.attempts, 2);
+      equal(t.leaseOwner, null);
+      ok(alive.executor.stats().recovered >= 1);
+      await alive.executor.shutdown();
+    },
+  },
+  {
+    name: "an at-most-once task interrupted by a crash is blocked, not run again",
+    async run(ctx) {
+      const started = deferred();
+      let runs = 0;
+      const dead = harness(ctx.storage, [
+        agent("charge", () => {
+          runs++;
+          started.resolve();
+          return new Promise(() => {});
+        }),
+      ], { leaseMs: 1000, heartbeatMs: 300 });
+      dead.executor.start();
+      const job = await dead.executor.submit({
+        name: "pay",
+        tasks: [{ key: "charge", agent: "charge", durability: "at-most-once" }],
+      });
+      await started.promise;
+      const alive = harness(ctx.storage, [agent("charge", () => runs++)], {
+        clock: new ManualClock(START + 5000),
+        leaseMs: 1000,
+        heartbeatMs: 300,
+      });
+      alive.executor.start();
+      await until(async () => (await taskByKey(ctx, job.id, "charge")).status === "blocked", "blocked");
+      const t = await taskByKey(ctx, job.id, "charge");
+      ok(t.statusReason?.includes("at-most-once"));
+      equal(runs, 1);
+      equal((await ctx.storage.getJob(job.id))!.status, "running");
+      await alive.executor.shutdown();
+    },
+  },
+  {
+    name: "graceful shutdown lets running tasks finish within the grace period",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const started = deferred();
+      const { executor, clock } = harness(ctx.storage, [
+        agent("slow", () => {
+          started.resolve();
+          return gate.promise;
+        }),
+      ]);
+      executor.start();
+      const job = await executor.submit({ name: "g", tasks: [{ key: "a", agent: "slow" }] });
+      await started.promise;
+      const stopping = executor.shutdown({ graceMs: 5000 });
+      await clock.advance(100);
+      gate.resolve("done");
+      await stopping;
+      const t = await taskByKey(ctx, job.id, "a");
+      equal(t.status, "completed");
+      equal(t.output, "done");
+    },
+  },
+  {
+    name: "shutdown past the grace period aborts running tasks and releases them without counting the attempt",
+    async run(ctx) {
+      const reasons: unknown[] = [];
+      const started = deferred();
+      const { executor, clock } = harness(ctx.storage, [
+        agent("hang", async (_i, c) => {
+          started.resolve();
+          try {
+            await aborted(c.signal);
+          } catch (e) {
+            reasons.push(e);
+          }
+          return "too late";
+        }),
+      ]);
+      executor.start();
+      const job = await executor.submit({ name: "g", tasks: [{ key: "a", agent: "hang" }] });
+      await started.promise;
+      const stopping = executor.shutdown({ graceMs: 200 });
+      await clock.advance(200);
+      await stopping;
+      equal(reasons.length, 1);
+      const t = await taskByKey(ctx, job.id, "a");
+      equal(t.status, "ready");
+      equal(t.attempts, 0);
+      equal(t.leaseOwner, null);
+    },
+  },
+  {
+    name: "claimed tasks still waiting in the queue are released at shutdown",
+    async run(ctx) {
+      const started = deferred();
+      const { executor } = harness(ctx.storage, [
+        agent("hang", () => {
+          started.resolve();
+          return new Promise(() => {});
+        }),
+      ], { maxWorkers: 1 });
+      executor.start();
+      const job = await executor.submit({
+        name: "q",
+        tasks: Array.from({ length: 5 }, (_, i) => ({ key: `t${i}`, agent: "hang" })),
+      });
+      await started.promise;
+      await executor.shutdown({ graceMs: 0 });
+      const tasks = await ctx.storage.listTasks({ jobId: job.id });
+      deepEqual(tasks.map((t) => [t.status, t.attempts]), Array.from({ length: 5 }, () => ["ready", 0]));
+    },
+  },
+  {
+    name: "a completion that arrives after the lease was lost is rejected and does not overwrite the new attempt",
+    async run(ctx) {
+      const first = deferred<string>();
+      const started = deferred();
+      const zombie = harness(ctx.storage, [
+        agent("w", () => {
+          started.resolve();
+          return first.promise;
+        }),
+      ], { leaseMs: 1000, heartbeatMs: 300 });
+      const lost: string[] = [];
+      zombie.executor.on("task:lost", (e) => lost.push(e.task.key));
+      zombie.executor.start();
+      const job = await zombie.executor.submit({ name: "z", tasks: [{ key: "a", agent: "w" }] });
+      await started.promise;
+      const other = harness(ctx.storage, [agent("w", () => "winner")], {
+        clock: new ManualClock(START + 5000),
+        leaseMs: 1000,
+        heartbeatMs: 300,
+      });
+      other.executor.start();
+      await (await other.executor.job(job.id)).wait();
+      first.resolve("zombie");
+      await until(() => lost.length === 1, "zombie rejected");
+      const t = await taskByKey(ctx, job.id, "a");
+      equal(t.output, "winner");
+      equal(t.attempts, 2);
+      await other.executor.shutdown();
+      await zombie.executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
+    name: "two executors on one storage never run one task twice at the same time",
+    async run(ctx) {
+      const active = new Set<string>();
+      const runs = new Map<string, number>();
+      let overlap = 0;
+      const work = agent("w", async (_i, c) => {
+        if (active.has(c.task.id)) overlap++;
+        active.add(c.task.id);
+        runs.set(c.task.id, (runs.get(c.task.id) ?? 0) + 1);
+        await new Promise((r) => setTimeout(r, Math.random() * 2));
+        active.delete(c.task.id);
+        return null;
+      });
+      const clock = new ManualClock(START);
+      const a = harness(ctx.storage, [work], { clock, maxWorkers: 3, queueCapacity: 7 });
+      const b = harness(ctx.storage, [work], { clock, maxWorkers: 3, queueCapacity: 7 });
+      a.executor.start();
+      b.executor.start();
+      const job = await a.executor.submit({
+        name: "pair",
+        tasks: Array.from({ length: 80 }, (_, i) => ({ key: `t${i}`, agent: "w" })),
+      });
+      await job.wait();
+      equal(overlap, 0);
+      equal(runs.size, 80);
+      ok([...runs.values()].every((n) => n === 1), "each task ran once");
+      ok(a.executor.stats().completed > 0 || b.executor.stats().completed > 0);
+      await a.executor.shutdown();
+      await b.executor.shutdown();
+    },
+  },
+  {
+    name: "a claimed task naming an unknown agent fails with a clear error instead of staying running",
+    async run(ctx) {
+      const b = buildJob([{ key: "a", agent: "ghost" }]);
+      await ctx.storage.createJob(b.job, b.tasks);
+      const { executor } = harness(ctx.storage, [agent("real", () => null)]);
+      executor.start();
+      await until(async () => (await ctx.storage.getTask(b.id("a")))!.status === "failed", "failed");
+      const t = (await ctx.storage.getTask(b.id("a")))!;
+      equal(t.error?.name, "UnknownAgentError");
+      ok(t.error?.message.includes('"ghost"'));
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "bad configuration is a RangeError or TypeError naming the option and the value",
+    run(ctx) {
+      const registry = registryOf();
+      throws(() => new Executor({ storage: ctx.storage, registry, maxWorkers: 0 }), RangeError, '"maxWorkers"');
+      throws(() => new Executor({ storage: ctx.storage, registry, queueCapacity: 1.5 }), RangeError, "1.5");
+      throws(() => new Executor({ storage: ctx.storage, registry, taskTimeoutMs: -1 }), RangeError, '"taskTimeoutMs"');
+      throws(
+        () => new Executor({ storage: ctx.storage, registry, retry: { factor: Number.NaN } }),
+        RangeError,
+        "retry.factor",
+      );
+      throws(
+        () => new Executor({ storage: ctx.storage, registry, leaseMs: 100, heartbeatMs: 200 }),
+        RangeError,
+        "heartbeatMs",
+      );
+      throws(() => new Executor({ storage: undefined as never, registry }), TypeError, '"storage"');
+    },
+  },
+  {
+    name: "an idle executor does not spin: it claims about once per poll interval",
+    async run(ctx) {
+      let claims = 0;
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop, receiver) {
+          if (prop === "claimReady") {
+            return (o: Parameters<typeof target.claimReady>[0]) => {
+              claims++;
+              return target.claimReady(o);
+            };
+          }
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => null)], { pollIntervalMs: 1000 });
+      executor.start();
+      await clock.advance(0);
+      const before = claims;
+      await clock.advance(10_000);
+      ok(claims - before <= 11, `claims while idle for 10 poll intervals: ${claims - before}`);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a listener that throws does not break the executor",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [agent("noop", () => 1)]);
+      const reported: string[] = [];
+      executor.on("task:completed", () => {
+        throw new Error("listener bug");
+      });
+      executor.on("listener:error", (e) => reported.push(e.event));
+      executor.start();
+      const job = await executor.submit({
+        name: "l",
+        tasks: [{ key: "a", agent: "noop" }, { key: "b", agent: "noop" }],
+      });
+      deepEqual(await job.wait(), { a: 1, b: 1 });
+      deepEqual(reported, ["task:completed", "task:completed"]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "stats() and events count what happened",
+    async run(ctx) {
+      const { executor, clock } = harness(ctx.storage, [
+        agent("ok", () => "fine"),
+        agent("bad", () => {
+          throw new NonRetryableError("no");
+        }),
+      ]);
+      const seen: string[] = [];
+      for (const e of ["task:started", "task:completed", "task:failed", "job:failed"] as const) {
+        executor.on(e, () => seen.push(e));
+      }
+      executor.start();
+      const job = await executor.submit({
+        name: "s",
+        tasks: [{ key: "a", agent: "ok" }, { key: "b", agent: "bad", dependsOn: ["a"] }],
+      });
+      await job.wait().catch(() => {});
+      await until(() => seen.includes("job:failed"), "job:failed", clock);
+      const s = executor.stats();
+      equal(s.claimed, 2);
+      equal(s.started, 2);
+      equal(s.completed, 1);
+      equal(s.failed, 1);
+      equal(s.running, 0);
+      deepEqual(seen.filter((e) => e === "job:failed"), ["job:failed"]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "run(signal) resolves after a graceful shutdown when the signal aborts",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [agent("noop", () => null)]);
+      const controller = new AbortController();
+      const running = executor.run(controller.signal);
+      const job = await executor.submit({ name: "r", tasks: [{ key: "a", agent: "noop" }] });
+      await job.wait();
+      controller.abort();
+      await running;
+      equal(executor.running, false);
+    },
+  },
+];

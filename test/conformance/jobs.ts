@@ -1,0 +1,544 @@
+/**
+ * The job suite: DAG submission and validation, dependency resolution, failure
+ * propagation, spawned children, TaskContext, job control and review — on every adapter.
+ */
+
+import type { Agent } from "../../src/agent.ts";
+import { ManualClock } from "../../src/clock.ts";
+import { JobFailedError, JobValidationError, NonRetryableError, TaskAbortedError } from "../../src/errors.ts";
+import { defineJsonAgent } from "../../src/json-agent.ts";
+import type { JsonValue, Task } from "../../src/types.ts";
+import { deepEqual, equal, ok, rejects } from "./assert.ts";
+import { aborted, agent, deferred, type ExecContext, harness, START, until } from "./executor-kit.ts";
+import type { Case } from "./harness.ts";
+
+function byKey(tasks: Task[]): Record<string, Task> {
+  return Object.fromEntries(tasks.map((t) => [t.key, t]));
+}
+
+const echo = agent("echo", (input) => input);
+const fail = agent("fail", () => {
+  throw new NonRetryableError("broken on purpose");
+});
+
+const typedAgent = defineJsonAgent({
+  name: "typed",
+  description: "Needs a name",
+  inputSchema: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
+  outputSchema: { type: "string" },
+  execute: (input) => `hi ${input.name}`,
+}) as unknown as Agent<JsonValue, JsonValue>;
+
+export const jobCases: Case<ExecContext>[] = [
+  {
+    name: "a chain runs in dependency order and passes outputs along",
+    async run(ctx) {
+      const order: string[] = [];
+      const step = agent("step", async (input, c) => {
+        order.push(c.task.key);
+        const deps = await c.dependencyOutputs();
+        return Object.values(deps).reduce((sum: number, v) => sum + (v as number), input as number);
+      });
+      const { executor } = harness(ctx.storage, [step]);
+      executor.start();
+      const job = await executor.submit({
+        name: "chain",
+        tasks: [
+          { key: "c", agent: "step", input: 100, dependsOn: ["b"] },
+          { key: "b", agent: "step", input: 10, dependsOn: ["a"] },
+          { key: "a", agent: "step", input: 1 },
+        ],
+      });
+      deepEqual(await job.wait(), { a: 1, b: 11, c: 111 });
+      deepEqual(order, ["a", "b", "c"]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "fan-out and fan-in: the join sees every dependency's output by key",
+    async run(ctx) {
+      let joined: Record<string, JsonValue> = {};
+      const join = agent("join", async (_i, c) => {
+        joined = await c.dependencyOutputs();
+        return Object.keys(joined).length;
+      });
+      const { executor } = harness(ctx.storage, [echo, join]);
+      executor.start();
+      const leaves = Array.from({ length: 6 }, (_, i) => ({
+        key: `leaf${i}`,
+        agent: "echo",
+        input: i,
+        dependsOn: ["root"],
+      }));
+      const job = await executor.submit({
+        name: "fan",
+        tasks: [{ key: "root", agent: "echo", input: "r" }, ...leaves, {
+          key: "join",
+          agent: "join",
+          dependsOn: leaves.map((l) => l.key),
+        }],
+      });
+      const out = await job.wait();
+      equal(out.join, 6);
+      deepEqual(joined, { leaf0: 0, leaf1: 1, leaf2: 2, leaf3: 3, leaf4: 4, leaf5: 5 });
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a diamond's join starts only after both branches completed",
+    async run(ctx) {
+      const finished = new Set<string>();
+      let joinSaw: string[] = [];
+      const work = agent("work", async (_i, c) => {
+        if (c.task.key === "join") joinSaw = [...finished].sort();
+        await new Promise((r) => setTimeout(r, c.task.key === "left" ? 5 : 0));
+        finished.add(c.task.key);
+        return c.task.key;
+      });
+      const { executor } = harness(ctx.storage, [work]);
+      executor.start();
+      const job = await executor.submit({
+        name: "diamond",
+        tasks: [
+          { key: "top", agent: "work" },
+          { key: "left", agent: "work", dependsOn: ["top"] },
+          { key: "right", agent: "work", dependsOn: ["top"] },
+          { key: "join", agent: "work", dependsOn: ["left", "right"] },
+        ],
+      });
+      await job.wait();
+      deepEqual(joinSaw, ["left", "right", "top"]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "submission reports every problem at once and writes nothing",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo, typedAgent]);
+      const e = await rejects<JobValidationError>(
+        () =>
+          executor.submit({
+            name: "bad",
+            tasks: [
+              { key: "a", agent: "echo" },
+              { key: "a", agent: "echo" },
+              { key: "b", agent: "nobody" },
+              { key: "c", agent: "echo", dependsOn: ["zzz"] },
+              { key: "d", agent: "echo", input: { f: () => 1 } as unknown as JsonValue },
+              { key: "e", agent: "typed", input: { name: 42 } },
+              { key: "f", agent: "echo", maxAttempts: 0 },
+            ],
+          }),
+        JobValidationError,
+      );
+      const codes = e.problems.map((p) => `${p.key}:${p.code}`).sort();
+      deepEqual(codes, [
+        "a:duplicate-key",
+        "b:unknown-agent",
+        "c:unknown-dependency",
+        "d:invalid-input",
+        "e:invalid-input",
+        "f:invalid-option",
+      ]);
+      ok(e.message.includes('"nobody"'));
+      deepEqual(await ctx.storage.listJobs(), []);
+    },
+  },
+  {
+    name: "a cycle is rejected naming the keys on it",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo]);
+      const e = await rejects<JobValidationError>(
+        () =>
+          executor.submit({
+            name: "loop",
+            tasks: [
+              { key: "start", agent: "echo" },
+              { key: "x", agent: "echo", dependsOn: ["start", "z"] },
+              { key: "y", agent: "echo", dependsOn: ["x"] },
+              { key: "z", agent: "echo", dependsOn: ["y"] },
+            ],
+          }),
+        JobValidationError,
+      );
+      const cycle = e.problems.find((p) => p.code === "cycle");
+      ok(cycle, "a cycle problem");
+      for (const k of ['"x"', '"y"', '"z"']) ok(cycle.message.includes(k), `${cycle.message} names ${k}`);
+      ok(!cycle.message.includes('"start"'));
+      deepEqual(await ctx.storage.listJobs(), []);
+    },
+  },
+  {
+    name: "an empty job and a malformed spec are rejected",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo]);
+      const empty = await rejects<JobValidationError>(
+        () => executor.submit({ name: "e", tasks: [] }),
+        JobValidationError,
+      );
+      equal(empty.problems[0]!.code, "empty-job");
+      await rejects(() => executor.submit(null as never), JobValidationError);
+      await rejects(
+        () => executor.submit({ name: "x", tasks: [{ agent: "echo" }] } as never),
+        JobValidationError,
+        "key",
+      );
+      deepEqual(await ctx.storage.listJobs(), []);
+    },
+  },
+  {
+    name: "a failure cascades through two levels of dependents and the job fails once",
+    async run(ctx) {
+      const ran: string[] = [];
+      const track = agent("track", (_i, c) => {
+        ran.push(c.task.key);
+        return null;
+      });
+      const { executor } = harness(ctx.storage, [fail, track]);
+      const ends: string[] = [];
+      executor.on("job:failed", () => ends.push("failed"));
+      executor.on("job:completed", () => ends.push("completed"));
+      executor.start();
+      const job = await executor.submit({
+        name: "cascade",
+        tasks: [
+          { key: "bad", agent: "fail" },
+          { key: "child", agent: "track", dependsOn: ["bad"] },
+          { key: "grandchild", agent: "track", dependsOn: ["child"] },
+          { key: "independent", agent: "track" },
+        ],
+      });
+      const e = await rejects<JobFailedError>(() => job.wait(), JobFailedError);
+      deepEqual(e.failedTasks, [{ key: "bad", error: "broken on purpose" }]);
+      const t = byKey(await job.tasks());
+      equal(t.child!.status, "cancelled");
+      equal(t.child!.statusReason, 'Dependency "bad" failed');
+      equal(t.grandchild!.status, "cancelled");
+      deepEqual(ran, ["independent"]);
+      await until(() => ends.length > 0, "job end event");
+      deepEqual(ends, ["failed"]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "onDependencyFailure: block leaves the dependent for a person, who can retry it",
+    async run(ctx) {
+      let attempts = 0;
+      const flaky = agent("flaky-once", () => {
+        attempts++;
+        if (attempts === 1) throw new NonRetryableError("first time fails");
+        return "ok";
+      });
+      const { executor } = harness(ctx.storage, [flaky, echo]);
+      executor.start();
+      const job = await executor.submit({
+        name: "block",
+        tasks: [
+          { key: "parent", agent: "echo", input: 1 },
+          { key: "guarded", agent: "flaky-once", dependsOn: ["parent"] },
+          { key: "after", agent: "echo", input: 2, dependsOn: ["guarded"], onDependencyFailure: "block" },
+        ],
+      });
+      await until(async () => byKey(await job.tasks()).after!.status === "blocked", "blocked");
+      const after = byKey(await job.tasks()).after!;
+      equal(after.statusReason, 'Dependency "guarded" failed');
+      equal((await job.status()).status, "running");
+      await executor.retryTask(after.id);
+      const e = await rejects<JobFailedError>(() => job.wait(), JobFailedError);
+      deepEqual(e.failedTasks.map((f) => f.key), ["guarded"]);
+      equal(byKey(await job.tasks()).after!.output, 2);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "cancel() aborts running tasks' signals, cancels the rest, and wait() rejects",
+    async run(ctx) {
+      const started = deferred();
+      const reasons: unknown[] = [];
+      const hang = agent("hang", async (_i, c) => {
+        started.resolve();
+        try {
+          await aborted(c.signal);
+        } catch (e) {
+          reasons.push(e);
+          throw e;
+        }
+      });
+      const { executor } = harness(ctx.storage, [hang, echo]);
+      const cancelled: string[] = [];
+      executor.on("job:cancelled", (e) => cancelled.push(e.job.id));
+      executor.start();
+      const job = await executor.submit({
+        name: "cancel",
+        tasks: [{ key: "running", agent: "hang" }, { key: "later", agent: "echo", dependsOn: ["running"] }],
+      });
+      await started.promise;
+      const waiting = job.wait().catch((e) => e);
+      await job.cancel();
+      const err = await waiting;
+      ok(err instanceof JobFailedError);
+      equal(err.status, "cancelled");
+      await until(() => reasons.length === 1, "signal aborted");
+      ok(reasons[0] instanceof TaskAbortedError);
+      const t = byKey(await job.tasks());
+      equal(t.running!.status, "cancelled");
+      equal(t.later!.status, "cancelled");
+      deepEqual(cancelled, [job.id]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "pause() stops claims for the job and resume() continues it",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const ran: string[] = [];
+      const step = agent("step", (_i, c) => {
+        ran.push(c.task.key);
+        return c.task.key === "first" ? gate.promise : c.task.key;
+      });
+      const { executor, clock } = harness(ctx.storage, [step]);
+      executor.start();
+      const job = await executor.submit({
+        name: "pause",
+        tasks: [{ key: "first", agent: "step" }, { key: "second", agent: "step", dependsOn: ["first"] }],
+      });
+      await until(() => ran.length === 1, "first running", clock);
+      await job.pause();
+      gate.resolve("first done");
+      await until(async () => byKey(await job.tasks()).second!.status === "paused", "second parked", clock);
+      await clock.advance(5000);
+      deepEqual(ran, ["first"]);
+      equal((await job.status()).status, "paused");
+      await job.resume();
+      deepEqual(await job.wait(), { first: "first done", second: "second" });
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "spawned children run in the job, a join waits for them, and the job waits for all",
+    async run(ctx) {
+      const parent = agent("parent", (input, c) => {
+        const kids = (input as number[]).map((n, i) => c.spawn({ key: `part${i}`, agent: "square", input: n }));
+        c.spawn({ key: "sum", agent: "sum", dependsOn: kids.map((k) => k.key.split("/")[1]!) });
+        return "spawned";
+      });
+      const square = agent("square", (n) => (n as number) ** 2);
+      const sum = agent("sum", async (_i, c) => {
+        const deps = await c.dependencyOutputs();
+        return Object.values(deps).reduce((a: number, b) => a + (b as number), 0);
+      });
+      const { executor } = harness(ctx.storage, [parent, square, sum]);
+      executor.start();
+      const job = await executor.submit({ name: "spawn", tasks: [{ key: "p", agent: "parent", input: [1, 2, 3] }] });
+      const out = await job.wait();
+      deepEqual(out, { p: "spawned", "p/part0": 1, "p/part1": 4, "p/part2": 9, "p/sum": 14 });
+      const tasks = await job.tasks();
+      const p = tasks.find((t) => t.key === "p")!;
+      equal(tasks.filter((t) => t.parentId === p.id).length, 4);
+      equal((await job.status()).taskCount, 5);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a parent retried after spawning does not duplicate its children",
+    async run(ctx) {
+      let attempts = 0;
+      const parent = agent("parent", (_i, c) => {
+        attempts++;
+        c.spawn({ key: "child", agent: "echo", input: attempts });
+        c.cache.set("attempt", attempts);
+        if (attempts === 1) throw new Error("crash after spawning");
+        return "ok";
+      });
+      const { executor, clock } = harness(ctx.storage, [parent, echo], { retry: { delayMs: 10 } });
+      executor.start();
+      const job = await executor.submit({ name: "retry", tasks: [{ key: "p", agent: "parent" }] });
+      await until(() => attempts === 1, "first attempt", clock);
+      await until(async () => byKey(await job.tasks()).p!.status === "ready", "retry stored", clock);
+      equal(await ctx.storage.getCache(job.id, "attempt"), undefined);
+      await clock.advance(10);
+      const out = await job.wait();
+      equal(out["p/child"], 2);
+      equal((await job.tasks()).length, 2);
+      equal(await ctx.storage.getCache(job.id, "attempt"), 2);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a bad spawn spec fails the attempt with a JobValidationError and writes no child",
+    async run(ctx) {
+      const parent = agent("parent", (_i, c) => {
+        c.spawn({ key: "x", agent: "nobody" });
+        return "unreachable";
+      });
+      const { executor } = harness(ctx.storage, [parent]);
+      executor.start();
+      const job = await executor.submit({ name: "bad-spawn", tasks: [{ key: "p", agent: "parent" }] });
+      await rejects(() => job.wait(), JobFailedError);
+      const tasks = await job.tasks();
+      equal(tasks.length, 1);
+      equal(tasks[0]!.error?.name, "JobValidationError");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "the job cache is shared by its tasks with read-your-writes; shared state spans jobs",
+    async run(ctx) {
+      const writer = agent("writer", async (_i, c) => {
+        c.cache.set("token", "abc");
+        equal(await c.cache.get("token"), "abc");
+        c.state("user:7").set("visits", 1);
+        return null;
+      });
+      const reader = agent("reader", async (_i, c) => {
+        return { token: (await c.cache.get("token")) ?? null, visits: (await c.state("user:7").get("visits")) ?? null };
+      });
+      const { executor } = harness(ctx.storage, [writer, reader]);
+      executor.start();
+      const one = await executor.submit({
+        name: "one",
+        tasks: [{ key: "w", agent: "writer" }, { key: "r", agent: "reader", dependsOn: ["w"] }],
+      });
+      deepEqual((await one.wait()).r, { token: "abc", visits: 1 });
+      const two = await executor.submit({ name: "two", tasks: [{ key: "r", agent: "reader" }] });
+      deepEqual((await two.wait()).r, { token: null, visits: 1 });
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "review: a task that asks for review waits; accept lets dependents run",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo]);
+      const reviews: string[] = [];
+      executor.on("task:review", (e) => reviews.push(e.task.key));
+      executor.start();
+      const job = await executor.submit({
+        name: "review",
+        tasks: [
+          { key: "draft", agent: "echo", input: "v1", review: true },
+          { key: "publish", agent: "echo", input: "go", dependsOn: ["draft"] },
+        ],
+      });
+      await until(() => reviews.length === 1, "review requested");
+      const t = byKey(await job.tasks());
+      equal(t.draft!.status, "completed");
+      equal(t.publish!.status, "pending");
+      await executor.review(t.draft!.id, "accept");
+      deepEqual(await job.wait(), { draft: "v1", publish: "go" });
+      equal(byKey(await job.tasks()).draft!.status, "accepted");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "review: reject reruns the task with the reason; rejecting its last attempt fails it",
+    async run(ctx) {
+      const feedback: (string | null)[] = [];
+      const writer = agent("writer", (_i, c) => {
+        feedback.push(c.reviewFeedback);
+        return `draft ${c.task.attempt}`;
+      });
+      const { executor } = harness(ctx.storage, [writer]);
+      executor.start();
+      const job = await executor.submit({
+        name: "rev",
+        tasks: [{ key: "w", agent: "writer", review: true, maxAttempts: 2 }],
+      });
+      const waitReview = async (n: number) =>
+        await until(async () => {
+          const w = byKey(await job.tasks()).w!;
+          return w.status === "completed" && feedback.length === n;
+        }, `review ${n}`);
+      await waitReview(1);
+      const first = byKey(await job.tasks()).w!;
+      await executor.review(first.id, "reject", "too short");
+      await waitReview(2);
+      deepEqual(feedback, [null, "too short"]);
+      await executor.review(first.id, "reject", "still too short");
+      const e = await rejects<JobFailedError>(() => job.wait(), JobFailedError);
+      equal(e.failedTasks[0]!.key, "w");
+      equal(byKey(await job.tasks()).w!.status, "rejected");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a second executor reattaches to a job by id and finishes it",
+    async run(ctx) {
+      const first = harness(ctx.storage, [echo]);
+      const job = await first.executor.submit({
+        name: "reattach",
+        tasks: [{ key: "a", agent: "echo", input: 1 }, { key: "b", agent: "echo", input: 2, dependsOn: ["a"] }],
+      });
+      await first.executor.shutdown();
+      const second = harness(ctx.storage, [echo]);
+      second.executor.start();
+      const handle = await second.executor.job(job.id);
+      deepEqual(await handle.wait(), { a: 1, b: 2 });
+      await second.executor.shutdown();
+    },
+  },
+  {
+    name: "delayMs and runAt hold a task back until its time; priority orders ready tasks",
+    async run(ctx) {
+      const order: string[] = [];
+      const rec = agent("rec", (_i, c) => {
+        order.push(c.task.key);
+        return null;
+      });
+      const clock = new ManualClock(START);
+      const { executor } = harness(ctx.storage, [rec], { clock, maxWorkers: 1 });
+      const job = await executor.submit({
+        name: "time",
+        tasks: [
+          { key: "later", agent: "rec", delayMs: 5000 },
+          { key: "low", agent: "rec", priority: 10 },
+          { key: "high", agent: "rec", priority: -10 },
+          { key: "at", agent: "rec", runAt: START + 8000 },
+        ],
+      });
+      executor.start();
+      await until(() => order.length === 2, "due tasks", clock);
+      deepEqual(order, ["high", "low"]);
+      await clock.advance(4999);
+      equal(order.length, 2);
+      await clock.advance(1);
+      await until(() => order.length === 3, "delayed task", clock);
+      await clock.advance(3000);
+      await job.wait();
+      deepEqual(order, ["high", "low", "later", "at"]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "progress() is emitted as throttled task:progress events",
+    async run(ctx) {
+      const prog = agent("prog", (_i, c) => {
+        for (let i = 1; i <= 10; i++) c.progress(i / 10, `step ${i}`);
+        return null;
+      });
+      const { executor } = harness(ctx.storage, [prog], { progressThrottleMs: 1000 });
+      const seen: number[] = [];
+      executor.on("task:progress", (e) => seen.push(e.fraction));
+      executor.start();
+      const job = await executor.submit({ name: "p", tasks: [{ key: "a", agent: "prog" }] });
+      await job.wait();
+      deepEqual(seen, [0.1, 1]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "JobHandle.on() sees only its own job's events",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo]);
+      executor.start();
+      const one = await executor.submit({ name: "1", tasks: [{ key: "a", agent: "echo" }] });
+      const keys: string[] = [];
+      const two = await executor.submit({ name: "2", tasks: [{ key: "b", agent: "echo" }] });
+      two.on("task:completed", (e) => keys.push(e.task.key));
+      await one.wait();
+      await two.wait();
+      await until(() => keys.length === 1, "event");
+      deepEqual(keys, ["b"]);
+      await executor.shutdown();
+    },
+  },
+];
