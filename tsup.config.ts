@@ -4,6 +4,7 @@ import { defineConfig } from "tsup";
 export const entries: Record<string, string> = {
   "mod": "mod.ts",
   "adapters/memory": "adapters/memory.ts",
+  "adapters/indexeddb": "adapters/indexeddb.ts",
 };
 
 export default defineConfig({

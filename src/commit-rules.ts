@@ -89,9 +89,18 @@ class Batch {
   readonly cache: { jobId: string; key: string; value: JsonValue | undefined }[] = [];
   readonly state: { scope: string; key: string; value: JsonValue | undefined }[] = [];
   readonly jobsEnding = new Set<string>();
+  /** Dependents added by inserts of this batch, which the transaction does not know yet. */
+  readonly newDependents = new Map<string, string[]>();
   readied = 0;
 
   constructor(readonly tx: RuleTx, readonly now: number) {}
+
+  /** Stored dependents of a task plus those inserted earlier in this batch. */
+  *dependentsOf(id: string): Step<readonly string[]> {
+    const stored = (yield this.tx.dependents(id)) as readonly string[];
+    const added = this.newDependents.get(id);
+    return added ? [...stored, ...added] : stored;
+  }
 
   *task(id: string): Step<Task | undefined> {
     const hit = this.tasks.get(id);
@@ -171,7 +180,7 @@ class Batch {
   }
 
   *satisfyDependents(task: Task): Step<void> {
-    const ids = (yield this.tx.dependents(task.id)) as readonly string[];
+    const ids = yield* this.dependentsOf(task.id);
     for (const id of ids) {
       const dep = yield* this.task(id);
       if (!dep) continue;
@@ -186,7 +195,7 @@ class Batch {
   }
 
   *failDependents(task: Task): Step<void> {
-    const ids = (yield this.tx.dependents(task.id)) as readonly string[];
+    const ids = yield* this.dependentsOf(task.id);
     for (const id of ids) {
       const dep = yield* this.task(id);
       if (!dep || dep.status !== "pending") continue;
@@ -232,6 +241,11 @@ class Batch {
     this.owned.add(task);
     this.prevTasks.set(task.id, undefined);
     this.tasks.set(task.id, task);
+    for (const depId of task.dependencies) {
+      const list = this.newDependents.get(depId);
+      if (list) list.push(task.id);
+      else this.newDependents.set(depId, [task.id]);
+    }
     const job = this.ownJob(stored);
     job.taskCount++;
     if (!finalOf(task.status, task.review)) job.openCount++;

@@ -126,6 +126,63 @@ export class StorageError extends TaskCoreError {}
 /** The storage is full; the commit was not applied. */
 export class StorageQuotaError extends StorageError {}
 
+/**
+ * Opening (or upgrading) a database waits on another connection that does not close,
+ * such as a tab still running an older version of the app. Nothing was opened.
+ */
+export class StorageBlockedError extends StorageError {}
+
+/**
+ * Another connection upgraded or deleted the database under this storage, which closed
+ * itself so as not to block it. Reopen (usually: reload the page) to continue.
+ */
+export class StorageVersionChangeError extends StorageError {
+  /** The version the database is moving to, or `null` when it is being deleted. */
+  readonly newVersion: number | null;
+  /** Create the error. */
+  constructor(message: string, newVersion: number | null, options?: ErrorOptions) {
+    super(message, options);
+    this.newVersion = newVersion;
+  }
+}
+
+/**
+ * Stored data that cannot be read safely: a damaged or foreign file, a truncated
+ * snapshot, a journal record that fails its checksum in the middle of the journal.
+ * The storage refused to open and changed nothing on disk.
+ */
+export class StorageCorruptError extends StorageError {
+  /** What was found damaged (for example the file path or `snapshot`, `journal`). */
+  readonly location: string;
+  /** Create the error. */
+  constructor(location: string, message: string, options?: ErrorOptions) {
+    super(`Stored data in "${location}" is unreadable: ${message}`, options);
+    this.location = location;
+  }
+}
+
+/**
+ * Stored data written by a newer version of task-core (a schema or format version this
+ * code does not know). The storage refused to open and changed nothing on disk.
+ */
+export class StorageVersionError extends StorageError {
+  /** What carries the version (for example `schema`, `journal format`). */
+  readonly subject: string;
+  /** The version found. */
+  readonly found: number;
+  /** The newest version this code reads. */
+  readonly supported: number;
+  /** Create the error. */
+  constructor(subject: string, found: number, supported: number) {
+    super(
+      `Stored ${subject} version ${found} is newer than this code supports (${supported}): upgrade task-core to open it`,
+    );
+    this.subject = subject;
+    this.found = found;
+    this.supported = supported;
+  }
+}
+
 /** An attempt that ran past its timeout. Retryable. */
 export class TaskTimeoutError extends TaskCoreError {
   /** The timeout in milliseconds. */

@@ -210,6 +210,7 @@ export class Executor {
   #roomWaiter: (() => void) | null = null;
   #wakeTimer: unknown = null;
   #wakeAt = Infinity;
+  readonly #wakeTimes = new Heap<number>((a, b) => a < b);
   #timers: unknown[] = [];
   #unwatch: (() => void) | null = null;
   #loop: Promise<void> | null = null;
@@ -452,14 +453,23 @@ export class Executor {
     wake?.();
   }
 
+  /** Wake the claim loop at `at` (a retry's or a delayed task's `runAt`); every such time is kept. */
   #wakeAtTime(at: number): void {
     if (this.#state !== "running" && this.#state !== "idle") return;
-    if (at >= this.#wakeAt) return;
+    this.#wakeTimes.push(at);
+    if (at < this.#wakeAt) this.#armWake(at);
+  }
+
+  #armWake(at: number): void {
     if (this.#wakeTimer !== null) this.#clock.clearTimer(this.#wakeTimer);
     this.#wakeAt = at;
     this.#wakeTimer = this.#clock.setTimer(() => {
       this.#wakeTimer = null;
       this.#wakeAt = Infinity;
+      const now = this.#clock.now();
+      while ((this.#wakeTimes.peek() ?? Infinity) <= now) this.#wakeTimes.pop();
+      const next = this.#wakeTimes.peek();
+      if (next !== undefined && this.#state === "running") this.#armWake(next);
       this.#poke();
     }, Math.max(0, at - this.#clock.now()));
   }
@@ -940,6 +950,13 @@ export class Executor {
       return;
     }
     this.#state = "stopping";
+    // The grace period counts from the shutdown call.
+    let graceOver = graceMs <= 0;
+    let onGraceOver: (() => void) | null = null;
+    const graceTimer = graceOver ? null : this.#clock.setTimer(() => {
+      graceOver = true;
+      onGraceOver?.();
+    }, graceMs);
     this.#poke();
     const w = this.#roomWaiter;
     this.#roomWaiter = null;
@@ -951,13 +968,10 @@ export class Executor {
     await this.#release(queued);
     this.#queue.close();
     if (this.#runs.size > 0) {
-      if (graceMs > 0) {
+      if (!graceOver) {
         await new Promise<void>((resolve) => {
-          const timer = this.#clock.setTimer(resolve, graceMs);
-          this.#idleWaiter = () => {
-            this.#clock.clearTimer(timer);
-            resolve();
-          };
+          onGraceOver = resolve;
+          this.#idleWaiter = resolve;
         });
         this.#idleWaiter = null;
       }
@@ -969,6 +983,7 @@ export class Executor {
       }
       await this.#release(left.map((r) => r.task));
     }
+    if (graceTimer !== null) this.#clock.clearTimer(graceTimer);
     while (this.#flushing) await this.#flushing;
     this.#state = "stopped";
     for (const t of this.#timers) this.#clock.clearTimer(t);

@@ -631,6 +631,23 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "a task inserted earlier in a batch is made ready when its dependency completes later in the same batch",
+    async run({ storage }) {
+      const b = buildJob([{ key: "p" }, { key: "q" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [p] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      const waiter = childRecord(b, { key: "waiter", deps: ["p"] });
+      const r = await storage.commit([
+        { type: "insertTask", task: waiter },
+        { type: "updateTask", id: p!.id, expect: { version: p!.version }, set: { status: "completed" } },
+      ]);
+      equal(r.tasks.find((t) => t.key === "waiter")!.status, "ready");
+      const stored = await get(storage, waiter.id);
+      equal(stored.status, "ready");
+      equal(stored.remainingDeps, 0);
+    },
+  },
+  {
     name: "insertTask into an ended job is refused",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }]);

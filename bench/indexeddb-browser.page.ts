@@ -1,0 +1,209 @@
+/**
+ * The page side of `bench/indexeddb-browser.mjs`: durable claim + commit throughput of the
+ * IndexedDB adapter in real Chromium, batched against a naive baseline that stores every
+ * state change in its own transaction (claim one task, commit one completion).
+ *
+ * Bundled by esbuild and run in a persistent Chromium profile, so IndexedDB writes go to
+ * disk. Exposes `globalThis.runIndexedDbBench(config)`.
+ */
+
+import { type IndexedDbDurability, openIndexedDbStorage } from "../adapters/indexeddb.ts";
+import { fromRow, toRow } from "../adapters/indexeddb/rows.ts";
+import { openDatabase } from "../adapters/indexeddb/schema.ts";
+import { claimPatch } from "../src/commit-rules.ts";
+import { newId } from "../src/ids.ts";
+import type { CommitOp } from "../src/storage.ts";
+import type { Job, Task } from "../src/types.ts";
+
+/** What the driver asks for. */
+export interface BenchConfig {
+  tasks: number;
+  batches: number[];
+  durabilities: IndexedDbDurability[];
+  naiveTasks: number;
+  rounds: number;
+  floorBatch: number;
+}
+
+/** One measured run. */
+export interface BenchRow {
+  round: number;
+  mode: "batched" | "naive" | "floor";
+  durability: IndexedDbDurability;
+  batch: number;
+  tasks: number;
+  submitMs: number;
+  ms: number;
+  tasksPerSec: number;
+  transactions: number;
+}
+
+function job(id: string, n: number): { job: Job; tasks: Task[] } {
+  const tasks: Task[] = [];
+  for (let i = 0; i < n; i++) {
+    tasks.push({
+      id: newId(),
+      jobId: id,
+      key: `t${i}`,
+      agent: "noop",
+      input: { i },
+      output: null,
+      error: null,
+      status: "pending",
+      statusReason: null,
+      parentId: null,
+      dependencies: [],
+      remainingDeps: 0,
+      attempts: 0,
+      maxAttempts: 3,
+      timeoutMs: null,
+      durability: "at-least-once",
+      onDependencyFailure: "cancel",
+      priority: 0,
+      runAt: 0,
+      review: false,
+      reviewFeedback: null,
+      leaseOwner: null,
+      leaseExpiresAt: null,
+      version: 1,
+      createdAt: 0,
+      updatedAt: 0,
+      startedAt: null,
+      finishedAt: null,
+      description: null,
+      taskType: null,
+      summary: null,
+      acceptanceCriteria: null,
+    });
+  }
+  const record: Job = {
+    id,
+    name: "bench",
+    status: "running",
+    metadata: null,
+    taskCount: 0,
+    openCount: 0,
+    failedCount: 0,
+    version: 1,
+    createdAt: 0,
+    updatedAt: 0,
+    finishedAt: null,
+  };
+  return { job: record, tasks };
+}
+
+/** Submit `n` no-op tasks, then claim `batch` at a time and commit each batch's completions in one commit. */
+async function run(
+  round: number,
+  mode: "batched" | "naive",
+  durability: IndexedDbDurability,
+  batch: number,
+  n: number,
+): Promise<BenchRow> {
+  const name = `bench-${mode}-${durability}-${batch}-${newId()}`;
+  const storage = await openIndexedDbStorage({ name, durability, broadcast: false });
+  const built = job(newId(), n);
+  const t0 = performance.now();
+  await storage.createJob(built.job, built.tasks);
+  const t1 = performance.now();
+  let done = 0;
+  let transactions = 0;
+  while (done < n) {
+    const claimed = await storage.claimReady({ limit: batch, now: Date.now(), owner: "bench", leaseMs: 60_000 });
+    transactions++;
+    if (claimed.length === 0) throw new Error(`nothing to claim after ${done} of ${n}`);
+    const ops: CommitOp[] = claimed.map((t) => ({
+      type: "updateTask",
+      id: t.id,
+      expect: { version: t.version, status: "running" },
+      set: { status: "completed", output: null },
+    }));
+    await storage.commit(ops);
+    transactions++;
+    done += claimed.length;
+  }
+  const t2 = performance.now();
+  const ended = await storage.getJob(built.job.id);
+  if (ended?.status !== "completed") throw new Error(`job ended as ${ended?.status}`);
+  await storage.close();
+  await new Promise<void>((resolve) => {
+    const r = indexedDB.deleteDatabase(name);
+    r.onsuccess = r.onerror = r.onblocked = () => resolve();
+  });
+  const ms = t2 - t1;
+  return {
+    round,
+    mode,
+    durability,
+    batch,
+    tasks: n,
+    submitMs: Math.round(t1 - t0),
+    ms: Math.round(ms),
+    tasksPerSec: Math.round(n / (ms / 1000)),
+    transactions,
+  };
+}
+
+/**
+ * The floor of this design: the same schema and the same requests per task (claim: one
+ * range read and one put; completion: one read and one put), with no rules, no job record,
+ * no checks. What `batched` costs above it is the adapter's own overhead.
+ */
+async function floor(round: number, durability: IndexedDbDurability, batch: number, n: number): Promise<BenchRow> {
+  const name = `bench-floor-${newId()}`;
+  const db = await openDatabase({ factory: indexedDB, name, onVersionChange: () => {}, onTerminated: () => {} });
+  const opts = durability === "default" ? {} : { durability };
+  const built = job(newId(), n);
+  const t0 = performance.now();
+  const create = db.transaction("tasks", "readwrite", opts);
+  for (const t of built.tasks) void create.store.put(toRow({ ...t, status: "ready" }, undefined)).catch(() => {});
+  await create.done;
+  const t1 = performance.now();
+  let transactions = 0;
+  for (let done = 0; done < n;) {
+    const claim = db.transaction("tasks", "readwrite", opts);
+    const rows = await claim.store.index("claim").getAll(IDBKeyRange.bound([0, -Infinity], [0, Date.now(), []]), batch);
+    const claimed = rows.map((r) => claimPatch(fromRow(r), "bench", Date.now(), 60_000));
+    for (const t of claimed) void claim.store.put(toRow(t, undefined)).catch(() => {});
+    await claim.done;
+    const commit = db.transaction("tasks", "readwrite", opts);
+    const current = await Promise.all(claimed.map((t) => commit.store.get(t.id)));
+    for (const r of current) {
+      const t = fromRow(r!);
+      void commit.store.put(toRow({ ...t, status: "completed", version: t.version + 1 }, undefined)).catch(() => {});
+    }
+    await commit.done;
+    transactions += 2;
+    done += claimed.length;
+  }
+  const ms = performance.now() - t1;
+  db.close();
+  indexedDB.deleteDatabase(name);
+  return {
+    round,
+    mode: "floor",
+    durability,
+    batch,
+    tasks: n,
+    submitMs: Math.round(t1 - t0),
+    ms: Math.round(ms),
+    tasksPerSec: Math.round(n / (ms / 1000)),
+    transactions,
+  };
+}
+
+async function runIndexedDbBench(config: BenchConfig): Promise<BenchRow[]> {
+  await run(0, "batched", "relaxed", 100, 300); // warm-up: JIT, first database
+  const rows: BenchRow[] = [];
+  // Rounds interleave every configuration, so a burst of load elsewhere hits them alike.
+  for (let round = 1; round <= config.rounds; round++) {
+    for (const durability of config.durabilities) {
+      rows.push(await run(round, "naive", durability, 1, config.naiveTasks));
+      for (const batch of config.batches) rows.push(await run(round, "batched", durability, batch, config.tasks));
+      rows.push(await floor(round, durability, config.floorBatch, config.tasks));
+    }
+  }
+  return rows;
+}
+
+(globalThis as { runIndexedDbBench?: typeof runIndexedDbBench }).runIndexedDbBench = runIndexedDbBench;

@@ -1,0 +1,12 @@
+import "fake-indexeddb/auto";
+import { registerIndexedDbCases } from "../../conformance/indexeddb.ts";
+import { registerSuites } from "../../suites.ts";
+import { indexedDbTarget } from "../../targets-indexeddb.ts";
+
+const registrar = {
+  test: (name: string, fn: () => Promise<void>) =>
+    Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false }),
+  skip: (name: string, reason: string) => Deno.test({ name, ignore: reason.length > 0, fn: () => {} }),
+};
+registerSuites(registrar, [indexedDbTarget("indexeddb-fake")]);
+registerIndexedDbCases(registrar, "indexeddb-fake");
