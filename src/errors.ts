@@ -11,12 +11,15 @@ export class TaskCoreError extends Error {
   /** Create the error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = new.target.name;
+    this.name = "TaskCoreError";
   }
 }
 
 /** An error that says, by its type, that another attempt will not help. */
-export class NonRetryableError extends TaskCoreError {}
+export class NonRetryableError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "NonRetryableError";
+}
 
 /** One validation problem: where it is, which rule, and what is wrong. */
 export interface ValidationIssue {
@@ -30,6 +33,8 @@ export interface ValidationIssue {
 
 /** Input or output that fails an agent's schema. Never retried. */
 export class ValidationError extends NonRetryableError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "ValidationError";
   /** Every problem found. */
   readonly issues: readonly ValidationIssue[];
   /** Create the error from its issues; the message lists them all. */
@@ -45,6 +50,8 @@ export class ValidationError extends NonRetryableError {
 
 /** A value that cannot be stored as JSON (a function, a BigInt, a cycle, NaN ...). */
 export class JsonValueError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "JsonValueError";
   /** JSON pointer to the offending value. */
   readonly path: string;
   /** Create the error. */
@@ -64,6 +71,8 @@ export interface ConflictFound {
 
 /** A compare-and-swap that found another state than expected. Nothing of the batch was applied. */
 export class ConflictError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "ConflictError";
   /** Index of the failing op in the batch. */
   readonly opIndex: number;
   /** Id of the record. */
@@ -91,6 +100,8 @@ export class ConflictError extends TaskCoreError {
 
 /** A status change that the transition table forbids. Nothing of the batch was applied. */
 export class InvalidTransitionError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "InvalidTransitionError";
   /** Id of the record. */
   readonly id: string;
   /** Its status. */
@@ -108,6 +119,8 @@ export class InvalidTransitionError extends TaskCoreError {
 
 /** A record that does not exist. */
 export class NotFoundError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "NotFoundError";
   /** What kind of record. */
   readonly kind: "task" | "job";
   /** Its id. */
@@ -121,22 +134,33 @@ export class NotFoundError extends TaskCoreError {
 }
 
 /** A storage that was closed, or failed in a way its caller should see. */
-export class StorageError extends TaskCoreError {}
+export class StorageError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "StorageError";
+}
 
 /** The storage is full; the commit was not applied. */
-export class StorageQuotaError extends StorageError {}
+export class StorageQuotaError extends StorageError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "StorageQuotaError";
+}
 
 /**
  * Opening (or upgrading) a database waits on another connection that does not close,
  * such as a tab still running an older version of the app. Nothing was opened.
  */
-export class StorageBlockedError extends StorageError {}
+export class StorageBlockedError extends StorageError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "StorageBlockedError";
+}
 
 /**
  * Another connection upgraded or deleted the database under this storage, which closed
  * itself so as not to block it. Reopen (usually: reload the page) to continue.
  */
 export class StorageVersionChangeError extends StorageError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "StorageVersionChangeError";
   /** The version the database is moving to, or `null` when it is being deleted. */
   readonly newVersion: number | null;
   /** Create the error. */
@@ -152,6 +176,8 @@ export class StorageVersionChangeError extends StorageError {
  * The storage refused to open and changed nothing on disk.
  */
 export class StorageCorruptError extends StorageError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "StorageCorruptError";
   /** What was found damaged (for example the file path or `snapshot`, `journal`). */
   readonly location: string;
   /** Create the error. */
@@ -166,6 +192,8 @@ export class StorageCorruptError extends StorageError {
  * code does not know). The storage refused to open and changed nothing on disk.
  */
 export class StorageVersionError extends StorageError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "StorageVersionError";
   /** What carries the version (for example `schema`, `journal format`). */
   readonly subject: string;
   /** The version found. */
@@ -185,6 +213,8 @@ export class StorageVersionError extends StorageError {
 
 /** An attempt that ran past its timeout. Retryable. */
 export class TaskTimeoutError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "TaskTimeoutError";
   /** The timeout in milliseconds. */
   readonly timeoutMs: number;
   /** Create the error. */
@@ -195,10 +225,15 @@ export class TaskTimeoutError extends TaskCoreError {
 }
 
 /** A task aborted because its job was cancelled or the executor shut down. */
-export class TaskAbortedError extends TaskCoreError {}
+export class TaskAbortedError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "TaskAbortedError";
+}
 
 /** The agent a task names is not registered. Never retried. */
 export class UnknownAgentError extends NonRetryableError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "UnknownAgentError";
   /** The agent name. */
   readonly agent: string;
   /** Create the error. */
@@ -220,6 +255,8 @@ export interface JobProblem {
 
 /** A job spec that cannot be submitted. Nothing was written. */
 export class JobValidationError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "JobValidationError";
   /** Every problem found. */
   readonly problems: readonly JobProblem[];
   /** Create the error from its problems. */
@@ -231,6 +268,8 @@ export class JobValidationError extends TaskCoreError {
 
 /** A job that ended as `failed` or `cancelled`, thrown by `JobHandle.wait()`. */
 export class JobFailedError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "JobFailedError";
   /** The job id. */
   readonly jobId: string;
   /** How it ended. */

@@ -37,7 +37,11 @@ export interface ExecutorOptions {
   storage: Storage;
   /** The agents (an `AgentRegistry`). */
   registry: AgentSource;
-  /** This executor's lease owner id (default: a new id). */
+  /**
+   * This executor's lease owner id (default: a new id). Give a stable one (per process
+   * or per tab) and a restarted executor takes back its interrupted tasks at once
+   * instead of waiting for their leases to expire. Two live executors must never share it.
+   */
   id?: string;
   /** Tasks run at once (default 4). */
   maxWorkers?: number;
@@ -219,6 +223,7 @@ export class Executor {
   readonly #stoppedPromise: Promise<void>;
   readonly #lastProgress = new Map<string, number>();
   readonly #contextHost: ContextHost;
+  readonly #stableId: boolean;
   readonly #stats: Omit<ExecutorStats, "running" | "queued"> = {
     claimed: 0,
     started: 0,
@@ -244,7 +249,11 @@ export class Executor {
     }
     this.storage = options.storage;
     this.agents = options.registry;
+    if (options.id !== undefined && (typeof options.id !== "string" || options.id === "")) {
+      throw new TypeError(`Executor option "id" must be a non-empty string, got ${typeof options.id}`);
+    }
     this.id = options.id ?? `executor-${newId()}`;
+    this.#stableId = options.id !== undefined;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#maxWorkers = positive("maxWorkers", options.maxWorkers, 4, true);
@@ -321,7 +330,7 @@ export class Executor {
     this.#unwatch = this.storage.watch(() => this.#poke());
     this.#every(this.#heartbeatMs, () => this.#heartbeat());
     this.#every(this.#recoveryIntervalMs, () => this.#recover());
-    this.#loop = this.#recover().then(() => this.#claimLoop());
+    this.#loop = this.#recoverOwn().then(() => this.#recover()).then(() => this.#claimLoop());
   }
 
   /** Start, and resolve after a graceful shutdown (when `signal` aborts or `shutdown()` is called). */
@@ -903,13 +912,35 @@ export class Executor {
       this.#events.emit("storage:error", { operation: "expiredLeases", error, attempt: 1 });
       return;
     }
+    await this.#recoverTasks(expired);
+  }
+
+  /**
+   * At start, an executor given a stable `id` takes back what its previous incarnation
+   * (a crashed process, a reloaded page) left running, without waiting for the leases
+   * to expire: nothing else can be holding them.
+   */
+  async #recoverOwn(): Promise<void> {
+    if (!this.#stableId) return;
+    let own: Task[];
+    try {
+      own = (await this.storage.listTasks({ status: "running" })).filter((t) => t.leaseOwner === this.id);
+    } catch (error) {
+      this.#stats.storageErrors++;
+      this.#events.emit("storage:error", { operation: "listTasks", error, attempt: 1 });
+      return;
+    }
+    await this.#recoverTasks(own);
+  }
+
+  async #recoverTasks(expired: readonly Task[]): Promise<void> {
     if (expired.length === 0) return;
     const now = this.#clock.now();
     const pending: Promise<Task | null>[] = [];
     for (const t of expired) {
       const error: TaskError = {
         name: "LeaseExpiredError",
-        message: `Lease of "${t.leaseOwner}" expired while the task was running`,
+        message: `Lease of "${t.leaseOwner}" ended while the task was running (the executor stopped or crashed)`,
         retryable: t.durability === "at-least-once",
         at: now,
       };

@@ -276,6 +276,35 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an executor restarted with the same id takes back its interrupted tasks without waiting for the lease",
+    async run(ctx) {
+      const started = deferred();
+      const clock = new ManualClock(START);
+      const dead = harness(ctx.storage, [
+        agent("job", () => {
+          started.resolve();
+          return new Promise(() => {});
+        }),
+      ], { id: "worker-1", clock, leaseMs: 60_000 });
+      dead.executor.start();
+      const job = await dead.executor.submit({ name: "own", tasks: [{ key: "a", agent: "job" }] });
+      await started.promise;
+      // The restarted executor's clock is one millisecond on, far inside the 60 s lease (the
+      // frozen first executor, still in this process, cannot claim what becomes ready then).
+      const later = new ManualClock(START + 1);
+      const again = harness(ctx.storage, [agent("job", () => "resumed")], {
+        id: "worker-1",
+        clock: later,
+        leaseMs: 60_000,
+      });
+      again.executor.start();
+      deepEqual(await (await again.executor.job(job.id)).wait(), { a: "resumed" });
+      equal((await taskByKey(ctx, job.id, "a")).attempts, 2);
+      equal(later.now(), START + 1);
+      await again.executor.shutdown();
+    },
+  },
+  {
     name: "an at-most-once task interrupted by a crash is blocked, not run again",
     async run(ctx) {
       const started = deferred();
