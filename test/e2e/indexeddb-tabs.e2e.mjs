@@ -1,0 +1,309 @@
+// `npm run test:e2e:tabs`: the IndexedDB adapter shared by several tabs of one origin, in
+// real Chromium (issue 6).
+//
+// Bundles test/e2e/indexeddb-tabs.page.ts with esbuild, serves it from 127.0.0.1 (a random
+// port) and drives pages of one persistent profile (a fresh temporary directory, removed
+// at the end: an incognito context keeps IndexedDB in memory). Each page runs its own
+// Executor on the same database and reports every execution to this process through an
+// exposed function, awaited before the agent goes on, so an execution is counted here
+// before its task can complete. (Counters in localStorage would not do across tabs: each
+// renderer caches localStorage and another tab's read-modify-write can miss an increment,
+// which would hide a second execution. The reload scenario, one tab at a time, uses both.)
+//
+// Scenarios:
+//   1. two tabs, 300 tasks submitted by one: every task runs exactly once, both tabs work;
+//   2. a tab closed while its tasks run: the other tab recovers the expired leases and
+//      completes the job (attempts 2);
+//   3. a tab reloaded mid-run: the reloaded page reattaches to the unfinished job and
+//      finishes it; no task is lost and no task completed before the reload runs again
+//      (tasks running at reload time may run twice: at-least-once).
+//
+// Without /usr/bin/chromium (or CHROMIUM_PATH) this fails when CI is set and skips otherwise.
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ci = !["", "0", "false"].includes((process.env.CI ?? "").toLowerCase());
+
+if (!existsSync(executablePath)) {
+  const fix = "install it with `apt-get update && apt-get install -y chromium` (never `npx playwright install`)";
+  if (ci) {
+    console.error(`test:e2e:tabs FAILED: Chromium not found at ${executablePath} and CI is set; ${fix}`);
+    process.exit(1);
+  }
+  console.log(`test:e2e:tabs SKIPPED: Chromium not found at ${executablePath}; ${fix}, or set CHROMIUM_PATH`);
+  process.exit(0);
+}
+
+const { build } = await import("esbuild");
+const { chromium } = await import("playwright-core");
+
+// ---------------------------------------------------------------- page bundle and server
+
+const bundle = await build({
+  entryPoints: [join(root, "test/e2e/indexeddb-tabs.page.ts")],
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  target: "es2022",
+  write: false,
+  logLevel: "error",
+});
+const script = bundle.outputFiles[0].text;
+const html = `<!doctype html><meta charset="utf-8"><title>task-core IndexedDB tabs</title>
+<script type="module" src="/page.js"></script>`;
+
+const server = createServer((req, res) => {
+  if (req.url === "/page.js") res.writeHead(200, { "content-type": "text/javascript" }).end(script);
+  else if (req.url === "/" || req.url?.startsWith("/?")) res.writeHead(200, { "content-type": "text/html" }).end(html);
+  else if (req.url === "/favicon.ico") res.writeHead(204).end();
+  else res.writeHead(404).end();
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+// ---------------------------------------------------------------- browser
+
+const profile = mkdtempSync(join(tmpdir(), "task-core-tabs-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath,
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+
+/** Every execution reported by a page: { event, tab, key, attempt }. */
+let reports = [];
+/** Called after each report (a scenario waits on it). */
+let onReport = () => {};
+await context.exposeFunction("__tcReport", (r) => {
+  reports.push(r);
+  onReport(r);
+});
+
+const pageErrors = [];
+/** Open a tab of the test origin, with the page module loaded. */
+async function openTab(label) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => pageErrors.push(`${label}: ${e?.stack ?? e}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") pageErrors.push(`${label} console: ${m.text()}`);
+  });
+  await page.goto(`${origin}/?tab=${label}`);
+  await loaded(page);
+  return page;
+}
+const loaded = (page) => page.waitForFunction(() => typeof globalThis.tabs?.open === "function", null);
+
+/** `promise`, or an error naming `what` after `ms` (a hung page fails its scenario, not the run). */
+function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Executions (`start` reports) per key, counted over `list`. */
+function countByKey(list) {
+  const out = new Map();
+  for (const r of list) if (r.event === "start") out.set(r.key, (out.get(r.key) ?? 0) + 1);
+  return out;
+}
+
+const keys = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(3, "0")}`);
+const short = { leaseMs: 1500, heartbeatMs: 500, recoveryIntervalMs: 500, pollIntervalMs: 200 };
+
+/** Longest a scenario may take (each takes a few seconds). */
+const SCENARIO_MS = 25_000;
+let passed = 0;
+let failed = 0;
+const started = Date.now();
+
+async function scenario(name, fn) {
+  const t0 = Date.now();
+  reports = [];
+  onReport = () => {};
+  pageErrors.length = 0;
+  const opened = [];
+  const tab = async (label) => {
+    const page = await openTab(label);
+    opened.push(page);
+    return page;
+  };
+  try {
+    const note = await within(SCENARIO_MS, `scenario "${name}"`, fn(tab));
+    assert.deepEqual(pageErrors, [], "no uncaught error in any page");
+    passed++;
+    console.log(`  ✓ ${name}${note ? `: ${note}` : ""} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed++;
+    console.error(`  ✗ ${name}\n    ${String(e?.stack ?? e).split("\n").join("\n    ")}`);
+  } finally {
+    for (const page of opened) {
+      if (!page.isClosed()) {
+        await within(5000, "closing the executor", page.evaluate(() => globalThis.tabs.close())).catch(() => {});
+        await page.close().catch(() => {});
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+try {
+  await scenario("two tabs share one database: 300 tasks, each runs exactly once, both tabs work", async (tab) => {
+    const N = 300;
+    const db = "tabs-exactly-once";
+    const common = { db, mode: "random", minDelayMs: 2, maxDelayMs: 25, maxWorkers: 4, queueCapacity: 4 };
+    const a = await tab("A");
+    const b = await tab("B");
+    // B runs an executor on the database and nothing else: it learns of A's job through
+    // the adapter's BroadcastChannel (or its poll).
+    await b.evaluate((c) => globalThis.tabs.open(c), { ...common, tab: "B" });
+    await a.evaluate((c) => globalThis.tabs.open(c), { ...common, tab: "A" });
+    const id = await a.evaluate(() => globalThis.tabs.submit("two-tabs", "k", 300));
+    const job = await a.evaluate((id) => globalThis.tabs.wait(id), id);
+
+    assert.equal(job.status, "completed", "the job completed");
+    assert.equal(job.tasks.length, N);
+    const notDone = job.tasks.filter((t) => t.status !== "completed" || t.attempts !== 1);
+    assert.deepEqual(notDone, [], "every task completed on its first attempt");
+
+    const counts = countByKey(reports);
+    const wrong = keys("k", N).filter((k) => counts.get(k) !== 1).map((k) => `${k}: ${counts.get(k) ?? 0}`);
+    assert.deepEqual(wrong, [], "every task ran exactly once");
+    assert.equal(counts.size, N, "no execution of an unknown key");
+    const byTab = { A: 0, B: 0 };
+    for (const r of reports) if (r.event === "start") byTab[r.tab]++;
+    assert.ok(byTab.A > 0 && byTab.B > 0, `both tabs did some of the work (A ${byTab.A}, B ${byTab.B})`);
+    // Who ran a task is also who stored its output.
+    const byOutput = { A: 0, B: 0 };
+    for (const t of job.tasks) byOutput[t.output.by]++;
+    assert.deepEqual(byOutput, byTab, "each tab stored the outputs of the tasks it ran");
+    return `A ran ${byTab.A}, B ran ${byTab.B}`;
+  });
+
+  await scenario(
+    "a tab closed mid-task: the other tab recovers the expired leases and completes the job",
+    async (tab) => {
+      const N = 4;
+      const db = "tabs-closed";
+      const a = await tab("A");
+      await a.evaluate((c) => globalThis.tabs.open(c), { ...short, db, tab: "A", mode: "slow", maxWorkers: N });
+      let allStarted = () => {};
+      const allRunning = new Promise((resolve) => (allStarted = resolve));
+      onReport = () => {
+        if (reports.filter((r) => r.event === "start" && r.tab === "A").length === N) allStarted();
+      };
+      const id = await a.evaluate((n) => globalThis.tabs.submit("closed-tab", "s", n), N);
+      await allRunning; // A runs every task (each waits 60 s unless aborted)
+
+      const b = await tab("B");
+      const held = await b.evaluate(([db, id]) => globalThis.tabs.peek(db, id), [db, id]);
+      assert.deepEqual(
+        held.tasks.map((t) => [t.status, t.attempts]),
+        Array(N).fill(["running", 1]),
+        "A holds every task",
+      );
+      await b.evaluate((c) => globalThis.tabs.open(c), { ...short, db, tab: "B", mode: "quick" });
+      await a.close(); // no shutdown: the tab is gone, its leases stay until they expire
+
+      const job = await b.evaluate((id) => globalThis.tabs.wait(id), id);
+      const stats = await b.evaluate(() => globalThis.tabs.stats());
+      assert.equal(job.status, "completed", "the job completed");
+      assert.deepEqual(
+        job.tasks.map((t) => [t.key, t.status, t.attempts, t.output?.by]),
+        keys("s", N).map((k) => [k, "completed", 2, "B"]),
+        "B completed every task on attempt 2",
+      );
+      assert.equal(stats.recovered, N, "B recovered every expired lease");
+      const starts = reports.filter((r) => r.event === "start").map((r) => `${r.tab}:${r.key}#${r.attempt}`).sort();
+      assert.deepEqual(
+        starts,
+        [...keys("s", N).map((k) => `A:${k}#1`), ...keys("s", N).map((k) => `B:${k}#2`)].sort(),
+        "each task started once in A (attempt 1) and once in B (attempt 2)",
+      );
+      assert.deepEqual(reports.filter((r) => r.event === "abort"), [], "A lost no lease while it was open");
+      return `B recovered ${stats.recovered} leases`;
+    },
+  );
+
+  await scenario(
+    "a tab reloaded mid-run: the reloaded page finishes the job, nothing lost, nothing rerun",
+    async (tab) => {
+      const N = 200;
+      const db = "tabs-reload";
+      const config = {
+        ...short,
+        db,
+        tab: "P",
+        mode: "random",
+        minDelayMs: 5,
+        maxDelayMs: 40,
+        maxWorkers: 4,
+        queueCapacity: 8,
+        countInLocalStorage: true,
+      };
+      const page = await tab("P");
+      await page.evaluate(() => localStorage.clear());
+      await page.evaluate((c) => globalThis.tabs.open(c), config);
+      let midRun = () => {};
+      const reached = new Promise((resolve) => (midRun = resolve));
+      onReport = () => {
+        if (reports.length >= 60) midRun();
+      };
+      const id = await page.evaluate((n) => globalThis.tabs.submit("reload", "r", n), N);
+      await reached;
+      await page.reload();
+      await loaded(page);
+      const reportsBefore = reports.length;
+
+      const { before, after } = await page.evaluate((c) => globalThis.tabs.resume(c), config);
+      const counters = await page.evaluate(() => globalThis.tabs.counters());
+      const done = new Set(before.tasks.filter((t) => t.status === "completed").map((t) => t.key));
+      const open = before.tasks.filter((t) => t.status !== "completed");
+      assert.equal(before.id, id, "the reloaded page found the unfinished job");
+      assert.ok(done.size > 0 && open.length > 0, `reloaded mid-run (${done.size} of ${N} completed)`);
+
+      assert.equal(after.status, "completed", "the job completed");
+      assert.deepEqual(after.tasks.filter((t) => t.status !== "completed"), [], "no task lost: all completed");
+      assert.equal(after.tasks.length, N);
+      // At-least-once: every task ran; one running at reload time may have run twice.
+      const counts = countByKey(reports);
+      const never = keys("r", N).filter((k) => !(counters[k] >= 1) || !(counts.get(k) >= 1));
+      assert.deepEqual(never, [], "every task ran at least once (localStorage and reports)");
+      // A task completed before the reload never runs again.
+      const rerun = [...done].filter((k) => counters[k] !== 1 || counts.get(k) !== 1)
+        .map((k) => `${k}: localStorage ${counters[k]}, reports ${counts.get(k)}`);
+      assert.deepEqual(rerun, [], "no task completed before the reload ran again");
+      const after2 = reports.slice(reportsBefore).filter((r) => r.event === "start" && done.has(r.key));
+      assert.deepEqual(after2, [], "the reloaded page ran no completed task");
+      const twice = keys("r", N).filter((k) => counters[k] > 1).length;
+      const recovered = after.tasks.filter((t) => t.attempts > 1).length;
+      return `${done.size} completed before the reload; ${open.length} open, ${recovered} of them recovered, ` +
+        `${twice} ran twice (at-least-once)`;
+    },
+  );
+} finally {
+  await context.close().catch(() => {});
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+
+const took = ((Date.now() - started) / 1000).toFixed(1);
+console.log(`${passed} passed, ${failed} failed (${took} s)`);
+process.exit(failed === 0 ? 0 : 1);

@@ -1,0 +1,247 @@
+/**
+ * The page side of `test/e2e/indexeddb-tabs.e2e.mjs`: one executor per tab on a shared
+ * IndexedDB database, driven from Node through `globalThis.tabs`.
+ *
+ * Every task runs the agent `work`. What it does depends on the tab's configuration:
+ * `random` sleeps a few random milliseconds, `slow` waits 60 s unless its signal aborts,
+ * `quick` returns at once. Each execution is reported before the agent does anything else:
+ * to Node through the exposed function `__tcReport` (awaited, so Node has counted an
+ * execution before its task can complete) and, on request, in a localStorage counter
+ * `exec:<key>` (synchronous, so it survives a reload of this tab).
+ */
+
+import { openIndexedDbStorage } from "../../adapters/indexeddb.ts";
+import { Executor, type ExecutorStats } from "../../src/executor.ts";
+import { AgentRegistry } from "../../src/registry.ts";
+import type { Storage } from "../../src/storage.ts";
+import type { JsonValue, Task } from "../../src/types.ts";
+
+/** How a tab runs. */
+export interface TabConfig {
+  /** The IndexedDB database name (shared by the tabs of one scenario). */
+  db: string;
+  /** This tab's label in reports. */
+  tab: string;
+  /** What the agent `work` does here. */
+  mode: "random" | "slow" | "quick";
+  /** Random delay range of `random` (ms). */
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  /** Count executions in localStorage `exec:<key>` too. */
+  countInLocalStorage?: boolean;
+  /** Executor options. */
+  maxWorkers?: number;
+  queueCapacity?: number;
+  leaseMs?: number;
+  heartbeatMs?: number;
+  recoveryIntervalMs?: number;
+  pollIntervalMs?: number;
+}
+
+/** One task as Node sees it. */
+export interface TaskView {
+  key: string;
+  status: string;
+  attempts: number;
+  output: JsonValue;
+  error: string | null;
+}
+
+/** A job and its tasks as Node sees them. */
+export interface JobView {
+  id: string;
+  status: string;
+  tasks: TaskView[];
+}
+
+/** What a report to Node says. */
+export interface Report {
+  event: "start" | "abort";
+  tab: string;
+  key: string;
+  attempt: number;
+}
+
+type Reporter = (r: Report) => Promise<void>;
+
+let storage: Storage | null = null;
+let executor: Executor | null = null;
+let config: TabConfig | null = null;
+
+function report(r: Report): Promise<void> {
+  const fn = (globalThis as { __tcReport?: Reporter }).__tcReport;
+  if (typeof fn !== "function") throw new Error("__tcReport is not exposed to this page");
+  return fn(r);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function view(t: Task): TaskView {
+  return { key: t.key, status: t.status, attempts: t.attempts, output: t.output, error: t.error?.message ?? null };
+}
+
+async function jobView(id: string, s: Storage = need(storage, "storage")): Promise<JobView> {
+  const job = await s.getJob(id);
+  if (!job) throw new Error(`job ${id} not found`);
+  const tasks = await s.listTasks({ jobId: id });
+  return { id, status: job.status, tasks: tasks.map(view) };
+}
+
+function need<T>(value: T | null, what: string): T {
+  if (value === null) throw new Error(`${what} is not open: call tabs.open() first`);
+  return value;
+}
+
+function registry(c: TabConfig): AgentRegistry {
+  const registry = new AgentRegistry();
+  registry.register({
+    name: "work",
+    description: "Reports its execution, then sleeps (random), waits 60 s (slow) or returns (quick)",
+    async execute(input: JsonValue, ctx): Promise<JsonValue> {
+      const key = ctx.task.key;
+      if (c.countInLocalStorage) {
+        const name = `exec:${key}`;
+        localStorage.setItem(name, String(Number(localStorage.getItem(name) ?? "0") + 1));
+      }
+      await report({ event: "start", tab: c.tab, key, attempt: ctx.task.attempt });
+      try {
+        if (c.mode === "slow") await sleep(60_000, ctx.signal);
+        else if (c.mode === "random") {
+          const lo = c.minDelayMs ?? 1;
+          const hi = c.maxDelayMs ?? 20;
+          await sleep(lo + Math.random() * (hi - lo), ctx.signal);
+        }
+      } catch (e) {
+        void report({ event: "abort", tab: c.tab, key, attempt: ctx.task.attempt }).catch(() => {});
+        throw e;
+      }
+      return { by: c.tab, input };
+    },
+  });
+  return registry;
+}
+
+const tabs = {
+  /** Open the database and start an executor on it. */
+  async open(c: TabConfig): Promise<void> {
+    if (executor) throw new Error("this tab already runs an executor");
+    config = c;
+    storage = await openIndexedDbStorage({ name: c.db });
+    const options = {
+      storage,
+      registry: registry(c),
+      id: `executor-${c.tab}`,
+      ...(c.maxWorkers !== undefined && { maxWorkers: c.maxWorkers }),
+      ...(c.queueCapacity !== undefined && { queueCapacity: c.queueCapacity }),
+      ...(c.leaseMs !== undefined && { leaseMs: c.leaseMs }),
+      ...(c.heartbeatMs !== undefined && { heartbeatMs: c.heartbeatMs }),
+      ...(c.recoveryIntervalMs !== undefined && { recoveryIntervalMs: c.recoveryIntervalMs }),
+      ...(c.pollIntervalMs !== undefined && { pollIntervalMs: c.pollIntervalMs }),
+    };
+    executor = new Executor(options);
+    executor.start();
+  },
+
+  /** Submit a job of `count` independent `work` tasks keyed `<prefix><n>`; returns its id. */
+  async submit(name: string, prefix: string, count: number): Promise<string> {
+    const e = need(executor, "executor");
+    const tasks = Array.from({ length: count }, (_, i) => ({
+      key: `${prefix}${String(i).padStart(3, "0")}`,
+      agent: "work",
+      input: i,
+    }));
+    return (await e.submit({ name, tasks })).id;
+  },
+
+  /** Wait for a job to end (through this tab's executor) and return it. */
+  async wait(id: string): Promise<JobView> {
+    const e = need(executor, "executor");
+    const handle = await e.job(id);
+    await handle.wait().catch(() => {}); // a failed job is reported by its view
+    return await jobView(id);
+  },
+
+  /** The job as stored now. */
+  job(id: string): Promise<JobView> {
+    return jobView(id);
+  },
+
+  /** The job as stored now, read through a connection of its own (no executor needed in this tab). */
+  async peek(db: string, id: string): Promise<JobView> {
+    const s = await openIndexedDbStorage({ name: db, broadcast: false });
+    try {
+      return await jobView(id, s);
+    } finally {
+      await s.close();
+    }
+  },
+
+  /** The ids of the stored jobs still running. */
+  async runningJobs(): Promise<string[]> {
+    return (await need(storage, "storage").listJobs({ status: "running" })).map((j) => j.id);
+  },
+
+  /**
+   * After a reload: open the database, read what is stored (no executor of this tab runs
+   * yet, so this is the state the reload left), then start an executor, find the
+   * unfinished job with `listJobs({ status: "running" })`, reattach with `executor.job(id)`
+   * and wait for it.
+   */
+  async resume(c: TabConfig): Promise<{ before: JobView; after: JobView }> {
+    if (executor) throw new Error("this tab already runs an executor");
+    config = c;
+    storage = await openIndexedDbStorage({ name: c.db });
+    const running = await storage.listJobs({ status: "running" });
+    if (running.length !== 1) throw new Error(`expected one running job after the reload, found ${running.length}`);
+    const id = running[0]!.id;
+    const before = await jobView(id);
+    await storage.close();
+    storage = null;
+    await tabs.open(c);
+    return { before, after: await tabs.wait(id) };
+  },
+
+  /** This tab's executor counters. */
+  stats(): ExecutorStats {
+    return need(executor, "executor").stats();
+  },
+
+  /** The localStorage execution counters `exec:<key>`, by key. */
+  counters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let i = 0; i < localStorage.length; i++) {
+      const name = localStorage.key(i);
+      if (name?.startsWith("exec:")) out[name.slice(5)] = Number(localStorage.getItem(name));
+    }
+    return out;
+  },
+
+  /** Shut the executor down and close the storage. */
+  async close(): Promise<void> {
+    await executor?.shutdown({ graceMs: 0 });
+    await storage?.close();
+    executor = null;
+    storage = null;
+    config = null;
+  },
+
+  /** The tab's configuration (for debugging). */
+  config(): TabConfig | null {
+    return config;
+  },
+};
+
+(globalThis as { tabs?: typeof tabs }).tabs = tabs;
