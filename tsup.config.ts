@@ -4,6 +4,8 @@ import { defineConfig } from "tsup";
 export const entries: Record<string, string> = {
   "mod": "mod.ts",
   "adapters/memory": "adapters/memory.ts",
+  "adapters/sqljs": "adapters/sqljs.ts",
+  "adapters/sqljs-file": "adapters/sqljs-file.ts",
   "adapters/indexeddb": "adapters/indexeddb.ts",
 };
 

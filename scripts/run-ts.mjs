@@ -7,7 +7,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
 const entry = resolve(process.argv[2] ?? "");
-const out = join(dirname(entry), `.${basename(entry, ".ts")}.run.mjs`);
+const out = join(dirname(entry), `.${basename(entry, ".ts")}.${process.pid}.run.mjs`);
 await build({
   entryPoints: [entry],
   outfile: out,

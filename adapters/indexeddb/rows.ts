@@ -14,6 +14,7 @@
  */
 
 import { deepFreeze } from "../../src/json.ts";
+import { checkJobRecord, checkTaskRecord } from "../../src/record-check.ts";
 import type { Job, JsonValue, Task } from "../../src/types.ts";
 
 /** A task as stored. */
@@ -32,8 +33,12 @@ export function toRow(task: Task, dependents: readonly string[] | undefined): Ta
   return row;
 }
 
-/** The task of a row read from the database (a fresh copy): derived fields dropped, JSON values frozen. */
+/**
+ * The task of a row read from the database (a fresh copy): derived fields dropped, JSON
+ * values frozen. A row of the wrong shape (damaged or tampered with) is a `StorageCorruptError`.
+ */
 export function fromRow(row: TaskRow): Task {
+  checkTaskRecord(row, "indexeddb tasks");
   const { _claim: _c, _dependents: _d, ...task } = row;
   deepFreeze(task.input);
   deepFreeze(task.output);
@@ -42,8 +47,8 @@ export function fromRow(row: TaskRow): Task {
   return task;
 }
 
-/** Freeze the JSON values of a job read from the database (a fresh copy). */
+/** Check and freeze the JSON values of a job read from the database (a fresh copy). */
 export function freezeJob(job: Job | undefined): Job | undefined {
-  if (job) deepFreeze(job.metadata);
+  if (job) deepFreeze(checkJobRecord(job, "indexeddb jobs").metadata);
   return job;
 }

@@ -1,0 +1,164 @@
+/**
+ * A file persister for the sql.js storage, for Node, Deno and Bun (through `node:fs`).
+ *
+ * Files: `<path>` holds the snapshot (a plain SQLite database file, readable by any
+ * SQLite tool) and `<path>.tclog` the journal of changes since that snapshot. A flush
+ * appends to the journal and syncs it (`fdatasync`); a snapshot and a fresh journal are
+ * each written to a temporary file, synced, renamed over the old one, and the directory
+ * synced, so a crash never leaves a half-written file.
+ *
+ * @example
+ * ```ts
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { openSqlJsFileStorage } from "./sqljs-file.ts";
+ * const dir = await mkdtemp(join(tmpdir(), "tasks-"));
+ * const storage = await openSqlJsFileStorage(join(dir, "tasks.sqlite"));
+ * console.assert(storage.capabilities.durable);
+ * await storage.close();
+ * await rm(dir, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+
+import { type FileHandle, mkdir, open, readFile, rename } from "node:fs/promises";
+import { dirname } from "node:path";
+import { StorageError, StorageQuotaError } from "../src/errors.ts";
+import { openSqlJsStorage, type SqlJsPersister, type SqlJsStorage, type SqlJsStorageOptions } from "./sqljs.ts";
+
+/** Options of {@link createFilePersister}. */
+export interface FilePersisterOptions {
+  /**
+   * Sync every write to the disk (default `true`). `false` survives a crash of the process
+   * but not of the machine; it is for tests and throwaway data.
+   */
+  sync?: boolean;
+}
+
+async function readIfExists(path: string): Promise<Uint8Array | null> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (e) {
+    if ((e as { code?: string }).code === "ENOENT") return null;
+    throw e;
+  }
+}
+
+async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) {
+    const { bytesWritten } = await fh.write(bytes, at, bytes.length - at);
+    at += bytesWritten;
+  }
+}
+
+function wrap(e: unknown, what: string, path: string): Error {
+  const code = (e as { code?: string })?.code;
+  const message = `Could not ${what} "${path}": ${(e as Error)?.message ?? String(e)}`;
+  return code === "ENOSPC" || code === "EDQUOT"
+    ? new StorageQuotaError(message, { cause: e })
+    : new StorageError(message, { cause: e });
+}
+
+/**
+ * Create a persister that keeps a database in `path` and `path + ".tclog"`. The directory
+ * is created when missing.
+ *
+ * @example
+ * ```ts ignore
+ * import { openSqlJsStorage } from "./sqljs.ts";
+ * import { createFilePersister } from "./sqljs-file.ts";
+ * const storage = await openSqlJsStorage({ persister: createFilePersister("data/tasks.sqlite") });
+ * ```
+ */
+export function createFilePersister(path: string, options: FilePersisterOptions = {}): SqlJsPersister {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(`"path" must be a non-empty string, got ${typeof path === "string" ? '""' : typeof path}`);
+  }
+  const sync = options.sync ?? true;
+  const journalPath = `${path}.tclog`;
+  const dir = dirname(path);
+  let journal: FileHandle | null = null;
+
+  const syncDir = async (): Promise<void> => {
+    if (!sync) return;
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(dir, "r");
+      await fh.sync();
+    } catch {
+      // Some platforms (Windows) cannot open or sync a directory; the rename is still atomic.
+    } finally {
+      await fh?.close();
+    }
+  };
+  const writeAtomic = async (target: string, bytes: Uint8Array): Promise<void> => {
+    const temp = `${target}.tmp`;
+    const fh = await open(temp, "w");
+    try {
+      await writeAll(fh, bytes);
+      if (sync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, target);
+    await syncDir();
+  };
+  const closeJournal = async (): Promise<void> => {
+    const fh = journal;
+    journal = null;
+    await fh?.close();
+  };
+
+  return {
+    name: "file",
+    location: path,
+    async load() {
+      try {
+        return { snapshot: await readIfExists(path), journal: await readIfExists(journalPath) };
+      } catch (e) {
+        throw wrap(e, "read", path);
+      }
+    },
+    async append(bytes) {
+      try {
+        journal ??= await open(journalPath, "a");
+        await writeAll(journal, bytes);
+        if (sync) await journal.datasync();
+      } catch (e) {
+        throw wrap(e, "append to", journalPath);
+      }
+    },
+    async replace(snapshot, bytes) {
+      try {
+        await closeJournal();
+        await mkdir(dir, { recursive: true });
+        await writeAtomic(path, snapshot);
+        await writeAtomic(journalPath, bytes);
+      } catch (e) {
+        throw wrap(e, "write a snapshot to", path);
+      }
+    },
+    async close() {
+      await closeJournal();
+    },
+  };
+}
+
+/**
+ * Open a sql.js storage kept in a file: `openSqlJsStorage` with a {@link createFilePersister}.
+ *
+ * @example
+ * ```ts ignore
+ * import { openSqlJsFileStorage } from "./sqljs-file.ts";
+ * const storage = await openSqlJsFileStorage("data/tasks.sqlite");
+ * ```
+ */
+export function openSqlJsFileStorage(
+  path: string,
+  options: Omit<SqlJsStorageOptions, "persister"> & FilePersisterOptions = {},
+): Promise<SqlJsStorage> {
+  const { sync, ...rest } = options;
+  return openSqlJsStorage({ ...rest, persister: createFilePersister(path, sync === undefined ? {} : { sync }) });
+}

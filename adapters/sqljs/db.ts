@@ -1,0 +1,386 @@
+/**
+ * The SQL side of the sql.js adapter: prepared statements, the `RuleTx` the scheduling
+ * rules run on, queries, and the record of changed rows that becomes a journal frame.
+ *
+ * Journal records (JSON, one per changed row):
+ * `["T", taskRow]` new task (with its dependency edges), `["t", id, [column, value, ...]]`
+ * changed columns of a task (column = index in `TASK_COLUMNS`), `["J", jobRow]` new job,
+ * `["j", id, [column, value, ...]]` changed columns of a job, `["c", jobId, key, json]` /
+ * `["c-", jobId, key]` cache entry, `["s", scope, key, json]` / `["s-", scope, key]` shared
+ * state, `["x", jobId]` pruned job.
+ *
+ * Updates write only the columns that changed, so an index is touched only when its key
+ * changes (a completion moves `status`, not `job_id` or `agent`), and a journal record
+ * holds only what changed.
+ *
+ * @module
+ */
+
+import type { RuleTx } from "../../src/commit-rules.ts";
+import { StorageCorruptError } from "../../src/errors.ts";
+import type { JobQuery, TaskQuery } from "../../src/storage.ts";
+import type { Job, JsonValue, Task } from "../../src/types.ts";
+import type { SqlJsDatabase, SqlJsStatement, SqlValue } from "./module.ts";
+import {
+  changed,
+  checkDiff,
+  checkRow,
+  JOB_COLUMNS,
+  jobRow,
+  jsonText,
+  jsonValue,
+  rowJob,
+  rowTask,
+  TASK_COLUMNS,
+  taskRow,
+} from "./schema.ts";
+
+const T_COLS = TASK_COLUMNS.join(", ");
+const J_COLS = JOB_COLUMNS.join(", ");
+const insert = (verb: string, table: string, cols: readonly string[]): string =>
+  `${verb} INTO ${table} (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`;
+
+const SQL = {
+  begin: "BEGIN",
+  commit: "COMMIT",
+  rollback: "ROLLBACK",
+  task: `SELECT ${T_COLS} FROM tasks WHERE id = ?`,
+  insertTask: insert("INSERT", "tasks", TASK_COLUMNS),
+  replayTask: insert("INSERT OR REPLACE", "tasks", TASK_COLUMNS),
+  addDep: "INSERT OR IGNORE INTO task_deps (dep_id, task_id) VALUES (?, ?)",
+  dependents: "SELECT task_id FROM task_deps WHERE dep_id = ? ORDER BY task_id",
+  jobTasks: `SELECT ${T_COLS} FROM tasks WHERE job_id = ? ORDER BY id`,
+  job: `SELECT ${J_COLS} FROM jobs WHERE id = ?`,
+  insertJob: insert("INSERT", "jobs", JOB_COLUMNS),
+  replayJob: insert("INSERT OR REPLACE", "jobs", JOB_COLUMNS),
+  // INDEXED BY: without statistics the planner would pick tasks_status and sort every
+  // ready (running) task per call; the partial indexes give the order directly.
+  claim: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND run_at <= ? ` +
+    "ORDER BY priority, run_at, id LIMIT ?",
+  expired: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_lease WHERE status = 'running' AND lease_expires_at <= ? ` +
+    "ORDER BY lease_expires_at, id LIMIT ?",
+  getCache: "SELECT value FROM cache WHERE job_id = ? AND key = ?",
+  setCache: "INSERT OR REPLACE INTO cache (job_id, key, value) VALUES (?, ?, ?)",
+  delCache: "DELETE FROM cache WHERE job_id = ? AND key = ?",
+  getState: "SELECT value FROM state WHERE scope = ? AND key = ?",
+  setState: "INSERT OR REPLACE INTO state (scope, key, value) VALUES (?, ?, ?)",
+  delState: "DELETE FROM state WHERE scope = ? AND key = ?",
+  endedJobs: "SELECT id, finished_at FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') " +
+    "ORDER BY coalesce(finished_at, 0) DESC, id DESC",
+  dropDeps: "DELETE FROM task_deps WHERE dep_id IN (SELECT id FROM tasks WHERE job_id = ?)",
+  dropTasks: "DELETE FROM tasks WHERE job_id = ?",
+  dropCache: "DELETE FROM cache WHERE job_id = ?",
+  dropJob: "DELETE FROM jobs WHERE id = ?",
+  setGeneration: "UPDATE meta SET value = ? WHERE key = 'generation'",
+} as const;
+
+/**
+ * PRAGMAs for a database that lives in WASM memory: durability comes from the journal
+ * and snapshots, so SQLite keeps its rollback journal in memory and never syncs.
+ */
+const PRAGMAS = "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY;";
+
+/** One sql.js database with its prepared statements. */
+export class SqlDb {
+  readonly db: SqlJsDatabase;
+  readonly #stmts = new Map<string, SqlJsStatement>();
+  readonly #updates = new Map<string, string>();
+  /** Records of the open transaction, or `null` when changes are not journaled. */
+  #changes: string[] | null = null;
+  #journaling: boolean;
+
+  constructor(db: SqlJsDatabase, journaling: boolean) {
+    this.db = db;
+    this.#journaling = journaling;
+    db.exec(PRAGMAS);
+  }
+
+  #stmt(sql: string): SqlJsStatement {
+    let s = this.#stmts.get(sql);
+    if (!s) this.#stmts.set(sql, s = this.db.prepare(sql));
+    return s;
+  }
+
+  #run(sql: string, params: SqlValue[]): void {
+    this.#stmt(sql).run(params);
+  }
+
+  #one(sql: string, params: SqlValue[]): SqlValue[] | undefined {
+    const s = this.#stmt(sql);
+    try {
+      s.bind(params);
+      return s.step() ? s.get() : undefined;
+    } finally {
+      s.reset();
+    }
+  }
+
+  #all(sql: string, params: SqlValue[]): SqlValue[][] {
+    const s = this.#stmt(sql);
+    const out: SqlValue[][] = [];
+    try {
+      s.bind(params);
+      while (s.step()) out.push(s.get());
+    } finally {
+      s.reset();
+    }
+    return out;
+  }
+
+  #record(record: unknown[]): void {
+    this.#changes?.push(JSON.stringify(record));
+  }
+
+  /**
+   * Run `fn` in one SQL transaction. Returns its value and the journal records of the rows
+   * it changed (empty when nothing changed or journaling is off). Rolls back when it throws.
+   */
+  async transaction<T>(fn: () => T | Promise<T>): Promise<{ value: T; records: string[] }> {
+    this.#run(SQL.begin, []);
+    const records: string[] = [];
+    this.#changes = this.#journaling ? records : null;
+    try {
+      const value = await fn();
+      this.#run(SQL.commit, []);
+      return { value, records };
+    } catch (e) {
+      try {
+        this.#run(SQL.rollback, []);
+      } catch {
+        // SQLite may have rolled back already (for example after running out of memory)
+      }
+      throw e;
+    } finally {
+      this.#changes = null;
+    }
+  }
+
+  /** The primitives the scheduling rules use, on this database. */
+  ruleTx(): RuleTx {
+    return {
+      getTask: (id) => this.getTask(id),
+      getJob: (id) => this.getJob(id),
+      dependents: (id) => this.#all(SQL.dependents, [id]).map((r) => r[0] as string),
+      jobTasks: (jobId, statuses) =>
+        this.#all(SQL.jobTasks, [jobId]).map(rowTask).filter((t) => statuses.includes(t.status)),
+      putTask: (task, prev) => this.putTask(task, prev),
+      putJob: (job, prev) => this.putJob(job, prev),
+      setCache: (jobId, key, value) => this.setCache(jobId, key, value),
+      setState: (scope, key, value) => this.setState(scope, key, value),
+    };
+  }
+
+  /** A task as stored (a fresh record). */
+  getTask(id: string): Task | undefined {
+    const r = this.#one(SQL.task, [id]);
+    return r && rowTask(r);
+  }
+
+  /** A job as stored (a fresh record). */
+  getJob(id: string): Job | undefined {
+    const r = this.#one(SQL.job, [id]);
+    return r && rowJob(r);
+  }
+
+  /** Write a task: insert it, or update the columns that differ from `prev` (the stored record). */
+  putTask(task: Task, prev: Task | undefined): void {
+    const row = taskRow(task);
+    if (!prev) {
+      this.#run(SQL.insertTask, row);
+      for (const dep of task.dependencies) this.#run(SQL.addDep, [dep, task.id]);
+      this.#record(["T", row]);
+      return;
+    }
+    const diff = changed(row, taskRow(prev));
+    if (diff.length === 0) return;
+    this.#update("tasks", TASK_COLUMNS, task.id, diff);
+    this.#record(["t", task.id, diff]);
+  }
+
+  /** Write a job: insert it, or update the columns that differ from `prev`. */
+  putJob(job: Job, prev: Job | undefined): void {
+    const row = jobRow(job);
+    if (!prev) {
+      this.#run(SQL.insertJob, row);
+      this.#record(["J", row]);
+      return;
+    }
+    const diff = changed(row, jobRow(prev));
+    if (diff.length === 0) return;
+    this.#update("jobs", JOB_COLUMNS, job.id, diff);
+    this.#record(["j", job.id, diff]);
+  }
+
+  /** `UPDATE table SET <changed columns> WHERE id = ?`, one prepared statement per set of columns. */
+  #update(table: string, columns: readonly string[], id: string, diff: SqlValue[]): void {
+    const params: SqlValue[] = [];
+    let key = table;
+    for (let i = 0; i < diff.length; i += 2) {
+      key += `,${diff[i]}`;
+      params.push(diff[i + 1]!);
+    }
+    params.push(id);
+    let sql = this.#updates.get(key);
+    if (sql === undefined) {
+      const sets: string[] = [];
+      for (let i = 0; i < diff.length; i += 2) sets.push(`${columns[diff[i] as number]} = ?`);
+      this.#updates.set(key, sql = `UPDATE ${table} SET ${sets.join(", ")} WHERE id = ?`);
+    }
+    this.#run(sql, params);
+  }
+
+  setCache(jobId: string, key: string, value: JsonValue | undefined): void {
+    if (value === undefined) {
+      this.#run(SQL.delCache, [jobId, key]);
+      this.#record(["c-", jobId, key]);
+    } else {
+      const text = jsonText(value);
+      this.#run(SQL.setCache, [jobId, key, text]);
+      this.#record(["c", jobId, key, text]);
+    }
+  }
+
+  setState(scope: string, key: string, value: JsonValue | undefined): void {
+    if (value === undefined) {
+      this.#run(SQL.delState, [scope, key]);
+      this.#record(["s-", scope, key]);
+    } else {
+      const text = jsonText(value);
+      this.#run(SQL.setState, [scope, key, text]);
+      this.#record(["s", scope, key, text]);
+    }
+  }
+
+  getCache(jobId: string, key: string): JsonValue | undefined {
+    const r = this.#one(SQL.getCache, [jobId, key]);
+    return r && jsonValue(r[0] as string);
+  }
+
+  getState(scope: string, key: string): JsonValue | undefined {
+    const r = this.#one(SQL.getState, [scope, key]);
+    return r && jsonValue(r[0] as string);
+  }
+
+  /** Ready tasks with `runAt <= now`, in claim order (collected before any update). */
+  claimable(now: number, limit: number): Task[] {
+    return this.#all(SQL.claim, [now, limit]).map(rowTask);
+  }
+
+  expired(now: number, limit: number): Task[] {
+    return this.#all(SQL.expired, [now, Number.isFinite(limit) ? Math.max(0, limit) : -1]).map(rowTask);
+  }
+
+  listTasks(q: TaskQuery): Task[] {
+    const where: string[] = [];
+    const params: SqlValue[] = [];
+    const add = (cond: string, value: string | undefined): void => {
+      if (value === undefined) return;
+      where.push(cond);
+      params.push(value);
+    };
+    add("job_id = ?", q.jobId);
+    add("agent = ?", q.agent);
+    add("status = ?", q.status);
+    add("parent_id = ?", q.parentId);
+    add("id > ?", q.after);
+    params.push(q.limit === undefined ? -1 : Math.max(0, q.limit));
+    const sql = `SELECT ${T_COLS} FROM tasks${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ?`;
+    return this.#all(sql, params).map(rowTask);
+  }
+
+  listJobs(q: JobQuery): Job[] {
+    const where: string[] = [];
+    const params: SqlValue[] = [];
+    if (q.status !== undefined) {
+      where.push("status = ?");
+      params.push(q.status);
+    }
+    if (q.after !== undefined) {
+      where.push("id > ?");
+      params.push(q.after);
+    }
+    params.push(q.limit === undefined ? -1 : Math.max(0, q.limit));
+    const sql = `SELECT ${J_COLS} FROM jobs${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ?`;
+    return this.#all(sql, params).map(rowJob);
+  }
+
+  /** Ended jobs, newest end first. */
+  endedJobs(): { id: string; finishedAt: number }[] {
+    return this.#all(SQL.endedJobs, []).map((r) => ({ id: r[0] as string, finishedAt: Number(r[1] ?? 0) }));
+  }
+
+  /** Delete a job with its tasks, edges and cache. */
+  dropJob(id: string): void {
+    this.#run(SQL.dropDeps, [id]);
+    this.#run(SQL.dropTasks, [id]);
+    this.#run(SQL.dropCache, [id]);
+    this.#run(SQL.dropJob, [id]);
+    this.#record(["x", id]);
+  }
+
+  /** Apply the records of one journal frame (inside a transaction). */
+  replay(records: unknown[], location: string): void {
+    for (const rec of records) {
+      const r = rec as unknown[];
+      const bad = (): never => {
+        throw new StorageCorruptError(location, "a journal record is not understood");
+      };
+      if (!Array.isArray(r)) bad();
+      const s = (i: number): string => (typeof r[i] === "string" ? r[i] as string : bad());
+      switch (r[0]) {
+        case "T": {
+          const row = checkRow(r[1], TASK_COLUMNS, location);
+          this.#run(SQL.replayTask, row);
+          for (const dep of jsonValue(row[10] as string) as string[]) this.#run(SQL.addDep, [dep, row[0]!]);
+          break;
+        }
+        case "J":
+          this.#run(SQL.replayJob, checkRow(r[1], JOB_COLUMNS, location));
+          break;
+        case "t":
+          this.#update("tasks", TASK_COLUMNS, s(1), checkDiff(r[2], TASK_COLUMNS, location));
+          break;
+        case "j":
+          this.#update("jobs", JOB_COLUMNS, s(1), checkDiff(r[2], JOB_COLUMNS, location));
+          break;
+        case "c":
+          this.#run(SQL.setCache, [s(1), s(2), s(3)]);
+          break;
+        case "c-":
+          this.#run(SQL.delCache, [s(1), s(2)]);
+          break;
+        case "s":
+          this.#run(SQL.setState, [s(1), s(2), s(3)]);
+          break;
+        case "s-":
+          this.#run(SQL.delState, [s(1), s(2)]);
+          break;
+        case "x":
+          this.dropJob(s(1));
+          break;
+        default:
+          bad();
+      }
+    }
+  }
+
+  /**
+   * Export the database as a snapshot of `generation`. sql.js versions before 1.13 close
+   * and reopen the connection in `export()`, which frees prepared statements and resets
+   * PRAGMAs: both are redone so every version works.
+   */
+  snapshot(generation: number): Uint8Array {
+    this.#run(SQL.setGeneration, [String(generation)]);
+    for (const s of this.#stmts.values()) s.free();
+    this.#stmts.clear();
+    const bytes = this.db.export();
+    this.db.exec(PRAGMAS);
+    return bytes;
+  }
+
+  close(): void {
+    for (const s of this.#stmts.values()) s.free();
+    this.#stmts.clear();
+    this.db.close();
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * Group commit: transactions append their frames to a queue; one flush at a time writes
+ * every queued frame with a single `append` (so changes made while a flush is in progress
+ * go into the next one), and callers wait until the flush holding their frame is durable.
+ *
+ * Now and then a flush compacts instead: it exports the whole database as a snapshot of a
+ * new generation and starts an empty journal. The snapshot holds every queued frame, so
+ * those are never appended. Compaction happens when the journal reaches both
+ * `minJournalBytes` and `journalRatio` times the snapshot, which keeps the cost of a flush
+ * proportional to what changed (export cost, amortised over at least a snapshot's worth
+ * of journal, is constant per journaled byte).
+ *
+ * @module
+ */
+
+import { StorageError } from "../../src/errors.ts";
+import { encodeFrame, HEADER_BYTES, journalHeader } from "./journal.ts";
+import { concatBytes, type SqlJsPersister } from "./persister.ts";
+
+/** When the journal is folded into a new snapshot. */
+export interface CompactionOptions {
+  /** Never compact a journal smaller than this (bytes, default 8 MiB). */
+  minJournalBytes?: number;
+  /** Compact once the journal is this many times the snapshot's size (default 1). */
+  journalRatio?: number;
+}
+
+interface Waiter {
+  seq: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** The state a group commit starts from. */
+export interface GroupCommitStart {
+  persister: SqlJsPersister;
+  /** Generation of the stored snapshot. */
+  generation: number;
+  journalBytes: number;
+  snapshotBytes: number;
+  compaction: CompactionOptions | undefined;
+  /**
+   * Export the database as a snapshot of `generation`, under the storage's lock (no
+   * transaction open, no frame queued meanwhile). `onExported` runs under the same lock.
+   */
+  exportSnapshot(generation: number, onExported: () => void): Promise<Uint8Array>;
+}
+
+/** The journal writer of one storage. */
+export class GroupCommit {
+  /** Sequence number of the last queued frame. */
+  seq = 0;
+  #durable = 0;
+  #generation: number;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #journalBytes: number;
+  #snapshotBytes: number;
+  #flushing = false;
+  #compactRequested = false;
+  #waiters: Waiter[] = [];
+  #failure: StorageError | null = null;
+  readonly #start: GroupCommitStart;
+  readonly #minBytes: number;
+  readonly #ratio: number;
+  /** Counters, for tests and benchmarks. */
+  readonly stats: { appends: number; appendedBytes: number; compactions: number } = {
+    appends: 0,
+    appendedBytes: 0,
+    compactions: 0,
+  };
+
+  constructor(start: GroupCommitStart) {
+    this.#start = start;
+    this.#generation = start.generation;
+    this.#journalBytes = start.journalBytes;
+    this.#snapshotBytes = start.snapshotBytes;
+    this.#minBytes = start.compaction?.minJournalBytes ?? 8 * 1024 * 1024;
+    this.#ratio = start.compaction?.journalRatio ?? 1;
+  }
+
+  /** The error that stopped persisting, if one did. */
+  get failure(): StorageError | null {
+    return this.#failure;
+  }
+
+  /** Queue one transaction's records; returns its sequence number. Call under the storage's lock. */
+  enqueue(records: readonly string[]): number {
+    const frame = encodeFrame(this.#generation, records);
+    this.#pending.push(frame);
+    this.#pendingBytes += frame.length;
+    this.seq++;
+    this.#kick();
+    return this.seq;
+  }
+
+  /** Resolves once every frame up to `seq` is durable; rejects when persisting failed. */
+  whenDurable(seq: number): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (seq <= this.#durable) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ seq, resolve, reject }));
+  }
+
+  /** Write a snapshot now (and everything queued with it). */
+  compact(): Promise<void> {
+    this.#compactRequested = true;
+    this.seq++; // a compaction is a durable event callers can wait for
+    const seq = this.seq;
+    this.#kick();
+    return this.whenDurable(seq);
+  }
+
+  #kick(): void {
+    if (this.#flushing || this.#failure) return;
+    this.#flushing = true;
+    void this.#loop();
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      while (this.#pending.length > 0 || this.#compactRequested) {
+        const limit = Math.max(this.#minBytes, this.#ratio * this.#snapshotBytes);
+        if (this.#compactRequested || this.#journalBytes + this.#pendingBytes >= limit) {
+          await this.#compact();
+          continue;
+        }
+        const frames = this.#pending;
+        const seq = this.seq;
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        const bytes = frames.length === 1 ? frames[0]! : concatBytes(frames);
+        await this.#start.persister.append(bytes);
+        this.#journalBytes += bytes.length;
+        this.stats.appends++;
+        this.stats.appendedBytes += bytes.length;
+        this.#advance(seq);
+      }
+      this.#flushing = false;
+    } catch (e) {
+      this.#flushing = false;
+      this.#fail(e);
+    }
+  }
+
+  async #compact(): Promise<void> {
+    const generation = this.#generation + 1;
+    let seq = 0;
+    const snapshot = await this.#start.exportSnapshot(generation, () => {
+      // Under the lock: every queued frame is in this snapshot; later frames go to the new journal.
+      seq = this.seq;
+      this.#compactRequested = false;
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#generation = generation;
+    });
+    await this.#start.persister.replace(snapshot, journalHeader(generation));
+    this.#snapshotBytes = snapshot.length;
+    this.#journalBytes = HEADER_BYTES;
+    this.stats.compactions++;
+    this.#advance(seq);
+  }
+
+  #advance(seq: number): void {
+    this.#durable = seq;
+    const waiting = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiting) {
+      if (w.seq <= seq) w.resolve();
+      else this.#waiters.push(w);
+    }
+  }
+
+  #fail(cause: unknown): void {
+    this.#failure = new StorageError(
+      `Persisting the database failed, so the storage stopped accepting work (reopen it): ${
+        (cause as Error)?.message ?? String(cause)
+      }`,
+      { cause },
+    );
+    for (const w of this.#waiters) w.reject(this.#failure);
+    this.#waiters = [];
+  }
+
+  /** Resolves when everything queued so far is durable (or persisting failed). */
+  async settle(): Promise<void> {
+    try {
+      await this.whenDurable(this.seq);
+    } catch {
+      // the failure is reported to the callers that waited
+    }
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * A persister on IndexedDB, for the sql.js storage in browsers.
+ *
+ * One object store holds the snapshot (key `["snapshot"]`) and the journal as numbered
+ * chunks (keys `["journal", n]`, one per flush). `append` writes one chunk in one
+ * transaction; `replace` writes the snapshot and the new journal and deletes the old
+ * chunks in one transaction, so IndexedDB's atomicity covers both.
+ *
+ * @module
+ */
+
+import { StorageError, StorageQuotaError } from "../../src/errors.ts";
+import { concatBytes, exactBytes, type SqlJsPersister } from "./persister.ts";
+
+/** Options of {@link createIndexedDbPersister}. */
+export interface IndexedDbPersisterOptions {
+  /** The IndexedDB database name (one per task-core database). */
+  name: string;
+  /** The IndexedDB factory (default `globalThis.indexedDB`; pass `fake-indexeddb`'s in tests). */
+  indexedDB?: IDBFactory;
+  /** Transaction durability (default `"strict"`: committed data is flushed to disk). */
+  durability?: "strict" | "relaxed" | "default";
+}
+
+const STORE = "files";
+
+function request<T>(r: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+function done(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new StorageError("IndexedDB transaction aborted"));
+  });
+}
+
+function wrap(e: unknown, what: string): Error {
+  const name = (e as { name?: string })?.name;
+  if (name === "QuotaExceededError") {
+    return new StorageQuotaError(`IndexedDB is full: ${what} was not stored`, { cause: e });
+  }
+  return new StorageError(`IndexedDB failed to ${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+}
+
+/**
+ * Create a persister on IndexedDB.
+ *
+ * @example
+ * ```ts ignore
+ * import { createIndexedDbPersister, openSqlJsStorage } from "../sqljs.ts";
+ * const storage = await openSqlJsStorage({ persister: createIndexedDbPersister({ name: "tasks" }) });
+ * ```
+ */
+export function createIndexedDbPersister(options: IndexedDbPersisterOptions): SqlJsPersister {
+  if (typeof options?.name !== "string" || options.name === "") {
+    throw new TypeError(`"name" must be a non-empty string, got ${typeof options?.name}`);
+  }
+  const factory = options.indexedDB ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+  const durability = options.durability ?? "strict";
+  let db: IDBDatabase | undefined;
+  let next = 0;
+
+  const open = async (): Promise<IDBDatabase> => {
+    if (db) return db;
+    if (!factory) throw new StorageError("IndexedDB is not available here");
+    const req = factory.open(options.name, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+    const opened = await request(req);
+    // Another tab deletes or upgrades the database: let it, and reopen on the next call.
+    opened.onversionchange = () => {
+      opened.close();
+      if (db === opened) db = undefined;
+    };
+    return db = opened;
+  };
+  const tx = async (mode: IDBTransactionMode): Promise<IDBObjectStore> =>
+    (await open()).transaction(STORE, mode, { durability }).objectStore(STORE);
+  const journalRange = (): IDBKeyRange => IDBKeyRange.bound(["journal", 0], ["journal", Infinity]);
+
+  return {
+    name: "indexeddb",
+    location: `indexeddb:${options.name}`,
+    async load() {
+      try {
+        const store = await tx("readonly");
+        const [snapshot, keys, chunks] = await Promise.all([
+          request(store.get(["snapshot"])),
+          request(store.getAllKeys(journalRange())),
+          request(store.getAll(journalRange())),
+        ]);
+        const last = keys[keys.length - 1] as [string, number] | undefined;
+        next = last ? last[1] + 1 : 0;
+        return {
+          snapshot: snapshot instanceof Uint8Array ? snapshot : null,
+          journal: chunks.length ? concatBytes(chunks as Uint8Array[]) : null,
+        };
+      } catch (e) {
+        throw wrap(e, "read the database");
+      }
+    },
+    async append(bytes) {
+      try {
+        const store = await tx("readwrite");
+        store.put(exactBytes(bytes), ["journal", next++]);
+        await done(store.transaction);
+      } catch (e) {
+        throw wrap(e, "append to the journal");
+      }
+    },
+    async replace(snapshot, journal) {
+      try {
+        const store = await tx("readwrite");
+        store.put(exactBytes(snapshot), ["snapshot"]);
+        store.delete(journalRange());
+        store.put(exactBytes(journal), ["journal", 0]);
+        next = 1;
+        await done(store.transaction);
+      } catch (e) {
+        throw wrap(e, "write a snapshot");
+      }
+    },
+    close() {
+      db?.close();
+      db = undefined;
+      return Promise.resolve();
+    },
+  };
+}

@@ -1,0 +1,143 @@
+/**
+ * A persister on the Origin Private File System, for the sql.js storage in browsers
+ * (main thread or workers).
+ *
+ * Files, in the chosen directory: `<name>.sqlite` (the snapshot), `<name>.tclog` (the
+ * journal's start) and `<name>.tclog.1`, `.2` ... (one chunk per flush). Every file is
+ * written through `createWritable()`, which replaces a file atomically on `close()`, so a
+ * flush costs what it writes, not the journal's size. `replace` writes the snapshot,
+ * deletes the chunks (newest first, so a crash leaves no gap), then writes the journal.
+ *
+ * @module
+ */
+
+import { StorageError, StorageQuotaError } from "../../src/errors.ts";
+import { concatBytes, type SqlJsPersister } from "./persister.ts";
+
+/** The part of `FileSystemFileHandle` this persister uses. */
+export interface OpfsFileHandle {
+  /** The file's current content. */
+  getFile(): Promise<{ arrayBuffer(): Promise<ArrayBuffer> }>;
+  /** A stream whose content replaces the file on `close()`. */
+  createWritable(): Promise<{ write(data: Uint8Array<ArrayBuffer>): Promise<void>; close(): Promise<void> }>;
+}
+
+/** The part of `FileSystemDirectoryHandle` this persister uses. */
+export interface OpfsDirectoryHandle {
+  /** Open (or create) a file. */
+  getFileHandle(name: string, options?: { create?: boolean }): Promise<OpfsFileHandle>;
+  /** Delete a file. */
+  removeEntry(name: string): Promise<void>;
+}
+
+/** Options of {@link createOpfsPersister}. */
+export interface OpfsPersisterOptions {
+  /** The database name: the files are `<name>.sqlite`, `<name>.tclog` and `<name>.tclog.<n>`. */
+  name: string;
+  /** The directory (default: the origin's root, `navigator.storage.getDirectory()`). */
+  directory?: OpfsDirectoryHandle;
+}
+
+function isNotFound(e: unknown): boolean {
+  return (e as { name?: string })?.name === "NotFoundError";
+}
+
+function wrap(e: unknown, what: string): Error {
+  if ((e as { name?: string })?.name === "QuotaExceededError") {
+    return new StorageQuotaError(`OPFS is full: ${what} was not stored`, { cause: e });
+  }
+  return new StorageError(`OPFS failed to ${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+}
+
+/**
+ * Create a persister on the Origin Private File System.
+ *
+ * @example
+ * ```ts ignore
+ * import { createOpfsPersister, openSqlJsStorage } from "../sqljs.ts";
+ * const storage = await openSqlJsStorage({ persister: createOpfsPersister({ name: "tasks" }) });
+ * ```
+ */
+export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersister {
+  const name = options?.name;
+  if (typeof name !== "string" || name === "" || name.includes("/")) {
+    throw new TypeError(
+      `"name" must be a non-empty file name, got ${typeof name === "string" ? `"${name}"` : typeof name}`,
+    );
+  }
+  let dir: OpfsDirectoryHandle | undefined = options.directory;
+  let chunks = 0;
+  const snapshotFile = `${name}.sqlite`;
+  const journalFile = `${name}.tclog`;
+
+  const directory = async (): Promise<OpfsDirectoryHandle> => {
+    if (dir) return dir;
+    const storage = (globalThis as { navigator?: { storage?: { getDirectory?: () => Promise<OpfsDirectoryHandle> } } })
+      .navigator?.storage;
+    if (!storage?.getDirectory) throw new StorageError("The Origin Private File System is not available here");
+    return dir = await storage.getDirectory();
+  };
+  const read = async (file: string): Promise<Uint8Array | null> => {
+    try {
+      const handle = await (await directory()).getFileHandle(file);
+      return new Uint8Array(await (await handle.getFile()).arrayBuffer());
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw e;
+    }
+  };
+  const write = async (file: string, bytes: Uint8Array): Promise<void> => {
+    const handle = await (await directory()).getFileHandle(file, { create: true });
+    const stream = await handle.createWritable();
+    await stream.write(bytes as Uint8Array<ArrayBuffer>); // never a SharedArrayBuffer here
+    await stream.close();
+  };
+
+  return {
+    name: "opfs",
+    location: `opfs:${name}`,
+    async load() {
+      try {
+        const snapshot = await read(snapshotFile);
+        const parts: Uint8Array[] = [];
+        const base = await read(journalFile);
+        if (base) parts.push(base);
+        for (chunks = 0;; chunks++) {
+          const chunk = await read(`${journalFile}.${chunks + 1}`);
+          if (!chunk) break;
+          parts.push(chunk);
+        }
+        return { snapshot, journal: parts.length ? concatBytes(parts) : null };
+      } catch (e) {
+        throw wrap(e, "read the database");
+      }
+    },
+    async append(bytes) {
+      try {
+        await write(`${journalFile}.${chunks + 1}`, bytes);
+        chunks++;
+      } catch (e) {
+        throw wrap(e, "append to the journal");
+      }
+    },
+    async replace(snapshot, journal) {
+      try {
+        await write(snapshotFile, snapshot);
+        const d = await directory();
+        for (; chunks > 0; chunks--) {
+          try {
+            await d.removeEntry(`${journalFile}.${chunks}`);
+          } catch (e) {
+            if (!isNotFound(e)) throw e;
+          }
+        }
+        await write(journalFile, journal);
+      } catch (e) {
+        throw wrap(e, "write a snapshot");
+      }
+    },
+    close() {
+      return Promise.resolve();
+    },
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * Where a sql.js database is kept: the persister contract and an in-memory persister.
+ *
+ * The storage keeps two byte strings in a persister: a snapshot (a SQLite file image)
+ * and a journal (the changes since that snapshot, appended per flush). The storage owns
+ * both formats; a persister only stores bytes, with the guarantees below.
+ *
+ * @module
+ */
+
+/** What a persister holds. */
+export interface SqlJsPersisted {
+  /** The last snapshot, or `null` when nothing was stored yet. */
+  snapshot: Uint8Array | null;
+  /** The journal, or `null` when there is none. */
+  journal: Uint8Array | null;
+}
+
+/**
+ * Stores the snapshot and journal of one database. The storage never calls two methods
+ * at once.
+ *
+ * - `append(bytes)` resolves once the bytes are durable at the end of the journal. A crash
+ *   during it may leave any prefix of them (a torn tail, which the storage detects).
+ * - `replace(snapshot, journal)` resolves once both are durable. A crash or failure during
+ *   it leaves the old snapshot and the old journal, the new ones, or the new snapshot with
+ *   the old journal (write the snapshot first), never the old snapshot with the new journal,
+ *   and never a partly written snapshot.
+ */
+export interface SqlJsPersister {
+  /** A short name (`file`, `indexeddb`, `opfs`, `memory`). */
+  readonly name: string;
+  /** Where the data lives (a path, a database name), shown in error messages. */
+  readonly location?: string;
+  /** Read what is stored. */
+  load(): Promise<SqlJsPersisted>;
+  /** Append bytes to the journal, durably. */
+  append(bytes: Uint8Array): Promise<void>;
+  /** Replace the snapshot, then the whole journal, durably. */
+  replace(snapshot: Uint8Array, journal: Uint8Array): Promise<void>;
+  /** Release files or connections. */
+  close(): Promise<void>;
+}
+
+/** A persister that keeps the bytes in memory: survives closing and reopening the storage, not the process. */
+export interface MemoryPersister extends SqlJsPersister {
+  /** The stored snapshot (tests may read or damage it). */
+  snapshot: Uint8Array | null;
+  /** The stored journal (tests may read or damage it). */
+  journal: Uint8Array | null;
+}
+
+/**
+ * Create a persister that keeps the bytes in memory. Useful in tests (the data outlives
+ * a closed storage, so reopening works) and to measure the journal without a disk.
+ *
+ * @example
+ * ```ts
+ * import { createMemoryPersister } from "./persister.ts";
+ * const persister = createMemoryPersister();
+ * console.assert((await persister.load()).snapshot === null);
+ * ```
+ */
+export function createMemoryPersister(): MemoryPersister {
+  let chunks: Uint8Array[] | null = null;
+  const joined = (): Uint8Array | null => {
+    if (chunks === null) return null;
+    if (chunks.length !== 1) chunks = [concatBytes(chunks)];
+    return chunks[0]!;
+  };
+  return {
+    name: "memory",
+    snapshot: null,
+    get journal(): Uint8Array | null {
+      return joined();
+    },
+    set journal(bytes: Uint8Array | null) {
+      chunks = bytes === null ? null : [bytes];
+    },
+    load() {
+      return Promise.resolve({ snapshot: this.snapshot && this.snapshot.slice(), journal: joined()?.slice() ?? null });
+    },
+    append(bytes) {
+      (chunks ??= []).push(bytes.slice());
+      return Promise.resolve();
+    },
+    replace(snapshot, journal) {
+      this.snapshot = snapshot.slice();
+      chunks = [journal.slice()];
+      return Promise.resolve();
+    },
+    close() {
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Concatenate byte arrays. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** `bytes` itself when it spans its whole buffer, else a copy that does (for structured clone). */
+export function exactBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+}

@@ -1,0 +1,291 @@
+/**
+ * The storage contract on sql.js: one SQL transaction per `createJob`, `commit` and
+ * `claimReady`, serialised in-process by a mutex; the scheduling rules from
+ * `commit-rules.ts`; changes made durable by a journal with group commit (see
+ * `group-commit.ts`) before any call that made them resolves.
+ *
+ * @module
+ */
+
+import { applyCommit, applyCreateJob, checkClaimOptions, claimPatch, isContractError } from "../../src/commit-rules.ts";
+import { StorageError } from "../../src/errors.ts";
+import { Mutex } from "../../src/lock.ts";
+import type {
+  ClaimOptions,
+  CommitOp,
+  CommitResult,
+  JobQuery,
+  PruneOptions,
+  RenewOptions,
+  Storage,
+  StorageCapabilities,
+  TaskQuery,
+} from "../../src/storage.ts";
+import type { Job, JsonValue, Task } from "../../src/types.ts";
+import type { SqlDb } from "./db.ts";
+import { type CompactionOptions, GroupCommit } from "./group-commit.ts";
+import type { SqlJsLoadOptions, SqlJsModule } from "./module.ts";
+import type { SqlJsPersister } from "./persister.ts";
+
+/** Options of `openSqlJsStorage`. */
+export interface SqlJsStorageOptions extends SqlJsLoadOptions {
+  /**
+   * An initialised sql.js module, or a function that loads one (called once, at open).
+   * Default: the `sql.js` package, loaded lazily with `locateFile` / `wasmBinary`.
+   */
+  sql?: SqlJsModule | (() => Promise<SqlJsModule>);
+  /** Where the database is kept. Default: nowhere (memory only, not durable). */
+  persister?: SqlJsPersister;
+  /** When the journal is folded into a snapshot. */
+  compaction?: CompactionOptions;
+  /** Run `PRAGMA quick_check` on the stored snapshot at open (default `true`). */
+  verify?: boolean;
+  /** Clock used when a caller passes no `now` (default `Date.now`). */
+  now?: () => number;
+}
+
+/** What opening found and did. */
+export interface SqlJsOpenReport {
+  /** Size of the stored snapshot (0 for a new database). */
+  snapshotBytes: number;
+  /** Journal frames (transactions) replayed over the snapshot. */
+  replayedFrames: number;
+  /** Bytes of a torn journal tail that were dropped (changes whose call never resolved). */
+  droppedBytes: number;
+  /** Whether a journal older than the snapshot was discarded (a crash during compaction). */
+  staleJournal: boolean;
+  /** The schema version migrated from, or `null` when no migration ran. */
+  migratedFrom: number | null;
+}
+
+/** Persisting counters. */
+export interface SqlJsPersistStats {
+  /** Journal appends (flushes) so far. */
+  appends: number;
+  /** Journal bytes appended so far. */
+  appendedBytes: number;
+  /** Snapshots written so far. */
+  compactions: number;
+}
+
+/** A storage on sql.js. */
+export interface SqlJsStorage extends Storage {
+  /** What opening found (replayed journal, dropped torn tail, migration). */
+  readonly openReport: SqlJsOpenReport;
+  /** Persisting counters (all zero without a persister). */
+  readonly persistStats: SqlJsPersistStats;
+  /** Fold the journal into a new snapshot now (a no-op without a persister). */
+  compact(): Promise<void>;
+}
+
+/** Watchers hear of commits that readied tasks or changed a job's status. */
+const wakes = (r: CommitResult): boolean => r.readied > 0 || r.jobs.length > 0;
+const never = (): boolean => false;
+
+/** The storage; made by `openSqlJsStorage` (see `open.ts`). */
+export class SqlJsStorageImpl implements SqlJsStorage {
+  readonly name: string = "sqljs";
+  readonly capabilities: StorageCapabilities;
+  readonly openReport: SqlJsOpenReport;
+  readonly #db: SqlDb;
+  readonly #persister: SqlJsPersister | undefined;
+  readonly #writer: GroupCommit | null;
+  readonly #lock = new Mutex();
+  readonly #now: () => number;
+  readonly #listeners = new Set<() => void>();
+  #closed = false;
+  #closing: Promise<void> | null = null;
+
+  constructor(
+    db: SqlDb,
+    persister: SqlJsPersister | undefined,
+    options: SqlJsStorageOptions,
+    report: SqlJsOpenReport,
+    start: { generation: number; journalBytes: number; snapshotBytes: number },
+  ) {
+    this.#db = db;
+    this.#persister = persister;
+    this.#now = options.now ?? Date.now;
+    this.openReport = report;
+    this.capabilities = { durable: persister !== undefined, shared: false };
+    this.#writer = persister
+      ? new GroupCommit({
+        persister,
+        ...start,
+        compaction: options.compaction,
+        exportSnapshot: (generation, onExported) =>
+          this.#lock.run(() => {
+            const bytes = this.#db.snapshot(generation);
+            onExported();
+            return bytes;
+          }),
+      })
+      : null;
+  }
+
+  get persistStats(): SqlJsPersistStats {
+    return { ...(this.#writer?.stats ?? { appends: 0, appendedBytes: 0, compactions: 0 }) };
+  }
+
+  /** Checked when a call starts: calls made before `close()` still complete. */
+  #check(): void {
+    if (this.#closed) throw new StorageError("Storage is closed");
+    this.#checkFailure();
+  }
+
+  #checkFailure(): void {
+    const failure = this.#writer?.failure;
+    if (failure) throw failure;
+  }
+
+  /** Run a write in one transaction under the lock; resolve once its changes are durable. */
+  async #write<T>(fn: () => T | Promise<T>, wakes: (value: T) => boolean): Promise<T> {
+    this.#check();
+    const { value, seq } = await this.#lock.run(async () => {
+      this.#checkFailure();
+      try {
+        const { value, records } = await this.#db.transaction(fn);
+        const seq = records.length > 0 && this.#writer ? this.#writer.enqueue(records) : 0;
+        return { value, seq };
+      } catch (e) {
+        if (isContractError(e)) throw e;
+        throw new StorageError(`sql.js failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+      }
+    });
+    if (seq > 0) await this.#writer!.whenDurable(seq);
+    if (wakes(value)) { for (const l of this.#listeners) queueMicrotask(l); }
+    return value;
+  }
+
+  /** Run a read under the lock (never inside another transaction); answer once what it saw is durable. */
+  async #read<T>(fn: () => T): Promise<T> {
+    this.#check();
+    const { value, seq } = await this.#lock.run(() => {
+      this.#checkFailure();
+      return { value: fn(), seq: this.#writer?.seq ?? 0 };
+    });
+    if (seq > 0) await this.#writer!.whenDurable(seq);
+    return value;
+  }
+
+  createJob(job: Job, tasks: readonly Task[]): Promise<CommitResult> {
+    return this.#write(() => applyCreateJob(this.#db.ruleTx(), job, tasks, this.#now()), wakes);
+  }
+
+  commit(ops: readonly CommitOp[], now?: number): Promise<CommitResult> {
+    return this.#write(() => applyCommit(this.#db.ruleTx(), ops, now ?? this.#now()), wakes);
+  }
+
+  claimReady(options: ClaimOptions): Promise<Task[]> {
+    try {
+      this.#check();
+      checkClaimOptions(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { limit, now, owner, leaseMs } = options;
+    if (limit === 0) return Promise.resolve([]);
+    return this.#write(() => {
+      const out: Task[] = [];
+      for (const t of this.#db.claimable(now, limit)) {
+        const next = claimPatch(t, owner, now, leaseMs);
+        this.#db.putTask(next, t);
+        out.push(next);
+      }
+      return out;
+    }, never);
+  }
+
+  renewLeases(options: RenewOptions): Promise<string[]> {
+    return this.#write(() => {
+      const out: string[] = [];
+      for (const id of options.ids) {
+        const t = this.#db.getTask(id);
+        if (!t || t.status !== "running" || t.leaseOwner !== options.owner) continue;
+        this.#db.putTask({ ...t, leaseExpiresAt: options.now + options.leaseMs }, t);
+        out.push(id);
+      }
+      return out;
+    }, never);
+  }
+
+  expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
+    return this.#read(() => this.#db.expired(now, limit));
+  }
+
+  getJob(id: string): Promise<Job | undefined> {
+    return this.#read(() => this.#db.getJob(id));
+  }
+
+  listJobs(query: JobQuery = {}): Promise<Job[]> {
+    return this.#read(() => this.#db.listJobs(query));
+  }
+
+  getTask(id: string): Promise<Task | undefined> {
+    return this.#read(() => this.#db.getTask(id));
+  }
+
+  getTasks(ids: readonly string[]): Promise<Task[]> {
+    return this.#read(() => {
+      const out: Task[] = [];
+      for (const id of ids) {
+        const t = this.#db.getTask(id);
+        if (t) out.push(t);
+      }
+      return out;
+    });
+  }
+
+  listTasks(query: TaskQuery): Promise<Task[]> {
+    return this.#read(() => this.#db.listTasks(query ?? {}));
+  }
+
+  getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
+    return this.#read(() => this.#db.getCache(jobId, key));
+  }
+
+  getState(scope: string, key: string): Promise<JsonValue | undefined> {
+    return this.#read(() => this.#db.getState(scope, key));
+  }
+
+  prune(options: PruneOptions): Promise<number> {
+    return this.#write(() => {
+      let removed = 0;
+      this.#db.endedJobs().forEach((job, index) => {
+        const old = options.finishedBefore !== undefined && job.finishedAt < options.finishedBefore;
+        const extra = options.keepLast !== undefined && index >= options.keepLast;
+        if (!old && !extra) return;
+        this.#db.dropJob(job.id);
+        removed++;
+      });
+      return removed;
+    }, never);
+  }
+
+  watch(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async compact(): Promise<void> {
+    this.#check();
+    await this.#writer?.compact();
+  }
+
+  close(): Promise<void> {
+    if (!this.#closing) {
+      this.#closed = true;
+      this.#closing = (async () => {
+        await this.#lock.run(() => {});
+        await this.#writer?.settle();
+        this.#listeners.clear();
+        try {
+          this.#db.close();
+        } finally {
+          await this.#persister?.close();
+        }
+      })();
+    }
+    return this.#closing;
+  }
+}

@@ -1,0 +1,39 @@
+import "fake-indexeddb/auto";
+import { tmpdir } from "node:os";
+import { test } from "vitest";
+import { createIndexedDbPersister } from "../../adapters/sqljs.ts";
+import { registerSqlJsSuites } from "../sqljs/suites.ts";
+import { registerSuites } from "../suites.ts";
+import {
+  sqljsFileTarget,
+  sqljsMemoryPersisterTarget,
+  sqljsMemoryTarget,
+  sqljsPersistedTarget,
+} from "../targets-sqljs.ts";
+
+const registrar = {
+  test: (name: string, fn: () => Promise<void>) => test(name, fn),
+  skip: (name: string) => test.todo(name),
+};
+
+let n = 0;
+const fakeIndexedDbTarget = sqljsPersistedTarget("sqljs+indexeddb(fake)", () => {
+  const name = `sqljs-${Date.now()}-${n++}`;
+  return Promise.resolve({
+    persister: createIndexedDbPersister({ name }),
+    again: () => createIndexedDbPersister({ name }),
+    cleanup: () =>
+      new Promise<void>((resolve) => {
+        const r = indexedDB.deleteDatabase(name);
+        r.onsuccess = r.onerror = r.onblocked = () => resolve();
+      }),
+  });
+});
+
+registerSuites(registrar, [
+  sqljsMemoryTarget,
+  sqljsMemoryPersisterTarget,
+  sqljsFileTarget(tmpdir()),
+  fakeIndexedDbTarget,
+]);
+registerSqlJsSuites(registrar, tmpdir());

@@ -1,0 +1,449 @@
+/**
+ * Cases only the sql.js adapter has: the journal, compaction, recovery from torn and
+ * damaged stores, refusal of newer versions, persist-then-run and group commit. They run
+ * on the in-memory persister and on the file persister, in every runtime.
+ */
+
+import {
+  createMemoryPersister,
+  JOURNAL_FORMAT,
+  openSqlJsStorage,
+  SCHEMA_VERSION,
+  type SqlJsPersister,
+  type SqlJsStorage,
+  type SqlJsStorageOptions,
+} from "../../adapters/sqljs.ts";
+import { crc32 } from "../../adapters/sqljs/journal.ts";
+import { StorageCorruptError, StorageError, StorageVersionError } from "../../src/errors.ts";
+import type { Task } from "../../src/types.ts";
+import { deepEqual, equal, ok, rejects } from "../conformance/assert.ts";
+import { buildJob } from "../conformance/fixtures.ts";
+import { type Case, register, type Registrar } from "../conformance/harness.ts";
+import { openTestStorage, testSqlJs } from "../targets-sqljs.ts";
+
+type Part = "snapshot" | "journal";
+
+/** Raw access to one stored database. */
+export interface Store {
+  persister(): SqlJsPersister;
+  read(part: Part): Promise<Uint8Array | null>;
+  write(part: Part, bytes: Uint8Array | null): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+interface Ctx {
+  store: Store;
+  open(options?: Omit<SqlJsStorageOptions, "persister">): Promise<SqlJsStorage>;
+}
+
+const OWNER = "owner";
+
+/** Create a job of `n` independent tasks and complete the first `done` of them, one commit each. */
+async function jobWith(s: SqlJsStorage, n: number): Promise<ReturnType<typeof buildJob>> {
+  const b = buildJob(Array.from({ length: n }, (_, i) => ({ key: `t${i}`, input: { i } })));
+  await s.createJob(b.job, b.tasks);
+  return b;
+}
+
+async function complete(s: SqlJsStorage, output: string): Promise<Task> {
+  const [t] = await s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 1000 });
+  ok(t, "a task to claim");
+  const r = await s.commit([{
+    type: "updateTask",
+    id: t.id,
+    expect: { version: t.version },
+    set: { status: "completed", output },
+  }]);
+  return r.tasks.find((x) => x.id === t.id)!;
+}
+
+async function unchanged(store: Store, fn: () => Promise<unknown>): Promise<void> {
+  const before = [await store.read("snapshot"), await store.read("journal")];
+  await fn();
+  deepEqual([...(await store.read("snapshot")) ?? []], [...before[0] ?? []], "the snapshot was left untouched");
+  deepEqual([...(await store.read("journal")) ?? []], [...before[1] ?? []], "the journal was left untouched");
+}
+
+function gated(inner: SqlJsPersister): SqlJsPersister & { hold(): void; release(): void; appends: number } {
+  let gate: Promise<void> | null = null;
+  let open: () => void = () => {};
+  const p = {
+    name: "gated",
+    appends: 0,
+    hold() {
+      gate = new Promise<void>((r) => (open = r));
+    },
+    release() {
+      gate = null;
+      open();
+    },
+    load: () => inner.load(),
+    async append(bytes: Uint8Array) {
+      p.appends++;
+      if (gate) await gate;
+      await inner.append(bytes);
+    },
+    replace: (a: Uint8Array, b: Uint8Array) => inner.replace(a, b),
+    close: () => inner.close(),
+  };
+  return p;
+}
+
+const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
+
+export const sqljsCases: Case<Ctx>[] = [
+  {
+    name: "a reopened database replays the journal over the snapshot",
+    async run({ open }) {
+      const s = await open();
+      const b = await jobWith(s, 3);
+      const done = await complete(s, "one");
+      await s.commit([{ type: "setState", scope: "s", key: "k", value: { deep: [1] } }]);
+      await s.close();
+      const again = await open();
+      ok(again.openReport.replayedFrames >= 3, `replayed ${again.openReport.replayedFrames} frames`);
+      equal((await again.getTask(done.id))!.output, "one");
+      equal((await again.listTasks({ jobId: b.job.id, status: "ready" })).length, 2);
+      deepEqual(await again.getState("s", "k"), { deep: [1] });
+      await again.close();
+    },
+  },
+  {
+    name: "a torn journal tail is dropped and every commit before it survives",
+    async run({ store, open }) {
+      const s = await open();
+      await jobWith(s, 4);
+      const first = await complete(s, "first");
+      const second = await complete(s, "second");
+      const before = (await store.read("journal"))!;
+      const [third] = await s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 1000 });
+      const claimed = (await store.read("journal"))!;
+      await s.commit([{
+        type: "updateTask",
+        id: third!.id,
+        expect: { version: third!.version },
+        set: { status: "completed" },
+      }]);
+      await s.close();
+      const full = (await store.read("journal"))!;
+      const snapshot = (await store.read("snapshot"))!;
+      // Cut inside the claim's frame (the claim is lost) and inside the completion's frame (only it is lost).
+      const cuts = [before.length + 3, before.length + 11, claimed.length - 1, claimed.length + 5, full.length - 1];
+      for (const cut of cuts) {
+        await store.write("snapshot", snapshot);
+        await store.write("journal", full.subarray(0, cut));
+        const again = await open();
+        const torn = cut - (cut < claimed.length ? before.length : claimed.length);
+        equal(again.openReport.droppedBytes, torn, `dropped bytes at cut ${cut}`);
+        equal((await again.getTask(first.id))!.output, "first");
+        equal((await again.getTask(second.id))!.output, "second");
+        equal((await again.getTask(third!.id))!.status, cut < claimed.length ? "ready" : "running");
+        await again.close();
+        const clean = await open();
+        equal(clean.openReport.droppedBytes, 0, "the torn tail was cleaned up at open");
+        await clean.close();
+      }
+      // A tail of zeros (a file extended but never written) is torn too.
+      await store.write("snapshot", snapshot);
+      await store.write("journal", new Uint8Array([...before, ...new Uint8Array(64)]));
+      const zeros = await open();
+      equal(zeros.openReport.droppedBytes, 64);
+      await complete(zeros, "after");
+      await zeros.close();
+      const last = await open();
+      equal((await last.listTasks({ status: "completed" })).length, 3);
+      await last.close();
+    },
+  },
+  {
+    name: "a truncated snapshot is refused with StorageCorruptError and left untouched",
+    async run({ store, open }) {
+      const s = await open();
+      await jobWith(s, 200);
+      await s.compact();
+      await s.close();
+      const snapshot = (await store.read("snapshot"))!;
+      for (const length of [snapshot.length - 4096, snapshot.length - 100, 50]) {
+        await store.write("snapshot", snapshot.subarray(0, length));
+        await unchanged(store, () => rejects(() => open(), StorageCorruptError, "snapshot"));
+      }
+      await store.write("snapshot", snapshot);
+      const again = await open();
+      equal((await again.listTasks({ status: "ready" })).length, 200);
+      await again.close();
+    },
+  },
+  {
+    name: "a garbage file is refused with StorageCorruptError and left untouched",
+    async run({ store, open }) {
+      const garbage = new Uint8Array(8192);
+      for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 7919 + 13) & 0xff;
+      await store.write("snapshot", garbage);
+      await unchanged(store, () => rejects(() => open(), StorageCorruptError, "not a SQLite database"));
+      await store.write("snapshot", new TextEncoder().encode("hello, I am a text file\n"));
+      await unchanged(store, () => rejects(() => open(), StorageCorruptError));
+      // A valid snapshot with a garbage journal.
+      await store.write("snapshot", null);
+      const s = await open();
+      await jobWith(s, 1);
+      await s.close();
+      await store.write("journal", garbage);
+      await unchanged(store, () => rejects(() => open(), StorageCorruptError, "journal"));
+    },
+  },
+  {
+    name: "a SQLite database that is not task-core's is refused",
+    async run({ store, open }) {
+      const SQL = await testSqlJs();
+      const db = new SQL.Database();
+      db.exec("CREATE TABLE foo (x); INSERT INTO foo VALUES (1);");
+      await store.write("snapshot", db.export());
+      db.close();
+      await unchanged(store, () => rejects(() => open(), StorageCorruptError, "not one of task-core"));
+    },
+  },
+  {
+    name: "an empty SQLite file gets the schema by the numbered migrations, and the version is stored",
+    async run({ store, open }) {
+      const SQL = await testSqlJs();
+      const empty = new SQL.Database();
+      await store.write("snapshot", empty.export());
+      empty.close();
+      const s = await open();
+      await jobWith(s, 1);
+      await s.close();
+      const db = new SQL.Database((await store.read("snapshot"))!);
+      const version = db.exec("SELECT value FROM meta WHERE key = 'schema_version'")[0]?.values[0]?.[0];
+      db.close();
+      equal(version, String(SCHEMA_VERSION));
+      const again = await open();
+      equal((await again.listJobs()).length, 1);
+      await again.close();
+    },
+  },
+  {
+    name: "a database of a newer schema version is refused with StorageVersionError and left untouched",
+    async run({ store, open }) {
+      const s = await open();
+      await jobWith(s, 2);
+      await s.compact();
+      await s.close();
+      const SQL = await testSqlJs();
+      const db = new SQL.Database((await store.read("snapshot"))!);
+      db.exec("UPDATE meta SET value = ? WHERE key = 'schema_version'", [String(SCHEMA_VERSION + 1)]);
+      await store.write("snapshot", db.export());
+      db.close();
+      await unchanged(store, () => rejects(() => open(), StorageVersionError, "upgrade"));
+      const err = await rejects<StorageVersionError>(() => open(), StorageVersionError);
+      equal(err.found, SCHEMA_VERSION + 1);
+      equal(err.supported, SCHEMA_VERSION);
+      ok(err instanceof StorageError);
+    },
+  },
+  {
+    name: "a journal of a newer format is refused with StorageVersionError",
+    async run({ store, open }) {
+      const s = await open();
+      await jobWith(s, 1);
+      await s.close();
+      const journal = (await store.read("journal"))!.slice();
+      const view = new DataView(journal.buffer);
+      view.setUint32(4, JOURNAL_FORMAT + 1, true);
+      view.setUint32(12, crc32(journal, 0, 12), true);
+      await store.write("journal", journal);
+      await unchanged(store, () => rejects(() => open(), StorageVersionError, "journal format"));
+    },
+  },
+  {
+    name: "a damaged frame followed by good ones is corruption, not a torn tail",
+    async run({ store, open }) {
+      const s = await open();
+      await jobWith(s, 3);
+      await complete(s, "a");
+      await complete(s, "b");
+      await s.close();
+      const journal = (await store.read("journal"))!.slice();
+      journal[16 + 12 + 5]! ^= 0xff; // inside the first frame's payload
+      await store.write("journal", journal);
+      await unchanged(store, () => rejects(() => open(), StorageCorruptError, "checksum"));
+    },
+  },
+  {
+    name: "a journal older than its snapshot (a crash during compaction) is discarded",
+    async run({ store, open }) {
+      const s = await open();
+      await jobWith(s, 3);
+      const done = await complete(s, "kept");
+      const old = (await store.read("journal"))!;
+      await s.compact();
+      await s.close();
+      await store.write("journal", old);
+      const again = await open();
+      ok(again.openReport.staleJournal);
+      equal(again.openReport.replayedFrames, 0);
+      equal((await again.getTask(done.id))!.output, "kept");
+      await again.close();
+    },
+  },
+  {
+    name: "compaction folds the journal into a snapshot once it outgrows it",
+    async run({ open }) {
+      const s = await open({ compaction: { minJournalBytes: 0, journalRatio: 0.1 } });
+      await jobWith(s, 50);
+      for (let i = 0; i < 20; i++) await complete(s, `o${i}`);
+      ok(s.persistStats.compactions > 1, `compactions: ${s.persistStats.compactions}`);
+      await s.close();
+      const again = await open();
+      equal((await again.listTasks({ status: "completed" })).length, 20);
+      equal((await again.listTasks({ status: "ready" })).length, 30);
+      await again.close();
+    },
+  },
+  {
+    name: "claimReady() and commit() resolve only after their changes are persisted",
+    async run({ store }) {
+      const p = gated(store.persister());
+      const s = await openTestStorage({ persister: p });
+      const b = await jobWith(s, 1);
+      p.hold();
+      let claimed = false;
+      const claim = s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 }).then((r) => {
+        claimed = true;
+        return r;
+      });
+      await tick();
+      equal(claimed, false, "the claim waits for its flush");
+      let read = false;
+      const reading = s.getTask(b.id("t0")).then((t) => {
+        read = true;
+        return t;
+      });
+      await tick();
+      equal(read, false, "a read of the claimed task waits until the claim is durable");
+      p.release();
+      const [t] = await claim;
+      equal((await reading)!.status, "running");
+      equal(t!.status, "running");
+      await s.close();
+    },
+  },
+  {
+    name: "changes made while a flush is in progress go into the next flush (group commit)",
+    async run({ store }) {
+      const p = gated(store.persister());
+      const s = await openTestStorage({ persister: p });
+      await jobWith(s, 20);
+      const base = p.appends;
+      p.hold();
+      const first = s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      await tick();
+      const rest = Array.from({ length: 10 }, () => s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 }));
+      await tick();
+      p.release();
+      const all = [await first, ...(await Promise.all(rest))].flat();
+      equal(all.length, 11);
+      equal(p.appends - base, 2, "one flush for the first claim, one for the ten made meanwhile");
+      await s.close();
+      const again = await openTestStorage({ persister: store.persister() });
+      equal((await again.listTasks({ status: "running" })).length, 11);
+      await again.close();
+    },
+  },
+  {
+    name: "a failed write stops the storage with a StorageError and the data on disk stays consistent",
+    async run({ store }) {
+      const inner = store.persister();
+      let fail = false;
+      const p: SqlJsPersister = {
+        name: "failing",
+        load: () => inner.load(),
+        append: (bytes) => (fail ? Promise.reject(new Error("disk on fire")) : inner.append(bytes)),
+        replace: (a, b) => inner.replace(a, b),
+        close: () => inner.close(),
+      };
+      const s = await openTestStorage({ persister: p });
+      const b = await jobWith(s, 2);
+      fail = true;
+      await rejects(() => s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 }), StorageError, "disk on fire");
+      await rejects(() => s.getJob(b.job.id), StorageError, "reopen");
+      await s.close();
+      const again = await openTestStorage({ persister: store.persister() });
+      equal((await again.listTasks({ status: "ready" })).length, 2, "the failed claim is not stored");
+      await again.close();
+    },
+  },
+  {
+    name: "openSqlJsStorage() checks its options and names the bad one",
+    async run() {
+      await rejects(() => openSqlJsStorage({ persister: {} as SqlJsPersister }), TypeError, "persister");
+      await rejects(() => openSqlJsStorage({ compaction: { journalRatio: -1 } }), RangeError, "journalRatio");
+      await rejects(() => openSqlJsStorage({ sql: {} as never }), TypeError, "sql");
+      await rejects(() => openSqlJsStorage({ locateFile: "x" as never }), TypeError, "locateFile");
+    },
+  },
+  {
+    name: "an initialised module or a lazy factory can be passed as sql",
+    async run() {
+      const SQL = await testSqlJs();
+      for (const sql of [SQL, () => Promise.resolve(SQL)]) {
+        const s = await openTestStorage({ sql });
+        await jobWith(s, 1);
+        equal((await s.listJobs()).length, 1);
+        await s.close();
+      }
+    },
+  },
+];
+
+/** A store in memory (any runtime). */
+export function memoryStore(): Store {
+  const p = createMemoryPersister();
+  return {
+    persister: () => p,
+    read: (part) => Promise.resolve(p[part] && p[part]!.slice()),
+    write: (part, bytes) => {
+      p[part] = bytes && bytes.slice();
+      return Promise.resolve();
+    },
+    cleanup: () => Promise.resolve(),
+  };
+}
+
+/** A store in a fresh directory under `tmpdir` (node:fs: Node, Deno, Bun). */
+export async function fileStore(tmpdir: string): Promise<Store> {
+  const fs = await import("node:fs/promises");
+  const { createFilePersister } = await import("../../adapters/sqljs-file.ts");
+  const dir = await fs.mkdtemp(`${tmpdir}/task-core-sqljs-`);
+  const path = `${dir}/tasks.sqlite`;
+  const file = (part: Part): string => (part === "snapshot" ? path : `${path}.tclog`);
+  return {
+    persister: () => createFilePersister(path),
+    read: async (part) => {
+      try {
+        return new Uint8Array(await fs.readFile(file(part)));
+      } catch {
+        return null;
+      }
+    },
+    write: async (part, bytes) => {
+      if (bytes === null) await fs.rm(file(part), { force: true });
+      else await fs.writeFile(file(part), bytes);
+    },
+    cleanup: () => fs.rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Register the sql.js cases on the memory store and, with `tmpdir`, on the file store. */
+export function registerSqlJsSuites(registrar: Registrar, tmpdir?: string): void {
+  const stores: [string, () => Promise<Store>][] = [["memory-persister", () => Promise.resolve(memoryStore())]];
+  if (tmpdir !== undefined) stores.push(["file", () => fileStore(tmpdir)]);
+  for (const [name, make] of stores) {
+    register(registrar, `sqljs[${name}]`, sqljsCases, async () => {
+      const store = await make();
+      return {
+        ctx: { store, open: (options = {}) => openTestStorage({ ...options, persister: store.persister() }) },
+        teardown: () => store.cleanup(),
+      };
+    });
+  }
+}
