@@ -1,0 +1,147 @@
+/**
+ * Opens the chosen storage and an executor on it (browser only: it loads the sql.js WASM
+ * through Vite and uses Web Locks).
+ *
+ * The page keeps its executor's id in `sessionStorage` and holds a Web Lock named after
+ * it while it lives; after a reload, tasks still leased by the previous id (whose lock is
+ * gone) are released at once instead of waiting for their leases to expire.
+ *
+ * @module
+ */
+
+import wasmUrl from "sql.js/dist/sql-wasm-browser.wasm?url";
+import { type AgentRegistry, Executor, newId, type Storage } from "../../mod.ts";
+import { releaseLeasesOf } from "./recovery.ts";
+import type { StorageKind } from "./storage-kind.ts";
+
+/** IndexedDB database of the IndexedDB storage. */
+export const IDB_NAME = "task-core-demo";
+/** IndexedDB database of the sql.js persister. */
+export const SQLJS_PERSISTER_NAME = "task-core-demo-sqljs";
+
+const EXECUTOR_KEY = "task-core-demo:executor:";
+const LOCK_PREFIX = "task-core-demo:executor:";
+
+/** An open storage with a started executor. */
+export interface Session {
+  /** Which storage. */
+  readonly kind: StorageKind;
+  /** The storage. */
+  readonly storage: Storage;
+  /** The executor (started). */
+  readonly executor: Executor;
+  /** Tasks of the previous executor of this tab released at open. */
+  readonly released: number;
+  /** Stop the executor (running tasks are released without counting) and close the storage. */
+  close(): Promise<void>;
+}
+
+/** Executor settings of the demo: short leases, so work of a closed tab is picked up within seconds. */
+export const EXECUTOR_OPTIONS = Object.freeze({
+  maxWorkers: 3,
+  // A claimed task is stored as "running" even while it waits in the ready queue: keep that
+  // queue short, so what the page shows as running is (nearly) what runs.
+  queueCapacity: 1,
+  leaseMs: 4000,
+  heartbeatMs: 1000,
+  recoveryIntervalMs: 2000,
+  pollIntervalMs: 500,
+  taskTimeoutMs: 20_000,
+  shutdownGraceMs: 0,
+  progressThrottleMs: 100,
+  retry: { delayMs: 500, factor: 2, maxDelayMs: 4000, jitter: true },
+});
+
+/** Hold a Web Lock until `release` is called; resolves `false` when `ifAvailable` and it is taken. */
+function holdLock(name: string, ifAvailable: boolean): Promise<{ ok: boolean; release: () => void }> {
+  const locks = globalThis.navigator?.locks;
+  if (!locks) return Promise.resolve({ ok: true, release: () => {} });
+  return new Promise((resolve) => {
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    locks.request(name, { ifAvailable }, (lock) => {
+      if (!lock) {
+        resolve({ ok: false, release: () => {} });
+        return undefined;
+      }
+      resolve({ ok: true, release });
+      return held;
+    }).catch(() => resolve({ ok: false, release: () => {} }));
+  });
+}
+
+async function lockIsHeld(name: string): Promise<boolean> {
+  const locks = globalThis.navigator?.locks;
+  if (!locks) return false;
+  const state = await locks.query();
+  return (state.held ?? []).some((l) => l.name === name);
+}
+
+async function openStorage(kind: StorageKind): Promise<{ storage: Storage; release: () => void }> {
+  if (kind === "memory") {
+    const { createMemoryStorage } = await import("../../adapters/memory.ts");
+    return { storage: createMemoryStorage(), release: () => {} };
+  }
+  if (kind === "indexeddb") {
+    const { openIndexedDbStorage } = await import("../../adapters/indexeddb.ts");
+    return { storage: await openIndexedDbStorage({ name: IDB_NAME }), release: () => {} };
+  }
+  // One tab at a time may open a persisted sql.js database: take a lock (a reloading
+  // tab's lock may take a moment to go away).
+  let lock = await holdLock("task-core-demo:sqljs", true);
+  for (let i = 0; !lock.ok && i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 150));
+    lock = await holdLock("task-core-demo:sqljs", true);
+  }
+  if (!lock.ok) {
+    throw new Error("The sql.js storage is open in another tab: close it there, or pick IndexedDB or memory here");
+  }
+  try {
+    const { createIndexedDbPersister, openSqlJsStorage } = await import("../../adapters/sqljs.ts");
+    const storage = await openSqlJsStorage({
+      locateFile: () => wasmUrl,
+      persister: createIndexedDbPersister({ name: SQLJS_PERSISTER_NAME }),
+    });
+    return { storage, release: lock.release };
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
+
+/** Open `kind`, release what this tab's previous executor left running, and start an executor. */
+export async function openSession(kind: StorageKind, registry: AgentRegistry): Promise<Session> {
+  const { storage, release } = await openStorage(kind);
+  const tab = globalThis.sessionStorage;
+  let released = 0;
+  try {
+    const previous = tab?.getItem(EXECUTOR_KEY + kind);
+    if (previous && !(await lockIsHeld(LOCK_PREFIX + previous))) {
+      released = await releaseLeasesOf(storage, previous, Date.now());
+    }
+  } catch (e) {
+    console.warn("Could not release the previous executor's tasks; they resume when their leases expire", e);
+  }
+  const id = `demo-${newId()}`;
+  tab?.setItem(EXECUTOR_KEY + kind, id);
+  const alive = await holdLock(LOCK_PREFIX + id, false);
+  const executor = new Executor({ storage, registry, id, ...EXECUTOR_OPTIONS });
+  executor.start();
+  let closing: Promise<void> | null = null;
+  return {
+    kind,
+    storage,
+    executor,
+    released,
+    close: () =>
+      closing ??= (async () => {
+        try {
+          await executor.shutdown({ graceMs: 0 });
+        } finally {
+          await storage.close().catch(() => {});
+          alive.release();
+          release();
+        }
+      })(),
+  };
+}
