@@ -217,7 +217,9 @@ export class MemoryStorage implements Storage {
       this.#open();
       checkClaimOptions(options);
       const { limit, now, owner, leaseMs } = options;
-      if (now > this.#lastClaimAt) this.#lastClaimAt = now;
+      // The latest claimer's clock, even when it went back: entries filed as due against a
+      // later clock are checked below and moved back to the delayed heap.
+      this.#lastClaimAt = now;
       for (let e = this.#delayed.peek(); e && e.runAt <= now; e = this.#delayed.peek()) {
         this.#delayed.pop();
         if (this.#live(e)) this.#due.push(e);
@@ -228,6 +230,10 @@ export class MemoryStorage implements Storage {
         if (!e) break;
         const t = this.#live(e);
         if (!t) continue;
+        if (t.runAt > now) {
+          this.#delayed.push(e);
+          continue;
+        }
         const next = claimPatch(t, owner, now, leaseMs);
         this.#putTask(next, t);
         out.push(next);

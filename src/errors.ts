@@ -230,6 +230,28 @@ export class TaskAbortedError extends TaskCoreError {
   override name: string = "TaskAbortedError";
 }
 
+/**
+ * A task input, output or other stored value whose JSON text is larger than the
+ * executor's `maxPayloadBytes`. Never retried: the same value would be too large again.
+ */
+export class PayloadTooLargeError extends NonRetryableError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "PayloadTooLargeError";
+  /** What was too large (for example `output of task "a"`). */
+  readonly subject: string;
+  /** The limit in bytes. */
+  readonly limit: number;
+  /** Bytes measured before giving up (measuring stops once past the limit): at least this many. */
+  readonly size: number;
+  /** Create the error. */
+  constructor(subject: string, size: number, limit: number) {
+    super(`The ${subject} is too large: at least ${size} bytes of JSON, over maxPayloadBytes (${limit})`);
+    this.subject = subject;
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
 /** The agent a task names is not registered. Never retried. */
 export class UnknownAgentError extends NonRetryableError {
   /** The error's name (kept explicit so minified bundles report it). */

@@ -10,10 +10,12 @@ import { type Clock, systemClock } from "./clock.ts";
 import {
   ConflictError,
   InvalidTransitionError,
+  type JobProblem,
   JobValidationError,
   JsonValueError,
   NonRetryableError,
   NotFoundError,
+  PayloadTooLargeError,
   TaskAbortedError,
   TaskTimeoutError,
   UnknownAgentError,
@@ -24,12 +26,26 @@ import { Heap } from "./heap.ts";
 import { newId } from "./ids.ts";
 import { JobHandle, type JobHost } from "./job-handle.ts";
 import { toJson } from "./json.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./payload.ts";
 import { type Queue, type QueueFactory, RingQueue } from "./queue.ts";
 import { type AgentSource, buildJob } from "./scheduler.ts";
 import { isJobFinal } from "./status.ts";
-import type { CommitOp, CommitResult, Storage } from "./storage.ts";
+import type { CommitOp, CommitResult, Storage, UpdateTaskOp } from "./storage.ts";
 import { AttemptContext, type ContextHost, readonlyView } from "./task-context.ts";
 import type { Job, JobSpec, Task, TaskError } from "./types.ts";
+
+/**
+ * Periodic deletion of ended jobs with their tasks and cache (`storage.prune`). Give
+ * `keepLast`, `finishedBeforeMs` or both: a job is deleted when either says so.
+ */
+export interface RetentionOptions {
+  /** Keep at most this many ended jobs, the most recently ended ones. */
+  keepLast?: number;
+  /** Delete jobs that ended more than this many milliseconds ago. */
+  finishedBeforeMs?: number;
+  /** How often to prune (default 60000 ms). */
+  intervalMs?: number;
+}
 
 /** Options of {@link Executor}. Every number is validated; a bad one is a `RangeError` naming it. */
 export interface ExecutorOptions {
@@ -71,6 +87,15 @@ export interface ExecutorOptions {
   clock?: Clock;
   /** Random source for jitter (default `Math.random`). */
   random?: () => number;
+  /**
+   * Largest task input, output, spawned child input, cache or state value, in bytes of
+   * JSON text (UTF-8), default 10 MiB; `Infinity` turns the check off. A larger input
+   * fails `submit()` with a `JobValidationError` (problem code `payload-too-large`) and
+   * writes nothing; a larger output fails the attempt, for good, with a `PayloadTooLargeError`.
+   */
+  maxPayloadBytes?: number;
+  /** Delete ended jobs periodically (default: never). */
+  retention?: RetentionOptions;
 }
 
 /** Counters of an executor, from its start. */
@@ -97,6 +122,8 @@ export interface ExecutorStats {
   commits: number;
   /** Storage calls that failed and were retried. */
   storageErrors: number;
+  /** Ended jobs deleted by `retention`. */
+  pruned: number;
   /** Attempts running now. */
   running: number;
   /** Claimed tasks waiting in the ready queue. */
@@ -136,6 +163,45 @@ function positive(name: string, value: number | undefined, fallback: number, int
     );
   }
   return value;
+}
+
+function nonNegative(name: string, value: number | undefined, integer: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value))) {
+    throw new RangeError(
+      `Executor option "${name}" must be a non-negative ${integer ? "integer" : "number"}, got ${value}`,
+    );
+  }
+  return value;
+}
+
+function checkRetention(
+  r: RetentionOptions | undefined,
+): { keepLast?: number; finishedBeforeMs?: number; intervalMs: number } | null {
+  if (r === undefined) return null;
+  if (r === null || typeof r !== "object") {
+    throw new TypeError(`Executor option "retention" must be an object, got ${r === null ? "null" : typeof r}`);
+  }
+  const keepLast = nonNegative("retention.keepLast", r.keepLast, true);
+  const finishedBeforeMs = nonNegative("retention.finishedBeforeMs", r.finishedBeforeMs, false);
+  if (keepLast === undefined && finishedBeforeMs === undefined) {
+    throw new TypeError(`Executor option "retention" needs "keepLast" or "finishedBeforeMs", got neither`);
+  }
+  return {
+    ...(keepLast !== undefined ? { keepLast } : {}),
+    ...(finishedBeforeMs !== undefined ? { finishedBeforeMs } : {}),
+    intervalMs: positive("retention.intervalMs", r.intervalMs, 60_000),
+  };
+}
+
+/** Whether a stored task shows the write of `op` (its version moved past the expected one and every plain field it set is there). */
+function showsWrite(op: UpdateTaskOp, task: Task | undefined): boolean {
+  if (!task || task.version <= op.expect.version) return false;
+  for (const [key, value] of Object.entries(op.set)) {
+    if (value !== null && typeof value === "object") continue; // output, error: the plain fields decide
+    if ((task as unknown as Record<string, unknown>)[key] !== value) return false;
+  }
+  return true;
 }
 
 function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
@@ -224,6 +290,12 @@ export class Executor {
   readonly #lastProgress = new Map<string, number>();
   readonly #contextHost: ContextHost;
   readonly #stableId: boolean;
+  readonly #maxPayload: number;
+  readonly #retention: { keepLast?: number; finishedBeforeMs?: number; intervalMs: number } | null;
+  /** Commits being written now (their tasks are still `running` in storage, but no longer this executor's runs). */
+  #inflight: Pending[] = [];
+  /** Jobs whose end this executor reported (recent ones), so an end is never reported twice. */
+  readonly #endedJobs = new Set<string>();
   readonly #stats: Omit<ExecutorStats, "running" | "queued"> = {
     claimed: 0,
     started: 0,
@@ -236,6 +308,7 @@ export class Executor {
     recovered: 0,
     commits: 0,
     storageErrors: 0,
+    pruned: 0,
   };
 
   /** Create an executor; it does nothing until `start()` or `run()`. */
@@ -283,6 +356,10 @@ export class Executor {
     this.#progressMs = options.progressThrottleMs === 0
       ? 0
       : positive("progressThrottleMs", options.progressThrottleMs, 100);
+    this.#maxPayload = options.maxPayloadBytes === Infinity
+      ? Infinity
+      : positive("maxPayloadBytes", options.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES, true);
+    this.#retention = checkRetention(options.retention);
     const queueFactory = options.queue ?? ((n: number) => new RingQueue<Task>(n));
     this.#queue = queueFactory(capacity);
     this.#stoppedPromise = new Promise((resolve) => (this.#stopped = resolve));
@@ -330,6 +407,8 @@ export class Executor {
     this.#unwatch = this.storage.watch(() => this.#poke());
     this.#every(this.#heartbeatMs, () => this.#heartbeat());
     this.#every(this.#recoveryIntervalMs, () => this.#recover());
+    const retention = this.#retention;
+    if (retention) this.#every(retention.intervalMs, () => this.#prune(retention));
     this.#loop = this.#recoverOwn().then(() => this.#recover()).then(() => this.#claimLoop());
   }
 
@@ -355,11 +434,39 @@ export class Executor {
 
   /** Check a job spec, store it (nothing is written when it is invalid) and return its handle. */
   async submit(spec: JobSpec): Promise<JobHandle> {
+    this.#checkInputSizes(spec);
     const built = buildJob(spec, this.agents, { maxAttempts: this.#maxAttempts }, this.#clock.now());
     const result = await this.storage.createJob(built.job, built.tasks);
     this.#afterCommit(result);
     for (const t of built.tasks) if (t.runAt > this.#clock.now()) this.#wakeAtTime(t.runAt);
     return new JobHandle(built.job.id, this.#host());
+  }
+
+  /**
+   * Reject inputs (and job metadata) over `maxPayloadBytes` before anything else looks at
+   * them: the measure stops at the limit, so an oversized input costs O(limit), not a copy
+   * of it. The job's other problems are not reported with these.
+   */
+  #checkInputSizes(spec: JobSpec): void {
+    const limit = this.#maxPayload;
+    if (limit === Infinity || spec === null || typeof spec !== "object" || !Array.isArray(spec.tasks)) return;
+    const problems: JobProblem[] = [];
+    const check = (value: unknown, what: string, key?: string) => {
+      const size = jsonSize(value, limit);
+      if (size <= limit) return;
+      problems.push({
+        ...(key !== undefined ? { key } : {}),
+        code: "payload-too-large",
+        message: `${what} is too large: at least ${size} bytes of JSON, over maxPayloadBytes (${limit})`,
+      });
+    };
+    if (spec.metadata !== undefined) check(spec.metadata, "Job metadata");
+    for (const t of spec.tasks) {
+      if (t !== null && typeof t === "object" && t.input !== undefined) {
+        check(t.input, `Task "${String(t.key)}": input`, typeof t.key === "string" ? t.key : undefined);
+      }
+    }
+    if (problems.length > 0) throw new JobValidationError(problems);
   }
 
   /** A handle on a stored job, to wait on or control it (for example after a restart). */
@@ -485,7 +592,24 @@ export class Executor {
 
   async #claimLoop(): Promise<void> {
     let failures = 0;
+    // A claim that failed with a storage error may have been applied with only its answer
+    // lost: its tasks would sit `running` under this executor's lease, never run, until the
+    // lease expired (and an at-most-once task would then be blocked). Hand them back first.
+    let orphans = false;
     while (this.#state === "running") {
+      if (orphans) {
+        try {
+          await this.#releaseOrphans();
+          orphans = false;
+        } catch (error) {
+          if (this.#state !== "running") break;
+          failures++;
+          this.#stats.storageErrors++;
+          this.#events.emit("storage:error", { operation: "listTasks", error, attempt: failures });
+          await this.#sleep(this.#claimBackoff(failures));
+          continue;
+        }
+      }
       const room = this.#queue.capacity - this.#queue.size;
       if (room <= 0) {
         await new Promise<void>((resolve) => (this.#roomWaiter = resolve));
@@ -502,13 +626,12 @@ export class Executor {
         });
         failures = 0;
       } catch (error) {
+        orphans = true;
         if (this.#state !== "running") break;
         failures++;
         this.#stats.storageErrors++;
         this.#events.emit("storage:error", { operation: "claimReady", error, attempt: failures });
-        await this.#sleep(
-          backoffDelay(failures, { delayMs: 50, factor: 2, maxDelayMs: this.#pollIntervalMs, jitter: false }),
-        );
+        await this.#sleep(this.#claimBackoff(failures));
         continue;
       }
       if (this.#state !== "running") {
@@ -531,6 +654,30 @@ export class Executor {
         };
       });
     }
+    if (orphans) await this.#releaseOrphans().catch(() => {});
+  }
+
+  #claimBackoff(failures: number): number {
+    return backoffDelay(failures, { delayMs: 50, factor: 2, maxDelayMs: this.#pollIntervalMs, jitter: false });
+  }
+
+  /** Whether this executor holds the task: queued, running, or its result being committed. */
+  #holds(id: string): boolean {
+    if (this.#runs.has(id) || this.#queuedIds.has(id)) return true;
+    for (const list of [this.#pending, this.#inflight]) {
+      for (const item of list) {
+        if (item.run?.task.id === id) return true;
+        for (const op of item.ops) if (op.type === "updateTask" && op.id === id) return true;
+      }
+    }
+    return false;
+  }
+
+  /** Give back tasks stored as claimed by this executor that it does not hold (see `#claimLoop`). */
+  async #releaseOrphans(): Promise<void> {
+    const running = await this.storage.listTasks({ status: "running" });
+    const orphans = running.filter((t) => t.leaseOwner === this.id && !this.#holds(t.id));
+    if (orphans.length > 0) await this.#release(orphans, "Released: the claim's answer was lost");
   }
 
   #sleep(ms: number): Promise<void> {
@@ -643,15 +790,24 @@ export class Executor {
     let error: TaskError | null = null;
     if (ok && !run.lost && !run.timedOut) {
       try {
-        const output = toJson(value === undefined ? null : value);
+        const raw = value === undefined ? null : value;
+        this.#checkSize(raw, () => `output of task "${task.key}"`);
+        const output = toJson(raw);
         this.agents.validateOutput(task.agent, output);
-        ops = [{
+        const done: CommitOp[] = [{
           type: "updateTask",
           id: task.id,
           expect: { version: task.version, status: "running" },
           set: { status: "completed", output, error: null, statusReason: null, finishedAt: this.#clock.now() },
         }];
-        run.ctx.effectOps(ops);
+        run.ctx.effectOps(done);
+        for (const op of done) {
+          if (op.type === "insertTask") this.#checkSize(op.task.input, () => `input of spawned task "${op.task.key}"`);
+          else if (op.type === "setCache" || op.type === "setState") {
+            this.#checkSize(op.value, () => `${op.type === "setCache" ? "cache" : "state"} value "${op.key}"`);
+          }
+        }
+        ops = done;
       } catch (e) {
         ok = false;
         value = e;
@@ -692,6 +848,13 @@ export class Executor {
     }
     this.#pending.push({ ops: ops!, run, outcome, error });
     if (!this.#flushing) this.#flushing = this.#flush();
+  }
+
+  /** Throw a `PayloadTooLargeError` when `value` is over `maxPayloadBytes`. */
+  #checkSize(value: unknown, subject: () => string): void {
+    if (this.#maxPayload === Infinity || value === undefined) return;
+    const size = jsonSize(value, this.#maxPayload);
+    if (size > this.#maxPayload) throw new PayloadTooLargeError(subject(), size, this.#maxPayload);
   }
 
   /** Report what a stored result means, once its commit succeeded. */
@@ -785,9 +948,11 @@ export class Executor {
       while (this.#pending.length > 0) {
         const batch = this.#pending;
         this.#pending = [];
+        this.#inflight = batch;
         await this.#commitBatch(batch);
       }
     } finally {
+      this.#inflight = [];
       this.#flushing = null;
     }
   }
@@ -796,6 +961,9 @@ export class Executor {
   async #commitBatch(batch: Pending[]): Promise<void> {
     let items = batch;
     let failures = 0;
+    // The `now` of each attempt that failed with a storage error: such an attempt may have
+    // been applied with only its answer lost, and then its retry conflicts with itself.
+    const unsure: number[] = [];
     while (items.length > 0) {
       const ops: CommitOp[] = [];
       const owner: number[] = [];
@@ -805,8 +973,9 @@ export class Executor {
           owner.push(i);
         }
       });
+      const now = this.#clock.now();
       try {
-        const result = await this.storage.commit(ops, this.#clock.now());
+        const result = await this.storage.commit(ops, now);
         this.#stats.commits++;
         const byId = new Map<string, Task>();
         for (const t of result.tasks) byId.set(t.id, t);
@@ -823,6 +992,19 @@ export class Executor {
         if (e instanceof ConflictError) culprit = owner[e.opIndex] ?? -1;
         else if (e instanceof InvalidTransitionError) {
           culprit = items.findIndex((it) => it.ops.some((op) => op.type === "updateTask" && op.id === e.id));
+        }
+        if (culprit >= 0 && unsure.length > 0) {
+          let applied: boolean;
+          try {
+            applied = await this.#appliedEarlier(items, ops, e as ConflictError | InvalidTransitionError, unsure);
+          } catch (readError) {
+            failures++;
+            this.#stats.storageErrors++;
+            this.#events.emit("storage:error", { operation: "getTasks", error: readError, attempt: failures });
+            await this.#sleep(this.#commitBackoff(failures));
+            continue;
+          }
+          if (applied) return;
         }
         if (culprit >= 0) {
           const item = items[culprit]!;
@@ -847,18 +1029,66 @@ export class Executor {
           return;
         }
         failures++;
+        unsure.push(now);
         this.#stats.storageErrors++;
         this.#events.emit("storage:error", { operation: "commit", error: e, attempt: failures });
-        await this.#sleep(
-          backoffDelay(failures, { delayMs: 50, factor: 2, maxDelayMs: 5000, jitter: true }, this.#random),
-        );
+        await this.#sleep(this.#commitBackoff(failures));
       }
     }
+  }
+
+  #commitBackoff(failures: number): number {
+    return backoffDelay(failures, { delayMs: 50, factor: 2, maxDelayMs: 5000, jitter: true }, this.#random);
+  }
+
+  /**
+   * A commit attempt failed with a storage error, and its retry now conflicts: was the
+   * failed attempt applied after all, with only its answer lost? A commit is atomic, so
+   * the op the retry conflicts on tells for the whole batch: the batch was applied when
+   * that task shows exactly the fields the op wrote. Then every item is reported as
+   * stored (instead of as lost), and the job ends that attempt caused (a job whose
+   * `finishedAt` is the `now` of a failed attempt) are reported, once.
+   */
+  async #appliedEarlier(
+    items: Pending[],
+    ops: readonly CommitOp[],
+    e: ConflictError | InvalidTransitionError,
+    unsure: readonly number[],
+  ): Promise<boolean> {
+    const op = e instanceof ConflictError ? ops[e.opIndex] : ops.find((o) => o.type === "updateTask" && o.id === e.id);
+    if (!op || op.type !== "updateTask") return false;
+    const firstIds = items.map((item) => {
+      const first = item.ops[0];
+      return first && first.type === "updateTask" ? first.id : null;
+    });
+    const wanted = [...new Set([op.id, ...firstIds.filter((id): id is string => id !== null)])];
+    const byId = new Map<string, Task>();
+    for (const t of await this.storage.getTasks(wanted)) byId.set(t.id, t);
+    if (!showsWrite(op, byId.get(op.id))) return false;
+    const ended: Job[] = [];
+    for (const jobId of new Set([...byId.values()].map((t) => t.jobId))) {
+      const job = await this.storage.getJob(jobId);
+      if (job && isJobFinal(job.status) && job.finishedAt !== null && unsure.includes(job.finishedAt)) ended.push(job);
+    }
+    this.#stats.commits++;
+    items.forEach((item, i) => {
+      const id = firstIds[i];
+      const stored = id === null || id === undefined ? null : byId.get(id) ?? null;
+      if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error);
+      item.resolve?.(stored);
+    });
+    this.#afterCommit({ tasks: [], jobs: ended, readied: 1 });
+    return true;
   }
 
   #afterCommit(result: CommitResult): void {
     if (result.readied > 0) this.#poke();
     for (const job of result.jobs) {
+      if (isJobFinal(job.status)) {
+        if (this.#endedJobs.has(job.id)) continue;
+        this.#endedJobs.add(job.id);
+        if (this.#endedJobs.size > 1024) this.#endedJobs.delete(this.#endedJobs.values().next().value!);
+      }
       if (job.status === "completed") this.#events.emit("job:completed", { job });
       else if (job.status === "failed") this.#events.emit("job:failed", { job });
       else if (job.status === "cancelled") this.#events.emit("job:cancelled", { job });
@@ -915,6 +1145,21 @@ export class Executor {
     await this.#recoverTasks(expired);
   }
 
+  /** Delete ended jobs as `retention` says. */
+  async #prune(retention: { keepLast?: number; finishedBeforeMs?: number }): Promise<void> {
+    try {
+      this.#stats.pruned += await this.storage.prune({
+        ...(retention.keepLast !== undefined ? { keepLast: retention.keepLast } : {}),
+        ...(retention.finishedBeforeMs !== undefined
+          ? { finishedBefore: this.#clock.now() - retention.finishedBeforeMs }
+          : {}),
+      });
+    } catch (error) {
+      this.#stats.storageErrors++;
+      this.#events.emit("storage:error", { operation: "prune", error, attempt: 1 });
+    }
+  }
+
   /**
    * At start, an executor given a stable `id` takes back what its previous incarnation
    * (a crashed process, a reloaded page) left running, without waiting for the leases
@@ -933,7 +1178,11 @@ export class Executor {
     await this.#recoverTasks(own);
   }
 
-  async #recoverTasks(expired: readonly Task[]): Promise<void> {
+  async #recoverTasks(found: readonly Task[]): Promise<void> {
+    // A lease of this executor's that expired while it still holds the task (renewals
+    // failed for a while) is not a crash: the next renewal extends it. Recovering it would
+    // run the task a second time alongside the first (or block an at-most-once task).
+    const expired = found.filter((t) => t.leaseOwner !== this.id || !this.#holds(t.id));
     if (expired.length === 0) return;
     const now = this.#clock.now();
     const pending: Promise<Task | null>[] = [];
@@ -961,13 +1210,13 @@ export class Executor {
   }
 
   /** Give claimed tasks back without counting the attempt. */
-  async #release(tasks: readonly Task[]): Promise<void> {
+  async #release(tasks: readonly Task[], reason = "Released at shutdown"): Promise<void> {
     await Promise.all(tasks.map((t) =>
       this.#enqueueCommit([{
         type: "updateTask",
         id: t.id,
         expect: { version: t.version, status: "running" },
-        set: { status: "ready", attempts: Math.max(0, t.attempts - 1), statusReason: "Released at shutdown" },
+        set: { status: "ready", attempts: Math.max(0, t.attempts - 1), statusReason: reason },
       }], null)
     ));
   }

@@ -87,7 +87,12 @@ export class JobHandle {
     const tasks = await this.tasks();
     if (job.status === "completed") {
       const out: Record<string, JsonValue> = {};
-      for (const t of tasks) if (isSatisfied(t)) out[t.key] = t.output;
+      // Defined, not assigned: a task key such as "__proto__" is data, never the prototype.
+      for (const t of tasks) {
+        if (isSatisfied(t)) {
+          Object.defineProperty(out, t.key, { value: t.output, enumerable: true, writable: true, configurable: true });
+        }
+      }
       return out;
     }
     const failed = tasks

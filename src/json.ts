@@ -82,6 +82,9 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
           }
           const obj: { [key: string]: JsonValue } = {};
           for (const key of Object.keys(v)) {
+            if (isLoneSurrogate(key)) {
+              throw new JsonValueError(`${path}/${escapePointer(key)}`, "key holds a lone surrogate");
+            }
             const item = walk((v as Record<string, unknown>)[key], `${path}/${escapePointer(key)}`, depth + 1);
             if (key === "__proto__") {
               Object.defineProperty(obj, key, { value: item, enumerable: true, writable: true, configurable: true });

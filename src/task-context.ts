@@ -135,7 +135,10 @@ export class AttemptContext implements TaskContext<JsonValue> {
   async dependencyOutputs(): Promise<Record<string, JsonValue>> {
     const out: Record<string, JsonValue> = {};
     if (this.#record.dependencies.length === 0) return out;
-    for (const t of await this.#host.storage.getTasks(this.#record.dependencies)) out[t.key] = t.output;
+    // Defined, not assigned: a task key such as "__proto__" is data, never the prototype.
+    for (const t of await this.#host.storage.getTasks(this.#record.dependencies)) {
+      Object.defineProperty(out, t.key, { value: t.output, enumerable: true, writable: true, configurable: true });
+    }
     return out;
   }
 
