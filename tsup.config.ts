@@ -7,6 +7,7 @@ export const entries: Record<string, string> = {
   "adapters/sqljs": "adapters/sqljs.ts",
   "adapters/sqljs-file": "adapters/sqljs-file.ts",
   "adapters/indexeddb": "adapters/indexeddb.ts",
+  "adapters/postgres": "adapters/postgres.ts",
 };
 
 export default defineConfig({

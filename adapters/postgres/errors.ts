@@ -1,0 +1,61 @@
+/**
+ * Turns driver errors into task-core's typed errors. Anything the driver throws (a lost
+ * connection, a server shutting down, a statement that failed) becomes a `StorageError`
+ * that keeps the original as `cause`, so the executor retries the call with backoff;
+ * the contract's own errors pass through untouched.
+ *
+ * @module
+ */
+
+import { isContractError } from "../../src/commit-rules.ts";
+import { StorageError } from "../../src/errors.ts";
+
+/** The SQLSTATE (or driver error code, such as `CONNECTION_CLOSED`) of an error, if it has one. */
+export function errorCode(e: unknown): string | undefined {
+  for (let cur = e, depth = 0; cur && depth < 4; depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** A transaction that PostgreSQL rolled back to break a deadlock or a serialization conflict: safe to run again. */
+export function isTransient(e: unknown): boolean {
+  const code = errorCode(e);
+  return code === "40P01" || code === "40001";
+}
+
+/** A unique-key violation. */
+export function isUniqueViolation(e: unknown): boolean {
+  return errorCode(e) === "23505";
+}
+
+/**
+ * Translate an error of the driver met while `action` ran on schema `schema`: the
+ * contract's errors pass through, anything else becomes a `StorageError` with the cause.
+ */
+export function toStorageError(e: unknown, schema: string, action: string): Error {
+  if (e instanceof StorageError || (isContractError(e) && !isDriverError(e))) return e as Error;
+  const err = e as { name?: unknown; message?: unknown } | null;
+  const name = typeof err?.name === "string" ? err.name : "Error";
+  const message = typeof err?.message === "string" ? err.message : String(e);
+  const code = errorCode(e);
+  return new StorageError(
+    `PostgreSQL failed while ${action} (schema "${schema}"): ${name}${code ? ` ${code}` : ""}: ${message}`,
+    { cause: e },
+  );
+}
+
+/** Errors marked as coming from the driver (see `markDriverError`). */
+const driverErrors = new WeakSet<object>();
+
+/** Mark an error as thrown by the driver, so that even a `TypeError` from it becomes a `StorageError`. */
+export function markDriverError(e: unknown): unknown {
+  if (typeof e === "object" && e !== null) driverErrors.add(e);
+  return e;
+}
+
+function isDriverError(e: unknown): boolean {
+  return typeof e === "object" && e !== null && driverErrors.has(e);
+}

@@ -1,0 +1,155 @@
+/**
+ * The SQL statements of the PostgreSQL adapter for one schema, built once per storage.
+ *
+ * @module
+ */
+
+import { type Column, columnArray, JOB_COLUMNS, param, selectList, TASK_COLUMNS } from "./schema.ts";
+import type { SqlParam } from "./client.ts";
+
+const T = selectList(TASK_COLUMNS);
+const J = selectList(JOB_COLUMNS);
+
+/** The statements of one schema. */
+export class Statements {
+  /** The quoted schema name. */
+  readonly s: string;
+  /** One task, locked for the transaction. */
+  readonly lockTask: string;
+  /** Tasks by id (`$1` a text array), locked in id order. */
+  readonly lockTasks: string;
+  /** Ids of the tasks that exist among `$1` (a text array). */
+  readonly existingTasks: string;
+  /** One job, locked. */
+  readonly lockJob: string;
+  /** Jobs by id (`$1` a text array) and the jobs of tasks `$2` (a text array), locked in id order. */
+  readonly lockJobs: string;
+  /** Tasks of jobs `$1` (text array) in statuses `$2` (text array), locked in id order. */
+  readonly lockJobTasks: string;
+  /** Dependents of tasks `$1` (text array): `dep_id` then the dependent's columns, locked. */
+  readonly lockDependents: string;
+  /** Insert edges: `$1` dependency ids, `$2` dependent ids (text arrays). */
+  readonly insertDeps: string;
+  /** The claim: `$1` owner, `$2` now, `$3` lease expiry, `$4` limit. */
+  readonly claim: string;
+  /** Renew: `$1` ids (text array), `$2` owner, `$3` new expiry. */
+  readonly renew: string;
+  /** Expired leases: `$1` now, `$2` limit (null: all). */
+  readonly expired: string;
+  /** One task. */
+  readonly task: string;
+  /** Tasks by id (`$1` a text array). */
+  readonly tasks: string;
+  /** One job. */
+  readonly job: string;
+  readonly getCache: string;
+  readonly setCache: string;
+  readonly delCache: string;
+  readonly getState: string;
+  readonly setState: string;
+  readonly delState: string;
+  /** Ended jobs to prune: `$1` finished before (or null), `$2` keep last (or null). */
+  readonly doomedJobs: string;
+  readonly dropDeps: string;
+  readonly dropTasks: string;
+  readonly dropCache: string;
+  readonly dropJobs: string;
+  readonly insertTasks: string;
+  readonly insertJob: string;
+  readonly #updates = new Map<string, string>();
+
+  constructor(schema: string) {
+    const s = `"${schema}"`;
+    this.s = s;
+    // Lists of ids are bound as one array literal and joined through `unnest`: `= ANY($1)`
+    // compares every row with every element when the planner picks a sequential scan.
+    const ids = "SELECT unnest($1::text::text[])";
+    this.lockTask = `SELECT ${T} FROM ${s}.tasks WHERE id = $1::text FOR UPDATE`;
+    this.lockTasks = `SELECT ${T} FROM ${s}.tasks WHERE id IN (${ids}) ORDER BY id FOR UPDATE`;
+    this.existingTasks = `SELECT id FROM ${s}.tasks WHERE id IN (${ids})`;
+    this.lockJob = `SELECT ${J} FROM ${s}.jobs WHERE id = $1::text FOR UPDATE`;
+    this.lockJobs = `SELECT ${J} FROM ${s}.jobs WHERE id IN (${ids} UNION ` +
+      `SELECT job_id FROM ${s}.tasks WHERE id IN (SELECT unnest($2::text::text[]))) ORDER BY id FOR UPDATE`;
+    this.lockJobTasks = `SELECT ${T} FROM ${s}.tasks WHERE job_id IN (${ids}) ` +
+      "AND status = ANY($2::text::text[]) ORDER BY id FOR UPDATE";
+    this.lockDependents = `SELECT d.dep_id, ${selectList(TASK_COLUMNS, "t")} FROM ${s}.task_deps d ` +
+      `JOIN ${s}.tasks t ON t.id = d.task_id WHERE d.dep_id IN (${ids}) ORDER BY t.id, d.dep_id FOR UPDATE OF t`;
+    this.insertDeps = `INSERT INTO ${s}.task_deps (dep_id, task_id) ` +
+      "SELECT * FROM unnest($1::text::text[], $2::text::text[]) ON CONFLICT DO NOTHING";
+    // One statement: the subquery picks and locks (skipping rows other claimers hold), the
+    // update moves them to running; the partial index tasks_ready serves the subquery.
+    this.claim = `UPDATE ${s}.tasks SET status = 'running', attempts = attempts + 1, lease_owner = $1::text, ` +
+      "lease_expires_at = $3::text::float8, started_at = $2::text::float8, version = version + 1, " +
+      `updated_at = $2::text::float8 WHERE id IN (SELECT id FROM ${s}.tasks ` +
+      "WHERE status = 'ready' AND run_at <= $2::text::float8 ORDER BY priority, run_at, id " +
+      `LIMIT $4::text::int4 FOR UPDATE SKIP LOCKED) RETURNING ${T}`;
+    this.renew = `UPDATE ${s}.tasks SET lease_expires_at = $3::text::float8 WHERE id IN (${ids}) ` +
+      "AND status = 'running' AND lease_owner = $2::text RETURNING id";
+    this.expired = `SELECT ${T} FROM ${s}.tasks WHERE status = 'running' AND lease_expires_at <= $1::text::float8 ` +
+      "ORDER BY lease_expires_at, id LIMIT $2::text::int8";
+    this.task = `SELECT ${T} FROM ${s}.tasks WHERE id = $1::text`;
+    this.tasks = `SELECT ${T} FROM ${s}.tasks WHERE id IN (${ids})`;
+    this.job = `SELECT ${J} FROM ${s}.jobs WHERE id = $1::text`;
+    this.getCache = `SELECT value::text FROM ${s}.cache WHERE job_id = $1::text AND key = $2::text`;
+    this.setCache = `INSERT INTO ${s}.cache (job_id, key, value) VALUES ($1::text, $2::text, $3::text::json) ` +
+      "ON CONFLICT (job_id, key) DO UPDATE SET value = excluded.value";
+    this.delCache = `DELETE FROM ${s}.cache WHERE job_id = $1::text AND key = $2::text`;
+    this.getState = `SELECT value::text FROM ${s}.state WHERE scope = $1::text AND key = $2::text`;
+    this.setState = `INSERT INTO ${s}.state (scope, key, value) VALUES ($1::text, $2::text, $3::text::json) ` +
+      "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value";
+    this.delState = `DELETE FROM ${s}.state WHERE scope = $1::text AND key = $2::text`;
+    this.doomedJobs = `SELECT id FROM (SELECT id, finished_at, row_number() OVER ` +
+      "(ORDER BY coalesce(finished_at, 0) DESC, id DESC) AS n FROM " +
+      `${s}.jobs WHERE status IN ('completed', 'failed', 'cancelled')) ended ` +
+      "WHERE coalesce(finished_at, 0) < $1::text::float8 OR n > $2::text::int8 ORDER BY id";
+    this.dropDeps = `DELETE FROM ${s}.task_deps WHERE dep_id IN (SELECT id FROM ${s}.tasks WHERE job_id IN (${ids}))`;
+    this.dropTasks = `DELETE FROM ${s}.tasks WHERE job_id IN (${ids})`;
+    this.dropCache = `DELETE FROM ${s}.cache WHERE job_id IN (${ids})`;
+    this.dropJobs = `DELETE FROM ${s}.jobs WHERE id IN (${ids})`;
+    // Many rows in one statement: one array literal per column, unnested together.
+    this.insertTasks = `INSERT INTO ${s}.tasks (${TASK_COLUMNS.map((c) => c.name).join(", ")}) SELECT ` +
+      TASK_COLUMNS.map((c) => (c.type === "json" ? `${c.name}::json` : c.name)).join(", ") +
+      ` FROM unnest(${TASK_COLUMNS.map((c, i) => `$${i + 1}::text::${arrayType(c)}[]`).join(", ")}) AS u(` +
+      `${TASK_COLUMNS.map((c) => c.name).join(", ")})`;
+    this.insertJob = `INSERT INTO ${s}.jobs (${JOB_COLUMNS.map((c) => c.name).join(", ")}) VALUES (` +
+      `${JOB_COLUMNS.map((c, i) => param(i + 1, c.type)).join(", ")})`;
+  }
+
+  /** `UPDATE table SET <columns> WHERE id = $n`, one text per set of columns. */
+  update<R>(table: "tasks" | "jobs", columns: readonly Column<R>[]): string {
+    const key = `${table}:${columns.map((c) => c.name).join(",")}`;
+    let sql = this.#updates.get(key);
+    if (sql === undefined) {
+      const sets = columns.map((c, i) => `${c.name} = ${param(i + 1, c.type)}`).join(", ");
+      sql = `UPDATE ${this.s}.${table} SET ${sets} WHERE id = $${columns.length + 1}::text`;
+      this.#updates.set(key, sql);
+    }
+    return sql;
+  }
+
+  /**
+   * The same columns of many rows in one statement: `$1` the ids, then one array literal
+   * per column, unnested together and joined on the primary key.
+   */
+  updateMany<R>(table: "tasks" | "jobs", columns: readonly Column<R>[]): string {
+    const key = `${table}*:${columns.map((c) => c.name).join(",")}`;
+    let sql = this.#updates.get(key);
+    if (sql === undefined) {
+      const sets = columns.map((c) => `${c.name} = u.${c.name}${c.type === "json" ? "::json" : ""}`).join(", ");
+      const arrays = columns.map((c, i) => `$${i + 2}::text::${arrayType(c)}[]`).join(", ");
+      sql = `UPDATE ${this.s}.${table} AS t SET ${sets} FROM unnest($1::text::text[], ${arrays}) ` +
+        `AS u(id, ${columns.map((c) => c.name).join(", ")}) WHERE t.id = u.id`;
+      this.#updates.set(key, sql);
+    }
+    return sql;
+  }
+
+  /** The parameters of {@link Statements.insertTasks}: one array literal per column. */
+  static insertTaskParams(rows: readonly SqlParam[][]): string[] {
+    return TASK_COLUMNS.map((c, i) => columnArray(c.type, rows.map((r) => r[i]!)));
+  }
+}
+
+function arrayType(c: { type: Column<unknown>["type"] }): string {
+  return c.type === "json" ? "text" : c.type;
+}

@@ -1,0 +1,352 @@
+/**
+ * Cases only the PostgreSQL adapter has: migrations under an advisory lock, refusal of a
+ * newer schema, ids that need quoting in array literals, the claim's index, wake-ups
+ * through LISTEN/NOTIFY, and connection loss (a real server only: terminated backends
+ * and a role locked out for longer than a lease).
+ */
+
+import { fromPostgresJs, openPostgresStorage, type PostgresStorage, SCHEMA_VERSION } from "../../adapters/postgres.ts";
+import { Statements } from "../../adapters/postgres/statements.ts";
+import { NonRetryableError, StorageError, StorageVersionError } from "../../src/errors.ts";
+import { Executor } from "../../src/executor.ts";
+import type { JobHandle } from "../../src/job-handle.ts";
+import type { JsonValue, Task } from "../../src/types.ts";
+import { deepEqual, equal, ok, rejects } from "../conformance/assert.ts";
+import { agent, registryOf, until } from "../conformance/executor-kit.ts";
+import { buildJob } from "../conformance/fixtures.ts";
+import { type Case, register, type Registrar } from "../conformance/harness.ts";
+import { openFresh, type TestDatabase, uniqueSchema } from "../targets-postgres.ts";
+
+interface Ctx {
+  db: TestDatabase;
+  /** Schemas to drop after the case. */
+  schemas: string[];
+  /** Storages to close after the case. */
+  storages: PostgresStorage[];
+  /** More cleanup. */
+  after: Array<() => Promise<void>>;
+}
+
+async function fresh(ctx: Ctx): Promise<PostgresStorage> {
+  const { storage, schema } = await openFresh(ctx.db);
+  ctx.schemas.push(schema);
+  ctx.storages.push(storage);
+  return storage;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `JobHandle.wait()` rejects when one of its reads meets the lost connection (it does not
+ * retry storage errors as the executor does): wait again until the job ends.
+ */
+async function waitThrough(handle: JobHandle): Promise<Record<string, JsonValue>> {
+  for (let i = 0;; i++) {
+    try {
+      return await handle.wait();
+    } catch (e) {
+      if (!(e instanceof StorageError) || i > 50) throw e;
+      await sleep(50);
+    }
+  }
+}
+
+// deno-lint-ignore no-explicit-any
+type PostgresJs = any;
+
+/** A postgres.js pool of its own, with an application name to find (and terminate) its connections. */
+async function ownPool(ctx: Ctx, options: Record<string, unknown> = {}): Promise<{ sql: PostgresJs; app: string }> {
+  const url = ctx.db.url!;
+  const { default: postgres } = await import("postgres");
+  const app = `task-core-${uniqueSchema("app")}`;
+  const sql = postgres(url, {
+    max: 4,
+    fetch_types: false,
+    onnotice: () => {},
+    connection: { application_name: app },
+    ...options,
+  });
+  ctx.after.push(() => sql.end({ timeout: 5 }));
+  return { sql, app };
+}
+
+const realServerOnly = (db: TestDatabase): { skip?: string } =>
+  db.url ? {} : { skip: "needs a real server (several connections; terminated backends)" };
+
+function cases(db: TestDatabase): Case<Ctx>[] {
+  return [
+    {
+      name: "two storages opening a new schema at once migrate it once",
+      async run(ctx) {
+        const schema = uniqueSchema();
+        ctx.schemas.push(schema);
+        const other = ctx.db.otherClient ? await ctx.db.otherClient() : await ctx.db.client();
+        const [a, b] = await Promise.all([
+          openPostgresStorage({ client: await ctx.db.client(), schema }),
+          openPostgresStorage({ client: other, schema }),
+        ]);
+        ctx.storages.push(a, b);
+        deepEqual([a.migratedFrom, b.migratedFrom].sort(), [0, SCHEMA_VERSION]);
+        const c = await ctx.db.client();
+        const rows = await c.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
+        deepEqual(rows.map((r) => Number(r[0])), Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+        const again = await openPostgresStorage({ client: c, schema });
+        ctx.storages.push(again);
+        equal(again.migratedFrom, SCHEMA_VERSION);
+      },
+    },
+    {
+      name: "a schema migrated by a newer task-core is refused with StorageVersionError",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const c = await ctx.db.client();
+        await c.query(`INSERT INTO "${s.schema}".migrations (version, name) VALUES (99, 'from the future')`);
+        const e = await rejects<StorageVersionError>(
+          () => openPostgresStorage({ client: c, schema: s.schema }),
+          StorageVersionError,
+        );
+        equal(e.found, 99);
+        equal(e.supported, SCHEMA_VERSION);
+      },
+    },
+    {
+      name: "bad options are TypeErrors naming the option",
+      async run(ctx) {
+        const client = await ctx.db.client();
+        await rejects(() => openPostgresStorage({ client, schema: "Bad-Name" }), TypeError, '"schema"');
+        await rejects(() => openPostgresStorage({ client, schema: "x".repeat(49) }), TypeError, '"schema"');
+        await rejects(() => openPostgresStorage({ client: {} as never }), TypeError, '"client"');
+        await rejects(() => openPostgresStorage({ client, channel: "no way" }), TypeError, '"channel"');
+      },
+    },
+    {
+      name: "ids that need quoting in array literals survive every statement",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c", deps: ["a", "b"] }]);
+        const weird = ['a"q', "b\\s, {x}", "c NULL 日本"];
+        const ids = new Map(b.tasks.map((t, i) => [t.id, `${weird[i]}-${t.id}`]));
+        for (const t of b.tasks) {
+          t.id = ids.get(t.id)!;
+          t.dependencies = t.dependencies.map((d) => ids.get(d)!);
+        }
+        await s.createJob(b.job, b.tasks);
+        const [a, bb, c] = b.tasks.map((t) => t.id);
+        deepEqual((await s.getTasks([c!, a!, bb!])).map((t) => t.key), ["c", "a", "b"]);
+        const claimed = await s.claimReady({ limit: 5, now: 1, owner: "o", leaseMs: 100 });
+        deepEqual(claimed.map((t) => t.key).sort(), ["a", "b"]);
+        deepEqual(await s.renewLeases({ ids: [a!, bb!], owner: "o", now: 2, leaseMs: 100 }), [a!, bb!]);
+        const r = await s.commit(claimed.map((t) => ({
+          type: "updateTask" as const,
+          id: t.id,
+          expect: { version: t.version },
+          set: { status: "completed" as const, output: t.key },
+        })));
+        equal(r.readied, 1);
+        equal((await s.getTask(c!))!.status, "ready");
+        equal((await s.getTask(c!))!.remainingDeps, 0);
+      },
+    },
+    {
+      name: "claimReady() is one statement served by the partial index on ready tasks",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const b = buildJob(Array.from({ length: 3000 }, (_, i) => ({ key: `t${i}`, priority: i % 3 })));
+        await s.createJob(b.job, b.tasks);
+        const claimed = await s.claimReady({ limit: 2000, now: 1, owner: "o", leaseMs: 100_000 });
+        equal(claimed.length, 2000);
+        // Claim order: priority, then runAt, then id.
+        ok(claimed.every((t, i) => i === 0 || claimed[i - 1]!.priority <= t.priority));
+        const c = await ctx.db.client();
+        await c.query(`ANALYZE "${s.schema}".tasks`);
+        const plan = await c.query(`EXPLAIN ${new Statements(s.schema).claim}`, ["o", 1, 100, 10]);
+        const text = plan.map((r) => String(r[0])).join("\n");
+        ok(text.includes("tasks_ready"), `the claim uses tasks_ready:\n${text}`);
+        ok(text.includes("LockRows"), `the claim locks rows:\n${text}`);
+      },
+    },
+    {
+      name: "another storage on the same schema is woken through LISTEN/NOTIFY",
+      async run(ctx) {
+        const a = await fresh(ctx);
+        const other = ctx.db.otherClient ? await ctx.db.otherClient() : await ctx.db.client();
+        const b = await openPostgresStorage({ client: other, schema: a.schema });
+        ctx.storages.push(b);
+        let woken = 0;
+        b.watch(() => woken++);
+        let own = 0;
+        a.watch(() => own++);
+        await sleep(200); // LISTEN is issued when the first listener is added
+        const job = buildJob([{ key: "x" }]);
+        await a.createJob(job.job, job.tasks);
+        await until(() => woken > 0, "a notification in the other storage");
+        await sleep(100);
+        equal(own, 1, "the committing storage wakes its own listeners once (its NOTIFY echo is ignored)");
+        // A claim makes nothing ready: no notification.
+        const before = woken;
+        await a.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
+        await sleep(150);
+        equal(woken, before);
+      },
+    },
+    {
+      name: "the executor survives its connections being terminated mid-run and completes every task once",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const schema = (await fresh(ctx)).schema;
+        const { sql, app } = await ownPool(ctx);
+        const storage = await openPostgresStorage({ client: fromPostgresJs(sql), schema });
+        ctx.storages.push(storage);
+        const admin = await ctx.db.client();
+        const completed = new Map<string, number>();
+        const executor = new Executor({
+          storage,
+          registry: registryOf(agent("work", async (n) => {
+            await sleep(2 + ((n as number) % 5));
+            return (n as number) * 2;
+          })),
+          maxWorkers: 8,
+          leaseMs: 10_000,
+          pollIntervalMs: 200,
+        });
+        executor.on("task:completed", ({ task }) => completed.set(task.id, (completed.get(task.id) ?? 0) + 1));
+        let storageErrors = 0;
+        executor.on("storage:error", () => storageErrors++);
+        executor.start();
+        const n = 400;
+        const job = await executor.submit({
+          name: "drops",
+          tasks: Array.from({ length: n }, (_, i) => ({ key: `t${i}`, agent: "work", input: i })),
+        });
+        let terminated = 0;
+        for (const at of [60, 160, 260]) {
+          await until(() => completed.size >= at || executor.stats().completed >= at, `${at} completions`);
+          const rows = await admin.query(
+            "SELECT count(*)::int4 FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity " +
+              "WHERE application_name = $1::text AND pid <> pg_backend_pid()) t",
+            [app],
+          );
+          terminated += Number(rows[0]![0]);
+        }
+        const out = await waitThrough(job);
+        await executor.shutdown();
+        ok(terminated >= 3, `connections were terminated (${terminated})`);
+        ok(storageErrors >= 1, "the executor met the lost connections");
+        equal(Object.keys(out).length, n);
+        for (let i = 0; i < n; i++) equal(out[`t${i}`], i * 2);
+        const tasks = await storage.listTasks({ jobId: job.id });
+        ok(tasks.every((t) => t.status === "completed"));
+        ok([...completed.values()].every((c) => c === 1), "no task reported completed twice");
+      },
+    },
+    {
+      name: "a task whose lease expired while its executor was cut off is run again elsewhere and completed once",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const schema = (await fresh(ctx)).schema;
+        const admin = await ctx.db.client();
+        const role = uniqueSchema("role");
+        await admin.query(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+        ctx.after.push(async () => {
+          await admin.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1::text",
+            [role],
+          );
+          await admin.query(`DROP ROLE IF EXISTS ${role}`);
+        });
+        const cut = await ownPool(ctx, { user: role, connect_timeout: 2 });
+        const fine = await ownPool(ctx);
+        const a = await openPostgresStorage({ client: fromPostgresJs(cut.sql), schema });
+        const b = await openPostgresStorage({ client: fromPostgresJs(fine.sql), schema });
+        ctx.storages.push(a, b);
+        const completions = new Map<string, string[]>();
+        const runs = new Map<string, number>();
+        const work = (who: string) =>
+          agent("work", async (n, c) => {
+            runs.set(c.task.key, (runs.get(c.task.key) ?? 0) + 1);
+            await sleep(who === "a" ? 150 : 5);
+            return n;
+          });
+        const options = { maxWorkers: 4, leaseMs: 600, heartbeatMs: 150, recoveryIntervalMs: 200, pollIntervalMs: 100 };
+        const ea = new Executor({ storage: a, registry: registryOf(work("a")), id: "cut", ...options });
+        const eb = new Executor({ storage: b, registry: registryOf(work("b")), id: "fine", ...options });
+        for (const [name, e] of [["a", ea], ["b", eb]] as const) {
+          e.on("task:completed", ({ task }) => completions.set(task.key, [...(completions.get(task.key) ?? []), name]));
+        }
+        ea.start();
+        const n = 60;
+        const job = await ea.submit({
+          name: "cut",
+          tasks: Array.from({ length: n }, (_, i) => ({ key: `t${i}`, agent: "work", input: i })),
+        });
+        await until(() => ea.stats().running >= 4, "executor a running tasks");
+        // Cut executor a off for longer than a lease: no new connection, existing ones gone.
+        await admin.query(`ALTER ROLE ${role} NOLOGIN`);
+        await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1::text", [role]);
+        eb.start();
+        await sleep(1500);
+        await admin.query(`ALTER ROLE ${role} LOGIN`);
+        const out = await waitThrough(await eb.job(job.id));
+        await Promise.all([ea.shutdown(), eb.shutdown()]);
+        equal(Object.keys(out).length, n);
+        for (let i = 0; i < n; i++) equal(out[`t${i}`], i);
+        ok(eb.stats().recovered >= 1, "executor b recovered a's expired leases");
+        ok([...runs.values()].some((r) => r > 1), "some task ran again after its lease was lost");
+        for (const [key, who] of completions) ok(who.length === 1, `${key} reported completed once, got ${who}`);
+        const tasks: Task[] = await b.listTasks({ jobId: job.id });
+        ok(tasks.every((t) => t.status === "completed" && t.leaseOwner === null));
+      },
+    },
+    {
+      name: "a statement that fails for a reason of the server is a StorageError with the cause",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const c = await ctx.db.client();
+        await c.query(`DROP TABLE "${s.schema}".task_deps`);
+        const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+        const e = await rejects<StorageError>(() => s.createJob(b.job, b.tasks), StorageError, "task_deps");
+        ok(e.cause !== undefined);
+        equal(await s.getJob(b.job.id), undefined, "nothing of the failed transaction was written");
+      },
+    },
+    {
+      name: "a failure cascades through dependents inside the completing transaction",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const b = buildJob([
+          { key: "root" },
+          { key: "mid", deps: ["root"] },
+          { key: "leaf", deps: ["mid"] },
+          { key: "side", deps: ["root"], onDependencyFailure: "block" },
+        ]);
+        await s.createJob(b.job, b.tasks);
+        const [root] = await s.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
+        const err = new NonRetryableError("boom");
+        const r = await s.commit([{
+          type: "updateTask",
+          id: root!.id,
+          expect: { version: root!.version },
+          set: { status: "failed", error: { name: err.name, message: err.message, retryable: false, at: 1 } },
+        }]);
+        const byKey = Object.fromEntries(r.tasks.map((t) => [t.key, t.status]));
+        deepEqual(byKey, { root: "failed", mid: "cancelled", leaf: "cancelled", side: "blocked" });
+        equal((await s.getJob(b.job.id))!.openCount, 1);
+      },
+    },
+  ];
+}
+
+/** Register the PostgreSQL cases on `db`. */
+export function registerPostgresSuites(registrar: Registrar, db: TestDatabase): void {
+  register(registrar, `postgres adapter[${db.label}]`, cases(db), () => {
+    const ctx: Ctx = { db, schemas: [], storages: [], after: [] };
+    return Promise.resolve({
+      ctx,
+      teardown: async () => {
+        for (const s of ctx.storages) await s.close();
+        for (const f of ctx.after.reverse()) await f();
+        for (const schema of ctx.schemas) await db.drop(schema);
+      },
+    });
+  });
+}
