@@ -18,7 +18,8 @@ import { execFileSync } from "node:child_process";
 import { openSqlJsFileStorage } from "../adapters/sqljs-file.ts";
 import { openSqlJsStorage, type SqlJsPersister, type SqlJsStorage } from "../adapters/sqljs.ts";
 import { newId } from "../src/ids.ts";
-import type { Job, Task } from "../src/types.ts";
+import { AgentRegistry } from "../src/registry.ts";
+import { buildJob, type BuiltJob } from "../src/scheduler.ts";
 import { writeResult } from "./report.ts";
 
 const BATCH = Number(process.argv[2] ?? 50);
@@ -50,55 +51,16 @@ function exportEveryCommit(path: string): SqlJsPersister {
   };
 }
 
-function job(n: number, name: string): { job: Job; tasks: Task[] } {
-  const j: Job = {
-    id: newId(),
-    name,
-    status: "running",
-    metadata: null,
-    taskCount: 0,
-    openCount: 0,
-    failedCount: 0,
-    version: 1,
-    createdAt: Date.now(),
-    updatedAt: Date.now(),
-    finishedAt: null,
-  };
-  const tasks = Array.from({ length: n }, (_, i): Task => ({
-    id: newId(),
-    jobId: j.id,
+const agents = new AgentRegistry().register({ name: "work", description: "no-op", execute: () => null });
+
+/** A job of `n` independent tasks with a small realistic input, built by the executor's own `buildJob`. */
+function job(n: number, name: string): BuiltJob {
+  const tasks = Array.from({ length: n }, (_, i) => ({
     key: `t${i}`,
     agent: "work",
     input: { i, url: `https://example.com/items/${i}`, note: "a small realistic input" },
-    output: null,
-    error: null,
-    status: "pending",
-    statusReason: null,
-    parentId: null,
-    dependencies: [],
-    remainingDeps: 0,
-    attempts: 0,
-    maxAttempts: 3,
-    timeoutMs: null,
-    durability: "at-least-once",
-    onDependencyFailure: "cancel",
-    priority: 0,
-    runAt: 0,
-    review: false,
-    reviewFeedback: null,
-    leaseOwner: null,
-    leaseExpiresAt: null,
-    version: 1,
-    createdAt: Date.now(),
-    updatedAt: Date.now(),
-    startedAt: null,
-    finishedAt: null,
-    description: null,
-    taskType: null,
-    summary: null,
-    acceptanceCriteria: null,
   }));
-  return { job: j, tasks };
+  return buildJob({ name, tasks }, agents, { maxAttempts: 3 }, Date.now());
 }
 
 /** Claim and complete ready tasks in batches (at most `max`); returns the tasks done and the durable calls made. */
