@@ -9,8 +9,11 @@
  */
 
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const CODES: readonly number[] = Array.from(ALPHABET, (c) => c.charCodeAt(0));
 let lastTime = -1;
 const lastRandom = new Uint8Array(16);
+/** The character codes of the last id: only the characters that change are recomputed. */
+const chars: number[] = new Array<number>(26).fill(CODES[0]!);
 
 /**
  * Make a new sortable id.
@@ -27,19 +30,30 @@ export function newId(now: number = Date.now()): string {
   if (now <= lastTime) {
     // Same (or earlier) millisecond: increment the random part, keep the time.
     let i = 15;
-    while (i >= 0 && lastRandom[i] === 31) lastRandom[i--] = 0;
-    if (i >= 0) lastRandom[i]! += 1;
+    while (i >= 0 && lastRandom[i] === 31) {
+      lastRandom[i] = 0;
+      chars[10 + i] = CODES[0]!;
+      i--;
+    }
+    if (i >= 0) {
+      const r = lastRandom[i]! + 1;
+      lastRandom[i] = r;
+      chars[10 + i] = CODES[r]!;
+    }
   } else {
     lastTime = now;
+    let time = now;
+    for (let i = 9; i >= 0; i--) {
+      chars[i] = CODES[time % 32]!;
+      time = Math.floor(time / 32);
+    }
     crypto.getRandomValues(lastRandom);
-    for (let i = 0; i < 16; i++) lastRandom[i]! &= 31;
+    for (let i = 0; i < 16; i++) {
+      const r = lastRandom[i]! & 31;
+      lastRandom[i] = r;
+      chars[10 + i] = CODES[r]!;
+    }
   }
-  let time = lastTime;
-  let out = "";
-  for (let i = 0; i < 10; i++) {
-    out = ALPHABET[time % 32]! + out;
-    time = Math.floor(time / 32);
-  }
-  for (let i = 0; i < 16; i++) out += ALPHABET[lastRandom[i]!]!;
-  return out;
+  // One flat string, not a rope of 26 concatenations that a Map key lookup would flatten.
+  return String.fromCharCode.apply(null, chars);
 }

@@ -49,6 +49,11 @@ function isLoneSurrogate(s: string): boolean {
  * Keys such as `__proto__` are kept as ordinary data.
  */
 export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
+  // Fast paths, without allocating: null, finite numbers, booleans, and
+  // values this module already checked (a task's input on its way to storage).
+  if (value === null || typeof value === "boolean") return value;
+  if (typeof value === "number" && Number.isFinite(value)) return value;
+  if (typeof value === "object" && checked.has(value)) return value as JsonValue;
   const maxDepth = limits?.maxDepth ?? DEFAULT_MAX_DEPTH;
   const seen = new Set<object>();
   const walk = (v: unknown, path: string, depth: number): JsonValue => {
