@@ -36,30 +36,96 @@ export interface MemoryStorageOptions {
   now?: () => number;
 }
 
-interface ReadyEntry {
-  id: string;
-  version: number;
-  priority: number;
-  runAt: number;
+/** A stored task: its current record and its place in its status list. */
+interface Slot {
+  task: Task;
+  prev: Slot | null;
+  next: Slot | null;
+  /** Deleted by `prune`: any list still holding it skips it. */
+  gone: boolean;
 }
 
-function addTo<K>(map: Map<K, Set<string>>, key: K, id: string): void {
+/** The tasks of one status, as an intrusive doubly-linked list: O(1) moves, no hashing. */
+class StatusList {
+  head: Slot | null = null;
+  tail: Slot | null = null;
+  size = 0;
+
+  /** Append (so a walk sees tasks in the order they took this status, mostly id order). */
+  add(s: Slot): void {
+    s.next = null;
+    s.prev = this.tail;
+    if (this.tail) this.tail.next = s;
+    else this.head = s;
+    this.tail = s;
+    this.size++;
+  }
+
+  remove(s: Slot): void {
+    if (s.prev) s.prev.next = s.next;
+    else this.head = s.next;
+    if (s.next) s.next.prev = s.prev;
+    else this.tail = s.prev;
+    s.prev = s.next = null;
+    this.size--;
+  }
+}
+
+/** Slots under one key (an agent, a parent), append-only; pruned slots are dropped lazily. */
+class SlotList {
+  slots: Slot[] = [];
+  dead = 0;
+
+  /** Count one pruned slot; compact when most are. */
+  drop(): void {
+    if (++this.dead * 2 > this.slots.length) {
+      this.slots = this.slots.filter((s) => !s.gone);
+      this.dead = 0;
+    }
+  }
+}
+
+/**
+ * Ready tasks of one `(priority, runAt)`, in id order. Tasks made ready together share
+ * both and arrive in id order, so a claim takes them from the front: O(1) per task
+ * instead of a heap operation with string compares.
+ */
+interface Bucket {
+  priority: number;
+  runAt: number;
+  slots: (Slot | undefined)[];
+  head: number;
+}
+
+function addTo<K>(map: Map<K, SlotList>, key: K, slot: Slot): void {
+  let list = map.get(key);
+  if (!list) map.set(key, list = new SlotList());
+  list.slots.push(slot);
+}
+
+function removeFrom<K>(map: Map<K, SlotList>, key: K, slot: Slot): void {
+  const list = map.get(key);
+  const i = list ? list.slots.indexOf(slot) : -1;
+  if (i >= 0) list!.slots.splice(i, 1);
+}
+
+function addJobId(map: Map<string, Set<string>>, key: string, id: string): void {
   let set = map.get(key);
   if (!set) map.set(key, set = new Set());
   set.add(id);
 }
 
-function removeFrom<K>(map: Map<K, Set<string>>, key: K, id: string): void {
+function removeJobId(map: Map<string, Set<string>>, key: string, id: string): void {
   const set = map.get(key);
   if (!set) return;
   set.delete(id);
   if (set.size === 0) map.delete(key);
 }
 
-const dueFirst = (a: ReadyEntry, b: ReadyEntry): boolean =>
-  a.priority !== b.priority ? a.priority < b.priority : a.runAt !== b.runAt ? a.runAt < b.runAt : a.id < b.id;
-const soonestFirst = (a: ReadyEntry, b: ReadyEntry): boolean =>
-  a.runAt < b.runAt || (a.runAt === b.runAt && a.id < b.id);
+const dueFirst = (a: Bucket, b: Bucket): boolean =>
+  a.priority !== b.priority ? a.priority < b.priority : a.runAt < b.runAt;
+const soonestFirst = (a: Bucket, b: Bucket): boolean =>
+  a.runAt < b.runAt || (a.runAt === b.runAt && a.priority < b.priority);
 
 /** In-memory implementation of the storage contract. */
 export class MemoryStorage implements Storage {
@@ -69,16 +135,20 @@ export class MemoryStorage implements Storage {
   readonly capabilities: StorageCapabilities = { durable: false, shared: false };
 
   readonly #now: () => number;
-  readonly #tasks = new Map<string, Task>();
+  readonly #tasks = new Map<string, Slot>();
   readonly #jobs = new Map<string, Job>();
-  readonly #byJob = new Map<string, Set<string>>();
-  readonly #byAgent = new Map<string, Set<string>>();
-  readonly #byStatus = new Map<TaskStatus, Set<string>>();
-  readonly #byParent = new Map<string, Set<string>>();
+  readonly #byJob = new Map<string, Slot[]>();
+  readonly #byAgent = new Map<string, SlotList>();
+  readonly #byParent = new Map<string, SlotList>();
+  readonly #byStatus = new Map<TaskStatus, StatusList>();
   readonly #dependents = new Map<string, string[]>();
   readonly #jobsByStatus = new Map<string, Set<string>>();
-  readonly #due = new Heap<ReadyEntry>(dueFirst);
-  readonly #delayed = new Heap<ReadyEntry>(soonestFirst);
+  /** Ready buckets by priority, then runAt, for appending. */
+  readonly #buckets = new Map<number, Map<number, Bucket>>();
+  /** Buckets due for the latest claimer, by priority then runAt. */
+  readonly #due = new Heap<Bucket>(dueFirst);
+  /** Buckets not yet due, by runAt. */
+  readonly #delayed = new Heap<Bucket>(soonestFirst);
   readonly #cache = new Map<string, Map<string, JsonValue>>();
   readonly #state = new Map<string, JsonValue>();
   readonly #listeners = new Set<() => void>();
@@ -106,14 +176,13 @@ export class MemoryStorage implements Storage {
 
   #makeTx(): RuleTx {
     return {
-      getTask: (id) => this.#tasks.get(id),
+      getTask: (id) => this.#tasks.get(id)?.task,
       getJob: (id) => this.#jobs.get(id),
-      dependents: (id) => this.#dependents.get(id) ?? [],
+      dependents: (id) => this.#dependents.get(id) ?? NONE,
       jobTasks: (jobId, statuses) => {
         const out: Task[] = [];
-        for (const id of this.#byJob.get(jobId) ?? []) {
-          const t = this.#tasks.get(id)!;
-          if (statuses.includes(t.status)) out.push(t);
+        for (const s of this.#byJob.get(jobId) ?? NO_SLOTS) {
+          if (statuses.includes(s.task.status)) out.push(s.task);
         }
         return out;
       },
@@ -121,8 +190,8 @@ export class MemoryStorage implements Storage {
       putJob: (job, prev) => {
         this.#jobs.set(job.id, Object.freeze(job));
         if (prev?.status !== job.status) {
-          if (prev) removeFrom(this.#jobsByStatus, prev.status, job.id);
-          addTo(this.#jobsByStatus, job.status, job.id);
+          if (prev) removeJobId(this.#jobsByStatus, prev.status, job.id);
+          addJobId(this.#jobsByStatus, job.status, job.id);
         }
       },
       setCache: (jobId, key, value) => {
@@ -142,40 +211,85 @@ export class MemoryStorage implements Storage {
     };
   }
 
+  #statusList(status: TaskStatus): StatusList {
+    let list = this.#byStatus.get(status);
+    if (!list) this.#byStatus.set(status, list = new StatusList());
+    return list;
+  }
+
   #putTask(task: Task, prev: Task | undefined): void {
     // Stored records are frozen, so they can be handed out without copying.
-    this.#tasks.set(task.id, Object.freeze(task));
+    Object.freeze(task);
+    let slot: Slot;
     if (!prev) {
-      addTo(this.#byJob, task.jobId, task.id);
-      addTo(this.#byAgent, task.agent, task.id);
-      if (task.parentId !== null) addTo(this.#byParent, task.parentId, task.id);
+      slot = { task, prev: null, next: null, gone: false };
+      this.#tasks.set(task.id, slot);
+      const siblings = this.#byJob.get(task.jobId);
+      if (siblings) siblings.push(slot);
+      else this.#byJob.set(task.jobId, [slot]);
+      addTo(this.#byAgent, task.agent, slot);
+      if (task.parentId !== null) addTo(this.#byParent, task.parentId, slot);
       for (const dep of task.dependencies) {
         const list = this.#dependents.get(dep);
         if (list) list.push(task.id);
         else this.#dependents.set(dep, [task.id]);
       }
-    } else if (prev.agent !== task.agent) {
-      removeFrom(this.#byAgent, prev.agent, task.id);
-      addTo(this.#byAgent, task.agent, task.id);
-    }
-    if (prev?.status !== task.status) {
-      if (prev) removeFrom(this.#byStatus, prev.status, task.id);
-      addTo(this.#byStatus, task.status, task.id);
+      this.#statusList(task.status).add(slot);
+    } else {
+      slot = this.#tasks.get(task.id)!;
+      slot.task = task;
+      if (prev.agent !== task.agent) {
+        removeFrom(this.#byAgent, prev.agent, slot);
+        addTo(this.#byAgent, task.agent, slot);
+      }
+      if (prev.status !== task.status) {
+        this.#statusList(prev.status).remove(slot);
+        this.#statusList(task.status).add(slot);
+      }
     }
     if (
       task.status === "ready" &&
       (prev?.status !== "ready" || prev.runAt !== task.runAt || prev.priority !== task.priority)
-    ) {
-      const entry = { id: task.id, version: task.version, priority: task.priority, runAt: task.runAt };
-      // Already due for the latest claimer: skip the delayed heap.
-      if (task.runAt <= this.#lastClaimAt) this.#due.push(entry);
-      else this.#delayed.push(entry);
-    }
+    ) this.#fileReady(slot, task);
   }
 
-  #live(e: ReadyEntry): Task | undefined {
-    const t = this.#tasks.get(e.id);
-    return t && t.status === "ready" && t.runAt === e.runAt && t.priority === e.priority ? t : undefined;
+  /** File a ready task in the bucket of its priority and runAt. */
+  #fileReady(slot: Slot, task: Task): void {
+    let byRunAt = this.#buckets.get(task.priority);
+    if (!byRunAt) this.#buckets.set(task.priority, byRunAt = new Map());
+    let bucket = byRunAt.get(task.runAt);
+    if (!bucket) {
+      bucket = { priority: task.priority, runAt: task.runAt, slots: [slot], head: 0 };
+      byRunAt.set(task.runAt, bucket);
+      // Already due for the latest claimer: skip the delayed heap.
+      if (task.runAt <= this.#lastClaimAt) this.#due.push(bucket);
+      else this.#delayed.push(bucket);
+      return;
+    }
+    const slots = bucket.slots;
+    const last = slots.length > bucket.head ? slots[slots.length - 1] : undefined;
+    if (last === undefined || last.task.id < task.id) {
+      slots.push(slot);
+      return;
+    }
+    // Out of id order (rare): insert in place.
+    let lo = bucket.head;
+    let hi = slots.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (slots[mid]!.task.id < task.id) lo = mid + 1;
+      else hi = mid;
+    }
+    slots.splice(lo, 0, slot);
+  }
+
+  /** Forget an empty bucket (it left its heap). */
+  #dropBucket(bucket: Bucket): void {
+    const byRunAt = this.#buckets.get(bucket.priority);
+    if (byRunAt?.get(bucket.runAt) === bucket) {
+      byRunAt.delete(bucket.runAt);
+      if (byRunAt.size === 0) this.#buckets.delete(bucket.priority);
+    }
   }
 
   #notify(result: CommitResult): void {
@@ -217,23 +331,34 @@ export class MemoryStorage implements Storage {
       this.#open();
       checkClaimOptions(options);
       const { limit, now, owner, leaseMs } = options;
-      // The latest claimer's clock, even when it went back: entries filed as due against a
-      // later clock are checked below and moved back to the delayed heap.
+      // The latest claimer's clock, even when it went back: buckets filed as due against
+      // a later clock are checked below and moved back to the delayed heap.
       this.#lastClaimAt = now;
-      for (let e = this.#delayed.peek(); e && e.runAt <= now; e = this.#delayed.peek()) {
-        this.#delayed.pop();
-        if (this.#live(e)) this.#due.push(e);
+      for (let b = this.#delayed.peek(); b && b.runAt <= now; b = this.#delayed.peek()) {
+        this.#due.push(this.#delayed.pop()!);
       }
       const out: Task[] = [];
       while (out.length < limit) {
-        const e = this.#due.pop();
-        if (!e) break;
-        const t = this.#live(e);
-        if (!t) continue;
-        if (t.runAt > now) {
-          this.#delayed.push(e);
+        const b = this.#due.peek();
+        if (!b) break;
+        if (b.runAt > now) {
+          this.#delayed.push(this.#due.pop()!);
           continue;
         }
+        if (b.head >= b.slots.length) {
+          this.#due.pop();
+          this.#dropBucket(b);
+          continue;
+        }
+        const slot = b.slots[b.head]!;
+        b.slots[b.head++] = undefined;
+        if (b.head > 1024 && b.head * 2 > b.slots.length) {
+          b.slots = b.slots.slice(b.head);
+          b.head = 0;
+        }
+        const t = slot.task;
+        // Skip entries left behind by a task that moved on (claimed, re-filed, pruned).
+        if (slot.gone || t.status !== "ready" || t.runAt !== b.runAt || t.priority !== b.priority) continue;
         const next = claimPatch(t, owner, now, leaseMs);
         this.#putTask(next, t);
         out.push(next);
@@ -248,9 +373,10 @@ export class MemoryStorage implements Storage {
       this.#open();
       const out: string[] = [];
       for (const id of options.ids) {
-        const t = this.#tasks.get(id);
+        const slot = this.#tasks.get(id);
+        const t = slot?.task;
         if (!t || t.status !== "running" || t.leaseOwner !== options.owner) continue;
-        this.#tasks.set(id, Object.freeze({ ...t, leaseExpiresAt: options.now + options.leaseMs }));
+        slot!.task = Object.freeze({ ...t, leaseExpiresAt: options.now + options.leaseMs });
         out.push(id);
       }
       return out;
@@ -261,8 +387,8 @@ export class MemoryStorage implements Storage {
   expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
     this.#open();
     const out: Task[] = [];
-    for (const id of this.#byStatus.get("running") ?? []) {
-      const t = this.#tasks.get(id)!;
+    for (let s = this.#byStatus.get("running")?.head; s; s = s.next) {
+      const t = s.task;
       if (t.leaseExpiresAt !== null && t.leaseExpiresAt <= now) out.push(t);
     }
     out.sort((a, b) => a.leaseExpiresAt! - b.leaseExpiresAt! || (a.id < b.id ? -1 : 1));
@@ -280,14 +406,15 @@ export class MemoryStorage implements Storage {
   listJobs(query: JobQuery = {}): Promise<Job[]> {
     this.#open();
     const ids = query.status ? this.#jobsByStatus.get(query.status) ?? [] : this.#jobs.keys();
-    return Promise.resolve(page([...ids], query).map((id) => this.#jobs.get(id)!));
+    const jobs: Job[] = [];
+    for (const id of ids) jobs.push(this.#jobs.get(id)!);
+    return Promise.resolve(page(jobs, query));
   }
 
   /** {@inheritDoc Storage.getTask} */
   getTask(id: string): Promise<Task | undefined> {
     this.#open();
-    const t = this.#tasks.get(id);
-    return Promise.resolve(t);
+    return Promise.resolve(this.#tasks.get(id)?.task);
   }
 
   /** {@inheritDoc Storage.getTasks} */
@@ -295,7 +422,7 @@ export class MemoryStorage implements Storage {
     this.#open();
     const out: Task[] = [];
     for (const id of ids) {
-      const t = this.#tasks.get(id);
+      const t = this.#tasks.get(id)?.task;
       if (t) out.push(t);
     }
     return Promise.resolve(out);
@@ -304,25 +431,41 @@ export class MemoryStorage implements Storage {
   /** {@inheritDoc Storage.listTasks} */
   listTasks(query: TaskQuery): Promise<Task[]> {
     this.#open();
-    const candidates: (Set<string> | undefined)[] = [];
-    if (query.jobId !== undefined) candidates.push(this.#byJob.get(query.jobId) ?? new Set());
-    if (query.agent !== undefined) candidates.push(this.#byAgent.get(query.agent) ?? new Set());
-    if (query.status !== undefined) candidates.push(this.#byStatus.get(query.status) ?? new Set());
-    if (query.parentId !== undefined) candidates.push(this.#byParent.get(query.parentId) ?? new Set());
-    let ids: Iterable<string> = this.#tasks.keys();
-    if (candidates.length > 0) {
-      ids = candidates.reduce((a, b) => (a!.size <= b!.size ? a : b))!;
+    // Walk the smallest index that applies, then check every condition on the records.
+    let source: Iterable<Slot> | StatusList | null = null;
+    let size = Infinity;
+    const consider = (slots: Iterable<Slot> | StatusList | undefined, n: number) => {
+      if (n < size) [source, size] = [slots ?? NO_SLOTS, n];
+    };
+    if (query.jobId !== undefined) {
+      const slots = this.#byJob.get(query.jobId);
+      consider(slots, slots?.length ?? 0);
     }
-    const matched: string[] = [];
-    for (const id of ids) {
-      const t = this.#tasks.get(id)!;
-      if (query.jobId !== undefined && t.jobId !== query.jobId) continue;
-      if (query.agent !== undefined && t.agent !== query.agent) continue;
-      if (query.status !== undefined && t.status !== query.status) continue;
-      if (query.parentId !== undefined && t.parentId !== query.parentId) continue;
-      matched.push(id);
+    if (query.agent !== undefined) {
+      const list = this.#byAgent.get(query.agent);
+      consider(list?.slots, list ? list.slots.length - list.dead : 0);
     }
-    return Promise.resolve(page(matched, query).map((id) => this.#tasks.get(id)!));
+    if (query.status !== undefined) {
+      const list = this.#byStatus.get(query.status);
+      consider(list, list?.size ?? 0);
+    }
+    if (query.parentId !== undefined) {
+      const list = this.#byParent.get(query.parentId);
+      consider(list?.slots, list ? list.slots.length - list.dead : 0);
+    }
+    const matched: Task[] = [];
+    const test = (t: Task) => {
+      if (query.jobId !== undefined && t.jobId !== query.jobId) return;
+      if (query.agent !== undefined && t.agent !== query.agent) return;
+      if (query.status !== undefined && t.status !== query.status) return;
+      if (query.parentId !== undefined && t.parentId !== query.parentId) return;
+      matched.push(t);
+    };
+    const from = source as Iterable<Slot> | StatusList | null;
+    if (from === null) { for (const s of this.#tasks.values()) test(s.task); }
+    else if (from instanceof StatusList) { for (let s = from.head; s; s = s.next) test(s.task); }
+    else for (const s of from) if (!s.gone) test(s.task);
+    return Promise.resolve(page(matched, query));
   }
 
   /** {@inheritDoc Storage.getCache} */
@@ -352,18 +495,19 @@ export class MemoryStorage implements Storage {
         const extra = options.keepLast !== undefined && index >= options.keepLast;
         if (!old && !extra) return;
         if (!isJobFinal(job.status)) return;
-        for (const id of this.#byJob.get(job.id) ?? []) {
-          const t = this.#tasks.get(id)!;
-          this.#tasks.delete(id);
-          removeFrom(this.#byAgent, t.agent, id);
-          removeFrom(this.#byStatus, t.status, id);
-          if (t.parentId !== null) removeFrom(this.#byParent, t.parentId, id);
-          this.#dependents.delete(id);
+        for (const slot of this.#byJob.get(job.id) ?? NO_SLOTS) {
+          const t = slot.task;
+          slot.gone = true;
+          this.#tasks.delete(t.id);
+          this.#statusList(t.status).remove(slot);
+          this.#byAgent.get(t.agent)?.drop();
+          if (t.parentId !== null) this.#byParent.get(t.parentId)?.drop();
+          this.#dependents.delete(t.id);
         }
         this.#byJob.delete(job.id);
         this.#cache.delete(job.id);
         this.#jobs.delete(job.id);
-        removeFrom(this.#jobsByStatus, job.status, job.id);
+        removeJobId(this.#jobsByStatus, job.status, job.id);
         removed++;
       });
       return removed;
@@ -384,11 +528,15 @@ export class MemoryStorage implements Storage {
   }
 }
 
-function page(ids: string[], query: { after?: string; limit?: number }): string[] {
-  // Ids are usually inserted in order already: sort only when they are not.
-  for (let i = 1; i < ids.length; i++) {
-    if (ids[i - 1]! > ids[i]!) {
-      ids.sort();
+const NONE: readonly string[] = Object.freeze([]);
+const NO_SLOTS: readonly Slot[] = Object.freeze([]);
+
+/** Sort by id (only when not in order already) and cut the page `after` / `limit` ask for. */
+function page<T extends { id: string }>(items: T[], query: { after?: string; limit?: number }): T[] {
+  // Records are usually listed in id order already: sort only when they are not.
+  for (let i = 1; i < items.length; i++) {
+    if (items[i - 1]!.id > items[i]!.id) {
+      items.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       break;
     }
   }
@@ -396,16 +544,16 @@ function page(ids: string[], query: { after?: string; limit?: number }): string[
   if (query.after !== undefined) {
     const after = query.after;
     let lo = 0;
-    let hi = ids.length;
+    let hi = items.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (ids[mid]! <= after) lo = mid + 1;
+      if (items[mid]!.id <= after) lo = mid + 1;
       else hi = mid;
     }
     start = lo;
   }
-  const end = query.limit === undefined ? ids.length : start + Math.max(0, query.limit);
-  return ids.slice(start, end);
+  const end = query.limit === undefined ? items.length : start + Math.max(0, query.limit);
+  return items.slice(start, end);
 }
 
 /**

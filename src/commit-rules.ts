@@ -79,13 +79,23 @@ function satisfiedOf(status: TaskStatus, review: boolean): boolean {
   return status === "accepted" || (status === "completed" && !review);
 }
 
+/** A record the batch read or wrote: as stored before it, as the batch sees it now. */
+interface Entry<T> {
+  prev: T | undefined;
+  cur: T | undefined;
+  /** `cur` is the batch's own copy, to change in place. */
+  owned: boolean;
+}
+
+/**
+ * The overlay of one batch. Reads answer synchronously from the overlay or from a
+ * synchronous transaction, and with a promise only for the first read of a record from
+ * an asynchronous one: rule steps yield only those promises, so memory and sql.js run
+ * a batch without a single suspension.
+ */
 class Batch {
-  /** Current records touched by the batch; records in `owned` were copied by it and may be changed in place. */
-  readonly tasks = new Map<string, Task>();
-  readonly prevTasks = new Map<string, Task | undefined>();
-  readonly owned = new Set<object>();
-  readonly jobs = new Map<string, Job>();
-  readonly prevJobs = new Map<string, Job | undefined>();
+  readonly taskEntries = new Map<string, Entry<Task>>();
+  readonly jobEntries = new Map<string, Entry<Job>>();
   readonly cache: { jobId: string; key: string; value: JsonValue | undefined }[] = [];
   readonly state: { scope: string; key: string; value: JsonValue | undefined }[] = [];
   readonly jobsEnding = new Set<string>();
@@ -96,51 +106,67 @@ class Batch {
   constructor(readonly tx: RuleTx, readonly now: number) {}
 
   /** Stored dependents of a task plus those inserted earlier in this batch. */
-  *dependentsOf(id: string): Step<readonly string[]> {
-    const stored = (yield this.tx.dependents(id)) as readonly string[];
+  dependentsOf(id: string): MaybePromise<readonly string[]> {
+    const stored = this.tx.dependents(id);
     const added = this.newDependents.get(id);
-    return added ? [...stored, ...added] : stored;
+    if (!added) return stored;
+    return isThenable(stored) ? stored.then((s) => [...s, ...added]) : [...stored, ...added];
   }
 
-  *task(id: string): Step<Task | undefined> {
-    const hit = this.tasks.get(id);
-    if (hit) return hit;
-    if (this.prevTasks.has(id)) return undefined;
-    const stored = (yield this.tx.getTask(id)) as Task | undefined;
-    this.prevTasks.set(id, stored);
-    if (stored) this.tasks.set(id, stored);
+  /** The task as the batch sees it. */
+  task(id: string): MaybePromise<Task | undefined> {
+    const hit = this.taskEntries.get(id);
+    if (hit) return hit.cur;
+    const stored = this.tx.getTask(id);
+    return isThenable(stored) ? stored.then((t) => this.#readTask(id, t)) : this.#readTask(id, stored);
+  }
+
+  #readTask(id: string, stored: Task | undefined): Task | undefined {
+    const hit = this.taskEntries.get(id);
+    if (hit) return hit.cur;
+    this.taskEntries.set(id, { prev: stored, cur: stored, owned: false });
     return stored;
   }
 
-  *job(id: string): Step<Job | undefined> {
-    const hit = this.jobs.get(id);
-    if (hit) return hit;
-    if (this.prevJobs.has(id)) return undefined;
-    const stored = (yield this.tx.getJob(id)) as Job | undefined;
-    this.prevJobs.set(id, stored);
-    if (stored) this.jobs.set(id, stored);
+  /** The job as the batch sees it. */
+  job(id: string): MaybePromise<Job | undefined> {
+    const hit = this.jobEntries.get(id);
+    if (hit) return hit.cur;
+    const stored = this.tx.getJob(id);
+    return isThenable(stored) ? stored.then((j) => this.#readJob(id, j)) : this.#readJob(id, stored);
+  }
+
+  #readJob(id: string, stored: Job | undefined): Job | undefined {
+    const hit = this.jobEntries.get(id);
+    if (hit) return hit.cur;
+    this.jobEntries.set(id, { prev: stored, cur: stored, owned: false });
     return stored;
   }
 
   /** A copy of the task this batch may change in place (one copy per task per batch). */
   own(task: Task): Task {
-    if (this.owned.has(task)) {
+    const e = this.taskEntries.get(task.id);
+    if (e?.owned && e.cur === task) {
       task.version++;
       return task;
     }
     const copy: Task = { ...task, version: task.version + 1, updatedAt: this.now };
-    this.owned.add(copy);
-    if (!this.prevTasks.has(copy.id)) this.prevTasks.set(copy.id, undefined);
-    this.tasks.set(copy.id, copy);
+    if (e) {
+      e.cur = copy;
+      e.owned = true;
+    } else this.taskEntries.set(copy.id, { prev: undefined, cur: copy, owned: true });
     return copy;
   }
 
   /** A copy of the job this batch may change in place; its version moves once per batch. */
   ownJob(job: Job): Job {
-    if (this.owned.has(job)) return job;
+    const e = this.jobEntries.get(job.id);
+    if (e?.owned && e.cur === job) return job;
     const copy: Job = { ...job, version: job.version + 1, updatedAt: this.now };
-    this.owned.add(copy);
-    this.jobs.set(copy.id, copy);
+    if (e) {
+      e.cur = copy;
+      e.owned = true;
+    } else this.jobEntries.set(copy.id, { prev: undefined, cur: copy, owned: true });
     return copy;
   }
 
@@ -161,7 +187,8 @@ class Batch {
     const wasFinal = finalOf(prevStatus, prevReview);
     const nowFinal = finalOf(next.status, next.review);
     if (wasFinal !== nowFinal) {
-      const stored = yield* this.job(next.jobId);
+      const read = this.job(next.jobId);
+      const stored = isThenable(read) ? (yield read) as Job | undefined : read;
       if (stored) {
         const job = this.ownJob(stored);
         job.openCount += nowFinal ? -1 : 1;
@@ -180,13 +207,16 @@ class Batch {
   }
 
   *satisfyDependents(task: Task): Step<void> {
-    const ids = yield* this.dependentsOf(task.id);
+    const found = this.dependentsOf(task.id);
+    const ids = isThenable(found) ? (yield found) as readonly string[] : found;
     for (const id of ids) {
-      const dep = yield* this.task(id);
+      const read = this.task(id);
+      const dep = isThenable(read) ? (yield read) as Task | undefined : read;
       if (!dep) continue;
       const remaining = Math.max(0, dep.remainingDeps - 1);
       if (dep.status === "pending" && remaining === 0) {
-        const job = yield* this.job(dep.jobId);
+        const readJob = this.job(dep.jobId);
+        const job = isThenable(readJob) ? (yield readJob) as Job | undefined : readJob;
         yield* this.transition(dep, { remainingDeps: 0, status: job?.status === "paused" ? "paused" : "ready" });
       } else {
         this.own(dep).remainingDeps = remaining;
@@ -195,9 +225,11 @@ class Batch {
   }
 
   *failDependents(task: Task): Step<void> {
-    const ids = yield* this.dependentsOf(task.id);
+    const found = this.dependentsOf(task.id);
+    const ids = isThenable(found) ? (yield found) as readonly string[] : found;
     for (const id of ids) {
-      const dep = yield* this.task(id);
+      const read = this.task(id);
+      const dep = isThenable(read) ? (yield read) as Task | undefined : read;
       if (!dep || dep.status !== "pending") continue;
       yield* this.transition(dep, {
         status: dep.onDependencyFailure === "block" ? "blocked" : "cancelled",
@@ -207,15 +239,18 @@ class Batch {
   }
 
   *insertTask(raw: Task, batchIds: ReadonlySet<string>): Step<void> {
-    if (yield* this.task(raw.id)) throw new StorageError(`Task "${raw.id}" already exists`);
-    const stored = yield* this.job(raw.jobId);
+    const readTask = this.task(raw.id);
+    if (isThenable(readTask) ? yield readTask : readTask) throw new StorageError(`Task "${raw.id}" already exists`);
+    const readJob = this.job(raw.jobId);
+    const stored = isThenable(readJob) ? (yield readJob) as Job | undefined : readJob;
     if (!stored) throw new NotFoundError("job", raw.jobId);
     if (isJobFinal(stored.status)) throw new StorageError(`Job "${stored.id}" has ended; no task can be added`);
     const task = sanitizeTask(raw, this.now);
     let remaining = 0;
     let failedDep: Task | undefined;
     for (const depId of task.dependencies) {
-      const dep = yield* this.task(depId);
+      const read = this.task(depId);
+      const dep = isThenable(read) ? (yield read) as Task | undefined : read;
       if (!dep) {
         if (batchIds.has(depId)) {
           remaining++;
@@ -238,9 +273,7 @@ class Batch {
     } else {
       task.status = "pending";
     }
-    this.owned.add(task);
-    this.prevTasks.set(task.id, undefined);
-    this.tasks.set(task.id, task);
+    this.taskEntries.set(task.id, { prev: undefined, cur: task, owned: true });
     for (const depId of task.dependencies) {
       const list = this.newDependents.get(depId);
       if (list) list.push(task.id);
@@ -258,7 +291,8 @@ class Batch {
     expect: { version: number; status?: TaskStatus },
     set: Partial<Task>,
   ): Step<void> {
-    const cur = yield* this.task(id);
+    const read = this.task(id);
+    const cur = isThenable(read) ? (yield read) as Task | undefined : read;
     if (!cur || cur.version !== expect.version || (expect.status !== undefined && cur.status !== expect.status)) {
       throw new ConflictError(index, id, expect, {
         status: cur?.status ?? null,
@@ -282,7 +316,8 @@ class Batch {
     expect: { version: number; status?: JobStatus },
     set: Partial<Job>,
   ): Step<void> {
-    const cur = yield* this.job(id);
+    const read = this.job(id);
+    const cur = isThenable(read) ? (yield read) as Job | undefined : read;
     if (!cur || cur.version !== expect.version || (expect.status !== undefined && cur.status !== expect.status)) {
       throw new ConflictError(index, id, expect, {
         status: cur?.status ?? null,
@@ -309,7 +344,8 @@ class Batch {
     const target: TaskStatus = to === "paused" ? "paused" : to === "running" ? "ready" : "cancelled";
     const stored = (yield this.tx.jobTasks(id, from)) as readonly Task[];
     for (const s of stored) {
-      const task = (yield* this.task(s.id))!;
+      const read = this.task(s.id);
+      const task = (isThenable(read) ? (yield read) as Task | undefined : read)!;
       if (!from.includes(task.status)) continue;
       yield* this.transition(task, {
         status: target,
@@ -321,7 +357,7 @@ class Batch {
   /** End jobs whose last open task reached a final status. */
   endJobs(): void {
     for (const id of this.jobsEnding) {
-      const job = this.jobs.get(id);
+      const job = this.jobEntries.get(id)?.cur;
       if (!job || isJobFinal(job.status) || job.openCount > 0) continue;
       const owned = this.ownJob(job);
       owned.status = owned.failedCount > 0 ? "failed" : "completed";
@@ -332,16 +368,16 @@ class Batch {
   /** Write every changed record. The records in the result are the ones written: callers must not change them. */
   *flush(): Step<CommitResult> {
     const result: CommitResult = { tasks: [], jobs: [], readied: this.readied };
-    for (const [id, job] of this.jobs) {
-      const prev = this.prevJobs.get(id);
-      if (prev === job) continue;
-      yield this.tx.putJob(job, prev);
+    for (const { prev, cur: job } of this.jobEntries.values()) {
+      if (job === undefined || prev === job) continue;
+      const written = this.tx.putJob(job, prev);
+      if (isThenable(written)) yield written;
       if (!prev || prev.status !== job.status) result.jobs.push(job);
     }
-    for (const [id, task] of this.tasks) {
-      const prev = this.prevTasks.get(id);
-      if (prev === task) continue;
-      yield this.tx.putTask(task, prev);
+    for (const { prev, cur: task } of this.taskEntries.values()) {
+      if (task === undefined || prev === task) continue;
+      const written = this.tx.putTask(task, prev);
+      if (isThenable(written)) yield written;
       result.tasks.push(task);
     }
     for (const c of this.cache) yield this.tx.setCache(c.jobId, c.key, c.value);
@@ -378,6 +414,24 @@ function optNumber(v: unknown): boolean {
   return v === null || (typeof v === "number" && Number.isFinite(v));
 }
 
+const OPTIONAL_TEXT = [
+  "description",
+  "taskType",
+  "summary",
+  "acceptanceCriteria",
+  "statusReason",
+  "reviewFeedback",
+] as const;
+
+const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
+
+/** The ids without repeats, as a frozen array (the given one when it already is one). */
+function uniqueFrozen(ids: string[]): string[] {
+  if (ids.length === 0) return NO_IDS;
+  if (ids.length === 1) return Object.isFrozen(ids) ? ids : Object.freeze([ids[0]!]) as string[];
+  return Object.freeze([...new Set(ids)]) as string[];
+}
+
 /** Check a task record given to an insert and return a clean copy with frozen JSON. */
 export function sanitizeTask(raw: Task, now: number): Task {
   req(typeof raw === "object" && raw !== null, "task", raw);
@@ -402,11 +456,7 @@ export function sanitizeTask(raw: Task, now: number): Task {
     raw.onDependencyFailure,
   );
   req(optString(raw.parentId), "parentId", raw.parentId);
-  for (
-    const f of ["description", "taskType", "summary", "acceptanceCriteria", "statusReason", "reviewFeedback"] as const
-  ) {
-    req(optString(raw[f]), f, raw[f]);
-  }
+  for (const f of OPTIONAL_TEXT) req(optString(raw[f]), f, raw[f]);
   return {
     id: raw.id,
     jobId: raw.jobId,
@@ -418,7 +468,7 @@ export function sanitizeTask(raw: Task, now: number): Task {
     status: "pending",
     statusReason: raw.statusReason ?? null,
     parentId: raw.parentId ?? null,
-    dependencies: Object.freeze([...new Set(raw.dependencies)]) as string[],
+    dependencies: uniqueFrozen(raw.dependencies),
     remainingDeps: 0,
     attempts: raw.attempts,
     maxAttempts: raw.maxAttempts,
@@ -531,7 +581,8 @@ function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult
         break;
       case "setCache":
         req(typeof op.jobId === "string" && typeof op.key === "string", "cache key", op.key);
-        if (!(yield* batch.job(op.jobId))) throw new NotFoundError("job", op.jobId);
+        const read = batch.job(op.jobId);
+        if (!(isThenable(read) ? yield read : read)) throw new NotFoundError("job", op.jobId);
         batch.cache.push({
           jobId: op.jobId,
           key: op.key,
@@ -591,9 +642,7 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
     updatedAt: now,
     finishedAt: null,
   };
-  batch.prevJobs.set(job.id, undefined);
-  batch.jobs.set(job.id, job);
-  batch.owned.add(job);
+  batch.jobEntries.set(job.id, { prev: undefined, cur: job, owned: true });
   const ids = new Set<string>();
   for (const t of tasks) {
     if (t?.jobId !== job.id) throw new StorageError(`Task "${t?.key}" names job "${t?.jobId}", not "${job.id}"`);
