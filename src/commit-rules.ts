@@ -579,7 +579,7 @@ function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult
         requireExpect(i, op.expect);
         yield* batch.updateJob(i, op.id, op.expect, op.set ?? {});
         break;
-      case "setCache":
+      case "setCache": {
         req(typeof op.jobId === "string" && typeof op.key === "string", "cache key", op.key);
         const read = batch.job(op.jobId);
         if (!(isThenable(read) ? yield read : read)) throw new NotFoundError("job", op.jobId);
@@ -589,6 +589,7 @@ function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult
           value: op.value === undefined ? undefined : toJson(op.value),
         });
         break;
+      }
       case "setState":
         req(typeof op.scope === "string" && typeof op.key === "string", "state key", op.key);
         batch.state.push({
