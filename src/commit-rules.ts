@@ -273,7 +273,11 @@ class Batch {
     } else {
       task.status = "pending";
     }
-    this.taskEntries.set(task.id, { prev: undefined, cur: task, owned: true });
+    const entry = this.taskEntries.get(task.id); // left by the existence check above
+    if (entry) {
+      entry.cur = task;
+      entry.owned = true;
+    } else this.taskEntries.set(task.id, { prev: undefined, cur: task, owned: true });
     for (const depId of task.dependencies) {
       const list = this.newDependents.get(depId);
       if (list) list.push(task.id);

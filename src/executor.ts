@@ -139,7 +139,8 @@ interface Run {
   done: boolean;
   timedOut: boolean;
   lost: boolean;
-  reject: ((e: unknown) => void) | null;
+  /** The attempt waits on its agent's promise: an interruption ends it (see `#interrupt`). */
+  waiting: boolean;
 }
 
 type Outcome = "completed" | "retry" | "failed" | "lost" | "other";
@@ -556,7 +557,7 @@ export class Executor {
       if (run.task.jobId !== jobId || run.settled) continue;
       run.lost = true;
       run.ctx.abort(new TaskAbortedError("Job cancelled"));
-      run.reject?.(new TaskAbortedError("Job cancelled"));
+      this.#interrupt(run, new TaskAbortedError("Job cancelled"));
     }
   }
 
@@ -737,7 +738,7 @@ export class Executor {
       done: false,
       timedOut: false,
       lost: false,
-      reject: null,
+      waiting: false,
     };
     this.#runs.set(task.id, run);
     this.#stats.started++;
@@ -761,24 +762,25 @@ export class Executor {
       return;
     }
     this.#trackDeadline(run);
-    const onValue = (value: unknown) => {
-      run.settled = true;
-      if (run.reject === null && run.done) return; // timed out or aborted: late result discarded
-      run.reject = null;
-      this.#settle(run, true, value);
-    };
-    const onError = (error: unknown) => {
-      run.settled = true;
-      if (run.reject === null && run.done) return;
-      run.reject = null;
-      this.#settle(run, false, error);
-    };
-    run.reject = (error: unknown) => {
-      // Timeout, lease loss, cancellation or shutdown: end the attempt now, whatever the agent does.
-      run.reject = null;
-      this.#settle(run, false, error);
-    };
-    (result as PromiseLike<unknown>).then(onValue, onError);
+    run.waiting = true;
+    (result as PromiseLike<unknown>).then(
+      (value) => this.#agentSettled(run, true, value),
+      (error) => this.#agentSettled(run, false, error),
+    );
+  }
+
+  #agentSettled(run: Run, ok: boolean, value: unknown): void {
+    run.settled = true;
+    if (!run.waiting) return; // timed out or aborted: a late result is discarded
+    run.waiting = false;
+    this.#settle(run, ok, value);
+  }
+
+  /** Timeout, lease loss, cancellation or shutdown: end a waiting attempt now, whatever its agent does. */
+  #interrupt(run: Run, error: unknown): void {
+    if (!run.waiting) return;
+    run.waiting = false;
+    this.#settle(run, false, error);
   }
 
   /** The attempt ended (once): build its ops, free the worker slot, and commit. */
@@ -875,7 +877,7 @@ export class Executor {
 
   #finishRun(run: Run): void {
     run.done = true;
-    run.reject = null;
+    run.waiting = false;
     this.#runs.delete(run.task.id);
     this.#lastProgress.delete(run.task.id);
     if ((run.timedOut || run.lost) && !run.settled) {
@@ -928,7 +930,7 @@ export class Executor {
       const err = new TaskTimeoutError(r.timeoutMs);
       this.#events.emit("task:timeout", { task: r.task, timeoutMs: r.timeoutMs });
       r.ctx.abort(err);
-      r.reject?.(err);
+      this.#interrupt(r, err);
     }
   }
 
@@ -1128,7 +1130,7 @@ export class Executor {
       if (!run || run.settled) continue;
       run.lost = true;
       run.ctx.abort(new TaskAbortedError("Lease lost"));
-      run.reject?.(new TaskAbortedError("Lease lost"));
+      this.#interrupt(run, new TaskAbortedError("Lease lost"));
     }
   }
 
@@ -1259,7 +1261,7 @@ export class Executor {
       for (const run of left) {
         run.lost = true;
         run.ctx.abort(new TaskAbortedError("Executor shut down"));
-        run.reject?.(new TaskAbortedError("Executor shut down"));
+        this.#interrupt(run, new TaskAbortedError("Executor shut down"));
       }
       await this.#release(left.map((r) => r.task));
     }

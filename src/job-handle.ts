@@ -87,11 +87,13 @@ export class JobHandle {
     const tasks = await this.tasks();
     if (job.status === "completed") {
       const out: Record<string, JsonValue> = {};
-      // Defined, not assigned: a task key such as "__proto__" is data, never the prototype.
+      // Keys that name something on Object.prototype ("__proto__", "toString") are
+      // defined, not assigned: they are data, never the prototype or its setters.
       for (const t of tasks) {
-        if (isSatisfied(t)) {
+        if (!isSatisfied(t)) continue;
+        if (t.key in Object.prototype) {
           Object.defineProperty(out, t.key, { value: t.output, enumerable: true, writable: true, configurable: true });
-        }
+        } else out[t.key] = t.output;
       }
       return out;
     }
