@@ -109,6 +109,14 @@ function removeFrom<K>(map: Map<K, SlotList>, key: K, slot: Slot): void {
   if (i >= 0) list!.slots.splice(i, 1);
 }
 
+/** Count one pruned slot under `key`; forget the key when none is left. */
+function dropFrom<K>(map: Map<K, SlotList>, key: K): void {
+  const list = map.get(key);
+  if (!list) return;
+  list.drop();
+  if (list.slots.length === list.dead) map.delete(key);
+}
+
 function addJobId(map: Map<string, Set<string>>, key: string, id: string): void {
   let set = map.get(key);
   if (!set) map.set(key, set = new Set());
@@ -500,8 +508,8 @@ export class MemoryStorage implements Storage {
           slot.gone = true;
           this.#tasks.delete(t.id);
           this.#statusList(t.status).remove(slot);
-          this.#byAgent.get(t.agent)?.drop();
-          if (t.parentId !== null) this.#byParent.get(t.parentId)?.drop();
+          dropFrom(this.#byAgent, t.agent);
+          if (t.parentId !== null) dropFrom(this.#byParent, t.parentId);
           this.#dependents.delete(t.id);
         }
         this.#byJob.delete(job.id);
