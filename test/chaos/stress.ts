@@ -10,19 +10,11 @@ import type { Agent } from "../../src/agent.ts";
 import { NonRetryableError } from "../../src/errors.ts";
 import type { Executor } from "../../src/executor.ts";
 import { isFinal } from "../../src/status.ts";
-import type { Durability, JsonValue, Task, TaskSpec } from "../../src/types.ts";
+import type { JsonValue, Task } from "../../src/types.ts";
 import { equal, ok } from "../conformance/assert.ts";
 import type { Case } from "../conformance/harness.ts";
-import { prng } from "./faulty-storage.ts";
 import { type ReliabilityContext, type Report, reportingExecutor, settled } from "./kit.ts";
-
-/** What one task's agent does, decided up front. */
-type Plan = "ok" | "flaky" | "fatal" | "timeout";
-
-interface Behaviour {
-  plan: Plan;
-  durability: Durability;
-}
+import { type Behaviour, expected, stressJobs } from "./stress-plan.ts";
 
 /** Size of a stress run. */
 export interface StressSize {
@@ -77,34 +69,8 @@ function worker(index: number, ledger: Ledger): Agent<JsonValue, JsonValue> {
   };
 }
 
-/** The expected runs and final status of a task whose dependencies all completed. */
-function expected(b: Behaviour): { runs: number; status: "completed" | "failed" } {
-  switch (b.plan) {
-    case "ok":
-      return { runs: 1, status: "completed" };
-    case "flaky":
-      return { runs: 2, status: "completed" };
-    case "fatal":
-      return { runs: 1, status: "failed" };
-    case "timeout":
-      // A timed-out at-most-once attempt may have had effects: it is never run again.
-      return b.durability === "at-most-once" ? { runs: 1, status: "failed" } : { runs: 2, status: "completed" };
-  }
-}
-
-function plan(random: () => number): Behaviour {
-  const r = random();
-  const p: Plan = r < 0.03 ? "fatal" : r < 0.06 ? "timeout" : r < 0.16 ? "flaky" : "ok";
-  const durability: Durability = random() < 0.2 ? "at-most-once" : "at-least-once";
-  // An at-most-once task that throws a retryable error asks for a retry itself: keep
-  // those out, so "never runs twice" is about interruptions, which is what it promises.
-  return { plan: durability === "at-most-once" && p === "flaky" ? "ok" : p, durability };
-}
-
 async function stress(ctx: ReliabilityContext, size: StressSize): Promise<void> {
   const executors = size.executors ?? 4;
-  const perJob = size.perJob ?? 50;
-  const random = prng(size.seed ?? 7);
   const ledger = new Ledger();
   const started: { executor: Executor; report: Report }[] = [];
   for (let i = 0; i < executors; i++) {
@@ -119,27 +85,14 @@ async function stress(ctx: ReliabilityContext, size: StressSize): Promise<void> 
   for (const s of started) s.executor.start();
   const behaviours = new Map<string, Behaviour>();
   const jobs = [];
-  for (let made = 0, j = 0; made < size.tasks; j++) {
-    const n = Math.min(perJob, size.tasks - made);
-    const specs: TaskSpec[] = [];
-    for (let i = 0; i < n; i++) {
-      const b = plan(random);
-      const deps = new Set<string>();
-      if (i > 0 && random() < 0.7) deps.add(`t${Math.floor(random() * i)}`);
-      if (i > 1 && random() < 0.3) deps.add(`t${Math.floor(random() * i)}`);
-      specs.push({
-        key: `t${i}`,
-        agent: "work",
-        input: b as unknown as JsonValue,
-        durability: b.durability,
-        timeoutMs: TIMEOUT_MS,
-        maxAttempts: 3,
-        dependsOn: [...deps],
-      });
-    }
-    jobs.push(await started[j % executors]!.executor.submit({ name: `stress-${j}`, tasks: specs }));
-    made += n;
-  }
+  const specs = stressJobs({
+    tasks: size.tasks,
+    perJob: size.perJob,
+    seed: size.seed,
+    agent: "work",
+    timeoutMs: TIMEOUT_MS,
+  });
+  for (const [j, spec] of specs.entries()) jobs.push(await started[j % executors]!.executor.submit(spec));
   await Promise.all(jobs.map((job) => settled(job, 120_000)));
   await Promise.all(started.map((s) => s.executor.shutdown()));
 

@@ -1,5 +1,5 @@
 // `npm run test:e2e:tabs`: the IndexedDB adapter shared by several tabs of one origin, in
-// real Chromium (issue 6).
+// real Chromium (issues 6 and 9).
 //
 // Bundles test/e2e/indexeddb-tabs.page.ts with esbuild, serves it from 127.0.0.1 (a random
 // port) and drives pages of one persistent profile (a fresh temporary directory, removed
@@ -16,10 +16,18 @@
 //      completes the job (attempts 2);
 //   3. a tab reloaded mid-run: the reloaded page reattaches to the unfinished job and
 //      finishes it; no task is lost and no task completed before the reload runs again
-//      (tasks running at reload time may run twice: at-least-once).
+//      (tasks running at reload time may run twice: at-least-once);
+//   4. multi-executor stress (issue 9), the workload of test/chaos/stress.ts across four
+//      tabs: 5,000 tasks (TASK_CORE_TABS_STRESS_TASKS) in DAG jobs of 50 submitted round
+//      robin by the tabs, with random retryable and permanent failures, timeouts and 20%
+//      at-most-once tasks (test/e2e/tabs-stress.ts). Every task ends final with the runs
+//      and status its plan asks for, none runs in two tabs at once, at-most-once tasks never
+//      run twice, every job ends once across the tabs, the executors' stats agree with what
+//      the tabs reported and stored, and every tab does some of the work.
 //
 // Without /usr/bin/chromium (or CHROMIUM_PATH) this fails when CI is set and skips otherwise.
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -30,6 +38,13 @@ import { fileURLToPath } from "node:url";
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ci = !["", "0", "false"].includes((process.env.CI ?? "").toLowerCase());
+const STRESS_TASKS = Number(process.env.TASK_CORE_TABS_STRESS_TASKS ?? 5000);
+if (!Number.isInteger(STRESS_TASKS) || STRESS_TASKS < 1) {
+  console.error(
+    `TASK_CORE_TABS_STRESS_TASKS must be a positive integer, got "${process.env.TASK_CORE_TABS_STRESS_TASKS}"`,
+  );
+  process.exit(1);
+}
 
 if (!existsSync(executablePath)) {
   const fix = "install it with `apt-get update && apt-get install -y chromium` (never `npx playwright install`)";
@@ -43,6 +58,19 @@ if (!existsSync(executablePath)) {
 
 const { build } = await import("esbuild");
 const { chromium } = await import("playwright-core");
+
+// The stress workload and its checks are TypeScript shared with test/chaos/stress.ts.
+const stressModule = await build({
+  entryPoints: [join(root, "test/e2e/tabs-stress.ts")],
+  bundle: true,
+  format: "esm",
+  platform: "neutral",
+  write: false,
+  logLevel: "error",
+});
+const { expectedStats, Ledger, outcomeProblems, stressJobs } = await import(
+  `data:text/javascript;base64,${Buffer.from(stressModule.outputFiles[0].text).toString("base64")}`
+);
 
 // ---------------------------------------------------------------- page bundle and server
 
@@ -71,6 +99,9 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 // ---------------------------------------------------------------- browser
 
 const profile = mkdtempSync(join(tmpdir(), "task-core-tabs-"));
+// Playwright adds --disable-background-timer-throttling, --disable-renderer-backgrounding
+// and --disable-backgrounding-occluded-windows itself: tabs that are not in front keep
+// their timers (the stress scenario checks that every tab worked).
 const context = await chromium.launchPersistentContext(profile, {
   executablePath,
   headless: true,
@@ -127,13 +158,16 @@ function countByKey(list) {
 const keys = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(3, "0")}`);
 const short = { leaseMs: 1500, heartbeatMs: 500, recoveryIntervalMs: 500, pollIntervalMs: 200 };
 
-/** Longest a scenario may take (each takes a few seconds). */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Longest a scenario may take (each takes a few seconds), and the stress scenario (~50 s at 5,000 tasks). */
 const SCENARIO_MS = 25_000;
+const STRESS_MS = Math.max(60_000, STRESS_TASKS * 30);
 let passed = 0;
 let failed = 0;
 const started = Date.now();
 
-async function scenario(name, fn) {
+async function scenario(name, fn, ms = SCENARIO_MS) {
   const t0 = Date.now();
   reports = [];
   onReport = () => {};
@@ -145,7 +179,7 @@ async function scenario(name, fn) {
     return page;
   };
   try {
-    const note = await within(SCENARIO_MS, `scenario "${name}"`, fn(tab));
+    const note = await within(ms, `scenario "${name}"`, fn(tab));
     assert.deepEqual(pageErrors, [], "no uncaught error in any page");
     passed++;
     console.log(`  ✓ ${name}${note ? `: ${note}` : ""} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -297,6 +331,95 @@ try {
       return `${done.size} completed before the reload; ${open.length} open, ${recovered} of them recovered, ` +
         `${twice} ran twice (at-least-once)`;
     },
+  );
+
+  await scenario(
+    `four tabs on one database, ${STRESS_TASKS} tasks with random failures and timeouts: every task ends final ` +
+      "as planned, none runs in two tabs at once, at-most-once tasks never run twice, every job ends once",
+    async (tab) => {
+      const giveUpAt = Date.now() + STRESS_MS - 15_000;
+      const labels = ["A", "B", "C", "D"];
+      const config = {
+        db: "tabs-stress",
+        mode: "quick",
+        maxWorkers: 8,
+        queueCapacity: 16,
+        leaseMs: 30_000,
+        pollIntervalMs: 20,
+        retry: { delayMs: 1, factor: 2, maxDelayMs: 10 },
+      };
+      const pages = [];
+      for (const label of labels) {
+        const page = await tab(label);
+        await page.evaluate((c) => globalThis.tabs.open(c), { ...config, tab: label });
+        pages.push(page);
+      }
+      const ledger = new Ledger();
+      onReport = (r) => ledger.report(r);
+      // A report is a round trip through the browser to this process: 30-90 ms typically on
+      // a busy 2-core machine, up to ~0.7 s. Tasks planned to time out get 2 s (their attempt
+      // 2 must finish its two reports within it); the others never time out.
+      const jobs = stressJobs({
+        tasks: STRESS_TASKS,
+        perJob: 50,
+        seed: 7,
+        agent: "stress",
+        timeoutMs: 2000,
+        otherTimeoutMs: 60_000,
+      });
+      // Round robin: tab i submits jobs i, i + 4, i + 8 ... (each tab in order, the tabs at once).
+      const ids = (await Promise.all(pages.map((page, i) => {
+        const mine = jobs.filter((_, j) => j % pages.length === i);
+        return page.evaluate((specs) => globalThis.tabs.submitJobs(specs), mine);
+      }))).flat();
+      // Wait until every job has ended, as stored (or name what is stuck); then stop the
+      // executors, which store whatever they still hold, and read what each counted.
+      let open = ids;
+      while (open.length > 0 && Date.now() < giveUpAt) {
+        await sleep(250);
+        open = await pages[0].evaluate((ids) => globalThis.tabs.openJobs(ids), open);
+      }
+      if (open.length > 0) {
+        const stuck = await pages[0].evaluate((ids) => globalThis.tabs.stressTasks(ids), open);
+        const names = stuck.filter((t) => !t.final).map((t) => `${t.key} of ${t.jobId} (${t.input.plan}): ${t.status}`);
+        assert.fail(`${open.length} jobs never ended; tasks not final: ${names.slice(0, 8).join("; ")}`);
+      }
+      const finished = await Promise.all(pages.map((page) => page.evaluate(() => globalThis.tabs.finish())));
+      const tasks = await pages[0].evaluate((ids) => globalThis.tabs.stressTasks(ids), ids);
+
+      assert.deepEqual(ledger.violations.slice(0, 5), [], "no task ran in two tabs (or twice in one) at once");
+      assert.equal(ids.length, jobs.length, "every job was submitted");
+      assert.equal(tasks.length, STRESS_TASKS, "every task was stored");
+      const problems = outcomeProblems(tasks, ledger);
+      assert.deepEqual(problems.slice(0, 8), [], `${problems.length} tasks ended otherwise than planned`);
+      const stored = new Set(tasks.map((t) => t.id));
+      const unknown = [...ledger.runs.keys()].filter((id) => !stored.has(id));
+      assert.deepEqual(unknown, [], "no execution of a task not in these jobs");
+      const ends = ids.map((id) => [id, finished.flatMap((f) => f.jobEnds[id] ?? [])]);
+      assert.deepEqual(ends.filter(([, e]) => e.length !== 1), [], "every job ended once across the tabs");
+
+      const sum = (k) => finished.reduce((n, f) => n + f.stats[k], 0);
+      const count = (status) => tasks.filter((t) => t.status === status).length;
+      const runs = [...ledger.runs.values()].reduce((a, b) => a + b, 0);
+      assert.equal(sum("started"), runs, "the executors' stats count every attempt the tabs reported");
+      assert.equal(sum("completed"), count("completed"), "the executors' stats count every task stored completed");
+      assert.equal(sum("failed"), count("failed"), "the executors' stats count every task stored failed");
+      const want = expectedStats(tasks);
+      assert.equal(sum("timedOut"), want.timedOut, "the executors' stats count a timeout per task planned to time out");
+      assert.equal(sum("retried"), want.retried, "the executors' stats count a retry per flaky or timed-out task");
+      if (STRESS_TASKS >= 1000) { // a small run may draw none of some plan
+        assert.ok(sum("timedOut") > 0 && sum("retried") > 0 && sum("failed") > 0, "timeouts, retries, failures");
+      }
+      const claimed = finished.map((f, i) => `${labels[i]} ${f.stats.claimed}`).join(", ");
+      const workers = finished.filter((f) => f.stats.claimed > 0).length;
+      assert.ok(workers >= Math.min(labels.length, jobs.length), `every tab that submitted a job worked (${claimed})`);
+      return `${tasks.length} tasks in ${jobs.length} jobs, ${runs} runs, ${sum("retried")} retries, ` +
+        `${sum("timedOut")} timeouts, ${count("failed")} failed, ${count("cancelled")} cancelled; ` +
+        `claimed ${claimed}; runs ${labels.map((l) => `${l} ${ledger.byTab[l] ?? 0}`).join(", ")}; ` +
+        `slowest report ${Math.round(Math.max(...finished.map((f) => f.slowestReportMs)))} ms; ` +
+        `tabs ${[...new Set(finished.map((f) => f.visibility))].join(", ")}`;
+    },
+    STRESS_MS,
   );
 } finally {
   await context.close().catch(() => {});

@@ -2,19 +2,27 @@
  * The page side of `test/e2e/indexeddb-tabs.e2e.mjs`: one executor per tab on a shared
  * IndexedDB database, driven from Node through `globalThis.tabs`.
  *
- * Every task runs the agent `work`. What it does depends on the tab's configuration:
- * `random` sleeps a few random milliseconds, `slow` waits 60 s unless its signal aborts,
- * `quick` returns at once. Each execution is reported before the agent does anything else:
- * to Node through the exposed function `__tcReport` (awaited, so Node has counted an
- * execution before its task can complete) and, on request, in a localStorage counter
- * `exec:<key>` (synchronous, so it survives a reload of this tab).
+ * The agent `work` does what the tab's configuration says: `random` sleeps a few random
+ * milliseconds, `slow` waits 60 s unless its signal aborts, `quick` returns at once. Each
+ * execution is reported before the agent does anything else: to Node through the exposed
+ * function `__tcReport` (awaited, so Node has counted an execution before its task can
+ * complete) and, on request, in a localStorage counter `exec:<key>` (synchronous, so it
+ * survives a reload of this tab).
+ *
+ * The agent `stress` (the stress scenario) does what its input's plan says, as in
+ * `test/chaos/stress.ts`: `ok` returns, `flaky` throws a retryable error on attempt 1,
+ * `fatal` throws a `NonRetryableError`, `timeout` waits on attempt 1 until its signal
+ * aborts. It reports its start and its end, each awaited, so Node sees who holds a task.
  */
 
 import { openIndexedDbStorage } from "../../adapters/indexeddb.ts";
+import type { RetryOptions } from "../../src/backoff.ts";
+import { NonRetryableError } from "../../src/errors.ts";
 import { Executor, type ExecutorStats } from "../../src/executor.ts";
 import { AgentRegistry } from "../../src/registry.ts";
 import type { Storage } from "../../src/storage.ts";
-import type { JsonValue, Task } from "../../src/types.ts";
+import { isFinal, isJobFinal } from "../../src/status.ts";
+import type { Durability, JobSpec, JsonValue, Task } from "../../src/types.ts";
 
 /** How a tab runs. */
 export interface TabConfig {
@@ -36,6 +44,7 @@ export interface TabConfig {
   heartbeatMs?: number;
   recoveryIntervalMs?: number;
   pollIntervalMs?: number;
+  retry?: Partial<RetryOptions>;
 }
 
 /** One task as Node sees it. */
@@ -54,10 +63,26 @@ export interface JobView {
   tasks: TaskView[];
 }
 
-/** What a report to Node says. */
+/** A task as the stress scenario checks it. */
+export interface StressTaskView {
+  id: string;
+  jobId: string;
+  key: string;
+  status: string;
+  /** Whether the status is final (`isFinal`). */
+  final: boolean;
+  durability: Durability;
+  input: JsonValue;
+  /** Ids of the tasks it depends on. */
+  dependencies: string[];
+}
+
+/** What a report to Node says: an execution started, ended (`stress`) or saw its signal abort (`work`). */
 export interface Report {
-  event: "start" | "abort";
+  event: "start" | "end" | "abort";
   tab: string;
+  /** The task's id and key. */
+  id: string;
   key: string;
   attempt: number;
 }
@@ -67,6 +92,10 @@ type Reporter = (r: Report) => Promise<void>;
 let storage: Storage | null = null;
 let executor: Executor | null = null;
 let config: TabConfig | null = null;
+/** End events (`job:completed`, `job:failed`, `job:cancelled`) this tab's executor emitted, by job id. */
+let jobEnds: Record<string, string[]> = {};
+/** The slowest round trip of a `stress` start report to Node so far (ms). */
+let slowestReportMs = 0;
 
 function report(r: Report): Promise<void> {
   const fn = (globalThis as { __tcReport?: Reporter }).__tcReport;
@@ -86,6 +115,14 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       reject(signal.reason);
     };
     signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Resolve never; reject with the signal's reason once it aborts (at once if it has). */
+function untilAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
   });
 }
 
@@ -111,12 +148,12 @@ function registry(c: TabConfig): AgentRegistry {
     name: "work",
     description: "Reports its execution, then sleeps (random), waits 60 s (slow) or returns (quick)",
     async execute(input: JsonValue, ctx): Promise<JsonValue> {
-      const key = ctx.task.key;
+      const { id, key, attempt } = ctx.task;
       if (c.countInLocalStorage) {
         const name = `exec:${key}`;
         localStorage.setItem(name, String(Number(localStorage.getItem(name) ?? "0") + 1));
       }
-      await report({ event: "start", tab: c.tab, key, attempt: ctx.task.attempt });
+      await report({ event: "start", tab: c.tab, id, key, attempt });
       try {
         if (c.mode === "slow") await sleep(60_000, ctx.signal);
         else if (c.mode === "random") {
@@ -125,10 +162,29 @@ function registry(c: TabConfig): AgentRegistry {
           await sleep(lo + Math.random() * (hi - lo), ctx.signal);
         }
       } catch (e) {
-        void report({ event: "abort", tab: c.tab, key, attempt: ctx.task.attempt }).catch(() => {});
+        void report({ event: "abort", tab: c.tab, id, key, attempt }).catch(() => {});
         throw e;
       }
       return { by: c.tab, input };
+    },
+  });
+  registry.register({
+    name: "stress",
+    description: "Reports its start and end; returns, fails or times out as its input's plan says",
+    async execute(input: JsonValue, ctx): Promise<JsonValue> {
+      const { plan } = input as { plan: "ok" | "flaky" | "fatal" | "timeout" };
+      const { id, key, attempt } = ctx.task;
+      const t0 = performance.now();
+      await report({ event: "start", tab: c.tab, id, key, attempt });
+      slowestReportMs = Math.max(slowestReportMs, performance.now() - t0);
+      try {
+        if (plan === "fatal") throw new NonRetryableError("planned permanent failure");
+        if (attempt === 1 && plan === "flaky") throw new Error("planned retryable failure");
+        if (attempt === 1 && plan === "timeout") await untilAborted(ctx.signal); // ends at its timeout
+        return attempt;
+      } finally {
+        await report({ event: "end", tab: c.tab, id, key, attempt });
+      }
     },
   });
   return registry;
@@ -150,8 +206,13 @@ const tabs = {
       ...(c.heartbeatMs !== undefined && { heartbeatMs: c.heartbeatMs }),
       ...(c.recoveryIntervalMs !== undefined && { recoveryIntervalMs: c.recoveryIntervalMs }),
       ...(c.pollIntervalMs !== undefined && { pollIntervalMs: c.pollIntervalMs }),
+      ...(c.retry !== undefined && { retry: c.retry }),
     };
     executor = new Executor(options);
+    jobEnds = {};
+    for (const event of ["job:completed", "job:failed", "job:cancelled"] as const) {
+      executor.on(event, ({ job }) => (jobEnds[job.id] ??= []).push(event));
+    }
     executor.start();
   },
 
@@ -164,6 +225,38 @@ const tabs = {
       input: i,
     }));
     return (await e.submit({ name, tasks })).id;
+  },
+
+  /** Submit jobs one after the other; returns their ids. */
+  async submitJobs(specs: JobSpec[]): Promise<string[]> {
+    const e = need(executor, "executor");
+    const ids = [];
+    for (const spec of specs) ids.push((await e.submit(spec)).id);
+    return ids;
+  },
+
+  /** Of the jobs `ids`, those not ended yet (as stored now). */
+  async openJobs(ids: string[]): Promise<string[]> {
+    const s = need(storage, "storage");
+    const open = [];
+    for (const id of ids) {
+      const job = await s.getJob(id);
+      if (!job || !isJobFinal(job.status)) open.push(id);
+    }
+    return open;
+  },
+
+  /** Every stored task of the jobs `ids`. */
+  async stressTasks(ids: string[]): Promise<StressTaskView[]> {
+    const s = need(storage, "storage");
+    const out: StressTaskView[] = [];
+    for (const jobId of ids) {
+      for (const t of await s.listTasks({ jobId })) {
+        const { id, key, status, durability, input, dependencies } = t;
+        out.push({ id, jobId, key, status, final: isFinal(t), durability, input, dependencies: [...dependencies] });
+      }
+    }
+    return out;
   },
 
   /** Wait for a job to end (through this tab's executor) and return it. */
@@ -214,6 +307,19 @@ const tabs = {
     return { before, after: await tabs.wait(id) };
   },
 
+  /**
+   * Shut the executor down (every result it holds is stored first) and return what it
+   * counted: its stats, the job end events it emitted, the slowest start report, and
+   * whether the tab is visible. The storage stays open.
+   */
+  async finish(): Promise<
+    { stats: ExecutorStats; jobEnds: Record<string, string[]>; slowestReportMs: number; visibility: string }
+  > {
+    const e = need(executor, "executor");
+    await e.shutdown();
+    return { stats: e.stats(), jobEnds, slowestReportMs, visibility: document.visibilityState };
+  },
+
   /** This tab's executor counters. */
   stats(): ExecutorStats {
     return need(executor, "executor").stats();
@@ -236,6 +342,8 @@ const tabs = {
     executor = null;
     storage = null;
     config = null;
+    jobEnds = {};
+    slowestReportMs = 0;
   },
 
   /** The tab's configuration (for debugging). */
