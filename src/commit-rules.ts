@@ -197,7 +197,9 @@ class Batch {
       }
     }
     if (!satisfiedOf(prevStatus, prevReview) && satisfiedOf(next.status, next.review)) {
-      yield* this.satisfyDependents(next);
+      const found = this.dependentsOf(next.id);
+      const ids = isThenable(found) ? (yield found) as readonly string[] : found;
+      if (ids.length > 0) yield* this.satisfyDependents(ids);
     }
     if (
       prevStatus !== next.status &&
@@ -206,9 +208,8 @@ class Batch {
     return next;
   }
 
-  *satisfyDependents(task: Task): Step<void> {
-    const found = this.dependentsOf(task.id);
-    const ids = isThenable(found) ? (yield found) as readonly string[] : found;
+  /** Count one more satisfied dependency on each of `ids`, the dependents of a task that just became satisfied. */
+  *satisfyDependents(ids: readonly string[]): Step<void> {
     for (const id of ids) {
       const read = this.task(id);
       const dep = isThenable(read) ? (yield read) as Task | undefined : read;
@@ -497,60 +498,62 @@ export function sanitizeTask(raw: Task, now: number): Task {
   };
 }
 
-const PATCHABLE = new Set([
-  "agent",
-  "input",
-  "output",
-  "error",
-  "status",
-  "statusReason",
-  "parentId",
-  "remainingDeps",
-  "attempts",
-  "maxAttempts",
-  "timeoutMs",
-  "durability",
-  "onDependencyFailure",
-  "priority",
-  "runAt",
-  "review",
-  "reviewFeedback",
-  "leaseOwner",
-  "leaseExpiresAt",
-  "startedAt",
-  "finishedAt",
-  "description",
-  "taskType",
-  "summary",
-  "acceptanceCriteria",
-]);
-
+/** Check an update's fields (the fields of `TaskPatch`) and return a clean copy with frozen JSON. */
 function sanitizePatch(set: Partial<Task>): Partial<Task> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(set)) {
     const value = (set as Record<string, unknown>)[key];
     if (value === undefined) continue;
-    if (!PATCHABLE.has(key)) throw new TypeError(`Task field "${key}" cannot be updated`);
-    if (key === "input" || key === "output") out[key] = toJson(value);
-    else if (key === "error") out[key] = value === null ? null : toJson(value);
-    else if (key === "status") {
-      req(typeof value === "string" && TASK_STATUS_SET.has(value), "status", value);
-      out[key] = value;
-    } else if (key === "attempts" || key === "maxAttempts" || key === "remainingDeps") {
-      req(Number.isInteger(value) && (value as number) >= 0, key, value);
-      out[key] = value;
-    } else if (key === "runAt" || key === "priority") {
-      req(Number.isFinite(value), key, value);
-      out[key] = value;
-    } else if (key === "leaseExpiresAt" || key === "startedAt" || key === "finishedAt" || key === "timeoutMs") {
-      req(optNumber(value), key, value);
-      out[key] = value;
-    } else if (key === "review") {
-      req(typeof value === "boolean", key, value);
-      out[key] = value;
-    } else {
-      req(typeof value === "string" || value === null, key, value);
-      out[key] = value;
+    switch (key) {
+      case "input":
+      case "output":
+        out[key] = toJson(value);
+        break;
+      case "error":
+        out[key] = value === null ? null : toJson(value);
+        break;
+      case "status":
+        req(typeof value === "string" && TASK_STATUS_SET.has(value), "status", value);
+        out[key] = value;
+        break;
+      case "attempts":
+      case "maxAttempts":
+      case "remainingDeps":
+        req(Number.isInteger(value) && (value as number) >= 0, key, value);
+        out[key] = value;
+        break;
+      case "runAt":
+      case "priority":
+        req(Number.isFinite(value), key, value);
+        out[key] = value;
+        break;
+      case "leaseExpiresAt":
+      case "startedAt":
+      case "finishedAt":
+      case "timeoutMs":
+        req(optNumber(value), key, value);
+        out[key] = value;
+        break;
+      case "review":
+        req(typeof value === "boolean", key, value);
+        out[key] = value;
+        break;
+      case "agent":
+      case "statusReason":
+      case "parentId":
+      case "durability":
+      case "onDependencyFailure":
+      case "reviewFeedback":
+      case "leaseOwner":
+      case "description":
+      case "taskType":
+      case "summary":
+      case "acceptanceCriteria":
+        req(typeof value === "string" || value === null, key, value);
+        out[key] = value;
+        break;
+      default:
+        throw new TypeError(`Task field "${key}" cannot be updated`);
     }
   }
   return out as Partial<Task>;
