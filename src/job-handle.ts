@@ -5,7 +5,16 @@
  */
 
 import type { Clock } from "./clock.ts";
-import { JobFailedError, NotFoundError } from "./errors.ts";
+import { backoffDelay } from "./backoff.ts";
+import {
+  JobFailedError,
+  NotFoundError,
+  StorageBlockedError,
+  StorageCorruptError,
+  StorageError,
+  StorageVersionChangeError,
+  StorageVersionError,
+} from "./errors.ts";
 import type { ExecutorEventName, ExecutorEvents, Listener } from "./events.ts";
 import { isJobFinal, isSatisfied } from "./status.ts";
 import type { Storage } from "./storage.ts";
@@ -26,6 +35,20 @@ export interface JobHost {
 }
 
 type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}`>;
+
+/** Failed reads `wait()` retries in a row before it gives up and throws. */
+const WAIT_READ_RETRIES = 5;
+
+/**
+ * Whether a storage error may pass (a dropped connection, a failed transaction): not one
+ * that says the storage cannot be used as it is (corrupt, newer, blocked, upgraded away).
+ */
+function mayPass(e: unknown): boolean {
+  return e instanceof StorageError && !(
+    e instanceof StorageCorruptError || e instanceof StorageVersionError || e instanceof StorageBlockedError ||
+    e instanceof StorageVersionChangeError
+  );
+}
 
 /** A handle on one job. */
 export class JobHandle {
@@ -54,9 +77,12 @@ export class JobHandle {
   /**
    * Wait until the job ends. Resolves with the outputs of its completed tasks by key;
    * rejects with a `JobFailedError` naming the failed tasks when it failed or was cancelled.
+   * A storage read that fails with an error that may pass is retried with backoff, up to
+   * five times in a row, as the executor retries its own calls; other errors are thrown.
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
     const { signal } = options;
+    let failures = 0;
     for (;;) {
       signal?.throwIfAborted();
       let wake: () => void = () => {};
@@ -74,13 +100,36 @@ export class JobHandle {
       try {
         const job = await this.status();
         if (isJobFinal(job.status)) return await this.#outcome(job);
+        failures = 0;
         await woken;
+      } catch (e) {
+        if (!mayPass(e) || ++failures > WAIT_READ_RETRIES) throw e;
+        const delayMs = backoffDelay(failures, {
+          delayMs: 20,
+          factor: 2,
+          maxDelayMs: this.#host.pollIntervalMs,
+          jitter: true,
+        });
+        await this.#pause(delayMs, signal);
       } finally {
         for (const off of offs) off();
         this.#host.clock.clearTimer(timer);
         signal?.removeEventListener("abort", onAbort);
       }
     }
+  }
+
+  /** Sleep `ms` on the executor's clock, or less when `signal` aborts. */
+  #pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.#host.clock.clearTimer(timer);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = this.#host.clock.setTimer(done, ms);
+      signal?.addEventListener("abort", done, { once: true });
+    });
   }
 
   async #outcome(job: Job): Promise<Record<string, JsonValue>> {

@@ -10,7 +10,9 @@
  * Runner-neutral: registered for every target in every runtime by `suites.ts`.
  */
 
-import { NonRetryableError } from "../../src/errors.ts";
+import { systemClock } from "../../src/clock.ts";
+import { NonRetryableError, StorageCorruptError } from "../../src/errors.ts";
+import { JobHandle } from "../../src/job-handle.ts";
 import { isFinal, isSatisfied } from "../../src/status.ts";
 import type { Durability, Task } from "../../src/types.ts";
 import { deepEqual, equal, ok } from "../conformance/assert.ts";
@@ -206,6 +208,50 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
           equal(t.attempts, 1, `attempts of ${t.key}: a handed-back claim is not an attempt`);
         }
         deepEqual(report.jobEnds.get(job.id), ["job:completed"]);
+      },
+    },
+    {
+      name:
+        "wait() rides out failing reads: errors that may pass are retried, a corrupt store or a sixth failure in a row is thrown",
+      async run(ctx) {
+        const faulty = new FaultyStorage(ctx.storage);
+        const { executor } = reportingExecutor(faulty, [agent("double", (input) => (input as number) * 2)]);
+        executor.start();
+        const job = await executor.submit({ name: "reads", tasks: [{ key: "a", agent: "double", input: 21 }] });
+        ok(!((await settled(job, 4000)) instanceof Error), "the job completed");
+        await executor.shutdown();
+        // Without a retry of its own, the caller still gets the outputs.
+        faulty.failNext("getJob", "before", 3);
+        faulty.failNext("listTasks", "before", 2);
+        deepEqual(await job.wait(), { a: 42 }, "wait() answered through five failed reads");
+        equal(faulty.faultCount("getJob") + faulty.faultCount("listTasks"), 5);
+        faulty.failNext("getJob", "before", 6);
+        const sixth = await job.wait().then(() => null, (e: unknown) => e);
+        ok(sixth instanceof InjectedFaultError, `a sixth failed read in a row is thrown, got ${String(sixth)}`);
+        // A store that cannot be read as it is: thrown at once, not retried.
+        let reads = 0;
+        const corrupt = new Proxy(faulty, {
+          get(target, key) {
+            if (key === "getJob") {
+              return () => {
+                reads++;
+                return Promise.reject(new StorageCorruptError("jobs", "bad row"));
+              };
+            }
+            const value = Reflect.get(target, key, target);
+            return typeof value === "function" ? value.bind(target) : value;
+          },
+        });
+        const handle = new JobHandle(job.id, {
+          storage: corrupt,
+          clock: systemClock,
+          pollIntervalMs: 10,
+          on: () => () => {},
+          setJobStatus: () => Promise.reject(new Error("not used")),
+        });
+        const thrown = await handle.wait().then(() => null, (e: unknown) => e);
+        ok(thrown instanceof StorageCorruptError, `a StorageCorruptError is thrown, got ${String(thrown)}`);
+        equal(reads, 1, "and not retried");
       },
     },
     {
