@@ -5,6 +5,9 @@
  * other, so two tabs never claim the same task. `watch()` wakes executors in other tabs
  * through a `BroadcastChannel` named after the database.
  *
+ * A claim of many tasks is one record, not a write per task (see `indexeddb/claims.ts`),
+ * so a task costs about one row write after its creation: its completion.
+ *
  * Outside a browser, install the classes of `fake-indexeddb` first
  * (`import "fake-indexeddb/auto"`): `idb` checks records against the global IDB classes.
  *
@@ -37,11 +40,21 @@ import type {
 } from "../src/storage.ts";
 import { isJobFinal } from "../src/status.ts";
 import type { Job, JsonValue, Task } from "../src/types.ts";
+import { ClaimBook, mayHaveExpired, readRows } from "./indexeddb/claims.ts";
 import { toStorageError } from "./indexeddb/errors.ts";
-import { IdbRuleTx, quiet, type WriteTx } from "./indexeddb/rule-tx.ts";
-import { byId, listTasks, UPPER } from "./indexeddb/queries.ts";
+import { IdLeaves } from "./indexeddb/leaves.ts";
+import { IdbRuleTx, type WriteTx } from "./indexeddb/rule-tx.ts";
+import { listTasks } from "./indexeddb/queries.ts";
+import { ReadyQueue } from "./indexeddb/ready.ts";
 import { freezeJob, fromRow, type TaskRow, toRow } from "./indexeddb/rows.ts";
-import { openDatabase, SCHEMA_VERSION, type TaskCoreDb, type TaskCoreSchema } from "./indexeddb/schema.ts";
+import {
+  type LeaseRecord,
+  openDatabase,
+  SCHEMA_VERSION,
+  type TaskCoreDb,
+  type TaskCoreSchema,
+} from "./indexeddb/schema.ts";
+import { byId, putRows, quiet, UPPER } from "./indexeddb/util.ts";
 import { Wakeup } from "./indexeddb/wake.ts";
 import type { IDBPTransaction, StoreNames } from "idb";
 
@@ -71,6 +84,12 @@ export interface IndexedDbStorageOptions {
   broadcast?: boolean;
   /** Clock used when a caller passes no `now` (default `Date.now`). */
   now?: () => number;
+  /**
+   * A claim of at least this many tasks is stored as one claim record instead of a
+   * write per task (default 8); a smaller one rewrites each claimed task's row, which
+   * costs fewer requests for one or two tasks.
+   */
+  claimRecordFrom?: number;
 }
 
 /** The storage returned by {@link openIndexedDbStorage}. */
@@ -83,8 +102,13 @@ export interface IndexedDbStorage extends Storage {
 
 type ReadTx = IDBPTransaction<TaskCoreSchema, StoreNames<TaskCoreSchema>[], "readonly">;
 
-const ALL_STORES: StoreNames<TaskCoreSchema>[] = ["jobs", "tasks", "cache", "state"];
-const JOB_STORES: StoreNames<TaskCoreSchema>[] = ["jobs", "tasks"];
+/** Stores a task write may touch: the row, the claim queue, the claims. */
+const TASK_STORES: StoreNames<TaskCoreSchema>[] = ["jobs", "tasks", "members", "ready", "claims", "leases"];
+const ALL_STORES: StoreNames<TaskCoreSchema>[] = [...TASK_STORES, "cache", "state"];
+/** Stores a task read may touch: the rows and the claims overlaid on them. */
+const READ_STORES: StoreNames<TaskCoreSchema>[] = ["tasks", "claims", "leases"];
+/** Stores a task query may touch: those, and the jobs' members. */
+const LIST_STORES: StoreNames<TaskCoreSchema>[] = [...READ_STORES, "members"];
 
 class IdbStorage implements IndexedDbStorage {
   readonly name: string = "indexeddb";
@@ -95,15 +119,24 @@ class IdbStorage implements IndexedDbStorage {
   readonly #now: () => number;
   readonly #wake: Wakeup;
   readonly #txOptions: IDBTransactionOptions;
+  readonly #claimRecordFrom: number;
   #closed: StorageError | undefined;
 
-  constructor(db: TaskCoreDb, name: string, durability: IndexedDbDurability, wake: Wakeup, now: () => number) {
+  constructor(
+    db: TaskCoreDb,
+    name: string,
+    durability: IndexedDbDurability,
+    wake: Wakeup,
+    now: () => number,
+    claimRecordFrom: number,
+  ) {
     this.#db = db;
     this.databaseName = name;
     this.durability = durability;
     this.#txOptions = durability === "default" ? {} : { durability };
     this.#wake = wake;
     this.#now = now;
+    this.#claimRecordFrom = claimRecordFrom;
   }
 
   /** Called by the connection's `versionchange` handler, before it closes. */
@@ -187,7 +220,7 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   async createJob(job: Job, tasks: readonly Task[]): Promise<CommitResult> {
-    const r = await this.#write(JOB_STORES, "creating a job", async (tx) => {
+    const r = await this.#write(TASK_STORES, "creating a job", async (tx) => {
       const rtx = new IdbRuleTx(tx);
       rtx.prefetchJobs([job?.id]);
       if (Array.isArray(tasks)) await rtx.prefetchMany(tasks.map((t) => t?.id));
@@ -216,24 +249,23 @@ class IdbStorage implements IndexedDbStorage {
     checkClaimOptions(options);
     const { limit, now, owner, leaseMs } = options;
     if (limit === 0) return [];
-    return await this.#write(["tasks"], "claiming tasks", async (tx) => {
+    return await this.#write(["tasks", "ready", "claims", "leases"], "claiming tasks", async (tx) => {
+      const ids = [...new Set(await new ReadyQueue(tx).take(limit, now))];
+      if (ids.length === 0) return [];
       const store = tx.objectStore("tasks");
-      const index = store.index("claim");
+      const rows = await readRows(store, ids);
+      const held: TaskRow[] = [];
       const out: Task[] = [];
-      // Skip-scan over [priority, runAt, id]: per priority (lowest first) take the due part,
-      // `runAt <= now`, in one request, then jump past that priority's delayed tasks.
-      let from: IDBKeyRange | null = null;
-      while (out.length < limit) {
-        const head = await index.openKeyCursor(from);
-        if (!head) break;
-        const priority = head.key[0];
-        const due = IDBKeyRange.bound([priority, -Infinity], [priority, now, UPPER]);
-        for (const row of await index.getAll(due, limit - out.length)) {
-          const next = claimPatch(fromRow(row), owner, now, leaseMs);
-          quiet(store.put(toRow(next, row._dependents)));
-          out.push(next);
-        }
-        from = IDBKeyRange.lowerBound([priority, Infinity], true);
+      for (const id of ids) {
+        const row = rows.get(id);
+        if (!row || row.status !== "ready") continue; // not ready any more: the queue entry was stale
+        held.push(row);
+        out.push(claimPatch(fromRow(row), owner, now, leaseMs));
+      }
+      if (held.length >= this.#claimRecordFrom) {
+        new ClaimBook(tx).create(held, owner, now, leaseMs);
+      } else {
+        putRows(store, held.map((row, i) => toRow(out[i]!, row._dependents)));
       }
       return out;
     });
@@ -245,27 +277,47 @@ class IdbStorage implements IndexedDbStorage {
       this.#check();
       return [];
     }
-    return await this.#write(["tasks"], "renewing leases", async (tx) => {
+    return await this.#write(READ_STORES, "renewing leases", async (tx) => {
       const store = tx.objectStore("tasks");
-      const found = await Promise.all(ids.map((id) => quiet(store.get(id))));
+      const rows = await readRows(store, ids);
+      const claims = new ClaimBook(tx);
+      await claims.resolve(rows.values());
+      const exp = options.now + options.leaseMs;
+      const byLease = new Map<LeaseRecord, Set<string>>();
       const out: string[] = [];
-      for (const t of found) {
-        if (!t || t.status !== "running" || t.leaseOwner !== options.owner) continue;
-        quiet(store.put({ ...t, leaseExpiresAt: options.now + options.leaseMs }));
-        out.push(t.id);
+      for (const id of ids) {
+        const t = rows.get(id);
+        if (!t) continue;
+        const ref = claims.ref(id);
+        if (ref) {
+          if (ref.lease.owner !== options.owner) continue;
+          const set = byLease.get(ref.lease);
+          if (set) set.add(id);
+          else byLease.set(ref.lease, new Set([id]));
+        } else {
+          if (t.status !== "running" || t.leaseOwner !== options.owner) continue;
+          quiet(store.put({ ...t, leaseExpiresAt: exp }));
+        }
+        out.push(id);
       }
+      for (const [lease, held] of byLease) claims.renew(lease, held, exp);
+      claims.flush();
       return out;
     });
   }
 
   expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
-    return this.#read(["tasks"], "reading expired leases", async (tx) => {
-      const running = await tx.objectStore("tasks").index("status").getAll(
-        IDBKeyRange.bound(["running"], ["running", UPPER]),
-      );
-      const out = running.filter((t) => t.leaseExpiresAt !== null && t.leaseExpiresAt <= now);
+    return this.#read(READ_STORES, "reading expired leases", async (tx) => {
+      const [running, held] = await Promise.all([
+        tx.objectStore("tasks").index("status").getAll(IDBKeyRange.bound(["running"], ["running", UPPER])),
+        new ClaimBook(tx).held((lease) => mayHaveExpired(lease, now)),
+      ]);
+      const out = [
+        ...running.filter((t) => typeof t.leaseExpiresAt === "number" && t.leaseExpiresAt <= now).map(fromRow),
+        ...held.filter((t) => t.leaseExpiresAt !== null && t.leaseExpiresAt <= now),
+      ];
       out.sort((a, b) => a.leaseExpiresAt! - b.leaseExpiresAt! || byId(a, b));
-      return out.slice(0, limit).map(fromRow);
+      return out.slice(0, limit);
     });
   }
 
@@ -296,25 +348,32 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   getTask(id: string): Promise<Task | undefined> {
-    return this.#read(["tasks"], "reading a task", async (tx) => {
+    return this.#read(READ_STORES, "reading a task", async (tx) => {
       if (typeof id !== "string") return undefined;
       const row = await tx.objectStore("tasks").get(id);
-      return row && fromRow(row);
+      if (!row) return undefined;
+      const claims = new ClaimBook(tx);
+      await claims.resolve([row]);
+      return claims.view(row);
     });
   }
 
   getTasks(ids: readonly string[]): Promise<Task[]> {
-    return this.#read(["tasks"], "reading tasks", async (tx) => {
-      const store = tx.objectStore("tasks");
-      const found = await Promise.all(
-        ids.map((id) => (typeof id === "string" ? quiet(store.get(id)) : Promise.resolve(undefined))),
-      );
-      return found.filter((t): t is TaskRow => t !== undefined).map(fromRow);
+    return this.#read(READ_STORES, "reading tasks", async (tx) => {
+      const rows = await readRows(tx.objectStore("tasks"), ids.filter((id) => typeof id === "string"));
+      const claims = new ClaimBook(tx);
+      await claims.resolve(rows.values());
+      const out: Task[] = [];
+      for (const id of ids) {
+        const row = typeof id === "string" ? rows.get(id) : undefined;
+        if (row) out.push(claims.view(row));
+      }
+      return out;
     });
   }
 
   listTasks(query: TaskQuery): Promise<Task[]> {
-    return this.#read(["tasks"], "listing tasks", (tx) => listTasks(tx.objectStore("tasks"), query ?? {}));
+    return this.#read(LIST_STORES, "listing tasks", (tx) => listTasks(tx, query ?? {}));
   }
 
   getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
@@ -334,7 +393,7 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   prune(options: PruneOptions): Promise<number> {
-    return this.#write(["jobs", "tasks", "cache"], "pruning jobs", async (tx) => {
+    return this.#write(["jobs", "tasks", "members", "cache"], "pruning jobs", async (tx) => {
       const { finishedBefore, keepLast } = options ?? {};
       const jobs = tx.objectStore("jobs");
       const index = jobs.index("finished");
@@ -350,12 +409,12 @@ class IdbStorage implements IndexedDbStorage {
         return (old || extra) && isJobFinal(job.status);
       });
       const tasks = tx.objectStore("tasks");
-      const taskIds = await Promise.all(
-        doomed.map((job) => quiet(tasks.index("job").getAllKeys(IDBKeyRange.bound([job.id], [job.id, UPPER])))),
-      );
+      const members = new IdLeaves(tx, "members");
+      const taskIds = await Promise.all(doomed.map((job) => members.ids([job.id])));
       const cache = tx.objectStore("cache");
       doomed.forEach((job, i) => {
         for (const id of taskIds[i]!) quiet(tasks.delete(id));
+        members.clear([job.id]);
         quiet(cache.delete(IDBKeyRange.bound([job.id], [job.id, UPPER])));
         quiet(jobs.delete(job.id));
       });
@@ -403,7 +462,7 @@ export async function openIndexedDbStorage(options: IndexedDbStorageOptions): Pr
       `openIndexedDbStorage() expects an options object, got ${options === null ? "null" : typeof options}`,
     );
   }
-  const { name, durability = "strict", broadcast = true, now = Date.now } = options;
+  const { name, durability = "strict", broadcast = true, now = Date.now, claimRecordFrom = 8 } = options;
   if (typeof name !== "string" || name === "") {
     throw new TypeError(
       `IndexedDB option "name" must be a non-empty string, got ${typeof name === "string" ? '""' : typeof name}`,
@@ -415,6 +474,9 @@ export async function openIndexedDbStorage(options: IndexedDbStorageOptions): Pr
     );
   }
   if (typeof now !== "function") throw new TypeError(`IndexedDB option "now" must be a function, got ${typeof now}`);
+  if (!Number.isInteger(claimRecordFrom) || claimRecordFrom < 1) {
+    throw new RangeError(`IndexedDB option "claimRecordFrom" must be an integer >= 1, got ${String(claimRecordFrom)}`);
+  }
   const factory = options.idbFactory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
   const g = globalThis as { IDBRequest?: unknown; IDBKeyRange?: unknown };
   if (
@@ -435,7 +497,7 @@ export async function openIndexedDbStorage(options: IndexedDbStorageOptions): Pr
     onVersionChange: (v) => holder.storage?.versionChanged(v),
     onTerminated: () => holder.storage?.terminated(),
   });
-  const storage = new IdbStorage(db, name, durability, new Wakeup(name, broadcast), now);
+  const storage = new IdbStorage(db, name, durability, new Wakeup(name, broadcast), now, claimRecordFrom);
   holder.storage = storage;
   return storage;
 }

@@ -8,9 +8,12 @@
  */
 
 import { type IndexedDbDurability, openIndexedDbStorage } from "../adapters/indexeddb.ts";
-import { fromRow, toRow } from "../adapters/indexeddb/rows.ts";
+import { ClaimBook, readRows } from "../adapters/indexeddb/claims.ts";
+import { IdLeaves } from "../adapters/indexeddb/leaves.ts";
+import { ReadyQueue } from "../adapters/indexeddb/ready.ts";
+import { type TaskRow, toRow } from "../adapters/indexeddb/rows.ts";
 import { openDatabase } from "../adapters/indexeddb/schema.ts";
-import { claimPatch } from "../src/commit-rules.ts";
+import { putRows } from "../adapters/indexeddb/util.ts";
 import { newId } from "../src/ids.ts";
 import type { CommitOp } from "../src/storage.ts";
 import type { Job, Task } from "../src/types.ts";
@@ -145,9 +148,11 @@ async function run(
 }
 
 /**
- * The floor of this design: the same schema and the same requests per task (claim: one
- * range read and one put; completion: one read and one put), with no rules, no job record,
- * no checks. What `batched` costs above it is the adapter's own overhead.
+ * The floor of this design: the same schema and the same requests per batch (claim: take
+ * the head of the claim queue, read the rows, write one claim record; completion: read
+ * the rows and their claim, write each row, drop the claim), with no rules, no job
+ * record, no checks beyond reading rows. What `batched` costs above it is the adapter's
+ * own overhead.
  */
 async function floor(round: number, durability: IndexedDbDurability, batch: number, n: number): Promise<BenchRow> {
   const name = `bench-floor-${newId()}`;
@@ -155,26 +160,40 @@ async function floor(round: number, durability: IndexedDbDurability, batch: numb
   const opts = durability === "default" ? {} : { durability };
   const built = job(newId(), n);
   const t0 = performance.now();
-  const create = db.transaction("tasks", "readwrite", opts);
-  for (const t of built.tasks) void create.store.put(toRow({ ...t, status: "ready" }, undefined)).catch(() => {});
+  const create = db.transaction(["tasks", "members", "ready"], "readwrite", opts);
+  const queue = new ReadyQueue(create);
+  const members = new IdLeaves(create, "members");
+  putRows(create.objectStore("tasks"), built.tasks.map((t) => toRow({ ...t, status: "ready" }, undefined)));
+  for (const t of built.tasks) {
+    queue.add(t.priority, t.runAt, t.id);
+    members.add([t.jobId], t.id);
+  }
+  await Promise.all([queue.flush(), members.flush()]);
   await create.done;
   const t1 = performance.now();
   let transactions = 0;
   for (let done = 0; done < n;) {
-    const claim = db.transaction("tasks", "readwrite", opts);
-    const rows = await claim.store.index("claim").getAll(IDBKeyRange.bound([0, -Infinity], [0, Date.now(), []]), batch);
-    const claimed = rows.map((r) => claimPatch(fromRow(r), "bench", Date.now(), 60_000));
-    for (const t of claimed) void claim.store.put(toRow(t, undefined)).catch(() => {});
+    const claim = db.transaction(["tasks", "ready", "claims", "leases"], "readwrite", opts);
+    const ids = await new ReadyQueue(claim).take(batch, Date.now());
+    const rows = await readRows(claim.objectStore("tasks"), ids);
+    const held = ids.map((id) => rows.get(id)!);
+    new ClaimBook(claim).create(held, "bench", Date.now(), 60_000);
     await claim.done;
-    const commit = db.transaction("tasks", "readwrite", opts);
-    const current = await Promise.all(claimed.map((t) => commit.store.get(t.id)));
-    for (const r of current) {
-      const t = fromRow(r!);
-      void commit.store.put(toRow({ ...t, status: "completed", version: t.version + 1 }, undefined)).catch(() => {});
+    const commit = db.transaction(["tasks", "claims", "leases"], "readwrite", opts);
+    const current = await readRows(commit.objectStore("tasks"), ids);
+    const claims = new ClaimBook(commit);
+    await claims.resolve(current.values());
+    const completed: TaskRow[] = [];
+    for (const row of current.values()) {
+      const t = claims.view(row);
+      claims.release(t.id);
+      completed.push(toRow({ ...t, status: "completed", version: t.version + 1 }, undefined));
     }
+    putRows(commit.objectStore("tasks"), completed);
+    claims.flush();
     await commit.done;
     transactions += 2;
-    done += claimed.length;
+    done += ids.length;
   }
   const ms = performance.now() - t1;
   db.close();

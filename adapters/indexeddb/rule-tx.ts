@@ -6,11 +6,13 @@
  *   batch and write only at the end) and can be issued ahead of time: IndexedDB answers
  *   the requests of one transaction in order, so issuing them together costs one round
  *   trip instead of one each. A read that has answered is served synchronously.
+ * - A task read is its row with the claim holding it (if any) overlaid (`claims.ts`).
  * - `dependents(id)` is answered from the task's own row (`_dependents`, see `rows.ts`),
  *   so completing a task costs no index lookup.
  * - Task writes are buffered and issued by {@link IdbRuleTx.finish}, once every new edge
  *   of the batch is known, without waiting for their results: a failing write aborts
- *   the transaction, which the adapter reports when it awaits `done`.
+ *   the transaction, which the adapter reports when it awaits `done`. A write also keeps
+ *   the claim queue (`ready.ts`), the claims and the job's `members` in step with the task.
  *
  * @module
  */
@@ -19,19 +21,15 @@ import type { IDBPTransaction, StoreNames } from "idb";
 import type { MaybePromise, RuleTx } from "../../src/commit-rules.ts";
 import type { CommitOp } from "../../src/storage.ts";
 import type { Job, JsonValue, Task, TaskStatus } from "../../src/types.ts";
-import { freezeJob, fromRow, type TaskRow, toRow } from "./rows.ts";
+import { ClaimBook, readRows } from "./claims.ts";
+import { IdLeaves } from "./leaves.ts";
+import { ReadyQueue } from "./ready.ts";
+import { freezeJob, type TaskRow, toRow } from "./rows.ts";
 import type { TaskCoreSchema } from "./schema.ts";
+import { byId, putRows, quiet, RANGE_READ_MIN } from "./util.ts";
 
 /** A readwrite transaction over some of the task-core stores. */
 export type WriteTx = IDBPTransaction<TaskCoreSchema, StoreNames<TaskCoreSchema>[], "readwrite">;
-
-const noop = (): void => {};
-
-/** Mark a promise as handled (its error surfaces through the transaction) and return it. */
-export function quiet<T>(p: Promise<T>): Promise<T> {
-  p.catch(noop);
-  return p;
-}
 
 /** Statuses whose arrival may change dependents (satisfy or fail them). */
 const SETTLING: ReadonlySet<string> = new Set<TaskStatus>(["completed", "accepted", "failed", "cancelled", "rejected"]);
@@ -69,33 +67,51 @@ class Reads<V> {
   }
 }
 
-/** A `RuleTx` over one IndexedDB readwrite transaction. Call {@link IdbRuleTx.finish} after the rules. */
+/**
+ * A `RuleTx` over one IndexedDB readwrite transaction. Call {@link IdbRuleTx.finish} after the rules.
+ */
 export class IdbRuleTx implements RuleTx {
   readonly #tx: WriteTx;
   readonly #tasks = new Reads<Task | undefined>();
   readonly #jobs = new Reads<Job | undefined>();
   /** Rows as stored, by id, for every task read. */
   readonly #rows = new Map<string, TaskRow>();
-  /** Task writes of the batch, issued by `finish()`. */
-  readonly #puts = new Map<string, Task>();
+  /** Task writes of the batch (with the record as read), issued by `finish()`. */
+  readonly #puts = new Map<string, { task: Task; prev: Task | undefined }>();
   /** New edges of the batch: dependency id -> ids of tasks inserted with it. */
   readonly #added = new Map<string, string[]>();
+  readonly #claims: ClaimBook;
+  readonly #ready: ReadyQueue;
+  readonly #members: IdLeaves;
 
-  /** Wrap a transaction over at least `jobs` and `tasks` (plus `cache` and `state` for commits). */
+  /**
+   * Wrap a transaction over `jobs`, `tasks`, `members`, `ready`, `claims` and `leases`
+   * (plus `cache` and `state` for commits).
+   */
   constructor(tx: WriteTx) {
     this.#tx = tx;
+    this.#claims = new ClaimBook(tx);
+    this.#ready = new ReadyQueue(tx);
+    this.#members = new IdLeaves(tx, "members");
   }
 
+  /** Remember a row whose claim (if any) is resolved, and return its task. */
   #remember(row: TaskRow | undefined): Task | undefined {
     if (!row) return undefined;
     this.#rows.set(row.id, row);
-    return fromRow(row);
+    return this.#claims.view(row);
+  }
+
+  async #load(id: string): Promise<Task | undefined> {
+    const row = await this.#tx.objectStore("tasks").get(id);
+    await this.#claims.resolve([row]);
+    return this.#remember(row);
   }
 
   /** {@inheritDoc RuleTx.getTask} */
   getTask(id: string): MaybePromise<Task | undefined> {
     if (typeof id !== "string") return undefined;
-    return this.#tasks.get(id, () => this.#tx.objectStore("tasks").get(id).then((row) => this.#remember(row)));
+    return this.#tasks.get(id, () => this.#load(id));
   }
 
   /** {@inheritDoc RuleTx.getJob} */
@@ -115,24 +131,26 @@ export class IdbRuleTx implements RuleTx {
 
   /** {@inheritDoc RuleTx.jobTasks} */
   async jobTasks(jobId: string, statuses: readonly TaskStatus[]): Promise<readonly Task[]> {
-    const index = this.#tx.objectStore("tasks").index("job");
-    const range = (s: TaskStatus): IDBKeyRange => IDBKeyRange.bound([jobId, s], [jobId, s, []]);
-    const lists = await Promise.all(statuses.map((s) => quiet(index.getAll(range(s)))));
+    // Job control reads the job's rows (its members) and keeps those in `statuses`.
+    const ids = await this.#members.ids([jobId]);
+    const found = await readRows(this.#tx.objectStore("tasks"), ids);
+    const rows = [...found.values()].sort(byId);
+    await this.#claims.resolve(rows);
     const out: Task[] = [];
-    for (const row of lists.flat().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
-      const task = fromRow(row);
+    for (const row of rows) {
+      const task = this.#claims.view(row);
       if (!this.#tasks.has(row.id)) {
         this.#rows.set(row.id, row);
         this.#tasks.seed(row.id, task);
       }
-      out.push(task);
+      if (statuses.includes(task.status)) out.push(task);
     }
     return out;
   }
 
   /** {@inheritDoc RuleTx.putTask} */
   putTask(task: Task, prev: Task | undefined): void {
-    this.#puts.set(task.id, task);
+    this.#puts.set(task.id, { task, prev });
     if (prev) return;
     for (const dep of task.dependencies) {
       const list = this.#added.get(dep);
@@ -160,7 +178,11 @@ export class IdbRuleTx implements RuleTx {
     else quiet(store.put({ scope, key, value }));
   }
 
-  /** Issue the task writes of the batch, each row carrying its (new) dependents. */
+  /**
+   * Issue the task writes of the batch, each row carrying its (new) dependents; keep the
+   * claim queue in step (a task that stops being ready leaves it, one that becomes ready
+   * joins it) and count written tasks off the claims that held them.
+   */
   async finish(): Promise<void> {
     const store = this.#tx.objectStore("tasks");
     const dependentsOf = (id: string): string[] | undefined => {
@@ -168,14 +190,28 @@ export class IdbRuleTx implements RuleTx {
       const added = this.#added.get(id);
       return added ? [...(stored ?? []), ...added] : stored;
     };
-    for (const [id, task] of this.#puts) quiet(store.put(toRow(task, dependentsOf(id))));
+    const rows: TaskRow[] = [];
+    for (const [id, { task, prev }] of this.#puts) {
+      rows.push(toRow(task, dependentsOf(id)));
+      if (!prev) this.#members.add([task.jobId], id);
+      this.#claims.release(id);
+      const wasReady = prev?.status === "ready";
+      const isReady = task.status === "ready";
+      if (wasReady && isReady && prev.priority === task.priority && prev.runAt === task.runAt) continue;
+      if (wasReady) this.#ready.remove(prev.priority, prev.runAt, id);
+      if (isReady) this.#ready.add(task.priority, task.runAt, id);
+    }
+    putRows(store, rows);
     for (const [id, added] of this.#added) {
       if (this.#puts.has(id)) continue;
-      // A new task depends on a stored one the batch left unchanged: only its edge list changes.
+      // A new task depends on a stored one the batch left unchanged: only its edge list changes
+      // (its version too stays, so a claim holding it still does).
       const row = this.#rows.get(id) ?? await store.get(id);
       if (!row) continue; // the rules refused unknown dependencies already
       quiet(store.put({ ...row, _dependents: [...(row._dependents ?? []), ...added] }));
     }
+    this.#claims.flush();
+    await Promise.all([this.#ready.flush(), this.#members.flush()]);
   }
 
   /** Issue the reads of these tasks now (ids that are not strings are ignored). */
@@ -190,18 +226,12 @@ export class IdbRuleTx implements RuleTx {
    */
   async prefetchMany(ids: Iterable<unknown>): Promise<void> {
     const wanted = [...new Set(ids)].filter((id): id is string => typeof id === "string" && !this.#tasks.has(id));
-    if (wanted.length < 16) return this.prefetchTasks(wanted);
-    wanted.sort();
-    const store = this.#tx.objectStore("tasks");
-    const range = IDBKeyRange.bound(wanted[0], wanted[wanted.length - 1]);
-    const stored = await store.count(range);
-    if (stored > wanted.length * 2) return this.prefetchTasks(wanted);
-    const rows = stored === 0 ? [] : await store.getAll(range);
-    const byId = new Map(rows.map((r) => [r.id, r]));
+    if (wanted.length < RANGE_READ_MIN) return this.prefetchTasks(wanted);
+    const rows = await readRows(this.#tx.objectStore("tasks"), wanted);
+    await this.#claims.resolve(rows.values());
     for (const id of wanted) {
       if (this.#tasks.has(id)) continue;
-      const row = byId.get(id);
-      this.#tasks.seed(id, row && this.#remember(row));
+      this.#tasks.seed(id, this.#remember(rows.get(id)));
     }
   }
 

@@ -2,18 +2,34 @@
  * The IndexedDB schema of task-core: stores, indexes, numbered migrations, and opening a
  * connection that turns `blocked`, `versionchange` and an abnormal close into typed errors.
  *
- * Every task index ends with the task id, so an index range `[...prefix, after]` to
- * `[...prefix, []]` (arrays sort after strings) pages in id order without a scan. Only
- * three indexes hold every task (agent, status, job): each index entry costs a write
- * in every put, and two puts per task (claim, completion) are most of a task's cost.
+ * What shapes it (Chromium 156, measured in the browser process, BENCHMARKS.md): a `put`
+ * has a fixed price per request (~130 us of CPU for a lean task row, and a tiny record
+ * costs 3/4 of that), each index entry of the record adds ~45 us, and ranged requests cost a
+ * fraction per record (`getAll` ~17 us, a ranged `delete` ~40 us). So a task's life is
+ * written with as few per-task requests and index entries as possible: its row is
+ * written when it is created and when a commit changes it, never when it is claimed
+ * (`ready.ts`, `claims.ts`), and the row carries one index entry.
+ *
+ * - `tasks`: lean rows (`rows.ts`). One index holds every task: `status`, keyed
+ *   `[status, agent, id]`, so it serves `listTasks({ status })`, `({ status, agent })` and
+ *   `({ agent })` (one range per status). It ends with the task id, so an index range
+ *   `[...prefix, after]` to `[...prefix, []]` (arrays sort after strings) pages in id
+ *   order without a scan. `parentId` holds spawned tasks only.
+ * - `members`: the task ids of each job in leaves of up to 16 ids (`leaves.ts`), written
+ *   when tasks are created: a job's tasks never change, and an index `[jobId, ...]` on the
+ *   rows would add an entry to every write of every row.
+ * - `ready`: the claim queue, ready tasks by `[priority, runAt, id]` in leaves; a claim
+ *   takes the head of it with one read and one ranged delete (`ready.ts`).
+ * - `claims` + `leases`: one record each per claim of many tasks; a claimed task's row
+ *   stays as it was, and reads overlay the claim on it (`claims.ts`).
  *
  * @module
  */
 
-import { type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames, wrap } from "idb";
+import { type DBSchema, type IDBPDatabase, type StoreNames, wrap } from "idb";
 import { StorageBlockedError, StorageError, StorageVersionError } from "../../src/errors.ts";
 import type { Job, JobStatus, JsonValue, TaskStatus } from "../../src/types.ts";
-import type { TaskRow } from "./rows.ts";
+import { type TaskRow, toRow } from "./rows.ts";
 import { toStorageError } from "./errors.ts";
 
 /** One entry of a job's cache, keyed by `[jobId, key]`. */
@@ -44,6 +60,48 @@ export interface MetaRecord {
   value: JsonValue;
 }
 
+/** One leaf of the ready queue: ready tasks of one priority and runAt, ids ascending (see `ready.ts`). */
+export interface ReadyLeaf {
+  /** `[priority, runAt, last id]`: leaves of one priority and runAt never overlap in ids. */
+  k: [number, number, string];
+  /** The ids, ascending (at least one). */
+  ids: string[];
+}
+
+/** One leaf of a job's task ids, ascending (see `leaves.ts`). */
+export interface MemberLeaf {
+  /** `[jobId, last id]`: the leaves of a job never overlap in ids. */
+  k: [string, string];
+  /** The ids, ascending (at least one). */
+  ids: string[];
+}
+
+/** What a claim of many tasks recorded instead of rewriting their rows (see `claims.ts`). Never rewritten. */
+export interface ClaimRecord {
+  /** The claim id (also the key of its {@link LeaseRecord}). */
+  id: string;
+  /** The claim time: the tasks' `startedAt` and `updatedAt`. */
+  at: number;
+  /** The claimed task ids. */
+  ids: string[];
+  /** The version of each task's row when claimed (the claim holds the task while its row keeps it). */
+  v: number[];
+}
+
+/** The mutable part of a claim: owner, lease expiry, and how many of its tasks it still holds. */
+export interface LeaseRecord {
+  /** The claim id. */
+  id: string;
+  /** The lease owner. */
+  owner: string;
+  /** When the lease expires. */
+  exp: number;
+  /** How many of the claim's tasks are still held (the records go when it reaches zero). */
+  left: number;
+  /** Tasks whose lease was renewed apart from the others: task id -> expiry. */
+  over?: Record<string, number>;
+}
+
 /** The database layout, typed for `idb`. */
 export interface TaskCoreSchema extends DBSchema {
   /** Jobs by id. */
@@ -62,18 +120,27 @@ export interface TaskCoreSchema extends DBSchema {
     key: string;
     value: TaskRow;
     indexes: {
-      /** `listTasks({ agent })`. */
-      agent: [string, string];
-      /** `listTasks({ status })`, running tasks for `expiredLeases`. */
-      status: [TaskStatus, string];
-      /** A job's tasks by status: job control (`RuleTx.jobTasks`), `listTasks({ jobId })`, `prune`. */
-      job: [string, TaskStatus, string];
+      /** `listTasks({ status })` and `listTasks({ agent })`; stored running tasks for `expiredLeases`. */
+      status: [TaskStatus, string, string];
       /** `listTasks({ parentId })` (tasks without a parent are left out). */
       parentId: [string, string];
-      /** `claimReady`: ready tasks only, by priority, then runAt, then id. */
-      claim: [number, number, string];
     };
   };
+  /** The claim queue: leaves of ready task ids by `[priority, runAt, last id]`. */
+  ready: { key: [number, number, string]; value: ReadyLeaf };
+  /** The tasks of each job: leaves of ids by `[jobId, last id]`. */
+  members: { key: [string, string]; value: MemberLeaf };
+  /** Claims of many tasks, by claim id. */
+  claims: {
+    key: string;
+    value: ClaimRecord;
+    indexes: {
+      /** The claims naming a task (multiEntry). */
+      ids: string;
+    };
+  };
+  /** The lease of each claim, by claim id. */
+  leases: { key: string; value: LeaseRecord };
   /** Job cache entries. */
   cache: { key: [string, string]; value: CacheRecord };
   /** Shared state entries. */
@@ -86,12 +153,28 @@ export interface TaskCoreSchema extends DBSchema {
 export type TaskCoreDb = IDBPDatabase<TaskCoreSchema>;
 
 /** The stores every task-core database has. */
-export const STORE_NAMES: readonly StoreNames<TaskCoreSchema>[] = ["jobs", "tasks", "cache", "state", "meta"];
+export const STORE_NAMES: readonly StoreNames<TaskCoreSchema>[] = [
+  "jobs",
+  "tasks",
+  "members",
+  "ready",
+  "claims",
+  "leases",
+  "cache",
+  "state",
+  "meta",
+];
 
-type UpgradeTx = IDBPTransaction<TaskCoreSchema, StoreNames<TaskCoreSchema>[], "versionchange">;
+/** Most ids in one leaf of `ready` or `members` (a claim of one task rewrites one leaf). */
+export const LEAF_SIZE = 16;
 
-/** One schema step: `MIGRATIONS[v]` moves a database from version `v` to `v + 1`. */
-export type Migration = (db: TaskCoreDb, tx: UpgradeTx) => void;
+/**
+ * One schema step: `MIGRATIONS[v]` moves a database from version `v` to `v + 1`, on the
+ * raw connection and its `versionchange` transaction (a step describes an older layout
+ * than `TaskCoreSchema`). A step that goes on asynchronously reports a failure through
+ * `fail`, which aborts the upgrade.
+ */
+export type Migration = (db: IDBDatabase, tx: IDBTransaction, fail: (e: unknown) => void) => void;
 
 const noop = (): void => {};
 
@@ -111,8 +194,64 @@ export const MIGRATIONS: readonly Migration[] = [
     db.createObjectStore("cache", { keyPath: ["jobId", "key"] });
     db.createObjectStore("state", { keyPath: ["scope", "key"] });
     const meta = db.createObjectStore("meta", { keyPath: "key" });
-    meta.put({ key: "format", value: "task-core" }).catch(noop);
-    meta.put({ key: "createdAt", value: Date.now() }).catch(noop);
+    meta.put({ key: "format", value: "task-core" }).onerror = noop;
+    meta.put({ key: "createdAt", value: Date.now() }).onerror = noop;
+  },
+  // 1 -> 2: lean rows; the `claim` index becomes the `ready` store, the `job` index the
+  // `members` store; claims and leases; `agent` folds into `status` ([status, agent, id]).
+  (db, tx, fail) => {
+    const tasks = tx.objectStore("tasks");
+    tasks.deleteIndex("agent");
+    tasks.deleteIndex("status");
+    tasks.deleteIndex("claim");
+    tasks.deleteIndex("job");
+    tasks.createIndex("status", ["status", "agent", "id"]);
+    const members = db.createObjectStore("members", { keyPath: "k" });
+    const ready = db.createObjectStore("ready", { keyPath: "k" });
+    db.createObjectStore("claims", { keyPath: "id" }).createIndex("ids", "ids", { multiEntry: true });
+    db.createObjectStore("leases", { keyPath: "id" });
+    // Rewrite every row lean, list each job's tasks, and queue the ready ones (the cursor
+    // walks ids in order, so each list arrives sorted). A task stored as running stays so:
+    // its lease is in its row.
+    const groups = new Map<number, Map<number, string[]>>();
+    const jobs = new Map<string, string[]>();
+    const leaves = (store: IDBObjectStore, prefix: unknown[], ids: string[]): void => {
+      for (let i = 0; i < ids.length; i += LEAF_SIZE) {
+        const leaf = ids.slice(i, i + LEAF_SIZE);
+        store.put({ k: [...prefix, leaf[leaf.length - 1]!], ids: leaf });
+      }
+    };
+    const cursor = tasks.openCursor();
+    cursor.onsuccess = () => {
+      try {
+        const c = cursor.result;
+        if (c) {
+          const { _claim: _, ...row } = c.value as TaskRow;
+          c.update(toRow(row as Parameters<typeof toRow>[0], row._dependents));
+          const { status, priority = 0, runAt, id, jobId } = row;
+          if (typeof jobId === "string" && typeof id === "string") {
+            const list = jobs.get(jobId);
+            if (list) list.push(id);
+            else jobs.set(jobId, [id]);
+          }
+          if (status === "ready" && Number.isFinite(priority) && Number.isFinite(runAt) && typeof id === "string") {
+            let byRunAt = groups.get(priority);
+            if (!byRunAt) groups.set(priority, byRunAt = new Map());
+            const ids = byRunAt.get(runAt!);
+            if (ids) ids.push(id);
+            else byRunAt.set(runAt!, [id]);
+          }
+          c.continue();
+          return;
+        }
+        for (const [priority, byRunAt] of groups) {
+          for (const [runAt, ids] of byRunAt) leaves(ready, [priority, runAt], ids);
+        }
+        for (const [jobId, ids] of jobs) leaves(members, [jobId], ids);
+      } catch (e) {
+        fail(e);
+      }
+    };
   },
 ];
 
@@ -164,13 +303,25 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
         tx.abort();
         return;
       }
+      const abort = (e: unknown): void => {
+        upgradeError ??= e;
+        try {
+          tx.abort();
+        } catch {
+          // Already aborted.
+        }
+      };
+      // Upgrade only what task-core made: a database of another kind is left as it was.
+      const raw = request.result;
+      const missing = event.oldVersion > 0 ? V1_STORES.find((s) => !raw.objectStoreNames.contains(s)) : undefined;
+      if (missing !== undefined) {
+        abort(notTaskCore(name, event.oldVersion, missing));
+        return;
+      }
       try {
-        const db = wrap(request.result) as unknown as TaskCoreDb;
-        const utx = wrap(tx) as unknown as UpgradeTx;
-        for (let v = event.oldVersion; v < version; v++) MIGRATIONS[v]?.(db, utx);
+        for (let v = event.oldVersion; v < version; v++) MIGRATIONS[v]?.(raw, tx, abort);
       } catch (e) {
-        upgradeError = e;
-        tx.abort();
+        abort(e);
       }
     });
     request.addEventListener("blocked", (event) => {
@@ -197,15 +348,10 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
         raw.close();
         return;
       }
-      const missing = STORE_NAMES.find((s) => !raw.objectStoreNames.contains(s));
+      const missing = (raw.version < 2 ? V1_STORES : STORE_NAMES).find((s) => !raw.objectStoreNames.contains(s));
       if (missing !== undefined) {
         raw.close();
-        fail(
-          new StorageError(
-            `IndexedDB database "${name}" (version ${raw.version}) is not a task-core database: ` +
-              `it has no "${missing}" store`,
-          ),
-        );
+        fail(notTaskCore(name, raw.version, missing));
         return;
       }
       raw.addEventListener("versionchange", (event) => {
@@ -217,6 +363,15 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
       resolve(wrap(raw) as unknown as TaskCoreDb);
     });
   });
+}
+
+/** The stores of schema version 1: an older database without one of them is not task-core's. */
+const V1_STORES = ["jobs", "tasks", "cache", "state", "meta"];
+
+function notTaskCore(name: string, version: number, missing: string): StorageError {
+  return new StorageError(
+    `IndexedDB database "${name}" (version ${version}) is not a task-core database: it has no "${missing}" store`,
+  );
 }
 
 /** The version of an existing database, where the factory can list databases (no side effect). */

@@ -5,14 +5,18 @@
  */
 
 import { type IndexedDbStorage, type IndexedDbStorageOptions, openIndexedDbStorage } from "../../adapters/indexeddb.ts";
-import { openDatabase, SCHEMA_VERSION } from "../../adapters/indexeddb/schema.ts";
+import { IdLeaves, type Leaf } from "../../adapters/indexeddb/leaves.ts";
+import { ReadyQueue } from "../../adapters/indexeddb/ready.ts";
+import { LEAF_SIZE, openDatabase, SCHEMA_VERSION } from "../../adapters/indexeddb/schema.ts";
 import {
+  ConflictError,
   StorageBlockedError,
   StorageError,
   StorageQuotaError,
   StorageVersionChangeError,
   StorageVersionError,
 } from "../../src/errors.ts";
+import type { Task } from "../../src/types.ts";
 import { deleteDatabase, testFactory, uniqueDbName } from "../targets-indexeddb.ts";
 import { deepEqual, equal, ok, rejects } from "./assert.ts";
 import { buildJob } from "./fixtures.ts";
@@ -61,6 +65,27 @@ async function patched<T>(
 function quota(): DOMException {
   return new DOMException("The quota has been exceeded.", "QuotaExceededError");
 }
+
+/** Every record of one store, read through a plain connection. */
+function storeRecords<T = unknown>(db: IDBDatabase, store: string): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const r = db.transaction(store, "readonly").objectStore(store).getAll();
+    r.onsuccess = () => resolve(r.result as T[]);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+/** Completions of `tasks` (as claimed) as commit ops. */
+function completions(tasks: readonly Task[]) {
+  return tasks.map((t) => ({
+    type: "updateTask" as const,
+    id: t.id,
+    expect: { version: t.version, status: "running" as const },
+    set: { status: "completed" as const, output: t.key },
+  }));
+}
+
+const ids = (tasks: readonly Task[]): string[] => tasks.map((t) => t.id);
 
 const hasBroadcast = typeof (globalThis as { BroadcastChannel?: unknown }).BroadcastChannel === "function";
 
@@ -125,16 +150,21 @@ export const indexedDbCases: Case<IdbContext>[] = [
         { key: "p2-due", priority: 2, runAt: 99 },
       ]);
       await s.createJob(job.job, job.tasks);
+      // The claim queue (`ready` store) holds leaves of ids: count the ids and requests read from it.
       let read = 0;
       let requests = 0;
       const got = await patched(
-        "IDBIndex",
+        "IDBObjectStore",
         "getAll",
         (orig) =>
           function (this: unknown, ...args: unknown[]) {
-            requests++;
-            const request = orig.apply(this, args) as IDBRequest<unknown[]>;
-            request.addEventListener("success", () => (read += request.result.length));
+            const request = orig.apply(this, args) as IDBRequest<{ ids?: string[] }[]>;
+            if ((this as IDBObjectStore).name === "ready") {
+              requests++;
+              request.addEventListener("success", () => {
+                for (const leaf of request.result) read += leaf.ids?.length ?? 0;
+              });
+            }
             return request;
           },
         () => s.claimReady({ limit: 10, now: 100, owner: OWNER, leaseMs: 100 }),
@@ -336,7 +366,7 @@ export const indexedDbCases: Case<IdbContext>[] = [
     },
   },
   {
-    name: "records are stored as plain tasks and JSON values handed out are frozen",
+    name: "JSON values handed out are frozen, and the records themselves are copies",
     async run({ open }) {
       const s = await open();
       const job = buildJob([{ key: "a", input: { list: [1] } }]);
@@ -347,6 +377,250 @@ export const indexedDbCases: Case<IdbContext>[] = [
       ok(!Object.isFrozen(t), "the record itself is a copy the caller may change");
       const [claimed] = await s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
       ok(Object.isFrozen(claimed!.input));
+    },
+  },
+  {
+    name: "a claim of many tasks is one claim record: reads see the tasks running, and their rows are not rewritten",
+    async run({ open, raw }) {
+      const s = await open();
+      const b = buildJob(Array.from({ length: 20 }, (_, i) => ({ key: `t${String(i).padStart(2, "0")}` })));
+      await s.createJob(b.job, b.tasks);
+      const claimed = await s.claimReady({ limit: 20, now: 1000, owner: OWNER, leaseMs: 500 });
+      equal(claimed.length, 20);
+      const db = await raw();
+      deepEqual((await storeRecords<{ status: string }>(db, "tasks")).map((r) => r.status), Array(20).fill("ready"));
+      equal((await storeRecords(db, "claims")).length, 1);
+      deepEqual(await s.getTask(claimed[3]!.id), claimed[3]);
+      deepEqual(await s.getTasks(ids(claimed)), claimed);
+      deepEqual(await s.listTasks({ status: "running" }), claimed);
+      deepEqual(await s.listTasks({ jobId: b.job.id, status: "running", limit: 5 }), claimed.slice(0, 5));
+      deepEqual(await s.listTasks({ agent: "noop", status: "ready" }), []);
+      deepEqual(await s.listTasks({ jobId: b.job.id }), claimed);
+      // Part of the claim completes; the claim keeps holding the rest.
+      await s.commit(completions(claimed.slice(0, 5)));
+      equal((await s.listTasks({ status: "running" })).length, 15);
+      equal((await s.listTasks({ status: "completed" })).length, 5);
+      deepEqual(await s.getTask(claimed[7]!.id), claimed[7]);
+      await s.commit(completions(claimed.slice(5)));
+      equal((await s.getJob(b.job.id))!.status, "completed");
+      deepEqual(await storeRecords(db, "claims"), [], "the claim record goes with its last task");
+      deepEqual(await storeRecords(db, "leases"), []);
+      deepEqual(await storeRecords(db, "ready"), []);
+    },
+  },
+  {
+    name: "renewing part of a claim extends only those leases, and expiredLeases() sees each task's own expiry",
+    async run({ open }) {
+      const s = await open();
+      const b = buildJob(Array.from({ length: 10 }, (_, i) => ({ key: `t${i}` })));
+      await s.createJob(b.job, b.tasks);
+      const claimed = await s.claimReady({ limit: 10, now: 0, owner: OWNER, leaseMs: 100 });
+      const some = ids(claimed.slice(6));
+      deepEqual(await s.renewLeases({ ids: some, owner: OWNER, now: 50, leaseMs: 100 }), some);
+      deepEqual(await s.renewLeases({ ids: some, owner: "someone else", now: 50, leaseMs: 100 }), []);
+      deepEqual((await s.expiredLeases(120)).map((t) => t.key), ["t0", "t1", "t2", "t3", "t4", "t5"]);
+      const all = await s.expiredLeases(200);
+      deepEqual(all.map((t) => t.key), ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9"]);
+      deepEqual(all.map((t) => t.leaseExpiresAt), [100, 100, 100, 100, 100, 100, 150, 150, 150, 150]);
+      equal((await s.getTask(claimed[7]!.id))!.version, claimed[7]!.version, "a renewal changes no version");
+      // Renewing every task the claim still holds moves the whole lease.
+      await s.commit(completions(claimed.slice(0, 2)));
+      await s.renewLeases({ ids: ids(claimed.slice(2)), owner: OWNER, now: 300, leaseMs: 100 });
+      deepEqual((await s.expiredLeases(399)).map((t) => t.key), []);
+      equal((await s.expiredLeases(400)).length, 8);
+      // A recovered task goes back to ready; the claim no longer holds it, a new claim does.
+      const [lost] = await s.expiredLeases(400, 1);
+      await s.commit([{
+        type: "updateTask",
+        id: lost!.id,
+        expect: { version: lost!.version, status: "running" },
+        set: { status: "ready" },
+      }]);
+      equal((await s.listTasks({ status: "running" })).length, 7);
+      const [again] = await s.claimReady({ limit: 10, now: 500, owner: "next", leaseMs: 100 });
+      equal(again!.id, lost!.id);
+      equal(again!.attempts, 2);
+      equal((await s.getTask(lost!.id))!.leaseOwner, "next");
+      await rejects(() => s.commit(completions([lost!])), ConflictError);
+    },
+  },
+  {
+    name: "cancelling or pausing a job with claimed tasks updates them and the claim queue",
+    async run({ open, raw }) {
+      const s = await open({ claimRecordFrom: 1 });
+      const b = buildJob(Array.from({ length: 12 }, (_, i) => ({ key: `t${i}` })));
+      await s.createJob(b.job, b.tasks);
+      const claimed = await s.claimReady({ limit: 5, now: 1, owner: OWNER, leaseMs: 100 });
+      let job = (await s.getJob(b.job.id))!;
+      await s.commit([{ type: "updateJob", id: job.id, expect: { version: job.version }, set: { status: "paused" } }]);
+      equal((await s.listTasks({ status: "paused" })).length, 7);
+      equal((await s.listTasks({ status: "running" })).length, 5, "running tasks keep running while paused");
+      deepEqual(await s.claimReady({ limit: 10, now: 1, owner: OWNER, leaseMs: 100 }), []);
+      job = (await s.getJob(b.job.id))!;
+      await s.commit([{ type: "updateJob", id: job.id, expect: { version: job.version }, set: { status: "running" } }]);
+      equal((await s.claimReady({ limit: 3, now: 1, owner: OWNER, leaseMs: 100 })).length, 3);
+      job = (await s.getJob(b.job.id))!;
+      await s.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: job.version },
+        set: { status: "cancelled" },
+      }]);
+      equal((await s.listTasks({ jobId: b.job.id, status: "cancelled" })).length, 12);
+      await rejects(() => s.commit(completions(claimed)), ConflictError);
+      const db = await raw();
+      for (const store of ["ready", "claims", "leases"]) deepEqual(await storeRecords(db, store), [], store);
+    },
+  },
+  {
+    name: "listTasks() pages by status across agents and by agent across statuses in id order",
+    async run({ open }) {
+      const s = await open();
+      const agents = ["a", "b", "c"];
+      const b = buildJob(
+        Array.from({ length: 18 }, (_, i) => ({ key: `t${String(i).padStart(2, "0")}`, agent: agents[i % 3]! })),
+      );
+      await s.createJob(b.job, b.tasks);
+      const claimed = await s.claimReady({ limit: 9, now: 1, owner: OWNER, leaseMs: 100 });
+      await s.commit(completions(claimed.filter((_, i) => i % 2 === 0)));
+      const all = await s.listTasks({ jobId: b.job.id });
+      const pages = async (q: { status?: Task["status"]; agent?: string }): Promise<string[]> => {
+        const keys: string[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await s.listTasks({ ...q, limit: 4, ...(after === undefined ? {} : { after }) });
+          keys.push(...page.map((t) => t.key));
+          if (page.length < 4) return keys;
+          after = page[page.length - 1]!.id;
+        }
+      };
+      for (const status of ["ready", "running", "completed"] as const) {
+        deepEqual(await pages({ status }), all.filter((t) => t.status === status).map((t) => t.key), status);
+        deepEqual(
+          (await s.listTasks({ status })).map((t) => t.key),
+          all.filter((t) => t.status === status).map((t) => t.key),
+        );
+      }
+      for (const agent of agents) {
+        deepEqual(await pages({ agent }), all.filter((t) => t.agent === agent).map((t) => t.key), agent);
+      }
+    },
+  },
+  {
+    name: "a database of schema version 1 is upgraded: every task keeps its state and ready ones are claimed in order",
+    async run({ name, factory, open }) {
+      const v1 = await openDatabase({ factory, name, version: 1, onVersionChange: () => {}, onTerminated: () => {} });
+      const b = buildJob([
+        { key: "done" },
+        { key: "running" },
+        { key: "late", priority: 1, runAt: 50 },
+        { key: "early", priority: 1, runAt: 10 },
+        { key: "first", priority: 0, runAt: 99 },
+        { key: "waits", deps: ["running"] },
+      ]);
+      const states: Record<string, Partial<Task>> = {
+        done: { status: "completed", output: { ok: true }, attempts: 1, version: 3, finishedAt: 5 },
+        running: { status: "running", attempts: 1, version: 2, leaseOwner: "old", leaseExpiresAt: 77, startedAt: 7 },
+        late: { status: "ready" },
+        early: { status: "ready" },
+        first: { status: "ready" },
+        waits: { status: "pending", remainingDeps: 1 },
+      };
+      const tasks = b.tasks.map((t) => ({ ...t, ...states[t.key] }));
+      const tx = v1.transaction(["jobs", "tasks"], "readwrite");
+      void tx.objectStore("jobs").put({ ...b.job, taskCount: 6, openCount: 5 });
+      for (const t of tasks) {
+        // The version 1 row: the full record, `_claim` while ready, `_dependents`.
+        const row: Record<string, unknown> = { ...t };
+        if (t.status === "ready") row._claim = [t.priority, t.runAt, t.id];
+        if (t.key === "running") row._dependents = [b.id("waits")];
+        void tx.objectStore("tasks").put(row as never);
+      }
+      await tx.done;
+      v1.close();
+      const s = await open();
+      for (const t of tasks) deepEqual(await s.getTask(t.id), t, t.key);
+      deepEqual((await s.listTasks({ status: "ready" })).map((t) => t.key), ["late", "early", "first"]);
+      deepEqual((await s.listTasks({ agent: "noop", status: "running" })).map((t) => t.key), ["running"]);
+      deepEqual((await s.expiredLeases(100)).map((t) => t.key), ["running"]);
+      deepEqual((await s.claimReady({ limit: 10, now: 100, owner: OWNER, leaseMs: 10 })).map((t) => t.key), [
+        "first",
+        "early",
+        "late",
+      ]);
+      const running = (await s.getTask(b.id("running")))!;
+      const r = await s.commit(completions([running]));
+      equal(r.readied, 1, "the dependents of a version 1 row are still known");
+      equal((await s.getTask(b.id("waits")))!.status, "ready");
+    },
+  },
+  {
+    name:
+      "id leaves stay sorted, disjoint and full under random adds and removes, and the queue hands them out in order",
+    async run({ name, factory }) {
+      const db = await openDatabase({ factory, name, onVersionChange: () => {}, onTerminated: () => {} });
+      try {
+        let seed = 7;
+        const rand = (n: number): number => {
+          seed = (seed * 1103515245 + 12345) % 2147483648;
+          return seed % n;
+        };
+        const id = (n: number): string => `t${String(n).padStart(4, "0")}`;
+        const groups: [number, number][] = [[0, 5], [0, 9], [2, 5]];
+        const model = groups.map(() => new Set<string>());
+        for (let round = 0; round < 40; round++) {
+          const tx = db.transaction(["ready"], "readwrite");
+          const leaves = new IdLeaves(tx, "ready");
+          for (let k = rand(40); k >= 0; k--) {
+            const g = rand(groups.length);
+            const t = id(rand(300));
+            if (rand(3) === 0) {
+              leaves.remove(groups[g]!, t);
+              model[g]!.delete(t);
+            } else {
+              leaves.add(groups[g]!, t);
+              model[g]!.add(t);
+            }
+          }
+          await leaves.flush();
+          await tx.done;
+          const check = db.transaction(["ready"], "readonly");
+          const all = (await check.objectStore("ready").getAll()) as unknown as Leaf[];
+          for (const [g, group] of groups.entries()) {
+            const mine = all.filter((l) => l.k[0] === group[0] && l.k[1] === group[1]);
+            const ids = mine.flatMap((l) => l.ids);
+            deepEqual(ids, [...model[g]!].sort(), `round ${round}, group ${g}`);
+            for (const l of mine) {
+              ok(l.ids.length > 0 && l.ids.length <= LEAF_SIZE, "a leaf holds 1 to LEAF_SIZE ids");
+              equal(l.k[2], l.ids[l.ids.length - 1], "a leaf is keyed by its last id");
+            }
+            const after = id(rand(300));
+            deepEqual(
+              await new IdLeaves(check, "ready").ids(group, after),
+              [...model[g]!].sort().filter((t) => t > after),
+            );
+          }
+        }
+        // The queue hands out priority 0 (runAt 5, then 9), then priority 2, each in id order.
+        const expected = [...[...model[0]!].sort(), ...[...model[1]!].sort(), ...[...model[2]!].sort()];
+        const got: string[] = [];
+        for (;;) {
+          const tx = db.transaction(["ready"], "readwrite");
+          const taken = await new ReadyQueue(tx).take(1 + rand(40), 10);
+          await tx.done;
+          if (taken.length === 0) break;
+          got.push(...taken);
+        }
+        deepEqual(got, expected);
+      } finally {
+        db.close();
+      }
+    },
+  },
+  {
+    name: "openIndexedDbStorage() rejects a bad claimRecordFrom naming it",
+    async run({ name }) {
+      await rejects(() => openIndexedDbStorage({ name, claimRecordFrom: 0 }), RangeError, "claimRecordFrom");
     },
   },
 ];

@@ -8,5 +8,9 @@ const registrar = {
   test: (name: string, fn: () => Promise<void>) => test(name, fn),
   skip: (name: string) => test.todo(name),
 };
-registerSuites(registrar, [indexedDbTarget("indexeddb-fake")]);
+registerSuites(registrar, [
+  indexedDbTarget("indexeddb-fake"),
+  // Every claim stored as a claim record (the default keeps claims of 1-7 tasks in the rows).
+  indexedDbTarget("indexeddb-fake-claim-records", { claimRecordFrom: 1 }),
+]);
 registerIndexedDbCases(registrar, "indexeddb-fake");

@@ -8,5 +8,9 @@ const registrar = {
     Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false }),
   skip: (name: string, reason: string) => Deno.test({ name, ignore: reason.length > 0, fn: () => {} }),
 };
-registerSuites(registrar, [indexedDbTarget("indexeddb-fake")]);
+registerSuites(registrar, [
+  indexedDbTarget("indexeddb-fake"),
+  // Every claim stored as a claim record (the default keeps claims of 1-7 tasks in the rows).
+  indexedDbTarget("indexeddb-fake-claim-records", { claimRecordFrom: 1 }),
+]);
 registerIndexedDbCases(registrar, "indexeddb-fake");
