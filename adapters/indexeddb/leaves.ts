@@ -13,9 +13,10 @@
  *   entry to every write of every row.
  *
  * Changes of a transaction are queued with {@link IdLeaves.add} and {@link IdLeaves.remove};
- * {@link IdLeaves.flush} merges them into the leaves they touch: per group, two reads (the
- * leaves ending inside the changed range, and the one after them that may span its end),
- * one ranged delete and the rewritten leaves.
+ * {@link IdLeaves.flush} merges them into the leaves they touch: per group, three reads (the
+ * leaves ending inside the changed range, the one after them that may span its end, and
+ * the one before it, which takes ids appended past the group's end while it has room),
+ * then only the leaves whose ids changed are rewritten.
  *
  * @module
  */
@@ -101,25 +102,53 @@ export class IdLeaves {
       if (id > hi) hi = id;
     }
     if (lo === undefined) return;
-    // The leaves ending in [lo, hi], and the next one, which may span `hi`.
-    const [inside, after] = await Promise.all([
+    // The leaves ending in [lo, hi], the next one (it may span `hi`), and the one before
+    // `lo` (new ids past the group's last leaf are appended to it while it has room).
+    const [inside, after, before] = await Promise.all([
       quiet(store.getAll(IDBKeyRange.bound([...group, lo], [...group, hi]))),
       quiet(store.openCursor(IDBKeyRange.bound([...group, hi], [...group, UPPER], true))),
+      quiet(store.openCursor(IDBKeyRange.bound([...group], [...group, lo], false, true), "prev")),
     ]);
-    const touched = inside as Leaf[];
+    const leaves = inside as Leaf[];
     const next = after?.value as Leaf | undefined;
-    if (next && next.ids[0]! <= hi) touched.push(next);
-    const ids = new Set<string>();
-    for (const leaf of touched) for (const id of leaf.ids) if (ops.get(id) !== false) ids.add(id);
-    for (const [id, add] of ops) if (add) ids.add(id);
-    if (touched.length > 0) {
-      quiet(store.delete(IDBKeyRange.bound(touched[0]!.k, touched[touched.length - 1]!.k)));
+    if (next) leaves.push(next);
+    const prev = before?.value as Leaf | undefined;
+    if (prev) leaves.unshift(prev);
+    // Each changed id goes to the first leaf ending at or after it; ids past the last leaf
+    // go to the last one (split below when it overflows). Only leaves that change are written.
+    const changes: Map<string, boolean>[] = leaves.map(() => new Map());
+    const tail = new Map<string, boolean>();
+    for (const [id, add] of ops) {
+      let i = 0;
+      while (i < leaves.length && leaves[i]!.ids[leaves[i]!.ids.length - 1]! < id) i++;
+      if (i < leaves.length) changes[i]!.set(id, add);
+      else if (add) tail.set(id, add);
     }
-    const sorted = [...ids].sort();
-    for (let i = 0; i < sorted.length; i += LEAF_SIZE) {
-      const leaf = sorted.slice(i, i + LEAF_SIZE);
-      quiet(store.put({ k: [...group, leaf[leaf.length - 1]!], ids: leaf } as never));
+    if (tail.size > 0) {
+      if (leaves.length > 0) { for (const [id, add] of tail) changes[leaves.length - 1]!.set(id, add); }
+      else {
+        leaves.push({ k: [], ids: [] });
+        changes.push(tail);
+      }
     }
+    leaves.forEach((leaf, i) => {
+      const change = changes[i]!;
+      const ids = leaf.ids.filter((id) => change.get(id) !== false);
+      let grew = false;
+      for (const [id, add] of change) {
+        if (add && !leaf.ids.includes(id)) {
+          ids.push(id);
+          grew = true;
+        }
+      }
+      if (!grew && ids.length === leaf.ids.length) return; // unchanged
+      if (leaf.k.length > 0) quiet(store.delete(leaf.k as never));
+      ids.sort();
+      for (let j = 0; j < ids.length; j += LEAF_SIZE) {
+        const part = ids.slice(j, j + LEAF_SIZE);
+        quiet(store.put({ k: [...group, part[part.length - 1]!], ids: part } as never));
+      }
+    });
   }
 
   /** The ids of a group greater than `after` (all without it), ascending: one read of its leaves from there. */

@@ -48,7 +48,8 @@ export class ReadyQueue {
   /**
    * Take up to `limit` ids from the head of the queue, of tasks with `runAt <= now`, in
    * claim order, and remove them. Per priority (lowest first, found by a skip-scan) one
-   * read takes the due leaves and one ranged `delete` removes the ones used up; a leaf
+   * read takes the due leaves (a second, sized by the fill of the first, when leaves are
+   * partly filled) and one ranged `delete` removes the ones used up; a leaf
    * used in part is written back with the rest, under the same key (its last id).
    * Tasks of a later runAt are never read.
    */
@@ -66,10 +67,16 @@ export class ReadyQueue {
       let lastUsed: ReadyLeaf["k"] | undefined;
       let last: ReadyLeaf["k"] | undefined;
       let rest: string[] | undefined;
+      let perLeaf = LEAF_SIZE;
       for (;;) {
-        // One leaf more than needed when leaves are full: a short answer tells the range ended.
-        const count = Math.ceil((limit - out.length) / LEAF_SIZE) + 1;
+        // One leaf more than needed at the fill seen so far (full leaves to begin with): a
+        // short answer tells the range ended. Leaves filled in part (ids readied one
+        // commit at a time) make the next read larger, not the reads more.
+        const count = Math.ceil((limit - out.length) / perLeaf) + 1;
         const leaves = (await store.getAll(range, count)) as ReadyLeaf[];
+        let seen = 0;
+        for (const leaf of leaves) seen += leaf.ids.length;
+        if (leaves.length > 0) perLeaf = Math.max(1, Math.floor(seen / leaves.length));
         for (const leaf of leaves) {
           last = leaf.k;
           const room = limit - out.length;

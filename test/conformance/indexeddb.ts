@@ -618,6 +618,43 @@ export const indexedDbCases: Case<IdbContext>[] = [
     },
   },
   {
+    name:
+      "ids added one transaction at a time fill their group's last leaf, and a change rewrites only the leaves it touches",
+    async run({ name, factory }) {
+      const db = await openDatabase({ factory, name, onVersionChange: () => {}, onTerminated: () => {} });
+      try {
+        const id = (n: number): string => `t${String(n).padStart(4, "0")}`;
+        const group = [0, 5] as const;
+        const stored = async (): Promise<string[]> => {
+          const all = (await db.transaction(["ready"], "readonly").objectStore("ready").getAll()) as unknown as Leaf[];
+          return all.map((l) => JSON.stringify(l));
+        };
+        const write = async (ids: string[]) => {
+          const tx = db.transaction(["ready"], "readwrite");
+          const leaves = new IdLeaves(tx, "ready");
+          for (const t of ids) leaves.add(group, t);
+          await leaves.flush();
+          await tx.done;
+        };
+        // Tasks readied one commit at a time, each id after the last: the last leaf fills up.
+        for (let i = 0; i < 4 * LEAF_SIZE; i++) await write([id(i * 10)]);
+        equal((await stored()).length, 4, `${4 * LEAF_SIZE} ids added one at a time make 4 full leaves`);
+        // One id near the start and one past the end: the two leaves in between stay as they are.
+        const before = await stored();
+        await write([id(5), id(4 * LEAF_SIZE * 10)]);
+        const after = await stored();
+        ok(after.includes(before[1]!) && after.includes(before[2]!), "the two middle leaves were not rewritten");
+        equal(after.length, 6, "the first and last leaves, full, each split in two");
+        const tx = db.transaction(["ready"], "readwrite");
+        const taken = await new ReadyQueue(tx).take(1000, 10);
+        await tx.done;
+        deepEqual(taken, [id(5), ...Array.from({ length: 4 * LEAF_SIZE + 1 }, (_, i) => id(i * 10))].sort());
+      } finally {
+        db.close();
+      }
+    },
+  },
+  {
     name: "openIndexedDbStorage() rejects a bad claimRecordFrom naming it",
     async run({ name }) {
       await rejects(() => openIndexedDbStorage({ name, claimRecordFrom: 0 }), RangeError, "claimRecordFrom");
