@@ -313,3 +313,22 @@ export class JobFailedError extends TaskCoreError {
     this.failedTasks = failedTasks;
   }
 }
+
+/**
+ * Whether a storage error may pass (a dropped connection, a failed transaction), so the
+ * call is worth retrying: a `StorageError` that does not say the storage cannot be used
+ * as it is (corrupt, written by a newer version, blocked, upgraded away).
+ *
+ * @example
+ * ```ts
+ * import { isTransientStorageError, StorageCorruptError, StorageError } from "./errors.ts";
+ * console.assert(isTransientStorageError(new StorageError("connection lost")));
+ * console.assert(!isTransientStorageError(new StorageCorruptError("tasks", "bad row")));
+ * ```
+ */
+export function isTransientStorageError(e: unknown): boolean {
+  return e instanceof StorageError && !(
+    e instanceof StorageCorruptError || e instanceof StorageVersionError || e instanceof StorageBlockedError ||
+    e instanceof StorageVersionChangeError
+  );
+}

@@ -10,6 +10,7 @@ import { type Clock, systemClock } from "./clock.ts";
 import {
   ConflictError,
   InvalidTransitionError,
+  isTransientStorageError,
   type JobProblem,
   JobValidationError,
   JsonValueError,
@@ -129,6 +130,9 @@ export interface ExecutorStats {
   /** Claimed tasks waiting in the ready queue. */
   queued: number;
 }
+
+/** Failed `createJob` calls `submit()` retries in a row before it throws. */
+const SUBMIT_RETRIES = 5;
 
 interface Run {
   task: Task;
@@ -433,12 +437,31 @@ export class Executor {
     return this.#shutdown;
   }
 
-  /** Check a job spec, store it (nothing is written when it is invalid) and return its handle. */
+  /**
+   * Check a job spec, store it (nothing is written when it is invalid) and return its handle.
+   * A `createJob` that fails with a storage error that may pass is retried with backoff, up
+   * to five times in a row, each retry after reading back whether the failed call was
+   * applied after all (then the job is not stored twice: it keeps its ids).
+   */
   async submit(spec: JobSpec): Promise<JobHandle> {
     this.#checkInputSizes(spec);
     const built = buildJob(spec, this.agents, { maxAttempts: this.#maxAttempts }, this.#clock.now());
-    const result = await this.storage.createJob(built.job, built.tasks);
-    this.#afterCommit(result);
+    for (let failures = 0;;) {
+      try {
+        this.#afterCommit(await this.storage.createJob(built.job, built.tasks));
+        break;
+      } catch (error) {
+        if (!isTransientStorageError(error) || ++failures > SUBMIT_RETRIES) throw error;
+        this.#stats.storageErrors++;
+        this.#events.emit("storage:error", { operation: "createJob", error, attempt: failures });
+        await this.#sleep(this.#claimBackoff(failures));
+        const stored = await this.storage.getJob(built.job.id).catch(() => undefined);
+        if (stored) {
+          this.#poke(); // applied, with only its answer lost
+          break;
+        }
+      }
+    }
     for (const t of built.tasks) if (t.runAt > this.#clock.now()) this.#wakeAtTime(t.runAt);
     return new JobHandle(built.job.id, this.#host());
   }

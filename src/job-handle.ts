@@ -6,15 +6,7 @@
 
 import type { Clock } from "./clock.ts";
 import { backoffDelay } from "./backoff.ts";
-import {
-  JobFailedError,
-  NotFoundError,
-  StorageBlockedError,
-  StorageCorruptError,
-  StorageError,
-  StorageVersionChangeError,
-  StorageVersionError,
-} from "./errors.ts";
+import { isTransientStorageError, JobFailedError, NotFoundError } from "./errors.ts";
 import type { ExecutorEventName, ExecutorEvents, Listener } from "./events.ts";
 import { isJobFinal, isSatisfied } from "./status.ts";
 import type { Storage } from "./storage.ts";
@@ -38,17 +30,6 @@ type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}
 
 /** Failed reads `wait()` retries in a row before it gives up and throws. */
 const WAIT_READ_RETRIES = 5;
-
-/**
- * Whether a storage error may pass (a dropped connection, a failed transaction): not one
- * that says the storage cannot be used as it is (corrupt, newer, blocked, upgraded away).
- */
-function mayPass(e: unknown): boolean {
-  return e instanceof StorageError && !(
-    e instanceof StorageCorruptError || e instanceof StorageVersionError || e instanceof StorageBlockedError ||
-    e instanceof StorageVersionChangeError
-  );
-}
 
 /** A handle on one job. */
 export class JobHandle {
@@ -103,7 +84,7 @@ export class JobHandle {
         failures = 0;
         await woken;
       } catch (e) {
-        if (!mayPass(e) || ++failures > WAIT_READ_RETRIES) throw e;
+        if (!isTransientStorageError(e) || ++failures > WAIT_READ_RETRIES) throw e;
         const delayMs = backoffDelay(failures, {
           delayMs: 20,
           factor: 2,

@@ -255,6 +255,42 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
       },
     },
     {
+      name: "submit() rides out a failing createJob: retried with backoff, stored once when a failed call was applied",
+      async run(ctx) {
+        const runs = new Runs();
+        const faulty = new FaultyStorage(ctx.storage);
+        const { executor, report } = reportingExecutor(faulty, [
+          agent("once", (_input, c) => {
+            runs.start(c.task.key);
+            runs.end(c.task.key);
+            return c.task.key;
+          }),
+        ]);
+        executor.start();
+        // Applied, but the caller hears of a failure: the read-back finds the job.
+        faulty.failNext("createJob", "after", 1);
+        const applied = await executor.submit({ name: "applied", tasks: [{ key: "a", agent: "once" }] });
+        // Not applied, twice: the third call stores it.
+        faulty.failNext("createJob", "before", 2);
+        const refused = await executor.submit({ name: "refused", tasks: [{ key: "b", agent: "once" }] });
+        deepEqual(await settled(applied, 4000), { a: "a" });
+        deepEqual(await settled(refused, 4000), { b: "b" });
+        equal((await ctx.storage.listJobs()).filter((j) => j.name === "applied").length, 1, "stored once");
+        equal(runs.of("a"), 1);
+        equal(runs.of("b"), 1);
+        equal(report.storageErrors.filter((e) => e.operation === "createJob").length, 3, "each failure reported");
+        // A sixth failure in a row is thrown, and nothing was stored.
+        faulty.failNext("createJob", "before", 6);
+        const thrown = await executor.submit({ name: "lost", tasks: [{ key: "c", agent: "once" }] }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        await executor.shutdown();
+        ok(thrown instanceof InjectedFaultError, `the sixth failure is thrown, got ${String(thrown)}`);
+        equal((await ctx.storage.listJobs()).filter((j) => j.name === "lost").length, 0);
+      },
+    },
+    {
       name: `retries, exhausted attempts and permanent failures are stored right under faults (seed ${seed})`,
       async run(ctx) {
         const runs = new Runs();
