@@ -118,9 +118,11 @@ export class IdLeaves {
     // go to the last one (split below when it overflows). Only leaves that change are written.
     const changes: Map<string, boolean>[] = leaves.map(() => new Map());
     const tail = new Map<string, boolean>();
-    for (const [id, add] of ops) {
-      let i = 0;
+    // One sweep over the ids in order and the leaves in order: O(ids log ids + leaves).
+    let i = 0;
+    for (const id of [...ops.keys()].sort()) {
       while (i < leaves.length && leaves[i]!.ids[leaves[i]!.ids.length - 1]! < id) i++;
+      const add = ops.get(id)!;
       if (i < leaves.length) changes[i]!.set(id, add);
       else if (add) tail.set(id, add);
     }
