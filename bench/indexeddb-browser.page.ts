@@ -15,8 +15,9 @@ import { type TaskRow, toRow } from "../adapters/indexeddb/rows.ts";
 import { openDatabase } from "../adapters/indexeddb/schema.ts";
 import { putRows } from "../adapters/indexeddb/util.ts";
 import { newId } from "../src/ids.ts";
+import { AgentRegistry } from "../src/registry.ts";
+import { buildJob, type BuiltJob } from "../src/scheduler.ts";
 import type { CommitOp } from "../src/storage.ts";
-import type { Job, Task } from "../src/types.ts";
 
 /** What the driver asks for. */
 export interface BenchConfig {
@@ -41,58 +42,13 @@ export interface BenchRow {
   transactions: number;
 }
 
-function job(id: string, n: number): { job: Job; tasks: Task[] } {
-  const tasks: Task[] = [];
-  for (let i = 0; i < n; i++) {
-    tasks.push({
-      id: newId(),
-      jobId: id,
-      key: `t${i}`,
-      agent: "noop",
-      input: { i },
-      output: null,
-      error: null,
-      status: "pending",
-      statusReason: null,
-      parentId: null,
-      dependencies: [],
-      remainingDeps: 0,
-      attempts: 0,
-      maxAttempts: 3,
-      timeoutMs: null,
-      durability: "at-least-once",
-      onDependencyFailure: "cancel",
-      priority: 0,
-      runAt: 0,
-      review: false,
-      reviewFeedback: null,
-      leaseOwner: null,
-      leaseExpiresAt: null,
-      version: 1,
-      createdAt: 0,
-      updatedAt: 0,
-      startedAt: null,
-      finishedAt: null,
-      description: null,
-      taskType: null,
-      summary: null,
-      acceptanceCriteria: null,
-    });
-  }
-  const record: Job = {
-    id,
-    name: "bench",
-    status: "running",
-    metadata: null,
-    taskCount: 0,
-    openCount: 0,
-    failedCount: 0,
-    version: 1,
-    createdAt: 0,
-    updatedAt: 0,
-    finishedAt: null,
-  };
-  return { job: record, tasks };
+const registry = new AgentRegistry();
+registry.register({ name: "noop", description: "does nothing", execute: () => null });
+
+/** A job of `n` independent no-op tasks, built as the executor builds one. */
+function job(n: number): BuiltJob {
+  const tasks = Array.from({ length: n }, (_, i) => ({ key: `t${i}`, agent: "noop", input: { i } }));
+  return buildJob({ name: "bench", tasks }, registry, { maxAttempts: 3 }, Date.now());
 }
 
 /** Submit `n` no-op tasks, then claim `batch` at a time and commit each batch's completions in one commit. */
@@ -105,7 +61,7 @@ async function run(
 ): Promise<BenchRow> {
   const name = `bench-${mode}-${durability}-${batch}-${newId()}`;
   const storage = await openIndexedDbStorage({ name, durability, broadcast: false });
-  const built = job(newId(), n);
+  const built = job(n);
   const t0 = performance.now();
   await storage.createJob(built.job, built.tasks);
   const t1 = performance.now();
@@ -158,7 +114,7 @@ async function floor(round: number, durability: IndexedDbDurability, batch: numb
   const name = `bench-floor-${newId()}`;
   const db = await openDatabase({ factory: indexedDB, name, onVersionChange: () => {}, onTerminated: () => {} });
   const opts = durability === "default" ? {} : { durability };
-  const built = job(newId(), n);
+  const built = job(n);
   const t0 = performance.now();
   const create = db.transaction(["tasks", "members", "ready"], "readwrite", opts);
   const queue = new ReadyQueue(create);

@@ -54,6 +54,15 @@ class Runs {
   }
 }
 
+/** An agent that counts its runs in `runs` and returns its task's key. */
+function keyAgent(name: string, runs: Runs) {
+  return agent(name, (_input, c) => {
+    runs.start(c.task.key);
+    runs.end(c.task.key);
+    return c.task.key;
+  });
+}
+
 function chain(n: number, seed: number): { key: string; dependsOn: string[] }[] {
   const random = prng(seed);
   return Array.from({ length: n }, (_, i) => ({
@@ -183,11 +192,7 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
         const runs = new Runs();
         const faulty = new FaultyStorage(ctx.storage);
         const { executor, report } = reportingExecutor(faulty, [
-          agent("once", (_input, c) => {
-            runs.start(c.task.key);
-            runs.end(c.task.key);
-            return c.task.key;
-          }),
+          keyAgent("once", runs),
         ]);
         // The claim that finds the job's tasks is applied, but the executor never hears of it.
         faulty.failNext("claimReady", "after", 2);
@@ -260,11 +265,7 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
         const runs = new Runs();
         const faulty = new FaultyStorage(ctx.storage);
         const { executor, report } = reportingExecutor(faulty, [
-          agent("once", (_input, c) => {
-            runs.start(c.task.key);
-            runs.end(c.task.key);
-            return c.task.key;
-          }),
+          keyAgent("once", runs),
         ]);
         executor.start();
         // Applied, but the caller hears of a failure: the read-back finds the job.
