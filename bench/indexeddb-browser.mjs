@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { chromiumArgs, chromiumPath } from "../scripts/chromium.mjs";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
 
@@ -27,7 +28,6 @@ const config = {
   rounds: Number(arg("rounds", "3")),
   floorBatch: 200,
 };
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 const bundle = await build({
   entryPoints: [join(root, "bench/indexeddb-browser.page.ts")],
@@ -51,17 +51,9 @@ const url = `http://127.0.0.1:${server.address().port}/`;
 
 const profile = mkdtempSync(join(tmpdir(), "task-core-bench-"));
 const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
+  executablePath: chromiumPath,
   headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+  args: [...chromiumArgs],
 });
 let rows;
 try {

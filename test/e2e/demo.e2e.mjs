@@ -19,22 +19,13 @@ import { tmpdir } from "node:os";
 import { extname, join, normalize, sep } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { chromiumArgs, chromiumPath, requireChromium } from "../../scripts/chromium.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const dist = join(root, "demo/dist");
 const results = join(root, "test-results");
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ci = !["", "0", "false"].includes((process.env.CI ?? "").toLowerCase());
 
-if (!existsSync(executablePath)) {
-  const fix = "install it with `apt-get update && apt-get install -y chromium` (never `npx playwright install`)";
-  if (ci) {
-    console.error(`test:e2e FAILED: Chromium not found at ${executablePath} and CI is set; ${fix}`);
-    process.exit(1);
-  }
-  console.log(`test:e2e SKIPPED: Chromium not found at ${executablePath}; ${fix}, or set CHROMIUM_PATH`);
-  process.exit(0);
-}
+requireChromium("test:e2e");
 if (!existsSync(join(dist, "index.html"))) {
   console.error("test:e2e FAILED: demo/dist/index.html is missing; run `npm run build:demo` first");
   process.exit(1);
@@ -75,18 +66,10 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 
 const profile = mkdtempSync(join(tmpdir(), "task-core-demo-e2e-"));
 const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
+  executablePath: chromiumPath,
   headless: true,
   viewport: { width: 1280, height: 900 },
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+  args: [...chromiumArgs],
 });
 const offsite = [];
 await context.route("**/*", (route) => {
@@ -205,7 +188,7 @@ async function reloadMidRun(query, articles, screenshot, runningScreenshot) {
 // ---------------------------------------------------------------- scenarios
 
 mkdirSync(results, { recursive: true });
-console.log(`test:e2e: demo/dist served at ${origin}, Chromium ${executablePath}, profile ${profile}`);
+console.log(`test:e2e: demo/dist served at ${origin}, Chromium ${chromiumPath}, profile ${profile}`);
 try {
   await check("IndexedDB: a job resumes after a reload and every task completes exactly once", async () => {
     await reloadMidRun(

@@ -28,16 +28,15 @@
 // Without /usr/bin/chromium (or CHROMIUM_PATH) this fails when CI is set and skips otherwise.
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { chromiumArgs, chromiumPath, requireChromium } from "../../scripts/chromium.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ci = !["", "0", "false"].includes((process.env.CI ?? "").toLowerCase());
 const STRESS_TASKS = Number(process.env.TASK_CORE_TABS_STRESS_TASKS ?? 5000);
 if (!Number.isInteger(STRESS_TASKS) || STRESS_TASKS < 1) {
   console.error(
@@ -46,15 +45,7 @@ if (!Number.isInteger(STRESS_TASKS) || STRESS_TASKS < 1) {
   process.exit(1);
 }
 
-if (!existsSync(executablePath)) {
-  const fix = "install it with `apt-get update && apt-get install -y chromium` (never `npx playwright install`)";
-  if (ci) {
-    console.error(`test:e2e:tabs FAILED: Chromium not found at ${executablePath} and CI is set; ${fix}`);
-    process.exit(1);
-  }
-  console.log(`test:e2e:tabs SKIPPED: Chromium not found at ${executablePath}; ${fix}, or set CHROMIUM_PATH`);
-  process.exit(0);
-}
+requireChromium("test:e2e:tabs");
 
 const { build } = await import("esbuild");
 const { chromium } = await import("playwright-core");
@@ -103,17 +94,9 @@ const profile = mkdtempSync(join(tmpdir(), "task-core-tabs-"));
 // and --disable-backgrounding-occluded-windows itself: tabs that are not in front keep
 // their timers (the stress scenario checks that every tab worked).
 const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
+  executablePath: chromiumPath,
   headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+  args: [...chromiumArgs],
 });
 
 /** Every execution reported by a page: { event, tab, key, attempt }. */
