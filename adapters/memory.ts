@@ -13,7 +13,14 @@
  * @module
  */
 
-import { applyCommit, applyCreateJob, checkClaimOptions, claimPatch, type RuleTx } from "../src/commit-rules.ts";
+import {
+  applyCommit,
+  applyCreateJob,
+  checkClaimOptions,
+  claimPatch,
+  copyTask,
+  type RuleTx,
+} from "../src/commit-rules.ts";
 import { StorageError } from "../src/errors.ts";
 import { Heap } from "../src/heap.ts";
 import type {
@@ -384,7 +391,9 @@ export class MemoryStorage implements Storage {
         const slot = this.#tasks.get(id);
         const t = slot?.task;
         if (!t || t.status !== "running" || t.leaseOwner !== options.owner) continue;
-        slot!.task = Object.freeze({ ...t, leaseExpiresAt: options.now + options.leaseMs });
+        const renewed = copyTask(t);
+        renewed.leaseExpiresAt = options.now + options.leaseMs;
+        slot!.task = Object.freeze(renewed);
         out.push(id);
       }
       return out;

@@ -7,7 +7,14 @@
  * @module
  */
 
-import { applyCommit, applyCreateJob, checkClaimOptions, claimPatch, isContractError } from "../../src/commit-rules.ts";
+import {
+  applyCommit,
+  applyCreateJob,
+  checkClaimOptions,
+  claimPatch,
+  copyTask,
+  isContractError,
+} from "../../src/commit-rules.ts";
 import { StorageError } from "../../src/errors.ts";
 import { Mutex } from "../../src/lock.ts";
 import type {
@@ -202,7 +209,9 @@ export class SqlJsStorageImpl implements SqlJsStorage {
       for (const id of options.ids) {
         const t = this.#db.getTask(id);
         if (!t || t.status !== "running" || t.leaseOwner !== options.owner) continue;
-        this.#db.putTask({ ...t, leaseExpiresAt: options.now + options.leaseMs }, t);
+        const renewed = copyTask(t);
+        renewed.leaseExpiresAt = options.now + options.leaseMs;
+        this.#db.putTask(renewed, t);
         out.push(id);
       }
       return out;
