@@ -508,8 +508,8 @@ function uniqueFrozen(ids: string[]): string[] {
   return Object.freeze([...new Set(ids)]) as string[];
 }
 
-/** Check a task record given to an insert and return a clean copy with frozen JSON. */
-export function sanitizeTask(raw: Task, now: number): Task {
+/** Check the fields of a task record given to an insert (a `TypeError` naming the first bad one). */
+function checkTaskFields(raw: Task): void {
   req(typeof raw === "object" && raw !== null, "task", raw);
   req(typeof raw.id === "string" && raw.id.length > 0, "id", raw.id);
   req(typeof raw.jobId === "string", "jobId", raw.jobId);
@@ -533,6 +533,31 @@ export function sanitizeTask(raw: Task, now: number): Task {
   );
   req(optString(raw.parentId), "parentId", raw.parentId);
   for (const f of OPTIONAL_TEXT) req(optString(raw[f]), f, raw[f]);
+}
+
+/**
+ * Task lists made by `buildJob`: frozen lists of frozen records whose status and
+ * `remainingDeps` are already what `createJob` would give them. `createJob` checks their
+ * fields and stores the records themselves instead of copies.
+ */
+const sealedTaskLists = new WeakSet<readonly Task[]>();
+
+/**
+ * Freeze the task records of a new job (built as `createJob` would store them) and their
+ * list, and mark the list so that `createJob` stores the records without copying them.
+ */
+export function sealNewJobTasks(tasks: Task[]): Task[] {
+  for (const t of tasks) {
+    Object.freeze(t.dependencies);
+    Object.freeze(t);
+  }
+  sealedTaskLists.add(Object.freeze(tasks));
+  return tasks;
+}
+
+/** Check a task record given to an insert and return a clean copy with frozen JSON. */
+export function sanitizeTask(raw: Task, now: number): Task {
+  checkTaskFields(raw);
   return {
     id: raw.id,
     jobId: raw.jobId,
@@ -730,6 +755,25 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
   }
   // Every dependency is a task of this new job, inserted now and not settled: a task
   // waits for all of its dependencies, so no rule needs to read them.
+  if (sealedTaskLists.has(tasks)) {
+    // Frozen records built for a new job (see `sealNewJobTasks`): unique ids, dependencies
+    // within the list. Their values cannot change any more; check them and keep them.
+    for (const t of tasks) {
+      if (t.jobId !== job.id) throw new StorageError(`Task "${t.key}" names job "${t.jobId}", not "${job.id}"`);
+      checkTaskFields(t);
+      req(typeof t.review === "boolean", "review", t.review);
+      req(t.remainingDeps === t.dependencies.length, "remainingDeps", t.remainingDeps);
+      req(t.status === (t.remainingDeps === 0 ? "ready" : "pending"), "status", t.status);
+      const found = batch.tx.getTask(t.id);
+      if (isThenable(found) ? yield found : found) throw new StorageError(`Task "${t.id}" already exists`);
+      if (t.status === "ready") batch.readied++;
+      batch.created.push(t);
+    }
+    job.taskCount = job.openCount = tasks.length;
+    if (tasks.length > 0) batch.jobsEnding.add(job.id);
+    batch.endJobs();
+    return yield* batch.flush();
+  }
   for (const t of tasks) {
     for (const d of t.dependencies ?? []) if (!ids.has(d)) throw new NotFoundError("task", d);
     const found = batch.tx.getTask(t.id);

@@ -8,6 +8,7 @@
 
 import type { Agent } from "./agent.ts";
 import { type JobProblem, JobValidationError, type ValidationIssue } from "./errors.ts";
+import { sealNewJobTasks } from "./commit-rules.ts";
 import { newId } from "./ids.ts";
 import { toJson } from "./json.ts";
 import type { Job, JobSpec, JsonValue, Task, TaskSpec } from "./types.ts";
@@ -36,7 +37,11 @@ export interface TaskDefaults {
 export interface BuiltJob {
   /** The job record. */
   job: Job;
-  /** Task records, in spec order. */
+  /**
+   * Task records, in spec order, as `createJob` stores them (`ready`, or `pending` with
+   * `remainingDeps` counting their dependencies). The list and its records are frozen:
+   * `createJob` keeps these records instead of copying them.
+   */
   tasks: Task[];
 }
 
@@ -329,13 +334,17 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
       dependencies = [];
       for (const j of e.length === 1 ? e : new Set(e)) dependencies.push(ids[j]!);
     }
-    tasks[i] = taskFromSpec(
+    const task = taskFromSpec(
       specs[i]!,
       { id: ids[i]!, jobId, parentId: null, dependencies },
       inputs[i]!,
       defaults,
       now,
     );
+    // As `createJob` stores it: waiting for each dependency, or ready.
+    task.remainingDeps = dependencies.length;
+    if (dependencies.length === 0) task.status = "ready";
+    tasks[i] = task;
   }
-  return { job, tasks };
+  return { job, tasks: sealNewJobTasks(tasks) };
 }

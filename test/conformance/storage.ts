@@ -11,7 +11,9 @@ import {
 } from "../../src/errors.ts";
 import type { Storage } from "../../src/storage.ts";
 import type { JsonValue, Task, TaskStatus } from "../../src/types.ts";
-import { deepEqual, equal, notEqual, ok, rejects } from "./assert.ts";
+import { AgentRegistry } from "../../src/registry.ts";
+import { buildJob as buildJobFromSpec } from "../../src/scheduler.ts";
+import { deepEqual, equal, notEqual, ok, rejects, throws } from "./assert.ts";
 import { buildJob, childRecord } from "./fixtures.ts";
 import type { Case } from "./harness.ts";
 
@@ -45,6 +47,19 @@ async function settle(s: Storage, id: string, status: TaskStatus, set: Partial<T
   return await get(s, id);
 }
 
+/** Agents for jobs built from specs by the library's own job builder. */
+function specAgents(): AgentRegistry {
+  const agents = new AgentRegistry();
+  agents.register({ name: "noop", description: "does nothing", execute: () => null });
+  return agents;
+}
+
+/** The fields of a stored task that do not depend on its ids or on when it was stored. */
+function idFree(t: Task): Record<string, unknown> {
+  const { id: _id, jobId: _jobId, dependencies, createdAt: _c, updatedAt: _u, ...rest } = t;
+  return { ...rest, dependencies: dependencies.length };
+}
+
 function statuses(tasks: Task[]): Record<string, TaskStatus> {
   const out: Record<string, TaskStatus> = {};
   for (const t of tasks) out[t.key] = t.status;
@@ -74,6 +89,76 @@ export const storageCases: Case<StorageContext>[] = [
       equal(c.status, "pending");
       equal(c.remainingDeps, 2);
       equal((await get(storage, b.id("a"))).status, "ready");
+    },
+  },
+  {
+    name: "createJob() keeps the frozen records of a built job as they are, with the values a copy of them gets",
+    async run({ storage }) {
+      const spec = {
+        name: "built",
+        tasks: [
+          { key: "a", agent: "noop", input: { n: [1, 2] }, priority: 3, description: "first" },
+          { key: "b", agent: "noop", dependsOn: ["a"], review: true, durability: "at-most-once" as const },
+          { key: "c", agent: "noop", dependsOn: ["a", "b"], maxAttempts: 2, timeoutMs: 500, delayMs: 10 },
+        ],
+      };
+      const sealed = buildJobFromSpec(spec, specAgents(), { maxAttempts: 4 }, 1_000);
+      ok(Object.isFrozen(sealed.tasks) && sealed.tasks.every((t) => Object.isFrozen(t)));
+      await storage.createJob(sealed.job, sealed.tasks);
+      for (const built of sealed.tasks) deepEqual({ ...(await get(storage, built.id)) }, { ...built }, built.key);
+      // The same spec built again, its records copied into a plain list: checked and copied.
+      const copied = buildJobFromSpec(spec, specAgents(), { maxAttempts: 4 }, 1_000);
+      await storage.createJob(copied.job, copied.tasks.map((t) => ({ ...t, status: "pending", remainingDeps: 0 })));
+      for (let i = 0; i < spec.tasks.length; i++) {
+        const a = await get(storage, sealed.tasks[i]!.id);
+        const b = await get(storage, copied.tasks[i]!.id);
+        deepEqual(idFree(a), idFree(b), a.key);
+      }
+      equal((await storage.getJob(sealed.job.id))!.openCount, 3);
+      equal((await storage.listTasks({ status: "ready" })).length, 2);
+    },
+  },
+  {
+    name: "createJob() checks a built job's records again: the list cannot change, nor be stored under another job",
+    async run({ storage }) {
+      const b = buildJobFromSpec(
+        { name: "built", tasks: [{ key: "a", agent: "noop" }] },
+        specAgents(),
+        { maxAttempts: 4 },
+        1_000,
+      );
+      throws(() => {
+        (b.tasks as Task[])[0] = { ...b.tasks[0]!, priority: Number.NaN };
+      }, TypeError);
+      throws(() => {
+        (b.tasks[0] as { priority: number }).priority = Number.NaN;
+      }, TypeError);
+      await rejects(() => storage.createJob({ ...b.job, id: "another-job" }, b.tasks), StorageError, "names job");
+      equal(await storage.getJob("another-job"), undefined);
+      // A spec whose option changes once it has been checked is stored with the checked value, or not at all.
+      let reads = 0;
+      const fickle = {
+        key: "f",
+        agent: "noop",
+        get priority() {
+          return ++reads <= 2 ? 1 : Number.NaN;
+        },
+      };
+      let built;
+      try {
+        built = buildJobFromSpec({ name: "fickle", tasks: [fickle] }, specAgents(), { maxAttempts: 4 }, 1_000);
+      } catch {
+        built = undefined;
+      }
+      if (built) {
+        try {
+          await storage.createJob(built.job, built.tasks);
+        } catch (e) {
+          ok(e instanceof TypeError, `a TypeError, got ${e}`);
+        }
+        const stored = await storage.getTask(built.tasks[0]!.id);
+        if (stored) ok(Number.isFinite(stored.priority), "a stored priority is a finite number");
+      }
     },
   },
   {
