@@ -235,36 +235,40 @@ export class MemoryStorage implements Storage {
   #putTask(task: Task, prev: Task | undefined): void {
     // Stored records are frozen, so they can be handed out without copying.
     Object.freeze(task);
-    let slot: Slot;
-    if (!prev) {
-      slot = { task, prev: null, next: null, gone: false };
-      this.#tasks.set(task.id, slot);
-      const siblings = this.#byJob.get(task.jobId);
-      if (siblings) siblings.push(slot);
-      else this.#byJob.set(task.jobId, [slot]);
+    if (prev) {
+      this.#replace(this.#tasks.get(task.id)!, task, prev);
+      return;
+    }
+    const slot: Slot = { task, prev: null, next: null, gone: false };
+    this.#tasks.set(task.id, slot);
+    const siblings = this.#byJob.get(task.jobId);
+    if (siblings) siblings.push(slot);
+    else this.#byJob.set(task.jobId, [slot]);
+    addTo(this.#byAgent, task.agent, slot);
+    if (task.parentId !== null) addTo(this.#byParent, task.parentId, slot);
+    for (const dep of task.dependencies) {
+      const list = this.#dependents.get(dep);
+      if (list) list.push(task.id);
+      else this.#dependents.set(dep, [task.id]);
+    }
+    this.#statusList(task.status).add(slot);
+    if (task.status === "ready") this.#fileReady(slot, task);
+  }
+
+  /** Put the frozen `task` in `slot` in place of `prev`, moving it between indexes. */
+  #replace(slot: Slot, task: Task, prev: Task): void {
+    slot.task = task;
+    if (prev.agent !== task.agent) {
+      removeFrom(this.#byAgent, prev.agent, slot);
       addTo(this.#byAgent, task.agent, slot);
-      if (task.parentId !== null) addTo(this.#byParent, task.parentId, slot);
-      for (const dep of task.dependencies) {
-        const list = this.#dependents.get(dep);
-        if (list) list.push(task.id);
-        else this.#dependents.set(dep, [task.id]);
-      }
+    }
+    if (prev.status !== task.status) {
+      this.#statusList(prev.status).remove(slot);
       this.#statusList(task.status).add(slot);
-    } else {
-      slot = this.#tasks.get(task.id)!;
-      slot.task = task;
-      if (prev.agent !== task.agent) {
-        removeFrom(this.#byAgent, prev.agent, slot);
-        addTo(this.#byAgent, task.agent, slot);
-      }
-      if (prev.status !== task.status) {
-        this.#statusList(prev.status).remove(slot);
-        this.#statusList(task.status).add(slot);
-      }
     }
     if (
       task.status === "ready" &&
-      (prev?.status !== "ready" || prev.runAt !== task.runAt || prev.priority !== task.priority)
+      (prev.status !== "ready" || prev.runAt !== task.runAt || prev.priority !== task.priority)
     ) this.#fileReady(slot, task);
   }
 
@@ -374,8 +378,8 @@ export class MemoryStorage implements Storage {
         const t = slot.task;
         // Skip entries left behind by a task that moved on (claimed, re-filed, pruned).
         if (slot.gone || t.status !== "ready" || t.runAt !== b.runAt || t.priority !== b.priority) continue;
-        const next = claimPatch(t, owner, now, leaseMs);
-        this.#putTask(next, t);
+        const next = Object.freeze(claimPatch(t, owner, now, leaseMs));
+        this.#replace(slot, next, t);
         out.push(next);
       }
       return out;

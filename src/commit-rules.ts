@@ -665,9 +665,15 @@ export function applyCommit(tx: RuleTx, ops: readonly CommitOp[], now: number): 
   return drive(commitSteps(new Batch(tx, now), ops));
 }
 
+const NO_INSERTS: ReadonlySet<string> = new Set();
+
 function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult> {
-  const inserted = new Set<string>();
-  for (const op of ops) if (op?.type === "insertTask" && typeof op.task?.id === "string") inserted.add(op.task.id);
+  let inserted: ReadonlySet<string> = NO_INSERTS;
+  for (const op of ops) {
+    if (op?.type !== "insertTask" || typeof op.task?.id !== "string") continue;
+    if (inserted === NO_INSERTS) inserted = new Set<string>();
+    (inserted as Set<string>).add(op.task.id);
+  }
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
     switch (op?.type) {
