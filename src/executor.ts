@@ -209,6 +209,18 @@ function showsWrite(op: UpdateTaskOp, task: Task | undefined): boolean {
   return true;
 }
 
+/**
+ * Whether a caller's update of a task was applied, read back after its commit failed:
+ * the task shows the write, or it moved on from it. An update that makes a task ready
+ * sets its `runAt`, which the task keeps while the executor runs it again (a claim or a
+ * completion does not change it), so the task may already be running or done.
+ */
+function landed(op: UpdateTaskOp, task: Task | undefined): boolean {
+  if (showsWrite(op, task)) return true;
+  return task !== undefined && task.version > op.expect.version && op.set.runAt !== undefined &&
+    task.runAt === op.set.runAt;
+}
+
 function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
   const err = e instanceof Error ? e : new Error(String(e));
   const out: TaskError = { name: err.name, message: err.message, retryable, at };
@@ -502,13 +514,14 @@ export class Executor {
   /**
    * Review a completed task that asked for review: `accept` satisfies its dependents;
    * `reject` runs it again with `reason` as `ctx.reviewFeedback`, or fails it when its
-   * attempts are used up.
+   * attempts are used up. A storage call that fails with an error that may pass is retried
+   * as in `submit()`, and the decision is stored once.
    */
   async review(taskId: string, decision: "accept" | "reject", reason: string = ""): Promise<Task> {
     if (decision !== "accept" && decision !== "reject") {
       throw new TypeError(`review() "decision" must be "accept" or "reject", got ${String(decision)}`);
     }
-    const task = await this.storage.getTask(taskId);
+    const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
     if (!task) throw new NotFoundError("task", taskId);
     if (task.status !== "completed" || !task.review) {
       throw new InvalidTransitionError(taskId, task.status, decision === "accept" ? "accepted" : "rejected");
@@ -519,29 +532,75 @@ export class Executor {
       : task.attempts < task.maxAttempts
       ? { status: "ready", reviewFeedback: reason || "Rejected", runAt: now, statusReason: "Review rejected" }
       : { status: "rejected", reviewFeedback: reason || "Rejected", statusReason: reason || "Rejected" };
-    const result = await this.storage.commit([{
-      type: "updateTask",
-      id: taskId,
-      expect: { version: task.version },
-      set,
-    }], now);
-    this.#afterCommit(result);
-    return result.tasks.find((t) => t.id === taskId)!;
+    return await this.#updateTask({ type: "updateTask", id: taskId, expect: { version: task.version }, set });
   }
 
-  /** Send a `blocked` task (it needs a person) back to `ready`. */
+  /**
+   * Send a `blocked` task (it needs a person) back to `ready`. Resolves with the stored
+   * task; when a failed commit turns out to have been applied, that is the task as read
+   * back, which may already be running again.
+   */
   async retryTask(taskId: string): Promise<Task> {
-    const task = await this.storage.getTask(taskId);
+    const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
     if (!task) throw new NotFoundError("task", taskId);
-    const now = this.#clock.now();
-    const result = await this.storage.commit([{
+    return await this.#updateTask({
       type: "updateTask",
       id: taskId,
       expect: { version: task.version, status: "blocked" },
-      set: { status: "ready", runAt: now, statusReason: "Retried by a person" },
-    }], now);
-    this.#afterCommit(result);
-    return result.tasks.find((t) => t.id === taskId)!;
+      set: { status: "ready", runAt: this.#clock.now(), statusReason: "Retried by a person" },
+    });
+  }
+
+  /**
+   * A storage failure of a call made for a caller (`review()`, `retryTask()`, job control):
+   * report it and wait before the retry, or throw it when it will not pass (not transient,
+   * or the sixth in a row), as `submit()` does.
+   */
+  async #callerCallFailed(operation: string, error: unknown, failures: number): Promise<void> {
+    if (!isTransientStorageError(error) || failures > SUBMIT_RETRIES) throw error;
+    this.#stats.storageErrors++;
+    this.#events.emit("storage:error", { operation, error, attempt: failures });
+    await this.#sleep(this.#claimBackoff(failures));
+  }
+
+  /** A read for a caller, retried while it fails with an error that may pass. */
+  async #retried<T>(operation: string, read: () => Promise<T>): Promise<T> {
+    for (let failures = 0;;) {
+      try {
+        return await read();
+      } catch (error) {
+        await this.#callerCallFailed(operation, error, ++failures);
+      }
+    }
+  }
+
+  /**
+   * Commit one task update for a caller. A commit that failed with an error that may pass
+   * is retried after reading the task back: when the task shows the write, the failed call
+   * was applied with only its answer lost, and it is not written again (a second write
+   * would conflict, or apply the change twice).
+   */
+  async #updateTask(op: UpdateTaskOp): Promise<Task> {
+    let since = Infinity;
+    for (let failures = 0;;) {
+      const now = this.#clock.now();
+      try {
+        const result = await this.storage.commit([op], now);
+        this.#afterCommit(result);
+        return result.tasks.find((t) => t.id === op.id)!;
+      } catch (error) {
+        await this.#callerCallFailed("commit", error, ++failures);
+        since = Math.min(since, now);
+      }
+      const stored = await this.#retried("getTask", () => this.storage.getTask(op.id));
+      if (stored && landed(op, stored)) {
+        // Applied: report what the lost answer would have (the job's end, readied tasks).
+        const job = await this.#retried("getJob", () => this.storage.getJob(stored.jobId));
+        const ended = job && isJobFinal(job.status) && job.finishedAt !== null && job.finishedAt >= since;
+        this.#afterCommit({ tasks: [stored], jobs: ended ? [job] : [], readied: 1 });
+        return stored;
+      }
+    }
   }
 
   // ---------------------------------------------------------------- job control (via JobHandle)
@@ -557,10 +616,20 @@ export class Executor {
   }
 
   async #setJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job> {
+    // A commit that failed with an error that may pass is retried from the read: when it
+    // was applied after all, the job already shows the status.
+    let failures = 0;
     for (;;) {
-      const job = await this.storage.getJob(jobId);
+      const job = await this.#retried("getJob", () => this.storage.getJob(jobId));
       if (!job) throw new NotFoundError("job", jobId);
-      if (job.status === status || isJobFinal(job.status)) return job;
+      if (job.status === status || isJobFinal(job.status)) {
+        if (failures > 0 && job.status === status) {
+          // Applied with its answer lost: do what its success would have done.
+          if (status === "cancelled") this.#abortJob(jobId);
+          this.#afterCommit({ tasks: [], jobs: status === "cancelled" ? [job] : [], readied: 1 });
+        }
+        return job;
+      }
       try {
         const result = await this.storage.commit(
           [{ type: "updateJob", id: jobId, expect: { version: job.version }, set: { status } }],
@@ -568,9 +637,11 @@ export class Executor {
         );
         if (status === "cancelled") this.#abortJob(jobId);
         this.#afterCommit(result);
-        return result.jobs.find((j) => j.id === jobId) ?? (await this.storage.getJob(jobId))!;
+        return result.jobs.find((j) => j.id === jobId) ??
+          (await this.#retried("getJob", () => this.storage.getJob(jobId)))!;
       } catch (e) {
-        if (!(e instanceof ConflictError)) throw e;
+        if (e instanceof ConflictError) continue;
+        await this.#callerCallFailed("commit", e, ++failures);
       }
     }
   }

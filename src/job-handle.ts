@@ -133,7 +133,11 @@ export class JobHandle {
     throw new JobFailedError(this.id, job.status === "cancelled" ? "cancelled" : "failed", failed);
   }
 
-  /** Cancel the job: running tasks' signals are aborted, every open task is cancelled. */
+  /**
+   * Cancel the job: running tasks' signals are aborted, every open task is cancelled.
+   * Like `pause()` and `resume()`, it retries a storage call that fails with an error that
+   * may pass (five failures in a row, the sixth is thrown) and is applied once.
+   */
   async cancel(): Promise<Job> {
     return await this.#host.setJobStatus(this.id, "cancelled");
   }

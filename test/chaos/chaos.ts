@@ -36,6 +36,24 @@ async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await sleep(2);
 }
 
+/** The id of the task of `jobId` with `key`. */
+async function byKey(ctx: ReliabilityContext, jobId: string, key: string): Promise<string> {
+  const task = (await ctx.storage.listTasks({ jobId })).find((t) => t.key === key);
+  ok(task, `task ${key} exists`);
+  return task.id;
+}
+
+/** Resolve once the stored task has `status`. */
+async function statusIs(ctx: ReliabilityContext, id: string, status: string): Promise<void> {
+  await within(
+    4000,
+    `task ${id} ${status}`,
+    (async () => {
+      while ((await ctx.storage.getTask(id))?.status !== status) await sleep(2);
+    })(),
+  );
+}
+
 /** Count of runs per task key. */
 class Runs {
   readonly byKey = new Map<string, number>();
@@ -289,6 +307,124 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
         await executor.shutdown();
         ok(thrown instanceof InjectedFaultError, `the sixth failure is thrown, got ${String(thrown)}`);
         equal((await ctx.storage.listJobs()).filter((j) => j.name === "lost").length, 0);
+      },
+    },
+    {
+      name: "review() and retryTask() ride out failing calls: retried with backoff, applied once",
+      async run(ctx) {
+        const runs = new Runs();
+        const faulty = new FaultyStorage(ctx.storage);
+        const { executor, report } = reportingExecutor(faulty, [
+          keyAgent("once", runs),
+          agent("doomed", () => {
+            throw new NonRetryableError("broken for good");
+          }),
+        ]);
+        executor.start();
+        const reviewed = await executor.submit({
+          name: "reviewed",
+          tasks: [{ key: "r", agent: "once", review: true }, { key: "q", agent: "once", review: true }],
+        });
+        const r = await byKey(ctx, reviewed.id, "r");
+        const q = await byKey(ctx, reviewed.id, "q");
+        await statusIs(ctx, r, "completed");
+        await statusIs(ctx, q, "completed");
+        // Accepted, with only the answer lost: read back, not written twice.
+        faulty.failNext("commit", "after", 1);
+        equal((await executor.review(r, "accept")).status, "accepted");
+        // Rejected after two refused commits: the task runs again.
+        faulty.failNext("getTask", "before", 1);
+        faulty.failNext("commit", "before", 2);
+        equal((await executor.review(q, "reject", "again")).status, "ready");
+        await until(() => runs.of("q") === 2);
+        await statusIs(ctx, q, "completed");
+        faulty.failNext("commit", "after", 1);
+        equal((await executor.review(q, "accept")).status, "accepted");
+        deepEqual(await settled(reviewed, 4000), { r: "r", q: "q" });
+        // A blocked task sent back to ready through a failing read and a lost answer runs once.
+        const blocked = await executor.submit({
+          name: "blocked",
+          tasks: [
+            { key: "d", agent: "doomed" },
+            { key: "b", agent: "once", dependsOn: ["d"], onDependencyFailure: "block" },
+          ],
+        });
+        const b = await byKey(ctx, blocked.id, "b");
+        await statusIs(ctx, b, "blocked");
+        faulty.failNext("getTask", "before", 1);
+        faulty.failNext("commit", "after", 1);
+        // The answer read back is the task as stored now: ready, or already run again.
+        const retried = await executor.retryTask(b);
+        ok(["ready", "running", "completed"].includes(retried.status), `back to ready, got ${retried.status}`);
+        ok((await settled(blocked, 4000)) instanceof Error, "the job with a failed task fails");
+        await executor.shutdown();
+        equal(runs.of("r"), 1);
+        equal(runs.of("b"), 1);
+        equal((await ctx.storage.getTask(b))?.status, "completed");
+        deepEqual(report.jobEnds.get(reviewed.id), ["job:completed"], "the job's end is reported once");
+        deepEqual(report.jobEnds.get(blocked.id), ["job:failed"]);
+        equal(report.storageErrors.filter((e) => e.operation === "commit").length, 5, "each failed commit reported");
+        equal(report.storageErrors.filter((e) => e.operation === "getTask").length, 2, "each failed read reported");
+      },
+    },
+    {
+      name: "pause(), resume() and cancel() ride out failing calls; a sixth failure in a row is thrown",
+      async run(ctx) {
+        const runs = new Runs();
+        const faulty = new FaultyStorage(ctx.storage);
+        // A "gate" task runs until the test opens its gate or its signal aborts.
+        const gates = new Map<string, () => void>();
+        let aborted = 0;
+        const { executor, report } = reportingExecutor(faulty, [
+          keyAgent("once", runs),
+          agent("gate", (_input, c) => {
+            runs.start(c.task.key);
+            return new Promise((resolve, reject) => {
+              gates.set(c.task.key, () => resolve(null));
+              c.signal.addEventListener("abort", () => {
+                aborted++;
+                reject(c.signal.reason);
+              });
+            }).finally(() => runs.end(c.task.key));
+          }),
+        ]);
+        executor.start();
+        const paused = await executor.submit({
+          name: "paused",
+          tasks: [{ key: "g", agent: "gate" }, { key: "after", agent: "once", dependsOn: ["g"] }],
+        });
+        const g = await byKey(ctx, paused.id, "g");
+        await statusIs(ctx, g, "running");
+        faulty.failNext("commit", "after", 1);
+        equal((await paused.pause()).status, "paused");
+        gates.get("g")!();
+        const after = await byKey(ctx, paused.id, "after");
+        await statusIs(ctx, after, "paused");
+        faulty.failNext("getJob", "before", 1);
+        faulty.failNext("commit", "before", 2);
+        equal((await paused.resume()).status, "running");
+        deepEqual(await settled(paused, 4000), { g: null, after: "after" });
+        // Cancel a job whose task runs: the commit's answer is lost, the signal is still aborted.
+        const held = await executor.submit({ name: "held", tasks: [{ key: "h", agent: "gate" }] });
+        const h = await byKey(ctx, held.id, "h");
+        await statusIs(ctx, h, "running");
+        faulty.failNext("commit", "after", 1);
+        equal((await held.cancel()).status, "cancelled");
+        await until(() => aborted === 1);
+        ok((await settled(held, 4000)) instanceof Error, "wait() rejects for a cancelled job");
+        deepEqual(report.jobEnds.get(held.id), ["job:cancelled"], "the job's end is reported once");
+        // Six failures in a row: the sixth is thrown, and the job stays as it was.
+        const idle = await executor.submit({ name: "idle", tasks: [{ key: "i", agent: "gate" }] });
+        await statusIs(ctx, await byKey(ctx, idle.id, "i"), "running");
+        faulty.failNext("getJob", "before", 6);
+        const thrown = await idle.pause().then(() => null, (e: unknown) => e);
+        ok(thrown instanceof InjectedFaultError, `the sixth failure is thrown, got ${String(thrown)}`);
+        equal((await ctx.storage.getJob(idle.id))?.status, "running");
+        await executor.shutdown({ graceMs: 0 });
+        equal(runs.of("g"), 1);
+        equal(runs.of("after"), 1);
+        equal(report.storageErrors.filter((e) => e.operation === "commit").length, 4, "each failed commit reported");
+        equal(report.storageErrors.filter((e) => e.operation === "getJob").length, 6, "each failed read reported");
       },
     },
     {
