@@ -798,14 +798,19 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
   return yield* batch.flush();
 }
 
-/** The fields `claimReady` sets on a claimed task. */
+/**
+ * The fields `claimReady` sets on a claimed task: `running`, attempts + 1, the lease, and
+ * `startedAt` (left `null` for an at-most-once task, whose start the executor stores).
+ */
 export function claimPatch(task: Task, owner: string, now: number, leaseMs: number): Task {
   const next = copyTask(task);
   next.status = "running";
   next.attempts = task.attempts + 1;
   next.leaseOwner = owner;
   next.leaseExpiresAt = now + leaseMs;
-  next.startedAt = now;
+  // An at-most-once task's start is stored by the executor just before its agent is
+  // called: a claimed task that never started can then go back to ready after a crash.
+  next.startedAt = task.durability === "at-most-once" ? null : now;
   next.version = task.version + 1;
   next.updatedAt = now;
   return next;

@@ -145,6 +145,8 @@ interface Run {
   lost: boolean;
   /** The attempt waits on its agent's promise: an interruption ends it (see `#interrupt`). */
   waiting: boolean;
+  /** An at-most-once attempt whose start is being stored: its agent is called after. */
+  starting: Promise<void> | null;
 }
 
 type Outcome = "completed" | "retry" | "failed" | "lost" | "other";
@@ -826,15 +828,50 @@ export class Executor {
     const run: Run = {
       task,
       ctx: new AttemptContext(task, this.#contextHost),
-      deadline: this.#clock.now() + timeoutMs,
+      deadline: 0,
       timeoutMs,
       settled: false,
       done: false,
       timedOut: false,
       lost: false,
       waiting: false,
+      starting: null,
     };
     this.#runs.set(task.id, run);
+    if (task.durability === "at-most-once" && task.startedAt === null) {
+      // Store the start before the agent runs: after a crash, an at-most-once task whose
+      // start is not stored never ran and goes back to ready; one whose start is stored
+      // may have run and is blocked.
+      run.starting = this.#enqueueCommit([{
+        type: "updateTask",
+        id: task.id,
+        expect: { version: task.version, status: "running" },
+        set: { startedAt: this.#clock.now() },
+      }], null).then((stored) => this.#begin(run, stored));
+      return;
+    }
+    this.#call(run);
+  }
+
+  /** The start of an at-most-once attempt was stored (`null`: the task changed meanwhile). */
+  #begin(run: Run, stored: Task | null): void {
+    run.starting = null;
+    if (stored) run.task = stored;
+    if (run.done) return;
+    if (!stored || run.lost || this.#state !== "running") {
+      // Its agent was never called: when shutting down, hand the task back now.
+      if (stored && this.#state !== "running") void this.#release([stored]);
+      run.lost = true;
+      this.#settle(run, false, new TaskAbortedError("Ended before its agent was called"));
+      return;
+    }
+    this.#call(run);
+  }
+
+  /** Call the agent of an attempt. */
+  #call(run: Run): void {
+    const { task } = run;
+    run.deadline = this.#clock.now() + run.timeoutMs;
     this.#stats.started++;
     if (this.#events.has("task:started")) this.#events.emit("task:started", { task });
     // Most agents answer synchronously or with an already-settled promise: stay off the
@@ -1289,7 +1326,14 @@ export class Executor {
         retryable: t.durability === "at-least-once",
         at: now,
       };
-      const set: Partial<Task> = t.durability === "at-most-once"
+      const set: Partial<Task> = t.durability === "at-most-once" && t.startedAt === null
+        ? {
+          status: "ready",
+          runAt: now,
+          attempts: Math.max(0, t.attempts - 1),
+          statusReason: "Recovered after its lease expired; its agent had not been called",
+        }
+        : t.durability === "at-most-once"
         ? { status: "blocked", error, statusReason: "Interrupted while running; at-most-once tasks are not run again" }
         : t.attempts >= t.maxAttempts
         ? { status: "failed", error, statusReason: error.message }
@@ -1351,6 +1395,9 @@ export class Executor {
         });
         this.#idleWaiter = null;
       }
+      // Starts being stored end first (an attempt whose start was stored is handed back
+      // with its new version, see `#begin`).
+      await Promise.all([...this.#runs.values()].map((r) => r.starting));
       const left = [...this.#runs.values()].filter((r) => !r.settled);
       for (const run of left) {
         run.lost = true;

@@ -130,7 +130,11 @@ export interface Task {
   createdAt: number;
   /** Last change (epoch milliseconds). */
   updatedAt: number;
-  /** Start of the current or last attempt, else `null`. */
+  /**
+   * Start of the current or last attempt, else `null`. Set by the claim, except for an
+   * at-most-once task: the executor stores its start just before calling the agent, so a
+   * claimed task whose agent was never called has none.
+   */
   startedAt: number | null;
   /** When the task reached a final status, else `null`. */
   finishedAt: number | null;

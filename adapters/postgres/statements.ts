@@ -79,7 +79,8 @@ export class Statements {
     // One statement: the subquery picks and locks (skipping rows other claimers hold), the
     // update moves them to running; the partial index tasks_ready serves the subquery.
     this.claim = `UPDATE ${s}.tasks SET status = 'running', attempts = attempts + 1, lease_owner = $1::text, ` +
-      "lease_expires_at = $3::text::float8, started_at = $2::text::float8, version = version + 1, " +
+      "lease_expires_at = $3::text::float8, " +
+      "started_at = CASE WHEN durability = 'at-most-once' THEN NULL ELSE $2::text::float8 END, version = version + 1, " +
       `updated_at = $2::text::float8 WHERE id IN (SELECT id FROM ${s}.tasks ` +
       "WHERE status = 'ready' AND run_at <= $2::text::float8 ORDER BY priority, run_at, id " +
       `LIMIT $4::text::int4 FOR UPDATE SKIP LOCKED) RETURNING ${T}`;

@@ -337,6 +337,49 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an at-most-once task claimed but never started goes back to ready after a crash, and runs once",
+    async run(ctx) {
+      const started = deferred();
+      const runs: Record<string, number> = {};
+      const count = (key: string) => (runs[key] = (runs[key] ?? 0) + 1);
+      // One worker: "first" hangs (the process "dies" in it), "second" waits in the ready queue.
+      const dead = harness(ctx.storage, [
+        agent("charge", (_input, c) => {
+          count(c.task.key);
+          if (c.task.key !== "first") return "charged";
+          started.resolve();
+          return new Promise(() => {});
+        }),
+      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300 });
+      dead.executor.start();
+      const job = await dead.executor.submit({
+        name: "pay",
+        tasks: [
+          { key: "first", agent: "charge", durability: "at-most-once", priority: 0 },
+          { key: "second", agent: "charge", durability: "at-most-once", priority: 1 },
+        ],
+      });
+      await started.promise;
+      await until(async () => (await taskByKey(ctx, job.id, "second")).status === "running", "second claimed");
+      const queued = await taskByKey(ctx, job.id, "second");
+      equal(queued.startedAt, null, "claimed, not started");
+      ok((await taskByKey(ctx, job.id, "first")).startedAt !== null, "the start of the hanging task is stored");
+      const alive = harness(ctx.storage, [agent("charge", (_input, c) => count(c.task.key))], {
+        clock: new ManualClock(START + 5000),
+        leaseMs: 1000,
+        heartbeatMs: 300,
+      });
+      alive.executor.start();
+      await until(async () => (await taskByKey(ctx, job.id, "second")).status === "completed", "second completed");
+      await until(async () => (await taskByKey(ctx, job.id, "first")).status === "blocked", "first blocked");
+      deepEqual(runs, { first: 1, second: 1 });
+      const second = await taskByKey(ctx, job.id, "second");
+      equal(second.attempts, 1, "the claim that never ran is not counted");
+      ok(second.startedAt !== null);
+      await alive.executor.shutdown();
+    },
+  },
+  {
     name: "graceful shutdown lets running tasks finish within the grace period",
     async run(ctx) {
       const gate = deferred<string>();

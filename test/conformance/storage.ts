@@ -323,6 +323,29 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "claimReady() leaves startedAt null for an at-most-once task, whose start the executor stores",
+    async run({ storage }) {
+      const b = buildJob([{ key: "once", durability: "at-most-once" }, { key: "many" }]);
+      await storage.createJob(b.job, b.tasks);
+      const claimed = await storage.claimReady({ limit: 10, now: 5000, owner: OWNER, leaseMs: 1000 });
+      const byKey = Object.fromEntries(claimed.map((t) => [t.key, t]));
+      equal(byKey["once"]?.startedAt, null);
+      equal(byKey["many"]?.startedAt, 5000);
+      equal((await get(storage, b.id("once"))).startedAt, null);
+      const once = byKey["once"]!;
+      await storage.commit([{
+        type: "updateTask",
+        id: once.id,
+        expect: { version: once.version, status: "running" },
+        set: { startedAt: 5001 },
+      }], 5001);
+      const started = await get(storage, once.id);
+      equal(started.startedAt, 5001);
+      equal(started.status, "running");
+      equal(started.leaseOwner, OWNER, "the lease is kept");
+    },
+  },
+  {
     name: "claimReady() claims at most limit tasks and nothing twice",
     async run({ storage }) {
       const b = buildJob(Array.from({ length: 5 }, (_, i) => ({ key: `t${i}` })));

@@ -95,6 +95,8 @@ test(
         if (t.durability === "at-most-once") {
           expect(n, `${t.key} is at-most-once`).toBeLessThanOrEqual(1);
           expect(["completed", "blocked"]).toContain(t.status);
+          // Blocked only once its start was stored: a task claimed but never started runs after all.
+          if (t.status === "blocked") expect(t.startedAt, `${t.key} started before it was blocked`).not.toBeNull();
         } else {
           expect(t.status, `${t.key}`).toBe("completed");
           expect(n, `${t.key} side effect`).toBeGreaterThanOrEqual(1);
