@@ -753,17 +753,12 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
     finishedAt: null,
   };
   batch.jobEntries.set(job.id, { prev: undefined, cur: job, owned: true });
-  const ids = new Set<string>();
-  for (const t of tasks) {
-    if (t?.jobId !== job.id) throw new StorageError(`Task "${t?.key}" names job "${t?.jobId}", not "${job.id}"`);
-    if (ids.has(t.id)) throw new StorageError(`Task id "${t.id}" appears twice`);
-    ids.add(t.id);
-  }
   // Every dependency is a task of this new job, inserted now and not settled: a task
   // waits for all of its dependencies, so no rule needs to read them.
   if (sealedTaskLists.has(tasks)) {
     // Frozen records built for a new job (see `sealNewJobTasks`): unique ids, dependencies
-    // within the list. Their values cannot change any more; check them and keep them.
+    // within the list, by construction. Their values cannot change any more; check them
+    // and keep them.
     for (const t of tasks) {
       if (t.jobId !== job.id) throw new StorageError(`Task "${t.key}" names job "${t.jobId}", not "${job.id}"`);
       checkTaskFields(t);
@@ -775,22 +770,25 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
       if (t.status === "ready") batch.readied++;
       batch.created.push(t);
     }
-    job.taskCount = job.openCount = tasks.length;
-    if (tasks.length > 0) batch.jobsEnding.add(job.id);
-    batch.endJobs();
-    return yield* batch.flush();
-  }
-  for (const t of tasks) {
-    for (const d of t.dependencies ?? []) if (!ids.has(d)) throw new NotFoundError("task", d);
-    const found = batch.tx.getTask(t.id);
-    if (isThenable(found) ? yield found : found) throw new StorageError(`Task "${t.id}" already exists`);
-    const task = sanitizeTask(t, now);
-    task.remainingDeps = task.dependencies.length;
-    if (task.remainingDeps === 0) {
-      task.status = "ready";
-      batch.readied++;
+  } else {
+    const ids = new Set<string>();
+    for (const t of tasks) {
+      if (t?.jobId !== job.id) throw new StorageError(`Task "${t?.key}" names job "${t?.jobId}", not "${job.id}"`);
+      if (ids.has(t.id)) throw new StorageError(`Task id "${t.id}" appears twice`);
+      ids.add(t.id);
     }
-    batch.created.push(task);
+    for (const t of tasks) {
+      for (const d of t.dependencies ?? []) if (!ids.has(d)) throw new NotFoundError("task", d);
+      const found = batch.tx.getTask(t.id);
+      if (isThenable(found) ? yield found : found) throw new StorageError(`Task "${t.id}" already exists`);
+      const task = sanitizeTask(t, now);
+      task.remainingDeps = task.dependencies.length;
+      if (task.remainingDeps === 0) {
+        task.status = "ready";
+        batch.readied++;
+      }
+      batch.created.push(task);
+    }
   }
   job.taskCount = job.openCount = batch.created.length;
   if (job.taskCount > 0) batch.jobsEnding.add(job.id);
