@@ -508,6 +508,11 @@ function uniqueFrozen(ids: string[]): string[] {
   return Object.freeze([...new Set(ids)]) as string[];
 }
 
+function allStrings(values: readonly unknown[]): boolean {
+  for (const v of values) if (typeof v !== "string") return false;
+  return true;
+}
+
 /** Check the fields of a task record given to an insert (a `TypeError` naming the first bad one). */
 function checkTaskFields(raw: Task): void {
   req(typeof raw === "object" && raw !== null, "task", raw);
@@ -515,11 +520,7 @@ function checkTaskFields(raw: Task): void {
   req(typeof raw.jobId === "string", "jobId", raw.jobId);
   req(typeof raw.key === "string" && raw.key.length > 0, "key", raw.key);
   req(typeof raw.agent === "string" && raw.agent.length > 0, "agent", raw.agent);
-  req(
-    Array.isArray(raw.dependencies) && raw.dependencies.every((d) => typeof d === "string"),
-    "dependencies",
-    raw.dependencies,
-  );
+  req(Array.isArray(raw.dependencies) && allStrings(raw.dependencies), "dependencies", raw.dependencies);
   req(Number.isInteger(raw.maxAttempts) && raw.maxAttempts >= 1, "maxAttempts", raw.maxAttempts);
   req(Number.isInteger(raw.attempts) && raw.attempts >= 0, "attempts", raw.attempts);
   req(Number.isFinite(raw.priority), "priority", raw.priority);

@@ -53,33 +53,43 @@ function describeValue(v: unknown): string {
 }
 
 /** Check the options of one task spec (not its dependencies); push problems. */
+const TEXT_OPTIONS = ["description", "taskType", "summary", "acceptanceCriteria"] as const;
+
+function badOption(problems: JobProblem[], key: string, field: string, value: unknown, want: string): void {
+  problems.push({
+    key,
+    code: "invalid-option",
+    message: `Task "${key}": "${field}" must be ${want}, got ${describeValue(value)}`,
+  });
+}
+
 export function checkTaskOptions(spec: TaskSpec, problems: JobProblem[], key: string): void {
-  const bad = (field: string, value: unknown, want: string) =>
-    problems.push({
-      key,
-      code: "invalid-option",
-      message: `Task "${key}": "${field}" must be ${want}, got ${describeValue(value)}`,
-    });
-  if (spec.priority !== undefined && !Number.isFinite(spec.priority)) bad("priority", spec.priority, "a finite number");
-  if (spec.runAt !== undefined && !Number.isFinite(spec.runAt)) bad("runAt", spec.runAt, "a finite number");
+  if (spec.priority !== undefined && !Number.isFinite(spec.priority)) {
+    badOption(problems, key, "priority", spec.priority, "a finite number");
+  }
+  if (spec.runAt !== undefined && !Number.isFinite(spec.runAt)) {
+    badOption(problems, key, "runAt", spec.runAt, "a finite number");
+  }
   if (spec.delayMs !== undefined && !(Number.isFinite(spec.delayMs) && spec.delayMs >= 0)) {
-    bad("delayMs", spec.delayMs, "a non-negative number");
+    badOption(problems, key, "delayMs", spec.delayMs, "a non-negative number");
   }
   if (spec.maxAttempts !== undefined && !(Number.isInteger(spec.maxAttempts) && spec.maxAttempts >= 1)) {
-    bad("maxAttempts", spec.maxAttempts, "an integer of at least 1");
+    badOption(problems, key, "maxAttempts", spec.maxAttempts, "an integer of at least 1");
   }
   if (spec.timeoutMs !== undefined && !(Number.isFinite(spec.timeoutMs) && spec.timeoutMs > 0)) {
-    bad("timeoutMs", spec.timeoutMs, "a positive number");
+    badOption(problems, key, "timeoutMs", spec.timeoutMs, "a positive number");
   }
   if (spec.durability !== undefined && !DURABILITIES.has(spec.durability)) {
-    bad("durability", spec.durability, `"at-least-once" or "at-most-once"`);
+    badOption(problems, key, "durability", spec.durability, `"at-least-once" or "at-most-once"`);
   }
   if (spec.onDependencyFailure !== undefined && !POLICIES.has(spec.onDependencyFailure)) {
-    bad("onDependencyFailure", spec.onDependencyFailure, `"cancel" or "block"`);
+    badOption(problems, key, "onDependencyFailure", spec.onDependencyFailure, `"cancel" or "block"`);
   }
-  if (spec.review !== undefined && typeof spec.review !== "boolean") bad("review", spec.review, "a boolean");
-  for (const f of ["description", "taskType", "summary", "acceptanceCriteria"] as const) {
-    if (spec[f] !== undefined && typeof spec[f] !== "string") bad(f, spec[f], "a string");
+  if (spec.review !== undefined && typeof spec.review !== "boolean") {
+    badOption(problems, key, "review", spec.review, "a boolean");
+  }
+  for (const f of TEXT_OPTIONS) {
+    if (spec[f] !== undefined && typeof spec[f] !== "string") badOption(problems, key, f, spec[f], "a string");
   }
 }
 
