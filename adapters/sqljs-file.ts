@@ -7,6 +7,11 @@
  * each written to a temporary file, synced, renamed over the old one, and the directory
  * synced, so a crash never leaves a half-written file.
  *
+ * One process opens a database at a time: `<path>.lock` names the process (id and host)
+ * that has it open. A second open, from this process or another one on the host, is
+ * refused with a `StorageBlockedError` while that process lives; a lock left by a process
+ * that died (a crash, a kill) is taken over. `close()` removes it.
+ *
  * @example
  * ```ts
  * import { mkdtemp, rm } from "node:fs/promises";
@@ -23,9 +28,11 @@
  * @module
  */
 
-import { type FileHandle, mkdir, open, readFile, rename } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, rename, unlink } from "node:fs/promises";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
-import { StorageError, StorageQuotaError } from "../src/errors.ts";
+import process from "node:process";
+import { StorageBlockedError, StorageError, StorageQuotaError } from "../src/errors.ts";
 import { openSqlJsStorage, type SqlJsPersister, type SqlJsStorage, type SqlJsStorageOptions } from "./sqljs.ts";
 
 /** Options of {@link createFilePersister}. */
@@ -50,6 +57,49 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   for (let at = 0; at < bytes.length;) {
     const { bytesWritten } = await fh.write(bytes, at, bytes.length - at);
     at += bytesWritten;
+  }
+}
+
+/** Whether process `pid` of this host is alive (signal 0 checks without signalling). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM"; // alive, owned by another user
+  }
+}
+
+/**
+ * Create `lockPath` naming this process, taking over a lock whose process is gone. Throws
+ * a `StorageBlockedError` when a live process (this one included) holds it.
+ */
+async function lock(lockPath: string, path: string): Promise<void> {
+  const host = hostname();
+  for (let attempt = 0;; attempt++) {
+    try {
+      const fh = await open(lockPath, "wx");
+      try {
+        await fh.writeFile(`${process.pid}\n${host}\n`);
+      } finally {
+        await fh.close();
+      }
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== "EEXIST") throw e;
+    }
+    const [pidText = "", owner = ""] = (await readFile(lockPath, "utf8").catch(() => "")).split("\n");
+    const pid = Number(pidText);
+    const named = Number.isInteger(pid) && pid > 0;
+    if (attempt === 0 && (!named || (owner === host && !alive(pid)))) {
+      // Left by a process that died (or not a lock this code wrote): take it over.
+      await unlink(lockPath).catch(() => {});
+      continue;
+    }
+    throw new StorageBlockedError(
+      `"${path}" is open in process ${pidText || "?"} on ${owner || "?"}: a sql.js database is opened by one ` +
+        `process at a time (close it there; if no such process uses it, delete "${lockPath}")`,
+    );
   }
 }
 
@@ -78,8 +128,10 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
   }
   const sync = options.sync ?? true;
   const journalPath = `${path}.tclog`;
+  const lockPath = `${path}.lock`;
   const dir = dirname(path);
   let journal: FileHandle | null = null;
+  let locked = false;
 
   const syncDir = async (): Promise<void> => {
     if (!sync) return;
@@ -116,8 +168,14 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
     location: path,
     async load() {
       try {
+        if (!locked) {
+          await mkdir(dir, { recursive: true });
+          await lock(lockPath, path);
+          locked = true;
+        }
         return { snapshot: await readIfExists(path), journal: await readIfExists(journalPath) };
       } catch (e) {
+        if (e instanceof StorageBlockedError) throw e;
         throw wrap(e, "read", path);
       }
     },
@@ -142,6 +200,9 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
     },
     async close() {
       await closeJournal();
+      if (!locked) return;
+      locked = false;
+      await unlink(lockPath).catch(() => {});
     },
   };
 }

@@ -11,7 +11,7 @@ import { SqlDb } from "./db.ts";
 import { HEADER_BYTES, parseJournal } from "./journal.ts";
 import { resolveSqlJs, type SqlJsDatabase, type SqlJsLoadOptions, type SqlJsModule } from "./module.ts";
 import { migrate, readGeneration, readSchemaVersion, SCHEMA_VERSION } from "./schema.ts";
-import type { SqlJsPersister } from "./persister.ts";
+import type { SqlJsPersisted, SqlJsPersister } from "./persister.ts";
 import { type SqlJsOpenReport, type SqlJsStorage, SqlJsStorageImpl, type SqlJsStorageOptions } from "./storage.ts";
 
 const SQLITE_MAGIC = "SQLite format 3\u0000";
@@ -103,6 +103,22 @@ export async function openSqlJsStorage(options: SqlJsStorageOptions = {}): Promi
   const persister = options.persister;
   const location = persister?.location ?? persister?.name ?? "memory";
   const stored = persister ? await persister.load() : { snapshot: null, journal: null };
+  try {
+    return await openLoaded(SQL, options, persister, location, stored);
+  } catch (e) {
+    // A refused store is not open: let the persister go (its files, handles, lock).
+    await persister?.close().catch(() => {});
+    throw e;
+  }
+}
+
+async function openLoaded(
+  SQL: SqlJsModule,
+  options: SqlJsStorageOptions,
+  persister: SqlJsPersister | undefined,
+  location: string,
+  stored: SqlJsPersisted,
+): Promise<SqlJsStorage> {
   const report: SqlJsOpenReport = {
     snapshotBytes: stored.snapshot?.length ?? 0,
     replayedFrames: 0,

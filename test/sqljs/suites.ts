@@ -14,7 +14,7 @@ import {
   type SqlJsStorageOptions,
 } from "../../adapters/sqljs.ts";
 import { crc32 } from "../../adapters/sqljs/journal.ts";
-import { StorageCorruptError, StorageError, StorageVersionError } from "../../src/errors.ts";
+import { StorageBlockedError, StorageCorruptError, StorageError, StorageVersionError } from "../../src/errors.ts";
 import type { Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects } from "../conformance/assert.ts";
 import { buildJob } from "../conformance/fixtures.ts";
@@ -433,10 +433,79 @@ export async function fileStore(tmpdir: string): Promise<Store> {
   };
 }
 
+interface FileCtx {
+  path: string;
+  open(): Promise<SqlJsStorage>;
+  exists(file: string): Promise<boolean>;
+  write(file: string, text: string): Promise<void>;
+}
+
+/** A process id no system hands out (Linux caps ids below 2^22, macOS far lower). */
+const DEAD_PID = 2 ** 22 + 1;
+
+/** The file persister's one-process lock (`<path>.lock`). */
+export const sqljsFileLockCases: Case<FileCtx>[] = [
+  {
+    name: "a database open here is refused to a second open with StorageBlockedError, and opens once closed",
+    async run(ctx) {
+      const first = await ctx.open();
+      await jobWith(first, 2);
+      ok(await ctx.exists(`${ctx.path}.lock`), "the lock names the process that has it open");
+      await rejects(() => ctx.open(), StorageBlockedError, "one process at a time");
+      equal((await first.listTasks({})).length, 2, "the first storage works on");
+      await first.close();
+      equal(await ctx.exists(`${ctx.path}.lock`), false, "close() removes the lock");
+      const again = await ctx.open();
+      equal((await again.listTasks({})).length, 2);
+      await again.close();
+    },
+  },
+  {
+    name: "a lock left by a process that died is taken over; one of a live process or another host is not",
+    async run(ctx) {
+      const { hostname } = await import("node:os");
+      await ctx.write(`${ctx.path}.lock`, `${DEAD_PID}\n${hostname()}\n`);
+      const taken = await ctx.open();
+      await taken.close();
+      // Process 1 lives on every host; a lock from another host cannot be checked, so it holds.
+      await ctx.write(`${ctx.path}.lock`, `1\n${hostname()}\n`);
+      await rejects(() => ctx.open(), StorageBlockedError, "process 1");
+      await ctx.write(`${ctx.path}.lock`, `${DEAD_PID}\nelsewhere.example\n`);
+      await rejects(() => ctx.open(), StorageBlockedError, `delete "${ctx.path}.lock"`);
+    },
+  },
+  {
+    name: "a database refused at open (corrupt) keeps no lock behind",
+    async run(ctx) {
+      await ctx.write(ctx.path, "not a database");
+      await rejects(() => ctx.open(), StorageCorruptError);
+      equal(await ctx.exists(`${ctx.path}.lock`), false);
+      await rejects(() => ctx.open(), StorageCorruptError);
+    },
+  },
+];
+
 /** Register the sql.js cases on the memory store and, with `tmpdir`, on the file store. */
 export function registerSqlJsSuites(registrar: Registrar, tmpdir?: string): void {
   const stores: [string, () => Promise<Store>][] = [["memory-persister", () => Promise.resolve(memoryStore())]];
-  if (tmpdir !== undefined) stores.push(["file", () => fileStore(tmpdir)]);
+  if (tmpdir !== undefined) {
+    stores.push(["file", () => fileStore(tmpdir)]);
+    register(registrar, "sqljs[file lock]", sqljsFileLockCases, async () => {
+      const fs = await import("node:fs/promises");
+      const { createFilePersister } = await import("../../adapters/sqljs-file.ts");
+      const dir = await fs.mkdtemp(`${tmpdir}/task-core-sqljs-lock-`);
+      const path = `${dir}/tasks.sqlite`;
+      return {
+        ctx: {
+          path,
+          open: () => openTestStorage({ persister: createFilePersister(path) }),
+          exists: (file) => fs.stat(file).then(() => true, () => false),
+          write: (file, text) => fs.writeFile(file, text),
+        },
+        teardown: () => fs.rm(dir, { recursive: true, force: true }),
+      };
+    });
+  }
   for (const [name, make] of stores) {
     register(registrar, `sqljs[${name}]`, sqljsCases, async () => {
       const store = await make();
