@@ -10,7 +10,7 @@
  */
 
 import { StorageError, StorageQuotaError } from "../../src/errors.ts";
-import { concatBytes, exactBytes, type SqlJsPersister } from "./persister.ts";
+import { concatBytes, DEFAULT_LOCK_WAIT_MS, exactBytes, holdWebLock, type SqlJsPersister } from "./persister.ts";
 
 /** Options of {@link createIndexedDbPersister}. */
 export interface IndexedDbPersisterOptions {
@@ -20,6 +20,12 @@ export interface IndexedDbPersisterOptions {
   indexedDB?: IDBFactory;
   /** Transaction durability (default `"strict"`: committed data is flushed to disk). */
   durability?: "strict" | "relaxed" | "default";
+  /**
+   * How long opening waits for another tab or worker that has this database open to close
+   * it (default 2000 ms), before it fails with a `StorageBlockedError`. One tab opens a
+   * sql.js database at a time (a Web Lock, where the runtime has them).
+   */
+  lockWaitMs?: number;
 }
 
 const STORE = "files";
@@ -60,10 +66,14 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
   if (typeof options?.name !== "string" || options.name === "") {
     throw new TypeError(`"name" must be a non-empty string, got ${typeof options?.name}`);
   }
+  if (options.lockWaitMs !== undefined && !(Number.isFinite(options.lockWaitMs) && options.lockWaitMs >= 0)) {
+    throw new RangeError(`"lockWaitMs" must be a non-negative number, got ${options.lockWaitMs}`);
+  }
   const factory = options.indexedDB ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
   const durability = options.durability ?? "strict";
   let db: IDBDatabase | undefined;
   let next = 0;
+  let unlock: (() => void) | null = null;
 
   const open = async (): Promise<IDBDatabase> => {
     if (db) return db;
@@ -86,6 +96,11 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
     name: "indexeddb",
     location: `indexeddb:${options.name}`,
     async load() {
+      unlock ??= await holdWebLock(
+        `task-core:sqljs:indexeddb:${options.name}`,
+        `IndexedDB database "${options.name}"`,
+        options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
+      );
       try {
         const store = await tx("readonly");
         const [snapshot, keys, chunks] = await Promise.all([
@@ -127,6 +142,8 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
     close() {
       db?.close();
       db = undefined;
+      unlock?.();
+      unlock = null;
       return Promise.resolve();
     },
   };

@@ -12,7 +12,7 @@
  */
 
 import { StorageError, StorageQuotaError } from "../../src/errors.ts";
-import { concatBytes, type SqlJsPersister } from "./persister.ts";
+import { concatBytes, DEFAULT_LOCK_WAIT_MS, holdWebLock, type SqlJsPersister } from "./persister.ts";
 
 /** The part of `FileSystemFileHandle` this persister uses. */
 export interface OpfsFileHandle {
@@ -36,6 +36,12 @@ export interface OpfsPersisterOptions {
   name: string;
   /** The directory (default: the origin's root, `navigator.storage.getDirectory()`). */
   directory?: OpfsDirectoryHandle;
+  /**
+   * How long opening waits for another tab or worker that has this database open to close
+   * it (default 2000 ms), before it fails with a `StorageBlockedError`. One tab opens a
+   * sql.js database at a time (a Web Lock, where the runtime has them).
+   */
+  lockWaitMs?: number;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -65,8 +71,14 @@ export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersist
       `"name" must be a non-empty file name, got ${typeof name === "string" ? `"${name}"` : typeof name}`,
     );
   }
+  if (options.lockWaitMs !== undefined && !(Number.isFinite(options.lockWaitMs) && options.lockWaitMs >= 0)) {
+    throw new RangeError(`"lockWaitMs" must be a non-negative number, got ${options.lockWaitMs}`);
+  }
   let dir: OpfsDirectoryHandle | undefined = options.directory;
   let chunks = 0;
+  let unlock: (() => void) | null = null;
+  // The lock names the database by its directory's name (the root's is "") and its own.
+  const lockName = `task-core:sqljs:opfs:${(options.directory as { name?: string } | undefined)?.name ?? ""}/${name}`;
   const snapshotFile = `${name}.sqlite`;
   const journalFile = `${name}.tclog`;
 
@@ -97,6 +109,7 @@ export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersist
     name: "opfs",
     location: `opfs:${name}`,
     async load() {
+      unlock ??= await holdWebLock(lockName, `OPFS database "${name}"`, options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS);
       try {
         const snapshot = await read(snapshotFile);
         const parts: Uint8Array[] = [];
@@ -137,6 +150,8 @@ export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersist
       }
     },
     close() {
+      unlock?.();
+      unlock = null;
       return Promise.resolve();
     },
   };

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { StorageBlockedError } from "../../src/errors.ts";
+
 /** What a persister holds. */
 export interface SqlJsPersisted {
   /** The last snapshot, or `null` when nothing was stored yet. */
@@ -111,4 +113,55 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
 /** `bytes` itself when it spans its whole buffer, else a copy that does (for structured clone). */
 export function exactBytes(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+}
+
+/** The part of the Web Locks API (`navigator.locks`) a persister uses. */
+interface WebLocks {
+  request(
+    name: string,
+    options: { ifAvailable?: boolean; signal?: AbortSignal },
+    callback: (lock: unknown) => Promise<void> | undefined,
+  ): Promise<unknown>;
+}
+
+/** How long a browser persister waits for another tab to let go of its database (default). */
+export const DEFAULT_LOCK_WAIT_MS = 2000;
+
+/**
+ * Hold the Web Lock `name` (one tab or worker of the origin at a time) until the returned
+ * function is called. Waits up to `waitMs` for its holder to let go (a reloading tab's lock
+ * goes with its old page), then throws a `StorageBlockedError` naming `what`. Where there
+ * are no Web Locks (a runtime without `navigator.locks`), there is nothing to share the
+ * database with, and it returns at once.
+ */
+export async function holdWebLock(name: string, what: string, waitMs: number): Promise<() => void> {
+  const locks = (globalThis as { navigator?: { locks?: WebLocks } }).navigator?.locks;
+  if (!locks || typeof locks.request !== "function") return () => {};
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  // Resolves whether the lock was granted (then it is held until `release`).
+  const ask = (options: { ifAvailable?: boolean; signal?: AbortSignal }) =>
+    new Promise<boolean>((resolve, reject) => {
+      locks.request(name, options, (lock) => {
+        resolve(lock !== null);
+        return lock === null ? undefined : held;
+      }).catch(reject);
+    });
+  let cause: unknown = undefined;
+  if (await ask({ ifAvailable: true })) return release;
+  if (waitMs > 0) {
+    const giveUp = new AbortController();
+    const timer = setTimeout(() => giveUp.abort(), waitMs);
+    try {
+      if (await ask({ signal: giveUp.signal })) return release;
+    } catch (e) {
+      cause = e; // aborted: still held elsewhere
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  throw new StorageBlockedError(
+    `${what} is open in another tab or worker of this origin: a sql.js database is opened by one at a time`,
+    { cause },
+  );
 }

@@ -10,7 +10,7 @@
  */
 
 import wasmUrl from "sql.js/dist/sql-wasm-browser.wasm?url";
-import { type AgentRegistry, Executor, newId, type Storage } from "../../mod.ts";
+import { type AgentRegistry, Executor, newId, type Storage, StorageBlockedError } from "../../mod.ts";
 import { releaseLeasesOf } from "./recovery.ts";
 import type { StorageKind } from "./storage-kind.ts";
 
@@ -52,21 +52,17 @@ export const EXECUTOR_OPTIONS = Object.freeze({
   retry: { delayMs: 500, factor: 2, maxDelayMs: 4000, jitter: true },
 });
 
-/** Hold a Web Lock until `release` is called; resolves `false` when `ifAvailable` and it is taken. */
-function holdLock(name: string, ifAvailable: boolean): Promise<{ ok: boolean; release: () => void }> {
+/** Hold a Web Lock (waiting for it) until `release` is called: it tells other pages this executor lives. */
+function holdLock(name: string): Promise<{ release: () => void }> {
   const locks = globalThis.navigator?.locks;
-  if (!locks) return Promise.resolve({ ok: true, release: () => {} });
+  if (!locks) return Promise.resolve({ release: () => {} });
   return new Promise((resolve) => {
     let release = () => {};
     const held = new Promise<void>((r) => (release = r));
-    locks.request(name, { ifAvailable }, (lock) => {
-      if (!lock) {
-        resolve({ ok: false, release: () => {} });
-        return undefined;
-      }
-      resolve({ ok: true, release });
+    locks.request(name, () => {
+      resolve({ release });
       return held;
-    }).catch(() => resolve({ ok: false, release: () => {} }));
+    }).catch(() => resolve({ release: () => {} }));
   });
 }
 
@@ -77,41 +73,34 @@ async function lockIsHeld(name: string): Promise<boolean> {
   return (state.held ?? []).some((l) => l.name === name);
 }
 
-async function openStorage(kind: StorageKind): Promise<{ storage: Storage; release: () => void }> {
+async function openStorage(kind: StorageKind): Promise<Storage> {
   if (kind === "memory") {
     const { createMemoryStorage } = await import("../../adapters/memory.ts");
-    return { storage: createMemoryStorage(), release: () => {} };
+    return createMemoryStorage();
   }
   if (kind === "indexeddb") {
     const { openIndexedDbStorage } = await import("../../adapters/indexeddb.ts");
-    return { storage: await openIndexedDbStorage({ name: IDB_NAME }), release: () => {} };
+    return await openIndexedDbStorage({ name: IDB_NAME });
   }
-  // One tab at a time may open a persisted sql.js database: take a lock (a reloading
-  // tab's lock may take a moment to go away).
-  let lock = await holdLock("task-core-demo:sqljs", true);
-  for (let i = 0; !lock.ok && i < 20; i++) {
-    await new Promise((r) => setTimeout(r, 150));
-    lock = await holdLock("task-core-demo:sqljs", true);
-  }
-  if (!lock.ok) {
-    throw new Error("The sql.js storage is open in another tab: close it there, or pick IndexedDB or memory here");
-  }
+  // One tab at a time opens a persisted sql.js database (the persister holds a Web Lock);
+  // a reloading tab's old page lets go of it within a moment, so wait up to 3 s.
+  const { createIndexedDbPersister, openSqlJsStorage } = await import("../../adapters/sqljs.ts");
   try {
-    const { createIndexedDbPersister, openSqlJsStorage } = await import("../../adapters/sqljs.ts");
-    const storage = await openSqlJsStorage({
+    return await openSqlJsStorage({
       locateFile: () => wasmUrl,
-      persister: createIndexedDbPersister({ name: SQLJS_PERSISTER_NAME }),
+      persister: createIndexedDbPersister({ name: SQLJS_PERSISTER_NAME, lockWaitMs: 3000 }),
     });
-    return { storage, release: lock.release };
   } catch (e) {
-    lock.release();
+    if (e instanceof StorageBlockedError) {
+      throw new Error("The sql.js storage is open in another tab: close it there, or pick IndexedDB or memory here");
+    }
     throw e;
   }
 }
 
 /** Open `kind`, release what this tab's previous executor left running, and start an executor. */
 export async function openSession(kind: StorageKind, registry: AgentRegistry): Promise<Session> {
-  const { storage, release } = await openStorage(kind);
+  const storage = await openStorage(kind);
   const tab = globalThis.sessionStorage;
   let released = 0;
   try {
@@ -124,7 +113,7 @@ export async function openSession(kind: StorageKind, registry: AgentRegistry): P
   }
   const id = `demo-${newId()}`;
   tab?.setItem(EXECUTOR_KEY + kind, id);
-  const alive = await holdLock(LOCK_PREFIX + id, false);
+  const alive = await holdLock(LOCK_PREFIX + id);
   const executor = new Executor({ storage, registry, id, ...EXECUTOR_OPTIONS });
   executor.start();
   let closing: Promise<void> | null = null;
@@ -140,7 +129,6 @@ export async function openSession(kind: StorageKind, registry: AgentRegistry): P
         } finally {
           await storage.close().catch(() => {});
           alive.release();
-          release();
         }
       })(),
   };

@@ -1,10 +1,12 @@
 // The sql.js adapter in real Chromium: the shared suites on the IndexedDB and OPFS
 // persisters (durable, reopened), and the adapter's own cases on the in-memory persister.
-import { test } from "vitest";
+import { expect, test } from "vitest";
 import { createIndexedDbPersister, createOpfsPersister, loadSqlJs } from "../../adapters/sqljs.ts";
+import { StorageBlockedError } from "../../src/errors.ts";
 import { registerSqlJsSuites } from "../sqljs/suites.ts";
 import { registerSuites } from "../suites.ts";
 import {
+  openTestStorage,
   sqljsMemoryPersisterTarget,
   sqljsMemoryTarget,
   sqljsPersistedTarget,
@@ -49,3 +51,36 @@ const opfsTarget = sqljsPersistedTarget("sqljs+opfs", async () => {
 
 registerSuites(registrar, [sqljsMemoryTarget, sqljsMemoryPersisterTarget, indexedDbTarget, opfsTarget]);
 registerSqlJsSuites(registrar);
+
+// One tab (or worker) of an origin opens a persisted sql.js database at a time: a Web Lock
+// per database, held from open to close.
+for (
+  const [kind, make] of [
+    ["indexeddb", (name: string, lockWaitMs: number) => createIndexedDbPersister({ name, lockWaitMs })],
+    [
+      "opfs",
+      async (name: string, lockWaitMs: number) => {
+        const root = await navigator.storage.getDirectory();
+        const directory = await root.getDirectoryHandle(name, { create: true });
+        return createOpfsPersister({ name: "tasks", directory, lockWaitMs });
+      },
+    ],
+  ] as const
+) {
+  test(`sqljs+${kind}: a database open in this page is refused to a second open, which waits for a close`, async () => {
+    const name = `sqljs-lock-${Date.now()}-${n++}`;
+    const first = await openTestStorage({ persister: await make(name, 0) });
+    const refused = await openTestStorage({ persister: await make(name, 50) }).then(() => null, (e: unknown) => e);
+    expect(refused).toBeInstanceOf(StorageBlockedError);
+    expect(String((refused as Error).message)).toContain("one at a time");
+    // A second open that waits long enough gets the database once the first closes (a reload).
+    const waiting = openTestStorage({ persister: await make(name, 5000) });
+    setTimeout(() => void first.close(), 50);
+    const second = await waiting;
+    expect((await second.listJobs()).length).toBe(0);
+    await second.close();
+    // Closed: a new open is granted at once.
+    const third = await openTestStorage({ persister: await make(name, 0) });
+    await third.close();
+  });
+}
