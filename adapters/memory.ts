@@ -102,7 +102,11 @@ interface Bucket {
   runAt: number;
   slots: (Slot | undefined)[];
   head: number;
+  /** Tasks made ready out of id order (dependents finishing in any order), by id. */
+  late: Heap<Slot> | null;
 }
+
+const idFirst = (a: Slot, b: Slot): boolean => a.task.id < b.task.id;
 
 function addTo<K>(map: Map<K, SlotList>, key: K, slot: Slot): void {
   let list = map.get(key);
@@ -278,7 +282,7 @@ export class MemoryStorage implements Storage {
     if (!byRunAt) this.#buckets.set(task.priority, byRunAt = new Map());
     let bucket = byRunAt.get(task.runAt);
     if (!bucket) {
-      bucket = { priority: task.priority, runAt: task.runAt, slots: [slot], head: 0 };
+      bucket = { priority: task.priority, runAt: task.runAt, slots: [slot], head: 0, late: null };
       byRunAt.set(task.runAt, bucket);
       // Already due for the latest claimer: skip the delayed heap.
       if (task.runAt <= this.#lastClaimAt) this.#due.push(bucket);
@@ -287,19 +291,8 @@ export class MemoryStorage implements Storage {
     }
     const slots = bucket.slots;
     const last = slots.length > bucket.head ? slots[slots.length - 1] : undefined;
-    if (last === undefined || last.task.id < task.id) {
-      slots.push(slot);
-      return;
-    }
-    // Out of id order (rare): insert in place.
-    let lo = bucket.head;
-    let hi = slots.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (slots[mid]!.task.id < task.id) lo = mid + 1;
-      else hi = mid;
-    }
-    slots.splice(lo, 0, slot);
+    if (last === undefined || last.task.id < task.id) slots.push(slot);
+    else (bucket.late ??= new Heap<Slot>(idFirst)).push(slot); // O(log n), not a splice
   }
 
   /** Forget an empty bucket (it left its heap). */
@@ -364,16 +357,23 @@ export class MemoryStorage implements Storage {
           this.#delayed.push(this.#due.pop()!);
           continue;
         }
-        if (b.head >= b.slots.length) {
+        // The bucket's next task in id order: the front of its appended run or of its late heap.
+        const late = b.late !== null && b.late.size > 0 ? b.late.peek()! : undefined;
+        const front = b.head < b.slots.length ? b.slots[b.head]! : undefined;
+        let slot: Slot;
+        if (front !== undefined && (late === undefined || front.task.id < late.task.id)) {
+          slot = front;
+          b.slots[b.head++] = undefined;
+          if (b.head > 1024 && b.head * 2 > b.slots.length) {
+            b.slots = b.slots.slice(b.head);
+            b.head = 0;
+          }
+        } else if (late !== undefined) {
+          slot = b.late!.pop()!;
+        } else {
           this.#due.pop();
           this.#dropBucket(b);
           continue;
-        }
-        const slot = b.slots[b.head]!;
-        b.slots[b.head++] = undefined;
-        if (b.head > 1024 && b.head * 2 > b.slots.length) {
-          b.slots = b.slots.slice(b.head);
-          b.head = 0;
         }
         const t = slot.task;
         // Skip entries left behind by a task that moved on (claimed, re-filed, pruned).

@@ -388,6 +388,33 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "claimReady() keeps creation order among tasks made ready out of that order",
+    async run({ storage }) {
+      // d<i> waits for r<5-i>: finishing r0..r5 in order readies d5 first and d0 last.
+      const roots = Array.from({ length: 6 }, (_, i) => ({ key: `r${i}` }));
+      const dependents = Array.from({ length: 6 }, (_, i) => ({ key: `d${i}`, deps: [`r${5 - i}`] }));
+      const b = buildJob([...roots, ...dependents]);
+      await storage.createJob(b.job, b.tasks);
+      const claimed = await storage.claimReady({ limit: 6, now: 100, owner: OWNER, leaseMs: 1000 });
+      deepEqual(claimed.map((t) => t.key), ["r0", "r1", "r2", "r3", "r4", "r5"]);
+      for (const t of claimed) {
+        await storage.commit([{
+          type: "updateTask",
+          id: t.id,
+          expect: { version: t.version },
+          set: { status: "completed", output: null },
+        }], 100);
+        if (t.key === "r2") {
+          // Some of them claimed while the rest still arrive.
+          const first = await storage.claimReady({ limit: 1, now: 100, owner: OWNER, leaseMs: 1000 });
+          deepEqual(first.map((x) => x.key), ["d3"]);
+        }
+      }
+      const rest = await storage.claimReady({ limit: 10, now: 100, owner: OWNER, leaseMs: 1000 });
+      deepEqual(rest.map((t) => t.key), ["d0", "d1", "d2", "d4", "d5"]);
+    },
+  },
+  {
     name: "claimReady() skips tasks of a paused job until it resumes",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }]);
