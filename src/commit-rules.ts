@@ -759,15 +759,15 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
   if (sealedTaskLists.has(tasks)) {
     // Frozen records built for a new job (see `sealNewJobTasks`): unique ids, dependencies
     // within the list, by construction. Their values cannot change any more; check them
-    // and keep them.
+    // and keep them. No task can already have one of their ids: `newId` made them for this
+    // job (increasing within a process, 80 random bits across processes), and the job is
+    // new (a list stored before was stored with it, in one transaction).
     for (const t of tasks) {
       if (t.jobId !== job.id) throw new StorageError(`Task "${t.key}" names job "${t.jobId}", not "${job.id}"`);
       checkTaskFields(t);
       req(typeof t.review === "boolean", "review", t.review);
       req(t.remainingDeps === t.dependencies.length, "remainingDeps", t.remainingDeps);
       req(t.status === (t.remainingDeps === 0 ? "ready" : "pending"), "status", t.status);
-      const found = batch.tx.getTask(t.id);
-      if (isThenable(found) ? yield found : found) throw new StorageError(`Task "${t.id}" already exists`);
       if (t.status === "ready") batch.readied++;
       batch.created.push(t);
     }
