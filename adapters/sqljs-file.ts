@@ -28,9 +28,9 @@
  * @module
  */
 
-import { type FileHandle, mkdir, open, readFile, rename, unlink } from "node:fs/promises";
+import { type FileHandle, link, mkdir, open, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import process from "node:process";
 import { StorageBlockedError, StorageError, StorageQuotaError } from "../src/errors.ts";
 import { openSqlJsStorage, type SqlJsPersister, type SqlJsStorage, type SqlJsStorageOptions } from "./sqljs.ts";
@@ -71,36 +71,72 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Create `lockPath` naming this process, taking over a lock whose process is gone. Throws
- * a `StorageBlockedError` when a live process (this one included) holds it.
+ * Lock files this process holds. A lock naming this process that is not in here was left
+ * by an earlier process with the same id (a restarted container gets the same ids).
  */
-async function lock(lockPath: string, path: string): Promise<void> {
+const heldLocks = new Set<string>();
+
+function code(e: unknown): string | undefined {
+  return (e as { code?: string })?.code;
+}
+
+/**
+ * Create `lockPath` naming this process (id, host and a random token), taking over a lock
+ * left by a process that is gone. Throws a `StorageBlockedError` when a live process (this
+ * one included) holds it. Returns the token. The lock is written whole to a file of its own
+ * and linked into place, so no opener ever reads a half-written lock; a stale lock is moved
+ * aside under a unique name and checked to be the one judged stale before it is deleted, so
+ * two openers taking it over at once cannot both win.
+ */
+async function lock(lockPath: string, path: string): Promise<string> {
   const host = hostname();
-  for (let attempt = 0;; attempt++) {
-    try {
-      const fh = await open(lockPath, "wx");
+  const token = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const mine = `${lockPath}.${token}`;
+  await writeFile(mine, `${process.pid}\n${host}\n${token}\n`);
+  try {
+    for (let attempt = 0;; attempt++) {
       try {
-        await fh.writeFile(`${process.pid}\n${host}\n`);
-      } finally {
-        await fh.close();
+        await link(mine, lockPath);
+        heldLocks.add(lockPath);
+        return token;
+      } catch (e) {
+        if (code(e) !== "EEXIST") throw e;
       }
-      return;
-    } catch (e) {
-      if ((e as { code?: string }).code !== "EEXIST") throw e;
+      const text = await readFile(lockPath, "utf8").catch(() => null);
+      if (text === null && attempt < 3) continue; // let go of just now: try again
+      const [pidText = "", owner = ""] = (text ?? "").split("\n");
+      const pid = Number(pidText);
+      const stale = text !== null && Number.isInteger(pid) && pid > 0 && owner === host &&
+        (pid === process.pid ? !heldLocks.has(lockPath) : !alive(pid));
+      if (!stale || attempt >= 3) {
+        throw new StorageBlockedError(
+          `"${path}" is open in process ${pidText || "?"} on ${owner || "?"}: a sql.js database is opened by one ` +
+            `process at a time (close it there; if no such process uses it, delete "${lockPath}")`,
+        );
+      }
+      const aside = `${mine}.stale`;
+      try {
+        await rename(lockPath, aside);
+      } catch (e) {
+        if (code(e) === "ENOENT") continue;
+        throw e;
+      }
+      if ((await readFile(aside, "utf8").catch(() => null)) !== text) {
+        // Another opener's fresh lock replaced the stale one meanwhile: put it back.
+        await link(aside, lockPath).catch(() => {});
+      }
+      await unlink(aside).catch(() => {});
     }
-    const [pidText = "", owner = ""] = (await readFile(lockPath, "utf8").catch(() => "")).split("\n");
-    const pid = Number(pidText);
-    const named = Number.isInteger(pid) && pid > 0;
-    if (attempt === 0 && (!named || (owner === host && !alive(pid)))) {
-      // Left by a process that died (or not a lock this code wrote): take it over.
-      await unlink(lockPath).catch(() => {});
-      continue;
-    }
-    throw new StorageBlockedError(
-      `"${path}" is open in process ${pidText || "?"} on ${owner || "?"}: a sql.js database is opened by one ` +
-        `process at a time (close it there; if no such process uses it, delete "${lockPath}")`,
-    );
+  } finally {
+    await unlink(mine).catch(() => {});
   }
+}
+
+/** Delete `lockPath` if it is still the lock with `token` (nobody took it over meanwhile). */
+async function unlock(lockPath: string, token: string): Promise<void> {
+  heldLocks.delete(lockPath);
+  const text = await readFile(lockPath, "utf8").catch(() => "");
+  if (text.split("\n")[2] === token) await unlink(lockPath).catch(() => {});
 }
 
 function wrap(e: unknown, what: string, path: string): Error {
@@ -128,10 +164,10 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
   }
   const sync = options.sync ?? true;
   const journalPath = `${path}.tclog`;
-  const lockPath = `${path}.lock`;
+  const lockPath = resolve(`${path}.lock`);
   const dir = dirname(path);
   let journal: FileHandle | null = null;
-  let locked = false;
+  let token: string | null = null;
 
   const syncDir = async (): Promise<void> => {
     if (!sync) return;
@@ -168,10 +204,9 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
     location: path,
     async load() {
       try {
-        if (!locked) {
+        if (token === null) {
           await mkdir(dir, { recursive: true });
-          await lock(lockPath, path);
-          locked = true;
+          token = await lock(lockPath, path);
         }
         return { snapshot: await readIfExists(path), journal: await readIfExists(journalPath) };
       } catch (e) {
@@ -200,9 +235,10 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
     },
     async close() {
       await closeJournal();
-      if (!locked) return;
-      locked = false;
-      await unlink(lockPath).catch(() => {});
+      if (token === null) return;
+      const held = token;
+      token = null;
+      await unlock(lockPath, held);
     },
   };
 }

@@ -102,11 +102,12 @@ export async function openSqlJsStorage(options: SqlJsStorageOptions = {}): Promi
   const SQL = await resolveSqlJs(options.sql, load);
   const persister = options.persister;
   const location = persister?.location ?? persister?.name ?? "memory";
-  const stored = persister ? await persister.load() : { snapshot: null, journal: null };
   try {
+    const stored = persister ? await persister.load() : { snapshot: null, journal: null };
     return await openLoaded(SQL, options, persister, location, stored);
   } catch (e) {
-    // A refused store is not open: let the persister go (its files, handles, lock).
+    // A store that failed to load or was refused is not open: let the persister go (its
+    // files, handles, lock).
     await persister?.close().catch(() => {});
     throw e;
   }

@@ -467,6 +467,12 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
       await ctx.write(`${ctx.path}.lock`, `${DEAD_PID}\n${hostname()}\n`);
       const taken = await ctx.open();
       await taken.close();
+      // A lock naming this very process that it does not hold: an earlier process with the
+      // same id (a restarted container) left it.
+      const { default: process } = await import("node:process");
+      await ctx.write(`${ctx.path}.lock`, `${process.pid}\n${hostname()}\nleft-behind\n`);
+      const again = await ctx.open();
+      await again.close();
       // Process 1 lives on every host; a lock from another host cannot be checked, so it holds.
       await ctx.write(`${ctx.path}.lock`, `1\n${hostname()}\n`);
       await rejects(() => ctx.open(), StorageBlockedError, "process 1");
@@ -475,12 +481,18 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
     },
   },
   {
-    name: "a database refused at open (corrupt) keeps no lock behind",
+    name: "a database refused at open (corrupt) or that fails to load keeps no lock behind",
     async run(ctx) {
       await ctx.write(ctx.path, "not a database");
       await rejects(() => ctx.open(), StorageCorruptError);
       equal(await ctx.exists(`${ctx.path}.lock`), false);
       await rejects(() => ctx.open(), StorageCorruptError);
+      // A snapshot path that is a directory: the read fails after the lock was taken.
+      const { mkdir, rm } = await import("node:fs/promises");
+      await rm(ctx.path);
+      await mkdir(ctx.path);
+      await rejects(() => ctx.open(), StorageError, "Could not read");
+      equal(await ctx.exists(`${ctx.path}.lock`), false, "the lock went with the failed load");
     },
   },
 ];
