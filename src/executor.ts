@@ -131,8 +131,8 @@ export interface ExecutorStats {
   queued: number;
 }
 
-/** Failed `createJob` calls `submit()` retries in a row before it throws. */
-const SUBMIT_RETRIES = 5;
+/** Failed storage calls made for a caller (`submit()`, `review()`, job control) retried in a row before one is thrown. */
+const CALLER_RETRIES = 5;
 
 interface Run {
   task: Task;
@@ -147,6 +147,8 @@ interface Run {
   waiting: boolean;
   /** An at-most-once attempt whose start is being stored: its agent is called after. */
   starting: Promise<void> | null;
+  /** The agent was called. */
+  called: boolean;
 }
 
 type Outcome = "completed" | "retry" | "failed" | "lost" | "other";
@@ -465,10 +467,7 @@ export class Executor {
         this.#afterCommit(await this.storage.createJob(built.job, built.tasks));
         break;
       } catch (error) {
-        if (!isTransientStorageError(error) || ++failures > SUBMIT_RETRIES) throw error;
-        this.#stats.storageErrors++;
-        this.#events.emit("storage:error", { operation: "createJob", error, attempt: failures });
-        await this.#sleep(this.#claimBackoff(failures));
+        await this.#callerCallFailed("createJob", error, ++failures);
         const stored = await this.storage.getJob(built.job.id).catch(() => undefined);
         if (stored) {
           this.#poke(); // applied, with only its answer lost
@@ -559,7 +558,7 @@ export class Executor {
    * or the sixth in a row), as `submit()` does.
    */
   async #callerCallFailed(operation: string, error: unknown, failures: number): Promise<void> {
-    if (!isTransientStorageError(error) || failures > SUBMIT_RETRIES) throw error;
+    if (!isTransientStorageError(error) || failures > CALLER_RETRIES) throw error;
     this.#stats.storageErrors++;
     this.#events.emit("storage:error", { operation, error, attempt: failures });
     await this.#sleep(this.#claimBackoff(failures));
@@ -583,7 +582,8 @@ export class Executor {
    * would conflict, or apply the change twice).
    */
   async #updateTask(op: UpdateTaskOp): Promise<Task> {
-    let since = Infinity;
+    // The `now` of each failed attempt: a job that ended at one of them ended by it.
+    const unsure: number[] = [];
     for (let failures = 0;;) {
       const now = this.#clock.now();
       try {
@@ -592,13 +592,13 @@ export class Executor {
         return result.tasks.find((t) => t.id === op.id)!;
       } catch (error) {
         await this.#callerCallFailed("commit", error, ++failures);
-        since = Math.min(since, now);
+        unsure.push(now);
       }
       const stored = await this.#retried("getTask", () => this.storage.getTask(op.id));
       if (stored && landed(op, stored)) {
         // Applied: report what the lost answer would have (the job's end, readied tasks).
         const job = await this.#retried("getJob", () => this.storage.getJob(stored.jobId));
-        const ended = job && isJobFinal(job.status) && job.finishedAt !== null && job.finishedAt >= since;
+        const ended = job && isJobFinal(job.status) && job.finishedAt !== null && unsure.includes(job.finishedAt);
         this.#afterCommit({ tasks: [stored], jobs: ended ? [job] : [], readied: 1 });
         return stored;
       }
@@ -800,7 +800,8 @@ export class Executor {
   // ---------------------------------------------------------------- workers
 
   #pump(): void {
-    while (this.#active < this.#maxWorkers) {
+    // Once shutting down, queued tasks stay queued: shutdown hands them back unstarted.
+    while (this.#active < this.#maxWorkers && this.#state === "running") {
       const task = this.#queue.tryPop();
       if (task === undefined) break;
       this.#queuedIds.delete(task.id);
@@ -836,17 +837,21 @@ export class Executor {
       lost: false,
       waiting: false,
       starting: null,
+      called: false,
     };
     this.#runs.set(task.id, run);
     if (task.durability === "at-most-once" && task.startedAt === null) {
       // Store the start before the agent runs: after a crash, an at-most-once task whose
       // start is not stored never ran and goes back to ready; one whose start is stored
       // may have run and is blocked.
+      // The start renews the lease: a start stored late (slow storage) still leaves the
+      // attempt its whole lease, so no recovery takes the task while its agent runs.
+      const now = this.#clock.now();
       run.starting = this.#enqueueCommit([{
         type: "updateTask",
         id: task.id,
         expect: { version: task.version, status: "running" },
-        set: { startedAt: this.#clock.now() },
+        set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
       }], null).then((stored) => this.#begin(run, stored));
       return;
     }
@@ -871,6 +876,7 @@ export class Executor {
   /** Call the agent of an attempt. */
   #call(run: Run): void {
     const { task } = run;
+    run.called = true;
     run.deadline = this.#clock.now() + run.timeoutMs;
     this.#stats.started++;
     if (this.#events.has("task:started")) this.#events.emit("task:started", { task });
@@ -1349,6 +1355,23 @@ export class Executor {
     this.#stats.recovered += results.filter((r) => r !== null).length;
   }
 
+  /** Block at-most-once tasks whose agent was interrupted by shutdown. */
+  async #blockInterrupted(tasks: readonly Task[]): Promise<void> {
+    const now = this.#clock.now();
+    await Promise.all(tasks.map((t) =>
+      this.#enqueueCommit([{
+        type: "updateTask",
+        id: t.id,
+        expect: { version: t.version, status: "running" },
+        set: {
+          status: "blocked",
+          error: { name: "TaskAbortedError", message: "Executor shut down", retryable: false, at: now },
+          statusReason: "Interrupted by shutdown while running; at-most-once tasks are not run again",
+        },
+      }], null)
+    ));
+  }
+
   /** Give claimed tasks back without counting the attempt. */
   async #release(tasks: readonly Task[], reason = "Released at shutdown"): Promise<void> {
     await Promise.all(tasks.map((t) =>
@@ -1404,7 +1427,13 @@ export class Executor {
         run.ctx.abort(new TaskAbortedError("Executor shut down"));
         this.#interrupt(run, new TaskAbortedError("Executor shut down"));
       }
-      await this.#release(left.map((r) => r.task));
+      // An at-most-once task whose agent was running may have had its effect: blocked, as
+      // after a crash, not handed back to run again.
+      const once = (r: Run) => r.called && r.task.durability === "at-most-once";
+      await Promise.all([
+        this.#release(left.filter((r) => !once(r)).map((r) => r.task)),
+        this.#blockInterrupted(left.filter(once).map((r) => r.task)),
+      ]);
     }
     if (graceTimer !== null) this.#clock.clearTimer(graceTimer);
     while (this.#flushing) await this.#flushing;

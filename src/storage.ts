@@ -199,8 +199,10 @@ export interface Storage {
 
   /**
    * Atomically move up to `limit` ready tasks with `runAt <= now` to `running`
-   * (`attempts + 1`, a lease for `owner`), in order of priority (lower first), then
-   * `runAt`, then creation. Two claimers never get the same task.
+   * (`attempts + 1`, a lease for `owner`, `startedAt = now`, but `null` for an at-most-once
+   * task, whose start the executor stores before calling its agent: see `claimPatch`), in
+   * order of priority (lower first), then `runAt`, then creation. Two claimers never get
+   * the same task.
    */
   claimReady(options: ClaimOptions): Promise<Task[]>;
 

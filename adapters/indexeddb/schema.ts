@@ -80,7 +80,7 @@ export interface MemberLeaf {
 export interface ClaimRecord {
   /** The claim id (also the key of its {@link LeaseRecord}). */
   id: string;
-  /** The claim time: the tasks' `startedAt` and `updatedAt`. */
+  /** The claim time: the tasks' `updatedAt`, and `startedAt` of the at-least-once ones. */
   at: number;
   /** The claimed task ids. */
   ids: string[];

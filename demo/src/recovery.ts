@@ -36,8 +36,9 @@ export async function releaseLeasesOf(
   let released = 0;
   for (const t of running) {
     if (t.leaseOwner !== owner || (jobId && t.jobId !== jobId)) continue;
-    // At-most-once tasks are left to the executor's recovery, which blocks them for a person.
-    if (t.durability === "at-most-once") continue;
+    // An at-most-once task whose start was stored may have run: it is left to the
+    // executor's recovery, which blocks it for a person. One that never started is released.
+    if (t.durability === "at-most-once" && t.startedAt !== null) continue;
     try {
       await storage.commit([{
         type: "updateTask",

@@ -432,6 +432,41 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "shutdown past the grace period blocks an at-most-once task whose agent still runs, and releases the rest",
+    async run(ctx) {
+      let runs = 0;
+      const started = deferred();
+      const { executor, clock } = harness(ctx.storage, [
+        agent("charge", async (_i, c) => {
+          runs++;
+          started.resolve();
+          await aborted(c.signal).catch(() => {});
+          return "too late";
+        }),
+      ], { maxWorkers: 1 });
+      executor.start();
+      const job = await executor.submit({
+        name: "pay",
+        tasks: [
+          { key: "charge", agent: "charge", durability: "at-most-once", priority: 0 },
+          { key: "queued", agent: "charge", durability: "at-most-once", priority: 1 },
+        ],
+      });
+      await started.promise;
+      const stopping = executor.shutdown({ graceMs: 200 });
+      await clock.advance(200);
+      await stopping;
+      equal(runs, 1, "the queued task never started");
+      const charged = await taskByKey(ctx, job.id, "charge");
+      equal(charged.status, "blocked");
+      ok(charged.statusReason?.includes("at-most-once"), charged.statusReason ?? "");
+      equal(charged.attempts, 1, "its attempt counts: the agent ran");
+      const queued = await taskByKey(ctx, job.id, "queued");
+      equal(queued.status, "ready");
+      equal(queued.attempts, 0);
+    },
+  },
+  {
     name: "claimed tasks still waiting in the queue are released at shutdown",
     async run(ctx) {
       const started = deferred();

@@ -125,6 +125,30 @@ describe("the demo workflow on the real executor", () => {
 });
 
 describe("resuming after a reload", () => {
+  test("releaseLeasesOf() hands back an at-most-once task that never started, and leaves one that did", async () => {
+    const storage = createMemoryStorage();
+    const { executor: submitter } = setup({ storage });
+    const input = { id: 1, title: "A", workMs: 1, failRate: 0 };
+    const job = await submitter.submit({
+      name: JOB_NAME,
+      tasks: [
+        { key: "queued", agent: "fetch", input, durability: "at-most-once" },
+        { key: "started", agent: "fetch", input, durability: "at-most-once" },
+      ],
+    });
+    const claimed = await storage.claimReady({ limit: 2, now: Date.now(), owner: "gone-tab", leaseMs: 60_000 });
+    const started = claimed.find((t) => t.key === "started")!;
+    await storage.commit([{
+      type: "updateTask",
+      id: started.id,
+      expect: { version: started.version },
+      set: { startedAt: Date.now() },
+    }]);
+    expect(await releaseLeasesOf(storage, "gone-tab", Date.now(), job.id)).toBe(1);
+    const byKey = Object.fromEntries((await storage.listTasks({ jobId: job.id })).map((t) => [t.key, t.status]));
+    expect(byKey).toEqual({ queued: "ready", started: "running" });
+  });
+
   test("releaseLeasesOf() hands back at once the tasks a gone executor held, without counting the attempt", async () => {
     const storage = createMemoryStorage();
     const { executor: submitter } = setup({ storage });
