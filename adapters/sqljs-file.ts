@@ -44,11 +44,16 @@ export interface FilePersisterOptions {
   sync?: boolean;
 }
 
+/** The `code` of a Node file-system error (`ENOENT`, `EEXIST`, ...). */
+function code(e: unknown): string | undefined {
+  return (e as { code?: string })?.code;
+}
+
 async function readIfExists(path: string): Promise<Uint8Array | null> {
   try {
     return new Uint8Array(await readFile(path));
   } catch (e) {
-    if ((e as { code?: string }).code === "ENOENT") return null;
+    if (code(e) === "ENOENT") return null;
     throw e;
   }
 }
@@ -66,7 +71,7 @@ function alive(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (e) {
-    return (e as { code?: string }).code === "EPERM"; // alive, owned by another user
+    return code(e) === "EPERM"; // alive, owned by another user
   }
 }
 
@@ -75,10 +80,6 @@ function alive(pid: number): boolean {
  * by an earlier process with the same id (a restarted container gets the same ids).
  */
 const heldLocks = new Set<string>();
-
-function code(e: unknown): string | undefined {
-  return (e as { code?: string })?.code;
-}
 
 /**
  * Create `lockPath` naming this process (id, host and a random token), taking over a lock
@@ -140,9 +141,8 @@ async function unlock(lockPath: string, token: string): Promise<void> {
 }
 
 function wrap(e: unknown, what: string, path: string): Error {
-  const code = (e as { code?: string })?.code;
   const message = `Could not ${what} "${path}": ${(e as Error)?.message ?? String(e)}`;
-  return code === "ENOSPC" || code === "EDQUOT"
+  return code(e) === "ENOSPC" || code(e) === "EDQUOT"
     ? new StorageQuotaError(message, { cause: e })
     : new StorageError(message, { cause: e });
 }

@@ -148,6 +148,25 @@ interface Entry<T> {
 }
 
 /**
+ * Keep a record read from the transaction as the batch's view of it (unless a read of
+ * the same record that finished first already did), and answer it.
+ */
+function remember<T>(
+  entries: Map<string, Entry<T>>,
+  id: string,
+  stored: MaybePromise<T | undefined>,
+): MaybePromise<T | undefined> {
+  return isThenable(stored) ? stored.then((value) => keep(entries, id, value)) : keep(entries, id, stored);
+}
+
+function keep<T>(entries: Map<string, Entry<T>>, id: string, value: T | undefined): T | undefined {
+  const hit = entries.get(id);
+  if (hit) return hit.cur;
+  entries.set(id, { prev: value, cur: value, owned: false });
+  return value;
+}
+
+/**
  * The overlay of one batch. Reads answer synchronously from the overlay or from a
  * synchronous transaction, and with a promise only for the first read of a record from
  * an asynchronous one: rule steps yield only those promises, so memory and sql.js run
@@ -178,31 +197,13 @@ class Batch {
   /** The task as the batch sees it. */
   task(id: string): MaybePromise<Task | undefined> {
     const hit = this.taskEntries.get(id);
-    if (hit) return hit.cur;
-    const stored = this.tx.getTask(id);
-    return isThenable(stored) ? stored.then((t) => this.#readTask(id, t)) : this.#readTask(id, stored);
-  }
-
-  #readTask(id: string, stored: Task | undefined): Task | undefined {
-    const hit = this.taskEntries.get(id);
-    if (hit) return hit.cur;
-    this.taskEntries.set(id, { prev: stored, cur: stored, owned: false });
-    return stored;
+    return hit ? hit.cur : remember(this.taskEntries, id, this.tx.getTask(id));
   }
 
   /** The job as the batch sees it. */
   job(id: string): MaybePromise<Job | undefined> {
     const hit = this.jobEntries.get(id);
-    if (hit) return hit.cur;
-    const stored = this.tx.getJob(id);
-    return isThenable(stored) ? stored.then((j) => this.#readJob(id, j)) : this.#readJob(id, stored);
-  }
-
-  #readJob(id: string, stored: Job | undefined): Job | undefined {
-    const hit = this.jobEntries.get(id);
-    if (hit) return hit.cur;
-    this.jobEntries.set(id, { prev: stored, cur: stored, owned: false });
-    return stored;
+    return hit ? hit.cur : remember(this.jobEntries, id, this.tx.getJob(id));
   }
 
   /** A copy of the task this batch may change in place (one copy per task per batch). */

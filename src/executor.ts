@@ -225,6 +225,11 @@ function landed(op: UpdateTaskOp, task: Task | undefined): boolean {
     task.runAt === op.set.runAt;
 }
 
+/** The change that gives a claimed task back to `ready` without counting its attempt. */
+function handBack(task: Task, reason: string): Partial<Task> {
+  return { status: "ready", attempts: Math.max(0, task.attempts - 1), statusReason: reason };
+}
+
 function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
   const err = e instanceof Error ? e : new Error(String(e));
   const out: TaskError = { name: err.name, message: err.message, retryable, at };
@@ -1324,64 +1329,40 @@ export class Executor {
     const expired = found.filter((t) => t.leaseOwner !== this.id || !this.#holds(t.id));
     if (expired.length === 0) return;
     const now = this.#clock.now();
-    const pending: Promise<Task | null>[] = [];
-    for (const t of expired) {
+    const results = await this.#updateRunning(expired, (t) => {
       const error: TaskError = {
         name: "LeaseExpiredError",
         message: `Lease of "${t.leaseOwner}" ended while the task was running (the executor stopped or crashed)`,
         retryable: t.durability === "at-least-once",
         at: now,
       };
-      const set: Partial<Task> = t.durability === "at-most-once" && t.startedAt === null
-        ? {
-          status: "ready",
-          runAt: now,
-          attempts: Math.max(0, t.attempts - 1),
-          statusReason: "Recovered after its lease expired; its agent had not been called",
-        }
+      return t.durability === "at-most-once" && t.startedAt === null
+        ? { ...handBack(t, "Recovered after its lease expired; its agent had not been called"), runAt: now }
         : t.durability === "at-most-once"
         ? { status: "blocked", error, statusReason: "Interrupted while running; at-most-once tasks are not run again" }
         : t.attempts >= t.maxAttempts
         ? { status: "failed", error, statusReason: error.message }
         : { status: "ready", runAt: now, error, statusReason: "Recovered after its lease expired" };
-      pending.push(
-        this.#enqueueCommit(
-          [{ type: "updateTask", id: t.id, expect: { version: t.version, status: "running" }, set }],
-          null,
-        ),
-      );
-    }
-    const results = await Promise.all(pending);
+    });
     this.#stats.recovered += results.filter((r) => r !== null).length;
   }
 
-  /** Block at-most-once tasks whose agent was interrupted by shutdown. */
-  async #blockInterrupted(tasks: readonly Task[]): Promise<void> {
-    const now = this.#clock.now();
-    await Promise.all(tasks.map((t) =>
-      this.#enqueueCommit([{
-        type: "updateTask",
-        id: t.id,
-        expect: { version: t.version, status: "running" },
-        set: {
-          status: "blocked",
-          error: { name: "TaskAbortedError", message: "Executor shut down", retryable: false, at: now },
-          statusReason: "Interrupted by shutdown while running; at-most-once tasks are not run again",
-        },
-      }], null)
+  /**
+   * Commit `set(task)` for each task this executor read as `running`, each with the next
+   * group; resolves with the stored tasks (`null` where the task changed meanwhile).
+   */
+  #updateRunning(tasks: readonly Task[], set: (t: Task) => Partial<Task>): Promise<(Task | null)[]> {
+    return Promise.all(tasks.map((t) =>
+      this.#enqueueCommit(
+        [{ type: "updateTask", id: t.id, expect: { version: t.version, status: "running" }, set: set(t) }],
+        null,
+      )
     ));
   }
 
   /** Give claimed tasks back without counting the attempt. */
   async #release(tasks: readonly Task[], reason = "Released at shutdown"): Promise<void> {
-    await Promise.all(tasks.map((t) =>
-      this.#enqueueCommit([{
-        type: "updateTask",
-        id: t.id,
-        expect: { version: t.version, status: "running" },
-        set: { status: "ready", attempts: Math.max(0, t.attempts - 1), statusReason: reason },
-      }], null)
-    ));
+    await this.#updateRunning(tasks, (t) => handBack(t, reason));
   }
 
   // ---------------------------------------------------------------- shutdown
@@ -1430,9 +1411,14 @@ export class Executor {
       // An at-most-once task whose agent was running may have had its effect: blocked, as
       // after a crash, not handed back to run again.
       const once = (r: Run) => r.called && r.task.durability === "at-most-once";
+      const now = this.#clock.now();
       await Promise.all([
         this.#release(left.filter((r) => !once(r)).map((r) => r.task)),
-        this.#blockInterrupted(left.filter(once).map((r) => r.task)),
+        this.#updateRunning(left.filter(once).map((r) => r.task), () => ({
+          status: "blocked",
+          error: { name: "TaskAbortedError", message: "Executor shut down", retryable: false, at: now },
+          statusReason: "Interrupted by shutdown while running; at-most-once tasks are not run again",
+        })),
       ]);
     }
     if (graceTimer !== null) this.#clock.clearTimer(graceTimer);
