@@ -166,6 +166,15 @@ function keep<T>(entries: Map<string, Entry<T>>, id: string, value: T | undefine
   return value;
 }
 
+/** Make `copy` the batch's own version of its record (in its entry `e`, or a new one). */
+function ownCopy<T extends { id: string }>(entries: Map<string, Entry<T>>, e: Entry<T> | undefined, copy: T): T {
+  if (e) {
+    e.cur = copy;
+    e.owned = true;
+  } else entries.set(copy.id, { prev: undefined, cur: copy, owned: true });
+  return copy;
+}
+
 /**
  * The overlay of one batch. Reads answer synchronously from the overlay or from a
  * synchronous transaction, and with a promise only for the first read of a record from
@@ -216,11 +225,7 @@ class Batch {
     const copy = copyTask(task);
     copy.version = task.version + 1;
     copy.updatedAt = this.now;
-    if (e) {
-      e.cur = copy;
-      e.owned = true;
-    } else this.taskEntries.set(copy.id, { prev: undefined, cur: copy, owned: true });
-    return copy;
+    return ownCopy(this.taskEntries, e, copy);
   }
 
   /** A copy of the job this batch may change in place; its version moves once per batch. */
@@ -230,11 +235,7 @@ class Batch {
     const copy = copyJob(job);
     copy.version = job.version + 1;
     copy.updatedAt = this.now;
-    if (e) {
-      e.cur = copy;
-      e.owned = true;
-    } else this.jobEntries.set(copy.id, { prev: undefined, cur: copy, owned: true });
-    return copy;
+    return ownCopy(this.jobEntries, e, copy);
   }
 
   /** Change a task, applying every rule the change triggers. */
