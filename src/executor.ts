@@ -935,7 +935,7 @@ export class Executor {
     if (ok && !run.lost && !run.timedOut) {
       try {
         const raw = value === undefined ? null : value;
-        this.#checkSize(raw, () => `output of task "${task.key}"`);
+        this.#checkSize(raw, "output of task", task.key);
         const output = toJson(raw);
         this.agents.validateOutput(task.agent, output);
         const done: CommitOp[] = [{
@@ -946,9 +946,9 @@ export class Executor {
         }];
         run.ctx.effectOps(done);
         for (const op of done) {
-          if (op.type === "insertTask") this.#checkSize(op.task.input, () => `input of spawned task "${op.task.key}"`);
+          if (op.type === "insertTask") this.#checkSize(op.task.input, "input of spawned task", op.task.key);
           else if (op.type === "setCache" || op.type === "setState") {
-            this.#checkSize(op.value, () => `${op.type === "setCache" ? "cache" : "state"} value "${op.key}"`);
+            this.#checkSize(op.value, op.type === "setCache" ? "cache value" : "state value", op.key);
           }
         }
         ops = done;
@@ -994,11 +994,11 @@ export class Executor {
     if (!this.#flushing) this.#flushing = this.#flush();
   }
 
-  /** Throw a `PayloadTooLargeError` when `value` is over `maxPayloadBytes`. */
-  #checkSize(value: unknown, subject: () => string): void {
+  /** Throw a `PayloadTooLargeError` naming `what "key"` when `value` is over `maxPayloadBytes`. */
+  #checkSize(value: unknown, what: string, key: string): void {
     if (this.#maxPayload === Infinity || value === undefined) return;
     const size = jsonSize(value, this.#maxPayload);
-    if (size > this.#maxPayload) throw new PayloadTooLargeError(subject(), size, this.#maxPayload);
+    if (size > this.#maxPayload) throw new PayloadTooLargeError(`${what} "${key}"`, size, this.#maxPayload);
   }
 
   /** Report what a stored result means, once its commit succeeded. */

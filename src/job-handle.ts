@@ -117,11 +117,12 @@ export class JobHandle {
     const tasks = await this.tasks();
     if (job.status === "completed") {
       const out: Record<string, JsonValue> = {};
-      // Keys that name something on Object.prototype ("__proto__", "toString") are
-      // defined, not assigned: they are data, never the prototype or its setters.
+      // The key "__proto__" is defined, not assigned: it is data, never the prototype.
+      // (Every other property of Object.prototype is a writable data property, so an
+      // assignment makes an own property; "toString" needs nothing special.)
       for (const t of tasks) {
         if (!isSatisfied(t)) continue;
-        if (t.key in Object.prototype) {
+        if (t.key === "__proto__") {
           Object.defineProperty(out, t.key, { value: t.output, enumerable: true, writable: true, configurable: true });
         } else out[t.key] = t.output;
       }

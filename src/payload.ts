@@ -67,6 +67,10 @@ function stringBytes(s: string, budget: number): number {
  * ```
  */
 export function jsonSize(value: unknown, limit: number = Infinity): number {
+  // Without allocating: the values most agents return.
+  if (value === null) return 4;
+  if (typeof value === "boolean") return value ? 4 : 5;
+  if (typeof value === "number" && Number.isFinite(value)) return String(value).length;
   let total = 0;
   const ancestors = new Set<object>();
   const add = (n: number): void => {

@@ -11,6 +11,7 @@
 import { JobValidationError, JsonValueError, PayloadTooLargeError, StorageCorruptError } from "../../src/errors.ts";
 import type { Executor } from "../../src/executor.ts";
 import { defineJsonAgent } from "../../src/json-agent.ts";
+import { jsonSize } from "../../src/payload.ts";
 import type { JsonSchema } from "../../src/json-schema.ts";
 import { AgentRegistry } from "../../src/registry.ts";
 import type { JobSpec, JsonValue, Task } from "../../src/types.ts";
@@ -307,6 +308,27 @@ export const hostileCases: Case<ReliabilityContext>[] = [
       equal(stored.length, 2, "no child was written");
       for (const s of stored) failedFor(s, "PayloadTooLargeError", "over maxPayloadBytes");
       equal(await ctx.storage.getCache(job.id, "big"), undefined, "no cache value was written");
+    },
+  },
+  {
+    name: "jsonSize is the UTF-8 length of JSON.stringify for primitives and trees; small outputs meet tiny limits",
+    async run(ctx) {
+      const utf8 = (v: unknown) => new TextEncoder().encode(JSON.stringify(v)).length;
+      const values: JsonValue[] = [null, true, false, 0, -1.5, 1e21, 123456789, "", 'é\n"x', [], {}, [null, 1], {
+        a: [true, { b: "ü" }],
+      }];
+      for (const v of values) equal(jsonSize(v), utf8(v), `jsonSize(${JSON.stringify(v)})`);
+      equal(jsonSize(NaN), 4, "NaN is written as null");
+      // Output limits on values measured without walking: null and true are 4 bytes, false 5.
+      for (const fits of [null, true, 1234]) {
+        equal((await runOutput(ctx, () => fits, { maxPayloadBytes: 4 })).status, "completed");
+      }
+      failedFor(
+        await runOutput(ctx, () => false, { maxPayloadBytes: 4 }),
+        "PayloadTooLargeError",
+        'output of task "a"',
+      );
+      failedFor(await runOutput(ctx, () => 12345, { maxPayloadBytes: 4 }), "PayloadTooLargeError", "(4)");
     },
   },
   {
