@@ -28,6 +28,10 @@ export interface OpfsDirectoryHandle {
   getFileHandle(name: string, options?: { create?: boolean }): Promise<OpfsFileHandle>;
   /** Delete a file. */
   removeEntry(name: string): Promise<void>;
+  /** The path from this directory to a descendant (`null`: not inside it), as browsers' handles have. */
+  resolve?(possibleDescendant: object): Promise<string[] | null>;
+  /** The directory's own name (the origin root's is ""). */
+  readonly name?: string;
 }
 
 /** Options of {@link createOpfsPersister}. */
@@ -42,6 +46,13 @@ export interface OpfsPersisterOptions {
    * sql.js database at a time (a Web Lock, where the runtime has them).
    */
   lockWaitMs?: number;
+}
+
+/** The runtime's `navigator.storage`, where it has one. */
+function originStorage(): { getDirectory?: () => Promise<OpfsDirectoryHandle> } | undefined {
+  return (globalThis as unknown as { navigator?: { storage?: { getDirectory?: () => Promise<OpfsDirectoryHandle> } } })
+    .navigator
+    ?.storage;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -77,17 +88,28 @@ export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersist
   let dir: OpfsDirectoryHandle | undefined = options.directory;
   let chunks = 0;
   let unlock: (() => void) | null = null;
-  // The lock names the database by its directory's name (the root's is "") and its own.
-  const lockName = `task-core:sqljs:opfs:${(options.directory as { name?: string } | undefined)?.name ?? ""}/${name}`;
   const snapshotFile = `${name}.sqlite`;
   const journalFile = `${name}.tclog`;
 
   const directory = async (): Promise<OpfsDirectoryHandle> => {
     if (dir) return dir;
-    const storage = (globalThis as { navigator?: { storage?: { getDirectory?: () => Promise<OpfsDirectoryHandle> } } })
-      .navigator?.storage;
+    const storage = originStorage();
     if (!storage?.getDirectory) throw new StorageError("The Origin Private File System is not available here");
     return dir = await storage.getDirectory();
+  };
+  // The lock names the database by its directory's path from the origin's root and its
+  // own name; a directory outside the origin's file system (or a runtime without
+  // `resolve`) is named by its own name.
+  const lockName = async (): Promise<string> => {
+    const d = await directory();
+    let path: string[] | null = null;
+    if (options.directory) {
+      const root = await originStorage()?.getDirectory?.().catch(() => undefined);
+      path = (await root?.resolve?.(d).catch(() => null)) ?? null;
+    } else path = [];
+    return path
+      ? `task-core:sqljs:opfs:/${[...path, name].join("/")}`
+      : `task-core:sqljs:opfs:?${d.name ?? ""}/${name}`;
   };
   const read = async (file: string): Promise<Uint8Array | null> => {
     try {
@@ -109,7 +131,11 @@ export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersist
     name: "opfs",
     location: `opfs:${name}`,
     async load() {
-      unlock ??= await holdWebLock(lockName, `OPFS database "${name}"`, options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS);
+      unlock ??= await holdWebLock(
+        await lockName(),
+        `OPFS database "${name}"`,
+        options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
+      );
       try {
         const snapshot = await read(snapshotFile);
         const parts: Uint8Array[] = [];

@@ -84,3 +84,30 @@ for (
     await third.close();
   });
 }
+
+test("sqljs+opfs: databases of one name in two directories of one name are separate databases, open at once", async () => {
+  const root = await navigator.storage.getDirectory();
+  const base = `sqljs-lock-dirs-${Date.now()}-${n++}`;
+  const [a, b] = await Promise.all(["a", "b"].map(async (parent) => {
+    const p = await (await root.getDirectoryHandle(base, { create: true })).getDirectoryHandle(parent, {
+      create: true,
+    });
+    return await p.getDirectoryHandle("same", { create: true });
+  }));
+  const first = await openTestStorage({
+    persister: createOpfsPersister({ name: "tasks", directory: a!, lockWaitMs: 0 }),
+  });
+  const second = await openTestStorage({
+    persister: createOpfsPersister({ name: "tasks", directory: b!, lockWaitMs: 0 }),
+  });
+  // The same directory reached again is the same database: refused while open.
+  const again = await (await (await root.getDirectoryHandle(base)).getDirectoryHandle("a")).getDirectoryHandle("same");
+  const refused = await openTestStorage({
+    persister: createOpfsPersister({ name: "tasks", directory: again, lockWaitMs: 0 }),
+  })
+    .then(() => null, (e: unknown) => e);
+  expect(refused).toBeInstanceOf(StorageBlockedError);
+  await first.close();
+  await second.close();
+  await root.removeEntry(base, { recursive: true });
+});
