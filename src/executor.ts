@@ -298,6 +298,9 @@ export class Executor {
   #deadlineTimer: unknown = null;
   #deadlineAt = Infinity;
   #active = 0;
+  /** `#pump` is running (a nested call asks it to loop again instead of recursing). */
+  #pumping = false;
+  #pumpAgain = false;
   #state: State = "idle";
   #pending: Pending[] = [];
   #flushing: Promise<void> | null = null;
@@ -805,14 +808,29 @@ export class Executor {
   // ---------------------------------------------------------------- workers
 
   #pump(): void {
-    // Once shutting down, queued tasks stay queued: shutdown hands them back unstarted.
-    while (this.#active < this.#maxWorkers && this.#state === "running") {
-      const task = this.#queue.tryPop();
-      if (task === undefined) break;
-      this.#queuedIds.delete(task.id);
-      if (this.#lostIds.delete(task.id)) continue;
-      this.#active++;
-      void this.#execute(task);
+    // A synchronous agent settles inside `#execute`, whose end calls `#pump` again: that
+    // inner call only asks this loop to go on, so the stack stays flat however many
+    // queued tasks run synchronously one after another.
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        // Once shutting down, queued tasks stay queued: shutdown hands them back unstarted.
+        while (this.#active < this.#maxWorkers && this.#state === "running") {
+          const task = this.#queue.tryPop();
+          if (task === undefined) break;
+          this.#queuedIds.delete(task.id);
+          if (this.#lostIds.delete(task.id)) continue;
+          this.#active++;
+          this.#execute(task);
+        }
+      } while (this.#pumpAgain);
+    } finally {
+      this.#pumping = false;
     }
     if (this.#roomWaiter && this.#queue.size < this.#queue.capacity) {
       const w = this.#roomWaiter;

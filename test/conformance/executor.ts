@@ -250,6 +250,25 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a synchronous agent runs a long queue without growing the stack (each end starts the next in one loop)",
+    async run(ctx) {
+      // Every queued task settles inside the call that starts it: were each end to start
+      // the next by a nested call, 3,000 of them would overflow the stack.
+      const n = 3000;
+      const { executor } = harness(ctx.storage, [agent("echo", (i) => i)], { queueCapacity: n, maxWorkers: 1 });
+      const job = await executor.submit({
+        name: "sync",
+        tasks: Array.from({ length: n }, (_, i) => ({ key: `t${i}`, agent: "echo", input: i })),
+      });
+      executor.start();
+      const out = await job.wait();
+      equal(Object.keys(out).length, n);
+      equal(out.t2999, 2999);
+      equal(executor.stats().completed, n);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "an executor abandoned mid-task is recovered by a second executor once the lease expires",
     async run(ctx) {
       const started = deferred();
