@@ -681,6 +681,12 @@ export class Executor {
     if (at < this.#wakeAt) this.#armWake(at);
   }
 
+  #disarmWake(): void {
+    if (this.#wakeTimer !== null) this.#clock.clearTimer(this.#wakeTimer);
+    this.#wakeTimer = null;
+    this.#wakeAt = Infinity;
+  }
+
   #armWake(at: number): void {
     if (this.#wakeTimer !== null) this.#clock.clearTimer(this.#wakeTimer);
     this.#wakeAt = at;
@@ -840,6 +846,10 @@ export class Executor {
   }
 
   #progress(task: Task, fraction: number, message: string | null): void {
+    // From an attempt that ended (timed out, aborted, or an agent that went on after
+    // returning): nothing to report, and nothing to remember.
+    const run = this.#runs.get(task.id);
+    if (run === undefined || run.done || run.task.attempts !== task.attempts) return;
     const now = this.#clock.now();
     const last = this.#lastProgress.get(task.id);
     if (last !== undefined && now - last < this.#progressMs && fraction < 1) return;
@@ -1387,7 +1397,9 @@ export class Executor {
 
   async #doShutdown(graceMs: number): Promise<void> {
     if (this.#state === "idle") {
+      // Never started: only a wake-up armed by `submit()` of a delayed task may be left.
       this.#state = "stopped";
+      this.#disarmWake();
       this.#stopped?.();
       return;
     }
@@ -1403,7 +1415,7 @@ export class Executor {
     const w = this.#roomWaiter;
     this.#roomWaiter = null;
     w?.();
-    if (this.#wakeTimer !== null) this.#clock.clearTimer(this.#wakeTimer);
+    this.#disarmWake();
     await this.#loop;
     const queued = this.#queue.drain().filter((t) => !this.#lostIds.has(t.id));
     this.#queuedIds.clear();

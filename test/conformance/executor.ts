@@ -269,6 +269,21 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "shutdown leaves no timer armed, whether the executor was started or not",
+    async run(ctx) {
+      // A delayed task submitted to an executor that never starts arms its wake-up.
+      const idle = harness(ctx.storage, [agent("noop", () => null)]);
+      await idle.executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 3000 }] });
+      await idle.executor.shutdown();
+      equal(idle.clock.pending, 0, "timers left by a never-started executor");
+      const started = harness(ctx.storage, [agent("noop", () => null)]);
+      started.executor.start();
+      await started.executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 3000 }] });
+      await started.executor.shutdown();
+      equal(started.clock.pending, 0, "timers left by a started executor");
+    },
+  },
+  {
     name: "an executor abandoned mid-task is recovered by a second executor once the lease expires",
     async run(ctx) {
       const started = deferred();

@@ -526,6 +526,25 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "progress() after the attempt ended reports nothing",
+    async run(ctx) {
+      let kept: { progress(f: number, m?: string): void } | undefined;
+      const { executor } = harness(ctx.storage, [agent("keep", (_i, c) => {
+        kept = c;
+        return null;
+      })], { progressThrottleMs: 0 });
+      const seen: number[] = [];
+      executor.on("task:progress", (e) => seen.push(e.fraction));
+      executor.start();
+      const job = await executor.submit({ name: "p", tasks: [{ key: "a", agent: "keep" }] });
+      await job.wait();
+      ok(kept);
+      kept.progress(0.5, "too late");
+      deepEqual(seen, []);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "JobHandle.on() sees only its own job's events",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [echo]);
