@@ -102,7 +102,8 @@ export interface RuleTx {
 }
 
 const JOB_CONTROL: readonly JobStatus[] = ["running", "paused", "cancelled"];
-const CANCELLABLE: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked"];
+/** Statuses a job's cancellation ends (a `completed` task only while it awaits review). */
+const CANCELLABLE: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked", "completed"];
 
 /** A rules step: yields what it reads from the transaction, returns its result. */
 type Step<T> = Generator<unknown, T, unknown>;
@@ -244,6 +245,13 @@ class Batch {
     const prevReview = cur.review;
     const next = this.own(cur);
     Object.assign(next, patch);
+    if (next.status === "ready" && prevStatus !== "ready") {
+      // Whatever sends it back (a retry, a recovered lease, a rejected review, a person),
+      // a task of a paused job waits paused until the job resumes.
+      const read = this.job(next.jobId);
+      const job = isThenable(read) ? (yield read) as Job | undefined : read;
+      if (job?.status === "paused") next.status = "paused";
+    }
     if (next.status !== prevStatus) {
       if (finalOf(next.status, next.review) && next.finishedAt === null) next.finishedAt = this.now;
       if (next.status !== "running") {
@@ -283,13 +291,11 @@ class Batch {
       const dep = isThenable(read) ? (yield read) as Task | undefined : read;
       if (!dep) continue;
       const remaining = Math.max(0, dep.remainingDeps - 1);
-      if (dep.status === "pending" && remaining === 0) {
-        const readJob = this.job(dep.jobId);
-        const job = isThenable(readJob) ? (yield readJob) as Job | undefined : readJob;
-        yield* this.transition(dep, { remainingDeps: 0, status: job?.status === "paused" ? "paused" : "ready" });
-      } else {
-        this.own(dep).remainingDeps = remaining;
-      }
+      // Only a pending task counts its dependencies: any other (blocked, cancelled) is not
+      // waiting for them, and must not change (a new version would fail its next update).
+      if (dep.status !== "pending") continue;
+      if (remaining === 0) yield* this.transition(dep, { remainingDeps: 0, status: "ready" });
+      else this.own(dep).remainingDeps = remaining;
     }
   }
 
@@ -374,11 +380,26 @@ class Batch {
     }
     const patch = sanitizePatch(set);
     const to = patch.status ?? cur.status;
-    if (!canTransition(cur.status, to)) throw new InvalidTransitionError(id, cur.status, to);
+    // A completed task changes again only while it awaits its review.
+    if (!canTransition(cur.status, to) || (cur.status === "completed" && !cur.review)) {
+      throw new InvalidTransitionError(id, cur.status, to);
+    }
     if (to === "ready" && cur.status === "completed") {
       // A rejected review reruns the task: it is open again.
       patch.output = null;
       patch.finishedAt = null;
+    }
+    if (to === "ready" && cur.status === "blocked" && cur.dependencies.length > 0) {
+      // A person sends a task blocked by a failed dependency on without it: it still waits,
+      // pending, for its dependencies that have not finished yet.
+      let open = 0;
+      for (const depId of cur.dependencies) {
+        const read = this.task(depId);
+        const dep = isThenable(read) ? (yield read) as Task | undefined : read;
+        if (dep && !finalOf(dep.status, dep.review)) open++;
+      }
+      patch.remainingDeps = open;
+      if (open > 0) patch.status = "pending";
     }
     yield* this.transition(cur, patch);
   }
@@ -419,7 +440,7 @@ class Batch {
     for (const s of stored) {
       const read = this.task(s.id);
       const task = (isThenable(read) ? (yield read) as Task | undefined : read)!;
-      if (!from.includes(task.status)) continue;
+      if (!from.includes(task.status) || finalOf(task.status, task.review)) continue;
       yield* this.transition(task, {
         status: target,
         statusReason: to === "cancelled" ? "Job cancelled" : task.statusReason,

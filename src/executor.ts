@@ -545,7 +545,9 @@ export class Executor {
   }
 
   /**
-   * Send a `blocked` task (it needs a person) back to `ready`. Resolves with the stored
+   * Send a `blocked` task (it needs a person) back to `ready`. A task blocked by a failed
+   * dependency goes on without it, once its dependencies that are still open have
+   * finished (until then it is `pending`); in a paused job it waits `paused`. Resolves with the stored
    * task; when a failed commit turns out to have been applied, that is the task as read
    * back, which may already be running again.
    */

@@ -9,7 +9,8 @@ import type { JobStatus, Task, TaskStatus } from "./types.ts";
 /**
  * Legal task transitions: `TASK_TRANSITIONS[from]` lists the statuses a task may move to.
  * A write that keeps the status (a lease renewal, a progress note) is legal for every
- * status that is not final.
+ * status that is not final. `completed` is final unless the task awaits review: the
+ * storage rules refuse any change of a completed task without `review`.
  */
 export const TASK_TRANSITIONS: Readonly<Record<TaskStatus, readonly TaskStatus[]>> = Object
   .freeze({
@@ -18,7 +19,7 @@ export const TASK_TRANSITIONS: Readonly<Record<TaskStatus, readonly TaskStatus[]
     running: ["completed", "failed", "ready", "blocked", "cancelled"],
     paused: ["ready", "cancelled"],
     blocked: ["ready", "failed", "cancelled"],
-    completed: ["accepted", "rejected", "ready"],
+    completed: ["accepted", "rejected", "ready", "cancelled"], // while it awaits review
     failed: [],
     cancelled: [],
     accepted: [],

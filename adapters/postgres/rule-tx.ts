@@ -38,8 +38,8 @@ import { Statements } from "./statements.ts";
 
 /** Statuses whose arrival may change dependents (satisfy or fail them). */
 const SETTLING: ReadonlySet<string> = new Set<TaskStatus>(["completed", "accepted", "failed", "cancelled", "rejected"]);
-/** Statuses a job-control op moves tasks out of. */
-const CONTROLLED: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked"];
+/** Statuses a job-control op moves tasks out of (`completed`: a task awaiting review, on cancel). */
+const CONTROLLED: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked", "completed"];
 /** Rows per multi-row insert. */
 const INSERT_CHUNK = 2000;
 
@@ -171,7 +171,9 @@ export class PgRuleTx implements RuleTx {
           if (typeof op.id !== "string") break;
           taskIds.add(op.id);
           const to = op.set?.status;
-          if (typeof to === "string" && to !== "ready" && to !== "running") jobsOf.add(op.id);
+          // Every status change but a claim may read the job (its counters; a paused job
+          // keeps a task sent back to ready paused).
+          if (typeof to === "string" && to !== "running") jobsOf.add(op.id);
           if (typeof to === "string" && SETTLING.has(to)) settling.add(op.id);
           break;
         }

@@ -895,6 +895,161 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "a task of a paused job sent back to ready (retry, lease recovery, retryTask) waits paused until resume",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c", deps: ["x"], onDependencyFailure: "block" }, {
+        key: "x",
+      }]);
+      await storage.createJob(b.job, b.tasks);
+      const [a, bb] = await storage.claimReady({ limit: 2, now: 1, owner: OWNER, leaseMs: 100 });
+      ok(a && bb);
+      await settle(storage, b.id("x"), "failed");
+      equal((await get(storage, b.id("c"))).status, "blocked");
+      const job = (await storage.getJob(b.job.id))!;
+      await storage.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: job.version },
+        set: { status: "paused" },
+      }]);
+      // A retry of a running task, a lease handed back, and a person retrying a blocked task.
+      const blocked = await get(storage, b.id("c"));
+      const r = await storage.commit([
+        {
+          type: "updateTask",
+          id: a.id,
+          expect: { version: a.version, status: "running" },
+          set: { status: "ready", runAt: 5 },
+        },
+        { type: "updateTask", id: bb.id, expect: { version: bb.version, status: "running" }, set: { status: "ready" } },
+        {
+          type: "updateTask",
+          id: blocked.id,
+          expect: { version: blocked.version, status: "blocked" },
+          set: { status: "ready" },
+        },
+      ]);
+      equal(r.readied, 0, "nothing became ready");
+      deepEqual(statuses(await storage.listTasks({ jobId: job.id })), {
+        a: "paused",
+        b: "paused",
+        c: "paused",
+        x: "failed",
+      });
+      deepEqual(await storage.claimReady({ limit: 10, now: 1000, owner: OWNER, leaseMs: 100 }), []);
+      const paused = (await storage.getJob(job.id))!;
+      await storage.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: paused.version },
+        set: { status: "running" },
+      }]);
+      equal((await get(storage, a.id)).runAt, 5, "the retry keeps its time");
+      deepEqual(
+        (await storage.claimReady({ limit: 10, now: 1000, owner: OWNER, leaseMs: 100 })).map((t) => t.key).sort(),
+        [
+          "a",
+          "b",
+          "c",
+        ],
+      );
+    },
+  },
+  {
+    name: "cancelling a job cancels a task awaiting review; the job ends with nothing open and the review is refused",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a", review: true }, { key: "b" }]);
+      await storage.createJob(b.job, b.tasks);
+      const done = await settle(storage, b.id("a"), "completed", { output: "draft" });
+      await settle(storage, b.id("b"), "completed");
+      const job = (await storage.getJob(b.job.id))!;
+      equal(job.openCount, 1, "the task awaiting review keeps the job open");
+      const r = await storage.commit([{
+        type: "updateJob",
+        id: job.id,
+        expect: { version: job.version },
+        set: { status: "cancelled" },
+      }]);
+      deepEqual(r.jobs.map((j) => j.status), ["cancelled"]);
+      const ended = (await storage.getJob(job.id))!;
+      equal(ended.openCount, 0);
+      deepEqual(statuses(await storage.listTasks({ jobId: job.id })), { a: "cancelled", b: "completed" });
+      const cancelled = await get(storage, done.id);
+      equal(cancelled.output, "draft", "its output is kept");
+      await rejects(
+        () =>
+          storage.commit([{
+            type: "updateTask",
+            id: done.id,
+            expect: { version: cancelled.version },
+            set: { status: "ready", reviewFeedback: "again" },
+          }]),
+        InvalidTransitionError,
+      );
+    },
+  },
+  {
+    name: "a completed task without review never changes again (reopening would satisfy its dependents twice)",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c", deps: ["a", "b"] }]);
+      await storage.createJob(b.job, b.tasks);
+      const a = await settle(storage, b.id("a"), "completed", { output: 1 });
+      for (const set of [{ status: "ready" }, { status: "accepted" }, { status: "rejected" }, { output: 2 }] as const) {
+        await rejects(
+          () => storage.commit([{ type: "updateTask", id: a.id, expect: { version: a.version }, set }]),
+          InvalidTransitionError,
+        );
+      }
+      const c = await get(storage, b.id("c"));
+      equal(c.status, "pending");
+      equal(c.remainingDeps, 1);
+      equal((await get(storage, a.id)).version, a.version);
+    },
+  },
+  {
+    name: "a dependency settling leaves dependents that no longer wait untouched (a blocked one keeps its version)",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c", deps: ["a", "b"], onDependencyFailure: "block" }]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("a"), "failed");
+      const blocked = await get(storage, b.id("c"));
+      equal(blocked.status, "blocked");
+      await settle(storage, b.id("b"), "completed");
+      const after = await get(storage, b.id("c"));
+      equal(after.status, "blocked");
+      equal(after.version, blocked.version, "not rewritten");
+    },
+  },
+  {
+    name:
+      "a task blocked by a failed dependency and sent back to ready waits, pending, for its other open dependencies",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c", deps: ["a", "b"], onDependencyFailure: "block" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [, bb] = await storage.claimReady({ limit: 2, now: 1, owner: OWNER, leaseMs: 100 });
+      ok(bb);
+      await settle(storage, b.id("a"), "failed");
+      const blocked = await get(storage, b.id("c"));
+      equal(blocked.status, "blocked");
+      await storage.commit([{
+        type: "updateTask",
+        id: blocked.id,
+        expect: { version: blocked.version, status: "blocked" },
+        set: { status: "ready" },
+      }]);
+      const waiting = await get(storage, b.id("c"));
+      equal(waiting.status, "pending", "b is still running");
+      equal(waiting.remainingDeps, 1);
+      await storage.commit([{
+        type: "updateTask",
+        id: bb.id,
+        expect: { version: bb.version, status: "running" },
+        set: { status: "completed" },
+      }]);
+      equal((await get(storage, b.id("c"))).status, "ready");
+    },
+  },
+  {
     name: "renewLeases() extends leases held by the owner and skips the others",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b" }]);
