@@ -660,7 +660,6 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
         break;
       case "agent":
       case "statusReason":
-      case "parentId":
       case "durability":
       case "onDependencyFailure":
       case "reviewFeedback":

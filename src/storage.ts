@@ -17,9 +17,13 @@
 
 import type { Job, JobStatus, JsonValue, Task, TaskStatus } from "./types.ts";
 
-/** Fields of a task an update may set. `version` and `updatedAt` are set by the storage. */
+/**
+ * Fields of a task an update may set. `version` and `updatedAt` are set by the storage; a
+ * task's identity and place in its job (`id`, `jobId`, `key`, `parentId`, `dependencies`)
+ * never change.
+ */
 export type TaskPatch = Partial<
-  Omit<Task, "id" | "jobId" | "key" | "version" | "createdAt" | "updatedAt" | "dependencies">
+  Omit<Task, "id" | "jobId" | "key" | "parentId" | "version" | "createdAt" | "updatedAt" | "dependencies">
 >;
 
 /** Fields of a job an update may set. */

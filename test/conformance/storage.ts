@@ -1050,6 +1050,29 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "an update may not move a task to another parent, job, key or dependency list",
+    async run({ storage }) {
+      const b = buildJob([{ key: "p" }, { key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const a = await get(storage, b.id("a"));
+      for (const field of ["parentId", "jobId", "key", "dependencies", "id"]) {
+        await rejects(
+          () =>
+            storage.commit([{
+              type: "updateTask",
+              id: a.id,
+              expect: { version: a.version },
+              set: { [field]: field === "dependencies" ? [b.id("p")] : b.id("p") } as never,
+            }]),
+          TypeError,
+          `"${field}"`,
+        );
+      }
+      equal((await storage.listTasks({ parentId: b.id("p") })).length, 0);
+      equal((await get(storage, a.id)).version, a.version);
+    },
+  },
+  {
     name: "renewLeases() extends leases held by the owner and skips the others",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b" }]);
