@@ -293,7 +293,8 @@ export class Executor {
   readonly #events = new Emitter();
   readonly #runs = new Map<string, Run>();
   readonly #lostIds = new Set<string>();
-  readonly #queuedIds = new Set<string>();
+  /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
+  readonly #queued = new Map<string, Task>();
   readonly #deadlines = new Heap<Run>((a, b) => a.deadline < b.deadline);
   #deadlineTimer: unknown = null;
   #deadlineAt = Infinity;
@@ -755,7 +756,7 @@ export class Executor {
       this.#stats.claimed += claimed.length;
       for (const t of claimed) {
         this.#queue.tryPush(t);
-        this.#queuedIds.add(t.id);
+        this.#queued.set(t.id, t);
       }
       this.#pump();
       if (claimed.length >= room || this.#wakeRequested) continue;
@@ -776,7 +777,7 @@ export class Executor {
 
   /** Whether this executor holds the task: queued, running, or its result being committed. */
   #holds(id: string): boolean {
-    if (this.#runs.has(id) || this.#queuedIds.has(id)) return true;
+    if (this.#runs.has(id) || this.#queued.has(id)) return true;
     for (const list of [this.#pending, this.#inflight]) {
       for (const item of list) {
         if (item.run?.task.id === id) return true;
@@ -831,7 +832,7 @@ export class Executor {
         while (this.#active < this.#maxWorkers && this.#state === "running") {
           const task = this.#queue.tryPop();
           if (task === undefined) break;
-          this.#queuedIds.delete(task.id);
+          if (this.#queued.get(task.id) === task) this.#queued.delete(task.id);
           if (this.#lostIds.delete(task.id)) continue;
           this.#active++;
           this.#execute(task);
@@ -1272,9 +1273,17 @@ export class Executor {
   // ---------------------------------------------------------------- leases and recovery
 
   async #heartbeat(): Promise<void> {
+    // What this executor holds now, attempt by attempt: the answer comes later, and says
+    // nothing about an attempt of the same task that started meanwhile.
+    const runs = [...this.#runs.values()];
+    const queued = [...this.#queued.values()];
     const held: string[] = [];
-    for (const id of this.#runs.keys()) held.push(id);
-    for (const id of this.#queuedIds) held.push(id);
+    for (const run of runs) held.push(run.task.id);
+    for (const task of queued) held.push(task.id);
+    // Results waiting for their commit keep their lease too, however slow the commit.
+    for (const list of [this.#pending, this.#inflight]) {
+      for (const item of list) if (item.run) held.push(item.run.task.id);
+    }
     if (held.length === 0) return;
     let renewed: string[];
     try {
@@ -1291,19 +1300,22 @@ export class Executor {
     }
     if (renewed.length === held.length) return;
     const ok = new Set(renewed);
-    for (const id of held) {
-      if (ok.has(id)) continue;
-      if (this.#queuedIds.delete(id)) {
-        this.#lostIds.add(id);
-        this.#stats.lost++;
-        continue;
+    for (const task of queued) {
+      if (ok.has(task.id) || this.#queued.get(task.id) !== task) continue;
+      this.#queued.delete(task.id);
+      this.#lostIds.add(task.id);
+      this.#stats.lost++;
+      if (this.#state === "running") {
+        this.#events.emit("task:lost", { task, reason: "Lease lost while waiting in the ready queue" });
       }
-      const run = this.#runs.get(id);
-      if (!run || run.settled) continue;
+    }
+    for (const run of runs) {
+      if (ok.has(run.task.id) || this.#runs.get(run.task.id) !== run || run.settled) continue;
       run.lost = true;
       run.ctx.abort(new TaskAbortedError("Lease lost"));
       this.#interrupt(run, new TaskAbortedError("Lease lost"));
     }
+    // A result whose lease was lost is refused by its commit's compare-and-swap.
   }
 
   /** Send expired leases back to `ready` (at-least-once) or to `blocked` (at-most-once). */
@@ -1420,7 +1432,7 @@ export class Executor {
     this.#disarmWake();
     await this.#loop;
     const queued = this.#queue.drain().filter((t) => !this.#lostIds.has(t.id));
-    this.#queuedIds.clear();
+    this.#queued.clear();
     await this.#release(queued);
     this.#queue.close();
     if (this.#runs.size > 0) {

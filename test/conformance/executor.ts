@@ -554,6 +554,95 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a lease renewal answered late does not end the next attempt of the same task",
+    async run(ctx) {
+      // The renewal is evaluated while the task waits for its retry, and answered once the
+      // next attempt runs: that answer is about the attempt that ended, not the new one.
+      const arrive = deferred();
+      const answer = deferred();
+      const evaluated = deferred();
+      let gate = false;
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop) as unknown;
+          if (prop === "renewLeases") {
+            return async (o: Parameters<typeof target.renewLeases>[0]) => {
+              if (!gate) return await target.renewLeases(o);
+              gate = false;
+              await arrive.promise;
+              const renewed = await target.renewLeases(o);
+              evaluated.resolve();
+              await answer.promise;
+              return renewed;
+            };
+          }
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const attempts: { signal: AbortSignal; done: ReturnType<typeof deferred<string>> }[] = [];
+      const { executor, clock } = harness(storage, [agent("twice", (_i, c) => {
+        const done = deferred<string>();
+        attempts.push({ signal: c.signal, done });
+        return done.promise;
+      })], { heartbeatMs: 1000, retry: { delayMs: 500, factor: 1, maxDelayMs: 500 } });
+      executor.start();
+      const job = await executor.submit({ name: "late", tasks: [{ key: "a", agent: "twice" }] });
+      await until(() => attempts.length === 1, "first attempt", clock);
+      gate = true;
+      await clock.advance(1000); // the heartbeat asks; its request is on its way
+      attempts[0]!.done.reject(new Error("transient"));
+      await until(async () => (await taskByKey(ctx, job.id, "a")).status === "ready", "retry stored", clock);
+      arrive.resolve();
+      await evaluated.promise; // evaluated while the task was ready: not renewed
+      await clock.advance(500);
+      await until(() => attempts.length === 2, "second attempt", clock);
+      answer.resolve();
+      for (let i = 0; i < 5; i++) await clock.advance(0);
+      equal(attempts[1]!.signal.aborted, false, "the second attempt was not aborted");
+      equal(executor.stats().lost, 0);
+      attempts[1]!.done.resolve("ok");
+      deepEqual(await job.wait(), { a: "ok" });
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a result waiting for a slow commit keeps its lease renewed",
+    async run(ctx) {
+      const release = deferred();
+      let stall = false;
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop) as unknown;
+          if (prop === "commit") {
+            return async (...args: Parameters<typeof target.commit>) => {
+              if (stall) await release.promise;
+              return await target.commit(...args);
+            };
+          }
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("quick", () => "done")], {
+        leaseMs: 3000,
+        heartbeatMs: 1000,
+      });
+      executor.start();
+      const job = await executor.submit({ name: "slow-commit", tasks: [{ key: "a", agent: "quick" }] });
+      stall = true;
+      await until(() => executor.stats().started === 1, "attempt ran", clock);
+      const claimed = await taskByKey(ctx, job.id, "a");
+      equal(claimed.status, "running");
+      // Three lease lengths pass while the completion waits for its commit.
+      for (let i = 0; i < 9; i++) await clock.advance(1000);
+      const held = await taskByKey(ctx, job.id, "a");
+      equal(held.status, "running");
+      ok(held.leaseExpiresAt! > clock.now(), `lease ${held.leaseExpiresAt} still ahead of ${clock.now()}`);
+      release.resolve();
+      deepEqual(await job.wait(), { a: "done" });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "two executors on one storage never run one task twice at the same time",
     async run(ctx) {
       const active = new Set<string>();
