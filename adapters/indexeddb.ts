@@ -25,7 +25,7 @@
  */
 
 import { applyCommit, applyCreateJob, checkClaimOptions, claimPatch } from "../src/commit-rules.ts";
-import { StorageError, StorageVersionChangeError } from "../src/errors.ts";
+import { StorageClosedError, type StorageError, StorageVersionChangeError } from "../src/errors.ts";
 import { deepFreeze } from "../src/json.ts";
 import type {
   ClaimOptions,
@@ -154,7 +154,7 @@ class IdbStorage implements IndexedDbStorage {
 
   /** Called when the browser closes the connection abnormally. */
   terminated(): void {
-    this.#closed ??= new StorageError(
+    this.#closed ??= new StorageClosedError(
       `Storage is closed: the browser closed IndexedDB database "${this.databaseName}" ` +
         `(site data cleared, or a storage failure)`,
     );
@@ -428,7 +428,7 @@ class IdbStorage implements IndexedDbStorage {
 
   close(): Promise<void> {
     if (!this.#closed) {
-      this.#closed = new StorageError(`Storage is closed (IndexedDB database "${this.databaseName}")`);
+      this.#closed = new StorageClosedError(`Storage is closed (IndexedDB database "${this.databaseName}")`);
       this.#wake.close();
       this.#db.close();
     }

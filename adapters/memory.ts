@@ -21,7 +21,7 @@ import {
   copyTask,
   type RuleTx,
 } from "../src/commit-rules.ts";
-import { StorageError } from "../src/errors.ts";
+import { StorageClosedError } from "../src/errors.ts";
 import { Heap } from "../src/heap.ts";
 import type {
   ClaimOptions,
@@ -180,7 +180,7 @@ export class MemoryStorage implements Storage {
   }
 
   #open(): void {
-    if (this.#closed) throw new StorageError("Storage is closed");
+    if (this.#closed) throw new StorageClosedError("Storage is closed");
   }
 
   #sync<T>(fn: () => T): Promise<T> {

@@ -155,6 +155,15 @@ export class StorageBlockedError extends StorageError {
 }
 
 /**
+ * The storage was closed (by `close()`, or by the runtime): every later call throws this.
+ * It does not pass by waiting: open the storage again.
+ */
+export class StorageClosedError extends StorageError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "StorageClosedError";
+}
+
+/**
  * Another connection upgraded or deleted the database under this storage, which closed
  * itself so as not to block it. Reopen (usually: reload the page) to continue.
  */
@@ -329,6 +338,6 @@ export class JobFailedError extends TaskCoreError {
 export function isTransientStorageError(e: unknown): boolean {
   return e instanceof StorageError && !(
     e instanceof StorageCorruptError || e instanceof StorageVersionError || e instanceof StorageBlockedError ||
-    e instanceof StorageVersionChangeError
+    e instanceof StorageVersionChangeError || e instanceof StorageClosedError
   );
 }

@@ -17,6 +17,7 @@ import {
   NonRetryableError,
   NotFoundError,
   PayloadTooLargeError,
+  StorageError,
   TaskAbortedError,
   TaskTimeoutError,
   UnknownAgentError,
@@ -803,9 +804,12 @@ export class Executor {
       if (this.#state !== "running" && this.#state !== "stopping") return;
       const handle = this.#clock.setTimer(async () => {
         this.#timers = this.#timers.filter((t) => t !== handle);
+        const work = Promise.resolve().then(fn);
+        this.#periodic.add(work);
         try {
-          await fn();
+          await work;
         } finally {
+          this.#periodic.delete(work);
           tick();
         }
       }, ms);
@@ -1207,6 +1211,22 @@ export class Executor {
         unsure.push(now);
         this.#stats.storageErrors++;
         this.#events.emit("storage:error", { operation: "commit", error: e, attempt: failures });
+        if (!isTransientStorageError(e) && (e instanceof StorageError || failures > CALLER_RETRIES)) {
+          // It will not pass (closed, corrupt, or an adapter's own error that keeps coming):
+          // the results are not stored, and the tasks stay claimed until their leases
+          // expire and recovery runs them again (or blocks them, when at-most-once).
+          for (const item of items) {
+            if (item.run) {
+              this.#stats.lost++;
+              this.#events.emit("task:lost", {
+                task: item.run.task,
+                reason: `Result not stored: ${(e as Error).message}`,
+              });
+            }
+            item.resolve?.(null);
+          }
+          return;
+        }
         await this.#sleep(this.#commitBackoff(failures));
       }
     }
@@ -1470,10 +1490,16 @@ export class Executor {
     this.#state = "stopped";
     for (const t of this.#timers) this.#clock.clearTimer(t);
     this.#timers = [];
+    // A heartbeat, recovery or pruning that had begun ends before shutdown does: nothing
+    // of this executor touches the storage once `shutdown()` resolved.
+    while (this.#periodic.size > 0) await Promise.allSettled([...this.#periodic]);
+    while (this.#flushing) await this.#flushing;
     if (this.#deadlineTimer !== null) this.#clock.clearTimer(this.#deadlineTimer);
     this.#unwatch?.();
     this.#stopped?.();
   }
 
   #idleWaiter: (() => void) | null = null;
+  /** Periodic work (heartbeat, recovery, pruning) in progress. */
+  readonly #periodic = new Set<Promise<unknown>>();
 }

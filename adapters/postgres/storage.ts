@@ -8,7 +8,7 @@
  */
 
 import { applyCommit, applyCreateJob, checkClaimOptions, isContractError } from "../../src/commit-rules.ts";
-import { StorageError } from "../../src/errors.ts";
+import { StorageClosedError, StorageError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import type {
   ClaimOptions,
@@ -82,7 +82,7 @@ export class PgStorage implements PostgresStorage {
   }
 
   #check(): void {
-    if (this.#closed) throw new StorageError(`Storage is closed (PostgreSQL schema "${this.schema}")`);
+    if (this.#closed) throw new StorageClosedError(`Storage is closed (PostgreSQL schema "${this.schema}")`);
   }
 
   /** Track a call so that `close()` waits for it. */

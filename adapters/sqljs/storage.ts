@@ -15,7 +15,7 @@ import {
   copyTask,
   isContractError,
 } from "../../src/commit-rules.ts";
-import { StorageError } from "../../src/errors.ts";
+import { StorageClosedError, StorageError } from "../../src/errors.ts";
 import { Mutex } from "../../src/lock.ts";
 import type {
   ClaimOptions,
@@ -136,7 +136,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
 
   /** Checked when a call starts: calls made before `close()` still complete. */
   #check(): void {
-    if (this.#closed) throw new StorageError("Storage is closed");
+    if (this.#closed) throw new StorageClosedError("Storage is closed");
     this.#checkFailure();
   }
 

@@ -4,7 +4,7 @@
  */
 
 import { ManualClock } from "../../src/clock.ts";
-import { NonRetryableError, TaskTimeoutError } from "../../src/errors.ts";
+import { NonRetryableError, StorageCorruptError, TaskTimeoutError } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
 import { RingQueue } from "../../src/queue.ts";
 import type { Task } from "../../src/types.ts";
@@ -640,6 +640,71 @@ export const executorCases: Case<ExecContext>[] = [
       release.resolve();
       deepEqual(await job.wait(), { a: "done" });
       await executor.shutdown();
+    },
+  },
+  {
+    name: "shutdown waits for a recovery already under way; nothing touches the storage after it resolved",
+    async run(ctx) {
+      const release = deferred();
+      let holdRecovery = false;
+      let callsAfter = 0;
+      let resolved = false;
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop) as unknown;
+          if (typeof value !== "function") return value;
+          return (...args: unknown[]) => {
+            if (resolved) callsAfter++;
+            if (prop === "expiredLeases" && holdRecovery) {
+              holdRecovery = false;
+              return release.promise.then(() => (value as (...a: unknown[]) => unknown).apply(target, args));
+            }
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => null)], { recoveryIntervalMs: 1000 });
+      executor.start();
+      const job = await executor.submit({ name: "r", tasks: [{ key: "a", agent: "noop" }] });
+      await job.wait();
+      holdRecovery = true;
+      await clock.advance(1000); // a periodic recovery asks for expired leases, and waits
+      const stopping = executor.shutdown().then(() => (resolved = true));
+      for (let i = 0; i < 5; i++) await clock.advance(0);
+      equal(resolved, false, "shutdown resolved while a recovery was under way");
+      release.resolve();
+      await stopping;
+      for (let i = 0; i < 5; i++) await clock.advance(1000);
+      equal(callsAfter, 0, "storage calls after shutdown resolved");
+      equal(clock.pending, 0, "timers left");
+    },
+  },
+  {
+    name: "a commit that fails for good (a corrupt or closed storage) drops its results instead of retrying forever",
+    async run(ctx) {
+      let broken = false;
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop) as unknown;
+          if (prop === "commit") {
+            return (...args: Parameters<typeof target.commit>) =>
+              broken ? Promise.reject(new StorageCorruptError("tasks", "bad page")) : target.commit(...args);
+          }
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => "x")]);
+      const lost: string[] = [];
+      executor.on("task:lost", (e) => lost.push(e.reason));
+      const job = await executor.submit({ name: "c", tasks: [{ key: "a", agent: "noop" }] });
+      broken = true;
+      executor.start();
+      await until(() => lost.length === 1, "result dropped", clock);
+      ok(lost[0]!.includes("bad page"), lost[0]);
+      equal(executor.stats().lost, 1);
+      await executor.shutdown(); // does not wait on a commit that can never succeed
+      const [t] = await ctx.storage.listTasks({ jobId: job.id });
+      equal(t!.status, "running", "still claimed: recovery runs it again once the lease expires");
     },
   },
   {

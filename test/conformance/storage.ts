@@ -5,8 +5,10 @@
 import {
   ConflictError,
   InvalidTransitionError,
+  isTransientStorageError,
   JsonValueError,
   NotFoundError,
+  StorageClosedError,
   StorageError,
 } from "../../src/errors.ts";
 import type { Storage } from "../../src/storage.ts";
@@ -1249,11 +1251,14 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
-    name: "a closed storage throws StorageError",
+    name: "a closed storage throws StorageClosedError, which waiting does not cure",
     async run({ storage }) {
       await storage.close();
-      await rejects(() => storage.getJob("x"), StorageError, "closed");
-      await rejects(() => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 10 }), StorageError);
+      const e = await rejects(() => storage.getJob("x"), StorageClosedError, "closed");
+      ok(e instanceof StorageError);
+      equal(isTransientStorageError(e), false, "not an error that may pass");
+      await rejects(() => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 10 }), StorageClosedError);
+      await rejects(() => storage.commit([]), StorageClosedError);
     },
   },
   {
