@@ -432,13 +432,21 @@ class Batch {
       patch.status = to;
       if (to === "cancelled") patch.finishedAt = this.now;
     }
+    const was = cur.status;
+    // `cur` may be this batch's own copy already (an earlier op changed the job): it is
+    // changed in place, so the status it had is read before.
     Object.assign(this.ownJob(cur), patch);
-    if (to === cur.status) return;
+    if (to === was) return;
     const from: readonly TaskStatus[] = to === "paused" ? ["ready"] : to === "running" ? ["paused"] : CANCELLABLE;
     const target: TaskStatus = to === "paused" ? "paused" : to === "running" ? "ready" : "cancelled";
     const stored = (yield this.tx.jobTasks(id, from)) as readonly Task[];
-    for (const s of stored) {
-      const read = this.task(s.id);
+    // The job's tasks as this batch sees them: stored ones, and those an earlier op of the
+    // batch inserted or moved into one of `from` (the transaction does not know them yet).
+    const ids = new Set<string>();
+    for (const s of stored) ids.add(s.id);
+    for (const [taskId, e] of this.taskEntries) if (e.cur?.jobId === id) ids.add(taskId);
+    for (const taskId of ids) {
+      const read = this.task(taskId);
       const task = (isThenable(read) ? (yield read) as Task | undefined : read)!;
       if (!from.includes(task.status) || finalOf(task.status, task.review)) continue;
       yield* this.transition(task, {

@@ -1075,6 +1075,31 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "cancelling a job ends the tasks an earlier op of the same batch sent back to ready or inserted",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [a] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      ok(a);
+      const job = (await storage.getJob(b.job.id))!;
+      const kid = childRecord(b, { key: "kid" });
+      await storage.commit([
+        { type: "updateTask", id: a.id, expect: { version: a.version, status: "running" }, set: { status: "ready" } },
+        { type: "insertTask", task: kid },
+        // The insert moved the job's version within this batch.
+        { type: "updateJob", id: job.id, expect: { version: job.version + 1 }, set: { status: "cancelled" } },
+      ]);
+      deepEqual(statuses(await storage.listTasks({ jobId: job.id })), {
+        a: "cancelled",
+        b: "cancelled",
+        kid: "cancelled",
+      });
+      const ended = (await storage.getJob(job.id))!;
+      equal(ended.status, "cancelled");
+      equal(ended.openCount, 0);
+    },
+  },
+  {
     name: "renewLeases() extends leases held by the owner and skips the others",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b" }]);
