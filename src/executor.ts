@@ -661,6 +661,13 @@ export class Executor {
   }
 
   #abortJob(jobId: string): void {
+    // Claimed tasks still waiting in the ready queue were cancelled with the job: they
+    // are not started (their stored status already says cancelled).
+    for (const task of this.#queued.values()) {
+      if (task.jobId !== jobId) continue;
+      this.#queued.delete(task.id);
+      this.#lostIds.add(task.id);
+    }
     for (const run of this.#runs.values()) {
       if (run.task.jobId !== jobId || run.settled) continue;
       run.lost = true;

@@ -708,6 +708,35 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "cancelling a job drops its tasks waiting in the ready queue: their agents are never called",
+    async run(ctx) {
+      const gate = deferred();
+      const started: string[] = [];
+      const { executor, clock } = harness(ctx.storage, [agent("wait", async (_i, c) => {
+        started.push(c.task.key);
+        await Promise.race([gate.promise, aborted(c.signal)]);
+        return null;
+      })], { maxWorkers: 1, queueCapacity: 10 });
+      executor.start();
+      const job = await executor.submit({
+        name: "c",
+        tasks: Array.from({ length: 5 }, (_, i) => ({ key: `t${i}`, agent: "wait" })),
+      });
+      await until(() => started.length === 1 && executor.stats().queued === 4, "one running, four queued", clock);
+      await job.cancel();
+      await until(() => executor.stats().running === 0, "the running one aborted", clock);
+      gate.resolve();
+      for (let i = 0; i < 5; i++) await clock.advance(1000);
+      deepEqual(started, ["t0"]);
+      equal(executor.stats().started, 1);
+      deepEqual(
+        new Set((await ctx.storage.listTasks({ jobId: job.id })).map((t) => t.status)),
+        new Set(["cancelled"]),
+      );
+      await executor.shutdown();
+    },
+  },
+  {
     name: "two executors on one storage never run one task twice at the same time",
     async run(ctx) {
       const active = new Set<string>();
