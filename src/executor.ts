@@ -1413,7 +1413,18 @@ export class Executor {
         ? { status: "failed", error, statusReason: error.message }
         : { status: "ready", runAt: now, error, statusReason: "Recovered after its lease expired" };
     });
-    this.#stats.recovered += results.filter((r) => r !== null).length;
+    for (const stored of results) {
+      if (stored === null) continue;
+      this.#stats.recovered++;
+      // Reported as an attempt's end would be: the attempt that crashed ended here.
+      if (stored.status === "failed" && stored.error) {
+        this.#stats.failed++;
+        this.#events.emit("task:failed", { task: stored, error: stored.error });
+      } else if (stored.status === "ready" && stored.error?.at === now) {
+        this.#stats.retried++;
+        this.#events.emit("task:retrying", { task: stored, error: stored.error, delayMs: 0 });
+      }
+    }
   }
 
   /**

@@ -299,6 +299,8 @@ export const executorCases: Case<ExecContext>[] = [
       // A second executor whose clock is past the lease: the first one never renews again.
       const clock = new ManualClock(START + 5000);
       const alive = harness(ctx.storage, [agent("job", () => "recovered")], { clock, leaseMs: 1000, heartbeatMs: 300 });
+      const retrying: string[] = [];
+      alive.executor.on("task:retrying", (e) => retrying.push(e.error.name));
       alive.executor.start();
       const result = await (await alive.executor.job(job.id)).wait();
       deepEqual(result, { a: "recovered" });
@@ -306,6 +308,33 @@ export const executorCases: Case<ExecContext>[] = [
       equal(t.attempts, 2);
       equal(t.leaseOwner, null);
       ok(alive.executor.stats().recovered >= 1);
+      deepEqual(retrying, ["LeaseExpiredError"], "the crashed attempt is reported as one to retry");
+      equal(alive.executor.stats().retried, 1);
+      await alive.executor.shutdown();
+    },
+  },
+  {
+    name: "a crashed last attempt recovered as failed is reported as failed (event and stats)",
+    async run(ctx) {
+      const started = deferred();
+      const dead = harness(ctx.storage, [
+        agent("job", () => {
+          started.resolve();
+          return new Promise(() => {});
+        }),
+      ], { leaseMs: 1000, heartbeatMs: 300 });
+      dead.executor.start();
+      const job = await dead.executor.submit({ name: "r", tasks: [{ key: "a", agent: "job", maxAttempts: 1 }] });
+      await started.promise;
+      const clock = new ManualClock(START + 5000);
+      const alive = harness(ctx.storage, [agent("job", () => "never")], { clock, leaseMs: 1000, heartbeatMs: 300 });
+      const failed: string[] = [];
+      alive.executor.on("task:failed", (e) => failed.push(`${e.task.key}: ${e.error.name}`));
+      alive.executor.start();
+      await rejects(async () => await (await alive.executor.job(job.id)).wait(), Error);
+      deepEqual(failed, ["a: LeaseExpiredError"]);
+      equal(alive.executor.stats().failed, 1);
+      equal(alive.executor.stats().started, 0);
       await alive.executor.shutdown();
     },
   },
