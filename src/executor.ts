@@ -209,6 +209,8 @@ function showsWrite(op: UpdateTaskOp, task: Task | undefined): boolean {
   if (!task || task.version <= op.expect.version) return false;
   for (const [key, value] of Object.entries(op.set)) {
     if (value !== null && typeof value === "object") continue; // output, error: the plain fields decide
+    // The rules keep a task of a paused job paused where the op asked for ready.
+    if (key === "status" && value === "ready" && task.status === "paused") continue;
     if ((task as unknown as Record<string, unknown>)[key] !== value) return false;
   }
   return true;
@@ -1218,10 +1220,11 @@ export class Executor {
         unsure.push(now);
         this.#stats.storageErrors++;
         this.#events.emit("storage:error", { operation: "commit", error: e, attempt: failures });
-        if (!isTransientStorageError(e) && (e instanceof StorageError || failures > CALLER_RETRIES)) {
-          // It will not pass (closed, corrupt, or an adapter's own error that keeps coming):
-          // the results are not stored, and the tasks stay claimed until their leases
-          // expire and recovery runs them again (or blocks them, when at-most-once).
+        if (e instanceof StorageError && !isTransientStorageError(e)) {
+          // It will not pass (closed, corrupt, a newer schema): the results are not stored,
+          // and the tasks stay claimed until their leases expire and recovery runs them
+          // again (or blocks them, when at-most-once). Errors that may pass, and errors an
+          // adapter does not classify, are retried with backoff.
           for (const item of items) {
             if (item.run) {
               this.#stats.lost++;
@@ -1328,7 +1331,13 @@ export class Executor {
     if (renewed.length === held.length) return;
     const ok = new Set(renewed);
     for (const task of queued) {
-      if (ok.has(task.id) || this.#queued.get(task.id) !== task) continue;
+      if (ok.has(task.id)) continue;
+      if (this.#queued.get(task.id) !== task) {
+        // Started while the renewal was under way: that attempt lost its lease.
+        const run = this.#runs.get(task.id);
+        if (run && run.task.attempts === task.attempts && !run.settled) runs.push(run);
+        continue;
+      }
       this.#queued.delete(task.id);
       this.#lostIds.add(task.id);
       this.#stats.lost++;
@@ -1420,7 +1429,7 @@ export class Executor {
       if (stored.status === "failed" && stored.error) {
         this.#stats.failed++;
         this.#events.emit("task:failed", { task: stored, error: stored.error });
-      } else if (stored.status === "ready" && stored.error?.at === now) {
+      } else if ((stored.status === "ready" || stored.status === "paused") && stored.error?.at === now) {
         this.#stats.retried++;
         this.#events.emit("task:retrying", { task: stored, error: stored.error, delayMs: 0 });
       }

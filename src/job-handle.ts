@@ -117,12 +117,14 @@ export class JobHandle {
     const tasks = await this.tasks();
     if (job.status === "completed") {
       const out: Record<string, JsonValue> = {};
-      // The key "__proto__" is defined, not assigned: it is data, never the prototype.
-      // (Every other property of Object.prototype is a writable data property, so an
-      // assignment makes an own property; "toString" needs nothing special.)
+      // Keys that name a property of Object.prototype ("__proto__", "toString") are
+      // defined, not assigned: they are data, never the prototype or its setters (and an
+      // assignment would throw where the prototype is frozen). One set per call, not an
+      // `in` lookup per key.
+      const reserved = new Set(Object.getOwnPropertyNames(Object.prototype));
       for (const t of tasks) {
         if (!isSatisfied(t)) continue;
-        if (t.key === "__proto__") {
+        if (reserved.has(t.key)) {
           Object.defineProperty(out, t.key, { value: t.output, enumerable: true, writable: true, configurable: true });
         } else out[t.key] = t.output;
       }

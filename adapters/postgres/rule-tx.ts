@@ -8,11 +8,13 @@
  *   one after the other, and a late completion from a lost lease meets the new version.
  * - Before the rules run, {@link PgRuleTx.prefetchCommit} reads in one pipelined round
  *   trip what a batch will need: the tasks its ops name (locked in id order), the jobs
- *   of tasks that settle (locked in id order, after the tasks: one lock order for every
- *   transaction, so completions do not deadlock), and the dependents of tasks that
- *   settle, through the edge table `task_deps` (O(1) per edge). The rules then run
- *   synchronously on cached rows; what they still need (a cascade's next level) is read
- *   on demand.
+ *   of tasks whose status changes other than by a claim (locked in id order, after the
+ *   tasks: one lock order for every transaction, so completions do not deadlock), and the
+ *   dependents of tasks that settle, through the edge table `task_deps` (O(1) per edge).
+ *   The rules then run synchronously on cached rows; what they still need (a cascade's
+ *   next level, the dependencies of a blocked task a person sends back to ready) is read
+ *   on demand, after the job's lock: such a rare transaction may meet a completion in a
+ *   deadlock, which PostgreSQL breaks and the adapter retries as an error that may pass.
  * - Writes are buffered and issued by {@link PgRuleTx.finish}, pipelined: new tasks in one
  *   multi-row insert, updates with only the columns that changed.
  *
@@ -38,8 +40,10 @@ import { Statements } from "./statements.ts";
 
 /** Statuses whose arrival may change dependents (satisfy or fail them). */
 const SETTLING: ReadonlySet<string> = new Set<TaskStatus>(["completed", "accepted", "failed", "cancelled", "rejected"]);
-/** Statuses a job-control op moves tasks out of (`completed`: a task awaiting review, on cancel). */
-const CONTROLLED: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked", "completed"];
+/** Statuses a job-control op moves tasks out of. */
+const CONTROLLED: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked"];
+/** What a cancel also ends: a `completed` task awaiting review. */
+const CANCELLED: readonly TaskStatus[] = [...CONTROLLED, "completed"];
 /** Rows per multi-row insert. */
 const INSERT_CHUNK = 2000;
 
@@ -154,6 +158,7 @@ export class PgRuleTx implements RuleTx {
     const taskIds = new Set<string>();
     const jobIds = new Set<string>();
     const controlled = new Set<string>();
+    let cancels = false;
     const jobsOf = new Set<string>();
     const settling = new Set<string>();
     for (const op of ops) {
@@ -181,6 +186,7 @@ export class PgRuleTx implements RuleTx {
           if (typeof op.id !== "string") break;
           jobIds.add(op.id);
           if (op.set?.status !== undefined) controlled.add(op.id);
+          if (op.set?.status === "cancelled") cancels = true;
           break;
         case "setCache":
           if (typeof op.jobId === "string") jobIds.add(op.jobId);
@@ -201,7 +207,10 @@ export class PgRuleTx implements RuleTx {
     }
     if (controlled.size > 0) {
       reads.push(
-        this.#tx.query(this.#sql.lockJobTasks, [textArray([...controlled]), textArray(CONTROLLED)]).then((rows) => {
+        this.#tx.query(this.#sql.lockJobTasks, [
+          textArray([...controlled]),
+          textArray(cancels ? CANCELLED : CONTROLLED),
+        ]).then((rows) => {
           for (const r of rows) this.#seedTask(r);
         }),
       );

@@ -4,7 +4,7 @@
  */
 
 import { ManualClock } from "../../src/clock.ts";
-import { NonRetryableError, StorageCorruptError, TaskTimeoutError } from "../../src/errors.ts";
+import { NonRetryableError, StorageCorruptError, StorageError, TaskTimeoutError } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
 import { RingQueue } from "../../src/queue.ts";
 import type { Task } from "../../src/types.ts";
@@ -762,6 +762,89 @@ export const executorCases: Case<ExecContext>[] = [
         new Set((await ctx.storage.listTasks({ jobId: job.id })).map((t) => t.status)),
         new Set(["cancelled"]),
       );
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a renewal that says a queued task's lease is lost aborts that task if it started meanwhile",
+    async run(ctx) {
+      const arrive = deferred();
+      let gate = false;
+      let dropId = "";
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop) as unknown;
+          if (prop === "renewLeases") {
+            return async (o: Parameters<typeof target.renewLeases>[0]) => {
+              if (!gate) return await target.renewLeases(o);
+              gate = false;
+              await arrive.promise;
+              // The storage answers that this task's lease is no longer held.
+              return (await target.renewLeases(o)).filter((id) => id !== dropId);
+            };
+          }
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const runs: { key: string; signal: AbortSignal; done: ReturnType<typeof deferred<string>> }[] = [];
+      const { executor, clock } = harness(storage, [agent("hold", (_i, c) => {
+        const done = deferred<string>();
+        runs.push({ key: c.task.key, signal: c.signal, done });
+        return done.promise;
+      })], { heartbeatMs: 1000, maxWorkers: 1 });
+      executor.start();
+      const job = await executor.submit({
+        name: "q",
+        tasks: [{ key: "a", agent: "hold" }, { key: "b", agent: "hold" }],
+      });
+      await until(() => runs.length === 1 && executor.stats().queued === 1, "a runs, b waits", clock);
+      dropId = (await taskByKey(ctx, job.id, "b")).id;
+      gate = true;
+      await clock.advance(1000); // the heartbeat asks about a (running) and b (queued)
+      runs[0]!.done.resolve("a");
+      await until(() => runs.length === 2, "b started", clock);
+      arrive.resolve();
+      await until(() => runs[1]!.signal.aborted, "b aborted", clock);
+      equal(runs[1]!.key, "b");
+      equal(executor.stats().lost, 1);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a retry stored paused (its job was paused) whose answer was lost is recognised as stored",
+    async run(ctx) {
+      let loseAnswer = false;
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop) as unknown;
+          if (prop === "commit") {
+            return async (...args: Parameters<typeof target.commit>) => {
+              const result = await target.commit(...args);
+              if (loseAnswer && args[0].some((op) => op.type === "updateTask" && op.set.status === "ready")) {
+                loseAnswer = false;
+                throw new StorageError("connection reset after the commit");
+              }
+              return result;
+            };
+          }
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const fail = deferred<string>();
+      const { executor, clock } = harness(storage, [agent("f", () => fail.promise)]);
+      const lost: string[] = [];
+      executor.on("task:lost", (e) => lost.push(e.reason));
+      executor.start();
+      const job = await executor.submit({ name: "p", tasks: [{ key: "a", agent: "f" }] });
+      await until(() => executor.stats().started === 1, "started", clock);
+      await job.pause();
+      loseAnswer = true;
+      fail.reject(new Error("try again"));
+      // The commit is retried after a backoff on the executor's clock.
+      for (let i = 0; i < 100 && executor.stats().retried === 0 && lost.length === 0; i++) await clock.advance(100);
+      deepEqual(lost, []);
+      equal(executor.stats().retried, 1);
+      equal((await taskByKey(ctx, job.id, "a")).status, "paused");
       await executor.shutdown();
     },
   },
