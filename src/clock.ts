@@ -15,11 +15,40 @@ export interface Clock {
   clearTimer(handle: unknown): void;
 }
 
-/** The real clock: `Date.now` and `setTimeout`. */
+/**
+ * The longest delay `setTimeout` keeps (2^31 - 1 ms, about 24.8 days): a longer one fires
+ * at once in every runtime.
+ */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** A long timer of the real clock: the `setTimeout` handle of its current leg. */
+class SystemTimer {
+  id: ReturnType<typeof setTimeout> | undefined = undefined;
+}
+
+/** Wait `ms` in legs no longer than `setTimeout` keeps, then call `fn`. */
+function armLeg(timer: SystemTimer, fn: () => void, dueAt: number): void {
+  const left = dueAt - Date.now();
+  timer.id = setTimeout(
+    () => left > MAX_TIMEOUT_MS ? armLeg(timer, fn, dueAt) : fn(),
+    Math.min(Math.max(0, left), MAX_TIMEOUT_MS),
+  );
+}
+
+/**
+ * The real clock: `Date.now` and `setTimeout`. A delay longer than `setTimeout` keeps (a
+ * task due in a month, a timeout of weeks) waits in legs instead of firing at once.
+ */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimer: (fn, ms) => setTimeout(fn, ms),
-  clearTimer: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+  setTimer: (fn, ms) => {
+    if (!(ms > MAX_TIMEOUT_MS)) return setTimeout(fn, ms);
+    const timer = new SystemTimer();
+    armLeg(timer, fn, Date.now() + ms);
+    return timer;
+  },
+  clearTimer: (handle) =>
+    clearTimeout(handle instanceof SystemTimer ? handle.id : handle as ReturnType<typeof setTimeout>),
 };
 
 interface ManualTimer {

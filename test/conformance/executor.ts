@@ -3,7 +3,7 @@
  * leases, recovery and shutdown — run against every adapter in every runtime.
  */
 
-import { ManualClock } from "../../src/clock.ts";
+import { ManualClock, systemClock } from "../../src/clock.ts";
 import { NonRetryableError, StorageCorruptError, StorageError, TaskTimeoutError } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
 import { RingQueue } from "../../src/queue.ts";
@@ -845,6 +845,32 @@ export const executorCases: Case<ExecContext>[] = [
       deepEqual(lost, []);
       equal(executor.stats().retried, 1);
       equal((await taskByKey(ctx, job.id, "a")).status, "paused");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a task due in 30 days leaves the executor idle on the real clock (setTimeout caps delays at ~24.8 days)",
+    async run(ctx) {
+      let claims = 0;
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop) as unknown;
+          if (prop === "claimReady") claims++;
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const { executor } = harness(storage, [agent("noop", () => null)], { clock: systemClock as ManualClock });
+      executor.start();
+      await executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 30 * 86_400_000 }] });
+      const before = claims;
+      await new Promise((r) => setTimeout(r, 300));
+      ok(claims - before <= 2, `${claims - before} claims in 300 ms`);
+      // The clock itself: a 30-day timer has not fired, and clearing it works.
+      let fired = false;
+      const t = systemClock.setTimer(() => (fired = true), 30 * 86_400_000);
+      await new Promise((r) => setTimeout(r, 20));
+      systemClock.clearTimer(t);
+      equal(fired, false);
       await executor.shutdown();
     },
   },
