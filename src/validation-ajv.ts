@@ -101,7 +101,19 @@ export function createAjvValidator(options: AjvValidatorOptions = {}): Validator
       if (cached) return cached;
       let compiled: CompiledValidator;
       try {
-        compiled = fromAjvStyle(instance().compile(schema));
+        const ajv = instance();
+        // A schema with an `$id` this instance already holds (the same agent defined
+        // twice: a second registry, a test, a reload) reuses that compilation when the
+        // schema is the same; a different schema under that id is still refused by ajv.
+        const id = key && typeof (key as { $id?: unknown }).$id === "string" ? (key as { $id: string }).$id : undefined;
+        const known = id !== undefined ? ajv.getSchema(id) : undefined;
+        const validate = known && JSON.stringify(known.schema) === JSON.stringify(schema) ? known : ajv.compile(schema);
+        if ((validate as { $async?: unknown }).$async === true) {
+          throw new TypeError(
+            "Schemas with `$async: true` are not supported: an agent's input and output are checked synchronously",
+          );
+        }
+        compiled = fromAjvStyle(validate);
       } catch (e) {
         if (e instanceof Error && /unknown format/.test(e.message)) {
           throw new Error(`${e.message} (formats need a plugin: createAjvValidator({ plugins: [addFormats] }))`, {

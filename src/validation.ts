@@ -109,7 +109,23 @@ export function issuesFromAjvErrors(errors: readonly AjvStyleError[] | null | un
 
 /** Wrap a validate function in ajv's shape as a {@link CompiledValidator}. */
 export function fromAjvStyle(validate: AjvStyleValidateFunction): CompiledValidator {
-  return (value) => validate(value) ? NO_ISSUES : issuesFromAjvErrors(validate.errors);
+  return (value) => {
+    const ok: unknown = validate(value);
+    if (ok === true) return NO_ISSUES;
+    if (ok === false) return issuesFromAjvErrors(validate.errors);
+    return notSynchronous(ok);
+  };
+}
+
+/** A validator answered with something other than a verdict (an async schema's promise). */
+function notSynchronous(result: unknown): never {
+  const then = (result as { then?: unknown } | null)?.then;
+  // Its rejection is this error's business now, not an unhandled rejection's.
+  if (typeof then === "function") (result as Promise<unknown>).then(undefined, () => {});
+  throw new TypeError(
+    `A validator returned ${typeof then === "function" ? "a promise" : typeof result}, not a verdict: ` +
+      "asynchronous schemas (`$async: true`) are not supported",
+  );
 }
 
 /**
@@ -122,10 +138,11 @@ export type PrecompiledFunction = CompiledValidator | AjvStyleValidateFunction;
 /** Normalises a {@link PrecompiledFunction} into a {@link CompiledValidator}. */
 function normalise(fn: PrecompiledFunction): CompiledValidator {
   return (value) => {
-    const result = fn(value);
+    const result: unknown = fn(value);
     if (result === true) return NO_ISSUES;
     if (result === false) return issuesFromAjvErrors((fn as AjvStyleValidateFunction).errors);
-    return result;
+    if (!Array.isArray(result)) return notSynchronous(result);
+    return result as ReturnType<CompiledValidator>;
   };
 }
 

@@ -527,6 +527,35 @@ export const agentCases: Case<AgentsContext>[] = [
       throws(() => createAjvValidator({ plugins: [42 as unknown as () => void] }), TypeError, 'Option "plugins"');
     },
   },
+  {
+    name: "asynchronous schemas ($async) are refused, and a validator answering with a promise is an error, not a pass",
+    run() {
+      throws(() => createAjvValidator().compile({ $async: true, type: "string" }), TypeError, "$async");
+      const promising = (() => Promise.reject(new Error("later"))) as unknown as AjvStyleValidateFunction;
+      const check = createPrecompiledValidator([["s", promising]]).compile({ $id: "s" });
+      throws(() => check(42), TypeError, "not a verdict");
+    },
+  },
+  {
+    name:
+      "the same JSON agent (schemas with an $id) can be defined twice on the shared validator; another schema under that $id cannot",
+    run({ registry }) {
+      const make = (name: string, minLength: number) =>
+        defineJsonAgent({
+          name,
+          description: "Checks a code",
+          inputSchema: { $id: "https://example.com/task-core-test/code", type: "string", minLength } as const,
+          outputSchema: true,
+          execute: () => null,
+        });
+      registry.register(make("first", 2));
+      const again = new AgentRegistry();
+      again.register(make("first", 2));
+      deepEqual(again.inputIssues("first", "ab"), []);
+      equal(again.inputIssues("first", "a").length, 1);
+      throws(() => new AgentRegistry().register(make("other", 3)), Error, "already exists");
+    },
+  },
 ];
 
 /** Register the agents suite with one runner. */
