@@ -73,8 +73,10 @@ export interface TaskContext<Input = JsonValue> {
   dependencyOutputs(): Promise<Record<string, JsonValue>>;
   /**
    * Add a child task to this job. Children are written in the same commit as this
-   * task's completion, so a retried parent never duplicates them; `dependsOn` names
-   * sibling keys (other children of this attempt) or keys of finished tasks in the job.
+   * task's completion, so a retried parent never duplicates them. `dependsOn` names
+   * earlier children of this attempt, by the keys given to `spawn`. A child's key in the
+   * job is `<parent key>/<key>`: that is the key `wait()` and a sibling's
+   * `dependencyOutputs()` show its output under.
    */
   spawn(spec: SpawnSpec): TaskHandle;
   /** The job's cache (persisted, read-your-writes inside the task). */

@@ -19,6 +19,14 @@ const DEFAULT_MAX_DEPTH = 1000;
 /** Values this module already checked and froze: passing one again costs a lookup. */
 const checked = new WeakSet<object>();
 
+/**
+ * Whether `value` came out of `toJson`: a deep frozen JSON value, which can never change
+ * (internal: lets `jsonSize` remember sizes of such values only).
+ */
+export function isCheckedJson(value: object): boolean {
+  return checked.has(value);
+}
+
 function escapePointer(key: string): string {
   return key.replace(/~/g, "~0").replace(/\//g, "~1");
 }

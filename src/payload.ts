@@ -6,15 +6,17 @@
  * Why a walk and not `JSON.stringify(value).length`: stringifying a 50 MB value builds a
  * 50 MB string before it can be compared with anything; the walk gives up after `limit`
  * bytes, so rejecting an oversized value costs O(limit) at most, and a single huge string
- * costs O(1) (its length alone already exceeds the limit). Sizes of frozen values (what
- * `toJson` returns, and what storages hand out) are remembered, so measuring the same
- * record again is a lookup.
+ * costs O(1) (its length alone already exceeds the limit). Sizes of the values `toJson`
+ * returns (deep frozen: what the executor and the storages hand out) are remembered, so
+ * measuring the same value again is a lookup.
  *
  * The size is the UTF-8 length of the value's `JSON.stringify` text, escapes included:
  * what a storage that keeps JSON text (sql.js) writes, and close to what any other keeps.
  *
  * @module
  */
+
+import { isCheckedJson } from "./json.ts";
 
 /** The default `maxPayloadBytes` of an executor: 10 MiB. */
 export const DEFAULT_MAX_PAYLOAD_BYTES: number = 10 * 1024 * 1024;
@@ -114,7 +116,9 @@ export function jsonSize(value: unknown, limit: number = Infinity): number {
           }
         }
         ancestors.delete(v);
-        if (Object.isFrozen(v)) sizes.set(v, total - start);
+        // Only a value `toJson` made is frozen all the way down: a merely frozen object may
+        // hold objects that still change, so its size is not remembered.
+        if (isCheckedJson(v)) sizes.set(v, total - start);
         return;
       }
       default:

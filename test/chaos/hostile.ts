@@ -319,6 +319,12 @@ export const hostileCases: Case<ReliabilityContext>[] = [
       }];
       for (const v of values) equal(jsonSize(v), utf8(v), `jsonSize(${JSON.stringify(v)})`);
       equal(jsonSize(NaN), 4, "NaN is written as null");
+      // A frozen object whose inner object still changes is measured again, not remembered.
+      const inner: { text: string } = { text: "" };
+      const outer = Object.freeze({ inner });
+      equal(jsonSize(outer), utf8(outer));
+      inner.text = "x".repeat(1000);
+      equal(jsonSize(outer), utf8(outer), "measured after the inner change");
       // Output limits on values measured without walking: null and true are 4 bytes, false 5.
       for (const fits of [null, true, 1234]) {
         equal((await runOutput(ctx, () => fits, { maxPayloadBytes: 4 })).status, "completed");
