@@ -1063,6 +1063,7 @@ export class Executor {
 
   #finishRun(run: Run): void {
     run.done = true;
+    run.ctx.seal();
     run.waiting = false;
     this.#runs.delete(run.task.id);
     this.#lastProgress.delete(run.task.id);

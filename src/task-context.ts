@@ -25,8 +25,15 @@ export interface ContextHost {
   progress(task: Task, fraction: number, message: string | null): void;
 }
 
+/** A write after the attempt ended: nothing would store it, so it is refused, not lost. */
+function ended(what: string): Error {
+  return new Error(`${what} after the attempt ended is not stored (await it before returning)`);
+}
+
 class BufferedKeyValue implements KeyValue {
   readonly writes = new Map<string, JsonValue | undefined>();
+  /** The attempt ended: its writes were taken (or dropped with it). */
+  sealed = false;
   constructor(private readonly read: (key: string) => Promise<JsonValue | undefined>) {}
 
   get(key: string): Promise<JsonValue | undefined> {
@@ -35,11 +42,13 @@ class BufferedKeyValue implements KeyValue {
   }
 
   set(key: string, value: JsonValue): void {
+    if (this.sealed) throw ended("A cache or state write");
     if (typeof key !== "string") throw new TypeError(`Key must be a string, got ${typeof key}`);
     this.writes.set(key, toJson(value));
   }
 
   delete(key: string): void {
+    if (this.sealed) throw ended("A cache or state delete");
     this.writes.set(key, undefined);
   }
 }
@@ -68,6 +77,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
   #childKeys: Map<string, string> | null = null;
   #cache: BufferedKeyValue | null = null;
   #states: Map<string, BufferedKeyValue> | null = null;
+  #sealed = false;
 
   constructor(record: Task, host: ContextHost) {
     this.#record = record;
@@ -111,6 +121,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
       const { storage } = this.#host;
       const jobId = this.#record.jobId;
       this.#cache = new BufferedKeyValue((key) => storage.getCache(jobId, key));
+      this.#cache.sealed = this.#sealed;
     }
     return this.#cache;
   }
@@ -144,6 +155,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
 
   /** {@inheritDoc TaskContext.spawn} */
   spawn(spec: SpawnSpec): TaskHandle {
+    if (this.#sealed) throw ended("spawn()");
     const problems: JobProblem[] = [];
     if (spec === null || typeof spec !== "object" || typeof spec.key !== "string" || spec.key === "") {
       throw new JobValidationError([{ code: "invalid-task", message: `spawn() needs a non-empty string "key"` }]);
@@ -161,7 +173,15 @@ export class AttemptContext implements TaskContext<JsonValue> {
       });
     }
     const dependencies: string[] = [];
-    for (const d of spec.dependsOn ?? []) {
+    const dependsOn = spec.dependsOn ?? [];
+    if (!Array.isArray(dependsOn)) {
+      problems.push({
+        key,
+        code: "invalid-option",
+        message: `Child "${spec.key}": "dependsOn" must be an array of keys`,
+      });
+    }
+    for (const d of Array.isArray(dependsOn) ? dependsOn : []) {
       const id = childKeys.get(d);
       if (id) dependencies.push(id);
       else {
@@ -199,6 +219,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
     if (!kv) {
       const storage = this.#host.storage;
       kv = new BufferedKeyValue((key) => storage.getState(scope, key));
+      kv.sealed = this.#sealed;
       states.set(scope, kv);
     }
     return kv;
@@ -208,6 +229,13 @@ export class AttemptContext implements TaskContext<JsonValue> {
   progress(fraction: number, message?: string): void {
     if (!Number.isFinite(fraction)) throw new RangeError(`progress() "fraction" must be a number, got ${fraction}`);
     this.#host.progress(this.#record, Math.min(1, Math.max(0, fraction)), message ?? null);
+  }
+
+  /** The attempt ended: later writes, spawns and deletes throw instead of being lost. */
+  seal(): void {
+    this.#sealed = true;
+    if (this.#cache) this.#cache.sealed = true;
+    if (this.#states) { for (const kv of this.#states.values()) kv.sealed = true; }
   }
 
   /** The ops that store this attempt's side effects (children, cache, state) with its completion. */

@@ -4,11 +4,12 @@
  */
 
 import type { Agent } from "../../src/agent.ts";
+import type { TaskContext } from "../../src/context.ts";
 import { ManualClock } from "../../src/clock.ts";
 import { JobFailedError, JobValidationError, NonRetryableError, TaskAbortedError } from "../../src/errors.ts";
 import { defineJsonAgent } from "../../src/json-agent.ts";
 import type { JsonValue, Task } from "../../src/types.ts";
-import { deepEqual, equal, ok, rejects } from "./assert.ts";
+import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
 import { aborted, agent, deferred, type ExecContext, harness, START, until } from "./executor-kit.ts";
 import type { Case } from "./harness.ts";
 
@@ -541,6 +542,55 @@ export const jobCases: Case<ExecContext>[] = [
       ok(kept);
       kept.progress(0.5, "too late");
       deepEqual(seen, []);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "spawn(), cache and state writes after the attempt ended throw instead of being lost",
+    async run(ctx) {
+      let kept: TaskContext | undefined;
+      const { executor } = harness(ctx.storage, [
+        agent("keep", (_i, c) => {
+          kept = c;
+          c.cache.set("early", 1);
+          return null;
+        }),
+        echo,
+      ]);
+      executor.start();
+      const job = await executor.submit({ name: "late", tasks: [{ key: "a", agent: "keep" }] });
+      await job.wait();
+      ok(kept);
+      const k = kept;
+      throws(() => k.spawn({ key: "child", agent: "echo" }), Error, "after the attempt ended");
+      throws(() => k.cache.set("late", 1), Error, "after the attempt ended");
+      throws(() => k.cache.delete("early"), Error, "after the attempt ended");
+      throws(() => k.state("s").set("late", 1), Error, "after the attempt ended");
+      equal(await ctx.storage.getCache(job.id, "early"), 1, "the write made while running is stored");
+      equal((await ctx.storage.listTasks({ jobId: job.id })).length, 1, "no child");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "spawn() with a dependsOn that is not an array is a JobValidationError",
+    async run(ctx) {
+      let error: unknown;
+      const { executor } = harness(ctx.storage, [
+        agent("kid", (_i, c) => {
+          try {
+            c.spawn({ key: "x", agent: "echo", dependsOn: "ab" as unknown as string[] });
+          } catch (e) {
+            error = e;
+          }
+          return null;
+        }),
+        echo,
+      ]);
+      executor.start();
+      const job = await executor.submit({ name: "bad", tasks: [{ key: "a", agent: "kid" }] });
+      await job.wait();
+      ok(error instanceof JobValidationError, String(error));
+      ok((error as JobValidationError).message.includes("must be an array"), (error as Error).message);
       await executor.shutdown();
     },
   },
