@@ -76,7 +76,9 @@ export interface TaskContext<Input = JsonValue> {
    * task's completion, so a retried parent never duplicates them. `dependsOn` names
    * earlier children of this attempt, by the keys given to `spawn`. A child's key in the
    * job is `<parent key>/<key>`: that is the key `wait()` and a sibling's
-   * `dependencyOutputs()` show its output under.
+   * `dependencyOutputs()` show its output under. Like cache and state writes, a spawn
+   * after the attempt ended (from work the agent did not await) throws: nothing would
+   * store it.
    */
   spawn(spec: SpawnSpec): TaskHandle;
   /** The job's cache (persisted, read-your-writes inside the task). */

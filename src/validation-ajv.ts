@@ -66,6 +66,24 @@ function pluginFunction(plugin: AjvPlugin, index: number): (ajv: Ajv) => unknown
 }
 
 /**
+ * Compile `schema`. A schema whose `$id` the instance already holds (the same agent
+ * defined twice: a second registry, a test, a reload) reuses that compilation when it is
+ * the same schema; a different schema under that id is refused, as ajv refuses it. The
+ * instance is asked about the id only once ajv refused it: a lookup can register ids.
+ */
+function compileOnce(ajv: Ajv, schema: JsonSchema): ReturnType<Ajv["compile"]> {
+  try {
+    return ajv.compile(schema);
+  } catch (e) {
+    const id = typeof schema === "object" && schema !== null ? (schema as { $id?: unknown }).$id : undefined;
+    if (typeof id !== "string" || !(e instanceof Error) || !/already exists/.test(e.message)) throw e;
+    const known = ajv.getSchema(id);
+    if (known && JSON.stringify(known.schema) === JSON.stringify(schema)) return known;
+    throw e;
+  }
+}
+
+/**
  * A {@link Validator} backed by ajv. The ajv instance is made on the first `compile`,
  * and each schema object is compiled once (later calls return the cached function).
  *
@@ -101,13 +119,7 @@ export function createAjvValidator(options: AjvValidatorOptions = {}): Validator
       if (cached) return cached;
       let compiled: CompiledValidator;
       try {
-        const ajv = instance();
-        // A schema with an `$id` this instance already holds (the same agent defined
-        // twice: a second registry, a test, a reload) reuses that compilation when the
-        // schema is the same; a different schema under that id is still refused by ajv.
-        const id = key && typeof (key as { $id?: unknown }).$id === "string" ? (key as { $id: string }).$id : undefined;
-        const known = id !== undefined ? ajv.getSchema(id) : undefined;
-        const validate = known && JSON.stringify(known.schema) === JSON.stringify(schema) ? known : ajv.compile(schema);
+        const validate = compileOnce(instance(), schema);
         if ((validate as { $async?: unknown }).$async === true) {
           throw new TypeError(
             "Schemas with `$async: true` are not supported: an agent's input and output are checked synchronously",

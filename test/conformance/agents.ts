@@ -554,6 +554,10 @@ export const agentCases: Case<AgentsContext>[] = [
       deepEqual(again.inputIssues("first", "ab"), []);
       equal(again.inputIssues("first", "a").length, 1);
       throws(() => new AgentRegistry().register(make("other", 3)), Error, "already exists");
+      // Compiling asks ajv about no id it was not refused for (a lookup may register one).
+      const v = createAjvValidator();
+      v.compile({ $id: "https://example.com/task-core-test/outer", properties: { p: { type: "string" } } });
+      deepEqual(v.compile({ $id: "https://example.com/task-core-test/outer#/properties/p", type: "string" })("x"), []);
     },
   },
 ];
