@@ -96,3 +96,18 @@ export function aborted(signal: AbortSignal): Promise<never> {
     signal.addEventListener("abort", () => reject(signal.reason), { once: true });
   });
 }
+
+/** Replacements of some storage methods: each gets the original (bound) and returns the replacement. */
+export type Overrides = { [K in keyof Storage]?: (original: Storage[K]) => Storage[K] };
+
+/** The storage with some methods replaced, to delay, drop or fail calls in a test. */
+export function intercept(storage: Storage, overrides: Overrides): Storage {
+  return new Proxy(storage, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop) as unknown;
+      const bound = typeof value === "function" ? value.bind(target) : value;
+      const wrap = overrides[prop as keyof Storage] as ((original: unknown) => unknown) | undefined;
+      return wrap ? wrap(bound) : bound;
+    },
+  });
+}

@@ -9,7 +9,17 @@ import { Executor } from "../../src/executor.ts";
 import { RingQueue } from "../../src/queue.ts";
 import type { Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
-import { aborted, agent, deferred, type ExecContext, harness, registryOf, START, until } from "./executor-kit.ts";
+import {
+  aborted,
+  agent,
+  deferred,
+  type ExecContext,
+  harness,
+  intercept,
+  registryOf,
+  START,
+  until,
+} from "./executor-kit.ts";
 import { buildJob } from "./fixtures.ts";
 import type { Case } from "./harness.ts";
 
@@ -591,21 +601,15 @@ export const executorCases: Case<ExecContext>[] = [
       const answer = deferred();
       const evaluated = deferred();
       let gate = false;
-      const storage = new Proxy(ctx.storage, {
-        get(target, prop) {
-          const value = Reflect.get(target, prop) as unknown;
-          if (prop === "renewLeases") {
-            return async (o: Parameters<typeof target.renewLeases>[0]) => {
-              if (!gate) return await target.renewLeases(o);
-              gate = false;
-              await arrive.promise;
-              const renewed = await target.renewLeases(o);
-              evaluated.resolve();
-              await answer.promise;
-              return renewed;
-            };
-          }
-          return typeof value === "function" ? value.bind(target) : value;
+      const storage = intercept(ctx.storage, {
+        renewLeases: (renew) => async (o) => {
+          if (!gate) return await renew(o);
+          gate = false;
+          await arrive.promise;
+          const renewed = await renew(o);
+          evaluated.resolve();
+          await answer.promise;
+          return renewed;
         },
       });
       const attempts: { signal: AbortSignal; done: ReturnType<typeof deferred<string>> }[] = [];
@@ -639,16 +643,10 @@ export const executorCases: Case<ExecContext>[] = [
     async run(ctx) {
       const release = deferred();
       let stall = false;
-      const storage = new Proxy(ctx.storage, {
-        get(target, prop) {
-          const value = Reflect.get(target, prop) as unknown;
-          if (prop === "commit") {
-            return async (...args: Parameters<typeof target.commit>) => {
-              if (stall) await release.promise;
-              return await target.commit(...args);
-            };
-          }
-          return typeof value === "function" ? value.bind(target) : value;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (...args) => {
+          if (stall) await release.promise;
+          return await commit(...args);
         },
       });
       const { executor, clock } = harness(storage, [agent("quick", () => "done")], {
@@ -712,15 +710,9 @@ export const executorCases: Case<ExecContext>[] = [
     name: "a commit that fails for good (a corrupt or closed storage) drops its results instead of retrying forever",
     async run(ctx) {
       let broken = false;
-      const storage = new Proxy(ctx.storage, {
-        get(target, prop) {
-          const value = Reflect.get(target, prop) as unknown;
-          if (prop === "commit") {
-            return (...args: Parameters<typeof target.commit>) =>
-              broken ? Promise.reject(new StorageCorruptError("tasks", "bad page")) : target.commit(...args);
-          }
-          return typeof value === "function" ? value.bind(target) : value;
-        },
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => (...args) =>
+          broken ? Promise.reject(new StorageCorruptError("tasks", "bad page")) : commit(...args),
       });
       const { executor, clock } = harness(storage, [agent("noop", () => "x")]);
       const lost: string[] = [];
@@ -771,19 +763,13 @@ export const executorCases: Case<ExecContext>[] = [
       const arrive = deferred();
       let gate = false;
       let dropId = "";
-      const storage = new Proxy(ctx.storage, {
-        get(target, prop) {
-          const value = Reflect.get(target, prop) as unknown;
-          if (prop === "renewLeases") {
-            return async (o: Parameters<typeof target.renewLeases>[0]) => {
-              if (!gate) return await target.renewLeases(o);
-              gate = false;
-              await arrive.promise;
-              // The storage answers that this task's lease is no longer held.
-              return (await target.renewLeases(o)).filter((id) => id !== dropId);
-            };
-          }
-          return typeof value === "function" ? value.bind(target) : value;
+      const storage = intercept(ctx.storage, {
+        renewLeases: (renew) => async (o) => {
+          if (!gate) return await renew(o);
+          gate = false;
+          await arrive.promise;
+          // The storage answers that this task's lease is no longer held.
+          return (await renew(o)).filter((id) => id !== dropId);
         },
       });
       const runs: { key: string; signal: AbortSignal; done: ReturnType<typeof deferred<string>> }[] = [];
@@ -814,20 +800,14 @@ export const executorCases: Case<ExecContext>[] = [
     name: "a retry stored paused (its job was paused) whose answer was lost is recognised as stored",
     async run(ctx) {
       let loseAnswer = false;
-      const storage = new Proxy(ctx.storage, {
-        get(target, prop) {
-          const value = Reflect.get(target, prop) as unknown;
-          if (prop === "commit") {
-            return async (...args: Parameters<typeof target.commit>) => {
-              const result = await target.commit(...args);
-              if (loseAnswer && args[0].some((op) => op.type === "updateTask" && op.set.status === "ready")) {
-                loseAnswer = false;
-                throw new StorageError("connection reset after the commit");
-              }
-              return result;
-            };
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (...args) => {
+          const result = await commit(...args);
+          if (loseAnswer && args[0].some((op) => op.type === "updateTask" && op.set.status === "ready")) {
+            loseAnswer = false;
+            throw new StorageError("connection reset after the commit");
           }
-          return typeof value === "function" ? value.bind(target) : value;
+          return result;
         },
       });
       const fail = deferred<string>();
@@ -852,11 +832,10 @@ export const executorCases: Case<ExecContext>[] = [
     name: "a task due in 30 days leaves the executor idle on the real clock (setTimeout caps delays at ~24.8 days)",
     async run(ctx) {
       let claims = 0;
-      const storage = new Proxy(ctx.storage, {
-        get(target, prop) {
-          const value = Reflect.get(target, prop) as unknown;
-          if (prop === "claimReady") claims++;
-          return typeof value === "function" ? value.bind(target) : value;
+      const storage = intercept(ctx.storage, {
+        claimReady: (claim) => (o) => {
+          claims++;
+          return claim(o);
         },
       });
       const { executor } = harness(storage, [agent("noop", () => null)], { clock: systemClock as ManualClock });
@@ -944,16 +923,10 @@ export const executorCases: Case<ExecContext>[] = [
     name: "an idle executor does not spin: it claims about once per poll interval",
     async run(ctx) {
       let claims = 0;
-      const storage = new Proxy(ctx.storage, {
-        get(target, prop, receiver) {
-          if (prop === "claimReady") {
-            return (o: Parameters<typeof target.claimReady>[0]) => {
-              claims++;
-              return target.claimReady(o);
-            };
-          }
-          const v = Reflect.get(target, prop, receiver);
-          return typeof v === "function" ? v.bind(target) : v;
+      const storage = intercept(ctx.storage, {
+        claimReady: (claim) => (o) => {
+          claims++;
+          return claim(o);
         },
       });
       const { executor, clock } = harness(storage, [agent("noop", () => null)], { pollIntervalMs: 1000 });

@@ -11,8 +11,8 @@ import {
   StorageClosedError,
   StorageError,
 } from "../../src/errors.ts";
-import type { Storage } from "../../src/storage.ts";
-import type { JsonValue, Task, TaskStatus } from "../../src/types.ts";
+import type { CommitResult, Storage } from "../../src/storage.ts";
+import type { JobStatus, JsonValue, Task, TaskStatus } from "../../src/types.ts";
 import { AgentRegistry } from "../../src/registry.ts";
 import { buildJob as buildJobFromSpec } from "../../src/scheduler.ts";
 import { deepEqual, equal, notEqual, ok, rejects, throws } from "./assert.ts";
@@ -47,6 +47,13 @@ async function settle(s: Storage, id: string, status: TaskStatus, set: Partial<T
   }
   await s.commit([{ type: "updateTask", id, expect: { version: t.version }, set: { status, ...set } }]);
   return await get(s, id);
+}
+
+/** Move a job to `status` with a compare-and-swap on its current version. */
+async function setJobStatus(s: Storage, jobId: string, status: JobStatus): Promise<CommitResult> {
+  const job = await s.getJob(jobId);
+  ok(job, `job ${jobId} exists`);
+  return await s.commit([{ type: "updateJob", id: jobId, expect: { version: job.version }, set: { status } }]);
 }
 
 /** Agents for jobs built from specs by the library's own job builder. */
@@ -422,21 +429,10 @@ export const storageCases: Case<StorageContext>[] = [
       const b = buildJob([{ key: "a" }]);
       await storage.createJob(b.job, b.tasks);
       const job = (await storage.getJob(b.job.id))!;
-      await storage.commit([{
-        type: "updateJob",
-        id: job.id,
-        expect: { version: job.version },
-        set: { status: "paused" },
-      }]);
+      await setJobStatus(storage, job.id, "paused");
       equal((await get(storage, b.id("a"))).status, "paused");
       deepEqual(await storage.claimReady({ limit: 10, now: 1, owner: OWNER, leaseMs: 100 }), []);
-      const paused = (await storage.getJob(b.job.id))!;
-      await storage.commit([{
-        type: "updateJob",
-        id: job.id,
-        expect: { version: paused.version },
-        set: { status: "running" },
-      }]);
+      await setJobStatus(storage, job.id, "running");
       equal((await storage.claimReady({ limit: 10, now: 1, owner: OWNER, leaseMs: 100 })).length, 1);
     },
   },
@@ -804,12 +800,7 @@ export const storageCases: Case<StorageContext>[] = [
       await storage.createJob(b.job, b.tasks);
       const [a] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
       const job = (await storage.getJob(b.job.id))!;
-      await storage.commit([{
-        type: "updateJob",
-        id: job.id,
-        expect: { version: job.version },
-        set: { status: "paused" },
-      }]);
+      await setJobStatus(storage, job.id, "paused");
       equal((await get(storage, b.id("b"))).status, "paused");
       await storage.commit([{
         type: "updateTask",
@@ -820,12 +811,7 @@ export const storageCases: Case<StorageContext>[] = [
       equal((await get(storage, b.id("c"))).status, "paused");
       const paused = (await storage.getJob(job.id))!;
       equal(paused.status, "paused");
-      await storage.commit([{
-        type: "updateJob",
-        id: job.id,
-        expect: { version: paused.version },
-        set: { status: "running" },
-      }]);
+      await setJobStatus(storage, job.id, "running");
       deepEqual(statuses(await storage.listTasks({ jobId: job.id })), { a: "completed", b: "ready", c: "ready" });
     },
   },
@@ -836,12 +822,7 @@ export const storageCases: Case<StorageContext>[] = [
       await storage.createJob(b.job, b.tasks);
       await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
       const job = (await storage.getJob(b.job.id))!;
-      const r = await storage.commit([{
-        type: "updateJob",
-        id: job.id,
-        expect: { version: job.version },
-        set: { status: "cancelled" },
-      }]);
+      const r = await setJobStatus(storage, job.id, "cancelled");
       deepEqual(r.jobs.map((j) => j.status), ["cancelled"]);
       deepEqual(statuses(await storage.listTasks({ jobId: job.id })), {
         a: "cancelled",
@@ -908,12 +889,7 @@ export const storageCases: Case<StorageContext>[] = [
       await settle(storage, b.id("x"), "failed");
       equal((await get(storage, b.id("c"))).status, "blocked");
       const job = (await storage.getJob(b.job.id))!;
-      await storage.commit([{
-        type: "updateJob",
-        id: job.id,
-        expect: { version: job.version },
-        set: { status: "paused" },
-      }]);
+      await setJobStatus(storage, job.id, "paused");
       // A retry of a running task, a lease handed back, and a person retrying a blocked task.
       const blocked = await get(storage, b.id("c"));
       const r = await storage.commit([
@@ -939,13 +915,7 @@ export const storageCases: Case<StorageContext>[] = [
         x: "failed",
       });
       deepEqual(await storage.claimReady({ limit: 10, now: 1000, owner: OWNER, leaseMs: 100 }), []);
-      const paused = (await storage.getJob(job.id))!;
-      await storage.commit([{
-        type: "updateJob",
-        id: job.id,
-        expect: { version: paused.version },
-        set: { status: "running" },
-      }]);
+      await setJobStatus(storage, job.id, "running");
       equal((await get(storage, a.id)).runAt, 5, "the retry keeps its time");
       deepEqual(
         (await storage.claimReady({ limit: 10, now: 1000, owner: OWNER, leaseMs: 100 })).map((t) => t.key).sort(),
@@ -966,12 +936,7 @@ export const storageCases: Case<StorageContext>[] = [
       await settle(storage, b.id("b"), "completed");
       const job = (await storage.getJob(b.job.id))!;
       equal(job.openCount, 1, "the task awaiting review keeps the job open");
-      const r = await storage.commit([{
-        type: "updateJob",
-        id: job.id,
-        expect: { version: job.version },
-        set: { status: "cancelled" },
-      }]);
+      const r = await setJobStatus(storage, job.id, "cancelled");
       deepEqual(r.jobs.map((j) => j.status), ["cancelled"]);
       const ended = (await storage.getJob(job.id))!;
       equal(ended.openCount, 0);
