@@ -404,7 +404,9 @@ function render(): void {
   ui.pause.textContent = status === "paused" ? "Resume" : "Pause";
   ui.pause.classList.toggle("primary", status === "paused");
   ui.cancel.disabled = busy || !open;
-  ui.storage.disabled = busy;
+  // Switching away would drop a memory job and abort a durable one's running tasks.
+  ui.storage.disabled = busy || open;
+  ui.storage.title = open ? "Finish or cancel the job to switch storage" : "";
   const armed = injector.armed;
   ui.armed.textContent = armed.length === 0 ? "" : `armed: ${armed.join(", ")}`;
 
@@ -484,4 +486,7 @@ const api = {
 };
 (globalThis as { __demo?: typeof api }).__demo = api;
 
-void switchStorage(parseStorageKind(params.get("storage") ?? localStorage.getItem(KIND_KEY)), true);
+// "after reload" only when this page was reloaded; a new tab finds the job "from" its storage.
+const reloaded = (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming | undefined)?.type ===
+  "reload";
+void switchStorage(parseStorageKind(params.get("storage") ?? localStorage.getItem(KIND_KEY)), reloaded);

@@ -205,6 +205,8 @@ try {
     await open("storage=indexeddb&articles=6&workMs=400&failRate=0");
     await startJob();
     await until("two completed tasks", async () => count(await snapshot(), "completed") >= 2, 30_000, 50);
+    // The storage cannot be switched under an open job (a memory job would be dropped).
+    await page.waitForSelector("#storage:disabled");
     await page.click("#pause");
     await waitForStatus("paused", 10_000);
     await page.waitForFunction(() => document.getElementById("pause")?.textContent === "Resume");
@@ -234,6 +236,7 @@ try {
     // The controls follow the job: no cancelling an ended job, and a new one may start.
     await page.waitForSelector("#cancel:disabled");
     await page.waitForSelector("#start:enabled");
+    await page.waitForSelector("#storage:enabled");
   });
 
   await check("memory storage (picked in the page): an injected fatal fetch failure fails the job", async () => {
