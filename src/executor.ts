@@ -764,11 +764,15 @@ export class Executor {
         break;
       }
       this.#stats.claimed += claimed.length;
+      // A storage that answers more than `limit` (against its contract) must not strand
+      // the surplus as running with nobody to run it: it goes back at once.
+      let surplus: Task[] | null = null;
       for (const t of claimed) {
-        this.#queue.tryPush(t);
-        this.#queued.set(t.id, t);
+        if (this.#queue.tryPush(t)) this.#queued.set(t.id, t);
+        else (surplus ??= []).push(t);
       }
       this.#pump();
+      if (surplus) await this.#release(surplus, "Released: claimed past the ready queue's room");
       if (claimed.length >= room || this.#wakeRequested) continue;
       await new Promise<void>((resolve) => {
         const timer = this.#clock.setTimer(() => this.#poke(), this.#pollIntervalMs);

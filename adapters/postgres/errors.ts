@@ -2,7 +2,8 @@
  * Turns driver errors into task-core's typed errors. Anything the driver throws (a lost
  * connection, a server shutting down, a statement that failed) becomes a `StorageError`
  * that keeps the original as `cause`, so the executor retries the call with backoff;
- * the contract's own errors pass through untouched.
+ * a value the columns cannot hold (SQLSTATE class 22) becomes a `RangeError`; the
+ * contract's own errors pass through untouched.
  *
  * @module
  */
@@ -41,10 +42,11 @@ export function toStorageError(e: unknown, schema: string, action: string): Erro
   const name = typeof err?.name === "string" ? err.name : "Error";
   const message = typeof err?.message === "string" ? err.message : String(e);
   const code = errorCode(e);
-  return new StorageError(
-    `PostgreSQL failed while ${action} (schema "${schema}"): ${name}${code ? ` ${code}` : ""}: ${message}`,
-    { cause: e },
-  );
+  const text = `PostgreSQL failed while ${action} (schema "${schema}"): ${name}${code ? ` ${code}` : ""}: ${message}`;
+  // Class 22, data exception: a value the columns cannot hold (an integer past int4, a NUL
+  // character in text). Sending it again fails again: a RangeError, not an error that may pass.
+  if (code !== undefined && code.startsWith("22")) return new RangeError(text, { cause: e });
+  return new StorageError(text, { cause: e });
 }
 
 /** Errors marked as coming from the driver (see `markDriverError`). */

@@ -76,14 +76,19 @@ export class Statements {
       `JOIN ${s}.tasks t ON t.id = d.task_id WHERE d.dep_id IN (${ids}) ORDER BY t.id, d.dep_id FOR UPDATE OF t`;
     this.insertDeps = `INSERT INTO ${s}.task_deps (dep_id, task_id) ` +
       "SELECT * FROM unnest($1::text::text[], $2::text::text[]) ON CONFLICT DO NOTHING";
-    // One statement: the subquery picks and locks (skipping rows other claimers hold), the
-    // update moves them to running; the partial index tasks_ready serves the subquery.
-    this.claim = `UPDATE ${s}.tasks SET status = 'running', attempts = attempts + 1, lease_owner = $1::text, ` +
-      "lease_expires_at = $3::text::float8, " +
-      "started_at = CASE WHEN durability = 'at-most-once' THEN NULL ELSE $2::text::float8 END, version = version + 1, " +
-      `updated_at = $2::text::float8 WHERE id IN (SELECT id FROM ${s}.tasks ` +
+    // One statement: the materialized CTE picks and locks up to `limit` rows once (skipping
+    // rows other claimers hold), the update moves exactly those to running; the partial
+    // index tasks_ready serves the pick. (As `WHERE id IN (subquery)` the planner may choose
+    // a semi-join that runs the subquery again per row, each run taking the next ready
+    // tasks: a claim of 1 then took every ready task.)
+    this.claim = `WITH picked AS MATERIALIZED (SELECT id FROM ${s}.tasks ` +
       "WHERE status = 'ready' AND run_at <= $2::text::float8 ORDER BY priority, run_at, id " +
-      `LIMIT $4::text::int4 FOR UPDATE SKIP LOCKED) RETURNING ${T}`;
+      `LIMIT $4::text::int4 FOR UPDATE SKIP LOCKED) ` +
+      `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +
+      "lease_expires_at = $3::text::float8, " +
+      "started_at = CASE WHEN t.durability = 'at-most-once' THEN NULL ELSE $2::text::float8 END, " +
+      "version = t.version + 1, updated_at = $2::text::float8 " +
+      `FROM picked WHERE t.id = picked.id RETURNING ${selectList(TASK_COLUMNS, "t")}`;
     this.renew = `UPDATE ${s}.tasks SET lease_expires_at = $3::text::float8 WHERE id IN (${ids}) ` +
       "AND status = 'running' AND lease_owner = $2::text RETURNING id";
     this.expired = `SELECT ${T} FROM ${s}.tasks WHERE status = 'running' AND lease_expires_at <= $1::text::float8 ` +

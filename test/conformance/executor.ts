@@ -854,6 +854,26 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "tasks a storage claims past the queue's room are handed back, not stranded as running",
+    async run(ctx) {
+      // A storage breaking its contract (the claim answers more than `limit`).
+      const storage = intercept(ctx.storage, {
+        claimReady: (claim) => (o) => claim({ ...o, limit: o.limit + 5 }),
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => "ok")], { queueCapacity: 2, maxWorkers: 1 });
+      executor.start();
+      const job = await executor.submit({
+        name: "surplus",
+        tasks: Array.from({ length: 12 }, (_, i) => ({ key: `t${i}`, agent: "noop" })),
+      });
+      await until(async () => (await job.status()).status === "completed", "the job to complete", clock);
+      const tasks = await ctx.storage.listTasks({ jobId: job.id });
+      deepEqual(new Set(tasks.map((t) => t.status)), new Set(["completed"]));
+      ok(tasks.every((t) => t.attempts === 1), "a handed-back claim does not count as an attempt");
+      await executor.shutdown();
+    },
+  },
+  {
     name: "two executors on one storage never run one task twice at the same time",
     async run(ctx) {
       const active = new Set<string>();

@@ -166,6 +166,26 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
+      name: "claimReady() takes at most limit tasks whatever plan the server picks (stale statistics)",
+      async run(ctx) {
+        // Statistics taken with one task make the planner expect one row; as `id IN
+        // (subquery)` the claim then ran its locking subquery again per row and a claim of
+        // 1 took all 16 ready tasks.
+        const s = await fresh(ctx);
+        const first = buildJob([{ key: "a" }]);
+        await s.createJob(first.job, first.tasks);
+        const c = await ctx.db.client();
+        await c.query(`ANALYZE "${s.schema}".tasks`);
+        const more = buildJob(Array.from({ length: 15 }, (_, i) => ({ key: `b${i}`, priority: 1 })));
+        await s.createJob(more.job, more.tasks);
+        const one = await s.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100_000 });
+        deepEqual(one.map((t) => t.key), ["a"]);
+        equal((await s.listTasks({ status: "running" })).length, 1, "one task running in the database");
+        equal((await s.claimReady({ limit: 5, now: 1, owner: "o", leaseMs: 100_000 })).length, 5);
+        equal((await s.listTasks({ status: "running" })).length, 6);
+      },
+    },
+    {
       name: "another storage on the same schema is woken through LISTEN/NOTIFY",
       async run(ctx) {
         const a = await fresh(ctx);
@@ -307,6 +327,21 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         const e = await rejects<StorageError>(() => s.createJob(b.job, b.tasks), StorageError, "task_deps");
         ok(e.cause !== undefined);
         equal(await s.getJob(b.job.id), undefined, "nothing of the failed transaction was written");
+      },
+    },
+    {
+      name: "a value the columns cannot hold is a RangeError (sending it again fails again), and nothing is written",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        for (const draft of [{ key: "a", maxAttempts: 2 ** 31 }, { key: "nul\u0000key" }]) {
+          const b = buildJob([draft]);
+          const e = await rejects<RangeError>(() => s.createJob(b.job, b.tasks), RangeError, "PostgreSQL failed");
+          ok(e.cause !== undefined);
+          equal(await s.getJob(b.job.id), undefined);
+        }
+        const b = buildJob([{ key: "a" }]);
+        await s.createJob(b.job, b.tasks);
+        await rejects(() => s.claimReady({ limit: 2 ** 31, now: 1, owner: "o", leaseMs: 100 }), RangeError);
       },
     },
     {
