@@ -302,6 +302,8 @@ export class Executor {
   #deadlineTimer: unknown = null;
   #deadlineAt = Infinity;
   #active = 0;
+  /** Periodic work (heartbeat, recovery, pruning) in progress. */
+  readonly #periodic = new Set<Promise<unknown>>();
   /** `#pump` is running (a nested call asks it to loop again instead of recursing). */
   #pumping = false;
   #pumpAgain = false;
@@ -666,15 +668,11 @@ export class Executor {
     // Claimed tasks still waiting in the ready queue were cancelled with the job: they
     // are not started (their stored status already says cancelled).
     for (const task of this.#queued.values()) {
-      if (task.jobId !== jobId) continue;
-      this.#queued.delete(task.id);
-      this.#lostIds.add(task.id);
+      if (task.jobId === jobId) this.#dropQueued(task);
     }
     for (const run of this.#runs.values()) {
       if (run.task.jobId !== jobId || run.settled) continue;
-      run.lost = true;
-      run.ctx.abort(new TaskAbortedError("Job cancelled"));
-      this.#interrupt(run, new TaskAbortedError("Job cancelled"));
+      this.#abandon(run, "Job cancelled");
     }
   }
 
@@ -973,6 +971,28 @@ export class Executor {
     this.#settle(run, false, error);
   }
 
+  /** Give up an attempt whose task is no longer this executor's to finish: abort its signal, end it as lost. */
+  #abandon(run: Run, reason: string): void {
+    run.lost = true;
+    run.ctx.abort(new TaskAbortedError(reason));
+    this.#interrupt(run, new TaskAbortedError(reason));
+  }
+
+  /** A claimed task waiting in the ready queue is not to be started (`#pump` skips it). */
+  #dropQueued(task: Task): void {
+    this.#queued.delete(task.id);
+    this.#lostIds.add(task.id);
+  }
+
+  /** A result that will not be stored: report its attempt as lost and tell whoever waits. */
+  #dropResult(item: Pending, reason: string): void {
+    if (item.run) {
+      this.#stats.lost++;
+      this.#events.emit("task:lost", { task: item.run.task, reason });
+    }
+    item.resolve?.(null);
+  }
+
   /** The attempt ended (once): build its ops, free the worker slot, and commit. */
   #settle(run: Run, ok: boolean, value: unknown): void {
     if (run.done) return;
@@ -1200,12 +1220,7 @@ export class Executor {
           if (applied) return;
         }
         if (culprit >= 0) {
-          const item = items[culprit]!;
-          if (item.run) {
-            this.#stats.lost++;
-            this.#events.emit("task:lost", { task: item.run.task, reason: (e as Error).message });
-          }
-          item.resolve?.(null);
+          this.#dropResult(items[culprit]!, (e as Error).message);
           items = items.filter((_, i) => i !== culprit);
           continue;
         }
@@ -1230,16 +1245,7 @@ export class Executor {
           // and the tasks stay claimed until their leases expire and recovery runs them
           // again (or blocks them, when at-most-once). Errors that may pass, and errors an
           // adapter does not classify, are retried with backoff.
-          for (const item of items) {
-            if (item.run) {
-              this.#stats.lost++;
-              this.#events.emit("task:lost", {
-                task: item.run.task,
-                reason: `Result not stored: ${(e as Error).message}`,
-              });
-            }
-            item.resolve?.(null);
-          }
+          for (const item of items) this.#dropResult(item, `Result not stored: ${(e as Error).message}`);
           return;
         }
         await this.#sleep(this.#commitBackoff(failures));
@@ -1343,8 +1349,7 @@ export class Executor {
         if (run && run.task.attempts === task.attempts && !run.settled) runs.push(run);
         continue;
       }
-      this.#queued.delete(task.id);
-      this.#lostIds.add(task.id);
+      this.#dropQueued(task);
       this.#stats.lost++;
       if (this.#state === "running") {
         this.#events.emit("task:lost", { task, reason: "Lease lost while waiting in the ready queue" });
@@ -1352,9 +1357,7 @@ export class Executor {
     }
     for (const run of runs) {
       if (ok.has(run.task.id) || this.#runs.get(run.task.id) !== run || run.settled) continue;
-      run.lost = true;
-      run.ctx.abort(new TaskAbortedError("Lease lost"));
-      this.#interrupt(run, new TaskAbortedError("Lease lost"));
+      this.#abandon(run, "Lease lost");
     }
     // A result whose lease was lost is refused by its commit's compare-and-swap.
   }
@@ -1500,9 +1503,7 @@ export class Executor {
       await Promise.all([...this.#runs.values()].map((r) => r.starting));
       const left = [...this.#runs.values()].filter((r) => !r.settled);
       for (const run of left) {
-        run.lost = true;
-        run.ctx.abort(new TaskAbortedError("Executor shut down"));
-        this.#interrupt(run, new TaskAbortedError("Executor shut down"));
+        this.#abandon(run, "Executor shut down");
       }
       // An at-most-once task whose agent was running may have had its effect: blocked, as
       // after a crash, not handed back to run again.
@@ -1532,6 +1533,4 @@ export class Executor {
   }
 
   #idleWaiter: (() => void) | null = null;
-  /** Periodic work (heartbeat, recovery, pruning) in progress. */
-  readonly #periodic = new Set<Promise<unknown>>();
 }
