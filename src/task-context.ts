@@ -32,9 +32,11 @@ function ended(what: string): Error {
 
 class BufferedKeyValue implements KeyValue {
   readonly writes = new Map<string, JsonValue | undefined>();
-  /** The attempt ended: its writes were taken (or dropped with it). */
-  sealed = false;
-  constructor(private readonly read: (key: string) => Promise<JsonValue | undefined>) {}
+  constructor(
+    private readonly read: (key: string) => Promise<JsonValue | undefined>,
+    /** Whether the attempt ended: its writes were taken (or dropped with it). */
+    private readonly sealed: () => boolean,
+  ) {}
 
   get(key: string): Promise<JsonValue | undefined> {
     if (this.writes.has(key)) return Promise.resolve(this.writes.get(key));
@@ -42,13 +44,13 @@ class BufferedKeyValue implements KeyValue {
   }
 
   set(key: string, value: JsonValue): void {
-    if (this.sealed) throw ended("A cache or state write");
+    if (this.sealed()) throw ended("A cache or state write");
     if (typeof key !== "string") throw new TypeError(`Key must be a string, got ${typeof key}`);
     this.writes.set(key, toJson(value));
   }
 
   delete(key: string): void {
-    if (this.sealed) throw ended("A cache or state delete");
+    if (this.sealed()) throw ended("A cache or state delete");
     this.writes.set(key, undefined);
   }
 }
@@ -120,8 +122,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
     if (!this.#cache) {
       const { storage } = this.#host;
       const jobId = this.#record.jobId;
-      this.#cache = new BufferedKeyValue((key) => storage.getCache(jobId, key));
-      this.#cache.sealed = this.#sealed;
+      this.#cache = new BufferedKeyValue((key) => storage.getCache(jobId, key), () => this.#sealed);
     }
     return this.#cache;
   }
@@ -218,8 +219,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
     let kv = states.get(scope);
     if (!kv) {
       const storage = this.#host.storage;
-      kv = new BufferedKeyValue((key) => storage.getState(scope, key));
-      kv.sealed = this.#sealed;
+      kv = new BufferedKeyValue((key) => storage.getState(scope, key), () => this.#sealed);
       states.set(scope, kv);
     }
     return kv;
@@ -234,8 +234,6 @@ export class AttemptContext implements TaskContext<JsonValue> {
   /** The attempt ended: later writes, spawns and deletes throw instead of being lost. */
   seal(): void {
     this.#sealed = true;
-    if (this.#cache) this.#cache.sealed = true;
-    if (this.#states) { for (const kv of this.#states.values()) kv.sealed = true; }
   }
 
   /** The ops that store this attempt's side effects (children, cache, state) with its completion. */
