@@ -48,7 +48,7 @@ export class Statements {
   readonly getState: string;
   readonly setState: string;
   readonly delState: string;
-  /** Ended jobs to prune: `$1` finished before (or null), `$2` keep last (or null). */
+  /** Ended jobs to prune, locked: `$1` finished before (or null), `$2` keep last (or null). */
   readonly doomedJobs: string;
   readonly dropDeps: string;
   readonly dropTasks: string;
@@ -104,10 +104,12 @@ export class Statements {
     this.setState = `INSERT INTO ${s}.state (scope, key, value) VALUES ($1::text, $2::text, $3::text::json) ` +
       "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value";
     this.delState = `DELETE FROM ${s}.state WHERE scope = $1::text AND key = $2::text`;
-    this.doomedJobs = `SELECT id FROM (SELECT id, finished_at, row_number() OVER ` +
-      "(ORDER BY coalesce(finished_at, 0) DESC, id DESC) AS n FROM " +
+    // Locked before anything is deleted: a commit holding one of them (a cache write on an
+    // ended job) finishes first, and its rows are deleted with the job's.
+    this.doomedJobs = `SELECT id FROM ${s}.jobs WHERE id IN (SELECT id FROM (SELECT id, finished_at, ` +
+      "row_number() OVER (ORDER BY coalesce(finished_at, 0) DESC, id DESC) AS n FROM " +
       `${s}.jobs WHERE status IN ('completed', 'failed', 'cancelled')) ended ` +
-      "WHERE coalesce(finished_at, 0) < $1::text::float8 OR n > $2::text::int8 ORDER BY id";
+      "WHERE coalesce(finished_at, 0) < $1::text::float8 OR n > $2::text::int8) ORDER BY id FOR UPDATE";
     this.dropDeps = `DELETE FROM ${s}.task_deps WHERE dep_id IN (SELECT id FROM ${s}.tasks WHERE job_id IN (${ids}))`;
     this.dropTasks = `DELETE FROM ${s}.tasks WHERE job_id IN (${ids})`;
     this.dropCache = `DELETE FROM ${s}.cache WHERE job_id IN (${ids})`;

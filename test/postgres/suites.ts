@@ -368,6 +368,55 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         equal((await s.getJob(b.job.id))!.openCount, 1);
       },
     },
+    {
+      name: "prune() waits for a cache write on the job it deletes and leaves no cache row behind",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const b = buildJob([{ key: "a" }]);
+        await s.createJob(b.job, b.tasks);
+        const [a] = await s.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
+        await s.commit([{
+          type: "updateTask",
+          id: a!.id,
+          expect: { version: a!.version },
+          set: { status: "completed" },
+        }]);
+        equal((await s.getJob(b.job.id))!.status, "completed");
+        // A commit with a cache write locks the job, writes the row, and has not committed yet
+        // (the order the rules take: read the job for update, then write).
+        const { sql } = await ownPool(ctx);
+        let finish!: () => void;
+        const held = new Promise<void>((r) => (finish = r));
+        let inserted!: (pid: number) => void;
+        const writerPid = new Promise<number>((r) => (inserted = r));
+        const writer = sql.begin(async (tx: PostgresJs) => {
+          await tx.unsafe(`SELECT id FROM "${s.schema}".jobs WHERE id = $1 FOR UPDATE`, [b.job.id]);
+          await tx.unsafe(`INSERT INTO "${s.schema}".cache (job_id, key, value) VALUES ($1, 'k', '1')`, [b.job.id]);
+          const [row] = await tx.unsafe("SELECT pg_backend_pid() AS pid");
+          inserted(Number(row.pid));
+          await held;
+        });
+        const pid = await writerPid;
+        const pruned = s.prune({ finishedBefore: Number.MAX_SAFE_INTEGER });
+        const admin = await ctx.db.client();
+        // The prune waits on the writer's lock (the old prune deleted the cache first and waited
+        // only to delete the job, so the writer's row outlived its job).
+        await until(async () =>
+          Number(
+            (await admin.query(
+              "SELECT count(*) FROM pg_stat_activity WHERE $1::int4 = ANY(pg_blocking_pids(pid))",
+              [pid],
+            ))[0]![0],
+          ) > 0, "the prune waiting on the job's lock");
+        finish();
+        await writer;
+        equal(await pruned, 1);
+        const orphans = await admin.query(`SELECT count(*) FROM "${s.schema}".cache`);
+        equal(Number(orphans[0]![0]), 0);
+        equal(await s.getJob(b.job.id), undefined);
+      },
+    },
   ];
 }
 
