@@ -161,6 +161,8 @@ interface Pending {
   error: TaskError | null;
   /** Told the stored task (or `null` when the op was dropped on a conflict). */
   resolve?: (stored: Task | null) => void;
+  /** Reports the stored task, before the job ends the same commit caused are reported. */
+  report?: ((stored: Task) => void) | undefined;
 }
 
 type State = "idle" | "running" | "stopping" | "stopped";
@@ -246,11 +248,6 @@ function isRetryable(e: unknown): boolean {
   return !(e instanceof NonRetryableError || e instanceof JobValidationError || e instanceof JsonValueError);
 }
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && (typeof v === "object" || typeof v === "function") &&
-    typeof (v as { then?: unknown }).then === "function";
-}
-
 /**
  * Runs the tasks of jobs stored in a {@link Storage}.
  *
@@ -304,6 +301,8 @@ export class Executor {
   #active = 0;
   /** Periodic work (heartbeat, recovery, pruning) in progress. */
   readonly #periodic = new Set<Promise<unknown>>();
+  /** Checks, a macrotask after an abort, whether the agent settled (`stats().ignoredAbort`). */
+  readonly #abortChecks = new Set<Promise<void>>();
   /** `#pump` is running (a nested call asks it to loop again instead of recursing). */
   #pumping = false;
   #pumpAgain = false;
@@ -670,6 +669,7 @@ export class Executor {
     for (const task of this.#queued.values()) {
       if (task.jobId === jobId) this.#dropQueued(task);
     }
+    this.#compactQueue();
     for (const run of this.#runs.values()) {
       if (run.task.jobId !== jobId || run.settled) continue;
       this.#abandon(run, "Job cancelled");
@@ -934,30 +934,42 @@ export class Executor {
     // Most agents answer synchronously or with an already-settled promise: stay off the
     // promise machinery unless the agent really is asynchronous.
     let result: unknown;
+    let then: unknown;
     try {
       const agent = this.agents.get(task.agent);
       if (!agent) throw new UnknownAgentError(task.agent);
       this.agents.validateInput(task.agent, task.input);
       result = agent.execute(task.input, run.ctx);
+      // Read once, as a promise's resolution does (a getter may answer differently or throw).
+      if (result !== null && (typeof result === "object" || typeof result === "function")) {
+        then = (result as { then?: unknown }).then;
+      }
     } catch (e) {
       run.settled = true;
       this.#settle(run, false, e);
       return;
     }
-    if (!isThenable(result)) {
+    if (typeof then !== "function") {
       run.settled = true;
       this.#settle(run, true, result);
       return;
     }
     this.#trackDeadline(run);
     run.waiting = true;
-    (result as PromiseLike<unknown>).then(
-      (value) => this.#agentSettled(run, true, value),
-      (error) => this.#agentSettled(run, false, error),
-    );
+    try {
+      then.call(
+        result,
+        (value: unknown) => this.#agentSettled(run, true, value),
+        (error: unknown) => this.#agentSettled(run, false, error),
+      );
+    } catch (e) {
+      // A `then` that throws before settling fails the attempt, as awaiting it would.
+      this.#agentSettled(run, false, e);
+    }
   }
 
   #agentSettled(run: Run, ok: boolean, value: unknown): void {
+    if (run.settled) return; // a thenable may call back more than once
     run.settled = true;
     if (!run.waiting) return; // timed out or aborted: a late result is discarded
     run.waiting = false;
@@ -982,6 +994,23 @@ export class Executor {
   #dropQueued(task: Task): void {
     this.#queued.delete(task.id);
     this.#lostIds.add(task.id);
+  }
+
+  /**
+   * Take dropped tasks out of the ready queue now rather than when `#pump` reaches them:
+   * they would count in `stats().queued` and take the room of tasks to claim. O(queue
+   * size), after a cancel or a lost lease, not per task.
+   */
+  #compactQueue(): void {
+    if (this.#lostIds.size === 0 || this.#state !== "running" || this.#queue.closed) return;
+    const keep: Task[] = [];
+    for (const task of this.#queue.drain()) {
+      if (this.#queued.get(task.id) === task) keep.push(task);
+      else this.#lostIds.delete(task.id);
+    }
+    for (const task of keep) this.#queue.tryPush(task);
+    this.#poke();
+    this.#pump(); // wakes a claim loop waiting for room
   }
 
   /** A result that will not be stored: report its attempt as lost and tell whoever waits. */
@@ -1091,11 +1120,17 @@ export class Executor {
     run.waiting = false;
     this.#runs.delete(run.task.id);
     this.#lastProgress.delete(run.task.id);
-    if ((run.timedOut || run.lost) && !run.settled) {
-      // An agent that honours its signal settles within a few microtasks of the abort.
-      setTimeout(() => {
-        if (!run.settled) this.#stats.ignoredAbort++;
-      }, 0);
+    if ((run.timedOut || run.lost) && run.called && !run.settled) {
+      // An agent that honours its signal settles within a few microtasks of the abort
+      // (`shutdown()` waits for these checks, so its stats are final when it resolves).
+      const check: Promise<void> = new Promise((resolve) =>
+        setTimeout(() => {
+          if (!run.settled) this.#stats.ignoredAbort++;
+          this.#abortChecks.delete(check);
+          resolve();
+        }, 0)
+      );
+      this.#abortChecks.add(check);
     }
     this.#active--;
     this.#pump();
@@ -1148,9 +1183,9 @@ export class Executor {
   // ---------------------------------------------------------------- group commit
 
   /** Commit ops with the next group; resolves with the stored task of the first op, or `null` if dropped. */
-  #enqueueCommit(ops: CommitOp[], run: Run | null): Promise<Task | null> {
+  #enqueueCommit(ops: CommitOp[], run: Run | null, report?: (stored: Task) => void): Promise<Task | null> {
     return new Promise((resolve) => {
-      this.#pending.push({ ops, run, outcome: "other", error: null, resolve });
+      this.#pending.push({ ops, run, outcome: "other", error: null, resolve, report });
       if (!this.#flushing) this.#flushing = this.#flush();
     });
   }
@@ -1196,6 +1231,7 @@ export class Executor {
           const first = item.ops[0];
           const stored = first && first.type === "updateTask" ? byId.get(first.id) ?? null : null;
           if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error);
+          if (stored) item.report?.(stored);
           item.resolve?.(stored);
         }
         this.#afterCommit(result);
@@ -1233,7 +1269,7 @@ export class Executor {
             return;
           }
           this.#events.emit("storage:error", { operation: "commit", error: e, attempt: 1 });
-          items[0]!.resolve?.(null);
+          this.#dropResult(items[0]!, `Result not stored: ${(e as Error).message}`);
           return;
         }
         failures++;
@@ -1291,6 +1327,7 @@ export class Executor {
       const id = firstIds[i];
       const stored = id === null || id === undefined ? null : byId.get(id) ?? null;
       if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error);
+      if (stored) item.report?.(stored);
       item.resolve?.(stored);
     });
     this.#afterCommit({ tasks: [], jobs: ended, readied: 1 });
@@ -1298,7 +1335,12 @@ export class Executor {
   }
 
   #afterCommit(result: CommitResult): void {
-    if (result.readied > 0) this.#poke();
+    if (result.readied > 0) {
+      this.#poke();
+      // A task made ready to run later (a spawned child, a dependent with a `runAt`).
+      const now = this.#clock.now();
+      for (const t of result.tasks) if (t.status === "ready" && t.runAt > now) this.#wakeAtTime(t.runAt);
+    }
     for (const job of result.jobs) {
       if (isJobFinal(job.status)) {
         if (this.#endedJobs.has(job.id)) continue;
@@ -1355,6 +1397,7 @@ export class Executor {
         this.#events.emit("task:lost", { task, reason: "Lease lost while waiting in the ready queue" });
       }
     }
+    this.#compactQueue();
     for (const run of runs) {
       if (ok.has(run.task.id) || this.#runs.get(run.task.id) !== run || run.settled) continue;
       this.#abandon(run, "Lease lost");
@@ -1415,7 +1458,19 @@ export class Executor {
     const expired = found.filter((t) => t.leaseOwner !== this.id || !this.#holds(t.id));
     if (expired.length === 0) return;
     const now = this.#clock.now();
-    const results = await this.#updateRunning(expired, (t) => {
+    // Reported as an attempt's end would be (the attempt that crashed ended here), and
+    // before the end of the job this commit may cause.
+    const report = (stored: Task): void => {
+      this.#stats.recovered++;
+      if (stored.status === "failed" && stored.error) {
+        this.#stats.failed++;
+        this.#events.emit("task:failed", { task: stored, error: stored.error });
+      } else if ((stored.status === "ready" || stored.status === "paused") && stored.error?.at === now) {
+        this.#stats.retried++;
+        this.#events.emit("task:retrying", { task: stored, error: stored.error, delayMs: 0 });
+      }
+    };
+    await this.#updateRunning(expired, (t) => {
       const error: TaskError = {
         name: "LeaseExpiredError",
         message: `Lease of "${t.leaseOwner}" ended while the task was running (the executor stopped or crashed)`,
@@ -1429,30 +1484,23 @@ export class Executor {
         : t.attempts >= t.maxAttempts
         ? { status: "failed", error, statusReason: error.message }
         : { status: "ready", runAt: now, error, statusReason: "Recovered after its lease expired" };
-    });
-    for (const stored of results) {
-      if (stored === null) continue;
-      this.#stats.recovered++;
-      // Reported as an attempt's end would be: the attempt that crashed ended here.
-      if (stored.status === "failed" && stored.error) {
-        this.#stats.failed++;
-        this.#events.emit("task:failed", { task: stored, error: stored.error });
-      } else if ((stored.status === "ready" || stored.status === "paused") && stored.error?.at === now) {
-        this.#stats.retried++;
-        this.#events.emit("task:retrying", { task: stored, error: stored.error, delayMs: 0 });
-      }
-    }
+    }, report);
   }
 
   /**
    * Commit `set(task)` for each task this executor read as `running`, each with the next
    * group; resolves with the stored tasks (`null` where the task changed meanwhile).
    */
-  #updateRunning(tasks: readonly Task[], set: (t: Task) => Partial<Task>): Promise<(Task | null)[]> {
+  #updateRunning(
+    tasks: readonly Task[],
+    set: (t: Task) => Partial<Task>,
+    report?: (stored: Task) => void,
+  ): Promise<(Task | null)[]> {
     return Promise.all(tasks.map((t) =>
       this.#enqueueCommit(
         [{ type: "updateTask", id: t.id, expect: { version: t.version, status: "running" }, set: set(t) }],
         null,
+        report,
       )
     ));
   }
@@ -1529,6 +1577,7 @@ export class Executor {
     while (this.#flushing) await this.#flushing;
     if (this.#deadlineTimer !== null) this.#clock.clearTimer(this.#deadlineTimer);
     this.#unwatch?.();
+    while (this.#abortChecks.size > 0) await Promise.all([...this.#abortChecks]);
     this.#stopped?.();
   }
 

@@ -207,6 +207,62 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an agent answering with a thenable whose then throws fails that attempt; the executor goes on",
+    async run(ctx) {
+      const { executor, clock } = harness(ctx.storage, [
+        agent("odd", () => ({
+          then() {
+            throw new NonRetryableError("then refused");
+          },
+        })),
+        agent("fine", () => "ok"),
+      ]);
+      executor.start();
+      const bad = await executor.submit({ name: "odd", tasks: [{ key: "a", agent: "odd" }] });
+      await rejects(() => bad.wait(), Error);
+      const a = await taskByKey(ctx, bad.id, "a");
+      equal(a.status, "failed");
+      equal(a.error?.message, "then refused");
+      const good = await executor.submit({ name: "fine", tasks: [{ key: "b", agent: "fine" }] });
+      deepEqual(await good.wait(), { b: "ok" });
+      equal(executor.stats().running, 0);
+      await until(() => executor.stats().completed === 1, "stats", clock);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "an at-most-once attempt dropped while its start was being stored is not counted as ignoring its signal",
+    async run(ctx) {
+      const gate = deferred();
+      let held = false;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          if (!held && ops.some((o) => o.type === "updateTask" && o.set.startedAt !== undefined)) {
+            held = true;
+            await gate.promise;
+          }
+          return commit(ops, now);
+        },
+      });
+      let calls = 0;
+      const { executor, clock } = harness(storage, [agent("pay", () => ++calls)]);
+      executor.start();
+      const job = await executor.submit({
+        name: "pay",
+        tasks: [{ key: "a", agent: "pay", durability: "at-most-once" }],
+      });
+      await until(() => held, "the start being stored", clock);
+      const stopped = executor.shutdown({ graceMs: 0 });
+      gate.resolve();
+      await stopped;
+      // The check of an abort runs a macrotask after it: let any such check run.
+      await new Promise((r) => setTimeout(r, 1));
+      equal(calls, 0);
+      equal(executor.stats().ignoredAbort, 0);
+      equal((await taskByKey(ctx, job.id, "a")).status, "ready");
+    },
+  },
+  {
     name: "maxWorkers is never exceeded",
     async run(ctx) {
       let running = 0;
@@ -294,6 +350,21 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "stats().ignoredAbort is final when shutdown() resolves",
+    async run(ctx) {
+      let calls = 0;
+      const { executor, clock } = harness(ctx.storage, [agent("deaf", () => {
+        calls++;
+        return new Promise(() => {});
+      })]);
+      executor.start();
+      await executor.submit({ name: "d", tasks: [{ key: "a", agent: "deaf" }] });
+      await until(() => calls === 1, "started", clock);
+      await executor.shutdown({ graceMs: 0 });
+      equal(executor.stats().ignoredAbort, 1);
+    },
+  },
+  {
     name: "an executor abandoned mid-task is recovered by a second executor once the lease expires",
     async run(ctx) {
       const started = deferred();
@@ -340,9 +411,11 @@ export const executorCases: Case<ExecContext>[] = [
       const alive = harness(ctx.storage, [agent("job", () => "never")], { clock, leaseMs: 1000, heartbeatMs: 300 });
       const failed: string[] = [];
       alive.executor.on("task:failed", (e) => failed.push(`${e.task.key}: ${e.error.name}`));
+      alive.executor.on("job:failed", (e) => failed.push(`job ${e.job.name}`));
       alive.executor.start();
       await rejects(async () => await (await alive.executor.job(job.id)).wait(), Error);
-      deepEqual(failed, ["a: LeaseExpiredError"]);
+      await until(() => failed.length === 2, "both events", clock);
+      deepEqual(failed, ["a: LeaseExpiredError", "job r"], "the task's end is reported before its job's");
       equal(alive.executor.stats().failed, 1);
       equal(alive.executor.stats().started, 0);
       await alive.executor.shutdown();
@@ -729,6 +802,26 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a result the storage refuses as malformed is reported lost, not silently forgotten",
+    async run(ctx) {
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => (ops, now) =>
+          ops.some((o) => o.type === "updateTask" && o.set.status === "completed")
+            ? Promise.reject(new TypeError("a value the storage cannot hold"))
+            : commit(ops, now),
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => "x")]);
+      const lost: string[] = [];
+      executor.on("task:lost", (e) => lost.push(e.reason));
+      executor.start();
+      await executor.submit({ name: "m", tasks: [{ key: "a", agent: "noop" }] });
+      await until(() => lost.length === 1, "result dropped", clock);
+      ok(lost[0]!.includes("cannot hold"), lost[0]);
+      equal(executor.stats().lost, 1);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "cancelling a job drops its tasks waiting in the ready queue: their agents are never called",
     async run(ctx) {
       const gate = deferred();
@@ -754,6 +847,34 @@ export const executorCases: Case<ExecContext>[] = [
         new Set((await ctx.storage.listTasks({ jobId: job.id })).map((t) => t.status)),
         new Set(["cancelled"]),
       );
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "tasks of a cancelled job leave the ready queue at once: not counted as queued, their room claimable",
+    async run(ctx) {
+      const hold = deferred<string>();
+      const { executor, clock } = harness(ctx.storage, [
+        agent("hold", () => hold.promise),
+        agent("x", (n) => n),
+      ], { maxWorkers: 1, queueCapacity: 3 });
+      executor.start();
+      const first = await executor.submit({ name: "a", tasks: [{ key: "h", agent: "hold" }] });
+      await until(() => executor.stats().running === 1, "the only worker busy", clock);
+      const doomed = await executor.submit({
+        name: "b",
+        tasks: [1, 2, 3].map((i) => ({ key: `t${i}`, agent: "x", input: i })),
+      });
+      await until(() => executor.stats().queued === 3, "the queue full", clock);
+      await doomed.cancel();
+      equal(executor.stats().queued, 0);
+      const next = await executor.submit({ name: "c", tasks: [{ key: "y", agent: "x", input: 7 }] });
+      // Claimed while the worker is still busy: the cancelled tasks no longer hold the room.
+      await until(async () => (await taskByKey(ctx, next.id, "y")).status === "running", "y claimed", clock);
+      equal(executor.stats().queued, 1);
+      hold.resolve("done");
+      deepEqual(await next.wait(), { y: 7 });
+      deepEqual(await first.wait(), { h: "done" });
       await executor.shutdown();
     },
   },

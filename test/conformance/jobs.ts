@@ -341,6 +341,28 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a child spawned to run later starts at its time, without waiting for a poll",
+    async run(ctx) {
+      let ranAt = -1;
+      const { executor, clock } = harness(ctx.storage, [
+        agent("parent", (_i, c) => {
+          c.spawn({ key: "later", agent: "child", delayMs: 100 });
+          return "spawned";
+        }),
+        agent("child", () => (ranAt = clock.now() - START)),
+      ], { pollIntervalMs: 60_000, leaseMs: 600_000 });
+      executor.start();
+      const job = await executor.submit({ name: "later", tasks: [{ key: "p", agent: "parent" }] });
+      await until(async () => byKey(await job.tasks()).p!.status === "completed", "parent stored", clock);
+      equal(ranAt, -1);
+      await clock.advance(100);
+      await until(() => ranAt >= 0, "the child run at its time", clock);
+      equal(ranAt, 100);
+      deepEqual(await job.wait(), { p: "spawned", "p/later": 100 });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a parent retried after spawning does not duplicate its children",
     async run(ctx) {
       let attempts = 0;
