@@ -167,6 +167,10 @@ interface Pending {
 
 type State = "idle" | "running" | "stopping" | "stopped";
 
+function shown(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : typeof value === "function" ? "a function" : String(value);
+}
+
 function positive(name: string, value: number | undefined, fallback: number, integer = false): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
@@ -361,18 +365,37 @@ export class Executor {
     }
     this.id = options.id ?? `executor-${newId()}`;
     this.#stableId = options.id !== undefined;
-    this.#clock = options.clock ?? systemClock;
-    this.#random = options.random ?? Math.random;
+    const clock = options.clock ?? systemClock;
+    if (
+      typeof clock !== "object" || clock === null || typeof clock.now !== "function" ||
+      typeof clock.setTimer !== "function" || typeof clock.clearTimer !== "function"
+    ) {
+      throw new TypeError(`Executor option "clock" must have now(), setTimer() and clearTimer(), got ${shown(clock)}`);
+    }
+    this.#clock = clock;
+    const random = options.random ?? Math.random;
+    if (typeof random !== "function") {
+      throw new TypeError(`Executor option "random" must be a function, got ${shown(random)}`);
+    }
+    this.#random = random;
     this.#maxWorkers = positive("maxWorkers", options.maxWorkers, 4, true);
     const capacity = positive("queueCapacity", options.queueCapacity, 1000, true);
     this.#taskTimeoutMs = positive("taskTimeoutMs", options.taskTimeoutMs, 300_000);
     const r = options.retry ?? {};
+    if (typeof r !== "object" || r === null || Array.isArray(r)) {
+      throw new TypeError(`Executor option "retry" must be an object, got ${shown(r)}`);
+    }
     this.#retry = {
       delayMs: r.delayMs === 0 ? 0 : positive("retry.delayMs", r.delayMs, DEFAULT_RETRY.delayMs),
       factor: positive("retry.factor", r.factor, DEFAULT_RETRY.factor),
-      maxDelayMs: positive("retry.maxDelayMs", r.maxDelayMs, DEFAULT_RETRY.maxDelayMs),
+      maxDelayMs: r.maxDelayMs === 0 ? 0 : positive("retry.maxDelayMs", r.maxDelayMs, DEFAULT_RETRY.maxDelayMs),
       jitter: r.jitter ?? DEFAULT_RETRY.jitter,
     };
+    if (this.#retry.factor < 1) {
+      throw new RangeError(
+        `Executor option "retry.factor" must be at least 1 (delays grow), got ${this.#retry.factor}`,
+      );
+    }
     if (typeof this.#retry.jitter !== "boolean") {
       throw new TypeError(`Executor option "retry.jitter" must be a boolean, got ${typeof this.#retry.jitter}`);
     }
@@ -395,7 +418,18 @@ export class Executor {
       : positive("maxPayloadBytes", options.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES, true);
     this.#retention = checkRetention(options.retention);
     const queueFactory = options.queue ?? ((n: number) => new RingQueue<Task>(n));
-    this.#queue = queueFactory(capacity);
+    if (typeof queueFactory !== "function") {
+      throw new TypeError(`Executor option "queue" must be a function building a queue, got ${shown(queueFactory)}`);
+    }
+    const queue = queueFactory(capacity);
+    const methods = ["tryPush", "tryPop", "drain", "close"] as const;
+    if (
+      typeof queue !== "object" || queue === null || methods.some((m) => typeof queue[m] !== "function") ||
+      !(typeof queue.capacity === "number" && queue.capacity >= 1)
+    ) {
+      throw new TypeError(`Executor option "queue" must build a Queue (capacity, tryPush, tryPop, drain, close)`);
+    }
+    this.#queue = queue;
     this.#stoppedPromise = new Promise((resolve) => (this.#stopped = resolve));
     this.#contextHost = {
       storage: this.storage,
@@ -462,7 +496,15 @@ export class Executor {
    * the promise resolves.
    */
   shutdown(options: { graceMs?: number } = {}): Promise<void> {
-    if (!this.#shutdown) this.#shutdown = this.#doShutdown(options.graceMs ?? this.#graceMs);
+    const graceMs = options?.graceMs;
+    if (graceMs !== undefined && (typeof graceMs !== "number" || !Number.isFinite(graceMs) || graceMs < 0)) {
+      return Promise.reject(
+        new RangeError(`shutdown() option "graceMs" must be a number of milliseconds >= 0, got ${shown(graceMs)}`),
+      );
+    }
+    // A later call with a shorter grace period cuts the first one short (a second Ctrl-C).
+    if (this.#shutdown) this.#shortenGrace?.(graceMs ?? Infinity);
+    else this.#shutdown = this.#doShutdown(graceMs ?? this.#graceMs);
     return this.#shutdown;
   }
 
@@ -1524,10 +1566,20 @@ export class Executor {
     // The grace period counts from the shutdown call.
     let graceOver = graceMs <= 0;
     let onGraceOver: (() => void) | null = null;
-    const graceTimer = graceOver ? null : this.#clock.setTimer(() => {
+    const endGrace = () => {
+      graceTimer = null;
       graceOver = true;
       onGraceOver?.();
-    }, graceMs);
+    };
+    let graceEnds = this.#clock.now() + graceMs;
+    let graceTimer = graceOver ? null : this.#clock.setTimer(endGrace, graceMs);
+    this.#shortenGrace = (ms) => {
+      if (graceOver || this.#clock.now() + ms >= graceEnds) return;
+      graceEnds = this.#clock.now() + ms;
+      if (graceTimer !== null) this.#clock.clearTimer(graceTimer);
+      if (ms <= 0) endGrace();
+      else graceTimer = this.#clock.setTimer(endGrace, ms);
+    };
     this.#poke();
     const w = this.#roomWaiter;
     this.#roomWaiter = null;
@@ -1566,6 +1618,7 @@ export class Executor {
         })),
       ]);
     }
+    this.#shortenGrace = null;
     if (graceTimer !== null) this.#clock.clearTimer(graceTimer);
     while (this.#flushing) await this.#flushing;
     this.#state = "stopped";
@@ -1582,4 +1635,6 @@ export class Executor {
   }
 
   #idleWaiter: (() => void) | null = null;
+  /** While a shutdown waits out its grace period: end it sooner (a later `shutdown()` call). */
+  #shortenGrace: ((ms: number) => void) | null = null;
 }

@@ -1058,6 +1058,36 @@ export const executorCases: Case<ExecContext>[] = [
         "heartbeatMs",
       );
       throws(() => new Executor({ storage: undefined as never, registry }), TypeError, '"storage"');
+      throws(() => new Executor({ storage: ctx.storage, registry, retry: "fast" as never }), TypeError, '"retry"');
+      throws(() => new Executor({ storage: ctx.storage, registry, retry: { factor: 0.5 } }), RangeError, "0.5");
+      throws(() => new Executor({ storage: ctx.storage, registry, queue: 5 as never }), TypeError, '"queue"');
+      throws(() => new Executor({ storage: ctx.storage, registry, queue: () => ({}) as never }), TypeError, '"queue"');
+      throws(() => new Executor({ storage: ctx.storage, registry, clock: {} as never }), TypeError, '"clock"');
+      throws(() => new Executor({ storage: ctx.storage, registry, random: 1 as never }), TypeError, '"random"');
+      // A cap of 0 with no delay is a valid choice (retry at once), as is a constant delay.
+      new Executor({ storage: ctx.storage, registry, retry: { delayMs: 0, maxDelayMs: 0 } });
+      new Executor({ storage: ctx.storage, registry, retry: { factor: 1 } });
+    },
+  },
+  {
+    name: "shutdown() refuses a bad grace period, and a later call with a shorter one cuts the first short",
+    async run(ctx) {
+      const { executor, clock } = harness(ctx.storage, [agent("hang", () => new Promise(() => {}))]);
+      for (const graceMs of [Number.NaN, -5, "x", Infinity]) {
+        await rejects(() => executor.shutdown({ graceMs: graceMs as number }), RangeError, '"graceMs"');
+      }
+      executor.start();
+      const job = await executor.submit({ name: "g", tasks: [{ key: "a", agent: "hang" }] });
+      await until(() => executor.stats().running === 1, "the task to start", clock);
+      let done = false;
+      const first = executor.shutdown({ graceMs: 60_000 }).then(() => (done = true));
+      await clock.advance(1000);
+      equal(done, false);
+      const second = executor.shutdown({ graceMs: 0 });
+      await second;
+      await first;
+      equal(done, true);
+      equal((await taskByKey(ctx, job.id, "a")).status, "ready", "released without counting the attempt");
     },
   },
   {
