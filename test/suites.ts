@@ -6,6 +6,8 @@ import { executorCases } from "./conformance/executor.ts";
 import { jobCases } from "./conformance/jobs.ts";
 import { jobPropertyCases } from "./conformance/jobs-property.ts";
 import type { ExecContext } from "./conformance/executor-kit.ts";
+import { queueCases, type QueueContext, ringQueueCases } from "./conformance/queue.ts";
+import { RingQueue } from "../src/queue.ts";
 import type { Target } from "./targets.ts";
 
 export function registerSuites(registrar: Registrar, targets: readonly Target[]): void {
@@ -42,4 +44,10 @@ export function registerSuites(registrar: Registrar, targets: readonly Target[])
     register(registrar, `jobs[${target.name}]`, jobCases, execSetup);
     register(registrar, `jobs[${target.name}]`, jobPropertyCases(target.durable ? 5 : 30), execSetup);
   }
+}
+
+/** Registers the queue suite against `RingQueue` (once per runner; it needs no storage). */
+export function registerQueueSuite(registrar: Registrar): void {
+  const setup = () => Promise.resolve({ ctx: { make: (n: number) => new RingQueue<number>(n) } as QueueContext });
+  register(registrar, "queue[RingQueue]", [...queueCases, ...ringQueueCases], setup);
 }

@@ -1,7 +1,11 @@
-import { registerSuites } from "../../suites.ts";
+import { registerQueueSuite, registerSuites } from "../../suites.ts";
 import { memoryTarget } from "../../targets.ts";
 
 registerSuites({
   test: (name, fn) => Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false }),
   skip: (name, reason) => Deno.test({ name, ignore: reason.length > 0, fn: () => {} }),
 }, [memoryTarget]);
+registerQueueSuite({
+  test: (name, fn) => Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false }),
+  skip: (name, reason) => Deno.test({ name, ignore: reason.length > 0, fn: () => {} }),
+});
