@@ -37,8 +37,8 @@ async function fresh(ctx: Ctx): Promise<PostgresStorage> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * `JobHandle.wait()` rejects when one of its reads meets the lost connection (it does not
- * retry storage errors as the executor does): wait again until the job ends.
+ * `JobHandle.wait()` retries up to five failed reads in a row; terminated connections may
+ * fail more than that: wait again until the job ends.
  */
 async function waitThrough(handle: JobHandle): Promise<Record<string, JsonValue>> {
   for (let i = 0;; i++) {
