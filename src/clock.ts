@@ -21,35 +21,51 @@ export interface Clock {
  */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
-/** A long timer of the real clock: the `setTimeout` handle of its current leg. */
-class SystemTimer {
-  id: ReturnType<typeof setTimeout> | undefined = undefined;
+/** What {@link timerClock} builds a clock from: a time source and `setTimeout`-like timers. */
+export interface TimerHost {
+  /** Current time in epoch milliseconds. */
+  now(): number;
+  /** Schedule `fn` after `ms`; delays past 2^31 - 1 ms may fire at once, as `setTimeout`'s do. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancel what `setTimeout` returned. */
+  clearTimeout(handle: unknown): void;
 }
 
-/** Wait `ms` in legs no longer than `setTimeout` keeps, then call `fn`. */
-function armLeg(timer: SystemTimer, fn: () => void, dueAt: number): void {
-  const left = dueAt - Date.now();
-  timer.id = setTimeout(
-    () => left > MAX_TIMEOUT_MS ? armLeg(timer, fn, dueAt) : fn(),
-    Math.min(Math.max(0, left), MAX_TIMEOUT_MS),
-  );
+/** A long timer: the host's handle of its current leg. */
+class LongTimer {
+  id: unknown = undefined;
 }
 
 /**
- * The real clock: `Date.now` and `setTimeout`. A delay longer than `setTimeout` keeps (a
- * task due in a month, a timeout of weeks) waits in legs instead of firing at once.
+ * A clock on `host`'s time and timers. A delay longer than `setTimeout` keeps (a task due in
+ * a month, a timeout of weeks) waits in legs of at most 2^31 - 1 ms instead of firing at once.
  */
-export const systemClock: Clock = {
+export function timerClock(host: TimerHost): Clock {
+  const armLeg = (timer: LongTimer, fn: () => void, dueAt: number): void => {
+    const left = dueAt - host.now();
+    timer.id = host.setTimeout(
+      () => left > MAX_TIMEOUT_MS ? armLeg(timer, fn, dueAt) : fn(),
+      Math.min(Math.max(0, left), MAX_TIMEOUT_MS),
+    );
+  };
+  return {
+    now: () => host.now(),
+    setTimer: (fn, ms) => {
+      if (!(ms > MAX_TIMEOUT_MS)) return host.setTimeout(fn, ms);
+      const timer = new LongTimer();
+      armLeg(timer, fn, host.now() + ms);
+      return timer;
+    },
+    clearTimer: (handle) => host.clearTimeout(handle instanceof LongTimer ? handle.id : handle),
+  };
+}
+
+/** The real clock: `Date.now` and `setTimeout`, with long delays waited in legs (see {@link timerClock}). */
+export const systemClock: Clock = timerClock({
   now: () => Date.now(),
-  setTimer: (fn, ms) => {
-    if (!(ms > MAX_TIMEOUT_MS)) return setTimeout(fn, ms);
-    const timer = new SystemTimer();
-    armLeg(timer, fn, Date.now() + ms);
-    return timer;
-  },
-  clearTimer: (handle) =>
-    clearTimeout(handle instanceof SystemTimer ? handle.id : handle as ReturnType<typeof setTimeout>),
-};
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+});
 
 interface ManualTimer {
   at: number;

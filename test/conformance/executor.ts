@@ -3,7 +3,7 @@
  * leases, recovery and shutdown — run against every adapter in every runtime.
  */
 
-import { ManualClock, systemClock } from "../../src/clock.ts";
+import { ManualClock, timerClock } from "../../src/clock.ts";
 import { NonRetryableError, StorageCorruptError, StorageError, TaskTimeoutError } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
 import { RingQueue } from "../../src/queue.ts";
@@ -950,8 +950,28 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
-    name: "a task due in 30 days leaves the executor idle on the real clock (setTimeout caps delays at ~24.8 days)",
+    name: "a task due in 30 days leaves the executor idle (setTimeout fires delays past ~24.8 days at once)",
     async run(ctx) {
+      // Timers that behave as the runtime's: a delay past 2^31 - 1 ms fires after 1 ms.
+      const runtimeLike = (manual: ManualClock) =>
+        timerClock({
+          now: () => manual.now(),
+          setTimeout: (fn, ms) => manual.setTimer(fn, ms > 2 ** 31 - 1 ? 1 : ms),
+          clearTimeout: (h) => manual.clearTimer(h),
+        });
+      const month = 30 * 86_400_000;
+      // The clock itself: a 30-day timer fires at its time, not before; a cleared one never.
+      const alone = new ManualClock(START);
+      const bare = runtimeLike(alone);
+      let fired = 0;
+      bare.setTimer(() => fired++, month);
+      bare.clearTimer(bare.setTimer(() => fired++, month));
+      await alone.advance(month - 1);
+      equal(fired, 0);
+      await alone.advance(1);
+      equal(fired, 1);
+
+      const manual = new ManualClock(START);
       let claims = 0;
       const storage = intercept(ctx.storage, {
         claimReady: (claim) => (o) => {
@@ -959,18 +979,18 @@ export const executorCases: Case<ExecContext>[] = [
           return claim(o);
         },
       });
-      const { executor } = harness(storage, [agent("noop", () => null)], { clock: systemClock as ManualClock });
+      const { executor } = harness(storage, [agent("noop", () => null)], {
+        clock: runtimeLike(manual) as ManualClock,
+        pollIntervalMs: 60_000,
+        leaseMs: 600_000,
+        recoveryIntervalMs: 3_600_000,
+      });
       executor.start();
-      await executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 30 * 86_400_000 }] });
+      await executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: month }] });
+      await until(() => claims > 0, "the first claim", manual);
       const before = claims;
-      await new Promise((r) => setTimeout(r, 300));
-      ok(claims - before <= 2, `${claims - before} claims in 300 ms`);
-      // The clock itself: a 30-day timer has not fired, and clearing it works.
-      let fired = false;
-      const t = systemClock.setTimer(() => (fired = true), 30 * 86_400_000);
-      await new Promise((r) => setTimeout(r, 20));
-      systemClock.clearTimer(t);
-      equal(fired, false);
+      for (let i = 0; i < 30; i++) await manual.advance(10);
+      ok(claims - before <= 1, `${claims - before} claims in 300 ms`);
       await executor.shutdown();
     },
   },

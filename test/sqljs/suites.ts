@@ -17,6 +17,7 @@ import { crc32 } from "../../adapters/sqljs/journal.ts";
 import { StorageBlockedError, StorageCorruptError, StorageError, StorageVersionError } from "../../src/errors.ts";
 import type { Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects } from "../conformance/assert.ts";
+import { until } from "../conformance/executor-kit.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 import { type Case, register, type Registrar } from "../conformance/harness.ts";
 import { openTestStorage, testSqlJs } from "../targets-sqljs.ts";
@@ -336,7 +337,8 @@ export const sqljsCases: Case<Ctx>[] = [
       const base = p.appends;
       p.hold();
       const first = s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
-      await tick();
+      // The first claim's write is under way (held) before the others are made.
+      await until(() => p.appends === base + 1, "the first claim's write");
       const rest = Array.from({ length: 10 }, () => s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 }));
       await tick();
       p.release();
