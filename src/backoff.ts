@@ -35,7 +35,8 @@ export const DEFAULT_RETRY: Readonly<RetryOptions> = Object.freeze({
  * ```
  */
 export function backoffDelay(attempt: number, options: RetryOptions, random: () => number = Math.random): number {
-  const raw = options.delayMs * Math.pow(options.factor, Math.max(0, attempt - 1));
+  // No delay stays no delay, however large the power grows (0 * Infinity would be NaN).
+  const raw = options.delayMs === 0 ? 0 : options.delayMs * Math.pow(options.factor, Math.max(0, attempt - 1));
   const capped = Math.min(options.maxDelayMs, raw);
   return options.jitter ? Math.floor(random() * capped) : capped;
 }

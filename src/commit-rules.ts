@@ -193,6 +193,9 @@ class Batch {
   /** Dependents added by inserts of this batch, which the transaction does not know yet. */
   readonly newDependents = new Map<string, string[]>();
   readied = 0;
+  /** Failed, cancelled or rejected tasks whose pending dependents are still to be ended. */
+  readonly #toFail: Task[] = [];
+  #failing = false;
 
   constructor(readonly tx: RuleTx, readonly now: number) {}
 
@@ -280,7 +283,20 @@ class Batch {
     if (
       prevStatus !== next.status &&
       (next.status === "failed" || next.status === "cancelled" || next.status === "rejected")
-    ) yield* this.failDependents(next);
+    ) {
+      // Dependents are ended from a work list, not by recursion: a chain of thousands of
+      // tasks would otherwise nest one call per link and overflow the stack.
+      this.#toFail.push(next);
+      if (!this.#failing) {
+        this.#failing = true;
+        try {
+          for (let t = this.#toFail.pop(); t; t = this.#toFail.pop()) yield* this.failDependents(t);
+        } finally {
+          this.#failing = false;
+          this.#toFail.length = 0;
+        }
+      }
+    }
     return next;
   }
 

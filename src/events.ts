@@ -79,7 +79,13 @@ export class Emitter {
     if (!set || set.size === 0) return;
     for (const listener of [...set]) {
       try {
-        (listener as Listener<K>)(payload);
+        const result: unknown = (listener as Listener<K>)(payload);
+        // An async listener's rejection is reported the same way (it would be unhandled).
+        if (result instanceof Promise) {
+          result.catch((error: unknown) => {
+            if (event !== "listener:error") this.emit("listener:error", { event, error });
+          });
+        }
       } catch (error) {
         if (event === "listener:error") continue;
         this.emit("listener:error", { event, error });

@@ -26,8 +26,10 @@ const chars: number[] = new Array<number>(26).fill(CODES[0]!);
  * console.assert(a < b);
  * ```
  */
-export function newId(now: number = Date.now()): string {
-  if (now <= lastTime) {
+export function newId(time: number = Date.now()): string {
+  // Whole milliseconds (a clock may answer fractions, e.g. built on `performance.now()`).
+  const now = Math.floor(time);
+  if (!(now > lastTime)) {
     // Same (or earlier) millisecond: increment the random part, keep the time.
     let i = 15;
     while (i >= 0 && lastRandom[i] === 31) {

@@ -8,6 +8,7 @@ import { jobPropertyCases } from "./conformance/jobs-property.ts";
 import type { ExecContext } from "./conformance/executor-kit.ts";
 import { queueCases, type QueueContext, ringQueueCases } from "./conformance/queue.ts";
 import { RingQueue } from "../src/queue.ts";
+import { unitCases } from "./conformance/units.ts";
 import type { Target } from "./targets.ts";
 
 export function registerSuites(registrar: Registrar, targets: readonly Target[]): void {
@@ -46,8 +47,9 @@ export function registerSuites(registrar: Registrar, targets: readonly Target[])
   }
 }
 
-/** Registers the queue suite against `RingQueue` (once per runner; it needs no storage). */
-export function registerQueueSuite(registrar: Registrar): void {
+/** Registers the suites that need no storage (once per runner): the queue against `RingQueue`, backoff, ids. */
+export function registerCoreSuites(registrar: Registrar): void {
   const setup = () => Promise.resolve({ ctx: { make: (n: number) => new RingQueue<number>(n) } as QueueContext });
   register(registrar, "queue[RingQueue]", [...queueCases, ...ringQueueCases], setup);
+  register(registrar, "core", unitCases, () => Promise.resolve({ ctx: undefined }));
 }

@@ -1,6 +1,6 @@
 // The shared suites in real Chromium, against the memory adapter and the real `indexedDB`.
 import { test } from "vitest";
-import { registerQueueSuite, registerSuites } from "../suites.ts";
+import { registerCoreSuites, registerSuites } from "../suites.ts";
 import { indexedDbTarget } from "../targets-indexeddb.ts";
 import { memoryTarget } from "../targets.ts";
 
@@ -8,4 +8,4 @@ registerSuites({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(n
   memoryTarget,
   indexedDbTarget("indexeddb-chromium"),
 ]);
-registerQueueSuite({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) });
+registerCoreSuites({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) });

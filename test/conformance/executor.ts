@@ -1137,6 +1137,11 @@ export const executorCases: Case<ExecContext>[] = [
       executor.on("task:completed", () => {
         throw new Error("listener bug");
       });
+      // An async listener's rejection is reported too (it would be an unhandled rejection).
+      executor.on("job:completed", async () => {
+        await Promise.resolve();
+        throw new Error("async listener bug");
+      });
       executor.on("listener:error", (e) => reported.push(e.event));
       executor.start();
       const job = await executor.submit({
@@ -1144,7 +1149,8 @@ export const executorCases: Case<ExecContext>[] = [
         tasks: [{ key: "a", agent: "noop" }, { key: "b", agent: "noop" }],
       });
       deepEqual(await job.wait(), { a: 1, b: 1 });
-      deepEqual(reported, ["task:completed", "task:completed"]);
+      await until(() => reported.length === 3, "the async listener's rejection reported");
+      deepEqual(reported.sort(), ["job:completed", "task:completed", "task:completed"]);
       await executor.shutdown();
     },
   },

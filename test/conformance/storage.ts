@@ -679,6 +679,26 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "a failure ends a chain of 3,000 dependents, and cancelling a job ends such a chain (no recursion per link)",
+    async run({ storage }) {
+      const chain = (n: number) =>
+        buildJob(Array.from({ length: n }, (_, i) => ({ key: `t${i}`, ...(i > 0 ? { deps: [`t${i - 1}`] } : {}) })));
+      const failed = chain(3000);
+      await storage.createJob(failed.job, failed.tasks);
+      await settle(storage, failed.id("t0"), "failed");
+      equal((await get(storage, failed.id("t2999"))).status, "cancelled");
+      const job = (await storage.getJob(failed.job.id))!;
+      equal(job.status, "failed");
+      equal(job.openCount, 0);
+
+      const cancelled = chain(3000);
+      await storage.createJob(cancelled.job, cancelled.tasks);
+      await setJobStatus(storage, cancelled.job.id, "cancelled");
+      equal((await get(storage, cancelled.id("t2999"))).status, "cancelled");
+      equal((await storage.getJob(cancelled.job.id))!.openCount, 0);
+    },
+  },
+  {
     name: "onDependencyFailure: block makes the dependent blocked instead of cancelled",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"], onDependencyFailure: "block" }]);

@@ -1,6 +1,6 @@
 import { test } from "bun:test";
-import { registerQueueSuite, registerSuites } from "../../suites.ts";
+import { registerCoreSuites, registerSuites } from "../../suites.ts";
 import { memoryTarget } from "../../targets.ts";
 
 registerSuites({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) }, [memoryTarget]);
-registerQueueSuite({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) });
+registerCoreSuites({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) });

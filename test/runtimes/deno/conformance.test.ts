@@ -1,11 +1,11 @@
-import { registerQueueSuite, registerSuites } from "../../suites.ts";
+import { registerCoreSuites, registerSuites } from "../../suites.ts";
 import { memoryTarget } from "../../targets.ts";
 
 registerSuites({
   test: (name, fn) => Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false }),
   skip: (name, reason) => Deno.test({ name, ignore: reason.length > 0, fn: () => {} }),
 }, [memoryTarget]);
-registerQueueSuite({
+registerCoreSuites({
   test: (name, fn) => Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false }),
   skip: (name, reason) => Deno.test({ name, ignore: reason.length > 0, fn: () => {} }),
 });

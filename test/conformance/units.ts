@@ -1,0 +1,51 @@
+/**
+ * Small contracts with no storage: retry backoff and ids — run in every runtime.
+ */
+
+import { backoffDelay, DEFAULT_RETRY } from "../../src/backoff.ts";
+import { newId } from "../../src/ids.ts";
+import { equal, ok } from "./assert.ts";
+import type { Case } from "./harness.ts";
+
+export const unitCases: Case<unknown>[] = [
+  {
+    name: "backoffDelay grows by the factor, stops at the cap, and jitters within [0, delay)",
+    run() {
+      const o = { delayMs: 100, factor: 3, maxDelayMs: 1000, jitter: false };
+      equal(backoffDelay(1, o), 100);
+      equal(backoffDelay(2, o), 300);
+      equal(backoffDelay(3, o), 900);
+      equal(backoffDelay(4, o), 1000);
+      equal(backoffDelay(5000, o), 1000, "a power past Infinity is still capped");
+      const j = { ...o, jitter: true };
+      equal(backoffDelay(3, j, () => 0), 0);
+      equal(backoffDelay(3, j, () => 0.5), 450);
+      ok(backoffDelay(3, j, () => 0.999999) < 900);
+      equal(backoffDelay(1, DEFAULT_RETRY), 1000);
+    },
+  },
+  {
+    name: "backoffDelay with no delay is 0 at any attempt (never NaN)",
+    run() {
+      for (const attempt of [1, 2, 1026, 1e6]) {
+        equal(backoffDelay(attempt, { delayMs: 0, factor: 2, maxDelayMs: 1000, jitter: false }), 0);
+        equal(backoffDelay(attempt, { delayMs: 0, factor: 2, maxDelayMs: 1000, jitter: true }, () => 0.5), 0);
+      }
+    },
+  },
+  {
+    name: "newId makes 26-character ids that increase, from fractional and backward-going times too",
+    run() {
+      const valid = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+      // Times a little ahead of the clock, so that each one is new to the id generator.
+      const base = Date.now() + 5_000;
+      let prev = newId(base);
+      for (const t of [base + 0.5, base + 30.25, base + 29, base + 31.9, Number.NaN, base + 64.5]) {
+        const id = newId(t);
+        ok(valid.test(id), JSON.stringify(id));
+        ok(prev < id, `${prev} < ${id} (time ${t})`);
+        prev = id;
+      }
+    },
+  },
+];
