@@ -27,16 +27,18 @@
 import { applyCommit, applyCreateJob, checkClaimOptions, claimPatch } from "../src/commit-rules.ts";
 import { StorageClosedError, type StorageError, StorageVersionChangeError } from "../src/errors.ts";
 import { deepFreeze } from "../src/json.ts";
-import type {
-  ClaimOptions,
-  CommitOp,
-  CommitResult,
-  JobQuery,
-  PruneOptions,
-  RenewOptions,
-  Storage,
-  StorageCapabilities,
-  TaskQuery,
+import {
+  changeOf,
+  type ClaimOptions,
+  type CommitOp,
+  type CommitResult,
+  type JobQuery,
+  type PruneOptions,
+  type RenewOptions,
+  type Storage,
+  type StorageCapabilities,
+  type StorageChange,
+  type TaskQuery,
 } from "../src/storage.ts";
 import { isJobFinal } from "../src/status.ts";
 import type { Job, JsonValue, Task } from "../src/types.ts";
@@ -228,7 +230,7 @@ class IdbStorage implements IndexedDbStorage {
       await rtx.finish();
       return result;
     });
-    if (r.readied > 0 || r.jobs.length > 0) this.#wake.notify();
+    if (r.readied > 0 || r.jobs.length > 0) this.#wake.notify(changeOf(r));
     return r;
   }
 
@@ -240,7 +242,7 @@ class IdbStorage implements IndexedDbStorage {
       await rtx.finish();
       return result;
     });
-    if (r.readied > 0 || r.jobs.length > 0) this.#wake.notify();
+    if (r.readied > 0 || r.jobs.length > 0) this.#wake.notify(changeOf(r));
     return r;
   }
 
@@ -422,7 +424,7 @@ class IdbStorage implements IndexedDbStorage {
     });
   }
 
-  watch(listener: () => void): () => void {
+  watch(listener: (change?: StorageChange) => void): () => void {
     return this.#wake.add(listener);
   }
 

@@ -23,16 +23,18 @@ import {
 } from "../src/commit-rules.ts";
 import { StorageClosedError } from "../src/errors.ts";
 import { Heap } from "../src/heap.ts";
-import type {
-  ClaimOptions,
-  CommitOp,
-  CommitResult,
-  JobQuery,
-  PruneOptions,
-  RenewOptions,
-  Storage,
-  StorageCapabilities,
-  TaskQuery,
+import {
+  changeOf,
+  type ClaimOptions,
+  type CommitOp,
+  type CommitResult,
+  type JobQuery,
+  type PruneOptions,
+  type RenewOptions,
+  type Storage,
+  type StorageCapabilities,
+  type StorageChange,
+  type TaskQuery,
 } from "../src/storage.ts";
 import { isJobFinal } from "../src/status.ts";
 import type { Job, JsonValue, Task, TaskStatus } from "../src/types.ts";
@@ -170,7 +172,7 @@ export class MemoryStorage implements Storage {
   readonly #delayed = new Heap<Bucket>(soonestFirst);
   readonly #cache = new Map<string, Map<string, JsonValue>>();
   readonly #state = new Map<string, JsonValue>();
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(change?: StorageChange) => void>();
   #closed = false;
   #lastClaimAt = -Infinity;
 
@@ -306,7 +308,8 @@ export class MemoryStorage implements Storage {
 
   #notify(result: CommitResult): void {
     if (result.readied > 0 || result.jobs.length > 0) {
-      for (const l of this.#listeners) queueMicrotask(l);
+      const change = changeOf(result);
+      for (const l of this.#listeners) queueMicrotask(() => l(change));
     }
   }
 
@@ -536,7 +539,7 @@ export class MemoryStorage implements Storage {
   }
 
   /** {@inheritDoc Storage.watch} */
-  watch(listener: () => void): () => void {
+  watch(listener: (change?: StorageChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }

@@ -321,6 +321,9 @@ export class Executor {
   readonly #wakeTimes = new Heap<number>((a, b) => a < b);
   #timers: unknown[] = [];
   #unwatch: (() => void) | null = null;
+  /** `wait()`ers by job id, and the storage subscription that wakes them (while there are any). */
+  readonly #jobWaiters = new Map<string, Set<() => void>>();
+  #unwatchJobs: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #shutdown: Promise<void> | null = null;
   #stopped: (() => void) | null = null;
@@ -671,7 +674,43 @@ export class Executor {
       pollIntervalMs: this.#pollIntervalMs,
       on: (event, listener) => this.#events.on(event, listener),
       setJobStatus: (jobId, status) => this.#setJobStatus(jobId, status),
+      watchJob: (jobId, wake) => this.#watchJob(jobId, wake),
     };
+  }
+
+  /**
+   * Wake `wake` when job `jobId` may have changed status: at once for this executor's own
+   * commits, and on the storage's notifications, which name the jobs they changed when
+   * the backend knows them. Waiters of other jobs are not woken, so many `wait()`s cost
+   * one read per change of their own job, not one per change of any job.
+   */
+  #watchJob(jobId: string, wake: () => void): () => void {
+    let set = this.#jobWaiters.get(jobId);
+    if (!set) this.#jobWaiters.set(jobId, set = new Set());
+    set.add(wake);
+    this.#unwatchJobs ??= this.storage.watch((change) => this.#wakeJobs(change?.jobs));
+    const waiters = set;
+    return () => {
+      waiters.delete(wake);
+      if (waiters.size === 0 && this.#jobWaiters.get(jobId) === waiters) this.#jobWaiters.delete(jobId);
+      if (this.#jobWaiters.size === 0 && this.#unwatchJobs) {
+        this.#unwatchJobs();
+        this.#unwatchJobs = null;
+      }
+    };
+  }
+
+  /** Wake the waiters of `jobs` (`undefined`: of every job, as anything may have changed). */
+  #wakeJobs(jobs: readonly string[] | undefined): void {
+    if (this.#jobWaiters.size === 0) return;
+    if (jobs === undefined) {
+      for (const set of [...this.#jobWaiters.values()]) for (const wake of [...set]) wake();
+      return;
+    }
+    for (const id of jobs) {
+      const set = this.#jobWaiters.get(id);
+      if (set) { for (const wake of [...set]) wake(); }
+    }
   }
 
   async #setJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job> {
@@ -1377,6 +1416,7 @@ export class Executor {
   }
 
   #afterCommit(result: CommitResult): void {
+    if (this.#jobWaiters.size > 0 && result.jobs.length > 0) this.#wakeJobs(result.jobs.map((j) => j.id));
     if (result.readied > 0) {
       this.#poke();
       // A task made ready to run later (a spawned child, a dependent with a `runAt`).

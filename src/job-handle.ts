@@ -24,6 +24,11 @@ export interface JobHost {
   on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void;
   /** Move the job to `running`, `paused` or `cancelled`. */
   setJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job>;
+  /**
+   * Call `wake` when job `jobId` may have changed status; returns a function that stops.
+   * Without it, `wait()` listens to the host's job events and to every storage change.
+   */
+  watchJob?(jobId: string, wake: () => void): () => void;
 }
 
 type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}`>;
@@ -68,13 +73,17 @@ export class JobHandle {
       signal?.throwIfAborted();
       let wake: () => void = () => {};
       const woken = new Promise<void>((resolve) => (wake = resolve));
-      const matches = (p: { job: Job }) => p.job.id === this.id && wake();
-      const offs = [
-        this.#host.on("job:completed", matches),
-        this.#host.on("job:failed", matches),
-        this.#host.on("job:cancelled", matches),
-      ];
-      offs.push(this.#host.storage.watch(() => wake()));
+      let offs: (() => void)[];
+      if (this.#host.watchJob) offs = [this.#host.watchJob(this.id, () => wake())];
+      else {
+        const matches = (p: { job: Job }) => p.job.id === this.id && wake();
+        offs = [
+          this.#host.on("job:completed", matches),
+          this.#host.on("job:failed", matches),
+          this.#host.on("job:cancelled", matches),
+          this.#host.storage.watch(() => wake()),
+        ];
+      }
       const timer = this.#host.clock.setTimer(wake, this.#host.pollIntervalMs);
       const onAbort = () => wake();
       signal?.addEventListener("abort", onAbort, { once: true });

@@ -96,6 +96,19 @@ export interface SetStateOp {
 /** One op of a `commit` batch. */
 export type CommitOp = InsertTaskOp | UpdateTaskOp | UpdateJobOp | SetCacheOp | SetStateOp;
 
+/** What a `watch()` listener is told about a change, when the backend knows it. */
+export interface StorageChange {
+  /** Ids of the jobs whose status changed (empty when none did). */
+  readonly jobs: readonly string[];
+}
+
+/** The {@link StorageChange} a commit's result describes (what adapters tell their watchers). */
+export function changeOf(result: CommitResult): StorageChange {
+  const jobs: string[] = [];
+  for (const job of result.jobs) jobs.push(job.id);
+  return { jobs };
+}
+
 /** What a commit changed. */
 export interface CommitResult {
   /** Every task written by the batch (ops and scheduling rules), as stored now. */
@@ -233,9 +246,11 @@ export interface Storage {
   /**
    * Be told when tasks may have become claimable or a job's status changed (a commit with
    * `readied > 0` or a non-empty `jobs`), by this process or (where the backend can) by
-   * another one. Returns a function that stops listening.
+   * another one. The listener gets a {@link StorageChange} naming the jobs whose status
+   * changed when the backend knows them, and `undefined` when anything may have changed.
+   * Returns a function that stops listening.
    */
-  watch(listener: () => void): () => void;
+  watch(listener: (change?: StorageChange) => void): () => void;
 
   /** Release the backend. Further calls throw `StorageError`. */
   close(): Promise<void>;

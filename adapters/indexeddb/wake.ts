@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { StorageChange } from "../../src/storage.ts";
+
 interface Channel {
   postMessage(message: unknown): void;
   close(): void;
@@ -15,14 +17,34 @@ interface Channel {
 
 type ChannelClass = new (name: string) => Channel;
 
-/** The message posted on the channel. */
+/** The message posted on the channel: alone when anything may have changed (as older versions post it). */
 const READY = "task-core:ready";
+
+/** A change posted on the channel: the ids of the jobs whose status changed. */
+interface ChangeMessage {
+  kind: typeof READY;
+  jobs: string[];
+}
+
+/** The change a message from another context tells (`undefined`: anything may have changed). */
+function changeIn(data: unknown): StorageChange | undefined {
+  const m = data as Partial<ChangeMessage> | null;
+  if (typeof m === "object" && m !== null && m.kind === READY && Array.isArray(m.jobs)) {
+    if (m.jobs.every((id) => typeof id === "string")) return { jobs: m.jobs };
+  }
+  return undefined;
+}
+
+/** Listeners wake on any message of ours. */
+function isOurs(data: unknown): boolean {
+  return data === READY || (typeof data === "object" && data !== null && (data as ChangeMessage).kind === READY);
+}
 
 /** Local listeners plus an optional cross-context channel. */
 export class Wakeup {
   /** The channel name (`task-core:<database name>`). */
   readonly channelName: string;
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(change?: StorageChange) => void>();
   readonly #Channel: ChannelClass | undefined;
   #channel: Channel | undefined;
   #closed = false;
@@ -44,7 +66,7 @@ export class Wakeup {
     try {
       const ch = new this.#Channel(this.channelName);
       ch.onmessage = (event) => {
-        if (event.data === READY) this.#fire();
+        if (isOurs(event.data)) this.#fire(changeIn(event.data));
       };
       // Node and Bun: an open channel must not keep the process alive.
       ch.unref?.();
@@ -55,16 +77,16 @@ export class Wakeup {
     return this.#channel;
   }
 
-  #fire(): void {
-    for (const l of this.#listeners) queueMicrotask(l);
+  #fire(change?: StorageChange): void {
+    for (const l of this.#listeners) queueMicrotask(() => l(change));
   }
 
   /** Add a listener; returns a function that removes it. */
-  add(listener: () => void): () => void {
+  add(listener: (change?: StorageChange) => void): () => void {
     if (typeof listener !== "function") {
       throw new TypeError(`watch() expects a function, got ${typeof listener}`);
     }
-    const entry = (): void => listener();
+    const entry = (change?: StorageChange): void => listener(change);
     this.#listeners.add(entry);
     this.#ensureChannel();
     return () => {
@@ -72,11 +94,12 @@ export class Wakeup {
     };
   }
 
-  /** Tell local listeners and other contexts that tasks may have become claimable. */
-  notify(): void {
-    this.#fire();
+  /** Tell local listeners and other contexts that tasks may have become claimable or jobs changed status. */
+  notify(change?: StorageChange): void {
+    this.#fire(change);
     try {
-      this.#ensureChannel()?.postMessage(READY);
+      const message: ChangeMessage | typeof READY = change ? { kind: READY, jobs: [...change.jobs] } : READY;
+      this.#ensureChannel()?.postMessage(message);
     } catch {
       // The channel was closed under us: other contexts poll.
     }

@@ -10,16 +10,18 @@
 import { applyCommit, applyCreateJob, checkClaimOptions, isContractError } from "../../src/commit-rules.ts";
 import { StorageClosedError, StorageError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
-import type {
-  ClaimOptions,
-  CommitOp,
-  CommitResult,
-  JobQuery,
-  PruneOptions,
-  RenewOptions,
-  Storage,
-  StorageCapabilities,
-  TaskQuery,
+import {
+  changeOf,
+  type ClaimOptions,
+  type CommitOp,
+  type CommitResult,
+  type JobQuery,
+  type PruneOptions,
+  type RenewOptions,
+  type Storage,
+  type StorageCapabilities,
+  type StorageChange,
+  type TaskQuery,
 } from "../../src/storage.ts";
 import type { Job, JsonValue, Task } from "../../src/types.ts";
 import type { SqlClient, SqlParam, SqlQueryable, SqlRow } from "./client.ts";
@@ -165,7 +167,7 @@ export class PgStorage implements PostgresStorage {
       const rtx = new PgRuleTx(tx, this.#sql);
       await rtx.prefetchCreate(job?.id, tasks);
       const result = await applyCreateJob(rtx, job, tasks, this.#now());
-      await rtx.finish(wakes(result) ? [this.channel, this.#wake.origin] : undefined);
+      await rtx.finish(wakes(result) ? [this.channel, this.#wake.payload(changeOf(result))] : undefined);
       return result;
     }).then((r) => this.#woke(r));
   }
@@ -175,13 +177,13 @@ export class PgStorage implements PostgresStorage {
       const rtx = new PgRuleTx(tx, this.#sql);
       await rtx.prefetchCommit(ops);
       const result = await applyCommit(rtx, ops, now ?? this.#now());
-      await rtx.finish(wakes(result) ? [this.channel, this.#wake.origin] : undefined);
+      await rtx.finish(wakes(result) ? [this.channel, this.#wake.payload(changeOf(result))] : undefined);
       return result;
     }).then((r) => this.#woke(r));
   }
 
   #woke(r: CommitResult): CommitResult {
-    if (wakes(r)) this.#wake.notify();
+    if (wakes(r)) this.#wake.notify(changeOf(r));
     return r;
   }
 
@@ -320,7 +322,7 @@ export class PgStorage implements PostgresStorage {
     });
   }
 
-  watch(listener: () => void): () => void {
+  watch(listener: (change?: StorageChange) => void): () => void {
     return this.#wake.add(listener);
   }
 

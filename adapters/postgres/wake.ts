@@ -8,7 +8,22 @@
  * @module
  */
 
+import type { StorageChange } from "../../src/storage.ts";
 import type { SqlClient } from "./client.ts";
+
+/** Bytes a `NOTIFY` payload may hold (8000), with room to spare. */
+const MAX_PAYLOAD = 7000;
+
+/** The change a notification's job list tells (`undefined`: anything may have changed). */
+function changeIn(text: string): StorageChange | undefined {
+  try {
+    const jobs: unknown = JSON.parse(text);
+    if (Array.isArray(jobs) && jobs.every((id) => typeof id === "string")) return { jobs };
+  } catch {
+    // Not ours to read: treat as "anything may have changed".
+  }
+  return undefined;
+}
 
 /** Local listeners plus an optional `LISTEN` subscription. */
 export class Wakeup {
@@ -18,7 +33,7 @@ export class Wakeup {
   readonly origin: string;
   readonly #client: SqlClient;
   readonly #listen: boolean;
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(change?: StorageChange) => void>();
   #subscription: Promise<(() => Promise<void>) | undefined> | undefined;
   #closed = false;
 
@@ -35,14 +50,26 @@ export class Wakeup {
     return this.#listen;
   }
 
-  #fire(): void {
-    for (const l of this.#listeners) queueMicrotask(l);
+  #fire(change?: StorageChange): void {
+    for (const l of this.#listeners) queueMicrotask(() => l(change));
+  }
+
+  /**
+   * The payload of a commit's `NOTIFY`: this storage's origin (so it ignores its own echo),
+   * then the ids of the jobs whose status changed, when they fit in a notification.
+   */
+  payload(change: StorageChange): string {
+    const jobs = JSON.stringify(change.jobs);
+    return jobs.length + this.origin.length < MAX_PAYLOAD ? `${this.origin}\n${jobs}` : this.origin;
   }
 
   #subscribe(): void {
     if (this.#subscription || !this.#listen || this.#closed) return;
     this.#subscription = this.#client.listen!(this.channel, (payload) => {
-      if (payload !== this.origin) this.#fire();
+      // `origin` alone (or an older version's payload): anything may have changed.
+      const cut = payload.indexOf("\n");
+      if ((cut < 0 ? payload : payload.slice(0, cut)) === this.origin) return;
+      this.#fire(cut < 0 ? undefined : changeIn(payload.slice(cut + 1)));
     }).then(
       (stop) => {
         if (this.#closed) return void stop().catch(() => {});
@@ -58,9 +85,9 @@ export class Wakeup {
   }
 
   /** Add a listener; returns a function that removes it. */
-  add(listener: () => void): () => void {
+  add(listener: (change?: StorageChange) => void): () => void {
     if (typeof listener !== "function") throw new TypeError(`watch() expects a function, got ${typeof listener}`);
-    const entry = (): void => listener();
+    const entry = (change?: StorageChange): void => listener(change);
     this.#listeners.add(entry);
     this.#subscribe();
     return () => {
@@ -74,8 +101,8 @@ export class Wakeup {
   }
 
   /** Tell local listeners that tasks may have become claimable (other processes hear the commit's NOTIFY). */
-  notify(): void {
-    this.#fire();
+  notify(change?: StorageChange): void {
+    this.#fire(change);
   }
 
   /** Stop listening and drop every listener. */

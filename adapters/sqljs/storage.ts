@@ -17,16 +17,18 @@ import {
 } from "../../src/commit-rules.ts";
 import { StorageClosedError, StorageError } from "../../src/errors.ts";
 import { Mutex } from "../../src/lock.ts";
-import type {
-  ClaimOptions,
-  CommitOp,
-  CommitResult,
-  JobQuery,
-  PruneOptions,
-  RenewOptions,
-  Storage,
-  StorageCapabilities,
-  TaskQuery,
+import {
+  changeOf,
+  type ClaimOptions,
+  type CommitOp,
+  type CommitResult,
+  type JobQuery,
+  type PruneOptions,
+  type RenewOptions,
+  type Storage,
+  type StorageCapabilities,
+  type StorageChange,
+  type TaskQuery,
 } from "../../src/storage.ts";
 import type { Job, JsonValue, Task } from "../../src/types.ts";
 import type { SqlDb } from "./db.ts";
@@ -99,7 +101,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   readonly #writer: GroupCommit | null;
   readonly #lock = new Mutex();
   readonly #now: () => number;
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(change?: StorageChange) => void>();
   #closed = false;
   #closing: Promise<void> | null = null;
 
@@ -160,7 +162,10 @@ export class SqlJsStorageImpl implements SqlJsStorage {
       }
     });
     if (seq > 0) await this.#writer!.whenDurable(seq);
-    if (wakes(value)) { for (const l of this.#listeners) queueMicrotask(l); }
+    if (wakes(value)) {
+      const change = changeOf(value as CommitResult);
+      for (const l of this.#listeners) queueMicrotask(() => l(change));
+    }
     return value;
   }
 
@@ -271,7 +276,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
     }, never);
   }
 
-  watch(listener: () => void): () => void {
+  watch(listener: (change?: StorageChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }

@@ -1130,6 +1130,37 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "many wait()s read their own job about once each, not once per change of any job",
+    async run(ctx) {
+      let reads = 0;
+      const storage = intercept(ctx.storage, {
+        getJob: (getJob) => (id) => {
+          reads++;
+          return getJob(id);
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("ok", async () => {
+        await Promise.resolve();
+        return 1;
+      })], { maxWorkers: 2 });
+      const n = 40;
+      const handles = [];
+      for (let i = 0; i < n; i++) {
+        handles.push(await executor.submit({ name: `j${i}`, tasks: [{ key: "a", agent: "ok" }] }));
+      }
+      let ended = 0;
+      const waits = handles.map((h) => h.wait().then(() => ended++));
+      await until(() => reads >= n, "every wait() read its job", clock);
+      reads = 0;
+      executor.start();
+      await until(() => ended === n, "every job ended", clock);
+      await Promise.all(waits);
+      // One read per job when it ends (waking every waiter on every change read ~n²/2).
+      ok(reads <= 2 * n, `${reads} job reads for ${n} jobs`);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a listener that throws does not break the executor",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [agent("noop", () => 1)]);

@@ -16,6 +16,7 @@ import {
   StorageVersionChangeError,
   StorageVersionError,
 } from "../../src/errors.ts";
+import type { StorageChange } from "../../src/storage.ts";
 import type { Task } from "../../src/types.ts";
 import { deleteDatabase, testFactory, uniqueDbName } from "../targets-indexeddb.ts";
 import { deepEqual, equal, ok, rejects } from "./assert.ts";
@@ -115,11 +116,22 @@ export const indexedDbCases: Case<IdbContext>[] = [
     async run({ open }) {
       const a = await open();
       const b = await open();
-      let woken = 0;
-      b.watch(() => woken++);
+      const changes: (StorageChange | undefined)[] = [];
+      b.watch((change) => changes.push(change));
       const job = buildJob([{ key: "x" }]);
       await a.createJob(job.job, job.tasks);
-      ok(await until(() => woken > 0), "the other connection was never woken");
+      ok(await until(() => changes.length > 0), "the other connection was never woken");
+      deepEqual(changes, [{ jobs: [job.job.id] }], "the new job");
+      // The message names the jobs whose status changed (the job this completion ends).
+      const [x] = await a.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 1000 });
+      await a.commit([{
+        type: "updateTask",
+        id: x!.id,
+        expect: { version: x!.version },
+        set: { status: "completed" },
+      }]);
+      ok(await until(() => changes.length > 1), "the completion's message");
+      deepEqual(changes[1], { jobs: [job.job.id] });
     },
   },
   {

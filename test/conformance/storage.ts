@@ -11,7 +11,7 @@ import {
   StorageClosedError,
   StorageError,
 } from "../../src/errors.ts";
-import type { CommitResult, Storage } from "../../src/storage.ts";
+import type { CommitResult, Storage, StorageChange } from "../../src/storage.ts";
 import type { JobStatus, JsonValue, Task, TaskStatus } from "../../src/types.ts";
 import { AgentRegistry } from "../../src/registry.ts";
 import { buildJob as buildJobFromSpec } from "../../src/scheduler.ts";
@@ -1240,6 +1240,25 @@ export const storageCases: Case<StorageContext>[] = [
       equal(await storage.getTask(done[0]!.id("a")), undefined);
       equal(await storage.prune({ finishedBefore: Number.MAX_SAFE_INTEGER }), 1);
       deepEqual((await storage.listJobs()).map((j) => j.name), ["live"]);
+    },
+  },
+  {
+    name: "watch() listeners of this storage are told which jobs changed status",
+    async run({ storage }) {
+      const changes: (StorageChange | undefined)[] = [];
+      const stop = storage.watch((change) => changes.push(change));
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      for (let i = 0; i < 400 && changes.length < 1; i++) await new Promise((r) => setTimeout(r, 5));
+      deepEqual(changes, [{ jobs: [b.job.id] }], "the new job");
+      await settle(storage, b.id("a"), "completed");
+      for (let i = 0; i < 400 && changes.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      // Completing a makes b ready and changes no job's status (claiming it told nothing).
+      deepEqual(changes.slice(1), [{ jobs: [] }], "a completion that ends no job names none");
+      await settle(storage, b.id("b"), "completed");
+      for (let i = 0; i < 400 && changes.length < 3; i++) await new Promise((r) => setTimeout(r, 5));
+      deepEqual(changes[2], { jobs: [b.job.id] }, "the completion that ends the job names it");
+      stop();
     },
   },
   {

@@ -10,6 +10,7 @@ import { Statements } from "../../adapters/postgres/statements.ts";
 import { NonRetryableError, StorageError, StorageVersionError } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
 import type { JobHandle } from "../../src/job-handle.ts";
+import type { StorageChange } from "../../src/storage.ts";
 import type { JsonValue, Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects } from "../conformance/assert.ts";
 import { agent, registryOf, until } from "../conformance/executor-kit.ts";
@@ -204,9 +205,20 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         equal(own, 1, "the committing storage wakes its own listeners once (its NOTIFY echo is ignored)");
         // A claim makes nothing ready: no notification.
         const before = woken;
-        await a.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
+        const [x] = await a.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
         await sleep(150);
         equal(woken, before);
+        // The notification names the jobs whose status changed (the job this completion ends).
+        const changes: (StorageChange | undefined)[] = [];
+        b.watch((change) => changes.push(change));
+        await a.commit([{
+          type: "updateTask",
+          id: x!.id,
+          expect: { version: x!.version },
+          set: { status: "completed" },
+        }]);
+        await until(() => changes.length > 0, "the completion's notification");
+        deepEqual(changes, [{ jobs: [job.job.id] }]);
       },
     },
     {
