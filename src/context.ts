@@ -74,9 +74,11 @@ export interface TaskContext<Input = JsonValue> {
   /**
    * Add a child task to this job. Children are written in the same commit as this
    * task's completion, so a retried parent never duplicates them. `dependsOn` names
-   * earlier children of this attempt, by the keys given to `spawn`. A child's key in the
-   * job is `<parent key>/<key>`: that is the key `wait()` and a sibling's
-   * `dependencyOutputs()` show its output under. Like cache and state writes, a spawn
+   * earlier children of this attempt, by the keys given to `spawn` (which may not hold `/`
+   * or `#`). A child's key in the job is `<parent key>/<key>`, or `<parent key>#<attempt>/<key>`
+   * when the parent runs again after a rejected review (the first run's children keep theirs):
+   * that is the key `wait()` and a sibling's `dependencyOutputs()` show its output under.
+   * Keys are unique in a job. Like cache and state writes, a spawn
    * after the attempt ended (from work the agent did not await) throws: nothing would
    * store it.
    */

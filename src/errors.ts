@@ -278,7 +278,10 @@ export class UnknownAgentError extends NonRetryableError {
 export interface JobProblem {
   /** The task key concerned, if one is. */
   key?: string;
-  /** A short code: `duplicate-key`, `unknown-agent`, `unknown-dependency`, `cycle`, `invalid-input`, `empty-job`, `invalid-option`. */
+  /**
+   * A short code: `duplicate-key`, `invalid-key`, `unknown-agent`, `unknown-dependency`, `cycle`, `invalid-input`,
+   * `empty-job`, `invalid-option`.
+   */
   code: string;
   /** What is wrong, for a person. */
   message: string;

@@ -55,6 +55,24 @@ function describeValue(v: unknown): string {
 /** Check the options of one task spec (not its dependencies); push problems. */
 const TEXT_OPTIONS = ["description", "taskType", "summary", "acceptanceCriteria"] as const;
 
+/**
+ * Whether a key given by a user holds `/` or `#`: the job writes a spawned child's key as
+ * `<parent key>/<key>` (`<parent key>#<attempt>/<key>` when its parent runs again after a
+ * rejected review), so keys without them never collide.
+ */
+export function hasReservedChar(key: string): boolean {
+  return key.indexOf("/") >= 0 || key.indexOf("#") >= 0;
+}
+
+/** The problem of a key that {@link hasReservedChar}. */
+export function reservedKeyProblem(key: string, what: string): JobProblem {
+  return {
+    key,
+    code: "invalid-key",
+    message: `${what} may not contain "/" or "#" (they separate the keys of spawned children)`,
+  };
+}
+
 function badOption(problems: JobProblem[], key: string, field: string, value: unknown, want: string): void {
   problems.push({
     key,
@@ -268,6 +286,7 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
       problems.push({ key: t.key, code: "duplicate-key", message: `Task key "${t.key}" is used twice` });
       continue;
     }
+    if (hasReservedChar(t.key)) problems.push(reservedKeyProblem(t.key, `Task key "${t.key}"`));
     position.set(t.key, i);
     ids[i] = newId(now);
   }

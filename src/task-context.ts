@@ -10,7 +10,15 @@ import type { KeyValue, ReadonlyStorage, SpawnSpec, TaskContext, TaskHandle, Tas
 import { type JobProblem, JobValidationError } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { toJson } from "./json.ts";
-import { type AgentSource, checkInput, checkTaskOptions, type TaskDefaults, taskFromSpec } from "./scheduler.ts";
+import {
+  type AgentSource,
+  checkInput,
+  checkTaskOptions,
+  hasReservedChar,
+  reservedKeyProblem,
+  type TaskDefaults,
+  taskFromSpec,
+} from "./scheduler.ts";
 import type { CommitOp, Storage } from "./storage.ts";
 import type { JsonValue, Task } from "./types.ts";
 
@@ -161,7 +169,13 @@ export class AttemptContext implements TaskContext<JsonValue> {
     if (spec === null || typeof spec !== "object" || typeof spec.key !== "string" || spec.key === "") {
       throw new JobValidationError([{ code: "invalid-task", message: `spawn() needs a non-empty string "key"` }]);
     }
-    const key = `${this.#record.key}/${spec.key}`;
+    // A rerun after a rejected review spawns under `<parent>#<attempt>`: its children do not
+    // take the keys of the first run's, which are stored already.
+    const record = this.#record;
+    const key = record.reviewFeedback === null
+      ? `${record.key}/${spec.key}`
+      : `${record.key}#${record.attempts}/${spec.key}`;
+    if (hasReservedChar(spec.key)) problems.push(reservedKeyProblem(spec.key, `Child key "${spec.key}"`));
     const childKeys = (this.#childKeys ??= new Map());
     if (childKeys.has(spec.key)) {
       problems.push({ key, code: "duplicate-key", message: `Child key "${spec.key}" is used twice` });

@@ -128,6 +128,8 @@ export const jobCases: Case<ExecContext>[] = [
               { key: "d", agent: "echo", input: { f: () => 1 } as unknown as JsonValue },
               { key: "e", agent: "typed", input: { name: 42 } },
               { key: "f", agent: "echo", maxAttempts: 0 },
+              { key: "g/h", agent: "echo" },
+              { key: "i#2", agent: "echo" },
             ],
           }),
         JobValidationError,
@@ -140,6 +142,8 @@ export const jobCases: Case<ExecContext>[] = [
         "d:invalid-input",
         "e:invalid-input",
         "f:invalid-option",
+        "g/h:invalid-key",
+        "i#2:invalid-key",
       ]);
       ok(e.message.includes('"nobody"'));
       deepEqual(await ctx.storage.listJobs(), []);
@@ -384,6 +388,49 @@ export const jobCases: Case<ExecContext>[] = [
       equal(out["p/child"], 2);
       equal((await job.tasks()).length, 2);
       equal(await ctx.storage.getCache(job.id, "attempt"), 2);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "children a parent spawns again after a rejected review get keys of their own",
+    async run(ctx) {
+      let runs = 0;
+      const parent = agent("plan", (_i, c) => {
+        runs++;
+        const first = c.spawn({ key: "step", agent: "echo", input: runs });
+        c.spawn({ key: "sum", agent: "echo", input: runs * 10, dependsOn: ["step"] });
+        return first.key;
+      });
+      const { executor } = harness(ctx.storage, [parent, echo]);
+      executor.start();
+      const job = await executor.submit({ name: "rerun", tasks: [{ key: "p", agent: "plan", review: true }] });
+      await until(async () => (await job.tasks()).filter((t) => t.status === "completed").length === 3, "first run");
+      const p = byKey(await job.tasks()).p!;
+      await executor.review(p.id, "reject", "again");
+      await until(async () => runs === 2 && byKey(await job.tasks()).p!.status === "completed", "rerun");
+      await executor.review(p.id, "accept");
+      const out = await job.wait();
+      deepEqual(out, { p: "p#2/step", "p/step": 1, "p/sum": 10, "p#2/step": 2, "p#2/sum": 20 });
+      const keys = (await job.tasks()).map((t) => t.key);
+      equal(new Set(keys).size, keys.length, `keys are unique: ${keys.join(", ")}`);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a spawn key holding / or # fails the attempt with a JobValidationError",
+    async run(ctx) {
+      const parent = agent("parent", (_i, c) => {
+        c.spawn({ key: "x/y", agent: "echo" });
+        return "unreachable";
+      });
+      const { executor } = harness(ctx.storage, [parent, echo]);
+      executor.start();
+      const job = await executor.submit({ name: "bad-key", tasks: [{ key: "p", agent: "parent", maxAttempts: 1 }] });
+      await rejects(() => job.wait(), JobFailedError);
+      const tasks = await job.tasks();
+      equal(tasks.length, 1);
+      equal(tasks[0]!.error?.name, "JobValidationError");
+      ok(tasks[0]!.error?.message.includes('"/" or "#"'), tasks[0]!.error?.message);
       await executor.shutdown();
     },
   },
