@@ -6,6 +6,7 @@ import {
   ConflictError,
   InvalidTransitionError,
   isTransientStorageError,
+  JobValidationError,
   JsonValueError,
   NotFoundError,
   StorageClosedError,
@@ -154,19 +155,23 @@ export const storageCases: Case<StorageContext>[] = [
         },
       };
       let built;
+      let refused = false;
       try {
         built = buildJobFromSpec({ name: "fickle", tasks: [fickle] }, specAgents(), { maxAttempts: 4 }, 1_000);
-      } catch {
-        built = undefined;
+      } catch (e) {
+        ok(e instanceof JobValidationError || e instanceof TypeError, `refused by the builder: ${e}`);
+        refused = true;
       }
       if (built) {
         try {
           await storage.createJob(built.job, built.tasks);
         } catch (e) {
           ok(e instanceof TypeError, `a TypeError, got ${e}`);
+          refused = true;
         }
         const stored = await storage.getTask(built.tasks[0]!.id);
-        if (stored) ok(Number.isFinite(stored.priority), "a stored priority is a finite number");
+        if (refused) equal(stored, undefined, "a refused job writes nothing");
+        else ok(stored && Number.isFinite(stored.priority), "stored with the priority that was checked");
       }
     },
   },
@@ -1325,7 +1330,7 @@ export const storageCases: Case<StorageContext>[] = [
   {
     name: "durable data survives closing and reopening the storage",
     async run(ctx) {
-      if (!ctx.reopen) return; // registered with a skip reason by non-durable adapters
+      ok(ctx.reopen, "a durable target can reopen its storage"); // non-durable ones skip this case
       const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
       await ctx.storage.createJob(b.job, b.tasks);
       await settle(ctx.storage, b.id("a"), "completed", { output: { ok: true } });

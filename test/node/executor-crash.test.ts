@@ -48,7 +48,7 @@ function run(child: string, killAfterLines: number | null): Promise<number | nul
 }
 
 test(
-  "a 1,000-task job survives 20 SIGKILLs: nothing lost, nothing completed rerun, at-most-once never twice",
+  "a 1,000-task job survives its process being SIGKILLed (20 runs, each killed at a random point unless the job ended first): nothing lost, nothing completed rerun, at-most-once never twice",
   async () => {
     const child = join(work, "child.mjs");
     await build({
