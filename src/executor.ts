@@ -441,6 +441,7 @@ export class Executor {
       defaults: { maxAttempts: this.#maxAttempts },
       now: () => this.#clock.now(),
       progress: (t, f, m) => this.#progress(t, f, m),
+      checkSize: (value, what, key) => this.#checkSize(value, what, key),
     };
   }
 

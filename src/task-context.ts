@@ -31,6 +31,8 @@ export interface ContextHost {
   readonly defaults: TaskDefaults;
   now(): number;
   progress(task: Task, fraction: number, message: string | null): void;
+  /** Throw a `PayloadTooLargeError` naming `what "key"` when `value` is over the executor's `maxPayloadBytes`. */
+  checkSize(value: unknown, what: string, key: string): void;
 }
 
 /** A write after the attempt ended: nothing would store it, so it is refused, not lost. */
@@ -44,6 +46,8 @@ class BufferedKeyValue implements KeyValue {
     private readonly read: (key: string) => Promise<JsonValue | undefined>,
     /** Whether the attempt ended: its writes were taken (or dropped with it). */
     private readonly sealed: () => boolean,
+    /** Refuses a value over the payload limit (at once, where the agent can still react). */
+    private readonly checkSize: (value: unknown, key: string) => void,
   ) {}
 
   get(key: string): Promise<JsonValue | undefined> {
@@ -54,7 +58,9 @@ class BufferedKeyValue implements KeyValue {
   set(key: string, value: JsonValue): void {
     if (this.sealed()) throw ended("A cache or state write");
     if (typeof key !== "string") throw new TypeError(`Key must be a string, got ${typeof key}`);
-    this.writes.set(key, toJson(value));
+    const json = toJson(value);
+    this.checkSize(json, key);
+    this.writes.set(key, json);
   }
 
   delete(key: string): void {
@@ -130,7 +136,11 @@ export class AttemptContext implements TaskContext<JsonValue> {
     if (!this.#cache) {
       const { storage } = this.#host;
       const jobId = this.#record.jobId;
-      this.#cache = new BufferedKeyValue((key) => storage.getCache(jobId, key), () => this.#sealed);
+      this.#cache = new BufferedKeyValue(
+        (key) => storage.getCache(jobId, key),
+        () => this.#sealed,
+        (value, key) => this.#host.checkSize(value, "cache value", key),
+      );
     }
     return this.#cache;
   }
@@ -210,6 +220,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
     checkTaskOptions(spec, problems, key);
     const input = checkInput(this.#host.agents, spec, key, problems);
     if (problems.length > 0) throw new JobValidationError(problems);
+    this.#host.checkSize(input, "input of spawned task", key);
     const now = this.#host.now();
     const id = newId(now);
     childKeys.set(spec.key, id);
@@ -233,7 +244,11 @@ export class AttemptContext implements TaskContext<JsonValue> {
     let kv = states.get(scope);
     if (!kv) {
       const storage = this.#host.storage;
-      kv = new BufferedKeyValue((key) => storage.getState(scope, key), () => this.#sealed);
+      kv = new BufferedKeyValue(
+        (key) => storage.getState(scope, key),
+        () => this.#sealed,
+        (value, key) => this.#host.checkSize(value, "state value", key),
+      );
       states.set(scope, kv);
     }
     return kv;

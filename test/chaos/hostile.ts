@@ -296,6 +296,24 @@ export const hostileCases: Case<ReliabilityContext>[] = [
           c.cache.set("big", "z".repeat(2000));
           return "small";
         }),
+        // The limit is met where the agent can still react: spawn() and set() throw at once.
+        agent("careful", (_i, c) => {
+          const refused: string[] = [];
+          for (
+            const write of [
+              () => c.spawn({ key: "child", agent: "spawner", input: "z".repeat(2000) }),
+              () => c.cache.set("big", "z".repeat(2000)),
+              () => c.state("s").set("big", "z".repeat(2000)),
+            ]
+          ) {
+            try {
+              write();
+            } catch (e) {
+              refused.push((e as Error).name);
+            }
+          }
+          return refused;
+        }),
       ], { maxPayloadBytes: 1024 });
       executor.start();
       const job = await executor.submit({
@@ -303,11 +321,16 @@ export const hostileCases: Case<ReliabilityContext>[] = [
         tasks: [{ key: "s", agent: "spawner" }, { key: "c", agent: "cacher" }],
       });
       await settled(job);
+      const careful = await executor.submit({ name: "careful", tasks: [{ key: "k", agent: "careful" }] });
+      deepEqual(await careful.wait(), {
+        k: ["PayloadTooLargeError", "PayloadTooLargeError", "PayloadTooLargeError"],
+      });
       await executor.shutdown();
       const stored = await ctx.storage.listTasks({ jobId: job.id });
       equal(stored.length, 2, "no child was written");
       for (const s of stored) failedFor(s, "PayloadTooLargeError", "over maxPayloadBytes");
       equal(await ctx.storage.getCache(job.id, "big"), undefined, "no cache value was written");
+      equal(await ctx.storage.getState("s", "big"), undefined, "no state value was written");
     },
   },
   {
