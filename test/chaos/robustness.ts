@@ -10,7 +10,7 @@ import type { Task } from "../../src/types.ts";
 import { deepEqual, equal, ok } from "../conformance/assert.ts";
 import { agent, deferred, harness, registryOf, START, until } from "../conformance/executor-kit.ts";
 import type { Case } from "../conformance/harness.ts";
-import { type ReliabilityContext, sleep, within } from "./kit.ts";
+import { type ReliabilityContext, within } from "./kit.ts";
 
 /**
  * A wall clock that can jump while timers keep their delays, as in every JS runtime:
