@@ -14,17 +14,27 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "task-core-start-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function start(interruptAfterRan: number | null): Promise<{ code: number | null; out: string }> {
+function start(
+  interruptAfterRan: number | null,
+  interrupts = 1,
+  db = dir,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["scripts/run-ts.mjs", "examples/node-start.ts"], {
       cwd: root,
-      env: { ...process.env, TASK_DB_DIR: dir, WORK_MS: "60", ARTICLES: "10" },
+      env: { ...process.env, TASK_DB_DIR: db, WORK_MS: "60", ARTICLES: "10" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
     let sent = false;
+    let again = interrupts > 1;
     child.stdout.on("data", (chunk: Buffer) => {
       out += chunk.toString();
+      // The second Ctrl-C once the first was handled (signals sent together arrive as one).
+      if (again && out.includes("Interrupted")) {
+        again = false;
+        child.kill("SIGINT");
+      }
       const ran = out.split("\n").filter((l) => l.startsWith("ran ")).length;
       if (interruptAfterRan !== null && !sent && ran >= interruptAfterRan) {
         sent = true;
@@ -58,6 +68,23 @@ test(
     expect(after.filter((k) => before.includes(k))).toEqual([]);
     // Between them, the runs did every fetch, summary and the report.
     expect(new Set([...before, ...after]).size).toBe(21);
+  },
+  120_000,
+);
+
+test(
+  "npm start: a second Ctrl-C stops at once, handing running tasks back; the next run takes them back and finishes",
+  async () => {
+    const db = join(dir, "twice");
+    const first = await start(4, 2, db);
+    expect(first.code).toBe(0);
+    expect(first.out).toContain("Stopping now");
+    expect(first.out).toContain("Stopped.");
+    const second = await start(null, 1, db);
+    expect(second.code).toBe(0);
+    expect(second.out).toContain("Resuming job");
+    expect(second.out).toMatch(/completed: 22 tasks/);
+    expect(new Set([...ranKeys(first.out), ...ranKeys(second.out)]).size).toBe(21);
   },
   120_000,
 );
