@@ -285,12 +285,13 @@ class Batch {
       (next.status === "failed" || next.status === "cancelled" || next.status === "rejected")
     ) {
       // Dependents are ended from a work list, not by recursion: a chain of thousands of
-      // tasks would otherwise nest one call per link and overflow the stack.
+      // tasks would otherwise nest one call per link and overflow the stack. First in,
+      // first out: a task's reason names its nearest ended dependency.
       this.#toFail.push(next);
       if (!this.#failing) {
         this.#failing = true;
         try {
-          for (let t = this.#toFail.pop(); t; t = this.#toFail.pop()) yield* this.failDependents(t);
+          for (let i = 0; i < this.#toFail.length; i++) yield* this.failDependents(this.#toFail[i]!);
         } finally {
           this.#failing = false;
           this.#toFail.length = 0;

@@ -306,7 +306,7 @@ export class Executor {
   /** Periodic work (heartbeat, recovery, pruning) in progress. */
   readonly #periodic = new Set<Promise<unknown>>();
   /** Checks, a macrotask after an abort, whether the agent settled (`stats().ignoredAbort`). */
-  readonly #abortChecks = new Set<Promise<void>>();
+  readonly #abortChecks = new Map<Run, ReturnType<typeof setTimeout>>();
   /** `#pump` is running (a nested call asks it to loop again instead of recursing). */
   #pumping = false;
   #pumpAgain = false;
@@ -482,6 +482,8 @@ export class Executor {
     const retention = this.#retention;
     if (retention) this.#every(retention.intervalMs, () => this.#prune(retention));
     this.#loop = this.#recoverOwn().then(() => this.#recover()).then(() => this.#claimLoop());
+    const next = this.#wakeTimes.peek();
+    if (next !== undefined) this.#armWake(next);
   }
 
   /** Start, and resolve after a graceful shutdown (when `signal` aborts or `shutdown()` is called). */
@@ -771,7 +773,9 @@ export class Executor {
   #wakeAtTime(at: number): void {
     if (this.#state !== "running" && this.#state !== "idle") return;
     this.#wakeTimes.push(at);
-    if (at < this.#wakeAt) this.#armWake(at);
+    // A never-started executor (a client that submits, reviews, resumes) keeps the times
+    // for `start()` and arms no timer: it must not keep its process alive.
+    if (this.#state === "running" && at < this.#wakeAt) this.#armWake(at);
   }
 
   #disarmWake(): void {
@@ -1090,7 +1094,15 @@ export class Executor {
       if (this.#queued.get(task.id) === task) keep.push(task);
       else this.#lostIds.delete(task.id);
     }
-    for (const task of keep) this.#queue.tryPush(task);
+    const refused: Task[] = [];
+    for (const task of keep) {
+      if (this.#queue.tryPush(task)) continue;
+      // A queue that takes nothing back after `drain()`: hand the task back to storage
+      // instead of holding (and renewing) its lease with nothing to run it.
+      this.#queued.delete(task.id);
+      refused.push(task);
+    }
+    if (refused.length > 0) void this.#release(refused, "Released: the ready queue refused it back");
     this.#poke();
     this.#pump(); // wakes a claim loop waiting for room
   }
@@ -1205,14 +1217,13 @@ export class Executor {
     if ((run.timedOut || run.lost) && run.called && !run.settled) {
       // An agent that honours its signal settles within a few microtasks of the abort
       // (`shutdown()` waits for these checks, so its stats are final when it resolves).
-      const check: Promise<void> = new Promise((resolve) =>
+      this.#abortChecks.set(
+        run,
         setTimeout(() => {
+          this.#abortChecks.delete(run);
           if (!run.settled) this.#stats.ignoredAbort++;
-          this.#abortChecks.delete(check);
-          resolve();
-        }, 0)
+        }, 0),
       );
-      this.#abortChecks.add(check);
     }
     this.#active--;
     this.#pump();
@@ -1597,7 +1608,7 @@ export class Executor {
 
   async #doShutdown(graceMs: number): Promise<void> {
     if (this.#state === "idle") {
-      // Never started: only a wake-up armed by `submit()` of a delayed task may be left.
+      // Never started: it armed no timer (wake-up times wait for `start()`).
       this.#state = "stopped";
       this.#disarmWake();
       this.#stopped?.();
@@ -1671,7 +1682,13 @@ export class Executor {
     while (this.#flushing) await this.#flushing;
     if (this.#deadlineTimer !== null) this.#clock.clearTimer(this.#deadlineTimer);
     this.#unwatch?.();
-    while (this.#abortChecks.size > 0) await Promise.all([...this.#abortChecks]);
+    // Checks still pending are made now (every abort is many turns old by this point), so
+    // the stats are final when `shutdown()` resolves, whatever runs the timers.
+    for (const [run, timer] of this.#abortChecks) {
+      clearTimeout(timer);
+      if (!run.settled) this.#stats.ignoredAbort++;
+    }
+    this.#abortChecks.clear();
     this.#stopped?.();
   }
 

@@ -6,7 +6,7 @@
 import { ManualClock, timerClock } from "../../src/clock.ts";
 import { NonRetryableError, StorageCorruptError, StorageError, TaskTimeoutError } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
-import { RingQueue } from "../../src/queue.ts";
+import { type Queue, RingQueue } from "../../src/queue.ts";
 import type { Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
 import {
@@ -337,9 +337,13 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "shutdown leaves no timer armed, whether the executor was started or not",
     async run(ctx) {
-      // A delayed task submitted to an executor that never starts arms its wake-up.
+      // An executor used only as a client (submit, pause, resume) arms no timer: it must not
+      // keep its process alive until a delayed task is due.
       const idle = harness(ctx.storage, [agent("noop", () => null)]);
-      await idle.executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 3000 }] });
+      const later = await idle.executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 3000 }] });
+      await later.pause();
+      await later.resume();
+      equal(idle.clock.pending, 0, "timers armed by a never-started executor");
       await idle.executor.shutdown();
       equal(idle.clock.pending, 0, "timers left by a never-started executor");
       const started = harness(ctx.storage, [agent("noop", () => null)]);
@@ -347,6 +351,27 @@ export const executorCases: Case<ExecContext>[] = [
       await started.executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 3000 }] });
       await started.executor.shutdown();
       equal(started.clock.pending, 0, "timers left by a started executor");
+    },
+  },
+  {
+    name: "a delayed task submitted before start() runs at its time once the executor starts",
+    async run(ctx) {
+      let ranAt = -1;
+      const { executor, clock } = harness(ctx.storage, [agent("noop", () => (ranAt = clock.now() - START))], {
+        pollIntervalMs: 60_000,
+        leaseMs: 600_000,
+        recoveryIntervalMs: 600_000,
+      });
+      const job = await executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 3000 }] });
+      executor.start();
+      await until(() => clock.pending > 0, "the executor's timers", clock);
+      await clock.advance(2999);
+      equal(ranAt, -1);
+      await clock.advance(1);
+      await until(() => ranAt >= 0, "the task run at its time", clock);
+      equal(ranAt, 3000);
+      deepEqual(await job.wait(), { a: 3000 });
+      await executor.shutdown();
     },
   },
   {
@@ -875,6 +900,68 @@ export const executorCases: Case<ExecContext>[] = [
       hold.resolve("done");
       deepEqual(await next.wait(), { y: 7 });
       deepEqual(await first.wait(), { h: "done" });
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a task a custom queue refuses back after a cancel is handed back to storage, not held",
+    async run(ctx) {
+      const hold = deferred<string>();
+      // A queue that refuses the first push after a drain (drain is documented as a shutdown call).
+      const queue = (n: number): Queue<Task> => {
+        const ring = new RingQueue<Task>(n);
+        let drained = false;
+        return {
+          get capacity() {
+            return ring.capacity;
+          },
+          get size() {
+            return ring.size;
+          },
+          get closed() {
+            return ring.closed;
+          },
+          tryPush: (t) => {
+            if (!drained) return ring.tryPush(t);
+            drained = false;
+            return false;
+          },
+          push: (t) => ring.push(t),
+          tryPop: () => ring.tryPop(),
+          pop: () => ring.pop(),
+          drain: () => {
+            drained = true;
+            return ring.drain();
+          },
+          close: () => ring.close(),
+        };
+      };
+      const { executor, clock } = harness(ctx.storage, [agent("hold", () => hold.promise), agent("x", (n) => n)], {
+        maxWorkers: 1,
+        queueCapacity: 4,
+        queue,
+      });
+      executor.start();
+      await executor.submit({ name: "a", tasks: [{ key: "h", agent: "hold" }] });
+      await until(() => executor.stats().running === 1, "the only worker busy", clock);
+      const doomed = await executor.submit({ name: "b", tasks: [{ key: "t", agent: "x", input: 1 }] });
+      const kept = await executor.submit({ name: "c", tasks: [{ key: "k", agent: "x", input: 2 }] });
+      await until(() => executor.stats().queued === 2, "both queued", clock);
+      await doomed.cancel();
+      let k: Task | undefined;
+      await until(
+        async () => {
+          const t = await taskByKey(ctx, kept.id, "k");
+          if (t.status === "ready") k = t;
+          return k !== undefined;
+        },
+        "k handed back",
+        clock,
+      );
+      equal(k!.leaseOwner, null);
+      equal(k!.attempts, 0, "the attempt it never started is not counted");
+      hold.resolve("done");
+      deepEqual(await kept.wait(), { k: 2 }, "claimed again and run");
       await executor.shutdown();
     },
   },

@@ -704,6 +704,25 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "a failure's dependents name their nearest ended dependency",
+    async run({ storage }) {
+      const b = buildJob([
+        { key: "a" },
+        { key: "b", deps: ["a"] },
+        { key: "c", deps: ["a"] },
+        { key: "x", deps: ["b", "c"] },
+        { key: "y", deps: ["a", "x"] },
+      ]);
+      await storage.createJob(b.job, b.tasks);
+      await settle(storage, b.id("a"), "failed");
+      const reason = async (key: string) => (await get(storage, b.id(key))).statusReason;
+      equal(await reason("b"), 'Dependency "a" failed');
+      equal(await reason("c"), 'Dependency "a" failed');
+      equal(await reason("x"), 'Dependency "b" cancelled');
+      equal(await reason("y"), 'Dependency "a" failed');
+    },
+  },
+  {
     name: "onDependencyFailure: block makes the dependent blocked instead of cancelled",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"], onDependencyFailure: "block" }]);
