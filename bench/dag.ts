@@ -2,11 +2,14 @@
  * DAG scaling on the memory adapter: jobs of 1k, 10k and 100k tasks shaped as a chain,
  * a wide fan-out and a random DAG. Reports submission time, run time and time per task
  * (which should not grow with the job: at 100k within 1.5x of 1k) and the retained heap
- * per stored task (target under 1 KB), measured after a forced GC.
+ * per stored task (target under 1 KB), measured after a forced GC. The peer, in the same run:
+ * p-queue at the same concurrency running the same DAG, each task added once its
+ * dependencies' promises resolved (scheduling only: no records, no durability).
  *
  *   npm run bench:dag              (sizes 1000,10000,100000)
  *   npm run bench:dag -- 1000,5000 (other sizes)
  */
+import PQueue from "p-queue";
 import { createMemoryStorage } from "../adapters/memory.ts";
 import { Executor } from "../src/executor.ts";
 import { AgentRegistry } from "../src/registry.ts";
@@ -47,6 +50,31 @@ interface Row {
   runMs: number;
   usPerTask: number;
   heapBytesPerTask: number;
+  /** The same DAG on p-queue (submit to last task). */
+  peerMs: number;
+  /** task-core's tasks/s over p-queue's. */
+  vsPeer: number;
+}
+
+/** The same DAG on p-queue: each task is added once its dependencies ran. */
+async function viaPQueue(list: readonly TaskSpec[]): Promise<number> {
+  const q = new PQueue({ concurrency: 10 });
+  let ran = 0;
+  const noop = (): Promise<null> => {
+    ran++;
+    return Promise.resolve(null);
+  };
+  const t0 = performance.now();
+  const done = new Map<string, Promise<unknown>>();
+  for (const t of list) {
+    const deps = (t.dependsOn ?? []).map((k) => done.get(k)!);
+    const ready = deps.length === 0 ? Promise.resolve() : deps.length === 1 ? deps[0]! : Promise.all(deps);
+    done.set(t.key, ready.then(() => q.add(noop)));
+  }
+  await Promise.all(done.values());
+  const ms = performance.now() - t0;
+  if (ran !== list.length) throw new Error(`p-queue ran ${ran} of ${list.length} tasks`);
+  return ms;
 }
 
 async function measure(shape: Shape, n: number): Promise<Row> {
@@ -59,13 +87,19 @@ async function measure(shape: Shape, n: number): Promise<Row> {
   const t0 = performance.now();
   const job = await executor.submit({ name: `${shape}-${n}`, tasks: list });
   const t1 = performance.now();
-  const done = new Promise<void>((resolve) => {
-    const off = executor.on("job:completed", (e) => {
-      if (e.job.id === job.id) {
-        off();
+  const done = new Promise<void>((resolve, reject) => {
+    const offs = [
+      executor.on("job:completed", (e) => {
+        if (e.job.id !== job.id) return;
+        for (const off of offs) off();
         resolve();
-      }
-    });
+      }),
+      executor.on("job:failed", (e) => {
+        if (e.job.id !== job.id) return;
+        for (const off of offs) off();
+        reject(new Error(`${shape} ${n}: the job failed`));
+      }),
+    ];
   });
   executor.start();
   await done;
@@ -76,6 +110,7 @@ async function measure(shape: Shape, n: number): Promise<Row> {
   if (stats.completed !== n) throw new Error(`${shape} ${n}: ${stats.completed} completed`);
   // Keep the storage alive until the heap was measured.
   if ((await storage.getJob(job.id))?.status !== "completed") throw new Error("job did not complete");
+  const peerMs = await viaPQueue(list);
   return {
     shape,
     tasks: n,
@@ -83,6 +118,8 @@ async function measure(shape: Shape, n: number): Promise<Row> {
     runMs: t2 - t1,
     usPerTask: ((t2 - t0) * 1000) / n,
     heapBytesPerTask: Math.round((after - before) / n),
+    peerMs,
+    vsPeer: peerMs / (t2 - t0),
   };
 }
 
@@ -97,6 +134,8 @@ console.table(rows.map((r) => ({
   "run ms": r.runMs.toFixed(0),
   "µs/task": r.usPerTask.toFixed(1),
   "heap B/task": r.heapBytesPerTask,
+  "p-queue ms": r.peerMs.toFixed(0),
+  "vs p-queue": `${r.vsPeer.toFixed(2)}x`,
 })));
 const smallest = Math.min(...sizes);
 const largest = Math.max(...sizes);

@@ -139,10 +139,16 @@ async function measure(base: string, dir: string, baseline: boolean): Promise<Ru
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   // The baseline costs the same per commit at any point: a quarter of the tasks measure it.
-  const { done, calls } = await drain(s, BATCH, baseline ? TASKS / 4 : TASKS);
+  const want = baseline ? TASKS / 4 : TASKS;
+  const { done, calls } = await drain(s, BATCH, want);
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const after = s.persistStats;
+  // A rate over fewer tasks than asked for would flatter the run: check the work was done.
+  if (done < want) throw new Error(`${baseline ? "baseline" : "journal"}: ${done} of ${want} tasks completed`);
+  const completed = (await s.listTasks({ jobId: b.job.id, status: "completed" })).length;
+  if (completed !== done) throw new Error(`${completed} tasks stored completed, expected ${done}`);
+  if (!baseline && (await s.getJob(b.job.id))?.status !== "completed") throw new Error("the job did not complete");
   await s.close();
   await rm(path, { force: true });
   await rm(`${path}.tclog`, { force: true });
