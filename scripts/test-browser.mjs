@@ -2,13 +2,14 @@
 // Without /usr/bin/chromium (or CHROMIUM_PATH) this fails under CI and skips elsewhere.
 import { spawnSync } from "node:child_process";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { chromiumPath, requireChromium } from "./chromium.mjs";
 
 requireChromium("test:browser");
 
 const vitest = new URL("../node_modules/vitest/vitest.mjs", import.meta.url);
 const result = spawnSync(process.execPath, [
-  vitest.pathname,
+  fileURLToPath(vitest),
   "run",
   "--config",
   "vitest.browser.config.ts",
