@@ -131,6 +131,7 @@ async function floor(round: number, durability: IndexedDbDurability, batch: numb
   for (let done = 0; done < n;) {
     const claim = db.transaction(["tasks", "ready", "claims", "leases"], "readwrite", opts);
     const ids = await new ReadyQueue(claim).take(batch, Date.now());
+    if (ids.length === 0) throw new Error(`floor: nothing left to claim after ${done} of ${n} tasks`);
     const rows = await readRows(claim.objectStore("tasks"), ids);
     const held = ids.map((id) => rows.get(id)!);
     new ClaimBook(claim).create(held, "bench", Date.now(), 60_000);

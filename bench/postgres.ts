@@ -78,7 +78,11 @@ async function graphileWorker(concurrency: number, round: number, tuned: boolean
   await utils.release();
   let completed = 0;
   let onDone!: () => void;
-  const allDone = new Promise<void>((r) => (onDone = r));
+  let onFailed!: (e: Error) => void;
+  const allDone = new Promise<void>((resolve, reject) => {
+    onDone = resolve;
+    onFailed = reject;
+  });
   const t0 = performance.now();
   const runner = await runGraphile({
     ...options,
@@ -89,7 +93,8 @@ async function graphileWorker(concurrency: number, round: number, tuned: boolean
     ...(tuned ? { preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0 } } } : {}),
   });
   runner.events.on("job:complete", ({ error }) => {
-    if (error) throw new Error(`a graphile-worker job failed: ${String(error)}`);
+    // Reject the run (a throw here would land in graphile-worker's emitter and leave it waiting).
+    if (error) return onFailed(new Error(`a graphile-worker job failed: ${String(error)}`));
     if (++completed === TASKS) onDone();
   });
   await allDone;
