@@ -17,6 +17,7 @@ import {
   NonRetryableError,
   NotFoundError,
   PayloadTooLargeError,
+  StorageClosedError,
   StorageError,
   TaskAbortedError,
   TaskTimeoutError,
@@ -839,6 +840,13 @@ export class Executor {
         failures++;
         this.#stats.storageErrors++;
         this.#events.emit("storage:error", { operation: "claimReady", error, attempt: failures });
+        if (error instanceof StorageClosedError) {
+          // Nothing can be claimed or stored again: stop, as `shutdown({ graceMs: 0 })` does
+          // (`run()` resolves), instead of polling a closed storage for good.
+          orphans = false;
+          void this.shutdown({ graceMs: 0 });
+          break;
+        }
         await this.#sleep(this.#claimBackoff(failures));
         continue;
       }

@@ -4,7 +4,13 @@
  */
 
 import { ManualClock, timerClock } from "../../src/clock.ts";
-import { NonRetryableError, StorageCorruptError, StorageError, TaskTimeoutError } from "../../src/errors.ts";
+import {
+  NonRetryableError,
+  StorageClosedError,
+  StorageCorruptError,
+  StorageError,
+  TaskTimeoutError,
+} from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
 import { type Queue, RingQueue } from "../../src/queue.ts";
 import type { Task } from "../../src/types.ts";
@@ -824,6 +830,29 @@ export const executorCases: Case<ExecContext>[] = [
       await executor.shutdown(); // does not wait on a commit that can never succeed
       const [t] = await ctx.storage.listTasks({ jobId: job.id });
       equal(t!.status, "running", "still claimed: recovery runs it again once the lease expires");
+    },
+  },
+  {
+    name: "an executor whose storage was closed stops (run() resolves) instead of polling it for good",
+    async run(ctx) {
+      let closed = false;
+      const storage = intercept(ctx.storage, {
+        claimReady: (claim) => (o) =>
+          closed ? Promise.reject(new StorageClosedError("The storage is closed")) : claim(o),
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => null)]);
+      const errors: string[] = [];
+      executor.on("storage:error", (e) => errors.push(`${e.operation}: ${(e.error as Error).name}`));
+      let stopped = false;
+      void executor.run().then(() => (stopped = true));
+      const job = await executor.submit({ name: "a", tasks: [{ key: "a", agent: "noop" }] });
+      deepEqual(await job.wait(), { a: null });
+      closed = true;
+      for (let i = 0; i < 20 && !stopped; i++) await clock.advance(1000); // the next poll claims
+      ok(stopped, "run() resolved");
+      deepEqual(errors, ["claimReady: StorageClosedError"]);
+      for (let i = 0; i < 5; i++) await clock.advance(1000);
+      equal(errors.length, 1, "no claims after it stopped");
     },
   },
   {
