@@ -126,6 +126,13 @@ function selectClosest(select: HTMLSelectElement, value: number): void {
   select.value = String(value);
 }
 
+/** Show `settings` in the form (the resumed job's, which the URL's may not match). */
+function showSettings(settings: ReturnType<typeof normalizeSettings>): void {
+  ui.articles.value = String(settings.articles);
+  selectClosest(ui.speed, settings.workMs);
+  selectClosest(ui.failrate, settings.failRate);
+}
+
 function formSettings() {
   return normalizeSettings({ articles: ui.articles.value, workMs: ui.speed.value, failRate: ui.failrate.value });
 }
@@ -227,6 +234,9 @@ async function switchStorage(kind: StorageKind, afterReload: boolean): Promise<v
     tasks = await handle.tasks();
     const p = jobProgress(tasks);
     if (!isJobFinal(latest.status)) {
+      // The form shows what the resumed job runs with, not the URL's or the defaults.
+      const meta = latest.metadata;
+      if (meta !== null && typeof meta === "object" && !Array.isArray(meta)) showSettings(normalizeSettings(meta));
       resumed = { jobId: latest.id, done: p.done, total: p.total };
       const text = resumeMessage(latest, p, STORAGE_SHORT[kind], afterReload);
       banner(text, "success");

@@ -218,6 +218,12 @@ try {
     const still = await snapshot();
     assert.equal(Object.values(still.starts).reduce((a, b) => a + b, 0), executions, "nothing starts while paused");
     assert.equal(still.status, "paused");
+    // Opened again without settings in the URL, the page shows the open job's, not the defaults.
+    await open("storage=indexeddb");
+    assert.equal(await page.inputValue("#articles"), "6", "the resumed job's article count");
+    assert.equal(await page.inputValue("#speed"), "400", "the resumed job's speed");
+    assert.equal(await page.inputValue("#failrate"), "0", "the resumed job's failure rate");
+    await page.waitForFunction(() => document.getElementById("pause")?.textContent === "Resume");
 
     await page.click("#pause"); // Resume
     await waitForStatus("running", 10_000);
