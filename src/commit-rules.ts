@@ -530,6 +530,18 @@ function req(ok: boolean, what: string, value: unknown): void {
   }
 }
 
+/** A task's `error` as every adapter reads it back: `{ name, message, retryable, at, details? }`. */
+function checkedError(value: unknown): Task["error"] {
+  const e = toJson(value) as Record<string, unknown>;
+  req(
+    typeof e === "object" && e !== null && !Array.isArray(e) && typeof e["name"] === "string" &&
+      typeof e["message"] === "string" && typeof e["retryable"] === "boolean" && Number.isFinite(e["at"]),
+    "error",
+    value,
+  );
+  return e as unknown as Task["error"];
+}
+
 function optString(v: unknown): boolean {
   return v === null || typeof v === "string";
 }
@@ -614,7 +626,7 @@ export function sanitizeTask(raw: Task, now: number): Task {
     agent: raw.agent,
     input: toJson(raw.input),
     output: toJson(raw.output ?? null),
-    error: raw.error ? (toJson(raw.error) as unknown as Task["error"]) : null,
+    error: raw.error ? checkedError(raw.error) : null,
     status: "pending",
     statusReason: raw.statusReason ?? null,
     parentId: raw.parentId ?? null,
@@ -655,7 +667,7 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
         out[key] = toJson(value);
         break;
       case "error":
-        out[key] = value === null ? null : toJson(value);
+        out[key] = value === null ? null : checkedError(value);
         break;
       case "status":
         req(typeof value === "string" && TASK_STATUS_SET.has(value), "status", value);

@@ -28,10 +28,10 @@ import { Emitter, type ExecutorEventName, type Listener } from "./events.ts";
 import { Heap } from "./heap.ts";
 import { newId } from "./ids.ts";
 import { JobHandle, type JobHost } from "./job-handle.ts";
-import { toJson } from "./json.ts";
+import { toJson, wellFormed } from "./json.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./payload.ts";
 import { type Queue, type QueueFactory, RingQueue } from "./queue.ts";
-import { type AgentSource, buildJob } from "./scheduler.ts";
+import { type AgentSource, buildJob, MAX_TASKS_PER_JOB } from "./scheduler.ts";
 import { isJobFinal } from "./status.ts";
 import type { CommitOp, CommitResult, Storage, UpdateTaskOp } from "./storage.ts";
 import { AttemptContext, type ContextHost, readonlyView } from "./task-context.ts";
@@ -240,17 +240,43 @@ function handBack(task: Task, reason: string): Partial<Task> {
   return { status: "ready", attempts: Math.max(0, task.attempts - 1), statusReason: reason };
 }
 
-function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
-  const err = e instanceof Error ? e : new Error(String(e));
-  const out: TaskError = { name: err.name, message: err.message, retryable, at };
-  if (err instanceof ValidationError) {
-    out.details = err.issues.map((i) => ({ path: i.path, keyword: i.keyword, message: i.message }));
+/** `v` as storable text (a string with no lone surrogate), or `fallback` when it has none. */
+function text(v: unknown, fallback: string): string {
+  if (typeof v === "string") return wellFormed(v);
+  if (v === undefined || v === null) return fallback;
+  try {
+    return wellFormed(String(v));
+  } catch {
+    return fallback;
   }
-  return out;
+}
+
+/**
+ * What an attempt's error is stored as: string `name` and `message` whatever was thrown (a
+ * string, an object without a prototype, an error whose `name` is not text or whose getters
+ * throw), so that a stored task always reads back and the executor never trips over it.
+ */
+function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
+  try {
+    if (e instanceof Error) {
+      const out: TaskError = { name: text(e.name, "Error"), message: text(e.message, ""), retryable, at };
+      if (e instanceof ValidationError) {
+        out.details = toJson(e.issues.map((i) => ({ path: i.path, keyword: i.keyword, message: i.message })));
+      }
+      return out;
+    }
+    return { name: "Error", message: text(e, String(e)), retryable, at };
+  } catch {
+    return { name: "Error", message: "The agent threw a value that cannot be read", retryable, at };
+  }
 }
 
 function isRetryable(e: unknown): boolean {
-  return !(e instanceof NonRetryableError || e instanceof JobValidationError || e instanceof JsonValueError);
+  try {
+    return !(e instanceof NonRetryableError || e instanceof JobValidationError || e instanceof JsonValueError);
+  } catch {
+    return true; // a thrown proxy that refuses to tell its prototype: an ordinary failure
+  }
 }
 
 /**
@@ -549,9 +575,16 @@ export class Executor {
   #checkInputSizes(spec: JobSpec): void {
     const limit = this.#maxPayload;
     if (limit === Infinity || spec === null || typeof spec !== "object" || !Array.isArray(spec.tasks)) return;
+    // Too many tasks (or a huge sparse array): the job check refuses it without a walk.
+    if (spec.tasks.length > MAX_TASKS_PER_JOB) return;
     const problems: JobProblem[] = [];
     const check = (value: unknown, what: string, key?: string) => {
-      const size = jsonSize(value, limit);
+      let size: number;
+      try {
+        size = jsonSize(value, limit);
+      } catch {
+        return; // not JSON (a getter that throws...): the job check reports it as invalid input
+      }
       if (size <= limit) return;
       problems.push({
         ...(key !== undefined ? { key } : {}),

@@ -31,7 +31,8 @@ function escapePointer(key: string): string {
   return key.replace(/~/g, "~0").replace(/\//g, "~1");
 }
 
-function isLoneSurrogate(s: string): boolean {
+/** Whether `s` holds a lone surrogate (UTF-16 that is not well formed: no UTF-8 or database text can hold it). */
+export function isLoneSurrogate(s: string): boolean {
   // Cheap pre-check keeps the common case fast.
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -47,6 +48,26 @@ function isLoneSurrogate(s: string): boolean {
     }
   }
   return false;
+}
+
+/** `s` with every lone surrogate replaced by U+FFFD (as `String.prototype.toWellFormed` does). */
+export function wellFormed(s: string): string {
+  if (!isLoneSurrogate(s)) return s;
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const n = s.charCodeAt(i + 1);
+      if (n >= 0xdc00 && n <= 0xdfff) {
+        out += s[i]! + s[i + 1]!;
+        i++;
+        continue;
+      }
+      out += "\ufffd";
+    } else if (c >= 0xdc00 && c <= 0xdfff) out += "\ufffd";
+    else out += s[i];
+  }
+  return out;
 }
 
 /**

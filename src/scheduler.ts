@@ -10,7 +10,7 @@ import type { Agent } from "./agent.ts";
 import { type JobProblem, JobValidationError, type ValidationIssue } from "./errors.ts";
 import { sealNewJobTasks } from "./commit-rules.ts";
 import { newId } from "./ids.ts";
-import { toJson } from "./json.ts";
+import { isLoneSurrogate, toJson } from "./json.ts";
 import type { Job, JobSpec, JsonValue, Task, TaskSpec } from "./types.ts";
 
 /** What the executor needs from an agent registry. `AgentRegistry` implements it. */
@@ -56,12 +56,13 @@ function describeValue(v: unknown): string {
 const TEXT_OPTIONS = ["description", "taskType", "summary", "acceptanceCriteria"] as const;
 
 /**
- * Whether a key given by a user holds `/` or `#`: the job writes a spawned child's key as
- * `<parent key>/<key>` (`<parent key>#<attempt>/<key>` when its parent runs again after a
- * rejected review), so keys without them never collide.
+ * Whether a key given by a user holds `/` or `#` (the job writes a spawned child's key as
+ * `<parent key>/<key>`, or `<parent key>#<attempt>/<key>` when its parent runs again after a
+ * rejected review, so keys without them never collide), or a lone surrogate (which text
+ * columns would change, so two keys could become one).
  */
 export function hasReservedChar(key: string): boolean {
-  return key.indexOf("/") >= 0 || key.indexOf("#") >= 0;
+  return key.indexOf("/") >= 0 || key.indexOf("#") >= 0 || isLoneSurrogate(key);
 }
 
 /** The problem of a key that {@link hasReservedChar}. */
@@ -69,9 +70,16 @@ export function reservedKeyProblem(key: string, what: string): JobProblem {
   return {
     key,
     code: "invalid-key",
-    message: `${what} may not contain "/" or "#" (they separate the keys of spawned children)`,
+    message: isLoneSurrogate(key)
+      ? `${what} holds a lone surrogate (it is not well-formed text)`
+      : `${what} may not contain "/" or "#" (they separate the keys of spawned children)`,
   };
 }
+
+/** Most tasks one job may hold: one submission is one transaction. */
+export const MAX_TASKS_PER_JOB = 1_000_000;
+/** Problems reported one by one; the rest are counted in one more. */
+const MAX_PROBLEMS = 100;
 
 function badOption(problems: JobProblem[], key: string, field: string, value: unknown, want: string): void {
   problems.push({
@@ -107,7 +115,10 @@ export function checkTaskOptions(spec: TaskSpec, problems: JobProblem[], key: st
     badOption(problems, key, "review", spec.review, "a boolean");
   }
   for (const f of TEXT_OPTIONS) {
-    if (spec[f] !== undefined && typeof spec[f] !== "string") badOption(problems, key, f, spec[f], "a string");
+    const v = spec[f];
+    if (v !== undefined && (typeof v !== "string" || isLoneSurrogate(v))) {
+      badOption(problems, key, f, v, "a string (well-formed text)");
+    }
   }
 }
 
@@ -254,10 +265,10 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
   if (spec === null || typeof spec !== "object") {
     throw new JobValidationError([{ code: "invalid-job", message: `Job spec must be an object, got ${typeof spec}` }]);
   }
-  if (typeof spec.name !== "string" || spec.name.length === 0) {
+  if (typeof spec.name !== "string" || spec.name.length === 0 || isLoneSurrogate(spec.name)) {
     problems.push({
       code: "invalid-job",
-      message: `Job "name" must be a non-empty string, got ${describeValue(spec.name)}`,
+      message: `Job "name" must be a non-empty string of well-formed text, got ${describeValue(spec.name)}`,
     });
   }
   if (!Array.isArray(spec.tasks) || spec.tasks.length === 0) {
@@ -276,10 +287,20 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
   // Position of each key's first task; later tasks with the same key are duplicates.
   const position = new Map<string, number>();
   const ids: string[] = new Array(n);
+  if (n > MAX_TASKS_PER_JOB) {
+    problems.push({
+      code: "too-many-tasks",
+      message: `Job has ${n} tasks; one job holds at most ${MAX_TASKS_PER_JOB} (split the work into several jobs)`,
+    });
+    throw new JobValidationError(problems);
+  }
+  let unreported = 0;
   for (let i = 0; i < n; i++) {
     const t = specs[i];
     if (t === null || typeof t !== "object" || typeof t.key !== "string" || t.key.length === 0) {
-      problems.push({ code: "invalid-task", message: `Task #${i} needs a non-empty string "key"` });
+      if (problems.length < MAX_PROBLEMS) {
+        problems.push({ code: "invalid-task", message: `Task #${i} needs a non-empty string "key"` });
+      } else unreported++;
       continue;
     }
     if (position.has(t.key)) {
@@ -289,6 +310,9 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
     if (hasReservedChar(t.key)) problems.push(reservedKeyProblem(t.key, `Task key "${t.key}"`));
     position.set(t.key, i);
     ids[i] = newId(now);
+  }
+  if (unreported > 0) {
+    problems.push({ code: "invalid-task", message: `${unreported} more tasks have no non-empty string "key"` });
   }
   const inputs: (JsonValue | undefined)[] = new Array(n);
   const edges: (number[] | undefined)[] = new Array(n);

@@ -14,7 +14,7 @@ import { defineJsonAgent } from "../../src/json-agent.ts";
 import { jsonSize } from "../../src/payload.ts";
 import type { JsonSchema } from "../../src/json-schema.ts";
 import { AgentRegistry } from "../../src/registry.ts";
-import type { JobSpec, JsonValue, Task } from "../../src/types.ts";
+import type { JobSpec, JsonValue, Task, TaskSpec } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects, throws } from "../conformance/assert.ts";
 import { agent } from "../conformance/executor-kit.ts";
 import type { Case } from "../conformance/harness.ts";
@@ -409,6 +409,107 @@ export const hostileCases: Case<ReliabilityContext>[] = [
       const t = await runOutput(ctx, () => ["fine", "\udfff"]);
       failedFor(t, "JsonValueError", "lone surrogate");
       ok(new JsonValueError("", "x") instanceof Error);
+      // A task key or job name that is not well formed would be changed by a store's text.
+      await refused(ctx, executor, { name: "utf16", tasks: [{ key: "a\ud800", agent: "echo" }] }, "invalid-key", "");
+      await refused(ctx, executor, { name: "x\udc00", tasks: [{ key: "a", agent: "echo" }] }, "invalid-job", "");
+      await refused(
+        ctx,
+        executor,
+        { name: "utf16", tasks: [{ key: "a", agent: "echo", description: "cut \ud83d" }] },
+        "invalid-option",
+        "description",
+      );
+    },
+  },
+  {
+    name: "a huge or sparse task list is refused quickly with a bounded list of problems",
+    async run(ctx) {
+      const { executor } = reportingExecutor(ctx.storage, [agent("echo", (i) => i)]);
+      const huge: TaskSpec[] = [];
+      huge.length = 2 ** 32 - 1;
+      await refused(ctx, executor, { name: "huge", tasks: huge }, "too-many-tasks", "at most");
+      const holes: TaskSpec[] = [];
+      holes.length = 50_000;
+      const e = await rejects<JobValidationError>(
+        () => executor.submit({ name: "holes", tasks: holes }),
+        JobValidationError,
+      );
+      ok(e.problems.length <= 101, `${e.problems.length} problems`);
+      ok(e.problems.at(-1)!.message.includes("49900 more tasks"), e.problems.at(-1)!.message);
+      equal((await ctx.storage.listJobs()).length, 0);
+    },
+  },
+  {
+    name: "whatever an agent throws is stored as a readable error, and the storage and executor go on",
+    async run(ctx) {
+      const throwers: Record<string, () => unknown> = {
+        "no-prototype": () => Object.create(null),
+        "name-null": () => Object.assign(new Error("named null"), { name: null }),
+        "odd-fields": () => Object.assign(new Error("x"), { name: 42, message: { not: "text" } }),
+        "cut-emoji": () => new Error("cut \ud83d"),
+        "hostile-proxy": () =>
+          new Proxy({}, {
+            get() {
+              throw new Error("trap");
+            },
+            getPrototypeOf() {
+              throw new Error("trap");
+            },
+          }),
+        "undefined": () => undefined,
+      };
+      const agents = Object.entries(throwers).flatMap(([name, make]) => [
+        agent(`${name}-sync`, () => {
+          throw make();
+        }),
+        agent(`${name}-async`, async () => {
+          await Promise.resolve();
+          throw make();
+        }),
+      ]);
+      const { executor } = reportingExecutor(ctx.storage, [...agents, agent("echo", (i) => i)]);
+      executor.start();
+      const job = await executor.submit({
+        name: "throwers",
+        tasks: agents.map((a) => ({ key: a.name, agent: a.name, maxAttempts: 1 })),
+      });
+      await settled(job);
+      const tasks = await ctx.storage.listTasks({ jobId: job.id });
+      equal(tasks.length, agents.length);
+      for (const t of tasks) {
+        equal(t.status, "failed", t.key);
+        ok(typeof t.error?.name === "string" && typeof t.error.message === "string", `${t.key}: ${t.error}`);
+      }
+      const byKey = Object.fromEntries(tasks.map((t) => [t.key, t.error!]));
+      equal(byKey["name-null-sync"]!.message, "named null");
+      equal(byKey["cut-emoji-async"]!.message, "cut \ufffd");
+      // The storage still claims, and the executor still runs work.
+      const after = await executor.submit({ name: "after", tasks: [{ key: "a", agent: "echo", input: 1 }] });
+      deepEqual(await settled(after), { a: 1 });
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a commit refuses an error that is not { name, message, retryable, at }: stored tasks stay readable",
+    async run(ctx) {
+      const { executor } = reportingExecutor(ctx.storage, [agent("echo", (i) => i)]);
+      const job = await executor.submit({ name: "e", tasks: [{ key: "a", agent: "echo" }] });
+      const [t] = await ctx.storage.listTasks({ jobId: job.id });
+      for (const error of ["text", { name: null, message: "m", retryable: true, at: 1 }, { name: "E", message: "m" }]) {
+        await rejects(
+          () =>
+            ctx.storage.commit([{
+              type: "updateTask",
+              id: t!.id,
+              expect: { version: t!.version },
+              set: { error } as never,
+            }]),
+          TypeError,
+          '"error"',
+        );
+      }
+      equal((await ctx.storage.getTask(t!.id))!.version, t!.version);
+      await executor.shutdown();
     },
   },
 ];
