@@ -24,7 +24,14 @@
  * @module
  */
 
-import { applyCommit, applyCreateJob, checkClaimOptions, claimPatch } from "../src/commit-rules.ts";
+import {
+  applyCommit,
+  applyCreateJob,
+  checkClaimOptions,
+  checkPruneOptions,
+  checkRenewOptions,
+  claimPatch,
+} from "../src/commit-rules.ts";
 import { StorageClosedError, type StorageError, StorageVersionChangeError } from "../src/errors.ts";
 import { deepFreeze } from "../src/json.ts";
 import {
@@ -274,6 +281,7 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   async renewLeases(options: RenewOptions): Promise<string[]> {
+    checkRenewOptions(options);
     const ids = Array.isArray(options?.ids) ? options.ids.filter((id) => typeof id === "string") : [];
     if (ids.length === 0) {
       this.#check();
@@ -395,6 +403,11 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   prune(options: PruneOptions): Promise<number> {
+    try {
+      checkPruneOptions(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.#write(["jobs", "tasks", "members", "cache"], "pruning jobs", async (tx) => {
       const { finishedBefore, keepLast } = options ?? {};
       const jobs = tx.objectStore("jobs");

@@ -17,6 +17,8 @@ import {
   applyCommit,
   applyCreateJob,
   checkClaimOptions,
+  checkPruneOptions,
+  checkRenewOptions,
   claimPatch,
   copyTask,
   type RuleTx,
@@ -393,6 +395,7 @@ export class MemoryStorage implements Storage {
   renewLeases(options: RenewOptions): Promise<string[]> {
     return this.#sync(() => {
       this.#open();
+      checkRenewOptions(options);
       const out: string[] = [];
       for (const id of options.ids) {
         const slot = this.#tasks.get(id);
@@ -508,6 +511,7 @@ export class MemoryStorage implements Storage {
   prune(options: PruneOptions): Promise<number> {
     return this.#sync(() => {
       this.#open();
+      checkPruneOptions(options);
       const ended: Job[] = [];
       for (const status of ["completed", "failed", "cancelled"] as const) {
         for (const id of this.#jobsByStatus.get(status) ?? []) ended.push(this.#jobs.get(id)!);

@@ -722,6 +722,7 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
  */
 export function applyCommit(tx: RuleTx, ops: readonly CommitOp[], now: number): MaybePromise<CommitResult> {
   if (!Array.isArray(ops)) throw new TypeError(`commit() expects an array of ops, got ${typeof ops}`);
+  checkNow(now, "commit()");
   return drive(commitSteps(new Batch(tx, now), ops));
 }
 
@@ -790,6 +791,7 @@ export function applyCreateJob(
   now: number,
 ): MaybePromise<CommitResult> {
   req(typeof rawJob === "object" && rawJob !== null, "job", rawJob);
+  checkNow(now, "createJob()");
   req(typeof rawJob.id === "string" && rawJob.id.length > 0, "job id", rawJob.id);
   req(typeof rawJob.name === "string", "job name", rawJob.name);
   if (!Array.isArray(tasks)) throw new TypeError(`createJob() expects an array of tasks, got ${typeof tasks}`);
@@ -886,6 +888,36 @@ export function checkClaimOptions(o: { limit: number; now: number; owner: string
   if (!Number.isFinite(o.leaseMs) || o.leaseMs <= 0) {
     throw new RangeError(`claimReady() "leaseMs" must be a positive number, got ${o.leaseMs}`);
   }
+}
+
+/** Check `renewLeases()` options (a bad `now` or `leaseMs` would store a lease that never expires). */
+export function checkRenewOptions(o: { ids: readonly string[]; owner: string; now: number; leaseMs: number }): void {
+  if (o === null || typeof o !== "object" || !Array.isArray(o.ids)) {
+    throw new TypeError(`renewLeases() "ids" must be an array of task ids`);
+  }
+  if (typeof o.owner !== "string" || o.owner === "") {
+    throw new TypeError(`renewLeases() "owner" must be a non-empty string, got ${typeof o.owner}`);
+  }
+  if (!Number.isFinite(o.now)) throw new RangeError(`renewLeases() "now" must be a finite number, got ${o.now}`);
+  if (!Number.isFinite(o.leaseMs) || o.leaseMs <= 0) {
+    throw new RangeError(`renewLeases() "leaseMs" must be a positive number, got ${o.leaseMs}`);
+  }
+}
+
+/** Check `prune()` options: a negative or fractional `keepLast` would delete every ended job. */
+export function checkPruneOptions(o: { finishedBefore?: number; keepLast?: number }): void {
+  if (o === null || typeof o !== "object") throw new TypeError(`prune() expects { finishedBefore?, keepLast? }`);
+  if (o.finishedBefore !== undefined && !(typeof o.finishedBefore === "number" && !Number.isNaN(o.finishedBefore))) {
+    throw new RangeError(`prune() "finishedBefore" must be a number, got ${o.finishedBefore}`);
+  }
+  if (o.keepLast !== undefined && !(Number.isInteger(o.keepLast) && o.keepLast >= 0)) {
+    throw new RangeError(`prune() "keepLast" must be a non-negative integer, got ${o.keepLast}`);
+  }
+}
+
+/** Check the time a commit runs at (stored as `updatedAt`, `finishedAt`, ...). */
+function checkNow(now: number, what: string): void {
+  if (!Number.isFinite(now)) throw new RangeError(`${what} "now" must be a finite number, got ${now}`);
 }
 
 /** Whether an error is one of the contract's own (adapters rethrow these untouched). */

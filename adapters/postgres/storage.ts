@@ -7,7 +7,14 @@
  * @module
  */
 
-import { applyCommit, applyCreateJob, checkClaimOptions, isContractError } from "../../src/commit-rules.ts";
+import {
+  applyCommit,
+  applyCreateJob,
+  checkClaimOptions,
+  checkPruneOptions,
+  checkRenewOptions,
+  isContractError,
+} from "../../src/commit-rules.ts";
 import { StorageClosedError, StorageError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
 import {
@@ -200,6 +207,7 @@ export class PgStorage implements PostgresStorage {
 
   async renewLeases(options: RenewOptions): Promise<string[]> {
     this.#check();
+    checkRenewOptions(options);
     const ids = Array.isArray(options?.ids) ? options.ids.filter((id) => typeof id === "string") : [];
     if (ids.length === 0) return [];
     const rows = await this.#query("renewing leases", this.#sql.renew, [
@@ -303,7 +311,12 @@ export class PgStorage implements PostgresStorage {
   }
 
   prune(options: PruneOptions): Promise<number> {
-    const { finishedBefore, keepLast } = options ?? {};
+    try {
+      checkPruneOptions(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { finishedBefore, keepLast } = options;
     return this.#transaction("pruning jobs", async (tx) => {
       if (finishedBefore === undefined && keepLast === undefined) return 0;
       const rows = await tx.query(this.#sql.doomedJobs, [

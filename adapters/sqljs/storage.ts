@@ -11,6 +11,8 @@ import {
   applyCommit,
   applyCreateJob,
   checkClaimOptions,
+  checkPruneOptions,
+  checkRenewOptions,
   claimPatch,
   copyTask,
   isContractError,
@@ -210,6 +212,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
 
   renewLeases(options: RenewOptions): Promise<string[]> {
     return this.#write(() => {
+      checkRenewOptions(options);
       const out: string[] = [];
       for (const id of options.ids) {
         const t = this.#db.getTask(id);
@@ -264,6 +267,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
 
   prune(options: PruneOptions): Promise<number> {
     return this.#write(() => {
+      checkPruneOptions(options);
       let removed = 0;
       this.#db.endedJobs().forEach((job, index) => {
         const old = options.finishedBefore !== undefined && job.finishedAt < options.finishedBefore;

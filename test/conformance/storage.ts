@@ -1251,6 +1251,34 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "commit(), renewLeases() and prune() refuse bad times and counts instead of storing them",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [a] = await storage.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
+      const set = { type: "updateTask" as const, id: a!.id, expect: { version: a!.version }, set: { summary: "s" } };
+      for (const now of [Number.NaN, Infinity, "x" as unknown as number]) {
+        await rejects(() => storage.commit([set], now), RangeError, '"now"');
+      }
+      for (const bad of [{ now: Number.NaN }, { leaseMs: "x" as unknown as number }, { leaseMs: 0 }, { owner: "" }]) {
+        await rejects(
+          () => storage.renewLeases({ ids: [a!.id], owner: "o", now: 2, leaseMs: 100, ...bad }),
+          Error,
+          "renewLeases()",
+        );
+      }
+      const t = await get(storage, a!.id);
+      equal(t.version, a!.version, "nothing was written");
+      equal(t.leaseExpiresAt, 101);
+      await settle(storage, a!.id, "completed");
+      for (const keepLast of [-1, 1.5, Number.NaN]) {
+        await rejects(() => storage.prune({ keepLast }), RangeError, '"keepLast"');
+      }
+      await rejects(() => storage.prune(undefined as never), TypeError, "prune()");
+      equal((await storage.listJobs()).length, 1, "no job was pruned");
+    },
+  },
+  {
     name: "prune() deletes ended jobs by count and age and keeps running ones",
     async run({ storage }) {
       const done = [buildJob([{ key: "a" }], "d1"), buildJob([{ key: "a" }], "d2"), buildJob([{ key: "a" }], "d3")];
