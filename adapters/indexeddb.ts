@@ -29,6 +29,7 @@ import {
   applyCreateJob,
   checkClaimOptions,
   checkPruneOptions,
+  checkQuery,
   checkRenewOptions,
   claimPatch,
 } from "../src/commit-rules.ts";
@@ -340,7 +341,7 @@ class IdbStorage implements IndexedDbStorage {
 
   listJobs(query: JobQuery = {}): Promise<Job[]> {
     return this.#read(["jobs"], "listing jobs", async (tx) => {
-      const { status, after, limit } = query;
+      const { status, after, limit } = checkQuery(query ?? {}, "listJobs");
       if (limit !== undefined && !(limit > 0)) return [];
       const count = limit === undefined ? undefined : Math.floor(limit);
       const jobs = tx.objectStore("jobs");
@@ -383,7 +384,7 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   listTasks(query: TaskQuery): Promise<Task[]> {
-    return this.#read(LIST_STORES, "listing tasks", (tx) => listTasks(tx, query ?? {}));
+    return this.#read(LIST_STORES, "listing tasks", (tx) => listTasks(tx, checkQuery(query ?? {}, "listTasks")));
   }
 
   getCache(jobId: string, key: string): Promise<JsonValue | undefined> {

@@ -18,6 +18,7 @@ import {
   applyCreateJob,
   checkClaimOptions,
   checkPruneOptions,
+  checkQuery,
   checkRenewOptions,
   claimPatch,
   copyTask,
@@ -432,6 +433,11 @@ export class MemoryStorage implements Storage {
   /** {@inheritDoc Storage.listJobs} */
   listJobs(query: JobQuery = {}): Promise<Job[]> {
     this.#open();
+    try {
+      checkQuery(query ?? {}, "listJobs");
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const ids = query.status ? this.#jobsByStatus.get(query.status) ?? [] : this.#jobs.keys();
     const jobs: Job[] = [];
     for (const id of ids) jobs.push(this.#jobs.get(id)!);
@@ -458,6 +464,11 @@ export class MemoryStorage implements Storage {
   /** {@inheritDoc Storage.listTasks} */
   listTasks(query: TaskQuery): Promise<Task[]> {
     this.#open();
+    try {
+      checkQuery(query ?? {}, "listTasks");
+    } catch (e) {
+      return Promise.reject(e);
+    }
     // Walk the smallest index that applies, then check every condition on the records.
     let source: Iterable<Slot> | StatusList | null = null;
     let size = Infinity;

@@ -915,6 +915,18 @@ export function checkPruneOptions(o: { finishedBefore?: number; keepLast?: numbe
   }
 }
 
+/** Check a `listTasks()` / `listJobs()` query's paging: `limit` a non-negative integer, `after` an id. */
+export function checkQuery<Q extends { limit?: number; after?: string }>(q: Q, what: string): Q {
+  if (typeof q !== "object" || q === null) throw new TypeError(`${what}() expects a query object, got ${q}`);
+  if (q.limit !== undefined && !((Number.isInteger(q.limit) || q.limit === Infinity) && q.limit >= 0)) {
+    throw new RangeError(`${what}() "limit" must be a non-negative integer, got ${q.limit}`);
+  }
+  if (q.after !== undefined && typeof q.after !== "string") {
+    throw new TypeError(`${what}() "after" must be a task or job id, got ${typeof q.after}`);
+  }
+  return q;
+}
+
 /** Check the time a commit runs at (stored as `updatedAt`, `finishedAt`, ...). */
 function checkNow(now: number, what: string): void {
   if (!Number.isFinite(now)) throw new RangeError(`${what} "now" must be a finite number, got ${now}`);

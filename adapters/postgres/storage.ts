@@ -12,6 +12,7 @@ import {
   applyCreateJob,
   checkClaimOptions,
   checkPruneOptions,
+  checkQuery,
   checkRenewOptions,
   isContractError,
 } from "../../src/commit-rules.ts";
@@ -233,6 +234,7 @@ export class PgStorage implements PostgresStorage {
   }
 
   async listJobs(query: JobQuery = {}): Promise<Job[]> {
+    checkQuery(query ?? {}, "listJobs");
     const where: string[] = [];
     const params: SqlParam[] = [];
     if (query.status !== undefined) {
@@ -243,7 +245,7 @@ export class PgStorage implements PostgresStorage {
       params.push(query.after);
       where.push(`id > $${params.length}::text`);
     }
-    params.push(query.limit === undefined ? null : Math.max(0, Math.floor(query.limit)));
+    params.push(query.limit === undefined || query.limit === Infinity ? null : query.limit);
     const sql = `SELECT ${selectList(JOB_COLUMNS)} FROM ${this.#sql.s}.jobs` +
       `${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT $${params.length}::text::int8`;
     const rows = await this.#query("listing jobs", sql, params);
@@ -276,7 +278,7 @@ export class PgStorage implements PostgresStorage {
   }
 
   async listTasks(query: TaskQuery): Promise<Task[]> {
-    const q = query ?? {};
+    const q = checkQuery(query ?? {}, "listTasks");
     const where: string[] = [];
     const params: SqlParam[] = [];
     const add = (column: string, op: string, value: string | undefined): void => {
@@ -289,7 +291,7 @@ export class PgStorage implements PostgresStorage {
     add("status", "=", q.status);
     add("parent_id", "=", q.parentId);
     add("id", ">", q.after);
-    params.push(q.limit === undefined ? null : Math.max(0, Math.floor(q.limit)));
+    params.push(q.limit === undefined || q.limit === Infinity ? null : q.limit);
     const sql = `SELECT ${selectList(TASK_COLUMNS)} FROM ${this.#sql.s}.tasks` +
       `${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT $${params.length}::text::int8`;
     const rows = await this.#query("listing tasks", sql, params);

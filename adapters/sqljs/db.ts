@@ -283,7 +283,7 @@ export class SqlDb {
     add("status = ?", q.status);
     add("parent_id = ?", q.parentId);
     add("id > ?", q.after);
-    params.push(q.limit === undefined ? -1 : Math.max(0, q.limit));
+    params.push(q.limit === undefined || q.limit === Infinity ? -1 : Math.max(0, q.limit));
     const sql = `SELECT ${T_COLS} FROM tasks${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ?`;
     return this.#all(sql, params).map(rowTask);
   }
@@ -299,7 +299,7 @@ export class SqlDb {
       where.push("id > ?");
       params.push(q.after);
     }
-    params.push(q.limit === undefined ? -1 : Math.max(0, q.limit));
+    params.push(q.limit === undefined || q.limit === Infinity ? -1 : Math.max(0, q.limit));
     const sql = `SELECT ${J_COLS} FROM jobs${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ?`;
     return this.#all(sql, params).map(rowJob);
   }

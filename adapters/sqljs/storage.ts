@@ -12,6 +12,7 @@ import {
   applyCreateJob,
   checkClaimOptions,
   checkPruneOptions,
+  checkQuery,
   checkRenewOptions,
   claimPatch,
   copyTask,
@@ -176,7 +177,13 @@ export class SqlJsStorageImpl implements SqlJsStorage {
     this.#check();
     const { value, seq } = await this.#lock.run(() => {
       this.#checkFailure();
-      return { value: fn(), seq: this.#writer?.seq ?? 0 };
+      try {
+        return { value: fn(), seq: this.#writer?.seq ?? 0 };
+      } catch (e) {
+        // sql.js throws strings for some misuse: callers get an Error, as from writes.
+        if (isContractError(e)) throw e;
+        throw new StorageError(`sql.js failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+      }
     });
     if (seq > 0) await this.#writer!.whenDurable(seq);
     return value;
@@ -231,22 +238,22 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   getJob(id: string): Promise<Job | undefined> {
-    return this.#read(() => this.#db.getJob(id));
+    return this.#read(() => typeof id === "string" ? this.#db.getJob(id) : undefined);
   }
 
   listJobs(query: JobQuery = {}): Promise<Job[]> {
-    return this.#read(() => this.#db.listJobs(query));
+    return this.#read(() => this.#db.listJobs(checkQuery(query ?? {}, "listJobs")));
   }
 
   getTask(id: string): Promise<Task | undefined> {
-    return this.#read(() => this.#db.getTask(id));
+    return this.#read(() => typeof id === "string" ? this.#db.getTask(id) : undefined);
   }
 
   getTasks(ids: readonly string[]): Promise<Task[]> {
     return this.#read(() => {
       const out: Task[] = [];
       for (const id of ids) {
-        const t = this.#db.getTask(id);
+        const t = typeof id === "string" ? this.#db.getTask(id) : undefined;
         if (t) out.push(t);
       }
       return out;
@@ -254,15 +261,19 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   listTasks(query: TaskQuery): Promise<Task[]> {
-    return this.#read(() => this.#db.listTasks(query ?? {}));
+    return this.#read(() => this.#db.listTasks(checkQuery(query ?? {}, "listTasks")));
   }
 
   getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
-    return this.#read(() => this.#db.getCache(jobId, key));
+    return this.#read(() =>
+      typeof jobId === "string" && typeof key === "string" ? this.#db.getCache(jobId, key) : undefined
+    );
   }
 
   getState(scope: string, key: string): Promise<JsonValue | undefined> {
-    return this.#read(() => this.#db.getState(scope, key));
+    return this.#read(() =>
+      typeof scope === "string" && typeof key === "string" ? this.#db.getState(scope, key) : undefined
+    );
   }
 
   prune(options: PruneOptions): Promise<number> {

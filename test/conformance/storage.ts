@@ -1276,6 +1276,16 @@ export const storageCases: Case<StorageContext>[] = [
       }
       await rejects(() => storage.prune(undefined as never), TypeError, "prune()");
       equal((await storage.listJobs()).length, 1, "no job was pruned");
+      // Paging: a limit is a non-negative integer (Infinity: no limit), `after` an id.
+      for (const limit of [1.5, -1, Number.NaN]) {
+        await rejects(() => storage.listTasks({ limit }), RangeError, '"limit"');
+        await rejects(() => storage.listJobs({ limit }), RangeError, '"limit"');
+      }
+      equal((await storage.listTasks({ limit: Infinity })).length, 1);
+      // Ids that are not strings find nothing, on every adapter alike.
+      equal(await storage.getJob({} as never), undefined);
+      equal(await storage.getTask(undefined as never), undefined);
+      deepEqual(await storage.getTasks([{} as never, a!.id]).then((ts) => ts.map((x) => x.id)), [a!.id]);
     },
   },
   {
