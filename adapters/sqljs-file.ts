@@ -76,8 +76,10 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Lock files this process holds. A lock naming this process that is not in here was left
- * by an earlier process with the same id (a restarted container gets the same ids).
+ * Tokens of the locks this process holds. A lock naming this process whose token is not in
+ * here was left by an earlier process with the same id (a restarted container gets the same
+ * ids). Kept by token, not by path: the same file reached through a symlinked folder has
+ * another path, and must still count as held.
  */
 const heldLocks = new Set<string>();
 
@@ -98,17 +100,17 @@ async function lock(lockPath: string, path: string): Promise<string> {
     for (let attempt = 0;; attempt++) {
       try {
         await link(mine, lockPath);
-        heldLocks.add(lockPath);
+        heldLocks.add(token);
         return token;
       } catch (e) {
         if (code(e) !== "EEXIST") throw e;
       }
       const text = await readFile(lockPath, "utf8").catch(() => null);
       if (text === null && attempt < 3) continue; // let go of just now: try again
-      const [pidText = "", owner = ""] = (text ?? "").split("\n");
+      const [pidText = "", owner = "", held = ""] = (text ?? "").split("\n");
       const pid = Number(pidText);
       const stale = text !== null && Number.isInteger(pid) && pid > 0 && owner === host &&
-        (pid === process.pid ? !heldLocks.has(lockPath) : !alive(pid));
+        (pid === process.pid ? !heldLocks.has(held) : !alive(pid));
       if (!stale || attempt >= 3) {
         throw new StorageBlockedError(
           `"${path}" is open in process ${pidText || "?"} on ${owner || "?"}: a sql.js database is opened by one ` +
@@ -135,7 +137,7 @@ async function lock(lockPath: string, path: string): Promise<string> {
 
 /** Delete `lockPath` if it is still the lock with `token` (nobody took it over meanwhile). */
 async function unlock(lockPath: string, token: string): Promise<void> {
-  heldLocks.delete(lockPath);
+  heldLocks.delete(token);
   const text = await readFile(lockPath, "utf8").catch(() => "");
   if (text.split("\n")[2] === token) await unlink(lockPath).catch(() => {});
 }

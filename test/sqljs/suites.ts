@@ -438,6 +438,8 @@ export async function fileStore(tmpdir: string): Promise<Store> {
 interface FileCtx {
   path: string;
   open(): Promise<SqlJsStorage>;
+  /** Open the same file through `path` (another name for it, such as a symlinked folder). */
+  openAt(path: string): Promise<SqlJsStorage>;
   exists(file: string): Promise<boolean>;
   write(file: string, text: string): Promise<void>;
 }
@@ -483,6 +485,24 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
     },
   },
   {
+    name: "the same file reached through a symlinked folder is refused while open (the lock is not taken over)",
+    async run(ctx) {
+      const { symlink, rm } = await import("node:fs/promises");
+      const { dirname, basename } = await import("node:path");
+      const alias = `${dirname(ctx.path)}-alias`;
+      await symlink(dirname(ctx.path), alias, "dir");
+      try {
+        const first = await ctx.open();
+        await jobWith(first, 1);
+        await rejects(() => ctx.openAt(`${alias}/${basename(ctx.path)}`), StorageBlockedError, "one process at a time");
+        equal((await first.listTasks({})).length, 1);
+        await first.close();
+      } finally {
+        await rm(alias, { force: true });
+      }
+    },
+  },
+  {
     name: "a database refused at open (corrupt) or that fails to load keeps no lock behind",
     async run(ctx) {
       await ctx.write(ctx.path, "not a database");
@@ -513,6 +533,7 @@ export function registerSqlJsSuites(registrar: Registrar, tmpdir?: string): void
         ctx: {
           path,
           open: () => openTestStorage({ persister: createFilePersister(path) }),
+          openAt: (other) => openTestStorage({ persister: createFilePersister(other) }),
           exists: (file) => fs.stat(file).then(() => true, () => false),
           write: (file, text) => fs.writeFile(file, text),
         },
