@@ -331,6 +331,7 @@ class Batch {
   }
 
   *insertTask(raw: Task, batchIds: ReadonlySet<string>): Step<void> {
+    req(typeof raw === "object" && raw !== null && typeof raw.id === "string", "task", raw);
     const readTask = this.task(raw.id);
     if (isThenable(readTask) ? yield readTask : readTask) throw new StorageError(`Task "${raw.id}" already exists`);
     const readJob = this.job(raw.jobId);
@@ -344,9 +345,13 @@ class Batch {
       const read = this.task(depId);
       const dep = isThenable(read) ? (yield read) as Task | undefined : read;
       if (!dep) {
+        // A task inserted earlier in this batch is read above; a later one (or the task
+        // itself) could close a cycle that no completion ever opens: the job would never end.
         if (batchIds.has(depId)) {
-          remaining++;
-          continue;
+          throw new TypeError(
+            `Task "${task.id}" depends on "${depId}", which is inserted after it (or is itself): ` +
+              "insert a task after the tasks it depends on",
+          );
         }
         throw new NotFoundError("task", depId);
       }

@@ -825,6 +825,28 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "insertTask refuses a dependency on itself or on a task inserted later in the batch (a cycle)",
+    async run({ storage }) {
+      const b = buildJob([{ key: "p" }]);
+      await storage.createJob(b.job, b.tasks);
+      const self = childRecord(b, { key: "self", parentKey: "p" });
+      self.dependencies = [self.id];
+      await rejects(() => storage.commit([{ type: "insertTask", task: self }]), TypeError, "inserted after it");
+      const x = childRecord(b, { key: "x", parentKey: "p" });
+      const y = childRecord(b, { key: "y", parentKey: "p" });
+      x.dependencies = [y.id];
+      y.dependencies = [x.id];
+      await rejects(
+        () => storage.commit([{ type: "insertTask", task: x }, { type: "insertTask", task: y }]),
+        TypeError,
+        "inserted after it",
+      );
+      await rejects(() => storage.commit([{ type: "insertTask", task: null as never }]), TypeError, '"task"');
+      equal((await storage.listTasks({ jobId: b.job.id })).length, 1, "nothing was written");
+      equal((await storage.getJob(b.job.id))!.taskCount, 1);
+    },
+  },
+  {
     name: "insertTask into an ended job is refused",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }]);
