@@ -48,6 +48,9 @@ export class Emitter {
 
   /** Listen to an event; returns a function that stops listening. */
   on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
+    if (typeof listener !== "function") {
+      throw new TypeError(`on("${String(event)}") needs a function, got ${typeof listener}`);
+    }
     let set = this.#listeners.get(event);
     if (!set) this.#listeners.set(event, set = new Set());
     set.add(listener as (payload: never) => void);
@@ -56,6 +59,9 @@ export class Emitter {
 
   /** Listen to the next occurrence only. */
   once<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
+    if (typeof listener !== "function") {
+      throw new TypeError(`once("${String(event)}") needs a function, got ${typeof listener}`);
+    }
     const off = this.on(event, (payload) => {
       off();
       listener(payload);

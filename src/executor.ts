@@ -168,8 +168,20 @@ interface Pending {
 
 type State = "idle" | "running" | "stopping" | "stopped";
 
+/** An `AbortSignal` (of any realm: one from an iframe is not `instanceof` this one's). */
+function isSignal(v: unknown): v is AbortSignal {
+  return typeof v === "object" && v !== null && typeof (v as AbortSignal).aborted === "boolean" &&
+    typeof (v as AbortSignal).addEventListener === "function";
+}
+
 function shown(value: unknown): string {
-  return typeof value === "string" ? JSON.stringify(value) : typeof value === "function" ? "a function" : String(value);
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "function") return "a function";
+  try {
+    return String(value);
+  } catch {
+    return typeof value; // an object without a prototype
+  }
 }
 
 function positive(name: string, value: number | undefined, fallback: number, integer = false): number {
@@ -515,6 +527,9 @@ export class Executor {
 
   /** Start, and resolve after a graceful shutdown (when `signal` aborts or `shutdown()` is called). */
   async run(signal?: AbortSignal): Promise<void> {
+    if (signal !== undefined && !isSignal(signal)) {
+      throw new TypeError(`run() "signal" must be an AbortSignal, got ${shown(signal)}`);
+    }
     this.start();
     if (signal) {
       if (signal.aborted) void this.shutdown();
@@ -615,8 +630,9 @@ export class Executor {
    */
   async review(taskId: string, decision: "accept" | "reject", reason: string = ""): Promise<Task> {
     if (decision !== "accept" && decision !== "reject") {
-      throw new TypeError(`review() "decision" must be "accept" or "reject", got ${String(decision)}`);
+      throw new TypeError(`review() "decision" must be "accept" or "reject", got ${shown(decision)}`);
     }
+    if (typeof reason !== "string") throw new TypeError(`review() "reason" must be a string, got ${shown(reason)}`);
     const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
     if (!task) throw new NotFoundError("task", taskId);
     if (task.status !== "completed" || !task.review) {

@@ -67,7 +67,14 @@ export class JobHandle {
    * five times in a row, as the executor retries its own calls; other errors are thrown.
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
-    const { signal } = options;
+    const signal = options?.signal;
+    if (
+      signal !== undefined &&
+      !(typeof signal === "object" && signal !== null && typeof signal.aborted === "boolean" &&
+        typeof signal.throwIfAborted === "function")
+    ) {
+      throw new TypeError(`wait() "signal" must be an AbortSignal, got ${typeof signal}`);
+    }
     let failures = 0;
     for (;;) {
       signal?.throwIfAborted();

@@ -1198,6 +1198,20 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "bad arguments to run(), on(), review() and wait() are TypeErrors naming them",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [agent("noop", () => null)]);
+      await rejects(() => executor.run("x" as never), TypeError, '"signal"');
+      throws(() => executor.on("task:completed", 5 as never), TypeError, "needs a function");
+      const job = await executor.submit({ name: "a", tasks: [{ key: "a", agent: "noop" }] });
+      const [t] = await ctx.storage.listTasks({ jobId: job.id });
+      await rejects(() => executor.review(t!.id, "maybe" as never), TypeError, '"decision"');
+      await rejects(() => executor.review(t!.id, "reject", 42 as never), TypeError, '"reason"');
+      await rejects(() => job.wait({ signal: {} as never }), TypeError, '"signal"');
+      await executor.shutdown();
+    },
+  },
+  {
     name: "shutdown() refuses a bad grace period, and a later call with a shorter one cuts the first short",
     async run(ctx) {
       const { executor, clock } = harness(ctx.storage, [agent("hang", () => new Promise(() => {}))]);
