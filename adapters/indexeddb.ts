@@ -341,7 +341,7 @@ class IdbStorage implements IndexedDbStorage {
 
   listJobs(query: JobQuery = {}): Promise<Job[]> {
     return this.#read(["jobs"], "listing jobs", async (tx) => {
-      const { status, after, limit } = checkQuery(query ?? {}, "listJobs");
+      const { status, after, limit } = checkQuery(query, "listJobs");
       if (limit !== undefined && !(limit > 0)) return [];
       const count = limit === undefined ? undefined : Math.floor(limit);
       const jobs = tx.objectStore("jobs");
@@ -384,7 +384,7 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   listTasks(query: TaskQuery): Promise<Task[]> {
-    return this.#read(LIST_STORES, "listing tasks", (tx) => listTasks(tx, checkQuery(query ?? {}, "listTasks")));
+    return this.#read(LIST_STORES, "listing tasks", (tx) => listTasks(tx, checkQuery(query, "listTasks")));
   }
 
   getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
@@ -404,13 +404,14 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   prune(options: PruneOptions): Promise<number> {
+    let checked: PruneOptions;
     try {
-      checkPruneOptions(options);
+      checked = checkPruneOptions(options);
     } catch (e) {
       return Promise.reject(e);
     }
     return this.#write(["jobs", "tasks", "members", "cache"], "pruning jobs", async (tx) => {
-      const { finishedBefore, keepLast } = options ?? {};
+      const { finishedBefore, keepLast } = checked;
       const jobs = tx.objectStore("jobs");
       const index = jobs.index("finished");
       // Ended jobs, newest first (finishedAt, then id, descending).

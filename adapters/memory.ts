@@ -431,10 +431,11 @@ export class MemoryStorage implements Storage {
   }
 
   /** {@inheritDoc Storage.listJobs} */
-  listJobs(query: JobQuery = {}): Promise<Job[]> {
+  listJobs(raw: JobQuery = {}): Promise<Job[]> {
     this.#open();
+    let query: JobQuery;
     try {
-      checkQuery(query ?? {}, "listJobs");
+      query = checkQuery(raw, "listJobs");
     } catch (e) {
       return Promise.reject(e);
     }
@@ -462,10 +463,11 @@ export class MemoryStorage implements Storage {
   }
 
   /** {@inheritDoc Storage.listTasks} */
-  listTasks(query: TaskQuery): Promise<Task[]> {
+  listTasks(raw: TaskQuery): Promise<Task[]> {
     this.#open();
+    let query: TaskQuery;
     try {
-      checkQuery(query ?? {}, "listTasks");
+      query = checkQuery(raw, "listTasks");
     } catch (e) {
       return Promise.reject(e);
     }
@@ -522,7 +524,7 @@ export class MemoryStorage implements Storage {
   prune(options: PruneOptions): Promise<number> {
     return this.#sync(() => {
       this.#open();
-      checkPruneOptions(options);
+      const { finishedBefore, keepLast } = checkPruneOptions(options);
       const ended: Job[] = [];
       for (const status of ["completed", "failed", "cancelled"] as const) {
         for (const id of this.#jobsByStatus.get(status) ?? []) ended.push(this.#jobs.get(id)!);
@@ -530,8 +532,8 @@ export class MemoryStorage implements Storage {
       ended.sort((a, b) => (b.finishedAt ?? 0) - (a.finishedAt ?? 0) || (a.id < b.id ? 1 : -1));
       let removed = 0;
       ended.forEach((job, index) => {
-        const old = options.finishedBefore !== undefined && (job.finishedAt ?? 0) < options.finishedBefore;
-        const extra = options.keepLast !== undefined && index >= options.keepLast;
+        const old = finishedBefore !== undefined && (job.finishedAt ?? 0) < finishedBefore;
+        const extra = keepLast !== undefined && index >= keepLast;
         if (!old && !extra) return;
         if (!isJobFinal(job.status)) return;
         for (const slot of this.#byJob.get(job.id) ?? NO_SLOTS) {

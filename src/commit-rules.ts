@@ -910,19 +910,34 @@ export function checkRenewOptions(o: { ids: readonly string[]; owner: string; no
 }
 
 /** Check `prune()` options: a negative or fractional `keepLast` would delete every ended job. */
-export function checkPruneOptions(o: { finishedBefore?: number; keepLast?: number }): void {
-  if (o === null || typeof o !== "object") throw new TypeError(`prune() expects { finishedBefore?, keepLast? }`);
-  if (o.finishedBefore !== undefined && !(typeof o.finishedBefore === "number" && !Number.isNaN(o.finishedBefore))) {
-    throw new RangeError(`prune() "finishedBefore" must be a number, got ${o.finishedBefore}`);
+export function checkPruneOptions(
+  o: { finishedBefore?: number | undefined; keepLast?: number | undefined } | null | undefined,
+): { finishedBefore?: number; keepLast?: number } {
+  if (o === undefined || o === null) return {}; // nothing asked: nothing pruned
+  if (typeof o !== "object") throw new TypeError(`prune() expects { finishedBefore?, keepLast? }`);
+  const { finishedBefore, keepLast } = o;
+  if (finishedBefore != null && !(typeof finishedBefore === "number" && !Number.isNaN(finishedBefore))) {
+    throw new RangeError(`prune() "finishedBefore" must be a number, got ${finishedBefore}`);
   }
-  if (o.keepLast !== undefined && !(Number.isInteger(o.keepLast) && o.keepLast >= 0)) {
-    throw new RangeError(`prune() "keepLast" must be a non-negative integer, got ${o.keepLast}`);
+  if (keepLast != null && !((Number.isInteger(keepLast) || keepLast === Infinity) && keepLast >= 0)) {
+    throw new RangeError(`prune() "keepLast" must be a non-negative integer, got ${keepLast}`);
   }
+  return {
+    ...(finishedBefore != null ? { finishedBefore } : {}),
+    ...(keepLast != null && keepLast !== Infinity ? { keepLast } : {}),
+  };
 }
 
 /** Check a `listTasks()` / `listJobs()` query's paging: `limit` a non-negative integer, `after` an id. */
-export function checkQuery<Q extends { limit?: number; after?: string }>(q: Q, what: string): Q {
-  if (typeof q !== "object" || q === null) throw new TypeError(`${what}() expects a query object, got ${q}`);
+export function checkQuery<Q extends { limit?: number; after?: string }>(query: Q | null | undefined, what: string): Q {
+  if (query === undefined || query === null) return {} as Q;
+  if (typeof query !== "object") throw new TypeError(`${what}() expects a query object, got ${query}`);
+  const q = { ...query };
+  // `null` reads as "not given", as `undefined` does; a limit past any store's size is no limit.
+  if ((q.limit as unknown) === null || (typeof q.limit === "number" && q.limit > Number.MAX_SAFE_INTEGER)) {
+    delete q.limit;
+  }
+  if ((q.after as unknown) === null) delete q.after;
   if (q.limit !== undefined && !((Number.isInteger(q.limit) || q.limit === Infinity) && q.limit >= 0)) {
     throw new RangeError(`${what}() "limit" must be a non-negative integer, got ${q.limit}`);
   }

@@ -273,7 +273,11 @@ function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
     if (e instanceof Error) {
       const out: TaskError = { name: text(e.name, "Error"), message: text(e.message, ""), retryable, at };
       if (e instanceof ValidationError) {
-        out.details = toJson(e.issues.map((i) => ({ path: i.path, keyword: i.keyword, message: i.message })));
+        try {
+          out.details = toJson(e.issues.map((i) => ({ path: i.path, keyword: i.keyword, message: i.message })));
+        } catch {
+          // Details that are not JSON are left out; the name and message stay.
+        }
       }
       return out;
     }
@@ -527,7 +531,7 @@ export class Executor {
 
   /** Start, and resolve after a graceful shutdown (when `signal` aborts or `shutdown()` is called). */
   async run(signal?: AbortSignal): Promise<void> {
-    if (signal !== undefined && !isSignal(signal)) {
+    if (signal != null && !isSignal(signal)) {
       throw new TypeError(`run() "signal" must be an AbortSignal, got ${shown(signal)}`);
     }
     this.start();

@@ -67,7 +67,7 @@ export class JobHandle {
    * five times in a row, as the executor retries its own calls; other errors are thrown.
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
-    const signal = options?.signal;
+    const signal = options?.signal ?? undefined;
     if (
       signal !== undefined &&
       !(typeof signal === "object" && signal !== null && typeof signal.aborted === "boolean" &&

@@ -31,8 +31,12 @@ function escapePointer(key: string): string {
   return key.replace(/~/g, "~0").replace(/\//g, "~1");
 }
 
+/** `String.prototype.isWellFormed` where the runtime has it (far faster than a loop over long text). */
+const nativeWellFormed = (String.prototype as { isWellFormed?: () => boolean }).isWellFormed;
+
 /** Whether `s` holds a lone surrogate (UTF-16 that is not well formed: no UTF-8 or database text can hold it). */
 export function isLoneSurrogate(s: string): boolean {
+  if (nativeWellFormed !== undefined) return !nativeWellFormed.call(s);
   // Cheap pre-check keeps the common case fast.
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);

@@ -233,8 +233,8 @@ export class PgStorage implements PostgresStorage {
     return rows[0] && rowJob(rows[0]);
   }
 
-  async listJobs(query: JobQuery = {}): Promise<Job[]> {
-    checkQuery(query ?? {}, "listJobs");
+  async listJobs(raw: JobQuery = {}): Promise<Job[]> {
+    const query = checkQuery(raw, "listJobs");
     const where: string[] = [];
     const params: SqlParam[] = [];
     if (query.status !== undefined) {
@@ -278,7 +278,7 @@ export class PgStorage implements PostgresStorage {
   }
 
   async listTasks(query: TaskQuery): Promise<Task[]> {
-    const q = checkQuery(query ?? {}, "listTasks");
+    const q = checkQuery(query, "listTasks");
     const where: string[] = [];
     const params: SqlParam[] = [];
     const add = (column: string, op: string, value: string | undefined): void => {
@@ -313,12 +313,13 @@ export class PgStorage implements PostgresStorage {
   }
 
   prune(options: PruneOptions): Promise<number> {
+    let checked: PruneOptions;
     try {
-      checkPruneOptions(options);
+      checked = checkPruneOptions(options);
     } catch (e) {
       return Promise.reject(e);
     }
-    const { finishedBefore, keepLast } = options;
+    const { finishedBefore, keepLast } = checked;
     return this.#transaction("pruning jobs", async (tx) => {
       if (finishedBefore === undefined && keepLast === undefined) return 0;
       const rows = await tx.query(this.#sql.doomedJobs, [

@@ -242,7 +242,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   listJobs(query: JobQuery = {}): Promise<Job[]> {
-    return this.#read(() => this.#db.listJobs(checkQuery(query ?? {}, "listJobs")));
+    return this.#read(() => this.#db.listJobs(checkQuery(query, "listJobs")));
   }
 
   getTask(id: string): Promise<Task | undefined> {
@@ -261,7 +261,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   listTasks(query: TaskQuery): Promise<Task[]> {
-    return this.#read(() => this.#db.listTasks(checkQuery(query ?? {}, "listTasks")));
+    return this.#read(() => this.#db.listTasks(checkQuery(query, "listTasks")));
   }
 
   getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
@@ -278,11 +278,11 @@ export class SqlJsStorageImpl implements SqlJsStorage {
 
   prune(options: PruneOptions): Promise<number> {
     return this.#write(() => {
-      checkPruneOptions(options);
+      const { finishedBefore, keepLast } = checkPruneOptions(options);
       let removed = 0;
       this.#db.endedJobs().forEach((job, index) => {
-        const old = options.finishedBefore !== undefined && job.finishedAt < options.finishedBefore;
-        const extra = options.keepLast !== undefined && index >= options.keepLast;
+        const old = finishedBefore !== undefined && job.finishedAt < finishedBefore;
+        const extra = keepLast !== undefined && index >= keepLast;
         if (!old && !extra) return;
         this.#db.dropJob(job.id);
         removed++;

@@ -1296,8 +1296,13 @@ export const storageCases: Case<StorageContext>[] = [
       for (const keepLast of [-1, 1.5, Number.NaN]) {
         await rejects(() => storage.prune({ keepLast }), RangeError, '"keepLast"');
       }
-      await rejects(() => storage.prune(undefined as never), TypeError, "prune()");
+      // Nothing asked for prunes nothing; `null` reads as not given; Infinity keeps everything.
+      equal(await storage.prune(undefined as never), 0);
+      equal(await storage.prune({ keepLast: Infinity, finishedBefore: null as never }), 0);
       equal((await storage.listJobs()).length, 1, "no job was pruned");
+      equal((await storage.listJobs(null as never)).length, 1);
+      equal((await storage.listTasks({ limit: null as never, after: null as never })).length, 1);
+      equal((await storage.listJobs({ limit: 1e20 })).length, 1, "a limit past any store's size is none");
       // Paging: a limit is a non-negative integer (Infinity: no limit), `after` an id.
       for (const limit of [1.5, -1, Number.NaN]) {
         await rejects(() => storage.listTasks({ limit }), RangeError, '"limit"');
