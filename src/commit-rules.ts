@@ -929,7 +929,18 @@ export function checkPruneOptions(
 }
 
 /** Check a `listTasks()` / `listJobs()` query's paging: `limit` a non-negative integer, `after` an id. */
-export function checkQuery<Q extends { limit?: number; after?: string }>(query: Q | null | undefined, what: string): Q {
+const JOB_STATUS_SET: ReadonlySet<string> = new Set<JobStatus>([
+  "running",
+  "paused",
+  "completed",
+  "failed",
+  "cancelled",
+]);
+
+export function checkQuery<Q extends { limit?: number; after?: string; status?: string }>(
+  query: Q | null | undefined,
+  what: "listTasks" | "listJobs",
+): Q {
   if (query === undefined || query === null) return {} as Q;
   if (typeof query !== "object") throw new TypeError(`${what}() expects a query object, got ${query}`);
   const q = { ...query };
@@ -943,6 +954,13 @@ export function checkQuery<Q extends { limit?: number; after?: string }>(query: 
   }
   if (q.after !== undefined && typeof q.after !== "string") {
     throw new TypeError(`${what}() "after" must be a task or job id, got ${typeof q.after}`);
+  }
+  if ((q.status as unknown) === null) delete q.status;
+  // An unknown status is a mistake, not a filter that matches nothing.
+  if (q.status !== undefined && !(what === "listTasks" ? TASK_STATUS_SET : JOB_STATUS_SET).has(q.status)) {
+    throw new RangeError(
+      `${what}() "status" must be a ${what === "listTasks" ? "task" : "job"} status, got ${q.status}`,
+    );
   }
   return q;
 }

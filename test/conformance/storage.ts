@@ -1303,6 +1303,10 @@ export const storageCases: Case<StorageContext>[] = [
       equal((await storage.listJobs(null as never)).length, 1);
       equal((await storage.listTasks({ limit: null as never, after: null as never })).length, 1);
       equal((await storage.listJobs({ limit: 1e20 })).length, 1, "a limit past any store's size is none");
+      // An unknown status is a mistake, not a filter that matches nothing.
+      await rejects(() => storage.listTasks({ status: "done" as never }), RangeError, '"status"');
+      await rejects(() => storage.listJobs({ status: "ready" as never }), RangeError, '"status"');
+      equal((await storage.listJobs({ status: "completed" })).length, 1);
       // Paging: a limit is a non-negative integer (Infinity: no limit), `after` an id.
       for (const limit of [1.5, -1, Number.NaN]) {
         await rejects(() => storage.listTasks({ limit }), RangeError, '"limit"');
