@@ -14,7 +14,7 @@
 
 import { ConflictError, InvalidTransitionError, NotFoundError, StorageError, TaskCoreError } from "./errors.ts";
 import { toJson } from "./json.ts";
-import { canTransition, canTransitionJob, isFailure, isJobFinal } from "./status.ts";
+import { canTransition, canTransitionJob, isFailure, isJobFinal, JOB_STATUS_SET, TASK_STATUS_SET } from "./status.ts";
 import type { CommitOp, CommitResult } from "./storage.ts";
 import type { Job, JobStatus, JsonValue, Task, TaskStatus } from "./types.ts";
 
@@ -515,19 +515,6 @@ class Batch {
   }
 }
 
-const TASK_STATUS_SET: ReadonlySet<string> = new Set<TaskStatus>([
-  "pending",
-  "ready",
-  "running",
-  "completed",
-  "failed",
-  "cancelled",
-  "blocked",
-  "paused",
-  "accepted",
-  "rejected",
-]);
-
 function req(ok: boolean, what: string, value: unknown): void {
   if (!ok) {
     const shown = typeof value === "string" ? `"${value}"` : typeof value === "number" ? String(value) : typeof value;
@@ -928,15 +915,10 @@ export function checkPruneOptions(
   };
 }
 
-/** Check a `listTasks()` / `listJobs()` query's paging: `limit` a non-negative integer, `after` an id. */
-const JOB_STATUS_SET: ReadonlySet<string> = new Set<JobStatus>([
-  "running",
-  "paused",
-  "completed",
-  "failed",
-  "cancelled",
-]);
-
+/**
+ * Check a `listTasks()` / `listJobs()` query: `limit` a non-negative integer, `after` an id,
+ * `status` a known one; `null` fields read as not given.
+ */
 export function checkQuery<Q extends { limit?: number; after?: string; status?: string }>(
   query: Q | null | undefined,
   what: "listTasks" | "listJobs",

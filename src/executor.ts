@@ -27,7 +27,7 @@ import {
 import { Emitter, type ExecutorEventName, type Listener } from "./events.ts";
 import { Heap } from "./heap.ts";
 import { newId } from "./ids.ts";
-import { JobHandle, type JobHost } from "./job-handle.ts";
+import { isAbortSignal, JobHandle, type JobHost } from "./job-handle.ts";
 import { toJson, wellFormed } from "./json.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./payload.ts";
 import { type Queue, type QueueFactory, RingQueue } from "./queue.ts";
@@ -167,12 +167,6 @@ interface Pending {
 }
 
 type State = "idle" | "running" | "stopping" | "stopped";
-
-/** An `AbortSignal` (of any realm: one from an iframe is not `instanceof` this one's). */
-function isSignal(v: unknown): v is AbortSignal {
-  return typeof v === "object" && v !== null && typeof (v as AbortSignal).aborted === "boolean" &&
-    typeof (v as AbortSignal).addEventListener === "function";
-}
 
 function shown(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
@@ -531,7 +525,7 @@ export class Executor {
 
   /** Start, and resolve after a graceful shutdown (when `signal` aborts or `shutdown()` is called). */
   async run(signal?: AbortSignal): Promise<void> {
-    if (signal != null && !isSignal(signal)) {
+    if (signal != null && !isAbortSignal(signal)) {
       throw new TypeError(`run() "signal" must be an AbortSignal, got ${shown(signal)}`);
     }
     this.start();
@@ -1260,8 +1254,7 @@ export class Executor {
       if (stored.review) this.#events.emit("task:review", { task: stored, output: stored.output });
       if (this.#events.has("task:completed")) this.#events.emit("task:completed", { task: stored });
     } else if (outcome === "retry") {
-      this.#stats.retried++;
-      this.#wakeAtTime(stored.runAt);
+      this.#stats.retried++; // its wake-up at `runAt` is armed by `#afterCommit`, as every ready task's
       this.#events.emit("task:retrying", { task: stored, error: error!, delayMs: stored.runAt - error!.at });
     } else if (outcome === "failed") {
       this.#stats.failed++;
@@ -1484,7 +1477,7 @@ export class Executor {
       if (stored) item.report?.(stored);
       item.resolve?.(stored);
     });
-    this.#afterCommit({ tasks: [], jobs: ended, readied: 1 });
+    this.#afterCommit({ tasks: [...byId.values()], jobs: ended, readied: 1 });
     return true;
   }
 

@@ -33,6 +33,13 @@ export interface JobHost {
 
 type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}`>;
 
+/** An `AbortSignal` (of any realm: one from an iframe is not `instanceof` this one's). */
+export function isAbortSignal(v: unknown): v is AbortSignal {
+  return typeof v === "object" && v !== null && typeof (v as AbortSignal).aborted === "boolean" &&
+    typeof (v as AbortSignal).addEventListener === "function" &&
+    typeof (v as AbortSignal).throwIfAborted === "function";
+}
+
 /** Failed reads `wait()` retries in a row before it gives up and throws. */
 const WAIT_READ_RETRIES = 5;
 
@@ -68,11 +75,7 @@ export class JobHandle {
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
     const signal = options?.signal ?? undefined;
-    if (
-      signal !== undefined &&
-      !(typeof signal === "object" && signal !== null && typeof signal.aborted === "boolean" &&
-        typeof signal.throwIfAborted === "function")
-    ) {
+    if (signal !== undefined && !isAbortSignal(signal)) {
       throw new TypeError(`wait() "signal" must be an AbortSignal, got ${typeof signal}`);
     }
     let failures = 0;

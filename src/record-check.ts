@@ -13,17 +13,9 @@
  */
 
 import { StorageCorruptError } from "./errors.ts";
-import { TASK_STATUSES } from "./status.ts";
-import type { Job, JobStatus, Task } from "./types.ts";
+import { JOB_STATUS_SET, TASK_STATUS_SET } from "./status.ts";
+import type { Job, Task } from "./types.ts";
 
-const TASK_STATUS_SET: ReadonlySet<string> = new Set(TASK_STATUSES);
-const JOB_STATUS_SET: ReadonlySet<string> = new Set<JobStatus>([
-  "running",
-  "paused",
-  "completed",
-  "failed",
-  "cancelled",
-]);
 const DURABILITIES: ReadonlySet<string> = new Set(["at-least-once", "at-most-once"]);
 const POLICIES: ReadonlySet<string> = new Set(["cancel", "block"]);
 

@@ -81,3 +81,9 @@ export function isJobFinal(status: JobStatus): boolean {
 export const TASK_STATUSES: readonly TaskStatus[] = Object.freeze(
   Object.keys(TASK_TRANSITIONS) as TaskStatus[],
 );
+
+/** Every task status, for membership checks. */
+export const TASK_STATUS_SET: ReadonlySet<string> = new Set(TASK_STATUSES);
+
+/** Every job status, for membership checks. */
+export const JOB_STATUS_SET: ReadonlySet<string> = new Set(Object.keys(JOB_TRANSITIONS));
