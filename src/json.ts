@@ -57,21 +57,7 @@ export function isLoneSurrogate(s: string): boolean {
 /** `s` with every lone surrogate replaced by U+FFFD (as `String.prototype.toWellFormed` does). */
 export function wellFormed(s: string): string {
   if (!isLoneSurrogate(s)) return s;
-  let out = "";
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff) {
-      const n = s.charCodeAt(i + 1);
-      if (n >= 0xdc00 && n <= 0xdfff) {
-        out += s[i]! + s[i + 1]!;
-        i++;
-        continue;
-      }
-      out += "\ufffd";
-    } else if (c >= 0xdc00 && c <= 0xdfff) out += "\ufffd";
-    else out += s[i];
-  }
-  return out;
+  return s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
 }
 
 /**
