@@ -1359,6 +1359,7 @@ export class Executor {
     // The `now` of each attempt that failed with a storage error: such an attempt may have
     // been applied with only its answer lost, and then its retry conflicts with itself.
     const unsure: number[] = [];
+    let screened = false;
     while (items.length > 0) {
       const ops: CommitOp[] = [];
       const owner: number[] = [];
@@ -1405,6 +1406,17 @@ export class Executor {
         if (culprit >= 0) {
           this.#dropResult(items[culprit]!, (e as Error).message);
           items = items.filter((_, i) => i !== culprit);
+          if (!screened && items.length > 1) {
+            // Where one result went stale, others often did too (their job was cancelled
+            // or their leases were recovered elsewhere): one read finds them all, instead
+            // of one failed commit of the whole batch per stale result.
+            screened = true;
+            try {
+              items = await this.#dropStale(items);
+            } catch {
+              // The read failed: the next commit attempt finds the stale results one by one.
+            }
+          }
           continue;
         }
         if (
@@ -1434,6 +1446,32 @@ export class Executor {
         await this.#sleep(this.#commitBackoff(failures));
       }
     }
+  }
+
+  /**
+   * Drop the items whose compare-and-swap can no longer match the stored tasks (one read
+   * for the whole batch); answer the rest.
+   */
+  async #dropStale(items: Pending[]): Promise<Pending[]> {
+    const ids = new Set<string>();
+    for (const item of items) for (const op of item.ops) if (op.type === "updateTask") ids.add(op.id);
+    const stored = new Map<string, Task>();
+    for (const t of await this.storage.getTasks([...ids])) stored.set(t.id, t);
+    return items.filter((item) => {
+      for (const op of item.ops) {
+        if (op.type !== "updateTask") continue;
+        const found = stored.get(op.id);
+        const { version, status } = op.expect;
+        if (found && found.version === version && (status === undefined || found.status === status)) continue;
+        const conflict = new ConflictError(item.ops.indexOf(op), op.id, op.expect, {
+          status: found?.status ?? null,
+          version: found?.version ?? null,
+        });
+        this.#dropResult(item, conflict.message);
+        return false;
+      }
+      return true;
+    });
   }
 
   #commitBackoff(failures: number): number {

@@ -811,6 +811,44 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "results of a job cancelled by another executor are dropped together, not one commit attempt per result",
+    async run(ctx) {
+      const gate = deferred();
+      let started = 0;
+      let completionCommits = 0;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => (ops, now) => {
+          if (ops.some((o) => o.type === "updateTask" && o.set.status === "completed")) completionCommits++;
+          return commit(ops, now);
+        },
+      });
+      const { executor, clock } = harness(storage, [
+        agent("hold", async () => {
+          started++;
+          await gate.promise;
+          return "late";
+        }),
+      ], { maxWorkers: 30 });
+      const lost: string[] = [];
+      executor.on("task:lost", (e) => lost.push(e.task.key));
+      executor.start();
+      const job = await executor.submit({
+        name: "big",
+        tasks: Array.from({ length: 30 }, (_, i) => ({ key: `t${i}`, agent: "hold" })),
+      });
+      await until(() => started === 30, "every task running", clock);
+      // Another process cancels the job: this executor learns it only when it commits.
+      const other = harness(ctx.storage, [agent("hold", () => null)], { clock });
+      await (await other.executor.job(job.id)).cancel();
+      gate.resolve();
+      await until(() => lost.length === 30, "every result dropped", clock);
+      ok(completionCommits <= 3, `${completionCommits} commit attempts for 30 stale results`);
+      equal(executor.stats().lost, 30);
+      for (const t of await ctx.storage.listTasks({ jobId: job.id })) equal(t.status, "cancelled", t.key);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a commit that fails for good (a corrupt or closed storage) drops its results instead of retrying forever",
     async run(ctx) {
       let broken = false;
