@@ -24,6 +24,13 @@ export interface ExecutorEvents {
   "task:progress": { task: Task; fraction: number; message: string | null };
   /** A completed task awaits a person's review. */
   "task:review": { task: Task; output: JsonValue };
+  /** A person accepted a reviewed task (`executor.review(id, "accept")`): its dependents may run. */
+  "task:accepted": { task: Task };
+  /**
+   * A person rejected a reviewed task: it runs again with the reason as its review feedback
+   * (`rerun`), or, its attempts used up, ends `rejected` and fails its job.
+   */
+  "task:rejected": { task: Task; reason: string; rerun: boolean };
   /** A job ended as completed. */
   "job:completed": { job: Job };
   /** A job ended as failed. */

@@ -513,7 +513,10 @@ export class Executor {
   start(): void {
     if (this.#state !== "idle") return;
     this.#state = "running";
-    this.#unwatch = this.storage.watch(() => this.#poke());
+    this.#unwatch = this.storage.watch((change) => {
+      this.#poke();
+      this.#checkJobs(change?.jobs);
+    });
     this.#every(this.#heartbeatMs, () => this.#heartbeat());
     this.#every(this.#recoveryIntervalMs, () => this.#recover());
     const retention = this.#retention;
@@ -642,7 +645,17 @@ export class Executor {
       : task.attempts < task.maxAttempts
       ? { status: "ready", reviewFeedback: reason || "Rejected", runAt: now, statusReason: "Review rejected" }
       : { status: "rejected", reviewFeedback: reason || "Rejected", statusReason: reason || "Rejected" };
-    return await this.#updateTask({ type: "updateTask", id: taskId, expect: { version: task.version }, set });
+    return await this.#updateTask(
+      { type: "updateTask", id: taskId, expect: { version: task.version }, set },
+      (stored) => {
+        if (decision === "accept") this.#events.emit("task:accepted", { task: stored });
+        else {this.#events.emit("task:rejected", {
+            task: stored,
+            reason: reason || "Rejected",
+            rerun: set.status === "ready",
+          });}
+      },
+    );
   }
 
   /**
@@ -692,15 +705,17 @@ export class Executor {
    * was applied with only its answer lost, and it is not written again (a second write
    * would conflict, or apply the change twice).
    */
-  async #updateTask(op: UpdateTaskOp): Promise<Task> {
+  async #updateTask(op: UpdateTaskOp, report?: (stored: Task) => void): Promise<Task> {
     // The `now` of each failed attempt: a job that ended at one of them ended by it.
     const unsure: number[] = [];
     for (let failures = 0;;) {
       const now = this.#clock.now();
       try {
         const result = await this.storage.commit([op], now);
+        const stored = result.tasks.find((t) => t.id === op.id)!;
+        report?.(stored);
         this.#afterCommit(result);
-        return result.tasks.find((t) => t.id === op.id)!;
+        return stored;
       } catch (error) {
         await this.#callerCallFailed("commit", error, ++failures);
         unsure.push(now);
@@ -710,6 +725,7 @@ export class Executor {
         // Applied: report what the lost answer would have (the job's end, readied tasks).
         const job = await this.#retried("getJob", () => this.storage.getJob(stored.jobId));
         const ended = job && isJobFinal(job.status) && job.finishedAt !== null && unsure.includes(job.finishedAt);
+        report?.(stored);
         this.#afterCommit({ tasks: [stored], jobs: ended ? [job] : [], readied: 1 });
         return stored;
       }
@@ -772,9 +788,11 @@ export class Executor {
       const job = await this.#retried("getJob", () => this.storage.getJob(jobId));
       if (!job) throw new NotFoundError("job", jobId);
       if (job.status === status || isJobFinal(job.status)) {
+        // Already so (set elsewhere, or applied with its answer lost): this executor's
+        // tasks of the job stop all the same, as the success of the call would stop them.
+        if (job.status === "cancelled") this.#abortJob(jobId);
+        else if (job.status === "paused") this.#holdJob(jobId);
         if (failures > 0 && job.status === status) {
-          // Applied with its answer lost: do what its success would have done.
-          if (status === "cancelled") this.#abortJob(jobId);
           this.#afterCommit({ tasks: [], jobs: status === "cancelled" ? [job] : [], readied: 1 });
         }
         return job;
@@ -785,6 +803,7 @@ export class Executor {
           this.#clock.now(),
         );
         if (status === "cancelled") this.#abortJob(jobId);
+        else if (status === "paused") this.#holdJob(jobId);
         this.#afterCommit(result);
         return result.jobs.find((j) => j.id === jobId) ??
           (await this.#retried("getJob", () => this.storage.getJob(jobId)))!;
@@ -795,7 +814,45 @@ export class Executor {
     }
   }
 
-  #abortJob(jobId: string): void {
+  /**
+   * A paused job starts nothing new: its tasks this executor claimed but has not started
+   * go back to storage (where they wait `paused`) without counting an attempt.
+   */
+  #holdJob(jobId: string): void {
+    const held: Task[] = [];
+    for (const task of this.#queued.values()) if (task.jobId === jobId) held.push(task);
+    if (held.length === 0) return;
+    for (const task of held) this.#dropQueued(task);
+    this.#compactQueue();
+    void this.#release(held, "Released: its job was paused");
+  }
+
+  /**
+   * The storage says jobs changed status (another executor, tab or process may have
+   * paused or cancelled them): stop this executor's tasks of those that ended or paused,
+   * rather than at the next heartbeat. A failed read leaves it to the heartbeat.
+   */
+  #checkJobs(jobs: readonly string[] | undefined): void {
+    if (jobs === undefined || this.#state !== "running") return;
+    for (const jobId of jobs) {
+      if (!this.#holdsJob(jobId)) continue;
+      this.storage.getJob(jobId).then((job) => {
+        if (this.#state !== "running") return;
+        if (!job) this.#abortJob(jobId, "Job deleted");
+        else if (isJobFinal(job.status)) this.#abortJob(jobId, `Job ${job.status}`);
+        else if (job.status === "paused") this.#holdJob(jobId);
+      }, () => {});
+    }
+  }
+
+  /** Whether this executor has tasks of the job queued or running. */
+  #holdsJob(jobId: string): boolean {
+    for (const task of this.#queued.values()) if (task.jobId === jobId) return true;
+    for (const run of this.#runs.values()) if (run.task.jobId === jobId && !run.settled) return true;
+    return false;
+  }
+
+  #abortJob(jobId: string, reason = "Job cancelled"): void {
     // Claimed tasks still waiting in the ready queue were cancelled with the job: they
     // are not started (their stored status already says cancelled).
     for (const task of this.#queued.values()) {
@@ -804,7 +861,7 @@ export class Executor {
     this.#compactQueue();
     for (const run of this.#runs.values()) {
       if (run.task.jobId !== jobId || run.settled) continue;
-      this.#abandon(run, "Job cancelled");
+      this.#abandon(run, reason);
     }
   }
 

@@ -10,7 +10,7 @@ import { JobFailedError, JobValidationError, NonRetryableError, TaskAbortedError
 import { defineJsonAgent } from "../../src/json-agent.ts";
 import type { JsonValue, Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
-import { aborted, agent, deferred, type ExecContext, harness, START, until } from "./executor-kit.ts";
+import { aborted, agent, deferred, type ExecContext, harness, intercept, START, until } from "./executor-kit.ts";
 import type { Case } from "./harness.ts";
 
 function byKey(tasks: Task[]): Record<string, Task> {
@@ -320,6 +320,119 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "pause() hands back tasks already claimed into the ready queue: nothing of the job starts while paused",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const ran: string[] = [];
+      const step = agent("step", (_i, c) => {
+        ran.push(c.task.key);
+        return c.task.key === "a" ? gate.promise : c.task.key;
+      });
+      const { executor, clock } = harness(ctx.storage, [step], { maxWorkers: 1 });
+      executor.start();
+      const job = await executor.submit({
+        name: "pause-queued",
+        tasks: [{ key: "a", agent: "step" }, { key: "b", agent: "step" }, { key: "c", agent: "step" }],
+      });
+      await until(() => ran.length === 1 && executor.stats().queued === 2, "a running, b and c queued", clock);
+      await job.pause();
+      gate.resolve("a done");
+      await until(
+        async () => {
+          const t = byKey(await job.tasks());
+          return t.a!.status === "completed" && t.b!.status === "paused" && t.c!.status === "paused";
+        },
+        "b and c parked",
+        clock,
+      );
+      await clock.advance(5000);
+      deepEqual(ran, ["a"]);
+      equal(executor.stats().queued, 0);
+      const t = byKey(await job.tasks());
+      equal(t.b!.attempts, 0, "a handed-back claim does not count as an attempt");
+      equal((await job.status()).status, "paused");
+      await job.resume();
+      deepEqual(await job.wait(), { a: "a done", b: "b", c: "c" });
+      await executor.shutdown();
+    },
+  },
+  {
+    name:
+      "a job cancelled or paused through another executor stops there too: running signals abort, queued tasks never start",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const ran: string[] = [];
+      const signals: AbortSignal[] = [];
+      const step = agent("step", (_i, c) => {
+        ran.push(c.task.key);
+        signals.push(c.signal);
+        return gate.promise;
+      });
+      const hold = deferred<string>();
+      const ran2: string[] = [];
+      const holding = agent("hold", (_i, c) => {
+        ran2.push(c.task.key);
+        signals.push(c.signal);
+        return hold.promise;
+      });
+      const clock = new ManualClock(START);
+      const worker = harness(ctx.storage, [step], { clock, maxWorkers: 1 });
+      const client = harness(ctx.storage, [step, holding], { clock });
+      worker.executor.start();
+      const paused = await client.executor.submit({
+        name: "paused-elsewhere",
+        tasks: [{ key: "a", agent: "step" }, { key: "b", agent: "step" }],
+      });
+      await until(() => ran.length === 1 && worker.executor.stats().queued === 1, "a running, b queued", clock);
+      await paused.pause();
+      await until(() => worker.executor.stats().queued === 0, "b handed back", clock);
+      gate.resolve("done");
+      await until(async () => byKey(await paused.tasks()).a!.status === "completed", "a stored", clock);
+      await clock.advance(5000);
+      deepEqual(ran, ["a"]);
+      equal(byKey(await paused.tasks()).b!.status, "paused");
+      await paused.cancel();
+
+      const worker2 = harness(ctx.storage, [holding], { clock, maxWorkers: 1 });
+      await worker.executor.shutdown();
+      worker2.executor.start();
+      const cancelled = await client.executor.submit({
+        name: "cancelled-elsewhere",
+        tasks: [{ key: "x", agent: "hold" }, { key: "y", agent: "hold" }],
+      });
+      await until(() => ran2.length === 1 && worker2.executor.stats().queued === 1, "x running, y queued", clock);
+      await cancelled.cancel();
+      await until(() => signals.at(-1)!.aborted, "x's signal aborted", clock);
+      hold.resolve("late");
+      await clock.advance(5000);
+      deepEqual(ran2, ["x"]);
+      for (const t of await cancelled.tasks()) equal(t.status, "cancelled", t.key);
+      await worker2.executor.shutdown();
+    },
+  },
+  {
+    name: "cancel() through an executor aborts its running tasks even when the job was already cancelled elsewhere",
+    async run(ctx) {
+      let signal: AbortSignal | null = null;
+      const hang = agent("hang", async (_i, c) => {
+        signal = c.signal;
+        await aborted(c.signal);
+      });
+      const clock = new ManualClock(START);
+      // A storage that tells nobody of changes: only the worker's own call can abort its task.
+      const quiet = intercept(ctx.storage, { watch: () => () => () => {} });
+      const worker = harness(quiet, [hang], { clock });
+      const client = harness(quiet, [hang], { clock });
+      worker.executor.start();
+      const job = await client.executor.submit({ name: "twice", tasks: [{ key: "a", agent: "hang" }] });
+      await until(() => signal !== null, "a running", clock);
+      await job.cancel();
+      await (await worker.executor.job(job.id)).cancel();
+      ok(signal!.aborted, "the worker's own cancel() aborted its attempt");
+      await worker.executor.shutdown();
+    },
+  },
+  {
     name: "spawned children run in the job, a join waits for them, and the job waits for all",
     async run(ctx) {
       const parent = agent("parent", (input, c) => {
@@ -480,7 +593,11 @@ export const jobCases: Case<ExecContext>[] = [
     async run(ctx) {
       const { executor } = harness(ctx.storage, [echo]);
       const reviews: string[] = [];
+      const events: string[] = [];
       executor.on("task:review", (e) => reviews.push(e.task.key));
+      executor.on("task:accepted", (e) => events.push(`accepted ${e.task.key} ${e.task.status}`));
+      executor.on("task:completed", (e) => events.push(`completed ${e.task.key}`));
+      executor.on("job:completed", () => events.push("job:completed"));
       executor.start();
       const job = await executor.submit({
         name: "review",
@@ -496,6 +613,8 @@ export const jobCases: Case<ExecContext>[] = [
       await executor.review(t.draft!.id, "accept");
       deepEqual(await job.wait(), { draft: "v1", publish: "go" });
       equal(byKey(await job.tasks()).draft!.status, "accepted");
+      await until(() => events.includes("job:completed"), "job event");
+      deepEqual(events, ["completed draft", "accepted draft accepted", "completed publish", "job:completed"]);
       await executor.shutdown();
     },
   },
@@ -508,6 +627,9 @@ export const jobCases: Case<ExecContext>[] = [
         return `draft ${c.task.attempt}`;
       });
       const { executor } = harness(ctx.storage, [writer]);
+      const events: string[] = [];
+      executor.on("task:rejected", (e) => events.push(`rejected ${e.task.status} rerun=${e.rerun} ${e.reason}`));
+      executor.on("job:failed", () => events.push("job:failed"));
       executor.start();
       const job = await executor.submit({
         name: "rev",
@@ -527,6 +649,13 @@ export const jobCases: Case<ExecContext>[] = [
       const e = await rejects<JobFailedError>(() => job.wait(), JobFailedError);
       equal(e.failedTasks[0]!.key, "w");
       equal(byKey(await job.tasks()).w!.status, "rejected");
+      // Each decision is told, the last before the job's end.
+      await until(() => events.includes("job:failed"), "job event");
+      deepEqual(events, [
+        "rejected ready rerun=true too short",
+        "rejected rejected rerun=false still too short",
+        "job:failed",
+      ]);
       await executor.shutdown();
     },
   },
