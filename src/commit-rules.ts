@@ -406,7 +406,8 @@ class Batch {
     if (!canTransition(cur.status, to) || (cur.status === "completed" && !cur.review)) {
       throw new InvalidTransitionError(id, cur.status, to);
     }
-    if (to === "ready" && cur.status === "completed") {
+    const rerun = to === "ready" && cur.status === "completed";
+    if (rerun) {
       // A rejected review reruns the task: it is open again.
       patch.output = null;
       patch.finishedAt = null;
@@ -424,6 +425,25 @@ class Batch {
       if (open > 0) patch.status = "pending";
     }
     yield* this.transition(cur, patch);
+    if (rerun) yield* this.cancelChildren(cur);
+  }
+
+  /**
+   * The children a rejected output spawned are not run: they wait on their parent's
+   * acceptance (it is their first dependency), and its rerun spawns its own.
+   */
+  *cancelChildren(parent: Task): Step<void> {
+    const found = this.dependentsOf(parent.id);
+    const ids = isThenable(found) ? (yield found) as readonly string[] : found;
+    for (const id of ids) {
+      const read = this.task(id);
+      const child = isThenable(read) ? (yield read) as Task | undefined : read;
+      if (!child || child.parentId !== parent.id || child.status !== "pending") continue;
+      yield* this.transition(child, {
+        status: "cancelled",
+        statusReason: `Parent "${parent.key}" rejected in review`,
+      });
+    }
   }
 
   *updateJob(

@@ -76,8 +76,10 @@ export interface TaskContext<Input = JsonValue> {
    * task's completion, so a retried parent never duplicates them. `dependsOn` names
    * earlier children of this attempt, by the keys given to `spawn` (which may not hold `/`
    * or `#`). A child's key in the job is `<parent key>/<key>`, or `<parent key>#<attempt>/<key>`
-   * when the parent runs again after a rejected review (the first run's children keep theirs):
-   * that is the key `wait()` and a sibling's `dependencyOutputs()` show its output under.
+   * when the parent runs again after a rejected review: that is the key `wait()` and a
+   * sibling's `dependencyOutputs()` show its output under. When this task asks for review,
+   * its children wait for the acceptance (the parent is their first dependency, so its
+   * output is among their `dependencyOutputs()`), and a rejection cancels them.
    * Keys are unique in a job. Like cache and state writes, a spawn
    * after the attempt ended (from work the agent did not await) throws: nothing would
    * store it.

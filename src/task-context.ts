@@ -197,7 +197,9 @@ export class AttemptContext implements TaskContext<JsonValue> {
         message: `Child "${spec.key}": no agent named "${String(spec.agent)}"`,
       });
     }
-    const dependencies: string[] = [];
+    // Children of an output that awaits a person's review wait for its acceptance (the
+    // parent is their first dependency); a rejection cancels them.
+    const dependencies: string[] = record.review ? [record.id] : [];
     const dependsOn = spec.dependsOn ?? [];
     if (!Array.isArray(dependsOn)) {
       problems.push({

@@ -505,27 +505,70 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
-    name: "children a parent spawns again after a rejected review get keys of their own",
+    name:
+      "children of an output awaiting review wait for its acceptance; a rejection cancels them and the rerun spawns its own",
     async run(ctx) {
       let runs = 0;
+      const ran: string[] = [];
       const parent = agent("plan", (_i, c) => {
         runs++;
         const first = c.spawn({ key: "step", agent: "echo", input: runs });
         c.spawn({ key: "sum", agent: "echo", input: runs * 10, dependsOn: ["step"] });
         return first.key;
       });
-      const { executor } = harness(ctx.storage, [parent, echo]);
+      const child = agent("echo", (input, c) => {
+        ran.push(c.task.key);
+        return input;
+      });
+      const { executor, clock } = harness(ctx.storage, [parent, child]);
       executor.start();
       const job = await executor.submit({ name: "rerun", tasks: [{ key: "p", agent: "plan", review: true }] });
-      await until(async () => (await job.tasks()).filter((t) => t.status === "completed").length === 3, "first run");
-      const p = byKey(await job.tasks()).p!;
-      await executor.review(p.id, "reject", "again");
-      await until(async () => runs === 2 && byKey(await job.tasks()).p!.status === "completed", "rerun");
-      await executor.review(p.id, "accept");
+      await until(async () => (await job.tasks()).length === 3, "first run", clock);
+      await clock.advance(5000);
+      deepEqual(ran, [], "nothing the unreviewed output spawned ran");
+      let t = byKey(await job.tasks());
+      equal(t["p/step"]!.status, "pending");
+      await executor.review(t.p!.id, "reject", "again");
+      t = byKey(await job.tasks());
+      equal(t["p/step"]!.status, "cancelled");
+      equal(t["p/sum"]!.status, "cancelled");
+      await until(async () => runs === 2 && byKey(await job.tasks()).p!.status === "completed", "rerun", clock);
+      await executor.review(t.p!.id, "accept");
       const out = await job.wait();
-      deepEqual(out, { p: "p#2/step", "p/step": 1, "p/sum": 10, "p#2/step": 2, "p#2/sum": 20 });
+      deepEqual(out, { p: "p#2/step", "p#2/step": 2, "p#2/sum": 20 });
+      deepEqual(ran, ["p#2/step", "p#2/sum"]);
       const keys = (await job.tasks()).map((t) => t.key);
       equal(new Set(keys).size, keys.length, `keys are unique: ${keys.join(", ")}`);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "rejecting a reviewed output for good cancels what it spawned, and the job fails",
+    async run(ctx) {
+      const ran: string[] = [];
+      const parent = agent("plan", (_i, c) => {
+        c.spawn({ key: "send", agent: "echo", input: 1 });
+        return "plan";
+      });
+      const child = agent("echo", (input, c) => {
+        ran.push(c.task.key);
+        return input;
+      });
+      const { executor, clock } = harness(ctx.storage, [parent, child]);
+      executor.start();
+      const job = await executor.submit({
+        name: "final-reject",
+        tasks: [{ key: "p", agent: "plan", review: true, maxAttempts: 1 }],
+      });
+      await until(async () => (await job.tasks()).length === 2, "spawned", clock);
+      const p = byKey(await job.tasks()).p!;
+      await executor.review(p.id, "reject", "no");
+      const e = await rejects<JobFailedError>(() => job.wait(), JobFailedError);
+      deepEqual(e.failedTasks.map((f) => f.key), ["p"]);
+      const t = byKey(await job.tasks());
+      equal(t.p!.status, "rejected");
+      equal(t["p/send"]!.status, "cancelled");
+      deepEqual(ran, []);
       await executor.shutdown();
     },
   },
