@@ -62,8 +62,9 @@ export function wellFormed(s: string): string {
 
 /**
  * Check that `value` is JSON-safe and return a deep frozen copy of it.
- * Throws a `JsonValueError` naming the path of the first offending value: `undefined`,
- * functions, symbols, BigInt, non-finite numbers, cycles, objects that are not plain
+ * A property whose value is `undefined` is left out, as `JSON.stringify` leaves it out.
+ * Throws a `JsonValueError` naming the path of the first offending value: `undefined` in
+ * an array or as the value itself, functions, symbols, BigInt, non-finite numbers, cycles, objects that are not plain
  * (Date, Map, class instances), strings with lone surrogates, nesting past `maxDepth`.
  * Keys such as `__proto__` are kept as ordinary data.
  */
@@ -106,10 +107,13 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
           }
           const obj: { [key: string]: JsonValue } = {};
           for (const key of Object.keys(v)) {
+            const field = (v as Record<string, unknown>)[key];
+            // Left out, as `JSON.stringify` leaves it out (an optional property set to undefined).
+            if (field === undefined) continue;
             if (isLoneSurrogate(key)) {
               throw new JsonValueError(`${path}/${escapePointer(key)}`, "key holds a lone surrogate");
             }
-            const item = walk((v as Record<string, unknown>)[key], `${path}/${escapePointer(key)}`, depth + 1);
+            const item = walk(field, `${path}/${escapePointer(key)}`, depth + 1);
             if (key === "__proto__") {
               Object.defineProperty(obj, key, { value: item, enumerable: true, writable: true, configurable: true });
             } else {

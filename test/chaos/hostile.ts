@@ -381,6 +381,24 @@ export const hostileCases: Case<ReliabilityContext>[] = [
     },
   },
   {
+    name: "a property whose value is undefined is left out of inputs and outputs, as JSON.stringify leaves it out",
+    async run(ctx) {
+      // TypeScript's optional properties make `{ note: undefined }` common: it is not an error.
+      const t = await runOutput(ctx, () => ({ text: "hi", note: undefined, nested: { gone: undefined, kept: 1 } }));
+      equal(t.status, "completed", t.error?.message);
+      deepEqual(t.output, { text: "hi", nested: { kept: 1 } });
+      ok(!Object.hasOwn(t.output as object, "note"));
+      const { executor } = reportingExecutor(ctx.storage, [agent("echo", (i) => i)]);
+      executor.start();
+      const job = await executor.submit({
+        name: "undef",
+        tasks: [{ key: "a", agent: "echo", input: { a: 1, b: undefined } as unknown as JsonValue }],
+      });
+      deepEqual(await job.wait(), { a: { a: 1 } });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "strings that are not valid UTF-16 are refused as input, as key and as output",
     async run(ctx) {
       const { executor } = reportingExecutor(ctx.storage, [agent("echo", (i) => i)]);
