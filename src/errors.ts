@@ -108,9 +108,9 @@ export class InvalidTransitionError extends TaskCoreError {
   readonly from: string;
   /** The status asked for. */
   readonly to: string;
-  /** Create the error. */
-  constructor(id: string, from: string, to: string) {
-    super(`Illegal transition of "${id}" from "${from}" to "${to}"`);
+  /** Create the error; `why` says what the caller should know beyond the statuses. */
+  constructor(id: string, from: string, to: string, why?: string) {
+    super(`Illegal transition of "${id}" from "${from}" to "${to}"${why ? `: ${why}` : ""}`);
     this.id = id;
     this.from = from;
     this.to = to;

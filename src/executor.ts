@@ -178,12 +178,21 @@ function shown(value: unknown): string {
   }
 }
 
-function positive(name: string, value: number | undefined, fallback: number, integer = false): number {
+/** Check a numeric option: a number that is not finite, or below its least, is a `RangeError`; another type a `TypeError`. */
+function positive(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  integer = false,
+  zero = false,
+): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    throw new RangeError(
-      `Executor option "${name}" must be a positive ${integer ? "integer" : "number"}, got ${value}`,
-    );
+  const what = `${zero ? "non-negative" : "positive"} ${integer ? "integer" : "number"}`;
+  if (typeof value !== "number") {
+    throw new TypeError(`Executor option "${name}" must be a ${what}, got ${shown(value)}`);
+  }
+  if (!Number.isFinite(value) || value < 0 || (value === 0 && !zero) || (integer && !Number.isInteger(value))) {
+    throw new RangeError(`Executor option "${name}" must be a ${what}, got ${value}`);
   }
   return value;
 }
@@ -426,9 +435,9 @@ export class Executor {
       throw new TypeError(`Executor option "retry" must be an object, got ${shown(r)}`);
     }
     this.#retry = {
-      delayMs: r.delayMs === 0 ? 0 : positive("retry.delayMs", r.delayMs, DEFAULT_RETRY.delayMs),
+      delayMs: positive("retry.delayMs", r.delayMs, DEFAULT_RETRY.delayMs, false, true),
       factor: positive("retry.factor", r.factor, DEFAULT_RETRY.factor),
-      maxDelayMs: r.maxDelayMs === 0 ? 0 : positive("retry.maxDelayMs", r.maxDelayMs, DEFAULT_RETRY.maxDelayMs),
+      maxDelayMs: positive("retry.maxDelayMs", r.maxDelayMs, DEFAULT_RETRY.maxDelayMs, false, true),
       jitter: r.jitter ?? DEFAULT_RETRY.jitter,
     };
     if (this.#retry.factor < 1) {
@@ -449,10 +458,8 @@ export class Executor {
     }
     this.#pollIntervalMs = positive("pollIntervalMs", options.pollIntervalMs, 1000);
     this.#recoveryIntervalMs = positive("recoveryIntervalMs", options.recoveryIntervalMs, this.#leaseMs);
-    this.#graceMs = options.shutdownGraceMs === 0 ? 0 : positive("shutdownGraceMs", options.shutdownGraceMs, 10_000);
-    this.#progressMs = options.progressThrottleMs === 0
-      ? 0
-      : positive("progressThrottleMs", options.progressThrottleMs, 100);
+    this.#graceMs = positive("shutdownGraceMs", options.shutdownGraceMs, 10_000, false, true);
+    this.#progressMs = positive("progressThrottleMs", options.progressThrottleMs, 100, false, true);
     this.#maxPayload = options.maxPayloadBytes === Infinity
       ? Infinity
       : positive("maxPayloadBytes", options.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES, true);
@@ -636,8 +643,21 @@ export class Executor {
     if (typeof reason !== "string") throw new TypeError(`review() "reason" must be a string, got ${shown(reason)}`);
     const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
     if (!task) throw new NotFoundError("task", taskId);
-    if (task.status !== "completed" || !task.review) {
-      throw new InvalidTransitionError(taskId, task.status, decision === "accept" ? "accepted" : "rejected");
+    if (!task.review) {
+      throw new InvalidTransitionError(
+        taskId,
+        task.status,
+        decision === "accept" ? "accepted" : "rejected",
+        `Task "${task.key}" did not ask for review`,
+      );
+    }
+    if (task.status !== "completed") {
+      throw new InvalidTransitionError(
+        taskId,
+        task.status,
+        decision === "accept" ? "accepted" : "rejected",
+        `Task "${task.key}" is ${task.status}: only a completed task awaiting review can be reviewed`,
+      );
     }
     const now = this.#clock.now();
     const set: Partial<Task> = decision === "accept"
@@ -668,6 +688,14 @@ export class Executor {
   async retryTask(taskId: string): Promise<Task> {
     const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
     if (!task) throw new NotFoundError("task", taskId);
+    if (task.status !== "blocked") {
+      throw new InvalidTransitionError(
+        taskId,
+        task.status,
+        "ready",
+        `Task "${task.key}" is ${task.status}: retryTask() sends on a blocked task only`,
+      );
+    }
     return await this.#updateTask({
       type: "updateTask",
       id: taskId,
@@ -1308,8 +1336,8 @@ export class Executor {
   #reportStored(stored: Task, outcome: Outcome, error: TaskError | null): void {
     if (outcome === "completed") {
       this.#stats.completed++;
-      if (stored.review) this.#events.emit("task:review", { task: stored, output: stored.output });
       if (this.#events.has("task:completed")) this.#events.emit("task:completed", { task: stored });
+      if (stored.review) this.#events.emit("task:review", { task: stored, output: stored.output });
     } else if (outcome === "retry") {
       this.#stats.retried++; // its wake-up at `runAt` is armed by `#afterCommit`, as every ready task's
       this.#events.emit("task:retrying", { task: stored, error: error!, delayMs: stored.runAt - error!.at });

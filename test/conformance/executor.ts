@@ -5,6 +5,7 @@
 
 import { ManualClock, timerClock } from "../../src/clock.ts";
 import {
+  InvalidTransitionError,
   NonRetryableError,
   StorageClosedError,
   StorageCorruptError,
@@ -1230,13 +1231,26 @@ export const executorCases: Case<ExecContext>[] = [
       throws(() => new Executor({ storage: ctx.storage, registry, queue: () => ({}) as never }), TypeError, '"queue"');
       throws(() => new Executor({ storage: ctx.storage, registry, clock: {} as never }), TypeError, '"clock"');
       throws(() => new Executor({ storage: ctx.storage, registry, random: 1 as never }), TypeError, '"random"');
+      // A value of another type is a TypeError that shows it as given (a string is quoted).
+      throws(() => new Executor({ storage: ctx.storage, registry, maxWorkers: "4" as never }), TypeError, '"4"');
+      // Where 0 is allowed the message says non-negative.
+      throws(
+        () => new Executor({ storage: ctx.storage, registry, shutdownGraceMs: -1 }),
+        RangeError,
+        "non-negative number, got -1",
+      );
+      throws(
+        () => new Executor({ storage: ctx.storage, registry, retry: { delayMs: -1 } }),
+        RangeError,
+        "non-negative",
+      );
       // A cap of 0 with no delay is a valid choice (retry at once), as is a constant delay.
       new Executor({ storage: ctx.storage, registry, retry: { delayMs: 0, maxDelayMs: 0 } });
       new Executor({ storage: ctx.storage, registry, retry: { factor: 1 } });
     },
   },
   {
-    name: "bad arguments to run(), on(), review() and wait() are TypeErrors naming them",
+    name: "bad arguments to run(), on(), review(), retryTask() and wait() are errors naming them",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [agent("noop", () => null)]);
       await rejects(() => executor.run("x" as never), TypeError, '"signal"');
@@ -1245,6 +1259,9 @@ export const executorCases: Case<ExecContext>[] = [
       const [t] = await ctx.storage.listTasks({ jobId: job.id });
       await rejects(() => executor.review(t!.id, "maybe" as never), TypeError, '"decision"');
       await rejects(() => executor.review(t!.id, "reject", 42 as never), TypeError, '"reason"');
+      // A task that never asked for review, or is not blocked, is named as such.
+      await rejects(() => executor.review(t!.id, "accept"), InvalidTransitionError, "did not ask for review");
+      await rejects(() => executor.retryTask(t!.id), InvalidTransitionError, "blocked task only");
       await rejects(() => job.wait({ signal: {} as never }), TypeError, '"signal"');
       await executor.shutdown();
     },

@@ -637,7 +637,10 @@ export const jobCases: Case<ExecContext>[] = [
       const { executor } = harness(ctx.storage, [echo]);
       const reviews: string[] = [];
       const events: string[] = [];
-      executor.on("task:review", (e) => reviews.push(e.task.key));
+      executor.on("task:review", (e) => {
+        reviews.push(e.task.key);
+        events.push(`review ${e.task.key}`);
+      });
       executor.on("task:accepted", (e) => events.push(`accepted ${e.task.key} ${e.task.status}`));
       executor.on("task:completed", (e) => events.push(`completed ${e.task.key}`));
       executor.on("job:completed", () => events.push("job:completed"));
@@ -657,7 +660,13 @@ export const jobCases: Case<ExecContext>[] = [
       deepEqual(await job.wait(), { draft: "v1", publish: "go" });
       equal(byKey(await job.tasks()).draft!.status, "accepted");
       await until(() => events.includes("job:completed"), "job event");
-      deepEqual(events, ["completed draft", "accepted draft accepted", "completed publish", "job:completed"]);
+      deepEqual(events, [
+        "completed draft",
+        "review draft",
+        "accepted draft accepted",
+        "completed publish",
+        "job:completed",
+      ]);
       await executor.shutdown();
     },
   },
