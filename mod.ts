@@ -40,7 +40,14 @@ export { defineAgent } from "./src/agent.ts";
 export type { AgentDefinition, AnyAgent, InputOf, JobSpecFor, JsonAgent, OutputOf, TaskSpecFor } from "./src/agent.ts";
 export { defineJsonAgent } from "./src/json-agent.ts";
 export type { JsonAgentDefinition } from "./src/json-agent.ts";
-export type { FromSchema, JsonSchema, JsonSchemaObject, JsonSchemaTypeName } from "./src/json-schema.ts";
+export type {
+  DeepReadonly,
+  FromSchema,
+  JsonSchema,
+  JsonSchemaObject,
+  JsonSchemaTypeName,
+  ReadonlyJsonValue,
+} from "./src/json-schema.ts";
 export { createPrecompiledValidator, fromAjvStyle, issuesFromAjvErrors, NO_ISSUES } from "./src/validation.ts";
 export type {
   AjvStyleError,

@@ -280,7 +280,7 @@ export interface JobProblem {
   key?: string;
   /**
    * A short code: `duplicate-key`, `invalid-key`, `unknown-agent`, `unknown-dependency`, `cycle`, `invalid-input`,
-   * `empty-job`, `too-many-tasks`, `invalid-job`, `invalid-task`, `invalid-option`.
+   * `empty-job`, `too-many-tasks`, `invalid-job`, `invalid-task`, `invalid-option`, `payload-too-large`.
    */
   code: string;
   /** What is wrong, for a person. */

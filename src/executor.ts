@@ -64,7 +64,11 @@ export interface ExecutorOptions {
   id?: string;
   /** Tasks run at once (default 4). */
   maxWorkers?: number;
-  /** Claimed tasks held ready to run (default 1000). */
+  /**
+   * Claimed tasks held ready to run (default 1000). Claims take the most urgent tasks
+   * (`priority`), but claimed tasks run in claim order: an urgent task submitted later
+   * waits behind those already claimed. A small capacity makes priority strict.
+   */
   queueCapacity?: number;
   /** Builds the ready queue (default: a ring buffer). */
   queue?: QueueFactory<Task>;
@@ -491,7 +495,12 @@ export class Executor {
 
   // ---------------------------------------------------------------- public API
 
-  /** Listen to an event; returns a function that stops listening. */
+  /**
+   * Listen to an event; returns a function that stops listening. Events tell what this
+   * executor did: a task another executor, tab or process ran (or a job it ended) is not
+   * told here. To follow a job run elsewhere, `wait()` on its handle, which reads the
+   * storage.
+   */
   on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
     return this.#events.on(event, listener);
   }

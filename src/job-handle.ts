@@ -174,7 +174,11 @@ export class JobHandle {
     return await this.#host.setJobStatus(this.id, "running");
   }
 
-  /** Listen to an executor event about this job only; returns a function that stops listening. */
+  /**
+   * Listen to an executor event about this job only; returns a function that stops
+   * listening. Like `Executor.on()`, it tells what this handle's executor did: a job run by
+   * another executor is followed with `wait()`.
+   */
   on<K extends JobEventName>(event: K, listener: Listener<K>): () => void {
     return this.#host.on(event, (payload: ExecutorEvents[K]) => {
       const p = payload as { task?: Task; job?: Job };
