@@ -31,6 +31,13 @@ export interface ExecutorEvents {
    * (`rerun`), or, its attempts used up, ends `rejected` and fails its job.
    */
   "task:rejected": { task: Task; reason: string; rerun: boolean };
+  /**
+   * A task went to `blocked` and needs a person (`executor.retryTask(id)` or a cancel): an
+   * at-most-once task interrupted while running, or a dependent of a failed task that asked
+   * for `onDependencyFailure: "block"`. Its job stays open meanwhile. The reason is in
+   * `task.statusReason`.
+   */
+  "task:blocked": { task: Task };
   /** A job ended as completed. */
   "job:completed": { job: Job };
   /** A job ended as failed. */

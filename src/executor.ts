@@ -525,8 +525,14 @@ export class Executor {
     return this.#clock;
   }
 
-  /** Start claiming and running tasks in the background. Calling it again does nothing. */
+  /**
+   * Start claiming and running tasks in the background. Calling it again while it runs does
+   * nothing; after `shutdown()` it throws (an executor does not restart: make a new one).
+   */
   start(): void {
+    if (this.#state === "stopping" || this.#state === "stopped") {
+      throw new Error("The executor was shut down and does not start again: create a new Executor");
+    }
     if (this.#state !== "idle") return;
     this.#state = "running";
     this.#unwatch = this.storage.watch((change) => {
@@ -542,7 +548,10 @@ export class Executor {
     if (next !== undefined) this.#armWake(next);
   }
 
-  /** Start, and resolve after a graceful shutdown (when `signal` aborts or `shutdown()` is called). */
+  /**
+   * Start, and resolve after a graceful shutdown (when `signal` aborts or `shutdown()` is
+   * called). Rejects when the executor was shut down before.
+   */
   async run(signal?: AbortSignal): Promise<void> {
     if (signal != null && !isAbortSignal(signal)) {
       throw new TypeError(`run() "signal" must be an AbortSignal, got ${shown(signal)}`);
@@ -1615,6 +1624,9 @@ export class Executor {
 
   #afterCommit(result: CommitResult): void {
     if (this.#jobWaiters.size > 0 && result.jobs.length > 0) this.#wakeJobs(result.jobs.map((j) => j.id));
+    if (this.#events.has("task:blocked")) {
+      for (const t of result.tasks) if (t.status === "blocked") this.#events.emit("task:blocked", { task: t });
+    }
     if (result.readied > 0) {
       this.#poke();
       // A task made ready to run later (a spawned child, a dependent with a `runAt`).

@@ -505,11 +505,16 @@ export const executorCases: Case<ExecContext>[] = [
         leaseMs: 1000,
         heartbeatMs: 300,
       });
+      const blocked: string[] = [];
+      alive.executor.on("task:blocked", (e) => blocked.push(`${e.task.key}: ${e.task.statusReason}`));
       alive.executor.start();
       await until(async () => (await taskByKey(ctx, job.id, "charge")).status === "blocked", "blocked");
       const t = await taskByKey(ctx, job.id, "charge");
       ok(t.statusReason?.includes("at-most-once"));
       equal(runs, 1);
+      // A person is needed: the executor that blocked it says so.
+      await until(() => blocked.length === 1, "task:blocked");
+      deepEqual(blocked, [`charge: ${t.statusReason}`]);
       equal((await ctx.storage.getJob(job.id))!.status, "running");
       await alive.executor.shutdown();
     },
@@ -1264,6 +1269,9 @@ export const executorCases: Case<ExecContext>[] = [
       await rejects(() => executor.retryTask(t!.id), InvalidTransitionError, "blocked task only");
       await rejects(() => job.wait({ signal: {} as never }), TypeError, '"signal"');
       await executor.shutdown();
+      // A shut-down executor does not silently stay idle when asked to run again.
+      throws(() => executor.start(), Error, "create a new Executor");
+      await rejects(() => executor.run(), Error, "create a new Executor");
     },
   },
   {

@@ -235,6 +235,8 @@ export const jobCases: Case<ExecContext>[] = [
         return "ok";
       });
       const { executor } = harness(ctx.storage, [flaky, echo]);
+      const blocked: string[] = [];
+      executor.on("task:blocked", (e) => blocked.push(`${e.task.key}: ${e.task.statusReason}`));
       executor.start();
       const job = await executor.submit({
         name: "block",
@@ -247,6 +249,7 @@ export const jobCases: Case<ExecContext>[] = [
       await until(async () => byKey(await job.tasks()).after!.status === "blocked", "blocked");
       const after = byKey(await job.tasks()).after!;
       equal(after.statusReason, 'Dependency "guarded" failed');
+      deepEqual(blocked, ['after: Dependency "guarded" failed']);
       equal((await job.status()).status, "running");
       await executor.retryTask(after.id);
       const e = await rejects<JobFailedError>(() => job.wait(), JobFailedError);
