@@ -91,10 +91,12 @@ export type OutputOf<A extends AnyAgent> = A extends Agent<never, infer Output, 
 
 /**
  * The task specs that a set of agents accepts: `TaskSpecFor<typeof a | typeof b>` is a
- * union discriminated by `agent`, so an unknown agent name or a wrong input is a compile
- * error.
+ * union discriminated by `agent`, so an unknown agent name, a wrong input, or a missing
+ * one (an agent whose input type does not admit `null`, which a task without input gets)
+ * is a compile error.
  */
-export type TaskSpecFor<A extends AnyAgent> = A extends Agent<infer Input, unknown, infer Name> ? TaskSpec<Name, Input>
+export type TaskSpecFor<A extends AnyAgent> = A extends Agent<infer Input, unknown, infer Name>
+  ? Omit<TaskSpec<Name, Input>, "input"> & (null extends Input ? { input?: Input } : { input: Input })
   : never;
 
 /** A {@link JobSpec} whose tasks are checked against a set of agents (see {@link TaskSpecFor}). */

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { AnyAgent, JobSpecFor } from "./agent.ts";
 import { backoffDelay, DEFAULT_RETRY, type RetryOptions } from "./backoff.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import {
@@ -588,6 +589,9 @@ export class Executor {
    * to five times in a row, each retry after reading back whether the failed call was
    * applied after all (then the job is not stored twice: it keeps its ids).
    */
+  submit<A extends AnyAgent>(spec: JobSpecFor<A>): Promise<JobHandle>;
+  /** A job spec without agent types. */
+  submit(spec: JobSpec): Promise<JobHandle>;
   async submit(spec: JobSpec): Promise<JobHandle> {
     this.#checkInputSizes(spec);
     const built = buildJob(spec, this.agents, { maxAttempts: this.#maxAttempts }, this.#clock.now());

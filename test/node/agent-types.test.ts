@@ -10,6 +10,7 @@ import {
   AgentRegistry,
   defineAgent,
   defineJsonAgent,
+  Executor,
   type FromSchema,
   type InputOf,
   type JobSpec,
@@ -20,6 +21,7 @@ import {
   type TaskContext,
   type TaskSpecFor,
 } from "../../mod.ts";
+import { createMemoryStorage } from "../../adapters/memory.ts";
 
 const add = defineAgent({
   name: "add",
@@ -170,6 +172,34 @@ describe("types", () => {
     // A typed spec is still a plain JobSpec for the executor.
     expectTypeOf(job).toExtend<JobSpec>();
     expectTypeOf(tasks).toExtend<JobSpec["tasks"]>();
+  });
+
+  test("a typed job spec needs the input its agent requires, and submit() takes specs of interface-typed agents", async () => {
+    interface Point {
+      x: number;
+      y: number;
+    }
+    const norm = defineAgent({ name: "norm", description: "Length", execute: (p: Point) => Math.hypot(p.x, p.y) });
+    const total = defineAgent({ name: "total", description: "No input", execute: (_i: null) => 1 });
+    type Agents = typeof add | typeof norm | typeof total;
+    const tasks: TaskSpecFor<Agents>[] = [
+      { key: "n", agent: "norm", input: { x: 3, y: 4 } },
+      { key: "t", agent: "total" }, // an agent that takes null needs no input
+      // @ts-expect-error add needs its input: a task without one would run with null
+      { key: "a", agent: "add" },
+    ];
+    const spec: JobSpecFor<Agents> = { name: "typed", tasks };
+    const executor = new Executor({
+      storage: createMemoryStorage(),
+      registry: new AgentRegistry().register(add).register(norm).register(total),
+    });
+    // An interface is not a JsonValue (no index signature), yet the typed spec is accepted.
+    const job = await executor.submit(spec);
+    expectTypeOf(job.id).toBeString();
+    await executor.submit({ name: "plain", tasks: [{ key: "a", agent: "add", input: { a: 1, b: 2 } }] });
+    // A plain spec still checks that its input is JSON.
+    // @ts-expect-error a Date is not JSON
+    await executor.submit({ name: "plain", tasks: [{ key: "a", agent: "add", input: new Date() }] }).catch(() => {});
   });
 
   test("typed agents register into an AgentRegistry and come back as Agent", () => {
