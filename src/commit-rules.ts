@@ -686,9 +686,12 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
         out[key] = value;
         break;
       case "attempts":
-      case "maxAttempts":
       case "remainingDeps":
         req(Number.isInteger(value) && (value as number) >= 0, key, value);
+        out[key] = value;
+        break;
+      case "maxAttempts":
+        req(Number.isInteger(value) && (value as number) >= 1, key, value);
         out[key] = value;
         break;
       case "runAt":
@@ -707,10 +710,21 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
         req(typeof value === "boolean", key, value);
         out[key] = value;
         break;
+      // The same rules as a new task's fields (`checkTaskFields`): a record every adapter
+      // can read back.
       case "agent":
-      case "statusReason":
+        req(typeof value === "string" && value.length > 0, key, value);
+        out[key] = value;
+        break;
       case "durability":
+        req(value === "at-least-once" || value === "at-most-once", key, value);
+        out[key] = value;
+        break;
       case "onDependencyFailure":
+        req(value === "cancel" || value === "block", key, value);
+        out[key] = value;
+        break;
+      case "statusReason":
       case "reviewFeedback":
       case "leaseOwner":
       case "description":

@@ -607,6 +607,32 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "commit() refuses a field value no stored task may hold, and the task stays readable and claimable",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      await storage.createJob(b.job, b.tasks);
+      const bad: [string, Record<string, unknown>][] = [
+        ["maxAttempts", { maxAttempts: 0 }],
+        ["agent", { agent: null }],
+        ["agent", { agent: "" }],
+        ["durability", { durability: "exactly-once" }],
+        ["onDependencyFailure", { onDependencyFailure: "ignore" }],
+      ];
+      for (const [field, set] of bad) {
+        const t = await get(storage, b.id("a"));
+        await rejects(
+          () => storage.commit([{ type: "updateTask", id: t.id, expect: { version: t.version }, set: set as never }]),
+          TypeError,
+          field,
+        );
+      }
+      const a = await get(storage, b.id("a"));
+      equal(a.version, 1);
+      equal((await storage.listTasks({ status: "ready" })).length, 2);
+      equal((await storage.claimReady({ limit: 5, now: 1, owner: OWNER, leaseMs: 100 })).length, 2);
+    },
+  },
+  {
     name: "commit() rejects an op of unknown type and a missing expected version",
     async run({ storage }) {
       await rejects(() => storage.commit([{ type: "dropTable" } as never]), TypeError, "dropTable");
