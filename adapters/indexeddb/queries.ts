@@ -60,9 +60,12 @@ export async function listTasks(tx: ClaimTx, query: TaskQuery): Promise<Task[]> 
     (jobId === undefined || t.jobId === jobId) && (agent === undefined || t.agent === agent) &&
     (status === undefined || t.status === status) && (parentId === undefined || t.parentId === parentId) &&
     (after === undefined || t.id > after);
-  if (status !== "running") return await stored(tx, claims, query, max, keep);
-  // Running: the rows stored as running, and the tasks claims hold (stored as ready; a
-  // source read without a status prefix has them already).
+  // A job's or a parent's tasks are read without a status prefix: the claims are overlaid
+  // on what is read, so the tasks they hold are found there, not by reading every claim.
+  if (status !== "running" || jobId !== undefined || parentId !== undefined) {
+    return await stored(tx, claims, query, max, keep);
+  }
+  // Running: the rows stored as running, and the tasks claims hold (stored as ready).
   const [rows, held] = await Promise.all([
     stored(tx, claims, query, max, keep),
     claims.held().then((tasks) => tasks.filter(keep).sort(byId)),

@@ -421,6 +421,49 @@ export const indexedDbCases: Case<IdbContext>[] = [
     },
   },
   {
+    name: "listTasks() of one job's or parent's running tasks reads that job's rows, not every claimed task",
+    async run({ open }) {
+      const s = await open();
+      const small = buildJob([{ key: "mine" }]);
+      await s.createJob(small.job, small.tasks);
+      const [mine] = await s.claimReady({ limit: 1, now: 1000, owner: OWNER, leaseMs: 500 });
+      const big = buildJob(Array.from({ length: 300 }, (_, i) => ({ key: `t${String(i).padStart(3, "0")}` })));
+      await s.createJob(big.job, big.tasks);
+      equal((await s.claimReady({ limit: 300, now: 1000, owner: OWNER, leaseMs: 500 })).length, 300);
+      let rows = 0;
+      const counting = (orig: (...args: unknown[]) => unknown) =>
+        function (this: unknown, ...args: unknown[]): unknown {
+          const request = orig.apply(this, args) as IDBRequest;
+          const source = this as { name: string; objectStore?: { name: string } };
+          if ((source.objectStore?.name ?? source.name) === "tasks") {
+            request.addEventListener("success", () => {
+              const r = request.result as unknown;
+              rows += Array.isArray(r) ? r.length : r ? 1 : 0;
+            });
+          }
+          return request;
+        };
+      const got = await patched(
+        "IDBObjectStore",
+        "get",
+        counting,
+        () =>
+          patched(
+            "IDBObjectStore",
+            "getAll",
+            counting,
+            () =>
+              patched("IDBIndex", "get", counting, () =>
+                patched("IDBIndex", "getAll", counting, () =>
+                  s.listTasks({ jobId: small.job.id, status: "running" }))),
+          ),
+      );
+      deepEqual(got, [mine]);
+      ok(rows < 10, `${rows} task rows read for one running task`);
+      deepEqual(await s.listTasks({ parentId: mine!.id, status: "running" }), []);
+    },
+  },
+  {
     name: "renewing part of a claim extends only those leases, and expiredLeases() sees each task's own expiry",
     async run({ open }) {
       const s = await open();
