@@ -32,6 +32,9 @@ import {
   checkQuery,
   checkRenewOptions,
   claimPatch,
+  takeJob,
+  takeOps,
+  takeTasks,
 } from "../src/commit-rules.ts";
 import { StorageClosedError, type StorageError, StorageVersionChangeError } from "../src/errors.ts";
 import { deepFreeze } from "../src/json.ts";
@@ -229,7 +232,9 @@ class IdbStorage implements IndexedDbStorage {
     }
   }
 
-  async createJob(job: Job, tasks: readonly Task[]): Promise<CommitResult> {
+  async createJob(given: Job, list: readonly Task[]): Promise<CommitResult> {
+    const job = takeJob(given);
+    const tasks = takeTasks(list);
     const r = await this.#write(TASK_STORES, "creating a job", async (tx) => {
       const rtx = new IdbRuleTx(tx);
       rtx.prefetchJobs([job?.id]);
@@ -242,7 +247,8 @@ class IdbStorage implements IndexedDbStorage {
     return r;
   }
 
-  async commit(ops: readonly CommitOp[], now?: number): Promise<CommitResult> {
+  async commit(given: readonly CommitOp[], now?: number): Promise<CommitResult> {
+    const ops = takeOps(given);
     const r = await this.#write(ALL_STORES, "committing", async (tx) => {
       const rtx = new IdbRuleTx(tx);
       await rtx.prefetchCommit(ops);

@@ -990,3 +990,41 @@ function checkNow(now: number, what: string): void {
 export function isContractError(e: unknown): boolean {
   return e instanceof TaskCoreError || e instanceof TypeError || e instanceof RangeError;
 }
+
+/**
+ * A batch as it is at the call, for adapters that apply it after an await (IndexedDB,
+ * PostgreSQL): a caller that reuses its arrays or op objects once the call returned does
+ * not change what is stored. Shallow copies of the ops and of what they hold; a value
+ * that is not an array or an op is passed on for the rules to refuse.
+ */
+export function takeOps(ops: readonly CommitOp[]): readonly CommitOp[] {
+  if (!Array.isArray(ops)) return ops;
+  return ops.map((op: CommitOp) => {
+    if (op === null || typeof op !== "object") return op;
+    const copy = { ...op } as Record<string, unknown>;
+    for (const field of ["set", "expect"]) {
+      const v = copy[field];
+      if (v !== null && typeof v === "object") copy[field] = { ...v };
+    }
+    if (copy["task"] !== null && typeof copy["task"] === "object") copy["task"] = takeTask(copy["task"] as Task);
+    return copy as unknown as CommitOp;
+  });
+}
+
+/** The task list of a `createJob` as it is at the call (see `takeOps`); a sealed list is immutable already. */
+export function takeTasks(tasks: readonly Task[]): readonly Task[] {
+  if (!Array.isArray(tasks) || sealedTaskLists.has(tasks)) return tasks;
+  return tasks.map((t: Task) => (t !== null && typeof t === "object" ? takeTask(t) : t));
+}
+
+/** The job of a `createJob` as it is at the call (see `takeOps`). */
+export function takeJob(job: Job): Job {
+  return job !== null && typeof job === "object" && !Object.isFrozen(job) ? { ...job } : job;
+}
+
+function takeTask(t: Task): Task {
+  if (Object.isFrozen(t) && Object.isFrozen(t.dependencies)) return t;
+  const copy = { ...t };
+  if (Array.isArray(t.dependencies)) copy.dependencies = [...t.dependencies];
+  return copy;
+}

@@ -15,6 +15,9 @@ import {
   checkQuery,
   checkRenewOptions,
   isContractError,
+  takeJob,
+  takeOps,
+  takeTasks,
 } from "../../src/commit-rules.ts";
 import { StorageClosedError, StorageError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
@@ -170,7 +173,9 @@ export class PgStorage implements PostgresStorage {
     })());
   }
 
-  createJob(job: Job, tasks: readonly Task[]): Promise<CommitResult> {
+  createJob(given: Job, list: readonly Task[]): Promise<CommitResult> {
+    const job = takeJob(given);
+    const tasks = takeTasks(list);
     return this.#transaction("creating a job", async (tx) => {
       const rtx = new PgRuleTx(tx, this.#sql);
       await rtx.prefetchCreate(job?.id, tasks);
@@ -180,7 +185,8 @@ export class PgStorage implements PostgresStorage {
     }).then((r) => this.#woke(r));
   }
 
-  commit(ops: readonly CommitOp[], now?: number): Promise<CommitResult> {
+  commit(given: readonly CommitOp[], now?: number): Promise<CommitResult> {
+    const ops = takeOps(given);
     return this.#transaction("committing", async (tx) => {
       const rtx = new PgRuleTx(tx, this.#sql);
       await rtx.prefetchCommit(ops);

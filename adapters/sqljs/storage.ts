@@ -17,6 +17,9 @@ import {
   claimPatch,
   copyTask,
   isContractError,
+  takeJob,
+  takeOps,
+  takeTasks,
 } from "../../src/commit-rules.ts";
 import { StorageClosedError, StorageError } from "../../src/errors.ts";
 import { Mutex } from "../../src/lock.ts";
@@ -189,11 +192,15 @@ export class SqlJsStorageImpl implements SqlJsStorage {
     return value;
   }
 
-  createJob(job: Job, tasks: readonly Task[]): Promise<CommitResult> {
+  createJob(given: Job, list: readonly Task[]): Promise<CommitResult> {
+    // Written when earlier writes are done: the batch as it was at the call.
+    const job = takeJob(given);
+    const tasks = takeTasks(list);
     return this.#write(() => applyCreateJob(this.#db.ruleTx(), job, tasks, this.#now()), wakes);
   }
 
-  commit(ops: readonly CommitOp[], now?: number): Promise<CommitResult> {
+  commit(given: readonly CommitOp[], now?: number): Promise<CommitResult> {
+    const ops = takeOps(given);
     return this.#write(() => applyCommit(this.#db.ruleTx(), ops, now ?? this.#now()), wakes);
   }
 

@@ -633,6 +633,30 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "createJob() and commit() store the batch as it was at the call, whatever the caller does to it afterwards",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      const tasks = [...b.tasks].map((t) => ({ ...t, dependencies: [...t.dependencies] }));
+      const job = { ...b.job };
+      const created = storage.createJob(job, tasks);
+      tasks.length = 0; // a caller reusing its buffer
+      job.name = "changed";
+      await created;
+      equal((await storage.listTasks({ jobId: b.job.id })).length, 2);
+      equal((await storage.getJob(b.job.id))!.name, b.job.name);
+      const [t] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      const set: Record<string, unknown> = { status: "completed", output: "done" };
+      const ops = [{ type: "updateTask" as const, id: t!.id, expect: { version: t!.version }, set: set as never }];
+      const committed = storage.commit(ops);
+      set["status"] = "failed";
+      ops.length = 0;
+      await committed;
+      const after = await get(storage, t!.id);
+      equal(after.status, "completed");
+      equal(after.output, "done");
+    },
+  },
+  {
     name: "commit() rejects an op of unknown type and a missing expected version",
     async run({ storage }) {
       await rejects(() => storage.commit([{ type: "dropTable" } as never]), TypeError, "dropTable");
