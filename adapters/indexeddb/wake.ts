@@ -99,6 +99,15 @@ export class Wakeup {
     this.#fire(change);
     try {
       const message: ChangeMessage | typeof READY = change ? { kind: READY, jobs: [...change.jobs] } : READY;
+      if (this.#closed) {
+        // A write that finished after `close()`: it is stored, so other contexts are still
+        // told, through a channel opened for this one message.
+        if (!this.#Channel) return;
+        const once = new this.#Channel(this.channelName);
+        once.postMessage(message);
+        once.close();
+        return;
+      }
       this.#ensureChannel()?.postMessage(message);
     } catch {
       // The channel was closed under us: other contexts poll.

@@ -135,6 +135,22 @@ export const indexedDbCases: Case<IdbContext>[] = [
     },
   },
   {
+    name: "a write that finishes after close() still wakes the other connections",
+    ...(hasBroadcast ? {} : { skip: "this runtime has no BroadcastChannel" }),
+    async run({ open }) {
+      const a = await open();
+      const b = await open();
+      const changes: (StorageChange | undefined)[] = [];
+      b.watch((change) => changes.push(change));
+      const job = buildJob([{ key: "x" }]);
+      const created = a.createJob(job.job, job.tasks);
+      await a.close();
+      await created;
+      ok(await until(() => changes.length > 0), "the other connection was never woken");
+      deepEqual(changes, [{ jobs: [job.job.id] }]);
+    },
+  },
+  {
     name: "broadcast: false keeps wake-ups in this connection",
     async run({ open }) {
       const a = await open({ broadcast: false });
