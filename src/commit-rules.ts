@@ -319,13 +319,18 @@ class Batch {
   *failDependents(task: Task): Step<void> {
     const found = this.dependentsOf(task.id);
     const ids = isThenable(found) ? (yield found) as readonly string[] : found;
+    if (ids.length === 0) return;
+    // When the whole job is being cancelled, that is the reason, whatever reaches a task first.
+    const readJob = this.job(task.jobId);
+    const job = isThenable(readJob) ? (yield readJob) as Job | undefined : readJob;
+    const jobCancelled = job?.status === "cancelled";
     for (const id of ids) {
       const read = this.task(id);
       const dep = isThenable(read) ? (yield read) as Task | undefined : read;
       if (!dep || dep.status !== "pending") continue;
       yield* this.transition(dep, {
-        status: dep.onDependencyFailure === "block" ? "blocked" : "cancelled",
-        statusReason: `Dependency "${task.key}" ${task.status}`,
+        status: !jobCancelled && dep.onDependencyFailure === "block" ? "blocked" : "cancelled",
+        statusReason: jobCancelled ? "Job cancelled" : `Dependency "${task.key}" ${task.status}`,
       });
     }
   }

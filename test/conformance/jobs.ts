@@ -291,6 +291,7 @@ export const jobCases: Case<ExecContext>[] = [
       const t = byKey(await job.tasks());
       equal(t.running!.status, "cancelled");
       equal(t.later!.status, "cancelled");
+      equal(t.later!.statusReason, "Job cancelled");
       deepEqual(cancelled, [job.id]);
       await executor.shutdown();
     },
