@@ -184,6 +184,14 @@ function shown(value: unknown): string {
 }
 
 /** Check a numeric option: a number that is not finite, or below its least, is a `RangeError`; another type a `TypeError`. */
+/** A progress report the throttle held back, and the timer that tells it. */
+interface HeldProgress {
+  task: Task;
+  fraction: number;
+  message: string | null;
+  timer: unknown;
+}
+
 function positive(
   name: string,
   value: number | undefined,
@@ -380,6 +388,8 @@ export class Executor {
   #stopped: (() => void) | null = null;
   readonly #stoppedPromise: Promise<void>;
   readonly #lastProgress = new Map<string, number>();
+  /** Progress reports held back by the throttle, told when its interval ends. */
+  readonly #heldProgress = new Map<string, HeldProgress>();
   readonly #contextHost: ContextHost;
   readonly #stableId: boolean;
   readonly #maxPayload: number;
@@ -1118,9 +1128,40 @@ export class Executor {
     if (run === undefined || run.done || run.task.attempts !== task.attempts) return;
     const now = this.#clock.now();
     const last = this.#lastProgress.get(task.id);
-    if (last !== undefined && now - last < this.#progressMs && fraction < 1) return;
+    if (last !== undefined && now - last < this.#progressMs && fraction < 1) {
+      // Held back, and told when the interval ends unless a later report replaces it: the
+      // last word of an agent that then works for long is not lost.
+      const held = this.#heldProgress.get(task.id);
+      if (held) {
+        held.fraction = fraction;
+        held.message = message;
+        return;
+      }
+      const entry: HeldProgress = {
+        task,
+        fraction,
+        message,
+        timer: this.#clock.setTimer(() => {
+          this.#heldProgress.delete(task.id);
+          const current = this.#runs.get(task.id);
+          if (current !== run || run.done) return;
+          this.#lastProgress.set(task.id, this.#clock.now());
+          this.#events.emit("task:progress", { task: entry.task, fraction: entry.fraction, message: entry.message });
+        }, last + this.#progressMs - now),
+      };
+      this.#heldProgress.set(task.id, entry);
+      return;
+    }
+    this.#dropHeldProgress(task.id);
     this.#lastProgress.set(task.id, now);
     this.#events.emit("task:progress", { task, fraction, message });
+  }
+
+  #dropHeldProgress(id: string): void {
+    const held = this.#heldProgress.get(id);
+    if (!held) return;
+    this.#clock.clearTimer(held.timer);
+    this.#heldProgress.delete(id);
   }
 
   #execute(task: Task): void {
@@ -1375,6 +1416,7 @@ export class Executor {
     run.waiting = false;
     this.#runs.delete(run.task.id);
     this.#lastProgress.delete(run.task.id);
+    this.#dropHeldProgress(run.task.id);
     if ((run.timedOut || run.lost) && run.called && !run.settled) {
       // An agent that honours its signal settles within a few microtasks of the abort
       // (`shutdown()` waits for these checks, so its stats are final when it resolves).

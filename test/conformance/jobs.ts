@@ -781,6 +781,36 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "the last progress held back by the throttle is told when its interval ends, while the task still runs",
+    async run(ctx) {
+      const gate = deferred<null>();
+      let reported = false;
+      const prog = agent("prog", (_i, c) => {
+        c.progress(0.1, "start");
+        c.progress(0.4, "later");
+        c.progress(0.5, "halfway"); // held back: then the agent works for a long time
+        reported = true;
+        return gate.promise;
+      });
+      const { executor, clock } = harness(ctx.storage, [prog], { progressThrottleMs: 1000 });
+      const seen: string[] = [];
+      executor.on("task:progress", (e) => seen.push(`${e.fraction} ${e.message}`));
+      executor.start();
+      const job = await executor.submit({ name: "p", tasks: [{ key: "a", agent: "prog" }] });
+      await until(() => reported, "progress reported", clock);
+      deepEqual(seen, ["0.1 start"]);
+      await clock.advance(999);
+      deepEqual(seen, ["0.1 start"]);
+      await clock.advance(1);
+      deepEqual(seen, ["0.1 start", "0.5 halfway"]);
+      gate.resolve(null);
+      await job.wait();
+      await clock.advance(5000);
+      deepEqual(seen, ["0.1 start", "0.5 halfway"]);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "progress() after the attempt ended reports nothing",
     async run(ctx) {
       let kept: { progress(f: number, m?: string): void } | undefined;
