@@ -79,7 +79,9 @@ export interface TaskContext<Input = JsonValue> {
    * when the parent runs again after a rejected review: that is the key `wait()` and a
    * sibling's `dependencyOutputs()` show its output under. When this task asks for review,
    * its children wait for the acceptance (the parent is their first dependency, so its
-   * output is among their `dependencyOutputs()`), and a rejection cancels them.
+   * output is among their `dependencyOutputs()`), and a rejection cancels them. This
+   * task's own dependents do not wait for its children (to gather their outputs, spawn a
+   * join child that depends on them); the job waits for all of them.
    * Keys are unique in a job. Like cache and state writes, a spawn
    * after the attempt ended (from work the agent did not await) throws: nothing would
    * store it.

@@ -184,6 +184,9 @@ function shown(value: unknown): string {
 }
 
 /** Check a numeric option: a number that is not finite, or below its least, is a `RangeError`; another type a `TypeError`. */
+/** The statuses `cancelTask()` cancels: open, and not running. */
+const CANCELLABLE_ALONE: ReadonlySet<string> = new Set(["pending", "ready", "paused", "blocked"]);
+
 /** A progress report the throttle held back, and the timer that tells it. */
 interface HeldProgress {
   task: Task;
@@ -733,6 +736,35 @@ export class Executor {
       id: taskId,
       expect: { version: task.version, status: "blocked" },
       set: { status: "ready", runAt: this.#clock.now(), statusReason: "Retried by a person" },
+    });
+  }
+
+  /**
+   * Cancel one task that is not running (`pending`, `ready`, `paused` or `blocked`: for
+   * example a blocked task a person decides not to run again). Its dependents are cancelled
+   * (or blocked, as they asked) as for any cancelled dependency, and its job ends once
+   * nothing is left open; a cancelled task is no failure. A running task is stopped by
+   * cancelling its job. Resolves with the stored task.
+   */
+  async cancelTask(taskId: string, reason: string = "Cancelled by a person"): Promise<Task> {
+    if (typeof reason !== "string") throw new TypeError(`cancelTask() "reason" must be a string, got ${shown(reason)}`);
+    const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
+    if (!task) throw new NotFoundError("task", taskId);
+    if (!CANCELLABLE_ALONE.has(task.status)) {
+      throw new InvalidTransitionError(
+        taskId,
+        task.status,
+        "cancelled",
+        task.status === "running"
+          ? `Task "${task.key}" is running: cancel its job to stop it`
+          : `Task "${task.key}" has ended`,
+      );
+    }
+    return await this.#updateTask({
+      type: "updateTask",
+      id: taskId,
+      expect: { version: task.version, status: task.status },
+      set: { status: "cancelled", statusReason: wellFormed(reason) || "Cancelled by a person" },
     });
   }
 

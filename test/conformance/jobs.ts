@@ -6,7 +6,13 @@
 import type { Agent } from "../../src/agent.ts";
 import type { TaskContext } from "../../src/context.ts";
 import { ManualClock } from "../../src/clock.ts";
-import { JobFailedError, JobValidationError, NonRetryableError, TaskAbortedError } from "../../src/errors.ts";
+import {
+  InvalidTransitionError,
+  JobFailedError,
+  JobValidationError,
+  NonRetryableError,
+  TaskAbortedError,
+} from "../../src/errors.ts";
 import { defineJsonAgent } from "../../src/json-agent.ts";
 import type { JsonValue, Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
@@ -434,6 +440,39 @@ export const jobCases: Case<ExecContext>[] = [
       await (await worker.executor.job(job.id)).cancel();
       ok(signal!.aborted, "the worker's own cancel() aborted its attempt");
       await worker.executor.shutdown();
+    },
+  },
+  {
+    name: "cancelTask() cancels a task that is not running, its dependents follow, and the job ends",
+    async run(ctx) {
+      const flaky = agent("fails", () => {
+        throw new NonRetryableError("down");
+      });
+      const { executor, clock } = harness(ctx.storage, [flaky, echo]);
+      executor.start();
+      const job = await executor.submit({
+        name: "cancel-one",
+        tasks: [
+          { key: "f", agent: "fails" },
+          { key: "b", agent: "echo", input: 1, dependsOn: ["f"], onDependencyFailure: "block" },
+          { key: "c", agent: "echo", input: 2, dependsOn: ["b"] },
+          { key: "d", agent: "echo", input: 3 },
+        ],
+      });
+      await until(async () => byKey(await job.tasks()).b!.status === "blocked", "b blocked", clock);
+      const d = byKey(await job.tasks()).d!;
+      await until(async () => (await ctx.storage.getTask(d.id))!.status === "completed", "d done", clock);
+      await rejects(() => executor.cancelTask(d.id), InvalidTransitionError, "has ended");
+      await rejects(() => executor.cancelTask(d.id, 5 as never), TypeError, '"reason"');
+      const b = await executor.cancelTask(byKey(await job.tasks()).b!.id, "Not worth it");
+      equal(b.status, "cancelled");
+      equal(b.statusReason, "Not worth it");
+      const e = await rejects<JobFailedError>(() => job.wait(), JobFailedError);
+      deepEqual(e.failedTasks.map((t) => t.key), ["f"]);
+      const t = byKey(await job.tasks());
+      equal(t.c!.status, "cancelled");
+      equal(t.c!.statusReason, 'Dependency "b" cancelled');
+      await executor.shutdown();
     },
   },
   {
