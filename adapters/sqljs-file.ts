@@ -10,7 +10,8 @@
  * One process opens a database at a time: `<path>.lock` names the process (id and host)
  * that has it open. A second open, from this process or another one on the host, is
  * refused with a `StorageBlockedError` while that process lives; a lock left by a process
- * that died (a crash, a kill) is taken over. `close()` removes it.
+ * that died (a crash, a kill) is taken over. `close()` removes it. A persister serves one
+ * storage at a time: a second open through the same persister is refused too.
  *
  * @example
  * ```ts
@@ -34,6 +35,7 @@ import { dirname, resolve } from "node:path";
 import process from "node:process";
 import { StorageBlockedError, StorageError, StorageQuotaError } from "../src/errors.ts";
 import { openSqlJsStorage, type SqlJsPersister, type SqlJsStorage, type SqlJsStorageOptions } from "./sqljs.ts";
+import { alreadyOpen } from "./sqljs/persister.ts";
 
 /** Options of {@link createFilePersister}. */
 export interface FilePersisterOptions {
@@ -170,6 +172,8 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
   const dir = dirname(path);
   let journal: FileHandle | null = null;
   let token: string | null = null;
+  /** Loaded and not closed: a second `load()` is refused (it would share the journal). */
+  let loaded = false;
 
   const syncDir = async (): Promise<void> => {
     if (!sync) return;
@@ -205,14 +209,17 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
     name: "file",
     location: path,
     async load() {
+      if (loaded) throw alreadyOpen(`"${path}"`);
+      loaded = true;
       try {
-        if (token === null) {
-          await mkdir(dir, { recursive: true });
-          token = await lock(lockPath, path);
-        }
+        await mkdir(dir, { recursive: true });
+        token = await lock(lockPath, path);
         return { snapshot: await readIfExists(path), journal: await readIfExists(journalPath) };
       } catch (e) {
-        if (e instanceof StorageBlockedError) throw e;
+        if (e instanceof StorageBlockedError) {
+          loaded = false; // refused before anything was held
+          throw e;
+        }
         throw wrap(e, "read", path);
       }
     },
@@ -236,6 +243,7 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
       }
     },
     async close() {
+      loaded = false;
       await closeJournal();
       if (token === null) return;
       const held = token;

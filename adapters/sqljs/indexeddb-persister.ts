@@ -10,7 +10,14 @@
  */
 
 import { StorageError, StorageQuotaError } from "../../src/errors.ts";
-import { concatBytes, DEFAULT_LOCK_WAIT_MS, exactBytes, holdWebLock, type SqlJsPersister } from "./persister.ts";
+import {
+  alreadyOpen,
+  concatBytes,
+  DEFAULT_LOCK_WAIT_MS,
+  exactBytes,
+  holdWebLock,
+  type SqlJsPersister,
+} from "./persister.ts";
 
 /** Options of {@link createIndexedDbPersister}. */
 export interface IndexedDbPersisterOptions {
@@ -74,6 +81,8 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
   let db: IDBDatabase | undefined;
   let next = 0;
   let unlock: (() => void) | null = null;
+  /** Loaded and not closed: a second `load()` is refused (it would share the journal). */
+  let loaded = false;
 
   const open = async (): Promise<IDBDatabase> => {
     if (db) return db;
@@ -96,11 +105,18 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
     name: "indexeddb",
     location: `indexeddb:${options.name}`,
     async load() {
-      unlock ??= await holdWebLock(
-        `task-core:sqljs:indexeddb:${options.name}`,
-        `IndexedDB database "${options.name}"`,
-        options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
-      );
+      if (loaded) throw alreadyOpen(`IndexedDB database "${options.name}"`);
+      loaded = true;
+      try {
+        unlock = await holdWebLock(
+          `task-core:sqljs:indexeddb:${options.name}`,
+          `IndexedDB database "${options.name}"`,
+          options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
+        );
+      } catch (e) {
+        loaded = false; // refused before anything was held
+        throw e;
+      }
       try {
         const store = await tx("readonly");
         const [snapshot, keys, chunks] = await Promise.all([
@@ -140,6 +156,7 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
       }
     },
     close() {
+      loaded = false;
       db?.close();
       db = undefined;
       unlock?.();

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { StorageCorruptError } from "../../src/errors.ts";
+import { StorageBlockedError, StorageCorruptError } from "../../src/errors.ts";
 import { SqlDb } from "./db.ts";
 import { HEADER_BYTES, parseJournal } from "./journal.ts";
 import { resolveSqlJs, type SqlJsDatabase, type SqlJsLoadOptions, type SqlJsModule } from "./module.ts";
@@ -107,8 +107,10 @@ export async function openSqlJsStorage(options: SqlJsStorageOptions = {}): Promi
     return await openLoaded(SQL, options, persister, location, stored);
   } catch (e) {
     // A store that failed to load or was refused is not open: let the persister go (its
-    // files, handles, lock).
-    await persister?.close().catch(() => {});
+    // files, handles, lock). A load blocked by another holder took nothing, and the holder
+    // may be this very persister, open for another storage: closing it would pull the
+    // database from under that storage.
+    if (!(e instanceof StorageBlockedError)) await persister?.close().catch(() => {});
     throw e;
   }
 }

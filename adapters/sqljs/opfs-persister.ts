@@ -12,7 +12,7 @@
  */
 
 import { StorageError, StorageQuotaError } from "../../src/errors.ts";
-import { concatBytes, DEFAULT_LOCK_WAIT_MS, holdWebLock, type SqlJsPersister } from "./persister.ts";
+import { alreadyOpen, concatBytes, DEFAULT_LOCK_WAIT_MS, holdWebLock, type SqlJsPersister } from "./persister.ts";
 
 /** The part of `FileSystemFileHandle` this persister uses. */
 export interface OpfsFileHandle {
@@ -88,6 +88,8 @@ export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersist
   let dir: OpfsDirectoryHandle | undefined = options.directory;
   let chunks = 0;
   let unlock: (() => void) | null = null;
+  /** Loaded and not closed: a second `load()` is refused (it would share the journal). */
+  let loaded = false;
   const snapshotFile = `${name}.sqlite`;
   const journalFile = `${name}.tclog`;
 
@@ -131,11 +133,18 @@ export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersist
     name: "opfs",
     location: `opfs:${name}`,
     async load() {
-      unlock ??= await holdWebLock(
-        await lockName(),
-        `OPFS database "${name}"`,
-        options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
-      );
+      if (loaded) throw alreadyOpen(`OPFS database "${name}"`);
+      loaded = true;
+      try {
+        unlock = await holdWebLock(
+          await lockName(),
+          `OPFS database "${name}"`,
+          options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
+        );
+      } catch (e) {
+        loaded = false; // refused (or the directory is unavailable) before anything was held
+        throw e;
+      }
       try {
         const snapshot = await read(snapshotFile);
         const parts: Uint8Array[] = [];
@@ -176,6 +185,7 @@ export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersist
       }
     },
     close() {
+      loaded = false;
       unlock?.();
       unlock = null;
       return Promise.resolve();

@@ -22,6 +22,12 @@ export interface SqlJsPersisted {
  * Stores the snapshot and journal of one database. The storage never calls two methods
  * at once.
  *
+ * - `load()` opens the database for one storage. It throws a `StorageBlockedError` while
+ *   the database is open elsewhere, and also while this very persister is open (loaded and
+ *   not closed yet): two storages on one persister would append to one journal and erase
+ *   each other's changes. A load refused that way holds nothing, and the storage does not
+ *   call `close()` for it (that would close the storage that has it open); after any other
+ *   failed load, the storage calls `close()`.
  * - `append(bytes)` resolves once the bytes are durable at the end of the journal. A crash
  *   during it may leave any prefix of them (a torn tail, which the storage detects).
  * - `replace(snapshot, journal)` resolves once both are durable. A crash or failure during
@@ -34,13 +40,13 @@ export interface SqlJsPersister {
   readonly name: string;
   /** Where the data lives (a path, a database name), shown in error messages. */
   readonly location?: string;
-  /** Read what is stored. */
+  /** Open the database for one storage and read what is stored. */
   load(): Promise<SqlJsPersisted>;
   /** Append bytes to the journal, durably. */
   append(bytes: Uint8Array): Promise<void>;
   /** Replace the snapshot, then the whole journal, durably. */
   replace(snapshot: Uint8Array, journal: Uint8Array): Promise<void>;
-  /** Release files or connections. */
+  /** Release files, connections and locks; `load()` may be called again afterwards. */
   close(): Promise<void>;
 }
 
@@ -65,6 +71,7 @@ export interface MemoryPersister extends SqlJsPersister {
  */
 export function createMemoryPersister(): MemoryPersister {
   let chunks: Uint8Array[] | null = null;
+  let loaded = false;
   const joined = (): Uint8Array | null => {
     if (chunks === null) return null;
     if (chunks.length !== 1) chunks = [concatBytes(chunks)];
@@ -80,6 +87,8 @@ export function createMemoryPersister(): MemoryPersister {
       chunks = bytes === null ? null : [bytes];
     },
     load() {
+      if (loaded) return Promise.reject(alreadyOpen("The memory persister's database"));
+      loaded = true;
       return Promise.resolve({ snapshot: this.snapshot && this.snapshot.slice(), journal: joined()?.slice() ?? null });
     },
     append(bytes) {
@@ -92,9 +101,21 @@ export function createMemoryPersister(): MemoryPersister {
       return Promise.resolve();
     },
     close() {
+      loaded = false;
       return Promise.resolve();
     },
   };
+}
+
+/**
+ * The error of a `load()` on a persister that is open already (loaded and not closed):
+ * `what` names its database.
+ */
+export function alreadyOpen(what: string): StorageBlockedError {
+  return new StorageBlockedError(
+    `${what} is already open through this persister: a persister serves one storage at a time ` +
+      `(close the storage that opened it first)`,
+  );
 }
 
 /** Concatenate byte arrays. */

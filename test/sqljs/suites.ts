@@ -21,6 +21,7 @@ import { until } from "../conformance/executor-kit.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 import { type Case, register, type Registrar } from "../conformance/harness.ts";
 import { openTestStorage, testSqlJs } from "../targets-sqljs.ts";
+import { registerPersisterSuites } from "./persisters.ts";
 
 type Part = "snapshot" | "journal";
 
@@ -437,6 +438,8 @@ export async function fileStore(tmpdir: string): Promise<Store> {
 
 interface FileCtx {
   path: string;
+  /** A file persister of `path`. */
+  persister(): SqlJsPersister;
   open(): Promise<SqlJsStorage>;
   /** Open the same file through `path` (another name for it, such as a symlinked folder). */
   openAt(path: string): Promise<SqlJsStorage>;
@@ -462,6 +465,19 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
       const again = await ctx.open();
       equal((await again.listTasks({})).length, 2);
       await again.close();
+    },
+  },
+  {
+    name: "an open refused because its persister is already open leaves the lock with the storage that has it",
+    async run(ctx) {
+      const p = ctx.persister();
+      const first = await openTestStorage({ persister: p });
+      await rejects(() => openTestStorage({ persister: p }), StorageBlockedError, "already open");
+      ok(await ctx.exists(`${ctx.path}.lock`), "the lock is still held by the first storage");
+      await rejects(() => ctx.open(), StorageBlockedError, "one process at a time");
+      await jobWith(first, 1);
+      await first.close();
+      equal(await ctx.exists(`${ctx.path}.lock`), false, "close() removes the lock");
     },
   },
   {
@@ -519,8 +535,12 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
   },
 ];
 
-/** Register the sql.js cases on the memory store and, with `tmpdir`, on the file store. */
+/**
+ * Register the sql.js cases on the memory store and, with `tmpdir`, on the file store, and
+ * the persister cases on every persister the runtime has.
+ */
 export function registerSqlJsSuites(registrar: Registrar, tmpdir?: string): void {
+  registerPersisterSuites(registrar, tmpdir);
   const stores: [string, () => Promise<Store>][] = [["memory-persister", () => Promise.resolve(memoryStore())]];
   if (tmpdir !== undefined) {
     stores.push(["file", () => fileStore(tmpdir)]);
@@ -532,6 +552,7 @@ export function registerSqlJsSuites(registrar: Registrar, tmpdir?: string): void
       return {
         ctx: {
           path,
+          persister: () => createFilePersister(path),
           open: () => openTestStorage({ persister: createFilePersister(path) }),
           openAt: (other) => openTestStorage({ persister: createFilePersister(other) }),
           exists: (file) => fs.stat(file).then(() => true, () => false),

@@ -1,0 +1,136 @@
+/**
+ * Cases every sql.js persister must pass, whatever keeps its bytes: the in-memory one, the
+ * file one (node:fs), IndexedDB (where the runtime has it: fake-indexeddb in Node, the
+ * real one in a browser) and OPFS (on an in-memory directory handle, in every runtime).
+ */
+
+import {
+  createIndexedDbPersister,
+  createMemoryPersister,
+  createOpfsPersister,
+  type OpfsDirectoryHandle,
+  type OpfsFileHandle,
+  type SqlJsPersister,
+} from "../../adapters/sqljs.ts";
+import { concatBytes } from "../../adapters/sqljs/persister.ts";
+import { StorageBlockedError } from "../../src/errors.ts";
+import { equal, rejects } from "../conformance/assert.ts";
+import { buildJob } from "../conformance/fixtures.ts";
+import { type Case, register, type Registrar } from "../conformance/harness.ts";
+import { openTestStorage } from "../targets-sqljs.ts";
+
+interface PersisterCtx {
+  /** A persister of the case's database (the memory persister: always the same one). */
+  persister(): SqlJsPersister;
+}
+
+function notFound(name: string): Error {
+  return Object.assign(new Error(`"${name}" not found`), { name: "NotFoundError" });
+}
+
+/** An OPFS directory handle that keeps its files in memory, for runtimes without OPFS. */
+export function memoryDirectory(): OpfsDirectoryHandle {
+  const files = new Map<string, Uint8Array>();
+  const handle = (name: string): OpfsFileHandle => ({
+    getFile: () => {
+      const bytes = files.get(name);
+      return bytes
+        ? Promise.resolve({ arrayBuffer: () => Promise.resolve(bytes.slice().buffer) })
+        : Promise.reject(notFound(name));
+    },
+    createWritable: () => {
+      const parts: Uint8Array[] = [];
+      return Promise.resolve({
+        write: (data: Uint8Array) => {
+          parts.push(data.slice());
+          return Promise.resolve();
+        },
+        close: () => {
+          files.set(name, concatBytes(parts));
+          return Promise.resolve();
+        },
+      });
+    },
+  });
+  return {
+    name: "memory",
+    getFileHandle(name, options) {
+      if (!files.has(name)) {
+        if (!options?.create) return Promise.reject(notFound(name));
+        files.set(name, new Uint8Array());
+      }
+      return Promise.resolve(handle(name));
+    },
+    removeEntry(name) {
+      return files.delete(name) ? Promise.resolve() : Promise.reject(notFound(name));
+    },
+  };
+}
+
+export const persisterCases: Case<PersisterCtx>[] = [
+  {
+    name: "a persister open for one storage refuses a second open with StorageBlockedError until that storage closes",
+    async run({ persister }) {
+      const p = persister();
+      const first = await openTestStorage({ persister: p });
+      const a = buildJob([{ key: "a" }]);
+      await first.createJob(a.job, a.tasks);
+      await rejects(() => openTestStorage({ persister: p }), StorageBlockedError, "already open");
+      // The refused open took nothing from the first storage: it still persists, and compacts.
+      const b = buildJob([{ key: "b" }]);
+      await first.createJob(b.job, b.tasks);
+      await first.compact();
+      const c = buildJob([{ key: "c" }]);
+      await first.createJob(c.job, c.tasks);
+      await first.close();
+      const again = await openTestStorage({ persister: p });
+      equal((await again.listJobs()).length, 3, "every job the first storage confirmed is stored");
+      await again.close();
+      const fresh = await openTestStorage({ persister: persister() });
+      equal((await fresh.listJobs()).length, 3);
+      await fresh.close();
+    },
+  },
+];
+
+let n = 0;
+
+/** Register the persister cases on every persister this runtime has (`tmpdir`: the file one too). */
+export function registerPersisterSuites(registrar: Registrar, tmpdir?: string): void {
+  const kinds: [string, () => Promise<{ ctx: PersisterCtx; teardown?: () => Promise<void> }>][] = [
+    ["memory", () => {
+      const p = createMemoryPersister();
+      return Promise.resolve({ ctx: { persister: () => p } });
+    }],
+    ["opfs(memory directory)", () => {
+      const directory = memoryDirectory();
+      return Promise.resolve({ ctx: { persister: () => createOpfsPersister({ name: "tasks", directory }) } });
+    }],
+  ];
+  if (tmpdir !== undefined) {
+    kinds.push(["file", async () => {
+      const fs = await import("node:fs/promises");
+      const { createFilePersister } = await import("../../adapters/sqljs-file.ts");
+      const dir = await fs.mkdtemp(`${tmpdir}/task-core-sqljs-persister-`);
+      return {
+        ctx: { persister: () => createFilePersister(`${dir}/tasks.sqlite`) },
+        teardown: () => fs.rm(dir, { recursive: true, force: true }),
+      };
+    }]);
+  }
+  const idb = (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+  if (idb) {
+    kinds.push(["indexeddb", () => {
+      const name = `sqljs-persister-${Date.now()}-${n++}`;
+      return Promise.resolve({
+        ctx: { persister: () => createIndexedDbPersister({ name }) },
+        teardown: () =>
+          new Promise<void>((resolve) => {
+            const r = idb.deleteDatabase(name);
+            r.onsuccess = r.onerror = r.onblocked = () => resolve();
+          }),
+      });
+    }]);
+  }
+  for (const [kind, setup] of kinds) register(registrar, `sqljs[${kind} persister]`, persisterCases, setup);
+}
