@@ -5,7 +5,10 @@
  * The database lives in memory; a persister keeps it: a snapshot (a SQLite file image)
  * plus a journal of changed rows, appended and synced per flush with group commit, and
  * folded into a new snapshot now and then. Every `createJob`, `commit` and `claimReady`
- * resolves only after its changes are durable. Persisters: `createFilePersister` in
+ * resolves only after its changes are durable. A failed save fails the calls that waited
+ * for it with a transient `StorageError` (`StorageQuotaError` when the disk or quota is
+ * full); their changes stay in memory, and the next call saves the database whole before
+ * it goes on, so they may still be stored. Persisters: `createFilePersister` in
  * `./sqljs-file.ts` (Node, Deno, Bun), `createIndexedDbPersister` and
  * `createOpfsPersister` (browsers), `createMemoryPersister` (tests), or none.
  *

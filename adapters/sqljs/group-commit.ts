@@ -10,10 +10,17 @@
  * proportional to what changed (export cost, amortised over at least a snapshot's worth
  * of journal, is constant per journaled byte).
  *
+ * A failed save (an append or a snapshot) fails every call waiting for it, and new frames
+ * are not written: the failed append may have left a torn tail, which later frames must
+ * not follow. The database in memory still holds every change, so the storage recovers
+ * at its next call by writing it whole as a snapshot of a new generation (`recover()`);
+ * the changes of the calls that failed are saved with it (their outcome was unknown to
+ * their callers, as with any transient storage error).
+ *
  * @module
  */
 
-import { StorageError } from "../../src/errors.ts";
+import { isTransientStorageError, StorageError, StorageQuotaError } from "../../src/errors.ts";
 import { encodeFrame, HEADER_BYTES, journalHeader } from "./journal.ts";
 import { concatBytes, type SqlJsPersister } from "./persister.ts";
 
@@ -79,7 +86,7 @@ export class GroupCommit {
     this.#ratio = start.compaction?.journalRatio ?? 1;
   }
 
-  /** The error that stopped persisting, if one did. */
+  /** The error of the last failed save, until `recover()` succeeds. */
   get failure(): StorageError | null {
     return this.#failure;
   }
@@ -171,14 +178,38 @@ export class GroupCommit {
   }
 
   #fail(cause: unknown): void {
-    this.#failure = new StorageError(
-      `Persisting the database failed, so the storage stopped accepting work (reopen it): ${
-        (cause as Error)?.message ?? String(cause)
-      }`,
-      { cause },
-    );
+    this.#failure = failure(cause);
     for (const w of this.#waiters) w.reject(this.#failure);
     this.#waiters = [];
+  }
+
+  /**
+   * After a failed save, write the whole database as a snapshot of a new generation with an
+   * empty journal; once that is durable, everything in memory is, and work goes on. Throws
+   * the failure while saving still fails (then the next call tries again), or at once when
+   * it will not pass by trying again (such as a database deleted under the persister).
+   * Call under the storage's lock; `exportNow` exports the database (the lock is held).
+   */
+  async recover(exportNow: (generation: number) => Uint8Array): Promise<void> {
+    if (!this.#failure) return;
+    if (!isTransientStorageError(this.#failure)) throw this.#failure;
+    const generation = this.#generation + 1;
+    const seq = this.seq;
+    const snapshot = exportNow(generation);
+    try {
+      await this.#start.persister.replace(snapshot, journalHeader(generation));
+    } catch (e) {
+      throw this.#failure = failure(e);
+    }
+    this.#generation = generation;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#compactRequested = false;
+    this.#snapshotBytes = snapshot.length;
+    this.#journalBytes = HEADER_BYTES;
+    this.stats.compactions++;
+    this.#durable = seq;
+    this.#failure = null;
   }
 
   /** Resolves when everything queued so far is durable (or persisting failed). */
@@ -189,4 +220,19 @@ export class GroupCommit {
       // the failure is reported to the callers that waited
     }
   }
+}
+
+/**
+ * The error of a failed save, for the calls that waited for it and the calls made until
+ * the storage recovers: the persister's own error when it will not pass (a database
+ * deleted or corrupt), else a `StorageError` (a `StorageQuotaError` when the disk or quota
+ * is full) saying what happens next.
+ */
+function failure(cause: unknown): StorageError {
+  if (cause instanceof StorageError && !isTransientStorageError(cause)) return cause;
+  const message = "Saving the database failed; its changes stay in memory, and the next call saves it whole " +
+    `before going on: ${(cause as Error)?.message ?? String(cause)}`;
+  return cause instanceof StorageQuotaError
+    ? new StorageQuotaError(message, { cause })
+    : new StorageError(message, { cause });
 }

@@ -145,19 +145,22 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   /** Checked when a call starts: calls made before `close()` still complete. */
   #check(): void {
     if (this.#closed) throw new StorageClosedError("Storage is closed");
-    this.#checkFailure();
   }
 
-  #checkFailure(): void {
-    const failure = this.#writer?.failure;
-    if (failure) throw failure;
+  /**
+   * Under the lock, before any work: after a failed save, save the whole database again
+   * (see `GroupCommit.recover`). Throws while that fails.
+   */
+  async #recover(): Promise<void> {
+    const writer = this.#writer;
+    if (writer?.failure) await writer.recover((generation) => this.#db.snapshot(generation));
   }
 
   /** Run a write in one transaction under the lock; resolve once its changes are durable. */
   async #write<T>(fn: () => T | Promise<T>, wakes: (value: T) => boolean): Promise<T> {
     this.#check();
     const { value, seq } = await this.#lock.run(async () => {
-      this.#checkFailure();
+      if (this.#writer?.failure) await this.#recover();
       try {
         const { value, records } = await this.#db.transaction(fn);
         const seq = records.length > 0 && this.#writer ? this.#writer.enqueue(records) : 0;
@@ -178,8 +181,8 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   /** Run a read under the lock (never inside another transaction); answer once what it saw is durable. */
   async #read<T>(fn: () => T): Promise<T> {
     this.#check();
-    const { value, seq } = await this.#lock.run(() => {
-      this.#checkFailure();
+    const { value, seq } = await this.#lock.run(async () => {
+      if (this.#writer?.failure) await this.#recover();
       try {
         return { value: fn(), seq: this.#writer?.seq ?? 0 };
       } catch (e) {
@@ -305,6 +308,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
 
   async compact(): Promise<void> {
     this.#check();
+    await this.#lock.run(() => this.#recover());
     await this.#writer?.compact();
   }
 

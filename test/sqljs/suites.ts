@@ -14,10 +14,18 @@ import {
   type SqlJsStorageOptions,
 } from "../../adapters/sqljs.ts";
 import { crc32 } from "../../adapters/sqljs/journal.ts";
-import { StorageBlockedError, StorageCorruptError, StorageError, StorageVersionError } from "../../src/errors.ts";
+import {
+  isTransientStorageError,
+  StorageBlockedError,
+  StorageCorruptError,
+  StorageError,
+  StorageQuotaError,
+  StorageVersionError,
+} from "../../src/errors.ts";
+import { Executor } from "../../src/executor.ts";
 import type { Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects } from "../conformance/assert.ts";
-import { until } from "../conformance/executor-kit.ts";
+import { agent, registryOf, until } from "../conformance/executor-kit.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 import { type Case, register, type Registrar } from "../conformance/harness.ts";
 import { openTestStorage, testSqlJs } from "../targets-sqljs.ts";
@@ -92,6 +100,15 @@ function gated(inner: SqlJsPersister): SqlJsPersister & { hold(): void; release(
 }
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
+
+/** `promise`, or a failure naming `what` when it has not settled after 10 s (it hangs). */
+function settled<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} has not settled after 10 s`)), 10_000);
+  });
+  return Promise.race([promise, hang]).finally(() => clearTimeout(timer));
+}
 
 export const sqljsCases: Case<Ctx>[] = [
   {
@@ -353,25 +370,102 @@ export const sqljsCases: Case<Ctx>[] = [
     },
   },
   {
-    name: "a failed write stops the storage with a StorageError and the data on disk stays consistent",
+    name: "a failed save fails its calls with a transient error of the persister's class, and the next call " +
+      "saves the whole database and goes on",
     async run({ store }) {
       const inner = store.persister();
-      let fail = false;
+      let full = false;
+      const diskFull = () => Promise.reject(new StorageQuotaError("disk full"));
       const p: SqlJsPersister = {
         name: "failing",
         load: () => inner.load(),
-        append: (bytes) => (fail ? Promise.reject(new Error("disk on fire")) : inner.append(bytes)),
+        append: (bytes) => (full ? diskFull() : inner.append(bytes)),
+        replace: (a, b) => (full ? diskFull() : inner.replace(a, b)),
+        close: () => inner.close(),
+      };
+      const s = await openTestStorage({ persister: p });
+      const b = await jobWith(s, 3);
+      full = true;
+      const claim = { limit: 1, now: 1, owner: OWNER, leaseMs: 100 };
+      const err = await rejects(() => s.claimReady(claim), StorageQuotaError, "disk full");
+      ok(isTransientStorageError(err), "a failed save may pass: callers retry");
+      await rejects(() => s.getJob(b.job.id), StorageQuotaError, "disk full");
+      full = false;
+      const snapshots = s.persistStats.compactions;
+      equal((await s.getJob(b.job.id))?.id, b.job.id, "once saving works again, the next call answers");
+      equal(s.persistStats.compactions, snapshots + 1, "after saving the database whole, once");
+      equal((await s.claimReady(claim)).length, 1);
+      await s.close();
+      const again = await openTestStorage({ persister: store.persister() });
+      equal(
+        (await again.listTasks({ status: "running" })).length,
+        2,
+        "the claim whose save failed was saved with the database, and the claim after it in the journal",
+      );
+      equal(again.openReport.droppedBytes, 0);
+      await again.close();
+    },
+  },
+  {
+    name: "after an append torn by a failure, later changes are not appended behind the torn bytes",
+    async run({ store }) {
+      const inner = store.persister();
+      let tear = false;
+      const p: SqlJsPersister = {
+        name: "tearing",
+        load: () => inner.load(),
+        async append(bytes) {
+          if (!tear) return await inner.append(bytes);
+          tear = false;
+          await inner.append(bytes.subarray(0, bytes.length >> 1));
+          throw new Error("I/O error");
+        },
         replace: (a, b) => inner.replace(a, b),
         close: () => inner.close(),
       };
       const s = await openTestStorage({ persister: p });
-      const b = await jobWith(s, 2);
-      fail = true;
-      await rejects(() => s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 }), StorageError, "disk on fire");
-      await rejects(() => s.getJob(b.job.id), StorageError, "reopen");
+      await jobWith(s, 4);
+      tear = true;
+      await rejects(() => complete(s, "torn"), StorageError, "I/O error");
+      const done = [await complete(s, "a"), await complete(s, "b")];
       await s.close();
       const again = await openTestStorage({ persister: store.persister() });
-      equal((await again.listTasks({ status: "ready" })).length, 2, "the failed claim is not stored");
+      for (const t of done) equal((await again.getTask(t.id))!.status, "completed");
+      equal(again.openReport.droppedBytes, 0);
+      await again.close();
+    },
+  },
+  {
+    name: "an executor whose storage failed one save finishes its job and shuts down",
+    async run({ store }) {
+      const inner = store.persister();
+      let failNext = 0;
+      const p: SqlJsPersister = {
+        name: "failing once",
+        load: () => inner.load(),
+        append: (bytes) => (failNext-- > 0 ? Promise.reject(new StorageQuotaError("disk full")) : inner.append(bytes)),
+        replace: (a, b) => inner.replace(a, b),
+        close: () => inner.close(),
+      };
+      const storage = await openTestStorage({ persister: p });
+      const echo = agent("echo", (input) => {
+        failNext = 1; // the save of this task's result fails
+        return input;
+      });
+      const executor = new Executor({ storage, registry: registryOf(echo), pollIntervalMs: 20 });
+      const errors: string[] = [];
+      executor.on("storage:error", (e) => errors.push(`${e.operation}: ${(e.error as Error).name}`));
+      executor.start();
+      try {
+        const job = await executor.submit({ name: "j", tasks: [{ key: "a", agent: "echo", input: 7 }] });
+        deepEqual(await settled(job.wait(), "wait()"), { a: 7 });
+      } finally {
+        await settled(executor.shutdown(), "shutdown()");
+        await storage.close();
+      }
+      deepEqual(errors, ["commit: StorageQuotaError"], "the failed save was reported once");
+      const again = await openTestStorage({ persister: store.persister() });
+      equal((await again.listJobs({ status: "completed" })).length, 1);
       await again.close();
     },
   },
