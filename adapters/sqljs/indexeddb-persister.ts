@@ -6,10 +6,14 @@
  * transaction; `replace` writes the snapshot and the new journal and deletes the old
  * chunks in one transaction, so IndexedDB's atomicity covers both.
  *
+ * When another tab or worker deletes or upgrades the database, the persister lets go of it
+ * and fails every later save with a `StorageVersionChangeError`; it never recreates the
+ * database on its own.
+ *
  * @module
  */
 
-import { StorageError, StorageQuotaError } from "../../src/errors.ts";
+import { StorageError, StorageQuotaError, StorageVersionChangeError } from "../../src/errors.ts";
 import {
   alreadyOpen,
   concatBytes,
@@ -53,6 +57,7 @@ function done(tx: IDBTransaction): Promise<void> {
 }
 
 function wrap(e: unknown, what: string): Error {
+  if (e instanceof StorageVersionChangeError) return e;
   const name = (e as { name?: string })?.name;
   if (name === "QuotaExceededError") {
     return new StorageQuotaError(`IndexedDB is full: ${what} was not stored`, { cause: e });
@@ -84,16 +89,29 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
   /** Loaded and not closed: a second `load()` is refused (it would share the journal). */
   let loaded = false;
 
+  /** Set once another connection deleted or upgraded the database under this persister. */
+  let changed: StorageVersionChangeError | null = null;
+
   const open = async (): Promise<IDBDatabase> => {
+    if (changed) throw changed;
     if (db) return db;
     if (!factory) throw new StorageError("IndexedDB is not available here");
     const req = factory.open(options.name, 1);
     req.onupgradeneeded = () => req.result.createObjectStore(STORE);
     const opened = await request(req);
-    // Another tab deletes or upgrades the database: let it, and reopen on the next call.
-    opened.onversionchange = () => {
+    // Another tab deletes or upgrades the database: let it, and stop. Opening it again on
+    // our own would create an empty database, whose journal (our next append) has no
+    // snapshot: commits confirmed that no open could ever read.
+    opened.onversionchange = (event) => {
       opened.close();
-      if (db === opened) db = undefined;
+      if (db !== opened) return;
+      db = undefined;
+      changed = new StorageVersionChangeError(
+        `IndexedDB database "${options.name}" was ${
+          event.newVersion === null ? "deleted" : "upgraded"
+        } by another tab or worker: this storage stopped saving (reload the page, or close and reopen the storage)`,
+        event.newVersion,
+      );
     };
     return db = opened;
   };
@@ -107,6 +125,7 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
     async load() {
       if (loaded) throw alreadyOpen(`IndexedDB database "${options.name}"`);
       loaded = true;
+      changed = null; // opened anew, as it is now
       try {
         unlock = await holdWebLock(
           `task-core:sqljs:indexeddb:${options.name}`,

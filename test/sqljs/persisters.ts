@@ -13,7 +13,7 @@ import {
   type SqlJsPersister,
 } from "../../adapters/sqljs.ts";
 import { concatBytes } from "../../adapters/sqljs/persister.ts";
-import { StorageBlockedError } from "../../src/errors.ts";
+import { isTransientStorageError, StorageBlockedError, StorageVersionChangeError } from "../../src/errors.ts";
 import { equal, rejects } from "../conformance/assert.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 import { type Case, register, type Registrar } from "../conformance/harness.ts";
@@ -93,6 +93,49 @@ export const persisterCases: Case<PersisterCtx>[] = [
   },
 ];
 
+interface IndexedDbCtx {
+  /** The IndexedDB factory. */
+  idb: IDBFactory;
+  /** The database's name. */
+  name: string;
+}
+
+/** Delete an IndexedDB database, as another tab would (open connections get a versionchange). */
+function deleteDatabase(idb: IDBFactory, name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const r = idb.deleteDatabase(name);
+    r.onsuccess = () => resolve();
+    r.onerror = () => reject(r.error);
+  });
+}
+
+export const indexedDbPersisterCases: Case<IndexedDbCtx>[] = [
+  {
+    name: "a database deleted by another tab fails later saves with StorageVersionChangeError and is never " +
+      "recreated empty",
+    async run({ idb, name }) {
+      const s = await openTestStorage({ persister: createIndexedDbPersister({ name, indexedDB: idb }) });
+      const a = buildJob([{ key: "a" }]);
+      await s.createJob(a.job, a.tasks);
+      await deleteDatabase(idb, name);
+      const b = buildJob([{ key: "b" }]);
+      const err = await rejects<StorageVersionChangeError>(
+        () => s.createJob(b.job, b.tasks),
+        StorageVersionChangeError,
+        "deleted by another tab",
+      );
+      equal(err.newVersion, null);
+      equal(isTransientStorageError(err), false, "retrying cannot bring the database back");
+      await rejects(() => s.getJob(a.job.id), StorageVersionChangeError);
+      await s.close();
+      // Nothing recreated the database with a journal and no snapshot: it opens, empty.
+      const again = await openTestStorage({ persister: createIndexedDbPersister({ name, indexedDB: idb }) });
+      equal((await again.listJobs()).length, 0);
+      await again.close();
+    },
+  },
+];
+
 let n = 0;
 
 /** Register the persister cases on every persister this runtime has (`tmpdir`: the file one too). */
@@ -133,4 +176,10 @@ export function registerPersisterSuites(registrar: Registrar, tmpdir?: string): 
     }]);
   }
   for (const [kind, setup] of kinds) register(registrar, `sqljs[${kind} persister]`, persisterCases, setup);
+  if (idb) {
+    register(registrar, "sqljs[indexeddb persister]", indexedDbPersisterCases, () => {
+      const name = `sqljs-persister-${Date.now()}-${n++}`;
+      return Promise.resolve({ ctx: { idb, name }, teardown: () => deleteDatabase(idb, name).catch(() => {}) });
+    });
+  }
 }
