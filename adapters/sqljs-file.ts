@@ -153,7 +153,8 @@ function wrap(e: unknown, what: string, path: string): Error {
 
 /**
  * Create a persister that keeps a database in `path` and `path + ".tclog"`. The directory
- * is created when missing.
+ * is created when missing. A relative `path` is resolved against the working directory
+ * once, here: a later `process.chdir()` does not move the files.
  *
  * @example
  * ```ts ignore
@@ -167,9 +168,12 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
     throw new TypeError(`"path" must be a non-empty string, got ${typeof path === "string" ? '""' : typeof path}`);
   }
   const sync = options.sync ?? true;
-  const journalPath = `${path}.tclog`;
-  const lockPath = resolve(`${path}.lock`);
-  const dir = dirname(path);
+  // Resolved once: a relative path keeps naming these files when the working directory
+  // changes later (the snapshot, journal and lock must stay together).
+  const snapshotPath = resolve(path);
+  const journalPath = `${snapshotPath}.tclog`;
+  const lockPath = `${snapshotPath}.lock`;
+  const dir = dirname(snapshotPath);
   let journal: FileHandle | null = null;
   let token: string | null = null;
   /** Loaded and not closed: a second `load()` is refused (it would share the journal). */
@@ -207,20 +211,20 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
 
   return {
     name: "file",
-    location: path,
+    location: snapshotPath,
     async load() {
-      if (loaded) throw alreadyOpen(`"${path}"`);
+      if (loaded) throw alreadyOpen(`"${snapshotPath}"`);
       loaded = true;
       try {
         await mkdir(dir, { recursive: true });
-        token = await lock(lockPath, path);
-        return { snapshot: await readIfExists(path), journal: await readIfExists(journalPath) };
+        token = await lock(lockPath, snapshotPath);
+        return { snapshot: await readIfExists(snapshotPath), journal: await readIfExists(journalPath) };
       } catch (e) {
         if (e instanceof StorageBlockedError) {
           loaded = false; // refused before anything was held
           throw e;
         }
-        throw wrap(e, "read", path);
+        throw wrap(e, "read", snapshotPath);
       }
     },
     async append(bytes) {
@@ -236,10 +240,10 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
       try {
         await closeJournal();
         await mkdir(dir, { recursive: true });
-        await writeAtomic(path, snapshot);
+        await writeAtomic(snapshotPath, snapshot);
         await writeAtomic(journalPath, bytes);
       } catch (e) {
-        throw wrap(e, "write a snapshot to", path);
+        throw wrap(e, "write a snapshot to", snapshotPath);
       }
     },
     async close() {

@@ -575,6 +575,34 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
     },
   },
   {
+    name: "a relative path keeps naming the same files after the working directory changes",
+    async run(ctx) {
+      const { default: process } = await import("node:process");
+      const { basename, dirname } = await import("node:path");
+      const { mkdir } = await import("node:fs/promises");
+      const home = process.cwd();
+      const elsewhere = `${dirname(ctx.path)}/elsewhere`;
+      await mkdir(elsewhere);
+      process.chdir(dirname(ctx.path));
+      try {
+        const s = await ctx.openAt(basename(ctx.path));
+        await jobWith(s, 1);
+        process.chdir(elsewhere);
+        await s.compact(); // a snapshot and a new journal
+        await jobWith(s, 1); // an append
+        await s.close();
+      } finally {
+        process.chdir(home);
+      }
+      for (const file of ["", ".tclog", ".lock"]) {
+        equal(await ctx.exists(`${elsewhere}/${basename(ctx.path)}${file}`), false, `no "${file}" file elsewhere`);
+      }
+      const again = await ctx.open();
+      equal((await again.listJobs()).length, 2, "both jobs are in the file that was opened");
+      await again.close();
+    },
+  },
+  {
     name: "a lock left by a process that died is taken over; one of a live process or another host is not",
     async run(ctx) {
       const { hostname } = await import("node:os");
