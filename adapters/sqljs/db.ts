@@ -75,6 +75,55 @@ const SQL = {
 } as const;
 
 /**
+ * Statuses of work in flight: how many tasks hold one is bounded by the work under way,
+ * while an ended status gathers nearly every task the database ever held.
+ */
+const LIVE_STATUSES: ReadonlySet<string> = new Set(["pending", "ready", "running", "paused", "blocked"]);
+
+/**
+ * The index a `listTasks()` query walks, in id order: the one of its most selective filter.
+ * A parent's children are tasks of one job, so the parent's index comes first, then the
+ * job's. No index covers an agent and a status together (another index that every status
+ * change updates): a status of work in flight is the smaller set, else the agent's tasks
+ * are (an ended status holds nearly every task).
+ */
+function taskIndex(q: TaskQuery): string | null {
+  if (q.parentId !== undefined) return "tasks_parent";
+  if (q.jobId !== undefined) return "tasks_job";
+  if (q.status !== undefined && q.agent !== undefined) {
+    return LIVE_STATUSES.has(q.status) ? "tasks_status" : "tasks_agent";
+  }
+  if (q.status !== undefined) return "tasks_status";
+  if (q.agent !== undefined) return "tasks_agent";
+  return null;
+}
+
+/**
+ * The SQL of a `listTasks()` query (a checked one) and its parameters. `INDEXED BY` keeps
+ * the planner, which has no statistics, on the index of the most selective filter (see
+ * `taskIndex`): left to itself it walked every task of a status to find one job's.
+ */
+export function taskListQuery(q: TaskQuery): { sql: string; params: SqlValue[] } {
+  const where: string[] = [];
+  const params: SqlValue[] = [];
+  const add = (cond: string, value: string | undefined): void => {
+    if (value === undefined) return;
+    where.push(cond);
+    params.push(value);
+  };
+  add("job_id = ?", q.jobId);
+  add("agent = ?", q.agent);
+  add("status = ?", q.status);
+  add("parent_id = ?", q.parentId);
+  add("id > ?", q.after);
+  params.push(q.limit === undefined || q.limit === Infinity ? -1 : Math.max(0, q.limit));
+  const index = taskIndex(q);
+  const sql = `SELECT ${T_COLS} FROM tasks${index ? ` INDEXED BY ${index}` : ""}` +
+    `${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ?`;
+  return { sql, params };
+}
+
+/**
  * PRAGMAs for a database that lives in WASM memory: durability comes from the journal
  * and snapshots, so SQLite keeps its rollback journal in memory and never syncs.
  */
@@ -271,20 +320,7 @@ export class SqlDb {
   }
 
   listTasks(q: TaskQuery): Task[] {
-    const where: string[] = [];
-    const params: SqlValue[] = [];
-    const add = (cond: string, value: string | undefined): void => {
-      if (value === undefined) return;
-      where.push(cond);
-      params.push(value);
-    };
-    add("job_id = ?", q.jobId);
-    add("agent = ?", q.agent);
-    add("status = ?", q.status);
-    add("parent_id = ?", q.parentId);
-    add("id > ?", q.after);
-    params.push(q.limit === undefined || q.limit === Infinity ? -1 : Math.max(0, q.limit));
-    const sql = `SELECT ${T_COLS} FROM tasks${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ?`;
+    const { sql, params } = taskListQuery(q);
     return this.#all(sql, params).map(rowTask);
   }
 

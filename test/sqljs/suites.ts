@@ -30,6 +30,7 @@ import { buildJob } from "../conformance/fixtures.ts";
 import { type Case, register, type Registrar } from "../conformance/harness.ts";
 import { openTestStorage, testSqlJs } from "../targets-sqljs.ts";
 import { registerPersisterSuites } from "./persisters.ts";
+import { registerPlanSuites } from "./plans.ts";
 
 type Part = "snapshot" | "journal";
 
@@ -658,11 +659,12 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
 ];
 
 /**
- * Register the sql.js cases on the memory store and, with `tmpdir`, on the file store, and
- * the persister cases on every persister the runtime has.
+ * Register the sql.js cases on the memory store and, with `tmpdir`, on the file store, the
+ * persister cases on every persister the runtime has, and the query plan cases.
  */
 export function registerSqlJsSuites(registrar: Registrar, tmpdir?: string): void {
   registerPersisterSuites(registrar, tmpdir);
+  registerPlanSuites(registrar);
   const stores: [string, () => Promise<Store>][] = [["memory-persister", () => Promise.resolve(memoryStore())]];
   if (tmpdir !== undefined) {
     stores.push(["file", () => fileStore(tmpdir)]);
