@@ -40,6 +40,21 @@ const J_COLS = JOB_COLUMNS.join(", ");
 const insert = (verb: string, table: string, cols: readonly string[]): string =>
   `${verb} INTO ${table} (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`;
 
+const ENDED = "status IN ('completed', 'failed', 'cancelled')";
+
+/**
+ * The queries `prune()` finds its jobs with, on the partial index of ended jobs by end time
+ * (`jobs_ended`, schema version 2), so that a call reads the jobs it deletes and, with
+ * `keepLast`, the index entries of the jobs it keeps, never every ended job.
+ */
+export const PRUNE_SQL: { readonly endedBefore: string; readonly endedBeyond: string } = {
+  /** Ended jobs that ended before `?`. */
+  endedBefore: `SELECT id FROM jobs INDEXED BY jobs_ended WHERE ${ENDED} AND coalesce(finished_at, 0) < ?`,
+  /** Ended jobs after the newest `?` (newest: latest end, then greatest id). */
+  endedBeyond: `SELECT id FROM jobs INDEXED BY jobs_ended WHERE ${ENDED} ` +
+    "ORDER BY coalesce(finished_at, 0) DESC, id DESC LIMIT -1 OFFSET ?",
+};
+
 const SQL = {
   begin: "BEGIN",
   commit: "COMMIT",
@@ -65,8 +80,8 @@ const SQL = {
   getState: "SELECT value FROM state WHERE scope = ? AND key = ?",
   setState: "INSERT OR REPLACE INTO state (scope, key, value) VALUES (?, ?, ?)",
   delState: "DELETE FROM state WHERE scope = ? AND key = ?",
-  endedJobs: "SELECT id, finished_at FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') " +
-    "ORDER BY coalesce(finished_at, 0) DESC, id DESC",
+  endedBefore: PRUNE_SQL.endedBefore,
+  endedBeyond: PRUNE_SQL.endedBeyond,
   dropDeps: "DELETE FROM task_deps WHERE dep_id IN (SELECT id FROM tasks WHERE job_id = ?)",
   dropTasks: "DELETE FROM tasks WHERE job_id = ?",
   dropCache: "DELETE FROM cache WHERE job_id = ?",
@@ -340,9 +355,17 @@ export class SqlDb {
     return this.#all(sql, params).map(rowJob);
   }
 
-  /** Ended jobs, newest end first. */
-  endedJobs(): { id: string; finishedAt: number }[] {
-    return this.#all(SQL.endedJobs, []).map((r) => ({ id: r[0] as string, finishedAt: Number(r[1] ?? 0) }));
+  /**
+   * Ids of the ended jobs `prune()` deletes: those that ended before `finishedBefore`, and
+   * those after the newest `keepLast` (an option left out selects none).
+   */
+  prunable(finishedBefore: number | undefined, keepLast: number | undefined): Set<string> {
+    const ids = new Set<string>();
+    if (finishedBefore !== undefined) {
+      for (const r of this.#all(SQL.endedBefore, [finishedBefore])) ids.add(r[0] as string);
+    }
+    if (keepLast !== undefined) { for (const r of this.#all(SQL.endedBeyond, [keepLast])) ids.add(r[0] as string); }
+    return ids;
   }
 
   /** Delete a job with its tasks, edges and cache. */

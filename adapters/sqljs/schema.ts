@@ -143,6 +143,13 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   INSERT INTO meta (key, value) VALUES ('app', 'task-core'), ('generation', '0');
   `,
+  // 2: ended jobs by end time, for prune(): the same expression and condition as its
+  // queries (an end time left null counts as 0, as on every adapter); `status` makes the
+  // index cover them (no row is read to check it).
+  `
+  CREATE INDEX jobs_ended ON jobs (coalesce(finished_at, 0), id, status)
+    WHERE status IN ('completed', 'failed', 'cancelled');
+  `,
 ];
 
 /** The schema version this code writes. */

@@ -289,15 +289,9 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   prune(options: PruneOptions): Promise<number> {
     return this.#write(() => {
       const { finishedBefore, keepLast } = checkPruneOptions(options);
-      let removed = 0;
-      this.#db.endedJobs().forEach((job, index) => {
-        const old = finishedBefore !== undefined && job.finishedAt < finishedBefore;
-        const extra = keepLast !== undefined && index >= keepLast;
-        if (!old && !extra) return;
-        this.#db.dropJob(job.id);
-        removed++;
-      });
-      return removed;
+      const doomed = this.#db.prunable(finishedBefore, keepLast);
+      for (const id of doomed) this.#db.dropJob(id);
+      return doomed.size;
     }, never);
   }
 

@@ -4,7 +4,7 @@
  * decides how much a query reads).
  */
 
-import { taskListQuery } from "../../adapters/sqljs/db.ts";
+import { PRUNE_SQL, taskListQuery } from "../../adapters/sqljs/db.ts";
 import type { SqlJsDatabase, SqlValue } from "../../adapters/sqljs/module.ts";
 import { migrate } from "../../adapters/sqljs/schema.ts";
 import type { TaskQuery } from "../../src/storage.ts";
@@ -44,6 +44,16 @@ export const planCases: Case<PlanCtx>[] = [
         const plan = planOf(db, sql, params);
         ok(plan === `SEARCH tasks USING INDEX ${index}`, `${JSON.stringify(query)} is planned as "${plan}"`);
       }
+    },
+  },
+  {
+    name: "prune() finds its jobs on the index of ended jobs by end time, without reading or sorting them all",
+    run({ db }) {
+      const before = planOf(db, PRUNE_SQL.endedBefore, [1000]);
+      ok(before === "SEARCH jobs USING COVERING INDEX jobs_ended (<expr><?)", `ended before: "${before}"`);
+      // Newest first is the index read backwards: no sort, and it stops at the jobs it keeps.
+      const beyond = planOf(db, PRUNE_SQL.endedBeyond, [10]);
+      ok(beyond === "SCAN jobs USING COVERING INDEX jobs_ended", `after the newest: "${beyond}"`);
     },
   },
 ];

@@ -242,6 +242,42 @@ export const sqljsCases: Case<Ctx>[] = [
     },
   },
   {
+    name: "a database of schema version 1 is migrated at open, keeps its data and journal, and prunes on the " +
+      "index the migration adds",
+    async run({ store, open }) {
+      const s = await open();
+      const ended = await jobWith(s, 1);
+      const kept = await jobWith(s, 1);
+      await s.commit(
+        [{ type: "updateJob", id: ended.job.id, expect: { version: 1 }, set: { status: "cancelled" } }],
+        500,
+      );
+      await s.compact();
+      await s.commit([{ type: "setState", scope: "s", key: "k", value: 1 }]); // a frame in the journal
+      await s.close();
+      // Version 1: the same database without what later migrations add.
+      const SQL = await testSqlJs();
+      const v1 = new SQL.Database((await store.read("snapshot"))!);
+      v1.exec("DROP INDEX jobs_ended; UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+      await store.write("snapshot", v1.export());
+      v1.close();
+      const again = await open();
+      equal(again.openReport.migratedFrom, 1);
+      equal(again.openReport.replayedFrames, 1, "the journal of version 1 is replayed after the migration");
+      equal(await again.getState("s", "k"), 1);
+      equal(await again.prune({ finishedBefore: 1000 }), 1);
+      equal(await again.getJob(ended.job.id), undefined);
+      ok(await again.getJob(kept.job.id));
+      await again.close();
+      const stored = new SQL.Database((await store.read("snapshot"))!);
+      const version = stored.exec("SELECT value FROM meta WHERE key = 'schema_version'")[0]?.values[0]?.[0];
+      const index = stored.exec("SELECT name FROM sqlite_master WHERE name = 'jobs_ended'")[0]?.values.length;
+      stored.close();
+      equal(version, String(SCHEMA_VERSION), "the migrated schema is stored");
+      equal(index, 1);
+    },
+  },
+  {
     name: "a database of a newer schema version is refused with StorageVersionError and left untouched",
     async run({ store, open }) {
       const s = await open();
