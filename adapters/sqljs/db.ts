@@ -330,8 +330,10 @@ export class SqlDb {
     return this.#all(SQL.claim, [now, limit]).map(rowTask);
   }
 
+  /** Running tasks whose lease expired at or before `now`, oldest expiry first: at most `limit` (an integer, or infinite; NaN: none). */
   expired(now: number, limit: number): Task[] {
-    return this.#all(SQL.expired, [now, Number.isFinite(limit) ? Math.max(0, limit) : -1]).map(rowTask);
+    const max = limit === Infinity ? -1 : Number.isFinite(limit) ? Math.max(0, limit) : 0;
+    return this.#all(SQL.expired, [now, max]).map(rowTask);
   }
 
   listTasks(q: TaskQuery): Task[] {

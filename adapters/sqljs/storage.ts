@@ -232,6 +232,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
       checkRenewOptions(options);
       const out: string[] = [];
       for (const id of options.ids) {
+        if (typeof id !== "string") continue; // no such task, as on every adapter
         const t = this.#db.getTask(id);
         if (!t || t.status !== "running" || t.leaseOwner !== options.owner) continue;
         const renewed = copyTask(t);
@@ -244,7 +245,10 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
-    return this.#read(() => this.#db.expired(now, limit));
+    // As on the other adapters: a time that is not a number is no time any lease expired
+    // at (bound as text, it would compare above every number: every lease), and a limit
+    // is floored (not a number: none).
+    return this.#read(() => typeof now === "number" ? this.#db.expired(now, Math.floor(Number(limit))) : []);
   }
 
   getJob(id: string): Promise<Job | undefined> {
@@ -271,7 +275,12 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   listTasks(query: TaskQuery): Promise<Task[]> {
-    return this.#read(() => this.#db.listTasks(checkQuery(query, "listTasks")));
+    return this.#read(() => {
+      const q = checkQuery(query, "listTasks");
+      // A filter that is no id (a number, an object, null) matches no task, as on every adapter.
+      const noId = (v: unknown): boolean => v !== undefined && typeof v !== "string";
+      return noId(q.jobId) || noId(q.agent) || noId(q.parentId) ? [] : this.#db.listTasks(q);
+    });
   }
 
   getCache(jobId: string, key: string): Promise<JsonValue | undefined> {

@@ -23,7 +23,9 @@ import {
   StorageVersionError,
 } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
+import type { Storage } from "../../src/storage.ts";
 import type { Task } from "../../src/types.ts";
+import { createMemoryStorage } from "../../adapters/memory.ts";
 import { deepEqual, equal, ok, rejects } from "../conformance/assert.ts";
 import { agent, registryOf, until } from "../conformance/executor-kit.ts";
 import { buildJob } from "../conformance/fixtures.ts";
@@ -504,6 +506,46 @@ export const sqljsCases: Case<Ctx>[] = [
       const again = await openTestStorage({ persister: store.persister() });
       equal((await again.listJobs({ status: "completed" })).length, 1);
       await again.close();
+    },
+  },
+  {
+    name:
+      "arguments of the wrong type and a fractional limit get the answers of the memory adapter, not a StorageError",
+    async run({ open }) {
+      const sqljs = await open();
+      const memory = createMemoryStorage();
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c" }]);
+      for (const s of [sqljs, memory]) {
+        await s.createJob(b.job, b.tasks);
+        await s.claimReady({ limit: 3, now: 1, owner: OWNER, leaseMs: 10 });
+      }
+      const odd = (v: unknown) => v as never;
+      const calls: [string, (s: Storage) => Promise<unknown>][] = [
+        ["expiredLeases(100, 2.5)", (s) => s.expiredLeases(100, 2.5)],
+        ["expiredLeases(100, NaN)", (s) => s.expiredLeases(100, NaN)],
+        ['expiredLeases("soon")', (s) => s.expiredLeases(odd("soon"))],
+        ["expiredLeases(NaN)", (s) => s.expiredLeases(NaN)],
+        [
+          "renewLeases() of [{}, a task]",
+          (s) => s.renewLeases({ ids: [odd({}), b.id("a")], owner: OWNER, now: 2, leaseMs: 50 }),
+        ],
+        ["listTasks({ jobId: {} })", (s) => s.listTasks({ jobId: odd({}) })],
+        ["listTasks({ jobId: 5 })", (s) => s.listTasks({ jobId: odd(5) })],
+        ['listTasks({ agent: [], status: "running" })', (s) => s.listTasks({ agent: odd([]), status: "running" })],
+        ["listTasks({ parentId: null })", (s) => s.listTasks({ parentId: odd(null) })],
+        ["expiredLeases(100) after the renewal", (s) => s.expiredLeases(100)],
+      ];
+      const answer = (p: Promise<unknown>) =>
+        p.then(
+          (r) => (r as (Task | string)[]).map((x) => (typeof x === "string" ? x : x.id)),
+          (e: Error) => e.name,
+        );
+      try {
+        for (const [call, fn] of calls) deepEqual(await answer(fn(sqljs)), await answer(fn(memory)), call);
+      } finally {
+        await sqljs.close();
+        await memory.close();
+      }
     },
   },
   {
