@@ -1,12 +1,14 @@
 /**
- * Group commit: transactions append their frames to a queue; one flush at a time writes
- * every queued frame with a single `append` (so changes made while a flush is in progress
- * go into the next one), and callers wait until the flush holding their frame is durable.
+ * Group commit: transactions append their changes to a queue; one flush at a time writes
+ * every queued transaction as one frame with a single `append` (so changes made while a
+ * flush is in progress go into the next one), and callers wait until the flush holding
+ * their changes is durable. One frame per append: a crash that tears an append, anywhere
+ * in it, leaves a torn tail (see `journal.ts`).
  *
  * Now and then a flush compacts instead: it exports the whole database as a snapshot of a
- * new generation and starts an empty journal. The snapshot holds every queued frame, so
- * those are never appended. Compaction happens when the journal reaches both
- * `minJournalBytes` and `journalRatio` times the snapshot, which keeps the cost of a flush
+ * new generation and starts an empty journal. The snapshot holds every queued
+ * transaction, so those are never appended. Compaction happens when the journal reaches
+ * both `minJournalBytes` and `journalRatio` times the snapshot, which keeps the cost of a flush
  * proportional to what changed (export cost, amortised over at least a snapshot's worth
  * of journal, is constant per journaled byte).
  *
@@ -21,8 +23,8 @@
  */
 
 import { isTransientStorageError, StorageError, StorageQuotaError } from "../../src/errors.ts";
-import { encodeFrame, HEADER_BYTES, journalHeader } from "./journal.ts";
-import { concatBytes, type SqlJsPersister } from "./persister.ts";
+import { encodeFrame, encodeRecords, HEADER_BYTES, journalHeader } from "./journal.ts";
+import type { SqlJsPersister } from "./persister.ts";
 
 /** When the journal is folded into a new snapshot. */
 export interface CompactionOptions {
@@ -48,14 +50,14 @@ export interface GroupCommitStart {
   compaction: CompactionOptions | undefined;
   /**
    * Export the database as a snapshot of `generation`, under the storage's lock (no
-   * transaction open, no frame queued meanwhile). `onExported` runs under the same lock.
+   * transaction open, nothing queued meanwhile). `onExported` runs under the same lock.
    */
   exportSnapshot(generation: number, onExported: () => void): Promise<Uint8Array>;
 }
 
 /** The journal writer of one storage. */
 export class GroupCommit {
-  /** Sequence number of the last queued frame. */
+  /** Sequence number of the last queued transaction (or compaction). */
   seq = 0;
   #durable = 0;
   #generation: number;
@@ -93,15 +95,15 @@ export class GroupCommit {
 
   /** Queue one transaction's records; returns its sequence number. Call under the storage's lock. */
   enqueue(records: readonly string[]): number {
-    const frame = encodeFrame(this.#generation, records);
-    this.#pending.push(frame);
-    this.#pendingBytes += frame.length;
+    const part = encodeRecords(records);
+    this.#pending.push(part);
+    this.#pendingBytes += part.length + 1;
     this.seq++;
     this.#kick();
     return this.seq;
   }
 
-  /** Resolves once every frame up to `seq` is durable; rejects when persisting failed. */
+  /** Resolves once everything queued up to `seq` is durable; rejects when persisting failed. */
   whenDurable(seq: number): Promise<void> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (seq <= this.#durable) return Promise.resolve();
@@ -131,11 +133,11 @@ export class GroupCommit {
           await this.#compact();
           continue;
         }
-        const frames = this.#pending;
+        const parts = this.#pending;
         const seq = this.seq;
         this.#pending = [];
         this.#pendingBytes = 0;
-        const bytes = frames.length === 1 ? frames[0]! : concatBytes(frames);
+        const bytes = encodeFrame(this.#generation, parts);
         await this.#start.persister.append(bytes);
         this.#journalBytes += bytes.length;
         this.stats.appends++;
@@ -153,7 +155,7 @@ export class GroupCommit {
     const generation = this.#generation + 1;
     let seq = 0;
     const snapshot = await this.#start.exportSnapshot(generation, () => {
-      // Under the lock: every queued frame is in this snapshot; later frames go to the new journal.
+      // Under the lock: everything queued is in this snapshot; later changes go to the new journal.
       seq = this.seq;
       this.#compactRequested = false;
       this.#pending = [];

@@ -1,16 +1,20 @@
 /**
- * The journal's byte format: a header, then one frame per transaction.
+ * The journal's byte format: a header, then one frame per append (the transactions one
+ * group-commit flush writes).
  *
  * ```
  * header (16 bytes): "TCJL" | format u32 | generation u32 | crc32(first 12 bytes) u32
  * frame:             length u32 | crc32(generation + payload) u32 | generation u32 | payload
- * payload:           UTF-8 JSON array of row changes (see `db.ts`)
+ * payload:           UTF-8 JSON array of row changes (see `db.ts`), in transaction order
  * ```
  *
  * Integers are little-endian. A frame belongs to the snapshot of the same generation;
  * a frame is written whole or, after a crash, torn: reading stops at the first frame that
- * is incomplete or fails its checksum. A damaged frame followed by a good one is not a
- * torn tail but corruption, and is reported as such.
+ * is incomplete or fails its checksum. An append is one frame because a crash of the
+ * machine may keep any of the pages of an append that was not synced, in any order: damage
+ * anywhere in it is then damage in the last frame, a torn tail. A damaged frame followed by
+ * a good one is not a torn tail but corruption, and is reported as such. (Journals written
+ * before, with one frame per transaction, read the same way.)
  *
  * @module
  */
@@ -55,14 +59,27 @@ export function journalHeader(generation: number): Uint8Array {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Encode one transaction's changes (JSON texts of the records) as a frame. */
-export function encodeFrame(generation: number, records: readonly string[]): Uint8Array {
-  const payload = encoder.encode(`[${records.join(",")}]`);
-  const out = new Uint8Array(FRAME_HEADER + payload.length);
+/** One transaction's changes (the JSON texts of its records), encoded for {@link encodeFrame}. */
+export function encodeRecords(records: readonly string[]): Uint8Array {
+  return encoder.encode(records.join(","));
+}
+
+/** Encode the changes of one or more transactions (each from {@link encodeRecords}) as one frame. */
+export function encodeFrame(generation: number, parts: readonly Uint8Array[]): Uint8Array {
+  let length = Math.max(2, parts.length + 1); // "[", "]" and a "," between parts
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(FRAME_HEADER + length);
   const view = new DataView(out.buffer);
-  view.setUint32(0, payload.length, true);
+  view.setUint32(0, length, true);
   view.setUint32(8, generation, true);
-  out.set(payload, FRAME_HEADER);
+  let at = FRAME_HEADER;
+  out[at++] = 0x5b; // [
+  parts.forEach((part, i) => {
+    if (i > 0) out[at++] = 0x2c; // ,
+    out.set(part, at);
+    at += part.length;
+  });
+  out[at] = 0x5d; // ]
   view.setUint32(4, crc32(out, 8, out.length), true);
   return out;
 }

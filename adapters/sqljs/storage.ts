@@ -63,7 +63,7 @@ export interface SqlJsStorageOptions extends SqlJsLoadOptions {
 export interface SqlJsOpenReport {
   /** Size of the stored snapshot (0 for a new database). */
   snapshotBytes: number;
-  /** Journal frames (transactions) replayed over the snapshot. */
+  /** Journal frames (one per flush: the transactions written together) replayed over the snapshot. */
   replayedFrames: number;
   /** Bytes of a torn journal tail that were dropped (changes whose call never resolved). */
   droppedBytes: number;

@@ -77,12 +77,16 @@ async function unchanged(store: Store, fn: () => Promise<unknown>): Promise<void
   deepEqual([...(await store.read("journal")) ?? []], [...before[1] ?? []], "the journal was left untouched");
 }
 
-function gated(inner: SqlJsPersister): SqlJsPersister & { hold(): void; release(): void; appends: number } {
+function gated(
+  inner: SqlJsPersister,
+): SqlJsPersister & { hold(): void; release(): void; appends: number; sizes: number[] } {
   let gate: Promise<void> | null = null;
   let open: () => void = () => {};
   const p = {
     name: "gated",
     appends: 0,
+    /** The size of every append, in order. */
+    sizes: [] as number[],
     hold() {
       gate = new Promise<void>((r) => (open = r));
     },
@@ -93,6 +97,7 @@ function gated(inner: SqlJsPersister): SqlJsPersister & { hold(): void; release(
     load: () => inner.load(),
     async append(bytes: Uint8Array) {
       p.appends++;
+      p.sizes.push(bytes.length);
       if (gate) await gate;
       await inner.append(bytes);
     },
@@ -324,6 +329,44 @@ export const sqljsCases: Case<Ctx>[] = [
       journal[16 + 12 + 5]! ^= 0xff; // inside the first frame's payload
       await store.write("journal", journal);
       await unchanged(store, () => rejects(() => open(), StorageCorruptError, "checksum"));
+    },
+  },
+  {
+    name: "damage anywhere in the last append, which holds several transactions, is a torn tail and not corruption",
+    async run({ store }) {
+      const p = gated(store.persister());
+      const s = await openTestStorage({ persister: p });
+      const kept = await jobWith(s, 1);
+      p.hold();
+      const a = buildJob([{ key: "a" }]);
+      const first = s.createJob(a.job, a.tasks);
+      await until(() => p.sizes.length === 2, "the first flush under way");
+      // Made while the first flush is held: one flush, one append, of three transactions.
+      const together = [buildJob([{ key: "x" }]), buildJob([{ key: "y" }]), buildJob([{ key: "z" }])];
+      const rest = together.map((b) => s.createJob(b.job, b.tasks));
+      await tick();
+      p.release();
+      await Promise.all([first, ...rest]);
+      equal(p.sizes.length, 3);
+      await s.close();
+      const journal = (await store.read("journal"))!;
+      const snapshot = (await store.read("snapshot"))!;
+      const last = p.sizes[2]!;
+      const start = journal.length - last;
+      // A power loss before the append was synced: any of its pages may be lost, the first
+      // transaction's as well as the last one's.
+      for (const at of [start + 20, start + (last >> 1), journal.length - 8]) {
+        const damaged = journal.slice();
+        damaged.fill(0, at, at + 4);
+        await store.write("snapshot", snapshot);
+        await store.write("journal", damaged);
+        const again = await openTestStorage({ persister: store.persister() });
+        equal(again.openReport.droppedBytes, last, `the whole last append is dropped (damage at ${at - start})`);
+        ok(await again.getJob(kept.job.id), "what earlier appends hold is kept");
+        ok(await again.getJob(a.job.id));
+        for (const b of together) equal(await again.getJob(b.job.id), undefined);
+        await again.close();
+      }
     },
   },
   {
