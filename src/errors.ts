@@ -139,7 +139,11 @@ export class StorageError extends TaskCoreError {
   override name: string = "StorageError";
 }
 
-/** The storage is full; the commit was not applied. */
+/**
+ * The storage is full; the commit was not applied (on sql.js, whose database lives in
+ * memory, its change may still be saved with the next save that succeeds: its outcome is
+ * unknown, as after any transient storage error).
+ */
 export class StorageQuotaError extends StorageError {
   /** The error's name (kept explicit so minified bundles report it). */
   override name: string = "StorageQuotaError";

@@ -391,6 +391,8 @@ export class Executor {
   #stopped: (() => void) | null = null;
   readonly #stoppedPromise: Promise<void>;
   readonly #lastProgress = new Map<string, number>();
+  /** Shutdown's grace period is over: commits that keep failing are given up (see `#commitBatch`). */
+  #graceEnded = false;
   /** Progress reports held back by the throttle, told when its interval ends. */
   readonly #heldProgress = new Map<string, HeldProgress>();
   readonly #contextHost: ContextHost;
@@ -1616,6 +1618,16 @@ export class Executor {
         unsure.push(now);
         this.#stats.storageErrors++;
         this.#events.emit("storage:error", { operation: "commit", error: e, attempt: failures });
+        if (this.#graceEnded && this.#state !== "running" && failures > CALLER_RETRIES) {
+          // Shutting down, its grace period over, and the storage still fails: waiting on
+          // would hang `shutdown()` for as long as the outage lasts. The results are not
+          // stored; their tasks stay claimed until their leases expire, and recovery runs
+          // them again (or blocks them, when at-most-once), as after a crash.
+          for (const item of items) {
+            this.#dropResult(item, `Result not stored: ${(e as Error).message} (still failing at shutdown)`);
+          }
+          return;
+        }
         if (e instanceof StorageError && !isTransientStorageError(e)) {
           // It will not pass (closed, corrupt, a newer schema): the results are not stored,
           // and the tasks stay claimed until their leases expire and recovery runs them
@@ -1893,10 +1905,12 @@ export class Executor {
     this.#state = "stopping";
     // The grace period counts from the shutdown call.
     let graceOver = graceMs <= 0;
+    this.#graceEnded = graceOver;
     let onGraceOver: (() => void) | null = null;
     const endGrace = () => {
       graceTimer = null;
       graceOver = true;
+      this.#graceEnded = true;
       onGraceOver?.();
     };
     let graceEnds = this.#clock.now() + graceMs;

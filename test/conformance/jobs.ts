@@ -433,8 +433,9 @@ export const jobCases: Case<ExecContext>[] = [
       const quiet = intercept(ctx.storage, { watch: () => () => () => {} });
       const worker = harness(quiet, [hang], { clock });
       const client = harness(quiet, [hang], { clock });
-      worker.executor.start();
+      // Submitted first: with no change notices, the worker finds it by its first claim.
       const job = await client.executor.submit({ name: "twice", tasks: [{ key: "a", agent: "hang" }] });
+      worker.executor.start();
       await until(() => signal !== null, "a running", clock);
       await job.cancel();
       await (await worker.executor.job(job.id)).cancel();
