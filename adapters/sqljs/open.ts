@@ -88,7 +88,7 @@ function checkOptions(o: SqlJsStorageOptions): void {
  *
  * @example
  * ```ts
- * import { openSqlJsStorage } from "./storage.ts";
+ * import { openSqlJsStorage } from "./open.ts";
  * const storage = await openSqlJsStorage();
  * console.assert(storage.capabilities.durable === false);
  * await storage.close();
