@@ -196,6 +196,12 @@ class Batch {
   /** Failed, cancelled or rejected tasks whose pending dependents are still to be ended. */
   readonly #toFail: Task[] = [];
   #failing = false;
+  /**
+   * Parents whose output ended without acceptance in this batch (rejected, or rejected and
+   * run again): their children, gated on that acceptance, are cancelled whatever their
+   * `onDependencyFailure`, also when a cancelled sibling reaches them first.
+   */
+  readonly #unaccepted = new Map<string, string>();
 
   constructor(readonly tx: RuleTx, readonly now: number) {}
 
@@ -324,13 +330,17 @@ class Batch {
     const readJob = this.job(task.jobId);
     const job = isThenable(readJob) ? (yield readJob) as Job | undefined : readJob;
     const jobCancelled = job?.status === "cancelled";
+    if (task.status === "rejected") this.#unaccepted.set(task.id, `Parent "${task.key}" rejected in review`);
     for (const id of ids) {
       const read = this.task(id);
       const dep = isThenable(read) ? (yield read) as Task | undefined : read;
       if (!dep || dep.status !== "pending") continue;
+      const parentReason = dep.parentId === null ? undefined : this.#unaccepted.get(dep.parentId);
       yield* this.transition(dep, {
-        status: !jobCancelled && dep.onDependencyFailure === "block" ? "blocked" : "cancelled",
-        statusReason: jobCancelled ? "Job cancelled" : `Dependency "${task.key}" ${task.status}`,
+        status: !jobCancelled && parentReason === undefined && dep.onDependencyFailure === "block"
+          ? "blocked"
+          : "cancelled",
+        statusReason: jobCancelled ? "Job cancelled" : parentReason ?? `Dependency "${task.key}" ${task.status}`,
       });
     }
   }
@@ -438,16 +448,15 @@ class Batch {
    * acceptance (it is their first dependency), and its rerun spawns its own.
    */
   *cancelChildren(parent: Task): Step<void> {
+    const reason = `Parent "${parent.key}" rejected in review`;
+    this.#unaccepted.set(parent.id, reason);
     const found = this.dependentsOf(parent.id);
     const ids = isThenable(found) ? (yield found) as readonly string[] : found;
     for (const id of ids) {
       const read = this.task(id);
       const child = isThenable(read) ? (yield read) as Task | undefined : read;
       if (!child || child.parentId !== parent.id || child.status !== "pending") continue;
-      yield* this.transition(child, {
-        status: "cancelled",
-        statusReason: `Parent "${parent.key}" rejected in review`,
-      });
+      yield* this.transition(child, { status: "cancelled", statusReason: reason });
     }
   }
 

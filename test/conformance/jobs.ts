@@ -557,7 +557,8 @@ export const jobCases: Case<ExecContext>[] = [
       const parent = agent("plan", (_i, c) => {
         runs++;
         const first = c.spawn({ key: "step", agent: "echo", input: runs });
-        c.spawn({ key: "sum", agent: "echo", input: runs * 10, dependsOn: ["step"] });
+        // A child asking to block when a dependency fails is cancelled all the same.
+        c.spawn({ key: "sum", agent: "echo", input: runs * 10, dependsOn: ["step"], onDependencyFailure: "block" });
         return first.key;
       });
       const child = agent("echo", (input, c) => {
@@ -576,6 +577,7 @@ export const jobCases: Case<ExecContext>[] = [
       t = byKey(await job.tasks());
       equal(t["p/step"]!.status, "cancelled");
       equal(t["p/sum"]!.status, "cancelled");
+      equal(t["p/sum"]!.statusReason, 'Parent "p" rejected in review');
       await until(async () => runs === 2 && byKey(await job.tasks()).p!.status === "completed", "rerun", clock);
       await executor.review(t.p!.id, "accept");
       const out = await job.wait();
@@ -591,7 +593,7 @@ export const jobCases: Case<ExecContext>[] = [
     async run(ctx) {
       const ran: string[] = [];
       const parent = agent("plan", (_i, c) => {
-        c.spawn({ key: "send", agent: "echo", input: 1 });
+        c.spawn({ key: "send", agent: "echo", input: 1, onDependencyFailure: "block" });
         return "plan";
       });
       const child = agent("echo", (input, c) => {
@@ -612,6 +614,7 @@ export const jobCases: Case<ExecContext>[] = [
       const t = byKey(await job.tasks());
       equal(t.p!.status, "rejected");
       equal(t["p/send"]!.status, "cancelled");
+      equal(t["p/send"]!.statusReason, 'Parent "p" rejected in review');
       deepEqual(ran, []);
       await executor.shutdown();
     },
