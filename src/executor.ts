@@ -1589,10 +1589,12 @@ export class Executor {
         if (culprit >= 0) {
           this.#dropResult(items[culprit]!, (e as Error).message);
           items = items.filter((_, i) => i !== culprit);
-          if (!screened && items.length > 1) {
+          if (!screened && items.length > 1 && unsure.length === 0) {
             // Where one result went stale, others often did too (their job was cancelled
             // or their leases were recovered elsewhere): one read finds them all, instead
-            // of one failed commit of the whole batch per stale result.
+            // of one failed commit of the whole batch per stale result. Not after an attempt
+            // whose answer was lost: what looks stale may be its own write, which the next
+            // conflict recognises (`#appliedEarlier`).
             screened = true;
             try {
               items = await this.#dropStale(items);

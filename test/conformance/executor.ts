@@ -855,6 +855,57 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a batch applied with its answer lost is reported stored even when its retry conflicts for another reason",
+    async run(ctx) {
+      const gate = deferred();
+      let armed = true;
+      let claimedElsewhere: string[] = [];
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          const result = await commit(ops, now);
+          if (armed && ops.length === 3) {
+            armed = false;
+            // Applied; while the answer is lost, another executor claims the retried task.
+            const other = await ctx.storage.claimReady({ limit: 10, now: now!, owner: "other", leaseMs: 30_000 });
+            claimedElsewhere = other.map((t) => t.key);
+            throw new StorageError("connection lost after the commit");
+          }
+          return result;
+        },
+      });
+      const { executor, clock } = harness(storage, [
+        agent("flaky", async () => {
+          await gate.promise;
+          throw new Error("try again");
+        }),
+        agent("ok", async (input) => {
+          await gate.promise;
+          return input;
+        }),
+      ], { maxWorkers: 3, retry: { delayMs: 0 } });
+      const events: string[] = [];
+      executor.on("task:completed", (e) => events.push(`completed ${e.task.key}`));
+      executor.on("task:lost", (e) => events.push(`lost ${e.task.key}`));
+      await executor.submit({ name: "j1", tasks: [{ key: "a", agent: "flaky", priority: 0 }] });
+      const j2 = await executor.submit({
+        name: "j2",
+        tasks: [{ key: "b", agent: "ok", input: 1, priority: 1 }, { key: "c", agent: "ok", input: 2, priority: 1 }],
+      });
+      executor.start();
+      await until(() => executor.stats().running === 3, "three running", clock);
+      gate.resolve();
+      deepEqual(await j2.wait(), { b: 1, c: 2 });
+      // The commit is retried after a backoff on the executor's clock.
+      for (let i = 0; i < 100 && !(events.includes("completed b") && events.includes("completed c")); i++) {
+        await clock.advance(100);
+      }
+      equal(armed, false, "the lost answer happened");
+      deepEqual(claimedElsewhere, ["a"]);
+      ok(!events.includes("lost b") && !events.includes("lost c"), events.join(", "));
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
     name: "a commit that fails for good (a corrupt or closed storage) drops its results instead of retrying forever",
     async run(ctx) {
       let broken = false;
