@@ -143,6 +143,8 @@ const CALLER_RETRIES = 5;
 
 interface Run {
   task: Task;
+  /** The claimed task this attempt started from (`task` moves on when its start is stored). */
+  readonly claim: Task;
   ctx: AttemptContext;
   deadline: number;
   timeoutMs: number;
@@ -1202,6 +1204,7 @@ export class Executor {
     const timeoutMs = task.timeoutMs ?? this.#taskTimeoutMs;
     const run: Run = {
       task,
+      claim: task,
       ctx: new AttemptContext(task, this.#contextHost),
       deadline: 0,
       timeoutMs,
@@ -1770,9 +1773,11 @@ export class Executor {
     for (const task of queued) {
       if (ok.has(task.id)) continue;
       if (this.#queued.get(task.id) !== task) {
-        // Started while the renewal was under way: that attempt lost its lease.
+        // Started from this claim while the renewal was under way: that attempt lost its
+        // lease. Not a later attempt of the same task (a claim handed back and claimed
+        // again has the same attempt count): it holds a lease of its own.
         const run = this.#runs.get(task.id);
-        if (run && run.task.attempts === task.attempts && !run.settled) runs.push(run);
+        if (run && run.claim === task && !run.settled) runs.push(run);
         continue;
       }
       this.#dropQueued(task);

@@ -906,6 +906,49 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a late lease renewal answer does not abort a new attempt of a task handed back and claimed again",
+    async run(ctx) {
+      let held: { args: Parameters<typeof ctx.storage.renewLeases>[0]; resolve: (ids: string[]) => void } | null = null;
+      const storage = intercept(ctx.storage, {
+        renewLeases: (renew) => (args) => {
+          if (held !== null || !args.ids.some((id) => id === slowId)) return renew(args);
+          return new Promise<string[]>((resolve) => (held = { args, resolve }));
+        },
+      });
+      let slowId = "";
+      const long = deferred<string>();
+      const aborts: string[] = [];
+      const { executor, clock } = harness(storage, [
+        agent("long", () => long.promise),
+        agent("slow", (_i, c) =>
+          new Promise((_r, reject) => {
+            c.signal.addEventListener("abort", () => {
+              aborts.push(String((c.signal.reason as Error).message));
+              reject(c.signal.reason);
+            });
+          })),
+      ], { maxWorkers: 1, leaseMs: 30_000, heartbeatMs: 10_000 });
+      await executor.submit({ name: "j0", tasks: [{ key: "L", agent: "long", priority: 0 }] });
+      const j2 = await executor.submit({ name: "j2", tasks: [{ key: "T", agent: "slow", priority: 1 }] });
+      slowId = (await j2.tasks())[0]!.id;
+      executor.start();
+      await until(() => executor.stats().running === 1 && executor.stats().queued === 1, "L running, T queued", clock);
+      await clock.advance(10_000); // a renewal of L and T is sent; its answer waits
+      await until(() => held !== null, "renewal sent", clock);
+      await j2.pause(); // T is handed back unstarted
+      const answer = await ctx.storage.renewLeases(held!.args); // T is no longer claimed: not renewed
+      await j2.resume();
+      await until(() => executor.stats().queued === 1, "T claimed again", clock);
+      long.resolve("done"); // the worker starts T's new attempt
+      await until(() => executor.stats().running === 1 && executor.stats().queued === 0, "T started", clock);
+      held!.resolve(answer); // the old renewal's answer arrives late
+      for (let i = 0; i < 5; i++) await clock.advance(0);
+      deepEqual(aborts, []);
+      equal(executor.stats().running, 1);
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
     name: "a commit that fails for good (a corrupt or closed storage) drops its results instead of retrying forever",
     async run(ctx) {
       let broken = false;
