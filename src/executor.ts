@@ -25,6 +25,7 @@ import {
   UnknownAgentError,
   ValidationError,
 } from "./errors.ts";
+import { ByJob } from "./by-job.ts";
 import { Emitter, type ExecutorEventName, type Listener } from "./events.ts";
 import { Heap } from "./heap.ts";
 import { newId } from "./ids.ts";
@@ -359,10 +360,10 @@ export class Executor {
   readonly #graceMs: number;
   readonly #progressMs: number;
   readonly #events = new Emitter();
-  readonly #runs = new Map<string, Run>();
+  readonly #runs = new ByJob<Run>((run) => run.task.jobId);
   readonly #lostIds = new Set<string>();
   /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
-  readonly #queued = new Map<string, Task>();
+  readonly #queued = new ByJob<Task>((task) => task.jobId);
   readonly #deadlines = new Heap<Run>((a, b) => a.deadline < b.deadline);
   #deadlineTimer: unknown = null;
   #deadlineAt = Infinity;
@@ -941,11 +942,9 @@ export class Executor {
     }
   }
 
-  /** Whether this executor has tasks of the job queued or running. */
+  /** Whether this executor has tasks of the job queued or running (O(1): a count per job). */
   #holdsJob(jobId: string): boolean {
-    for (const task of this.#queued.values()) if (task.jobId === jobId) return true;
-    for (const run of this.#runs.values()) if (run.task.jobId === jobId && !run.settled) return true;
-    return false;
+    return this.#queued.countOf(jobId) > 0 || this.#runs.countOf(jobId) > 0;
   }
 
   #abortJob(jobId: string, reason = "Job cancelled"): void {
