@@ -1007,9 +1007,10 @@ export function isContractError(e: unknown): boolean {
 
 /**
  * A batch as it is at the call, for adapters that apply it after an await (IndexedDB,
- * PostgreSQL): a caller that reuses its arrays or op objects once the call returned does
- * not change what is stored. Shallow copies of the ops and of what they hold; a value
- * that is not an array or an op is passed on for the rules to refuse.
+ * sql.js, PostgreSQL): a caller that reuses its arrays, op objects or JSON values once the
+ * call returned does not change what is stored. Copies of the ops and of what they hold,
+ * JSON values as frozen copies (`toJson`, which the rules then find checked); a value that
+ * is not an array, an op or JSON is passed on for the rules to refuse.
  */
 export function takeOps(ops: readonly CommitOp[]): readonly CommitOp[] {
   if (!Array.isArray(ops)) return ops;
@@ -1018,11 +1019,27 @@ export function takeOps(ops: readonly CommitOp[]): readonly CommitOp[] {
     const copy = { ...op } as Record<string, unknown>;
     for (const field of ["set", "expect"]) {
       const v = copy[field];
-      if (v !== null && typeof v === "object") copy[field] = { ...v };
+      if (v !== null && typeof v === "object") copy[field] = takeJsonFields({ ...v });
     }
+    if ("value" in copy) copy["value"] = takeJson(copy["value"]);
     if (copy["task"] !== null && typeof copy["task"] === "object") copy["task"] = takeTask(copy["task"] as Task);
     return copy as unknown as CommitOp;
   });
+}
+
+/** The JSON fields of a task or job patch (`input`, `output`, `metadata`) as frozen copies. */
+function takeJsonFields(fields: Record<string, unknown>): Record<string, unknown> {
+  for (const key of ["input", "output", "metadata"]) if (key in fields) fields[key] = takeJson(fields[key]);
+  return fields;
+}
+
+/** A frozen copy of a JSON value, or the value itself when it is not JSON (the rules refuse it). */
+function takeJson(value: unknown): unknown {
+  try {
+    return value === undefined ? value : toJson(value);
+  } catch {
+    return value;
+  }
 }
 
 /** The task list of a `createJob` as it is at the call (see `takeOps`); a sealed list is immutable already. */
@@ -1033,12 +1050,13 @@ export function takeTasks(tasks: readonly Task[]): readonly Task[] {
 
 /** The job of a `createJob` as it is at the call (see `takeOps`). */
 export function takeJob(job: Job): Job {
-  return job !== null && typeof job === "object" && !Object.isFrozen(job) ? { ...job } : job;
+  if (job === null || typeof job !== "object" || Object.isFrozen(job)) return job;
+  return takeJsonFields({ ...job }) as unknown as Job;
 }
 
 function takeTask(t: Task): Task {
   if (Object.isFrozen(t) && Object.isFrozen(t.dependencies)) return t;
-  const copy = { ...t };
+  const copy = takeJsonFields({ ...t }) as unknown as Task;
   if (Array.isArray(t.dependencies)) copy.dependencies = [...t.dependencies];
   return copy;
 }

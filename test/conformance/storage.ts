@@ -645,15 +645,24 @@ export const storageCases: Case<StorageContext>[] = [
       equal((await storage.listTasks({ jobId: b.job.id })).length, 2);
       equal((await storage.getJob(b.job.id))!.name, b.job.name);
       const [t] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
-      const set: Record<string, unknown> = { status: "completed", output: "done" };
-      const ops = [{ type: "updateTask" as const, id: t!.id, expect: { version: t!.version }, set: set as never }];
+      const output = { n: 1, list: [1] };
+      const cached = { v: "at the call" };
+      const set: Record<string, unknown> = { status: "completed", output };
+      const ops = [
+        { type: "updateTask" as const, id: t!.id, expect: { version: t!.version }, set: set as never },
+        { type: "setCache" as const, jobId: b.job.id, key: "k", value: cached },
+      ];
       const committed = storage.commit(ops);
       set["status"] = "failed";
+      output.n = 2;
+      output.list.push(2);
+      cached.v = "changed after the call";
       ops.length = 0;
       await committed;
       const after = await get(storage, t!.id);
       equal(after.status, "completed");
-      equal(after.output, "done");
+      deepEqual(after.output, { n: 1, list: [1] });
+      deepEqual(await storage.getCache(b.job.id, "k"), { v: "at the call" });
     },
   },
   {
