@@ -99,7 +99,11 @@ export type TaskSpecFor<A extends AnyAgent> = A extends Agent<infer Input, unkno
   ? Omit<TaskSpec<Name, Input>, "input"> & (null extends Input ? { input?: Input } : { input: Input })
   : never;
 
-/** A {@link JobSpec} whose tasks are checked against a set of agents (see {@link TaskSpecFor}). */
+/**
+ * A {@link JobSpec} whose tasks are checked against a set of agents (see {@link TaskSpecFor}).
+ * `executor.submit()` infers the agents from a value of this type; for a spec written
+ * inline (or spread from one), name them: `executor.submit<typeof a | typeof b>({ ... })`.
+ */
 export type JobSpecFor<A extends AnyAgent> = Omit<JobSpec, "tasks"> & {
   /** The tasks: a DAG through `dependsOn`. */
   tasks: TaskSpecFor<A>[];

@@ -35,7 +35,8 @@ export interface ExecutorEvents {
    * A task went to `blocked` and needs a person (`executor.retryTask(id)` or a cancel): an
    * at-most-once task interrupted while running, or a dependent of a failed task that asked
    * for `onDependencyFailure: "block"`. Its job stays open meanwhile. The reason is in
-   * `task.statusReason`.
+   * `task.statusReason`. Not told when the answer of the commit that blocked it was lost
+   * to a storage error (the task is blocked all the same: `listTasks({ status: "blocked" })`).
    */
   "task:blocked": { task: Task };
   /** A job ended as completed. */

@@ -52,7 +52,10 @@ export interface RetentionOptions {
   intervalMs?: number;
 }
 
-/** Options of {@link Executor}. Every number is validated; a bad one is a `RangeError` naming it. */
+/**
+ * Options of {@link Executor}. Every option is validated: a value out of range is a
+ * `RangeError`, one of the wrong type a `TypeError`, each naming the option and the value.
+ */
 export interface ExecutorOptions {
   /** Where jobs and tasks live. */
   storage: Storage;
@@ -186,7 +189,6 @@ function shown(value: unknown): string {
   }
 }
 
-/** Check a numeric option: a number that is not finite, or below its least, is a `RangeError`; another type a `TypeError`. */
 /** The statuses `cancelTask()` cancels: open, and not running. */
 const CANCELLABLE_ALONE: ReadonlySet<string> = new Set(["pending", "ready", "paused", "blocked"]);
 
@@ -198,6 +200,7 @@ interface HeldProgress {
   timer: unknown;
 }
 
+/** Check a numeric option: a number that is not finite, or below its least, is a `RangeError`; another type a `TypeError`. */
 function positive(
   name: string,
   value: number | undefined,
@@ -216,14 +219,9 @@ function positive(
   return value;
 }
 
+/** A non-negative numeric option, or `undefined` when not given (see `positive`). */
 function nonNegative(name: string, value: number | undefined, integer: boolean): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value))) {
-    throw new RangeError(
-      `Executor option "${name}" must be a non-negative ${integer ? "integer" : "number"}, got ${value}`,
-    );
-  }
-  return value;
+  return value === undefined ? undefined : positive(name, value, 0, integer, true);
 }
 
 function checkRetention(

@@ -1372,6 +1372,11 @@ export const executorCases: Case<ExecContext>[] = [
         RangeError,
         "non-negative",
       );
+      throws(
+        () => new Executor({ storage: ctx.storage, registry, retention: { keepLast: "3" as never } }),
+        TypeError,
+        '"retention.keepLast" must be a non-negative integer, got "3"',
+      );
       // A cap of 0 with no delay is a valid choice (retry at once), as is a constant delay.
       new Executor({ storage: ctx.storage, registry, retry: { delayMs: 0, maxDelayMs: 0 } });
       new Executor({ storage: ctx.storage, registry, retry: { factor: 1 } });
