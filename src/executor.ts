@@ -760,6 +760,8 @@ export class Executor {
         "cancelled",
         task.status === "running"
           ? `Task "${task.key}" is running: cancel its job to stop it`
+          : task.status === "completed" && task.review
+          ? `Task "${task.key}" awaits review: reject it with review()`
           : `Task "${task.key}" has ended`,
       );
     }
