@@ -859,19 +859,21 @@ export const executorCases: Case<ExecContext>[] = [
     async run(ctx) {
       const gate = deferred();
       let armed = true;
+      let holdClaims = false;
       let claimedElsewhere: string[] = [];
       const storage = intercept(ctx.storage, {
         commit: (commit) => async (ops, now) => {
-          const result = await commit(ops, now);
-          if (armed && ops.length === 3) {
-            armed = false;
-            // Applied; while the answer is lost, another executor claims the retried task.
-            const other = await ctx.storage.claimReady({ limit: 10, now: now!, owner: "other", leaseMs: 30_000 });
-            claimedElsewhere = other.map((t) => t.key);
-            throw new StorageError("connection lost after the commit");
-          }
-          return result;
+          if (!(armed && ops.length === 3)) return await commit(ops, now);
+          armed = false;
+          holdClaims = true; // this executor must not claim the retried task first
+          await commit(ops, now);
+          // Applied; while the answer is lost, another executor claims the retried task.
+          const other = await ctx.storage.claimReady({ limit: 10, now: now!, owner: "other", leaseMs: 30_000 });
+          claimedElsewhere = other.map((t) => t.key);
+          holdClaims = false;
+          throw new StorageError("connection lost after the commit");
         },
+        claimReady: (claim) => (options) => holdClaims ? Promise.resolve([]) : claim(options),
       });
       const { executor, clock } = harness(storage, [
         agent("flaky", async () => {
