@@ -32,6 +32,7 @@ import {
   checkQuery,
   checkRenewOptions,
   claimPatch,
+  expiredArgs,
   takeJob,
   takeOps,
   takeTasks,
@@ -324,6 +325,9 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
+    const a = expiredArgs(now, limit);
+    if (a.now === null) return Promise.resolve([]);
+    now = a.now;
     return this.#read(READ_STORES, "reading expired leases", async (tx) => {
       const [running, held] = await Promise.all([
         tx.objectStore("tasks").index("status").getAll(IDBKeyRange.bound(["running"], ["running", UPPER])),
@@ -334,7 +338,7 @@ class IdbStorage implements IndexedDbStorage {
         ...held.filter((t) => t.leaseExpiresAt !== null && t.leaseExpiresAt <= now),
       ];
       out.sort((a, b) => a.leaseExpiresAt! - b.leaseExpiresAt! || byId(a, b));
-      return out.slice(0, limit);
+      return a.limit === null ? out : out.slice(0, a.limit);
     });
   }
 

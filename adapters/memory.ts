@@ -22,6 +22,7 @@ import {
   checkRenewOptions,
   claimPatch,
   copyTask,
+  expiredArgs,
   type RuleTx,
 } from "../src/commit-rules.ts";
 import { StorageClosedError } from "../src/errors.ts";
@@ -414,13 +415,16 @@ export class MemoryStorage implements Storage {
   /** {@inheritDoc Storage.expiredLeases} */
   expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
     this.#open();
+    const a = expiredArgs(now, limit);
     const out: Task[] = [];
+    if (a.now === null) return Promise.resolve(out);
+    now = a.now;
     for (let s = this.#byStatus.get("running")?.head; s; s = s.next) {
       const t = s.task;
       if (t.leaseExpiresAt !== null && t.leaseExpiresAt <= now) out.push(t);
     }
     out.sort((a, b) => a.leaseExpiresAt! - b.leaseExpiresAt! || (a.id < b.id ? -1 : 1));
-    return Promise.resolve(out.slice(0, limit));
+    return Promise.resolve(a.limit === null ? out : out.slice(0, a.limit));
   }
 
   /** {@inheritDoc Storage.getJob} */

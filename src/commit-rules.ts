@@ -944,6 +944,19 @@ export function checkRenewOptions(o: { ids: readonly string[]; owner: string; no
   }
 }
 
+/**
+ * Read `expiredLeases()` arguments alike on every adapter: a `now` that is not a number is no
+ * time any lease expired at (`null`: answer nothing); `limit` is floored, a negative one is 0,
+ * one past `Number.MAX_SAFE_INTEGER` (or `Infinity`) is no limit (`null`), and one that is not
+ * a number (or NaN) is 0.
+ */
+export function expiredArgs(now: unknown, limit: unknown): { now: number | null; limit: number | null } {
+  const at = typeof now === "number" && !Number.isNaN(now) ? now : null;
+  if (typeof limit !== "number" || Number.isNaN(limit)) return { now: at, limit: 0 };
+  if (limit > Number.MAX_SAFE_INTEGER) return { now: at, limit: null };
+  return { now: at, limit: Math.max(0, Math.floor(limit)) };
+}
+
 /** Check `prune()` options: a negative or fractional `keepLast` would delete every ended job. */
 export function checkPruneOptions(
   o: { finishedBefore?: number | undefined; keepLast?: number | undefined } | null | undefined,
@@ -959,7 +972,9 @@ export function checkPruneOptions(
   }
   return {
     ...(finishedBefore != null ? { finishedBefore } : {}),
-    ...(keepLast != null && keepLast !== Infinity ? { keepLast } : {}),
+    // Past the largest safe integer no store holds that many jobs: keep them all (a bound
+    // that large is not an integer SQLite's LIMIT takes).
+    ...(keepLast != null && keepLast <= Number.MAX_SAFE_INTEGER ? { keepLast } : {}),
   };
 }
 

@@ -232,7 +232,11 @@ export interface Storage {
 
   /** Extend the leases of running tasks still held by `owner`; returns the ids renewed (a lost lease is left out). */
   renewLeases(options: RenewOptions): Promise<string[]>;
-  /** Running tasks whose lease expired at or before `now`, oldest expiry first. */
+  /**
+   * Running tasks whose lease expired at or before `now`, oldest expiry first: at most `limit`
+   * (floored; none past `Number.MAX_SAFE_INTEGER`; 0 when negative or not a number). A `now`
+   * that is not a number answers none.
+   */
   expiredLeases(now: number, limit?: number): Promise<Task[]>;
 
   /** One entry of a job's cache, or `undefined`. */

@@ -14,6 +14,7 @@ import {
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
+  expiredArgs,
   isContractError,
   takeJob,
   takeOps,
@@ -227,8 +228,12 @@ export class PgStorage implements PostgresStorage {
   }
 
   async expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
-    const max = Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : null;
-    const rows = await this.#query("reading expired leases", this.#sql.expired, [now, max]);
+    const a = expiredArgs(now, limit);
+    if (a.now === null) {
+      this.#check();
+      return [];
+    }
+    const rows = await this.#query("reading expired leases", this.#sql.expired, [a.now, a.limit]);
     return rows.map(rowTask);
   }
 

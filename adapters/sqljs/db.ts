@@ -330,10 +330,9 @@ export class SqlDb {
     return this.#all(SQL.claim, [now, limit]).map(rowTask);
   }
 
-  /** Running tasks whose lease expired at or before `now`, oldest expiry first: at most `limit` (an integer, or infinite; NaN: none). */
-  expired(now: number, limit: number): Task[] {
-    const max = limit === Infinity ? -1 : Number.isFinite(limit) ? Math.max(0, limit) : 0;
-    return this.#all(SQL.expired, [now, max]).map(rowTask);
+  /** Running tasks whose lease expired at or before `now`, oldest expiry first: at most `limit` (null: no limit). */
+  expired(now: number, limit: number | null): Task[] {
+    return this.#all(SQL.expired, [now, limit ?? -1]).map(rowTask);
   }
 
   listTasks(q: TaskQuery): Task[] {

@@ -16,6 +16,7 @@ import {
   checkRenewOptions,
   claimPatch,
   copyTask,
+  expiredArgs,
   isContractError,
   takeJob,
   takeOps,
@@ -245,10 +246,12 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
-    // As on the other adapters: a time that is not a number is no time any lease expired
-    // at (bound as text, it would compare above every number: every lease), and a limit
-    // is floored (not a number: none).
-    return this.#read(() => typeof now === "number" ? this.#db.expired(now, Math.floor(Number(limit))) : []);
+    // As on the other adapters (`expiredArgs`): a time that is not a number is no time any
+    // lease expired at (bound as text, it would compare above every number: every lease).
+    return this.#read(() => {
+      const a = expiredArgs(now, limit);
+      return a.now === null ? [] : this.#db.expired(a.now, a.limit);
+    });
   }
 
   getJob(id: string): Promise<Job | undefined> {

@@ -1221,6 +1221,29 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "expiredLeases() reads odd arguments alike on every adapter",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c" }]);
+      await storage.createJob(b.job, b.tasks);
+      await storage.claimReady({ limit: 1, now: 0, owner: OWNER, leaseMs: 100 });
+      await storage.claimReady({ limit: 1, now: 0, owner: OWNER, leaseMs: 500 });
+      const keys = async (now: unknown, limit?: unknown) =>
+        (await storage.expiredLeases(now as number, limit as number)).map((t) => t.key);
+      // A limit is floored; past the largest safe integer (or Infinity) it is none; a
+      // negative one, or one that is not a number, is 0.
+      deepEqual(await keys(1000, 1.9), ["a"]);
+      deepEqual(await keys(1000, 1e20), ["a", "b"]);
+      deepEqual(await keys(1000, Infinity), ["a", "b"]);
+      deepEqual(await keys(1000, -1), []);
+      deepEqual(await keys(1000, Number.NaN), []);
+      deepEqual(await keys(1000, "5"), []);
+      // Infinity is after every expiry; a time that is not a number is none.
+      deepEqual(await keys(Infinity), ["a", "b"]);
+      deepEqual(await keys("1000"), []);
+      deepEqual(await keys(Number.NaN), []);
+    },
+  },
+  {
     name: "a completion from a lost lease is rejected after the task was recovered",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }]);
@@ -1390,6 +1413,8 @@ export const storageCases: Case<StorageContext>[] = [
       equal(names.length, 2);
       ok(names.includes("live"));
       equal(await storage.getTask(done[0]!.id("a")), undefined);
+      // A count past the largest safe integer keeps every job (it is not one SQLite takes).
+      equal(await storage.prune({ keepLast: 1e20 }), 0);
       equal(await storage.prune({ finishedBefore: Number.MAX_SAFE_INTEGER }), 1);
       deepEqual((await storage.listJobs()).map((j) => j.name), ["live"]);
     },
