@@ -21,6 +21,11 @@ export class ByJob<V> extends Map<string, V> {
     return this.#counts.get(jobId) ?? 0;
   }
 
+  /** The jobs the map holds entries of. */
+  jobs(): IterableIterator<string> {
+    return this.#counts.keys();
+  }
+
   override set(id: string, value: V): this {
     // `Map`'s constructor calls no `set` here (no initial entries), so the fields exist.
     const prev = super.get(id);

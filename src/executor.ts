@@ -927,10 +927,14 @@ export class Executor {
   /**
    * The storage says jobs changed status (another executor, tab or process may have
    * paused or cancelled them): stop this executor's tasks of those that ended or paused,
-   * rather than at the next heartbeat. A failed read leaves it to the heartbeat.
+   * rather than at the next heartbeat. A failed read leaves it to the heartbeat. A notice
+   * that names no jobs (`undefined`: anything may have changed, e.g. a commit that changed
+   * too many jobs to list, or notices missed while a connection was down) checks every job
+   * this executor holds tasks of.
    */
   #checkJobs(jobs: readonly string[] | undefined): void {
-    if (jobs === undefined || this.#state !== "running") return;
+    if (this.#state !== "running") return;
+    if (jobs === undefined) jobs = [...new Set([...this.#queued.jobs(), ...this.#runs.jobs()])];
     for (const jobId of jobs) {
       if (!this.#holdsJob(jobId)) continue;
       this.storage.getJob(jobId).then((job) => {

@@ -421,6 +421,42 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a change notice that names no jobs (anything may have changed) checks every job the executor holds tasks of",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const ran: string[] = [];
+      const signals: AbortSignal[] = [];
+      const step = agent("step", (_i, c) => {
+        ran.push(c.task.key);
+        signals.push(c.signal);
+        return gate.promise;
+      });
+      const clock = new ManualClock(START);
+      // The worker hears of changes, but never which jobs: as after a notice too long to
+      // list them, or one missed while a connection was down.
+      const vague = intercept(ctx.storage, {
+        watch: (original) => (listener) => original(() => listener(undefined)),
+      });
+      const worker = harness(vague, [step], { clock, maxWorkers: 1 });
+      const client = harness(ctx.storage, [step], { clock });
+      worker.executor.start();
+      const paused = await client.executor.submit({
+        name: "paused-vaguely",
+        tasks: [{ key: "a", agent: "step" }, { key: "b", agent: "step" }],
+      });
+      await until(() => ran.length === 1 && worker.executor.stats().queued === 1, "a running, b queued", clock);
+      await paused.pause();
+      // No heartbeat or poll runs: the clock stands still.
+      await until(() => worker.executor.stats().queued === 0, "b handed back", clock);
+      await paused.cancel();
+      await until(() => signals[0]!.aborted, "a's signal aborted", clock);
+      gate.resolve("late");
+      await worker.executor.shutdown();
+      deepEqual(ran, ["a"]);
+      for (const t of await paused.tasks()) equal(t.status, "cancelled", t.key);
+    },
+  },
+  {
     name: "cancel() through an executor aborts its running tasks even when the job was already cancelled elsewhere",
     async run(ctx) {
       let signal: AbortSignal | null = null;
