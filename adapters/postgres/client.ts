@@ -36,9 +36,16 @@ export interface SqlClient extends SqlQueryable {
   /**
    * Optional: call `onNotify` for every `NOTIFY` on `channel` (a plain lower-case
    * identifier), across connection losses. Resolves once listening, with a function that
-   * stops. Without it, other processes' work is found by polling alone.
+   * stops. Without it, other processes' work is found by polling alone. A client that
+   * listens again after a lost connection calls `onListen` each time it listens (the
+   * first time too), so the storage can tell its watchers that notices may have been
+   * missed meanwhile.
    */
-  listen?(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
+  listen?(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onListen?: () => void,
+  ): Promise<() => Promise<void>>;
   /** Whether the data outlives the process (default `true`; an in-memory PGlite is not durable). */
   readonly durable?: boolean;
   /** Whether other processes can reach the same data (default `true`; PGlite is one process's). */

@@ -26,7 +26,11 @@ export interface PostgresJsSql extends PostgresJsQueryable {
   /** Run a callback in a transaction on one connection. */
   begin(cb: (sql: PostgresJsQueryable) => Promise<unknown>): Promise<unknown>;
   /** Listen on a channel (on a connection of its own, re-established after a loss). */
-  listen(channel: string, onnotify: (value: string) => void): Promise<{ unlisten(): Promise<void> }>;
+  listen(
+    channel: string,
+    onnotify: (value: string) => void,
+    onlisten?: () => void,
+  ): Promise<{ unlisten(): Promise<void> }>;
   /** Close every connection. */
   end(options?: { timeout?: number }): Promise<void>;
 }
@@ -126,8 +130,9 @@ export function fromPostgresJs(sql: PostgresJsSql, options: PostgresJsClientOpti
       }) as Promise<T>;
       return await Promise.race([done, lostConnection]);
     },
-    listen: async (channel, onNotify) => {
-      const { unlisten } = await sql.listen(channel, onNotify);
+    listen: async (channel, onNotify, onListen) => {
+      // postgres.js listens again after a lost connection and runs `onlisten` each time.
+      const { unlisten } = await sql.listen(channel, onNotify, onListen);
       return unlisten;
     },
     end: () => sql.end({ timeout: 5 }),

@@ -11,8 +11,23 @@
 import type { StorageChange } from "../../src/storage.ts";
 import type { SqlClient } from "./client.ts";
 
-/** Bytes a `NOTIFY` payload may hold (8000), with room to spare. */
+/** Bytes a `NOTIFY` payload may hold (8000, in the server's encoding), with room to spare. */
 const MAX_PAYLOAD = 7000;
+
+/**
+ * Bytes of `text` in UTF-8 (the most a server encoding takes per character of the ids it
+ * stores), counted without encoding it: a non-ASCII id takes 2-4 bytes per character.
+ */
+function utf8Bytes(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    // Two bytes up to U+07FF, three up to U+FFFF; a surrogate pair (two code units) is four.
+    n += c < 0x800 ? 1 : c >= 0xd800 && c < 0xdc00 ? 1 : 2;
+  }
+  return n;
+}
 
 /** The change a notification's job list tells (`undefined`: anything may have changed). */
 function changeIn(text: string): StorageChange | undefined {
@@ -60,16 +75,22 @@ export class Wakeup {
    */
   payload(change: StorageChange): string {
     const jobs = JSON.stringify(change.jobs);
-    return jobs.length + this.origin.length < MAX_PAYLOAD ? `${this.origin}\n${jobs}` : this.origin;
+    return utf8Bytes(jobs) + utf8Bytes(this.origin) < MAX_PAYLOAD ? `${this.origin}\n${jobs}` : this.origin;
   }
 
   #subscribe(): void {
     if (this.#subscription || !this.#listen || this.#closed) return;
+    let listened = false;
     this.#subscription = this.#client.listen!(this.channel, (payload) => {
       // `origin` alone (or an older version's payload): anything may have changed.
       const cut = payload.indexOf("\n");
       if ((cut < 0 ? payload : payload.slice(0, cut)) === this.origin) return;
       this.#fire(cut < 0 ? undefined : changeIn(payload.slice(cut + 1)));
+    }, () => {
+      // Listening again after a lost connection: notices sent meanwhile were missed, so
+      // anything may have changed (a job paused or cancelled elsewhere, tasks made ready).
+      if (listened && !this.#closed) this.#fire();
+      listened = true;
     }).then(
       (stop) => {
         if (this.#closed) return void stop().catch(() => {});

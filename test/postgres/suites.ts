@@ -222,6 +222,68 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
+      name: "a commit ending jobs with non-ASCII ids whose list is too long in bytes notifies without the list",
+      async run(ctx) {
+        const a = await fresh(ctx);
+        const other = ctx.db.otherClient ? await ctx.db.otherClient() : await ctx.db.client();
+        const b = await openPostgresStorage({ client: other, schema: a.schema });
+        ctx.storages.push(b);
+        const changes: (StorageChange | undefined)[] = [];
+        b.watch((change) => changes.push(change));
+        await sleep(200); // LISTEN is issued when the first listener is added
+        // 100 ids of 45 three-byte characters: ~4,900 characters of job list, ~14,000 bytes
+        // (a notification holds 8,000).
+        const ids: string[] = [];
+        for (let i = 0; i < 100; i++) {
+          const built = buildJob([{ key: "a" }]);
+          const id = `${"ジョブ".repeat(15)}${String(i).padStart(3, "0")}`;
+          ids.push(id);
+          await a.createJob({ ...built.job, id }, built.tasks.map((t) => ({ ...t, jobId: id })));
+        }
+        await until(() => changes.length === 100, "the creations' notifications");
+        changes.length = 0;
+        const r = await a.commit(
+          ids.map((id) => ({
+            type: "updateJob" as const,
+            id,
+            expect: { version: 1 },
+            set: { status: "cancelled" as const },
+          })),
+        );
+        equal(r.jobs.length, 100, "the commit ended every job");
+        await until(() => changes.length > 0, "the commit's notification");
+        deepEqual(changes, [undefined], "anything may have changed");
+      },
+    },
+    {
+      name:
+        "a storage that listens again after its LISTEN connection was lost tells its watchers anything may have changed",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const schema = (await fresh(ctx)).schema;
+        const { sql, app } = await ownPool(ctx);
+        const storage = await openPostgresStorage({ client: fromPostgresJs(sql), schema });
+        ctx.storages.push(storage);
+        const changes: (StorageChange | undefined)[] = [];
+        storage.watch((change) => changes.push(change));
+        const admin = await ctx.db.client();
+        const listening = async (): Promise<boolean> =>
+          (await admin.query(
+            "SELECT count(*)::int4 FROM pg_stat_activity WHERE application_name = $1::text AND query ILIKE 'listen%'",
+            [app],
+          ))[0]![0] === 1;
+        await until(listening, "the LISTEN connection");
+        await sleep(100);
+        deepEqual(changes, [], "listening the first time tells nothing");
+        await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1::text AND pid <> pg_backend_pid()",
+          [app],
+        );
+        await until(() => changes.length > 0, "a notice after listening again");
+        deepEqual(changes, [undefined]);
+      },
+    },
+    {
       name: "the executor survives its connections being terminated mid-run and completes every task once",
       ...realServerOnly(db),
       async run(ctx) {
