@@ -404,15 +404,20 @@ class Batch {
   *updateTask(
     index: number,
     id: string,
-    expect: { version: number; status?: TaskStatus },
+    expect: { version: number; status?: TaskStatus; leaseExpiresAt?: number | null },
     set: Partial<Task>,
   ): Step<void> {
     const read = this.task(id);
     const cur = isThenable(read) ? (yield read) as Task | undefined : read;
-    if (!cur || cur.version !== expect.version || (expect.status !== undefined && cur.status !== expect.status)) {
+    const lease = expect.leaseExpiresAt;
+    if (
+      !cur || cur.version !== expect.version || (expect.status !== undefined && cur.status !== expect.status) ||
+      (lease !== undefined && cur.leaseExpiresAt !== lease)
+    ) {
       throw new ConflictError(index, id, expect, {
         status: cur?.status ?? null,
         version: cur?.version ?? null,
+        ...(lease !== undefined ? { leaseExpiresAt: cur?.leaseExpiresAt ?? null } : {}),
       });
     }
     const patch = sanitizePatch(set);

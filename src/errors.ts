@@ -67,6 +67,8 @@ export interface ConflictFound {
   status: TaskStatus | JobStatus | null;
   /** The record's version, or `null` when it does not exist. */
   version: number | null;
+  /** The task's lease expiry, told when the op expected one. */
+  leaseExpiresAt?: number | null;
 }
 
 /** A compare-and-swap that found another state than expected. Nothing of the batch was applied. */
@@ -78,18 +80,22 @@ export class ConflictError extends TaskCoreError {
   /** Id of the record. */
   readonly id: string;
   /** What the op expected. */
-  readonly expected: { status?: string; version: number };
+  readonly expected: { status?: string; version: number; leaseExpiresAt?: number | null };
   /** What the storage found. */
   readonly found: ConflictFound;
   /** Create the error. */
   constructor(
     opIndex: number,
     id: string,
-    expected: { status?: string; version: number },
+    expected: { status?: string; version: number; leaseExpiresAt?: number | null },
     found: ConflictFound,
   ) {
-    const want = `${expected.status ? `status "${expected.status}", ` : ""}version ${expected.version}`;
-    const got = found.version === null ? "no such record" : `status "${found.status}", version ${found.version}`;
+    const lease = expected.leaseExpiresAt !== undefined;
+    const want = `${expected.status ? `status "${expected.status}", ` : ""}version ${expected.version}` +
+      (lease ? `, lease until ${expected.leaseExpiresAt}` : "");
+    const got = found.version === null
+      ? "no such record"
+      : `status "${found.status}", version ${found.version}` + (lease ? `, lease until ${found.leaseExpiresAt}` : "");
     super(`Conflict in op ${opIndex} on "${id}": expected ${want}, found ${got}`);
     this.opIndex = opIndex;
     this.id = id;

@@ -1662,11 +1662,15 @@ export class Executor {
       for (const op of item.ops) {
         if (op.type !== "updateTask") continue;
         const found = stored.get(op.id);
-        const { version, status } = op.expect;
-        if (found && found.version === version && (status === undefined || found.status === status)) continue;
+        const { version, status, leaseExpiresAt: lease } = op.expect;
+        if (
+          found && found.version === version && (status === undefined || found.status === status) &&
+          (lease === undefined || found.leaseExpiresAt === lease)
+        ) continue;
         const conflict = new ConflictError(item.ops.indexOf(op), op.id, op.expect, {
           status: found?.status ?? null,
           version: found?.version ?? null,
+          ...(lease !== undefined ? { leaseExpiresAt: found?.leaseExpiresAt ?? null } : {}),
         });
         this.#dropResult(item, conflict.message);
         return false;
@@ -1862,21 +1866,32 @@ export class Executor {
         this.#events.emit("task:retrying", { task: stored, error: stored.error, delayMs: 0 });
       }
     };
-    await this.#updateRunning(expired, (t) => {
-      const error: TaskError = {
-        name: "LeaseExpiredError",
-        message: `Lease of "${t.leaseOwner}" ended while the task was running (the executor stopped or crashed)`,
-        retryable: t.durability === "at-least-once",
-        at: now,
-      };
-      return t.durability === "at-most-once" && t.startedAt === null
-        ? { ...handBack(t, "Recovered after its lease expired; its agent had not been called"), runAt: now }
-        : t.durability === "at-most-once"
-        ? { status: "blocked", error, statusReason: "Interrupted while running; at-most-once tasks are not run again" }
-        : t.attempts >= t.maxAttempts
-        ? { status: "failed", error, statusReason: error.message }
-        : { status: "ready", runAt: now, error, statusReason: "Recovered after its lease expired" };
-    }, report);
+    // Each expects the expired lease it read: an owner that renewed it since (a slow
+    // heartbeat, not a crash) keeps its task, which would otherwise run twice at once.
+    await this.#updateRunning(
+      expired,
+      (t) => {
+        const error: TaskError = {
+          name: "LeaseExpiredError",
+          message: `Lease of "${t.leaseOwner}" ended while the task was running (the executor stopped or crashed)`,
+          retryable: t.durability === "at-least-once",
+          at: now,
+        };
+        return t.durability === "at-most-once" && t.startedAt === null
+          ? { ...handBack(t, "Recovered after its lease expired; its agent had not been called"), runAt: now }
+          : t.durability === "at-most-once"
+          ? {
+            status: "blocked",
+            error,
+            statusReason: "Interrupted while running; at-most-once tasks are not run again",
+          }
+          : t.attempts >= t.maxAttempts
+          ? { status: "failed", error, statusReason: error.message }
+          : { status: "ready", runAt: now, error, statusReason: "Recovered after its lease expired" };
+      },
+      report,
+      true,
+    );
   }
 
   /**
@@ -1887,10 +1902,18 @@ export class Executor {
     tasks: readonly Task[],
     set: (t: Task) => Partial<Task>,
     report?: (stored: Task) => void,
+    sameLease = false,
   ): Promise<(Task | null)[]> {
     return Promise.all(tasks.map((t) =>
       this.#enqueueCommit(
-        [{ type: "updateTask", id: t.id, expect: { version: t.version, status: "running" }, set: set(t) }],
+        [{
+          type: "updateTask",
+          id: t.id,
+          expect: sameLease
+            ? { version: t.version, status: "running", leaseExpiresAt: t.leaseExpiresAt }
+            : { version: t.version, status: "running" },
+          set: set(t),
+        }],
         null,
         report,
       )

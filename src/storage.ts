@@ -37,6 +37,16 @@ export interface Expect<S extends string> {
   status?: S;
 }
 
+/** What a compare-and-swap of a task expects to find. */
+export interface TaskExpect extends Expect<TaskStatus> {
+  /**
+   * The lease expiry the task must have (optional). Recovery sets it to the expired lease
+   * it read, so that a lease its owner renewed meanwhile is not taken away: renewing does
+   * not change a task's version.
+   */
+  leaseExpiresAt?: number | null;
+}
+
 /** Insert a new task into an existing job. The storage computes `remainingDeps` and the initial status. */
 export interface InsertTaskOp {
   /** Discriminant. */
@@ -52,7 +62,7 @@ export interface UpdateTaskOp {
   /** The task id. */
   id: string;
   /** What the task must look like now. */
-  expect: Expect<TaskStatus>;
+  expect: TaskExpect;
   /** The fields to change. */
   set: TaskPatch;
 }

@@ -427,6 +427,45 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "recovery leaves a task whose owner renewed its expired lease after recovery read it: it does not run twice at once",
+    async run(ctx) {
+      const client = harness(ctx.storage, [agent("job", () => "client")]);
+      const job = await client.executor.submit({ name: "slow-owner", tasks: [{ key: "a", agent: "job" }] });
+      // The owner (a slow executor, not a crashed one) holds the task with a lease that has
+      // expired by the clock of the recovering executor.
+      const [held] = await ctx.storage.claimReady({ limit: 1, now: START, owner: "slow", leaseMs: 10 });
+      equal(held!.jobId, job.id);
+      let renewed = 0;
+      // Its renewal lands between recovery's read of the expired lease and recovery's commit.
+      const racing = intercept(ctx.storage, {
+        expiredLeases: (original) => async (now: number, limit?: number) => {
+          const found = await original(now, limit);
+          if (found.some((t) => t.id === held!.id)) {
+            renewed += (await ctx.storage.renewLeases({ ids: [held!.id], owner: "slow", now, leaseMs: 10_000 })).length;
+          }
+          return found;
+        },
+      });
+      const ran: string[] = [];
+      const clock = new ManualClock(START + 5000);
+      const recovering = harness(racing, [agent("job", (_i, c) => {
+        ran.push(c.task.key);
+        return "again";
+      })], { clock });
+      recovering.executor.start();
+      await until(() => renewed > 0, "the owner's renewal", clock);
+      await clock.advance(0);
+      await recovering.executor.shutdown();
+      deepEqual(ran, [], "the task was not run a second time alongside its owner");
+      equal(recovering.executor.stats().recovered, 0);
+      const t = await ctx.storage.getTask(held!.id);
+      equal(t!.status, "running");
+      equal(t!.leaseOwner, "slow");
+      equal(t!.version, held!.version, "nothing was written to the task");
+    },
+  },
+  {
     name: "a crashed last attempt recovered as failed is reported as failed (event and stats)",
     async run(ctx) {
       const started = deferred();

@@ -1274,6 +1274,34 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name:
+      "a compare-and-swap expecting a lease expiry conflicts once the lease was renewed (renewal keeps the version)",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      await storage.claimReady({ limit: 1, now: 0, owner: "slow", leaseMs: 10 });
+      const [expired] = await storage.expiredLeases(20);
+      equal(expired!.leaseExpiresAt, 10);
+      // The owner renews after the expiry was read, before the recovery commits.
+      deepEqual(await storage.renewLeases({ ids: [expired!.id], owner: "slow", now: 20, leaseMs: 100 }), [expired!.id]);
+      const recover = (leaseExpiresAt: number) =>
+        storage.commit([{
+          type: "updateTask",
+          id: expired!.id,
+          expect: { version: expired!.version, status: "running", leaseExpiresAt },
+          set: { status: "ready" },
+        }]);
+      const e = await rejects(() => recover(10), ConflictError, "lease until 10");
+      equal((e as ConflictError).found.leaseExpiresAt, 120);
+      const t = await get(storage, expired!.id);
+      equal(t.status, "running", "the renewed task stays with its owner");
+      equal(t.leaseOwner, "slow");
+      // Expecting the lease it has succeeds.
+      const r = await recover(120);
+      equal(r.tasks[0]!.status, "ready");
+    },
+  },
+  {
     name: "the job cache round-trips, overwrites and deletes",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }]);
