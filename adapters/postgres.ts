@@ -29,7 +29,7 @@
  * @module
  */
 
-import { isSchemaName, migrate } from "./postgres/schema.ts";
+import { checkVersion, isSchemaName, migrate } from "./postgres/schema.ts";
 import { PgStorage, type PostgresStorage } from "./postgres/storage.ts";
 import { markDriverError, toStorageError } from "./postgres/errors.ts";
 import type { SqlClient } from "./postgres/client.ts";
@@ -62,7 +62,9 @@ export interface PostgresStorageOptions {
   /**
    * Run the numbered migrations at open (default `true`): in one transaction under an
    * advisory lock, so processes starting together migrate once. With `false`, the schema
-   * must be current already.
+   * must be current already: the open reads its version (waiting for a migration under
+   * way) and refuses a missing or older schema with `StorageSetupError`, a newer one with
+   * `StorageVersionError`; the role needs `SELECT` on `<schema>.migrations`.
    */
   migrate?: boolean;
   /** Wake this process's executors when another process makes tasks ready, through `LISTEN` (default `true`). */
@@ -79,7 +81,10 @@ export interface PostgresStorageOptions {
  * Open a storage on PostgreSQL, creating or migrating its schema first.
  *
  * Throws `TypeError` for bad options, `StorageVersionError` when a newer task-core
- * migrated the schema, and `StorageError` when the database cannot be reached.
+ * migrated the schema, `StorageSetupError` when the database refuses the storage for a
+ * reason that waiting does not change (a missing privilege, a wrong password, with
+ * `migrate: false` a missing or older schema), and `StorageError` when the database
+ * cannot be reached.
  *
  * @example
  * ```ts ignore
@@ -119,13 +124,13 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
     );
   }
   let migratedFrom: number | null = null;
-  if (options.migrate !== false) {
-    try {
-      migratedFrom = await migrate((fn) => client.transaction(fn), schema);
-    } catch (e) {
-      if (options.closeClient) await client.end?.().catch(() => {});
-      throw toStorageError(markDriverError(e), schema, "migrating the schema");
-    }
+  const migrating = options.migrate !== false;
+  try {
+    if (migrating) migratedFrom = await migrate((fn) => client.transaction(fn), schema);
+    else await checkVersion((fn) => client.transaction(fn), schema);
+  } catch (e) {
+    if (options.closeClient) await client.end?.().catch(() => {});
+    throw toStorageError(markDriverError(e), schema, migrating ? "migrating the schema" : "checking the schema");
   }
   return new PgStorage(client, {
     schema,

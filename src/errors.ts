@@ -230,6 +230,17 @@ export class StorageVersionError extends StorageError {
   }
 }
 
+/**
+ * The database refuses the storage's statements for a reason that waiting does not
+ * change: its tables are missing or older than this code needs, the role lacks a
+ * privilege or cannot log in, the server lacks a feature the storage uses. Fix the
+ * database or the storage's options, then open the storage again.
+ */
+export class StorageSetupError extends StorageError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "StorageSetupError";
+}
+
 /** An attempt that ran past its timeout. Retryable. */
 export class TaskTimeoutError extends TaskCoreError {
   /** The error's name (kept explicit so minified bundles report it). */
@@ -339,7 +350,8 @@ export class JobFailedError extends TaskCoreError {
 /**
  * Whether a storage error may pass (a dropped connection, a failed transaction), so the
  * call is worth retrying: a `StorageError` that does not say the storage cannot be used
- * as it is (corrupt, written by a newer version, blocked, upgraded away).
+ * as it is (corrupt, written by a newer version, blocked, upgraded away, closed, or set up
+ * wrongly).
  *
  * @example
  * ```ts
@@ -351,6 +363,6 @@ export class JobFailedError extends TaskCoreError {
 export function isTransientStorageError(e: unknown): boolean {
   return e instanceof StorageError && !(
     e instanceof StorageCorruptError || e instanceof StorageVersionError || e instanceof StorageBlockedError ||
-    e instanceof StorageVersionChangeError || e instanceof StorageClosedError
+    e instanceof StorageVersionChangeError || e instanceof StorageClosedError || e instanceof StorageSetupError
   );
 }

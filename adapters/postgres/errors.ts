@@ -1,15 +1,17 @@
 /**
  * Turns driver errors into task-core's typed errors. Anything the driver throws (a lost
- * connection, a server shutting down, a statement that failed) becomes a `StorageError`
- * that keeps the original as `cause`, so the executor retries the call with backoff;
- * a value the columns cannot hold (SQLSTATE class 22) becomes a `RangeError`; the
- * contract's own errors pass through untouched.
+ * connection, a server shutting down, a transaction rolled back for a deadlock, a server
+ * out of resources) becomes a `StorageError` that keeps the original as `cause`, so the
+ * executor retries the call with backoff; a value the columns cannot hold (SQLSTATE class
+ * 22) becomes a `RangeError`; a database set up wrongly for the storage (classes 0A, 28,
+ * 3F, 42) becomes a `StorageSetupError`, which is not retried; the contract's own errors
+ * pass through untouched.
  *
  * @module
  */
 
 import { isContractError } from "../../src/commit-rules.ts";
-import { StorageError } from "../../src/errors.ts";
+import { StorageError, StorageSetupError } from "../../src/errors.ts";
 
 /** The SQLSTATE (or driver error code, such as `CONNECTION_CLOSED`) of an error, if it has one. */
 export function errorCode(e: unknown): string | undefined {
@@ -46,7 +48,24 @@ export function toStorageError(e: unknown, schema: string, action: string): Erro
   // Class 22, data exception: a value the columns cannot hold (an integer past int4, a NUL
   // character in text). Sending it again fails again: a RangeError, not an error that may pass.
   if (code !== undefined && code.startsWith("22")) return new RangeError(text, { cause: e });
+  if (isSetupError(code)) return new StorageSetupError(text, { cause: e });
   return new StorageError(text, { cause: e });
+}
+
+/**
+ * SQLSTATE classes that say the database is not set up for the storage, so that running
+ * the statement again fails again until a person changes something: 0A feature not
+ * supported (a server too old), 28 invalid authorization (a wrong password, a role that
+ * may not log in), 3F invalid schema name, 42 syntax error or access rule violation (a
+ * missing table or column, a missing privilege such as 42501). Everything else may pass:
+ * a lost connection (08), a transaction rolled back for a serialization failure (40001)
+ * or a deadlock (40P01), a server out of resources (53), shutting down or restarting (57).
+ */
+const SETUP_CLASSES: ReadonlySet<string> = new Set(["0A", "28", "3F", "42"]);
+
+/** Whether `code` is a SQLSTATE of a database set up wrongly for the storage (see {@link SETUP_CLASSES}). */
+export function isSetupError(code: string | undefined): boolean {
+  return code !== undefined && /^[0-9A-Z]{5}$/.test(code) && SETUP_CLASSES.has(code.slice(0, 2));
 }
 
 /** Errors marked as coming from the driver (see `markDriverError`). */

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { StorageError, StorageVersionError } from "../../src/errors.ts";
+import { StorageError, StorageSetupError, StorageVersionError } from "../../src/errors.ts";
 import { deepFreeze } from "../../src/json.ts";
 import type { Job, JobStatus, JsonValue, Task, TaskStatus } from "../../src/types.ts";
 import type { SqlParam, SqlQueryable } from "./client.ts";
@@ -214,6 +214,35 @@ export async function migrate(
       const m = MIGRATIONS[v]!;
       for (const statement of m.statements(s)) await tx.query(statement);
       await tx.query(`INSERT INTO ${s}.migrations (version, name) VALUES ($1::text::int4, $2::text)`, [v + 1, m.name]);
+    }
+    return found;
+  });
+}
+
+/**
+ * Check, without changing anything, that schema `schema` is at {@link SCHEMA_VERSION}
+ * (for `migrate: false`). A migration under way elsewhere is waited for (a shared hold
+ * of its advisory lock). Returns the version found. Throws `StorageSetupError` for a
+ * missing or older schema and `StorageVersionError` for a newer one.
+ */
+export async function checkVersion(
+  run: <T>(fn: (tx: SqlQueryable) => Promise<T>) => Promise<T>,
+  schema: string,
+): Promise<number> {
+  const s = `"${schema}"`;
+  return await run(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock_shared(hashtext($1::text))", [`task-core:${schema}`]);
+    const [table] = await tx.query("SELECT to_regclass($1::text)::text", [`${s}.migrations`]);
+    const found = table?.[0] !== null && table?.[0] !== undefined
+      ? Number((await tx.query(`SELECT coalesce(max(version), 0)::int4 FROM ${s}.migrations`))[0]?.[0] ?? 0)
+      : 0;
+    if (found > SCHEMA_VERSION) throw new StorageVersionError("PostgreSQL schema", found, SCHEMA_VERSION);
+    if (found < SCHEMA_VERSION) {
+      throw new StorageSetupError(
+        `PostgreSQL schema "${schema}" is ${
+          found === 0 ? "missing" : `at version ${found}`
+        }, and this code needs version ${SCHEMA_VERSION}: open it once with migrate: true (the default)`,
+      );
     }
     return found;
   });

@@ -6,8 +6,15 @@
  */
 
 import { fromPostgresJs, openPostgresStorage, type PostgresStorage, SCHEMA_VERSION } from "../../adapters/postgres.ts";
+import { toStorageError } from "../../adapters/postgres/errors.ts";
 import { Statements } from "../../adapters/postgres/statements.ts";
-import { NonRetryableError, StorageError, StorageVersionError } from "../../src/errors.ts";
+import {
+  isTransientStorageError,
+  NonRetryableError,
+  StorageError,
+  StorageSetupError,
+  StorageVersionError,
+} from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
 import type { JobHandle } from "../../src/job-handle.ts";
 import type { StorageChange } from "../../src/storage.ts";
@@ -108,6 +115,128 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         );
         equal(e.found, 99);
         equal(e.supported, SCHEMA_VERSION);
+      },
+    },
+    {
+      name: "with migrate: false a current schema opens, a missing or older one is refused with StorageSetupError " +
+        "and left as it was, a newer one with StorageVersionError",
+      async run(ctx) {
+        const c = await ctx.db.client();
+        const noSchema = uniqueSchema();
+        const empty = uniqueSchema();
+        ctx.schemas.push(noSchema, empty);
+        await c.query(`CREATE SCHEMA "${empty}"`);
+        for (const schema of [noSchema, empty]) {
+          const e = await rejects<StorageSetupError>(
+            () => openPostgresStorage({ client: c, schema, migrate: false }),
+            StorageSetupError,
+            `"${schema}" is missing`,
+          );
+          equal(isTransientStorageError(e), false, "not an error that may pass");
+        }
+        const made = await c.query("SELECT nspname::text FROM pg_namespace WHERE nspname IN ($1::text, $2::text)", [
+          noSchema,
+          empty,
+        ]);
+        deepEqual(made.map((r) => r[0]), [empty], "no schema was created");
+        equal(await c.query(`SELECT 1 FROM pg_tables WHERE schemaname = $1::text`, [empty]).then((r) => r.length), 0);
+
+        const s = await fresh(ctx);
+        const current = await openPostgresStorage({ client: c, schema: s.schema, migrate: false });
+        ctx.storages.push(current);
+        equal(current.migratedFrom, null);
+        await c.query(`DELETE FROM "${s.schema}".migrations WHERE version = $1::text::int4`, [SCHEMA_VERSION]);
+        await rejects(
+          () => openPostgresStorage({ client: c, schema: s.schema, migrate: false }),
+          StorageSetupError,
+          `this code needs version ${SCHEMA_VERSION}`,
+        );
+        const versions = await c.query(`SELECT version FROM "${s.schema}".migrations ORDER BY version`);
+        deepEqual(versions.map((r) => Number(r[0])), Array.from({ length: SCHEMA_VERSION - 1 }, (_, i) => i + 1));
+        await c.query(
+          `INSERT INTO "${s.schema}".migrations (version, name) VALUES ($1::text::int4, 'again'), ` +
+            "(99, 'from the future')",
+          [SCHEMA_VERSION],
+        );
+        const newer = await rejects<StorageVersionError>(
+          () => openPostgresStorage({ client: c, schema: s.schema, migrate: false }),
+          StorageVersionError,
+        );
+        equal(newer.found, 99);
+        equal(newer.supported, SCHEMA_VERSION);
+      },
+    },
+    {
+      name: "SQLSTATE classes 0A, 28, 3F and 42 are StorageSetupErrors, which are not retried; lost connections, " +
+        "serialization failures, deadlocks, a busy or restarting server are errors that may pass",
+      run() {
+        const driverError = (code: string) => Object.assign(new Error(`server said ${code}`), { code });
+        for (const code of ["0A000", "28000", "28P01", "3F000", "42P01", "42703", "42501", "42601", "42883"]) {
+          const e = toStorageError(driverError(code), "s", "testing");
+          ok(e instanceof StorageSetupError, `${code} is a StorageSetupError, got ${e.name}`);
+          ok(e.message.includes(code), e.message);
+          equal(isTransientStorageError(e), false, `${code} is not an error that may pass`);
+        }
+        for (
+          const code of ["08006", "40001", "40P01", "53300", "53200", "57P01", "57P03", "55P03", "CONNECTION_CLOSED"]
+        ) {
+          const e = toStorageError(driverError(code), "s", "testing");
+          equal(e.name, "StorageError", `${code} stays a plain StorageError`);
+          equal(isTransientStorageError(e), true, `${code} may pass`);
+        }
+      },
+    },
+    {
+      name: "submit() on a schema missing a table fails at once with a StorageSetupError instead of retrying",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const c = await ctx.db.client();
+        await c.query(`DROP TABLE "${s.schema}".task_deps`);
+        const executor = new Executor({ storage: s, registry: registryOf(agent("work", (n) => n)) });
+        let storageErrors = 0;
+        executor.on("storage:error", () => storageErrors++);
+        await rejects(
+          () =>
+            executor.submit({
+              name: "no deps table",
+              tasks: [{ key: "a", agent: "work", input: 1 }, { key: "b", agent: "work", input: 2, dependsOn: ["a"] }],
+            }),
+          StorageSetupError,
+          "task_deps",
+        );
+        equal(storageErrors, 0, "no retry was attempted");
+      },
+    },
+    {
+      name: "a role without privileges on the schema, and one that may not log in, are refused at open with " +
+        "StorageSetupError",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const admin = await ctx.db.client();
+        const role = uniqueSchema("role");
+        await admin.query(`CREATE ROLE ${role} LOGIN`);
+        ctx.after.push(async () => {
+          await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1::text", [role]);
+          await admin.query(`DROP ROLE IF EXISTS ${role}`);
+        });
+        const { sql } = await ownPool(ctx, { user: role, connect_timeout: 5 });
+        for (const migrate of [true, false]) {
+          const e = await rejects<StorageSetupError>(
+            () => openPostgresStorage({ client: fromPostgresJs(sql), schema: s.schema, migrate }),
+            StorageSetupError,
+            "42501",
+          );
+          equal(isTransientStorageError(e), false);
+        }
+        await admin.query(`ALTER ROLE ${role} NOLOGIN`);
+        await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1::text", [role]);
+        const { sql: locked } = await ownPool(ctx, { user: role, connect_timeout: 5 });
+        await rejects(
+          () => openPostgresStorage({ client: fromPostgresJs(locked), schema: s.schema, migrate: false }),
+          StorageSetupError,
+          "28000",
+        );
       },
     },
     {
