@@ -105,11 +105,18 @@ export class Statements {
       "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value";
     this.delState = `DELETE FROM ${s}.state WHERE scope = $1::text AND key = $2::text`;
     // Locked before anything is deleted: a commit holding one of them (a cache write on an
-    // ended job) finishes first, and its rows are deleted with the job's.
-    this.doomedJobs = `SELECT id FROM ${s}.jobs WHERE id IN (SELECT id FROM (SELECT id, finished_at, ` +
-      "row_number() OVER (ORDER BY coalesce(finished_at, 0) DESC, id DESC) AS n FROM " +
-      `${s}.jobs WHERE status IN ('completed', 'failed', 'cancelled')) ended ` +
-      "WHERE coalesce(finished_at, 0) < $1::text::float8 OR n > $2::text::int8) ORDER BY id FOR UPDATE";
+    // ended job) finishes first, and its rows are deleted with the job's. Both parts are
+    // served by the index jobs_ended: the jobs ended before `$1` are a range of it; those
+    // past the newest `$2` are its tail, after skipping the jobs kept (a null bound reads
+    // nothing: `< NULL` matches no entry, and the tail is not read when `$2` is null). The
+    // ids found are one array (an id in both parts is locked once), looked up and locked
+    // through the primary key in id order: as `id IN (subquery)`, the planner joined them
+    // with every job.
+    const ended = `FROM ${s}.jobs WHERE status IN ('completed', 'failed', 'cancelled')`;
+    this.doomedJobs = `SELECT id FROM ${s}.jobs WHERE id = ANY(ARRAY(` +
+      `SELECT id ${ended} AND coalesce(finished_at, 0) < $1::text::float8 UNION ALL ` +
+      `(SELECT id ${ended} AND $2::text::int8 IS NOT NULL ` +
+      "ORDER BY coalesce(finished_at, 0) DESC, id DESC OFFSET $2::text::int8))) ORDER BY id FOR UPDATE";
     this.dropDeps = `DELETE FROM ${s}.task_deps WHERE dep_id IN (SELECT id FROM ${s}.tasks WHERE job_id IN (${ids}))`;
     this.dropTasks = `DELETE FROM ${s}.tasks WHERE job_id IN (${ids})`;
     this.dropCache = `DELETE FROM ${s}.cache WHERE job_id IN (${ids})`;

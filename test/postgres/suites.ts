@@ -240,6 +240,92 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
+      name: "a schema of version 1 is migrated at open, keeps its jobs, and prunes on the index the migration adds",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const early = buildJob([{ key: "a" }]);
+        const late = buildJob([{ key: "a" }]);
+        const live = buildJob([{ key: "a" }]);
+        for (const b of [early, late, live]) await s.createJob(b.job, b.tasks);
+        await s.commit(
+          [{ type: "updateJob", id: early.job.id, expect: { version: 1 }, set: { status: "cancelled" } }],
+          500,
+        );
+        await s.commit(
+          [{ type: "updateJob", id: late.job.id, expect: { version: 1 }, set: { status: "cancelled" } }],
+          2000,
+        );
+        // Version 1: the same schema without what later migrations add.
+        const c = await ctx.db.client();
+        await c.query(`DROP INDEX "${s.schema}".jobs_ended`);
+        await c.query(`DROP STATISTICS IF EXISTS "${s.schema}".jobs_ended_at`);
+        await c.query(`DELETE FROM "${s.schema}".migrations WHERE version > 1`);
+        const again = await openPostgresStorage({ client: c, schema: s.schema });
+        ctx.storages.push(again);
+        equal(again.migratedFrom, 1);
+        const versions = await c.query(`SELECT version FROM "${s.schema}".migrations ORDER BY version`);
+        deepEqual(versions.map((r) => Number(r[0])), Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+        const index = await c.query(
+          "SELECT 1 FROM pg_indexes WHERE schemaname = $1::text AND indexname = 'jobs_ended'",
+          [
+            s.schema,
+          ],
+        );
+        equal(index.length, 1, "the migration created jobs_ended");
+        const stats = await c.query(
+          "SELECT 1 FROM pg_statistic_ext WHERE stxname = 'jobs_ended_at' AND " +
+            "stxnamespace = $1::text::regnamespace",
+          [`"${s.schema}"`],
+        );
+        equal(stats.length, 1, "and the statistics of its expression");
+        equal((await again.listJobs()).length, 3, "every job was kept");
+        equal(await again.prune({ finishedBefore: 1000 }), 1);
+        equal(await again.getJob(early.job.id), undefined);
+        equal(await again.prune({ keepLast: 0 }), 1);
+        deepEqual((await again.listJobs()).map((j) => j.id), [live.job.id]);
+      },
+    },
+    {
+      name:
+        "prune() reads the ended jobs it deletes or skips on the index jobs_ended, without reading or sorting them all",
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const c = await ctx.db.client();
+        // 5000 ended jobs, stored in the order they ended, whose ids run unlike their end
+        // times (some end times left null), and 500 running ones.
+        await c.query(
+          `INSERT INTO "${s.schema}".jobs SELECT 'job-' || lpad(((i * 7919) % 5000)::text, 6, '0'), 'j', ` +
+            "(ARRAY['completed', 'failed', 'cancelled'])[1 + i % 3], '{}', 1, 0, 0, 2, i, i, " +
+            "CASE WHEN i % 97 = 0 THEN NULL ELSE i END FROM generate_series(1, 5000) i",
+        );
+        await c.query(
+          `INSERT INTO "${s.schema}".jobs SELECT 'live-' || lpad(i::text, 6, '0'), 'j', 'running', '{}', 1, 1, 0, 1, ` +
+            "i, i, NULL FROM generate_series(1, 500) i",
+        );
+        await c.query(`ANALYZE "${s.schema}".jobs`);
+        const doomed = new Statements(s.schema).doomedJobs;
+        for (const params of [[null, 4950], [50, null], [50, 4950]]) {
+          const plan = await c.query(`EXPLAIN ${doomed}`, params);
+          const text = plan.map((r) => String(r[0])).join("\n");
+          ok(text.includes("jobs_ended"), `${JSON.stringify(params)}: the ended jobs are read on jobs_ended:\n${text}`);
+          ok(!/Seq Scan|WindowAgg/.test(text), `${JSON.stringify(params)}: no job is read beyond the index:\n${text}`);
+        }
+        // Newest first by end time (a null end time counts as 0), then by id: the same jobs as
+        // the contract's order picks.
+        const rows = await c.query(
+          `SELECT id FROM "${s.schema}".jobs WHERE status <> 'running' ` +
+            "ORDER BY coalesce(finished_at, 0) DESC, id DESC OFFSET 4950",
+        );
+        const expected = rows.map((r) => String(r[0])).sort();
+        const found = await c.transaction((tx) => tx.query(doomed, [null, 4950]));
+        deepEqual(found.map((r) => String(r[0])), expected);
+        equal(await s.prune({ keepLast: 4950 }), 50);
+        // Left: one job whose end time is null (it counts as 0) and those that ended at 1 to 49.
+        equal(await s.prune({ finishedBefore: 50 }), 50);
+        equal((await s.listJobs({ status: "running" })).length, 500);
+      },
+    },
+    {
       name: "bad options are TypeErrors naming the option",
       async run(ctx) {
         const client = await ctx.db.client();
