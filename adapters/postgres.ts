@@ -115,7 +115,7 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
     try {
       client = await options.client();
     } catch (e) {
-      throw toStorageError(markDriverError(e), schema, "connecting");
+      throw toStorageError(markDriverError(e), schema, "connecting", true);
     }
   } else client = options.client;
   if (typeof client?.query !== "function" || typeof client.transaction !== "function") {
@@ -130,7 +130,12 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
     else await checkVersion((fn) => client.transaction(fn), schema);
   } catch (e) {
     if (options.closeClient) await client.end?.().catch(() => {});
-    throw toStorageError(markDriverError(e), schema, migrating ? "migrating the schema" : "checking the schema");
+    throw toStorageError(
+      markDriverError(e),
+      schema,
+      migrating ? "migrating the schema" : "checking the schema",
+      true,
+    );
   }
   return new PgStorage(client, {
     schema,

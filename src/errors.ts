@@ -233,8 +233,8 @@ export class StorageVersionError extends StorageError {
 /**
  * The database refuses the storage's statements for a reason that waiting does not
  * change: its tables are missing or older than this code needs, the role lacks a
- * privilege or cannot log in, the server lacks a feature the storage uses. Fix the
- * database or the storage's options, then open the storage again.
+ * privilege (or, when the storage opens, cannot log in), the server lacks a feature the
+ * storage uses. Fix the database or the storage's options, then open the storage again.
  */
 export class StorageSetupError extends StorageError {
   /** The error's name (kept explicit so minified bundles report it). */

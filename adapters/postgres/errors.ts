@@ -3,9 +3,9 @@
  * connection, a server shutting down, a transaction rolled back for a deadlock, a server
  * out of resources) becomes a `StorageError` that keeps the original as `cause`, so the
  * executor retries the call with backoff; a value the columns cannot hold (SQLSTATE class
- * 22) becomes a `RangeError`; a database set up wrongly for the storage (classes 0A, 28,
- * 3F, 42) becomes a `StorageSetupError`, which is not retried; the contract's own errors
- * pass through untouched.
+ * 22) becomes a `RangeError`; a database set up wrongly for the storage (classes 0A, 3F,
+ * 42; at open, 28 too) becomes a `StorageSetupError`, which is not retried; the contract's
+ * own errors pass through untouched.
  *
  * @module
  */
@@ -38,7 +38,7 @@ export function isUniqueViolation(e: unknown): boolean {
  * Translate an error of the driver met while `action` ran on schema `schema`: the
  * contract's errors pass through, anything else becomes a `StorageError` with the cause.
  */
-export function toStorageError(e: unknown, schema: string, action: string): Error {
+export function toStorageError(e: unknown, schema: string, action: string, opening = false): Error {
   if (e instanceof StorageError || (isContractError(e) && !isDriverError(e))) return e as Error;
   const err = e as { name?: unknown; message?: unknown } | null;
   const name = typeof err?.name === "string" ? err.name : "Error";
@@ -48,20 +48,23 @@ export function toStorageError(e: unknown, schema: string, action: string): Erro
   // Class 22, data exception: a value the columns cannot hold (an integer past int4, a NUL
   // character in text). Sending it again fails again: a RangeError, not an error that may pass.
   if (code !== undefined && code.startsWith("22")) return new RangeError(text, { cause: e });
-  if (isSetupError(code)) return new StorageSetupError(text, { cause: e });
+  if (isSetupError(code) || (opening && code?.startsWith("28"))) return new StorageSetupError(text, { cause: e });
   return new StorageError(text, { cause: e });
 }
 
 /**
  * SQLSTATE classes that say the database is not set up for the storage, so that running
  * the statement again fails again until a person changes something: 0A feature not
- * supported (a server too old), 28 invalid authorization (a wrong password, a role that
- * may not log in), 3F invalid schema name, 42 syntax error or access rule violation (a
- * missing table or column, a missing privilege such as 42501). Everything else may pass:
- * a lost connection (08), a transaction rolled back for a serialization failure (40001)
- * or a deadlock (40P01), a server out of resources (53), shutting down or restarting (57).
+ * supported (a server too old), 3F invalid schema name, 42 syntax error or access rule
+ * violation (a missing table or column, a missing privilege such as 42501). Everything
+ * else may pass: a lost connection (08), a transaction rolled back for a serialization
+ * failure (40001) or a deadlock (40P01), a server out of resources (53), shutting down or
+ * restarting (57), and, once the storage is open, class 28 invalid authorization: a
+ * password being rotated or a role locked out for a while must not make executors give
+ * up their results (at open, a wrong password or a role that may not log in is a setup
+ * error: see `toStorageError`'s `opening`).
  */
-const SETUP_CLASSES: ReadonlySet<string> = new Set(["0A", "28", "3F", "42"]);
+const SETUP_CLASSES: ReadonlySet<string> = new Set(["0A", "3F", "42"]);
 
 /** Whether `code` is a SQLSTATE of a database set up wrongly for the storage (see {@link SETUP_CLASSES}). */
 export function isSetupError(code: string | undefined): boolean {

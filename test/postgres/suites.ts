@@ -167,18 +167,35 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
-      name: "SQLSTATE classes 0A, 28, 3F and 42 are StorageSetupErrors, which are not retried; lost connections, " +
-        "serialization failures, deadlocks, a busy or restarting server are errors that may pass",
+      name: "SQLSTATE classes 0A, 3F and 42 (and 28 at open) are StorageSetupErrors, which are not retried; lost " +
+        "connections, serialization failures, deadlocks, a busy or restarting server, a login refused once open are " +
+        "errors that may pass",
       run() {
         const driverError = (code: string) => Object.assign(new Error(`server said ${code}`), { code });
-        for (const code of ["0A000", "28000", "28P01", "3F000", "42P01", "42703", "42501", "42601", "42883"]) {
+        for (const code of ["28000", "28P01"]) {
+          const e = toStorageError(driverError(code), "s", "connecting", true);
+          ok(e instanceof StorageSetupError, `${code} at open is a StorageSetupError, got ${e.name}`);
+        }
+        for (const code of ["0A000", "3F000", "42P01", "42703", "42501", "42601", "42883"]) {
           const e = toStorageError(driverError(code), "s", "testing");
           ok(e instanceof StorageSetupError, `${code} is a StorageSetupError, got ${e.name}`);
           ok(e.message.includes(code), e.message);
           equal(isTransientStorageError(e), false, `${code} is not an error that may pass`);
         }
         for (
-          const code of ["08006", "40001", "40P01", "53300", "53200", "57P01", "57P03", "55P03", "CONNECTION_CLOSED"]
+          const code of [
+            "08006",
+            "40001",
+            "40P01",
+            "53300",
+            "53200",
+            "57P01",
+            "57P03",
+            "55P03",
+            "CONNECTION_CLOSED",
+            "28000",
+            "28P01",
+          ]
         ) {
           const e = toStorageError(driverError(code), "s", "testing");
           equal(e.name, "StorageError", `${code} stays a plain StorageError`);
