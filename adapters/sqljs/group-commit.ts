@@ -197,8 +197,11 @@ export class GroupCommit {
     if (!isTransientStorageError(this.#failure)) throw this.#failure;
     const generation = this.#generation + 1;
     const seq = this.seq;
-    const snapshot = exportNow(generation);
+    let snapshot: Uint8Array;
     try {
+      // The export is part of the save: when it fails (the WASM heap cannot hold the
+      // image), the call fails as when writing fails, and the next call tries again.
+      snapshot = exportNow(generation);
       await this.#start.persister.replace(snapshot, journalHeader(generation));
     } catch (e) {
       throw this.#failure = failure(e);

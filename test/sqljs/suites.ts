@@ -9,6 +9,7 @@ import {
   JOURNAL_FORMAT,
   openSqlJsStorage,
   SCHEMA_VERSION,
+  type SqlJsDatabase,
   type SqlJsPersister,
   type SqlJsStorage,
   type SqlJsStorageOptions,
@@ -485,6 +486,48 @@ export const sqljsCases: Case<Ctx>[] = [
         "the claim whose save failed was saved with the database, and the claim after it in the journal",
       );
       equal(again.openReport.droppedBytes, 0);
+      await again.close();
+    },
+  },
+  {
+    name: "an export that throws while saving the database whole after a failed save fails the call with a " +
+      "transient StorageError, and a later call saves it and goes on",
+    async run({ store }) {
+      const SQL = await testSqlJs();
+      let exportFails = false;
+      // A database whose export fails as sql.js does when the WASM heap cannot grow.
+      class FailingExport extends (SQL.Database as new (data?: Uint8Array | null) => SqlJsDatabase) {
+        override export(): Uint8Array {
+          if (exportFails) throw new RangeError("Array buffer allocation failed");
+          return super.export();
+        }
+      }
+      const inner = store.persister();
+      let failAppend = false;
+      const p: SqlJsPersister = {
+        name: "failing",
+        load: () => inner.load(),
+        append: (bytes) => (failAppend ? Promise.reject(new Error("I/O error")) : inner.append(bytes)),
+        replace: (a, b) => inner.replace(a, b),
+        close: () => inner.close(),
+      };
+      const s = await openTestStorage({ persister: p, sql: { Database: FailingExport } });
+      const b = await jobWith(s, 3);
+      failAppend = true;
+      const claim = { limit: 1, now: 1, owner: OWNER, leaseMs: 100 };
+      await rejects(() => s.claimReady(claim), StorageError, "I/O error");
+      failAppend = false;
+      exportFails = true;
+      const err = await rejects(() => s.getJob(b.job.id), StorageError, "Array buffer allocation failed");
+      ok(isTransientStorageError(err), "the export may pass: callers retry");
+      ok(err.cause instanceof RangeError, "the export's error is kept as the cause");
+      await rejects(() => s.claimReady(claim), StorageError, "Array buffer allocation failed");
+      exportFails = false;
+      equal((await s.getJob(b.job.id))?.id, b.job.id, "once the export works again, the next call answers");
+      equal((await s.claimReady(claim)).length, 1);
+      await s.close();
+      const again = await openTestStorage({ persister: store.persister() });
+      equal((await again.listTasks({ status: "running" })).length, 2, "both claims were saved");
       await again.close();
     },
   },
