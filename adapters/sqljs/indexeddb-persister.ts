@@ -7,13 +7,17 @@
  * chunks in one transaction, so IndexedDB's atomicity covers both.
  *
  * When another tab or worker deletes or upgrades the database, the persister lets go of it
- * and fails every later save with a `StorageVersionChangeError`; it never recreates the
- * database on its own.
+ * and fails every later save with a `StorageVersionChangeError`; when the browser closes
+ * the connection itself (the user cleared the site's data, or the browser's storage
+ * failed), every later save fails with a `StorageClosedError`. Neither passes by retrying,
+ * and the persister never reopens or recreates the database on its own: that would write
+ * a journal without its snapshot into an empty database, or bring back data the user
+ * chose to delete. Closing and reopening the storage opens the database as it is then.
  *
  * @module
  */
 
-import { StorageError, StorageQuotaError, StorageVersionChangeError } from "../../src/errors.ts";
+import { StorageClosedError, StorageError, StorageQuotaError, StorageVersionChangeError } from "../../src/errors.ts";
 import {
   alreadyOpen,
   concatBytes,
@@ -57,7 +61,7 @@ function done(tx: IDBTransaction): Promise<void> {
 }
 
 function wrap(e: unknown, what: string): Error {
-  if (e instanceof StorageVersionChangeError) return e;
+  if (e instanceof StorageVersionChangeError || e instanceof StorageClosedError) return e;
   const name = (e as { name?: string })?.name;
   if (name === "QuotaExceededError") {
     return new StorageQuotaError(`IndexedDB is full: ${what} was not stored`, { cause: e });
@@ -89,8 +93,11 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
   /** Loaded and not closed: a second `load()` is refused (it would share the journal). */
   let loaded = false;
 
-  /** Set once another connection deleted or upgraded the database under this persister. */
-  let changed: StorageVersionChangeError | null = null;
+  /**
+   * Set once another connection deleted or upgraded the database under this persister, or
+   * the browser closed the connection: every later save fails with it, until `load()`.
+   */
+  let changed: StorageVersionChangeError | StorageClosedError | null = null;
 
   const open = async (): Promise<IDBDatabase> => {
     if (changed) throw changed;
@@ -111,6 +118,17 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
           event.newVersion === null ? "deleted" : "upgraded"
         } by another tab or worker: this storage stopped saving (reload the page, or close and reopen the storage)`,
         event.newVersion,
+      );
+    };
+    // The browser closed the connection (site data cleared, a failure of its storage):
+    // saves fail with an error that says so, not with a transient one, as reopening on our
+    // own would (like above) write into an empty database or undo the user's clearing.
+    opened.onclose = () => {
+      if (db !== opened) return;
+      db = undefined;
+      changed = new StorageClosedError(
+        `IndexedDB database "${options.name}" was closed by the browser (as when the site's data is cleared): ` +
+          `this storage stopped saving (reload the page, or close and reopen the storage)`,
       );
     };
     return db = opened;

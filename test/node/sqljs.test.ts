@@ -1,4 +1,5 @@
 import "fake-indexeddb/auto";
+import { forceCloseDatabase } from "fake-indexeddb";
 import { tmpdir } from "node:os";
 import { test } from "vitest";
 import { createIndexedDbPersister } from "../../adapters/sqljs.ts";
@@ -36,4 +37,5 @@ registerSuites(registrar, [
   sqljsFileTarget(tmpdir()),
   fakeIndexedDbTarget,
 ]);
-registerSqlJsSuites(registrar, tmpdir());
+// fake-indexeddb closes a connection as the browser does when the site's data is cleared.
+registerSqlJsSuites(registrar, tmpdir(), { forceCloseIndexedDb: (db) => forceCloseDatabase(db as never) });

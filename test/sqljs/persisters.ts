@@ -13,8 +13,13 @@ import {
   type SqlJsPersister,
 } from "../../adapters/sqljs.ts";
 import { concatBytes } from "../../adapters/sqljs/persister.ts";
-import { isTransientStorageError, StorageBlockedError, StorageVersionChangeError } from "../../src/errors.ts";
-import { equal, rejects } from "../conformance/assert.ts";
+import {
+  isTransientStorageError,
+  StorageBlockedError,
+  StorageClosedError,
+  StorageVersionChangeError,
+} from "../../src/errors.ts";
+import { equal, ok, rejects } from "../conformance/assert.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 import { type Case, register, type Registrar } from "../conformance/harness.ts";
 import { openTestStorage } from "../targets-sqljs.ts";
@@ -98,6 +103,31 @@ interface IndexedDbCtx {
   idb: IDBFactory;
   /** The database's name. */
   name: string;
+  /** Close a connection as the browser does when the site's data is cleared (a `close` event follows). */
+  forceClose: (db: IDBDatabase) => void;
+}
+
+/**
+ * Close a connection as the browser does when it force-closes it: a real browser gives a
+ * page no way to, so the connection is closed and then sent the `close` event it would get.
+ */
+export function closeLikeTheBrowser(db: IDBDatabase): void {
+  db.close();
+  db.dispatchEvent(new Event("close"));
+}
+
+/** `idb`, keeping every connection it opens in `connections`. */
+function spiedFactory(idb: IDBFactory, connections: IDBDatabase[]): IDBFactory {
+  return {
+    open(name: string, version?: number) {
+      const r = idb.open(name, version);
+      r.addEventListener("success", () => connections.push(r.result));
+      return r;
+    },
+    deleteDatabase: (name: string) => idb.deleteDatabase(name),
+    cmp: (a: unknown, b: unknown) => idb.cmp(a, b),
+    databases: () => idb.databases(),
+  };
 }
 
 /** Delete an IndexedDB database, as another tab would (open connections get a versionchange). */
@@ -134,12 +164,49 @@ export const indexedDbPersisterCases: Case<IndexedDbCtx>[] = [
       await again.close();
     },
   },
+  {
+    name: "a database the browser closed (its site data cleared) fails later saves with StorageClosedError, " +
+      "which retrying does not cure, and opens again once the storage is reopened",
+    async run({ idb, name, forceClose }) {
+      const connections: IDBDatabase[] = [];
+      const indexedDB = spiedFactory(idb, connections);
+      const s = await openTestStorage({ persister: createIndexedDbPersister({ name, indexedDB }) });
+      const a = buildJob([{ key: "a" }]);
+      await s.createJob(a.job, a.tasks);
+      equal(connections.length, 1);
+      forceClose(connections[0]!);
+      const b = buildJob([{ key: "b" }]);
+      const err = await rejects(() => s.createJob(b.job, b.tasks), StorageClosedError, "closed by the browser");
+      equal(isTransientStorageError(err), false, "retrying cannot bring the connection back");
+      await rejects(() => s.getJob(a.job.id), StorageClosedError, "closed by the browser");
+      await rejects(() => s.createJob(b.job, b.tasks), StorageClosedError);
+      equal(connections.length, 1, "the persister did not open the database again on its own");
+      await s.close();
+      const again = await openTestStorage({ persister: createIndexedDbPersister({ name, indexedDB: idb }) });
+      equal((await again.listJobs()).length, 1, "what was saved before the close is there");
+      ok(await again.getJob(a.job.id));
+      await again.close();
+    },
+  },
 ];
 
 let n = 0;
 
+/** How the persister cases reach into this runtime. */
+export interface PersisterSuiteOptions {
+  /**
+   * Force-close an IndexedDB connection, as the browser does when the site's data is
+   * cleared (default {@link closeLikeTheBrowser}; fake-indexeddb has `forceCloseDatabase`).
+   */
+  forceCloseIndexedDb?: (db: IDBDatabase) => void;
+}
+
 /** Register the persister cases on every persister this runtime has (`tmpdir`: the file one too). */
-export function registerPersisterSuites(registrar: Registrar, tmpdir?: string): void {
+export function registerPersisterSuites(
+  registrar: Registrar,
+  tmpdir?: string,
+  options: PersisterSuiteOptions = {},
+): void {
   const kinds: [string, () => Promise<{ ctx: PersisterCtx; teardown?: () => Promise<void> }>][] = [
     ["memory", () => {
       const p = createMemoryPersister();
@@ -179,7 +246,11 @@ export function registerPersisterSuites(registrar: Registrar, tmpdir?: string): 
   if (idb) {
     register(registrar, "sqljs[indexeddb persister]", indexedDbPersisterCases, () => {
       const name = `sqljs-persister-${Date.now()}-${n++}`;
-      return Promise.resolve({ ctx: { idb, name }, teardown: () => deleteDatabase(idb, name).catch(() => {}) });
+      const forceClose = options.forceCloseIndexedDb ?? closeLikeTheBrowser;
+      return Promise.resolve({
+        ctx: { idb, name, forceClose },
+        teardown: () => deleteDatabase(idb, name).catch(() => {}),
+      });
     });
   }
 }

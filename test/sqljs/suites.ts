@@ -32,7 +32,7 @@ import { agent, registryOf, until } from "../conformance/executor-kit.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 import { type Case, register, type Registrar } from "../conformance/harness.ts";
 import { openTestStorage, testSqlJs } from "../targets-sqljs.ts";
-import { registerPersisterSuites } from "./persisters.ts";
+import { type PersisterSuiteOptions, registerPersisterSuites } from "./persisters.ts";
 import { registerPlanSuites } from "./plans.ts";
 
 type Part = "snapshot" | "journal";
@@ -824,10 +824,15 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
 
 /**
  * Register the sql.js cases on the memory store and, with `tmpdir`, on the file store, the
- * persister cases on every persister the runtime has, and the query plan cases.
+ * persister cases on every persister the runtime has (`options` say how to reach into it),
+ * and the query plan cases.
  */
-export function registerSqlJsSuites(registrar: Registrar, tmpdir?: string): void {
-  registerPersisterSuites(registrar, tmpdir);
+export function registerSqlJsSuites(
+  registrar: Registrar,
+  tmpdir?: string,
+  options: PersisterSuiteOptions = {},
+): void {
+  registerPersisterSuites(registrar, tmpdir, options);
   registerPlanSuites(registrar);
   const stores: [string, () => Promise<Store>][] = [["memory-persister", () => Promise.resolve(memoryStore())]];
   if (tmpdir !== undefined) {
