@@ -1,8 +1,9 @@
 /**
  * Group commit: transactions append their changes to a queue; one flush at a time writes
- * every queued transaction as one frame with a single `append` (so changes made while a
- * flush is in progress go into the next one), and callers wait until the flush holding
- * their changes is durable. One frame per append: a crash that tears an append, anywhere
+ * every queued transaction with a single `append` (so changes made while a flush is in
+ * progress go into the next one), and callers wait until the flush holding their changes
+ * is durable. An append is as many frames as its changes need (each at most
+ * `maxFrameBytes`), read back whole or not at all: a crash that tears an append, anywhere
  * in it, leaves a torn tail (see `journal.ts`).
  *
  * Now and then a flush compacts instead: it exports the whole database as a snapshot of a
@@ -23,7 +24,7 @@
  */
 
 import { isTransientStorageError, StorageError, StorageQuotaError } from "../../src/errors.ts";
-import { encodeFrame, encodeRecords, HEADER_BYTES, journalHeader } from "./journal.ts";
+import { encodeAppend, encodeRecords, HEADER_BYTES, journalHeader, MAX_FRAME_BYTES } from "./journal.ts";
 import type { SqlJsPersister } from "./persister.ts";
 
 /** When the journal is folded into a new snapshot. */
@@ -48,6 +49,8 @@ export interface GroupCommitStart {
   journalBytes: number;
   snapshotBytes: number;
   compaction: CompactionOptions | undefined;
+  /** The most payload bytes of one journal frame (default `MAX_FRAME_BYTES`). */
+  maxFrameBytes?: number | undefined;
   /**
    * Export the database as a snapshot of `generation`, under the storage's lock (no
    * transaction open, nothing queued meanwhile). `onExported` runs under the same lock.
@@ -72,6 +75,7 @@ export class GroupCommit {
   readonly #start: GroupCommitStart;
   readonly #minBytes: number;
   readonly #ratio: number;
+  readonly #maxFrameBytes: number;
   /** Counters, for tests and benchmarks. */
   readonly stats: { appends: number; appendedBytes: number; compactions: number } = {
     appends: 0,
@@ -86,6 +90,7 @@ export class GroupCommit {
     this.#snapshotBytes = start.snapshotBytes;
     this.#minBytes = start.compaction?.minJournalBytes ?? 8 * 1024 * 1024;
     this.#ratio = start.compaction?.journalRatio ?? 1;
+    this.#maxFrameBytes = start.maxFrameBytes ?? MAX_FRAME_BYTES;
   }
 
   /** The error of the last failed save, until `recover()` succeeds. */
@@ -95,9 +100,10 @@ export class GroupCommit {
 
   /** Queue one transaction's records; returns its sequence number. Call under the storage's lock. */
   enqueue(records: readonly string[]): number {
-    const part = encodeRecords(records);
-    this.#pending.push(part);
-    this.#pendingBytes += part.length + 1;
+    for (const part of encodeRecords(records, this.#maxFrameBytes)) {
+      this.#pending.push(part);
+      this.#pendingBytes += part.length + 1;
+    }
     this.seq++;
     this.#kick();
     return this.seq;
@@ -137,7 +143,7 @@ export class GroupCommit {
         const seq = this.seq;
         this.#pending = [];
         this.#pendingBytes = 0;
-        const bytes = encodeFrame(this.#generation, parts);
+        const bytes = encodeAppend(this.#generation, parts, this.#maxFrameBytes);
         await this.#start.persister.append(bytes);
         this.#journalBytes += bytes.length;
         this.stats.appends++;

@@ -1,31 +1,49 @@
 /**
- * The journal's byte format: a header, then one frame per append (the transactions one
- * group-commit flush writes).
+ * The journal's byte format: a header, then the appends (the transactions one group-commit
+ * flush writes), each as one or more frames.
  *
  * ```
  * header (16 bytes): "TCJL" | format u32 | generation u32 | crc32(first 12 bytes) u32
- * frame:             length u32 | crc32(generation + payload) u32 | generation u32 | payload
+ * frame (20 bytes +): length u32 | crc32(the rest) u32 | generation u32 | index u32 | count u32 | payload
  * payload:           UTF-8 JSON array of row changes (see `db.ts`), in transaction order
  * ```
  *
- * Integers are little-endian. A frame belongs to the snapshot of the same generation;
- * a frame is written whole or, after a crash, torn: reading stops at the first frame that
- * is incomplete or fails its checksum. An append is one frame because a crash of the
- * machine may keep any of the pages of an append that was not synced, in any order: damage
- * anywhere in it is then damage in the last frame, a torn tail. A damaged frame followed by
- * a good one is not a torn tail but corruption, and is reported as such. (Journals written
- * before, with one frame per transaction, read the same way.)
+ * Integers are little-endian. A frame belongs to the snapshot of the same generation.
+ * `index` and `count` place a frame in its append: an append of `count` frames is replayed
+ * whole or not at all. A frame's payload is at most `maxFrameBytes` (unless one row's change
+ * alone is larger), so each frame's text stays far below what a runtime holds as one string
+ * however much one flush writes.
+ *
+ * A frame is written whole or, after a crash, torn: reading stops at the first frame that
+ * is incomplete or fails its checksum, and drops the append it belongs to, whole. A crash of
+ * the machine may keep any of the pages of an append that was not synced, in any order:
+ * damage anywhere in the last append is a torn tail, whichever of its frames it hit, and
+ * its frames that survived are dropped with it (their calls never resolved). Damage
+ * followed by a good frame that starts another append is not a torn tail but corruption,
+ * and is reported as such.
+ *
+ * Format 1 had 12-byte frame headers (no index and count) and one frame per append; it
+ * is read as such, and the storage starts a journal of the current format at open.
  *
  * @module
  */
 
 import { StorageCorruptError, StorageVersionError } from "../../src/errors.ts";
 
-/** The journal format this code writes and reads. */
-export const JOURNAL_FORMAT = 1;
+/** The journal format this code writes (it reads this one and the ones before). */
+export const JOURNAL_FORMAT = 2;
 /** Size of the journal header in bytes. */
 export const HEADER_BYTES = 16;
-const FRAME_HEADER = 12;
+/** Size of a frame's header in bytes (format 2). */
+export const FRAME_HEADER_BYTES = 20;
+/** Size of a frame's header in format 1 (no index and count). */
+const FRAME_HEADER_V1 = 12;
+/**
+ * The most payload bytes one frame holds by default: a flush writing more writes several
+ * frames, so that reading one back never makes a string near a runtime's limit (V8 holds
+ * about 512 MiB in one).
+ */
+export const MAX_FRAME_BYTES: number = 32 * 1024 * 1024;
 const MAGIC = [0x54, 0x43, 0x4a, 0x4c]; // "TCJL"
 
 const CRC_TABLE = /* @__PURE__ */ (() => {
@@ -59,28 +77,82 @@ export function journalHeader(generation: number): Uint8Array {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** One transaction's changes (the JSON texts of its records), encoded for {@link encodeFrame}. */
-export function encodeRecords(records: readonly string[]): Uint8Array {
-  return encoder.encode(records.join(","));
+/**
+ * One transaction's changes (the JSON texts of its records), encoded for {@link encodeAppend}
+ * as parts that fit a frame of at most `maxBytes` each (a part holds whole records: one
+ * larger record is a part of its own). A UTF-16 code unit takes at most 3 bytes of UTF-8.
+ */
+export function encodeRecords(records: readonly string[], maxBytes: number = MAX_FRAME_BYTES): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let start = 0;
+  let units = 0;
+  for (let i = 0; i < records.length; i++) {
+    const n = records[i]!.length + 1;
+    if (i > start && (units + n) * 3 > maxBytes - 2) { // a frame of this part alone adds "[" and "]"
+      parts.push(encoder.encode(records.slice(start, i).join(",")));
+      start = i;
+      units = 0;
+    }
+    units += n;
+  }
+  if (start < records.length || parts.length === 0) {
+    parts.push(encoder.encode((start === 0 ? records : records.slice(start)).join(",")));
+  }
+  return parts;
 }
 
-/** Encode the changes of one or more transactions (each from {@link encodeRecords}) as one frame. */
-export function encodeFrame(generation: number, parts: readonly Uint8Array[]): Uint8Array {
-  let length = Math.max(2, parts.length + 1); // "[", "]" and a "," between parts
+/** The payload length of a frame of `parts`: "[", "]" and a "," between parts. */
+function payloadLength(parts: readonly Uint8Array[]): number {
+  let length = Math.max(2, parts.length + 1);
   for (const part of parts) length += part.length;
-  const out = new Uint8Array(FRAME_HEADER + length);
+  return length;
+}
+
+/**
+ * Encode the changes of one or more transactions (parts from {@link encodeRecords}) as one
+ * append: as few frames as hold them with at most `maxFrameBytes` of payload each (a part
+ * larger than that is a frame of its own).
+ */
+export function encodeAppend(
+  generation: number,
+  parts: readonly Uint8Array[],
+  maxFrameBytes: number = MAX_FRAME_BYTES,
+): Uint8Array {
+  const frames: Uint8Array[][] = [];
+  let current: Uint8Array[] = [];
+  let length = 2;
+  for (const part of parts) {
+    if (current.length > 0 && length + part.length + 1 > maxFrameBytes) {
+      frames.push(current);
+      current = [];
+      length = 2;
+    }
+    current.push(part);
+    length += part.length + 1;
+  }
+  frames.push(current);
+  let total = 0;
+  for (const f of frames) total += FRAME_HEADER_BYTES + payloadLength(f);
+  const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
-  view.setUint32(0, length, true);
-  view.setUint32(8, generation, true);
-  let at = FRAME_HEADER;
-  out[at++] = 0x5b; // [
-  parts.forEach((part, i) => {
-    if (i > 0) out[at++] = 0x2c; // ,
-    out.set(part, at);
-    at += part.length;
+  let at = 0;
+  frames.forEach((f, index) => {
+    const start = at;
+    const length = payloadLength(f);
+    view.setUint32(at, length, true);
+    view.setUint32(at + 8, generation, true);
+    view.setUint32(at + 12, index, true);
+    view.setUint32(at + 16, frames.length, true);
+    at += FRAME_HEADER_BYTES;
+    out[at++] = 0x5b; // [
+    f.forEach((part, i) => {
+      if (i > 0) out[at++] = 0x2c; // ,
+      out.set(part, at);
+      at += part.length;
+    });
+    out[at++] = 0x5d; // ]
+    view.setUint32(start + 4, crc32(out, start + 8, at), true);
   });
-  out[at] = 0x5d; // ]
-  view.setUint32(4, crc32(out, 8, out.length), true);
   return out;
 }
 
@@ -88,19 +160,51 @@ export function encodeFrame(generation: number, parts: readonly Uint8Array[]): U
 export interface ParsedJournal {
   /** The generation in the header. */
   generation: number;
-  /** The payload of every whole frame, in order. */
+  /** The format in the header. */
+  format: number;
+  /** The payload of every frame of every whole append, in order. */
   frames: unknown[][];
-  /** Bytes after the last whole frame (a torn tail), dropped. */
+  /** Bytes after the last whole append (a torn tail), dropped. */
   tornBytes: number;
 }
 
-function frameAt(bytes: Uint8Array, view: DataView, at: number): { end: number; generation: number } | undefined {
-  if (bytes.length - at < FRAME_HEADER) return undefined;
+interface Frame {
+  end: number;
+  generation: number;
+  /** Its place in its append. */
+  index: number;
+  /** How many frames its append has. */
+  count: number;
+}
+
+/** The good frame at `at` (`header`: the size of a frame header of the journal's format). */
+function frameAt(bytes: Uint8Array, view: DataView, at: number, header: number): Frame | undefined {
+  if (bytes.length - at < header) return undefined;
   const length = view.getUint32(at, true);
-  const end = at + FRAME_HEADER + length;
+  const end = at + header + length;
   if (length === 0 || end > bytes.length) return undefined;
   if (crc32(bytes, at + 8, end) !== view.getUint32(at + 4, true)) return undefined;
-  return { end, generation: view.getUint32(at + 8, true) };
+  const generation = view.getUint32(at + 8, true);
+  if (header === FRAME_HEADER_V1) return { end, generation, index: 0, count: 1 };
+  return { end, generation, index: view.getUint32(at + 12, true), count: view.getUint32(at + 16, true) };
+}
+
+/**
+ * Whether damage in the frame at `at` is followed by another append (corruption, not a
+ * torn tail): the frames after it, found through its length when that survived, that
+ * continue its append are skipped; a good frame that starts an append is damage's proof.
+ */
+function appendAfterDamage(bytes: Uint8Array, view: DataView, at: number, header: number): boolean {
+  const length = bytes.length - at >= 4 ? view.getUint32(at, true) : 0;
+  if (length === 0) return false;
+  let next = at + header + length;
+  while (next < bytes.length) {
+    const frame = frameAt(bytes, view, next, header);
+    if (!frame) return false;
+    if (frame.index === 0) return true;
+    next = frame.end;
+  }
+  return false;
 }
 
 /**
@@ -118,15 +222,18 @@ export function parseJournal(bytes: Uint8Array, location: string): ParsedJournal
   const format = view.getUint32(4, true);
   if (format > JOURNAL_FORMAT) throw new StorageVersionError("journal format", format, JOURNAL_FORMAT);
   const generation = view.getUint32(8, true);
+  const header = format < 2 ? FRAME_HEADER_V1 : FRAME_HEADER_BYTES;
   const frames: unknown[][] = [];
+  /** The frames read of the append being read, and where it starts. */
+  let append: unknown[][] = [];
+  let appendCount = 0;
+  let appendStart = HEADER_BYTES;
   let at = HEADER_BYTES;
   while (at < bytes.length) {
-    const frame = frameAt(bytes, view, at);
+    const frame = frameAt(bytes, view, at, header);
     if (!frame) {
-      // A torn tail ends the journal; a bad frame followed by a good one is damage.
-      const length = bytes.length - at >= 4 ? view.getUint32(at, true) : 0;
-      const next = at + FRAME_HEADER + length;
-      if (length > 0 && next < bytes.length && frameAt(bytes, view, next)) {
+      // A torn tail ends the journal, and drops its append whole; damage followed by another append is corruption.
+      if (appendAfterDamage(bytes, view, at, header)) {
         throw new StorageCorruptError(location, `the journal frame at byte ${at} fails its checksum`);
       }
       break;
@@ -137,17 +244,32 @@ export function parseJournal(bytes: Uint8Array, location: string): ParsedJournal
         `the journal frame at byte ${at} belongs to generation ${frame.generation}, not ${generation}`,
       );
     }
+    if (
+      frame.index !== append.length || frame.index >= frame.count || (append.length > 0 && frame.count !== appendCount)
+    ) {
+      throw new StorageCorruptError(
+        location,
+        `the journal frame at byte ${at} is out of place: frame ${frame.index} of an append of ${frame.count}, ` +
+          `where frame ${append.length}${append.length > 0 ? ` of ${appendCount}` : ""} was due`,
+      );
+    }
     let payload: unknown;
     try {
-      payload = JSON.parse(decoder.decode(bytes.subarray(at + FRAME_HEADER, frame.end)));
+      payload = JSON.parse(decoder.decode(bytes.subarray(at + header, frame.end)));
     } catch (e) {
       throw new StorageCorruptError(location, `the journal frame at byte ${at} is not JSON`, { cause: e });
     }
     if (!Array.isArray(payload)) {
       throw new StorageCorruptError(location, `the journal frame at byte ${at} is not a list of changes`);
     }
-    frames.push(payload);
+    append.push(payload);
+    appendCount = frame.count;
     at = frame.end;
+    if (append.length === frame.count) {
+      for (const f of append) frames.push(f);
+      append = [];
+      appendStart = at;
+    }
   }
-  return { generation, frames, tornBytes: bytes.length - at };
+  return { generation, format, frames, tornBytes: bytes.length - appendStart };
 }

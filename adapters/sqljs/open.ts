@@ -8,7 +8,7 @@
 
 import { StorageBlockedError, StorageCorruptError } from "../../src/errors.ts";
 import { SqlDb } from "./db.ts";
-import { HEADER_BYTES, parseJournal } from "./journal.ts";
+import { HEADER_BYTES, JOURNAL_FORMAT, parseJournal } from "./journal.ts";
 import { resolveSqlJs, type SqlJsDatabase, type SqlJsLoadOptions, type SqlJsModule } from "./module.ts";
 import { migrate, readGeneration, readSchemaVersion, SCHEMA_VERSION } from "./schema.ts";
 import type { SqlJsPersisted, SqlJsPersister } from "./persister.ts";
@@ -184,7 +184,9 @@ async function openLoaded(
       }
       report.replayedFrames = journal.frames.length;
       report.droppedBytes = journal.tornBytes;
-      if (journal.tornBytes > 0) needSnapshot = true;
+      // A torn tail is cleaned up; a journal of an older format is not appended to (a
+      // reader of that format would misread the frames of this one): a new one starts.
+      if (journal.tornBytes > 0 || journal.format < JOURNAL_FORMAT) needSnapshot = true;
     }
   } catch (e) {
     db.close();

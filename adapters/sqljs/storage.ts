@@ -60,11 +60,26 @@ export interface SqlJsStorageOptions extends SqlJsLoadOptions {
   now?: () => number;
 }
 
+/**
+ * Options a test sets to reach what users need not tune (not exported from the adapter's
+ * entry point): pass them along with {@link SqlJsStorageOptions}.
+ */
+export interface SqlJsInternalOptions {
+  /**
+   * The most payload bytes of one journal frame (default `MAX_FRAME_BYTES` in `journal.ts`):
+   * a flush writes as many frames as its changes need. Tests set a tiny one.
+   */
+  maxFrameBytes?: number;
+}
+
 /** What opening found and did. */
 export interface SqlJsOpenReport {
   /** Size of the stored snapshot (0 for a new database). */
   snapshotBytes: number;
-  /** Journal frames (one per flush: the transactions written together) replayed over the snapshot. */
+  /**
+   * Journal frames replayed over the snapshot (a flush writes the transactions queued
+   * together as one frame, or as several when their changes are large).
+   */
   replayedFrames: number;
   /** Bytes of a torn journal tail that were dropped (changes whose call never resolved). */
   droppedBytes: number;
@@ -129,6 +144,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
         persister,
         ...start,
         compaction: options.compaction,
+        maxFrameBytes: (options as SqlJsInternalOptions).maxFrameBytes,
         exportSnapshot: (generation, onExported) =>
           this.#lock.run(() => {
             const bytes = this.#db.snapshot(generation);

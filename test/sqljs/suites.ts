@@ -14,7 +14,8 @@ import {
   type SqlJsStorage,
   type SqlJsStorageOptions,
 } from "../../adapters/sqljs.ts";
-import { crc32 } from "../../adapters/sqljs/journal.ts";
+import { crc32, FRAME_HEADER_BYTES, HEADER_BYTES } from "../../adapters/sqljs/journal.ts";
+import type { SqlJsInternalOptions } from "../../adapters/sqljs/storage.ts";
 import {
   isTransientStorageError,
   StorageBlockedError,
@@ -47,7 +48,7 @@ export interface Store {
 
 interface Ctx {
   store: Store;
-  open(options?: Omit<SqlJsStorageOptions, "persister">): Promise<SqlJsStorage>;
+  open(options?: Omit<SqlJsStorageOptions, "persister"> & SqlJsInternalOptions): Promise<SqlJsStorage>;
 }
 
 const OWNER = "owner";
@@ -106,6 +107,18 @@ function gated(
     close: () => inner.close(),
   };
   return p;
+}
+
+/** The frames of a journal from byte `from` on (the start of an append), as `[start, end]`. */
+function framesOf(journal: Uint8Array, from: number, to: number = journal.length): [number, number][] {
+  const view = new DataView(journal.buffer, journal.byteOffset, journal.byteLength);
+  const out: [number, number][] = [];
+  for (let at = from; at < to;) {
+    const end = at + FRAME_HEADER_BYTES + view.getUint32(at, true);
+    out.push([at, end]);
+    at = end;
+  }
+  return out;
 }
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
@@ -327,7 +340,7 @@ export const sqljsCases: Case<Ctx>[] = [
       await complete(s, "b");
       await s.close();
       const journal = (await store.read("journal"))!.slice();
-      journal[16 + 12 + 5]! ^= 0xff; // inside the first frame's payload
+      journal[HEADER_BYTES + FRAME_HEADER_BYTES + 5]! ^= 0xff; // inside the first frame's payload
       await store.write("journal", journal);
       await unchanged(store, () => rejects(() => open(), StorageCorruptError, "checksum"));
     },
@@ -368,6 +381,126 @@ export const sqljsCases: Case<Ctx>[] = [
         for (const b of together) equal(await again.getJob(b.job.id), undefined);
         await again.close();
       }
+    },
+  },
+  {
+    name: "a flush larger than a journal frame is written as several frames in one append, and a reopen " +
+      "replays every one of them",
+    async run({ store, open }) {
+      const maxFrameBytes = 256;
+      const s = await open({ maxFrameBytes });
+      const kept = await jobWith(s, 1);
+      const before = (await store.read("journal"))!.length;
+      const appends = s.persistStats.appends;
+      const big = await jobWith(s, 30); // one transaction of 31 rows
+      equal(s.persistStats.appends, appends + 1, "the flush is one append");
+      await s.close();
+      const journal = (await store.read("journal"))!;
+      const frames = framesOf(journal, before);
+      ok(frames.length > 10, `the append is ${frames.length} frames`);
+      for (const [start, end] of frames) {
+        const payload = journal.subarray(start + FRAME_HEADER_BYTES, end);
+        const changes = JSON.parse(new TextDecoder().decode(payload)) as unknown[];
+        ok(payload.length <= maxFrameBytes || changes.length === 1, `a frame of ${payload.length} bytes`);
+      }
+      const again = await open();
+      equal(again.openReport.replayedFrames, framesOf(journal, HEADER_BYTES).length, "every frame is replayed");
+      equal(again.openReport.droppedBytes, 0);
+      ok(await again.getJob(kept.job.id));
+      ok(await again.getJob(big.job.id));
+      equal((await again.listTasks({ jobId: big.job.id })).length, 30);
+      await again.close();
+    },
+  },
+  {
+    name: "an append of several frames torn or damaged in any of its frames is dropped whole, and damage " +
+      "followed by another append is corruption",
+    async run({ store, open }) {
+      const s = await open({ maxFrameBytes: 256 });
+      const kept = await jobWith(s, 1);
+      const before = (await store.read("journal"))!.length;
+      const big = await jobWith(s, 30);
+      const after = (await store.read("journal"))!.length;
+      await jobWith(s, 1); // one more append
+      await s.close();
+      const snapshot = (await store.read("snapshot"))!;
+      const full = (await store.read("journal"))!;
+      const frames = framesOf(full, before, after);
+      ok(frames.length >= 3, `the append is ${frames.length} frames`);
+      const middle = frames[frames.length >> 1]!;
+      const last = frames[frames.length - 1]!;
+      const damaged = (at: number): Uint8Array => {
+        const bytes = full.slice(0, after);
+        bytes.fill(0, at, at + 4);
+        return bytes;
+      };
+      const cases: [string, Uint8Array][] = [
+        ["cut after its first frame", full.subarray(0, frames[0]![1])],
+        ["cut before its last frame", full.subarray(0, last[0])],
+        ["cut inside its last frame", full.subarray(0, after - 1)],
+        ["damage in its first frame", damaged(frames[0]![0] + FRAME_HEADER_BYTES + 5)],
+        ["damage in a middle frame", damaged(middle[0] + FRAME_HEADER_BYTES + 5)],
+        ["damage in its last frame", damaged(after - 8)],
+      ];
+      for (const [what, journal] of cases) {
+        await store.write("snapshot", snapshot);
+        await store.write("journal", journal);
+        const again = await open();
+        equal(again.openReport.droppedBytes, journal.length - before, `${what}: the whole append is dropped`);
+        ok(await again.getJob(kept.job.id), `${what}: what earlier appends hold is kept`);
+        equal(await again.getJob(big.job.id), undefined, `${what}: no part of the append is replayed`);
+        equal((await again.listTasks({ jobId: big.job.id })).length, 0, `${what}: none of its tasks`);
+        await again.close();
+      }
+      const clean = await open();
+      equal(clean.openReport.droppedBytes, 0, "the torn append was cleaned up at open");
+      await clean.close();
+      // The same damage with a later append after it cannot be a torn tail.
+      for (const at of [frames[0]![0] + FRAME_HEADER_BYTES + 5, middle[0] + FRAME_HEADER_BYTES + 5]) {
+        const journal = full.slice();
+        journal.fill(0, at, at + 4);
+        await store.write("snapshot", snapshot);
+        await store.write("journal", journal);
+        await unchanged(store, () => rejects(() => open(), StorageCorruptError, "checksum"));
+      }
+    },
+  },
+  {
+    name: "a journal of format 1 (one frame per append, no frame index) is replayed, and a journal of the " +
+      "current format replaces it",
+    async run({ store, open }) {
+      const s = await open();
+      const b = await jobWith(s, 3);
+      const done = await complete(s, "one");
+      await s.close();
+      const journal = (await store.read("journal"))!;
+      // The same journal as format 1 wrote it: frame headers of 12 bytes.
+      const old: number[] = [...journal.subarray(0, HEADER_BYTES)];
+      const header = new DataView(new Uint8Array(old).buffer);
+      header.setUint32(4, 1, true);
+      header.setUint32(12, crc32(new Uint8Array(header.buffer), 0, 12), true);
+      old.splice(0, HEADER_BYTES, ...new Uint8Array(header.buffer));
+      const frames = framesOf(journal, HEADER_BYTES);
+      for (const [start, end] of frames) {
+        const frame = new Uint8Array(12 + end - start - FRAME_HEADER_BYTES);
+        const view = new DataView(frame.buffer);
+        view.setUint32(0, frame.length - 12, true);
+        frame.set(journal.subarray(start + 8, start + 12), 8); // the generation
+        frame.set(journal.subarray(start + FRAME_HEADER_BYTES, end), 12);
+        view.setUint32(4, crc32(frame, 8, frame.length), true);
+        old.push(...frame);
+      }
+      await store.write("journal", new Uint8Array(old));
+      const again = await open();
+      equal(again.openReport.replayedFrames, frames.length);
+      equal((await again.getTask(done.id))!.output, "one");
+      const stored = (await store.read("journal"))!;
+      equal(new DataView(stored.buffer, stored.byteOffset).getUint32(4, true), JOURNAL_FORMAT, "the journal's format");
+      await complete(again, "two");
+      await again.close();
+      const last = await open();
+      equal((await last.listTasks({ jobId: b.job.id, status: "completed" })).length, 2);
+      await last.close();
     },
   },
   {
