@@ -5,10 +5,18 @@
  * @module
  */
 
+/** The number of entries of one job (changed in place: one counter per job, not a map write per change). */
+interface Count {
+  n: number;
+}
+
 /** A `Map` from task id to `V` that keeps how many entries each job has. */
 export class ByJob<V> extends Map<string, V> {
   readonly #jobOf: (value: V) => string;
-  readonly #counts = new Map<string, number>();
+  readonly #counts = new Map<string, Count>();
+  /** The job counted last and its counter: entries come and go mostly for one job at a time. */
+  #lastJob: string | null = null;
+  #last: Count | null = null;
 
   /** `jobOf` names the job of an entry (it must not change while the entry is held). */
   constructor(jobOf: (value: V) => string) {
@@ -18,7 +26,7 @@ export class ByJob<V> extends Map<string, V> {
 
   /** How many entries of `jobId` the map holds. */
   countOf(jobId: string): number {
-    return this.#counts.get(jobId) ?? 0;
+    return this.#counts.get(jobId)?.n ?? 0;
   }
 
   /** The jobs the map holds entries of. */
@@ -42,14 +50,30 @@ export class ByJob<V> extends Map<string, V> {
     return super.delete(id);
   }
 
+  /** Delete the entry of `id` when it is `value` (one lookup); whether it was. */
+  deleteIf(id: string, value: V): boolean {
+    if (super.get(id) !== value || value === undefined) return false;
+    this.#add(this.#jobOf(value), -1);
+    return super.delete(id);
+  }
+
   override clear(): void {
     super.clear();
     this.#counts.clear();
+    this.#lastJob = null;
+    this.#last = null;
   }
 
   #add(jobId: string, n: number): void {
-    const count = (this.#counts.get(jobId) ?? 0) + n;
-    if (count > 0) this.#counts.set(jobId, count);
-    else this.#counts.delete(jobId);
+    let count = jobId === this.#lastJob ? this.#last : this.#counts.get(jobId);
+    if (count == null) this.#counts.set(jobId, count = { n: 0 });
+    this.#lastJob = jobId;
+    this.#last = count;
+    count.n += n;
+    if (count.n <= 0) {
+      this.#counts.delete(jobId);
+      this.#lastJob = null;
+      this.#last = null;
+    }
   }
 }

@@ -624,7 +624,8 @@ export class Executor {
         }
       }
     }
-    for (const t of built.tasks) if (t.runAt > this.#clock.now()) this.#wakeAtTime(t.runAt);
+    const now = this.#clock.now();
+    for (const t of built.tasks) if (t.runAt > now) this.#wakeAtTime(t.runAt);
     return new JobHandle(built.job.id, this.#host());
   }
 
@@ -1144,8 +1145,8 @@ export class Executor {
         while (this.#active < this.#maxWorkers && this.#state === "running") {
           const task = this.#queue.tryPop();
           if (task === undefined) break;
-          if (this.#queued.get(task.id) === task) this.#queued.delete(task.id);
-          if (this.#lostIds.delete(task.id)) continue;
+          this.#queued.deleteIf(task.id, task);
+          if (this.#lostIds.size > 0 && this.#lostIds.delete(task.id)) continue;
           this.#active++;
           this.#execute(task);
         }
