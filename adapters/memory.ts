@@ -256,7 +256,9 @@ export class MemoryStorage implements Storage {
     else this.#byJob.set(task.jobId, [slot]);
     addTo(this.#byAgent, task.agent, slot);
     if (task.parentId !== null) addTo(this.#byParent, task.parentId, slot);
-    for (const dep of task.dependencies) {
+    const deps = task.dependencies;
+    for (let i = 0; i < deps.length; i++) {
+      const dep = deps[i]!;
       const list = this.#dependents.get(dep);
       if (list) list.push(task.id);
       else this.#dependents.set(dep, [task.id]);
@@ -508,7 +510,11 @@ export class MemoryStorage implements Storage {
     const from = source as Iterable<Slot> | StatusList | null;
     if (from === null) { for (const s of this.#tasks.values()) test(s.task); }
     else if (from instanceof StatusList) { for (let s = from.head; s; s = s.next) test(s.task); }
-    else for (const s of from) if (!s.gone) test(s.task);
+    else if (Array.isArray(from)) {
+      // An index list (a job's, an agent's): walked by index, without an iterator step per task.
+      const slots = from as readonly Slot[];
+      for (let i = 0; i < slots.length; i++) if (!slots[i]!.gone) test(slots[i]!.task);
+    } else for (const s of from) if (!s.gone) test(s.task);
     return Promise.resolve(page(matched, query));
   }
 

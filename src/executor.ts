@@ -625,7 +625,8 @@ export class Executor {
       }
     }
     const now = this.#clock.now();
-    for (const t of built.tasks) if (t.runAt > now) this.#wakeAtTime(t.runAt);
+    const tasks = built.tasks;
+    for (let i = 0; i < tasks.length; i++) if (tasks[i]!.runAt > now) this.#wakeAtTime(tasks[i]!.runAt);
     return new JobHandle(built.job.id, this.#host());
   }
 
@@ -655,7 +656,8 @@ export class Executor {
       });
     };
     if (spec.metadata !== undefined) check(spec.metadata, "Job metadata");
-    for (const t of spec.tasks) {
+    for (let i = 0; i < spec.tasks.length; i++) {
+      const t = spec.tasks[i];
       if (t !== null && typeof t === "object" && t.input !== undefined) {
         check(t.input, `Task "${String(t.key)}": input`, typeof t.key === "string" ? t.key : undefined);
       }
@@ -1734,7 +1736,10 @@ export class Executor {
       this.#poke();
       // A task made ready to run later (a spawned child, a dependent with a `runAt`).
       const now = this.#clock.now();
-      for (const t of result.tasks) if (t.status === "ready" && t.runAt > now) this.#wakeAtTime(t.runAt);
+      const tasks = result.tasks;
+      for (let i = 0; i < tasks.length; i++) {
+        if (tasks[i]!.status === "ready" && tasks[i]!.runAt > now) this.#wakeAtTime(tasks[i]!.runAt);
+      }
     }
     for (const job of result.jobs) {
       if (isJobFinal(job.status)) {

@@ -141,7 +141,8 @@ export class JobHandle {
       // assignment would throw where the prototype is frozen). One set per call, not an
       // `in` lookup per key.
       const reserved = new Set(Object.getOwnPropertyNames(Object.prototype));
-      for (const t of tasks) {
+      for (let i = 0; i < tasks.length; i++) {
+        const t = tasks[i]!;
         if (!isSatisfied(t)) continue;
         if (reserved.has(t.key)) {
           Object.defineProperty(out, t.key, { value: t.output, enumerable: true, writable: true, configurable: true });

@@ -114,7 +114,8 @@ export function checkTaskOptions(spec: TaskSpec, problems: JobProblem[], key: st
   if (spec.review !== undefined && typeof spec.review !== "boolean") {
     badOption(problems, key, "review", spec.review, "a boolean");
   }
-  for (const f of TEXT_OPTIONS) {
+  for (let i = 0; i < TEXT_OPTIONS.length; i++) {
+    const f = TEXT_OPTIONS[i]!;
     const v = spec[f];
     if (v !== undefined && (typeof v !== "string" || isLoneSurrogate(v))) {
       badOption(problems, key, f, v, "a string (well-formed text)");
