@@ -387,6 +387,8 @@ export class Executor {
   /** `wait()`ers by job id, and the storage subscription that wakes them (while there are any). */
   readonly #jobWaiters = new Map<string, Set<() => void>>();
   #unwatchJobs: (() => void) | null = null;
+  /** A check of every held job: 0 none, 1 running, 2 running and another one asked for. */
+  #checkingAll: 0 | 1 | 2 = 0;
   #loop: Promise<void> | null = null;
   #shutdown: Promise<void> | null = null;
   #stopped: (() => void) | null = null;
@@ -937,16 +939,44 @@ export class Executor {
    */
   #checkJobs(jobs: readonly string[] | undefined): void {
     if (this.#state !== "running") return;
-    if (jobs === undefined) jobs = [...new Set([...this.#queued.jobs(), ...this.#runs.jobs()])];
-    for (const jobId of jobs) {
-      if (!this.#holdsJob(jobId)) continue;
-      this.storage.getJob(jobId).then((job) => {
-        if (this.#state !== "running") return;
-        if (!job) this.#abortJob(jobId, "Job deleted");
-        else if (isJobFinal(job.status)) this.#abortJob(jobId, `Job ${job.status}`);
-        else if (job.status === "paused") this.#holdJob(jobId);
-      }, () => {});
+    if (jobs === undefined) return this.#checkAllJobs();
+    for (const jobId of jobs) void this.#checkJob(jobId);
+  }
+
+  /**
+   * Check every job this executor holds tasks of, one such check at a time: notices that
+   * name no jobs while one runs make one more check after it (its reads may have come
+   * before their changes), not one read per held job per notice.
+   */
+  #checkAllJobs(): void {
+    if (this.#checkingAll !== 0) {
+      this.#checkingAll = 2;
+      return;
     }
+    this.#checkingAll = 1;
+    const jobs = new Set([...this.#queued.jobs(), ...this.#runs.jobs()]);
+    void Promise.all([...jobs].map((jobId) => this.#checkJob(jobId))).then(() => {
+      const again = this.#checkingAll === 2;
+      this.#checkingAll = 0;
+      if (again && this.#state === "running") this.#checkAllJobs();
+    });
+  }
+
+  /** Read job `jobId` and stop this executor's tasks of it if it ended or paused (a failed read: the heartbeat will). */
+  #checkJob(jobId: string): Promise<void> {
+    if (!this.#holdsJob(jobId)) return Promise.resolve();
+    let read: Promise<Job | undefined>;
+    try {
+      read = this.storage.getJob(jobId);
+    } catch {
+      return Promise.resolve(); // a storage that throws instead of rejecting: the heartbeat will
+    }
+    return read.then((job) => {
+      if (this.#state !== "running") return;
+      if (!job) this.#abortJob(jobId, "Job deleted");
+      else if (isJobFinal(job.status)) this.#abortJob(jobId, `Job ${job.status}`);
+      else if (job.status === "paused") this.#holdJob(jobId);
+    }, () => {});
   }
 
   /** Whether this executor has tasks of the job queued or running (O(1): a count per job). */

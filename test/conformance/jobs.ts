@@ -457,6 +457,41 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "many notices that name no jobs at once read each held job at most twice, not once per notice",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const step = agent("step", () => gate.promise);
+      const clock = new ManualClock(START);
+      let notify: (() => void) | null = null;
+      let reads = 0;
+      const vague = intercept(ctx.storage, {
+        watch: (original) => (listener) => {
+          notify = () => listener(undefined);
+          return original(() => listener(undefined));
+        },
+        getJob: (original) => (id: string) => {
+          reads++;
+          return original(id);
+        },
+      });
+      const worker = harness(vague, [step], { clock, maxWorkers: 4 });
+      worker.executor.start();
+      for (let i = 0; i < 4; i++) {
+        await worker.executor.submit({ name: `held-${i}`, tasks: [{ key: "a", agent: "step" }] });
+      }
+      await until(() => worker.executor.stats().running === 4, "a task of each of 4 jobs running", clock);
+      for (let i = 0; i < 20; i++) await clock.advance(0); // the checks of the submissions' notices end
+      reads = 0;
+      for (let i = 0; i < 100; i++) notify!();
+      await until(() => reads >= 4, "every held job read", clock);
+      for (let i = 0; i < 20; i++) await clock.advance(0);
+      ok(reads <= 8, `100 notices read the 4 held jobs ${reads} times`);
+      equal(worker.executor.stats().running, 4, "nothing was stopped: every job still runs");
+      gate.resolve("done");
+      await worker.executor.shutdown();
+    },
+  },
+  {
     name: "cancel() through an executor aborts its running tasks even when the job was already cancelled elsewhere",
     async run(ctx) {
       let signal: AbortSignal | null = null;
