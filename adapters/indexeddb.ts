@@ -326,9 +326,10 @@ class IdbStorage implements IndexedDbStorage {
 
   expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
     const a = expiredArgs(now, limit);
-    if (a.now === null) return Promise.resolve([]);
-    now = a.now;
+    now = a.now ?? 0;
     return this.#read(READ_STORES, "reading expired leases", async (tx) => {
+      // Checked inside the read, so that a closed storage says so whatever `now` is.
+      if (a.now === null) return [];
       const [running, held] = await Promise.all([
         tx.objectStore("tasks").index("status").getAll(IDBKeyRange.bound(["running"], ["running", UPPER])),
         new ClaimBook(tx).held((lease) => mayHaveExpired(lease, now)),

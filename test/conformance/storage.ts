@@ -1494,6 +1494,9 @@ export const storageCases: Case<StorageContext>[] = [
       equal(isTransientStorageError(e), false, "not an error that may pass");
       await rejects(() => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 10 }), StorageClosedError);
       await rejects(() => storage.commit([]), StorageClosedError);
+      // Whatever the arguments: a time that answers nothing on an open storage still says closed.
+      await rejects(() => storage.expiredLeases(0), StorageClosedError);
+      await rejects(() => storage.expiredLeases(Number.NaN), StorageClosedError);
     },
   },
   {
