@@ -48,7 +48,11 @@ export function toStorageError(e: unknown, schema: string, action: string, openi
   // Class 22, data exception: a value the columns cannot hold (an integer past int4, a NUL
   // character in text). Sending it again fails again: a RangeError, not an error that may pass.
   if (code !== undefined && code.startsWith("22")) return new RangeError(text, { cause: e });
-  if (isSetupError(code) || (opening && code?.startsWith("28"))) return new StorageSetupError(text, { cause: e });
+  // At open, a wrong password or role (28) and a missing database (3D) are setup mistakes
+  // too; once open they may pass (a password being rotated, a database being restored).
+  if (isSetupError(code) || (opening && (code?.startsWith("28") || code?.startsWith("3D")))) {
+    return new StorageSetupError(text, { cause: e });
+  }
   return new StorageError(text, { cause: e });
 }
 

@@ -24,7 +24,7 @@ function utf8Bytes(text: string): number {
     const c = text.charCodeAt(i);
     if (c < 0x80) continue;
     // Two bytes up to U+07FF, three up to U+FFFF; a surrogate pair (two code units) is four.
-    n += c < 0x800 ? 1 : c >= 0xd800 && c < 0xdc00 ? 1 : 2;
+    n += c < 0x800 ? 1 : c >= 0xd800 && c < 0xe000 ? 1 : 2;
   }
   return n;
 }
@@ -51,6 +51,8 @@ export class Wakeup {
   readonly #listeners = new Set<(change?: StorageChange) => void>();
   #subscription: Promise<(() => Promise<void>) | undefined> | undefined;
   #closed = false;
+  /** A `LISTEN` was refused while listeners waited: notices may have been missed until one succeeds. */
+  #missed = false;
 
   /** Wake listeners of `channel`; `listen: false` keeps wake-ups in this process. */
   constructor(client: SqlClient, channel: string, origin: string, listen: boolean) {
@@ -94,12 +96,19 @@ export class Wakeup {
     }).then(
       (stop) => {
         if (this.#closed) return void stop().catch(() => {});
+        if (this.#missed) {
+          // Listening at last, after a refused attempt: what was sent before is unknown.
+          this.#missed = false;
+          this.#fire();
+        }
         return stop;
       },
       () => {
         // Not listening (the connection is down): polling finds the work; try again on
-        // the next watch().
+        // the next watch() or call (`ensure()`), and then tell the listeners that notices
+        // may have been missed meanwhile.
         this.#subscription = undefined;
+        this.#missed = true;
         return undefined;
       },
     );

@@ -6,6 +6,7 @@
  */
 
 import { fromPostgresJs, openPostgresStorage, type PostgresStorage, SCHEMA_VERSION } from "../../adapters/postgres.ts";
+import type { SqlClient } from "../../adapters/postgres/client.ts";
 import { toStorageError } from "../../adapters/postgres/errors.ts";
 import { Statements } from "../../adapters/postgres/statements.ts";
 import {
@@ -172,7 +173,7 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         "errors that may pass",
       run() {
         const driverError = (code: string) => Object.assign(new Error(`server said ${code}`), { code });
-        for (const code of ["28000", "28P01"]) {
+        for (const code of ["28000", "28P01", "3D000"]) {
           const e = toStorageError(driverError(code), "s", "connecting", true);
           ok(e instanceof StorageSetupError, `${code} at open is a StorageSetupError, got ${e.name}`);
         }
@@ -195,6 +196,7 @@ function cases(db: TestDatabase): Case<Ctx>[] {
             "CONNECTION_CLOSED",
             "28000",
             "28P01",
+            "3D000",
           ]
         ) {
           const e = toStorageError(driverError(code), "s", "testing");
@@ -513,6 +515,31 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         );
         await until(() => changes.length > 0, "a notice after listening again");
         deepEqual(changes, [undefined]);
+      },
+    },
+    {
+      name:
+        "a storage whose first LISTEN was refused tells its watchers, once it listens, that notices may have been missed",
+      async run(ctx) {
+        const schema = (await fresh(ctx)).schema;
+        const base = await ctx.db.client();
+        let refuse = true;
+        const flaky: SqlClient = {
+          ...base,
+          listen: (channel, onNotify, onListen) =>
+            refuse ? Promise.reject(new Error("connection refused")) : base.listen!(channel, onNotify, onListen),
+        };
+        const here = await openPostgresStorage({ client: flaky, schema });
+        ctx.storages.push(here);
+        const heard: (StorageChange | undefined)[] = [];
+        here.watch((change) => heard.push(change));
+        await sleep(50);
+        deepEqual(heard, [], "the refused LISTEN tells nothing by itself");
+        refuse = false;
+        // A call listens again; notices sent before it are unknown.
+        await here.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
+        await until(() => heard.length > 0, "a notice once listening");
+        deepEqual(heard, [undefined]);
       },
     },
     {
