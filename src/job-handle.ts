@@ -134,6 +134,12 @@ export class JobHandle {
 
   async #outcome(job: Job): Promise<Record<string, JsonValue>> {
     const tasks = await this.tasks();
+    // A job's tasks are only ever deleted with the job (retention): fewer tasks than it
+    // counted means it was pruned between the two reads, and its outcome is gone with it,
+    // not an empty success.
+    if (tasks.length < job.taskCount && !(await this.#host.storage.getJob(this.id))) {
+      throw new NotFoundError("job", this.id);
+    }
     if (job.status === "completed") {
       const out: Record<string, JsonValue> = {};
       // Keys that name a property of Object.prototype ("__proto__", "toString") are

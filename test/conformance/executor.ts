@@ -7,6 +7,7 @@ import { ManualClock, timerClock } from "../../src/clock.ts";
 import {
   InvalidTransitionError,
   NonRetryableError,
+  NotFoundError,
   StorageClosedError,
   StorageCorruptError,
   StorageError,
@@ -1514,6 +1515,30 @@ export const executorCases: Case<ExecContext>[] = [
       await Promise.all(waits);
       // One read per job when it ends (waking every waiter on every change read ~n²/2).
       ok(reads <= 2 * n, `${reads} job reads for ${n} jobs`);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "wait() on a job pruned between reading it and listing its tasks throws NotFoundError, not an empty success",
+    async run(ctx) {
+      let pruneAfterRead = false;
+      const storage = intercept(ctx.storage, {
+        getJob: (getJob) => async (id) => {
+          const job = await getJob(id);
+          if (pruneAfterRead && job?.status === "completed") {
+            pruneAfterRead = false;
+            equal(await ctx.storage.prune({ keepLast: 0 }), 1);
+          }
+          return job;
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("x", (n) => n)]);
+      executor.start();
+      const job = await executor.submit({ name: "p", tasks: [{ key: "a", agent: "x", input: 1 }] });
+      await until(async () => (await job.status()).status === "completed", "the job ended", clock);
+      pruneAfterRead = true;
+      const e = await rejects(() => job.wait(), NotFoundError);
+      ok(e.message.includes(job.id), e.message);
       await executor.shutdown();
     },
   },
