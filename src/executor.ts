@@ -360,6 +360,12 @@ export class Executor {
   readonly #events = new Emitter();
   readonly #runs = new ByJob<Run>((run) => run.task.jobId);
   readonly #lostIds = new Set<string>();
+  /**
+   * Tasks whose agent ran but whose result could not be stored: they stay claimed under
+   * this executor's lease until recovery, which counts the attempt (and blocks an
+   * at-most-once task). `#releaseOrphans` must not take them for unstarted claims.
+   */
+  readonly #ranUnstored = new Set<string>();
   /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
   readonly #queued = new ByJob<Task>((task) => task.jobId);
   readonly #deadlines = new Heap<Run>((a, b) => a.deadline < b.deadline);
@@ -1132,7 +1138,14 @@ export class Executor {
   /** Give back tasks stored as claimed by this executor that it does not hold (see `#claimLoop`). */
   async #releaseOrphans(): Promise<void> {
     const running = await this.storage.listTasks({ status: "running" });
-    const orphans = running.filter((t) => t.leaseOwner === this.id && !this.#holds(t.id));
+    const mine = running.filter((t) => t.leaseOwner === this.id);
+    const still = new Set(mine.map((t) => t.id));
+    for (const id of this.#ranUnstored) if (!still.has(id)) this.#ranUnstored.delete(id);
+    // Only claims never started go back uncounted: a task whose agent ran (its result was
+    // dropped, or an at-most-once start is stored) waits for recovery, as after a crash.
+    const orphans = mine.filter((t) =>
+      !this.#holds(t.id) && !this.#ranUnstored.has(t.id) && !(t.durability === "at-most-once" && t.startedAt !== null)
+    );
     if (orphans.length > 0) await this.#release(orphans, "Released: the claim's answer was lost");
   }
 
@@ -1386,6 +1399,7 @@ export class Executor {
   /** A result that will not be stored: report its attempt as lost and tell whoever waits. */
   #dropResult(item: Pending, reason: string): void {
     if (item.run) {
+      if (item.run.called) this.#ranUnstored.add(item.run.task.id);
       this.#stats.lost++;
       this.#events.emit("task:lost", { task: item.run.task, reason });
     }

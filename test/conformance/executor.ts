@@ -1519,6 +1519,57 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a task whose result could not be stored is not handed back as an unstarted claim after a failed claim",
+    async run(ctx) {
+      // The completions fail with an error that will not pass: the tasks stay claimed until
+      // their leases expire. A claim that fails next hands back claims whose answer was lost;
+      // these two ran, so the at-most-once one must be blocked, not run again, and the
+      // at-least-once one's attempt must count.
+      const calls: Record<string, number> = { pay: 0, log: 0 };
+      const failCompletion = new Set<string>();
+      let failClaim = false;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => (ops, now) => {
+          if (ops.some((o) => o.type === "updateTask" && o.set.status === "completed" && failCompletion.has(o.id))) {
+            failCompletion.clear();
+            return Promise.reject(new StorageCorruptError("tasks", "bad page"));
+          }
+          return commit(ops, now);
+        },
+        claimReady: (claimReady) => (o) => {
+          if (!failClaim) return claimReady(o);
+          failClaim = false;
+          return Promise.reject(new StorageError("connection reset"));
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("work", (_input, c) => {
+        if (++calls[c.task.key]! === 1) failCompletion.add(c.task.id);
+        return "done";
+      })], { recoveryIntervalMs: 1000 });
+      const lost: string[] = [];
+      executor.on("task:lost", (p) => lost.push(p.task.key));
+      executor.start();
+      // One after the other: a failed commit drops every result of its group.
+      const payJob = await executor.submit({
+        name: "p",
+        tasks: [{ key: "pay", agent: "work", durability: "at-most-once" }],
+      });
+      await until(() => lost.length === 1, "pay's result dropped", clock);
+      const logJob = await executor.submit({ name: "l", tasks: [{ key: "log", agent: "work" }] });
+      await until(() => lost.length === 2, "log's result dropped", clock);
+      deepEqual(lost, ["pay", "log"]);
+      failClaim = true;
+      await executor.submit({ name: "poke", tasks: [{ key: "x", agent: "work" }] });
+      for (let i = 0; i < 15; i++) await clock.advance(1000);
+      await until(async () => (await taskByKey(ctx, payJob.id, "pay")).status === "blocked", "pay blocked", clock);
+      await until(async () => (await taskByKey(ctx, logJob.id, "log")).status === "completed", "log rerun", clock);
+      equal(calls.pay, 1, "the at-most-once agent ran once");
+      equal(calls.log, 2);
+      equal((await taskByKey(ctx, logJob.id, "log")).attempts, 2, "the attempt whose result was lost counts");
+      await executor.shutdown();
+    },
+  },
+  {
     name: "wait() on a job pruned between reading it and listing its tasks throws NotFoundError, not an empty success",
     async run(ctx) {
       let pruneAfterRead = false;
