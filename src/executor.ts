@@ -250,6 +250,8 @@ function showsWrite(op: UpdateTaskOp, task: Task | undefined): boolean {
     if (value !== null && typeof value === "object") continue; // output, error: the plain fields decide
     // The rules keep a task of a paused job paused where the op asked for ready.
     if (key === "status" && value === "ready" && task.status === "paused") continue;
+    // A heartbeat may have renewed the lease the op set since: renewals only move it on.
+    if (key === "leaseExpiresAt" && typeof value === "number" && (task.leaseExpiresAt ?? -Infinity) >= value) continue;
     if ((task as unknown as Record<string, unknown>)[key] !== value) return false;
   }
   return true;
@@ -1753,7 +1755,7 @@ export class Executor {
     const wanted = [...new Set([op.id, ...firstIds.filter((id): id is string => id !== null)])];
     const byId = new Map<string, Task>();
     for (const t of await this.storage.getTasks(wanted)) byId.set(t.id, t);
-    if (!showsWrite(op, byId.get(op.id))) return false;
+    if (!landed(op, byId.get(op.id))) return false;
     const ended: Job[] = [];
     for (const jobId of new Set([...byId.values()].map((t) => t.jobId))) {
       const job = await this.storage.getJob(jobId);

@@ -1570,6 +1570,72 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an at-most-once start stored with its answer lost is recognised after a heartbeat renewed its lease",
+    async run(ctx) {
+      let calls = 0;
+      let loseAnswer = true;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          const result = await commit(ops, now);
+          if (loseAnswer && ops.some((o) => o.type === "updateTask" && o.set.startedAt !== undefined)) {
+            loseAnswer = false;
+            throw new StorageError("connection lost after the commit");
+          }
+          return result;
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("once", () => ++calls)], {
+        leaseMs: 1000,
+        heartbeatMs: 10,
+        random: () => 0.99,
+      });
+      const lost: string[] = [];
+      executor.on("task:lost", (p) => lost.push(p.reason));
+      executor.start();
+      const job = await executor.submit({
+        name: "s",
+        tasks: [{ key: "a", agent: "once", durability: "at-most-once" }],
+      });
+      for (let i = 0; i < 30; i++) await clock.advance(10);
+      await clock.advance(3000); // past the lease: a start judged unstored would be blocked
+      const a = await taskByKey(ctx, job.id, "a");
+      equal(a.status, "completed", `${a.status}: ${a.statusReason}`);
+      equal(calls, 1);
+      deepEqual(lost, []);
+      await executor.shutdown();
+    },
+  },
+  {
+    name:
+      "a retry stored with its answer lost and claimed again before the commit is retried counts as a retry, not a lost result",
+    async run(ctx) {
+      let loseAnswer = true;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          const result = await commit(ops, now);
+          if (loseAnswer && ops.some((o) => o.type === "updateTask" && o.set.status === "ready" && o.set.error)) {
+            loseAnswer = false;
+            throw new StorageError("connection lost after the commit");
+          }
+          return result;
+        },
+      });
+      let n = 0;
+      const { executor, clock } = harness(storage, [agent("flaky", () => {
+        if (++n === 1) throw new Error("boom");
+        return "ok";
+      })], { retry: { delayMs: 0 } });
+      executor.start();
+      const job = await executor.submit({ name: "r", tasks: [{ key: "f", agent: "flaky" }] });
+      for (let i = 0; i < 20; i++) await clock.advance(10);
+      deepEqual(await job.wait(), { f: "ok" });
+      equal((await taskByKey(ctx, job.id, "f")).attempts, 2);
+      const { retried, lost, completed } = executor.stats();
+      deepEqual({ retried, lost, completed }, { retried: 1, lost: 0, completed: 1 });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "wait() on a job pruned between reading it and listing its tasks throws NotFoundError, not an empty success",
     async run(ctx) {
       let pruneAfterRead = false;
