@@ -1636,6 +1636,13 @@ export class Executor {
             failures++;
             this.#stats.storageErrors++;
             this.#events.emit("storage:error", { operation: "getTasks", error: readError, attempt: failures });
+            if (this.#graceEnded && this.#state !== "running" && failures > CALLER_RETRIES) {
+              // As below: past the grace period, an outage of reads must not hang `shutdown()`.
+              for (const item of items) {
+                this.#dropResult(item, `Result not known to be stored: ${(readError as Error).message} (at shutdown)`);
+              }
+              return;
+            }
             await this.#sleep(this.#commitBackoff(failures));
             continue;
           }

@@ -1042,6 +1042,45 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "shutdown() resolves past the grace period when a commit's answer was lost and the reads that would confirm it keep failing",
+    async run(ctx) {
+      let loseAnswer = false;
+      let readsDown = false;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          const result = await commit(ops, now);
+          if (loseAnswer) {
+            loseAnswer = false;
+            throw new StorageError("connection lost after the commit");
+          }
+          return result;
+        },
+        getTasks: (getTasks) => (ids) =>
+          readsDown ? Promise.reject(new StorageError("connection refused")) : getTasks(ids),
+      });
+      const gate = deferred<string>();
+      const { executor, clock } = harness(storage, [agent("slow", () => gate.promise)]);
+      const lost: string[] = [];
+      executor.on("task:lost", (e) => lost.push(e.reason));
+      executor.start();
+      const job = await executor.submit({ name: "outage", tasks: [{ key: "a", agent: "slow" }] });
+      await until(() => executor.stats().running === 1, "running", clock);
+      loseAnswer = true;
+      readsDown = true;
+      gate.resolve("done");
+      await until(() => executor.stats().storageErrors > 0, "the answer lost", clock);
+      let stopped = false;
+      void executor.shutdown({ graceMs: 0 }).then(() => (stopped = true));
+      for (let i = 0; i < 200 && !stopped; i++) await clock.advance(1000);
+      ok(stopped, "shutdown() resolved");
+      equal(lost.length, 1);
+      readsDown = false;
+      const [t] = await ctx.storage.listTasks({ jobId: job.id });
+      equal(t!.status, "completed", "the commit was applied; only its answer was lost");
+    },
+  },
+  {
     name: "an executor whose storage was closed stops (run() resolves) instead of polling it for good",
     async run(ctx) {
       let closed = false;
