@@ -87,7 +87,9 @@ export async function readRows(store: RowSource, ids: Iterable<string>): Promise
 export function heldTask(task: Task, ref: ClaimRef): Task {
   const { claim, lease } = ref;
   const held = claimPatch(task, lease.owner, claim.at, lease.exp - claim.at);
-  held.leaseExpiresAt = lease.over?.[task.id] ?? lease.exp;
+  // Own entries only: an id such as "constructor" must not read Object.prototype's.
+  const over = lease.over;
+  held.leaseExpiresAt = over !== undefined && Object.hasOwn(over, task.id) ? over[task.id]! : lease.exp;
   return held;
 }
 
@@ -183,8 +185,10 @@ export class ClaimBook {
       lease.exp = exp;
       delete lease.over;
     } else {
-      lease.over = { ...lease.over };
-      for (const id of ids) lease.over[id] = exp;
+      // Without a prototype, an id such as "__proto__" is an entry like any other.
+      const over: Record<string, number> = Object.assign(Object.create(null), lease.over);
+      for (const id of ids) over[id] = exp;
+      lease.over = over;
     }
     this.#dirty.add(lease);
   }

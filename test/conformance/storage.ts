@@ -1209,6 +1209,33 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "leases of tasks whose ids name Object.prototype members are their own, renewed or not",
+    async run({ storage }) {
+      // Eight tasks: one claim of them all (a claim the IndexedDB adapter stores as one record).
+      const ids = ["__proto__", "constructor", "toString", "valueOf", "t4", "t5", "t6", "t7"];
+      const b = buildJob(ids.map((_, i) => ({ key: `k${i}` })));
+      b.tasks.forEach((t, i) => (t.id = ids[i]!));
+      await storage.createJob(b.job, b.tasks);
+      equal((await storage.claimReady({ limit: 8, now: 1000, owner: OWNER, leaseMs: 10 })).length, 8);
+      deepEqual(
+        (await storage.renewLeases({ ids: ["__proto__", "t4"], owner: OWNER, now: 1005, leaseMs: 100 })).sort(),
+        ["__proto__", "t4"],
+      );
+      equal((await get(storage, "constructor")).leaseExpiresAt, 1010);
+      equal((await get(storage, "toString")).leaseExpiresAt, 1010);
+      equal((await get(storage, "__proto__")).leaseExpiresAt, 1105);
+      deepEqual((await storage.expiredLeases(1050)).map((t) => t.id).sort(), [
+        "constructor",
+        "t5",
+        "t6",
+        "t7",
+        "toString",
+        "valueOf",
+      ]);
+      deepEqual((await storage.expiredLeases(2000)).map((t) => t.id).sort(), [...ids].sort());
+    },
+  },
+  {
     name: "expiredLeases() returns running tasks whose lease has expired, and only those",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b" }, { key: "c" }]);
