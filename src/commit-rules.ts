@@ -13,7 +13,7 @@
  */
 
 import { ConflictError, InvalidTransitionError, NotFoundError, StorageError, TaskCoreError } from "./errors.ts";
-import { toJson } from "./json.ts";
+import { isLoneSurrogate, toJson } from "./json.ts";
 import { canTransition, canTransitionJob, isFailure, isJobFinal, JOB_STATUS_SET, TASK_STATUS_SET } from "./status.ts";
 import type { CommitOp, CommitResult } from "./storage.ts";
 import type { Job, JobStatus, JsonValue, Task, TaskStatus } from "./types.ts";
@@ -578,7 +578,7 @@ function checkedError(value: unknown): Task["error"] {
 }
 
 function optString(v: unknown): boolean {
-  return v === null || typeof v === "string";
+  return v === null || isText(v);
 }
 
 function optNumber(v: unknown): boolean {
@@ -603,19 +603,27 @@ function uniqueFrozen(ids: string[]): string[] {
   return Object.freeze([...new Set(ids)]) as string[];
 }
 
-function allStrings(values: readonly unknown[]): boolean {
-  for (let i = 0; i < values.length; i++) if (typeof values[i] !== "string") return false;
+/**
+ * Text every adapter stores as given: a string without a lone surrogate. UTF-8 databases
+ * cannot hold one (SQLite and PostgreSQL changed it, so two keys could become one).
+ */
+function isText(v: unknown): v is string {
+  return typeof v === "string" && !isLoneSurrogate(v);
+}
+
+function allText(values: readonly unknown[]): boolean {
+  for (let i = 0; i < values.length; i++) if (!isText(values[i])) return false;
   return true;
 }
 
 /** Check the fields of a task record given to an insert (a `TypeError` naming the first bad one). */
 function checkTaskFields(raw: Task): void {
   req(typeof raw === "object" && raw !== null, "task", raw);
-  req(typeof raw.id === "string" && raw.id.length > 0, "id", raw.id);
-  req(typeof raw.jobId === "string", "jobId", raw.jobId);
-  req(typeof raw.key === "string" && raw.key.length > 0, "key", raw.key);
-  req(typeof raw.agent === "string" && raw.agent.length > 0, "agent", raw.agent);
-  req(Array.isArray(raw.dependencies) && allStrings(raw.dependencies), "dependencies", raw.dependencies);
+  req(isText(raw.id) && raw.id.length > 0, "id", raw.id);
+  req(isText(raw.jobId), "jobId", raw.jobId);
+  req(isText(raw.key) && raw.key.length > 0, "key", raw.key);
+  req(isText(raw.agent) && raw.agent.length > 0, "agent", raw.agent);
+  req(Array.isArray(raw.dependencies) && allText(raw.dependencies), "dependencies", raw.dependencies);
   req(Number.isInteger(raw.maxAttempts) && raw.maxAttempts >= 1, "maxAttempts", raw.maxAttempts);
   req(Number.isInteger(raw.attempts) && raw.attempts >= 0, "attempts", raw.attempts);
   req(Number.isFinite(raw.priority), "priority", raw.priority);
@@ -740,7 +748,7 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
       // The same rules as a new task's fields (`checkTaskFields`): a record every adapter
       // can read back.
       case "agent":
-        req(typeof value === "string" && value.length > 0, key, value);
+        req(isText(value) && value.length > 0, key, value);
         out[key] = value;
         break;
       case "durability":
@@ -758,7 +766,7 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
       case "taskType":
       case "summary":
       case "acceptanceCriteria":
-        req(typeof value === "string" || value === null, key, value);
+        req(optString(value), key, value);
         out[key] = value;
         break;
       default:
@@ -803,7 +811,7 @@ function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult
         yield* batch.updateJob(i, op.id, op.expect, op.set ?? {});
         break;
       case "setCache": {
-        req(typeof op.jobId === "string" && typeof op.key === "string", "cache key", op.key);
+        req(typeof op.jobId === "string" && isText(op.key), "cache key", op.key);
         const read = batch.job(op.jobId);
         if (!(isThenable(read) ? yield read : read)) throw new NotFoundError("job", op.jobId);
         batch.cache.push({
@@ -814,7 +822,8 @@ function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult
         break;
       }
       case "setState":
-        req(typeof op.scope === "string" && typeof op.key === "string", "state key", op.key);
+        req(isText(op.scope), "state scope", op.scope);
+        req(isText(op.key), "state key", op.key);
         batch.state.push({
           scope: op.scope,
           key: op.key,
@@ -845,8 +854,8 @@ export function applyCreateJob(
 ): MaybePromise<CommitResult> {
   req(typeof rawJob === "object" && rawJob !== null, "job", rawJob);
   checkNow(now, "createJob()");
-  req(typeof rawJob.id === "string" && rawJob.id.length > 0, "job id", rawJob.id);
-  req(typeof rawJob.name === "string", "job name", rawJob.name);
+  req(isText(rawJob.id) && rawJob.id.length > 0, "job id", rawJob.id);
+  req(isText(rawJob.name), "job name", rawJob.name);
   if (!Array.isArray(tasks)) throw new TypeError(`createJob() expects an array of tasks, got ${typeof tasks}`);
   return drive(createSteps(new Batch(tx, now), rawJob, tasks));
 }

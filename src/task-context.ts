@@ -9,7 +9,7 @@
 import type { KeyValue, ReadonlyStorage, SpawnSpec, TaskContext, TaskHandle, TaskInfo } from "./context.ts";
 import { type JobProblem, JobValidationError } from "./errors.ts";
 import { newId } from "./ids.ts";
-import { toJson } from "./json.ts";
+import { isLoneSurrogate, toJson } from "./json.ts";
 import {
   type AgentSource,
   checkInput,
@@ -58,6 +58,8 @@ class BufferedKeyValue implements KeyValue {
   set(key: string, value: JsonValue): void {
     if (this.sealed()) throw ended("A cache or state write");
     if (typeof key !== "string") throw new TypeError(`Key must be a string, got ${typeof key}`);
+    // Storage refuses it at commit, which would drop the whole result: refuse it here.
+    if (isLoneSurrogate(key)) throw new TypeError("Key must be well-formed text: it holds a lone surrogate");
     const json = toJson(value);
     this.checkSize(json, key);
     this.writes.set(key, json);
@@ -65,6 +67,8 @@ class BufferedKeyValue implements KeyValue {
 
   delete(key: string): void {
     if (this.sealed()) throw ended("A cache or state delete");
+    if (typeof key !== "string") throw new TypeError(`Key must be a string, got ${typeof key}`);
+    if (isLoneSurrogate(key)) throw new TypeError("Key must be well-formed text: it holds a lone surrogate");
     this.writes.set(key, undefined);
   }
 }

@@ -9,6 +9,7 @@
  */
 
 import { JobValidationError, JsonValueError, PayloadTooLargeError, StorageCorruptError } from "../../src/errors.ts";
+import type { TaskContext } from "../../src/context.ts";
 import type { Executor } from "../../src/executor.ts";
 import { defineJsonAgent } from "../../src/json-agent.ts";
 import { jsonSize } from "../../src/payload.ts";
@@ -51,10 +52,10 @@ async function refused(ctx: ReliabilityContext, executor: Executor, spec: JobSpe
 /** Run one task whose agent returns `output`; return the stored task. */
 async function runOutput(
   ctx: ReliabilityContext,
-  output: () => unknown,
+  output: (c: TaskContext) => unknown,
   options: { maxPayloadBytes?: number } = {},
 ): Promise<Task> {
-  const { executor } = reportingExecutor(ctx.storage, [agent("emit", () => output())], options);
+  const { executor } = reportingExecutor(ctx.storage, [agent("emit", (_input, c) => output(c))], options);
   executor.start();
   const job = await executor.submit({ name: "emit", tasks: [{ key: "a", agent: "emit" }] });
   await settled(job);
@@ -437,6 +438,25 @@ export const hostileCases: Case<ReliabilityContext>[] = [
         "invalid-option",
         "description",
       );
+      // A cache or state key is refused where the agent writes it (the commit would refuse it
+      // and drop the whole result); the agent can go on without it.
+      const refusedKeys: string[] = [];
+      const writes = await runOutput(ctx, (c) => {
+        for (const kv of [c.cache, c.state("s")]) {
+          for (const write of [() => kv.set("k\ud800", 1), () => kv.delete("\udc00")]) {
+            try {
+              write();
+            } catch (e) {
+              if (e instanceof TypeError && e.message.includes("lone surrogate")) refusedKeys.push("refused");
+            }
+          }
+        }
+        c.cache.set("fine", 1);
+        return "done";
+      });
+      equal(writes.status, "completed");
+      equal(refusedKeys.length, 4);
+      equal(await ctx.storage.getCache(writes.jobId, "fine"), 1);
     },
   },
   {

@@ -12,7 +12,7 @@ import {
   StorageClosedError,
   StorageError,
 } from "../../src/errors.ts";
-import type { CommitResult, Storage, StorageChange } from "../../src/storage.ts";
+import type { CommitOp, CommitResult, Storage, StorageChange } from "../../src/storage.ts";
 import type { JobStatus, JsonValue, Task, TaskStatus } from "../../src/types.ts";
 import { AgentRegistry } from "../../src/registry.ts";
 import { buildJob as buildJobFromSpec } from "../../src/scheduler.ts";
@@ -183,6 +183,52 @@ export const storageCases: Case<StorageContext>[] = [
       await rejects(() => storage.createJob(b.job, b.tasks), NotFoundError);
       equal(await storage.getJob(b.job.id), undefined);
       equal(await storage.getTask(b.id("a")), undefined);
+    },
+  },
+  {
+    name: "text with a lone surrogate is refused in every text field and key, and nothing is written",
+    async run({ storage }) {
+      // A UTF-8 database cannot hold a lone surrogate: it changed such text, and two cache
+      // keys that differ only there became one row. Every adapter refuses it alike.
+      const lone = "a\ud800b";
+      const fields: [string, (b: ReturnType<typeof buildJob>) => void][] = [
+        ["key", (b) => ((b.tasks[0] as { key: string }).key = lone)],
+        ["description", (b) => ((b.tasks[0] as { description: string }).description = lone)],
+        ["agent", (b) => ((b.tasks[0] as { agent: string }).agent = lone)],
+        ["job name", (b) => ((b.job as { name: string }).name = lone)],
+      ];
+      for (const [what, spoil] of fields) {
+        const b = buildJob([{ key: "a" }]);
+        spoil(b);
+        const e = await rejects(() => storage.createJob(b.job, b.tasks), TypeError);
+        ok(e.message.includes(`"${what}"`), e.message);
+        equal(await storage.getJob(b.job.id), undefined, what);
+      }
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const a = await get(storage, b.id("a"));
+      const ops: [string, CommitOp][] = [
+        ["cache key", { type: "setCache", jobId: b.job.id, key: "k\ud800", value: 1 }],
+        ["state scope", { type: "setState", scope: "s\udc00", key: "k", value: 1 }],
+        ["state key", { type: "setState", scope: "s", key: "\ud83d", value: 1 }],
+        ["statusReason", {
+          type: "updateTask",
+          id: a.id,
+          expect: { version: a.version },
+          set: { statusReason: lone },
+        }],
+      ];
+      for (const [what, op] of ops) {
+        // Each with a valid write before it: the batch is refused whole.
+        const e = await rejects(
+          () => storage.commit([{ type: "setCache", jobId: b.job.id, key: "good", value: what }, op]),
+          TypeError,
+        );
+        ok(e.message.includes(`"${what}"`), e.message);
+      }
+      equal(await storage.getCache(b.job.id, "good"), undefined);
+      equal(await storage.getCache(b.job.id, "k\ufffd"), undefined);
+      equal((await get(storage, a.id)).version, a.version);
     },
   },
   {
