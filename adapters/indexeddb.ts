@@ -354,7 +354,8 @@ class IdbStorage implements IndexedDbStorage {
     return this.#read(["jobs"], "listing jobs", async (tx) => {
       const { status, after, limit } = checkQuery(query, "listJobs");
       if (limit !== undefined && !(limit > 0)) return [];
-      const count = limit === undefined ? undefined : Math.floor(limit);
+      // getAll() takes a count below 2^32; a larger limit is no limit.
+      const count = limit === undefined || limit > 0xffffffff ? undefined : Math.floor(limit);
       const jobs = tx.objectStore("jobs");
       let found: Job[];
       if (status !== undefined) {

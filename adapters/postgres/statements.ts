@@ -83,7 +83,7 @@ export class Statements {
     // tasks: a claim of 1 then took every ready task.)
     this.claim = `WITH picked AS MATERIALIZED (SELECT id FROM ${s}.tasks ` +
       "WHERE status = 'ready' AND run_at <= $2::text::float8 ORDER BY priority, run_at, id " +
-      `LIMIT $4::text::int4 FOR UPDATE SKIP LOCKED) ` +
+      `LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) ` +
       `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +
       "lease_expires_at = $3::text::float8, " +
       "started_at = CASE WHEN t.durability = 'at-most-once' THEN NULL ELSE $2::text::float8 END, " +

@@ -353,6 +353,19 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "a limit past 2^31 or 2^32 is accepted like any other by claimReady(), listJobs() and listTasks()",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      await storage.createJob(b.job, b.tasks);
+      for (const limit of [2 ** 32, Number.MAX_SAFE_INTEGER]) {
+        equal((await storage.listJobs({ limit })).length, 1);
+        equal((await storage.listJobs({ limit, status: "running" })).length, 1);
+        equal((await storage.listTasks({ jobId: b.job.id, limit })).length, 2);
+      }
+      equal((await storage.claimReady({ limit: 2 ** 31, now: 0, owner: OWNER, leaseMs: 100 })).length, 2);
+    },
+  },
+  {
     name: "listJobs() filters by status and pages in id order",
     async run({ storage }) {
       const jobs = [buildJob([{ key: "a" }], "j1"), buildJob([{ key: "a" }], "j2"), buildJob([{ key: "a" }], "j3")];
