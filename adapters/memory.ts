@@ -189,6 +189,11 @@ export class MemoryStorage implements Storage {
     if (this.#closed) throw new StorageClosedError("Storage is closed");
   }
 
+  /** A call on a closed storage: a rejected promise, as every adapter answers, not a throw. */
+  #closedCall(): Promise<never> {
+    return Promise.reject(new StorageClosedError("Storage is closed"));
+  }
+
   #sync<T>(fn: () => T): Promise<T> {
     try {
       return Promise.resolve(fn());
@@ -416,8 +421,13 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.expiredLeases} */
   expiredLeases(now: number, limit: number = Infinity): Promise<Task[]> {
-    this.#open();
-    const a = expiredArgs(now, limit);
+    if (this.#closed) return this.#closedCall();
+    let a: ReturnType<typeof expiredArgs>;
+    try {
+      a = expiredArgs(now, limit);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const out: Task[] = [];
     if (a.now === null) return Promise.resolve(out);
     now = a.now;
@@ -431,14 +441,14 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.getJob} */
   getJob(id: string): Promise<Job | undefined> {
-    this.#open();
+    if (this.#closed) return this.#closedCall();
     const j = this.#jobs.get(id);
     return Promise.resolve(j);
   }
 
   /** {@inheritDoc Storage.listJobs} */
   listJobs(raw: JobQuery = {}): Promise<Job[]> {
-    this.#open();
+    if (this.#closed) return this.#closedCall();
     let query: JobQuery;
     try {
       query = checkQuery(raw, "listJobs");
@@ -453,13 +463,13 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.getTask} */
   getTask(id: string): Promise<Task | undefined> {
-    this.#open();
+    if (this.#closed) return this.#closedCall();
     return Promise.resolve(this.#tasks.get(id)?.task);
   }
 
   /** {@inheritDoc Storage.getTasks} */
   getTasks(ids: readonly string[]): Promise<Task[]> {
-    this.#open();
+    if (this.#closed) return this.#closedCall();
     const out: Task[] = [];
     for (const id of ids) {
       const t = this.#tasks.get(id)?.task;
@@ -470,7 +480,7 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.listTasks} */
   listTasks(raw: TaskQuery): Promise<Task[]> {
-    this.#open();
+    if (this.#closed) return this.#closedCall();
     let query: TaskQuery;
     try {
       query = checkQuery(raw, "listTasks");
@@ -520,13 +530,13 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.getCache} */
   getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
-    this.#open();
+    if (this.#closed) return this.#closedCall();
     return Promise.resolve(this.#cache.get(jobId)?.get(key));
   }
 
   /** {@inheritDoc Storage.getState} */
   getState(scope: string, key: string): Promise<JsonValue | undefined> {
-    this.#open();
+    if (this.#closed) return this.#closedCall();
     return Promise.resolve(this.#state.get(`${scope}\u0000${key}`));
   }
 

@@ -1583,6 +1583,31 @@ export const storageCases: Case<StorageContext>[] = [
       // Whatever the arguments: a time that answers nothing on an open storage still says closed.
       await rejects(() => storage.expiredLeases(0), StorageClosedError);
       await rejects(() => storage.expiredLeases(Number.NaN), StorageClosedError);
+      // Every call answers with a rejected promise, never a synchronous throw: a caller
+      // that chains `.catch()` or awaits later would otherwise miss it.
+      const b = buildJob([{ key: "a" }]);
+      const calls: [string, () => Promise<unknown>][] = [
+        ["createJob", () => storage.createJob(b.job, b.tasks)],
+        ["getJob", () => storage.getJob("x")],
+        ["listJobs", () => storage.listJobs()],
+        ["getTask", () => storage.getTask("x")],
+        ["getTasks", () => storage.getTasks(["x"])],
+        ["listTasks", () => storage.listTasks({ jobId: "x" })],
+        ["getCache", () => storage.getCache("x", "k")],
+        ["getState", () => storage.getState("s", "k")],
+        ["renewLeases", () => storage.renewLeases({ ids: ["x"], owner: OWNER, now: 1, leaseMs: 10 })],
+        ["expiredLeases", () => storage.expiredLeases(0)],
+        ["prune", () => storage.prune({ keepLast: 0 })],
+      ];
+      for (const [name, call] of calls) {
+        let answer: Promise<unknown>;
+        try {
+          answer = call();
+        } catch (e) {
+          throw new Error(`${name}() threw synchronously: ${(e as Error).message}`);
+        }
+        await rejects(() => answer, StorageClosedError);
+      }
     },
   },
   {
