@@ -672,9 +672,7 @@ function cases(db: TestDatabase): Case<Ctx>[] {
           ok(e.cause !== undefined);
           equal(await s.getJob(b.job.id), undefined);
         }
-        const b = buildJob([{ key: "a" }]);
-        await s.createJob(b.job, b.tasks);
-        await rejects(() => s.claimReady({ limit: 2 ** 31, now: 1, owner: "o", leaseMs: 100 }), RangeError);
+        // A claim's limit is no column: past 2^31 it claims like any other (storage suite).
       },
     },
     {
