@@ -13,6 +13,7 @@
  */
 
 import { ConflictError, InvalidTransitionError, NotFoundError, StorageError, TaskCoreError } from "./errors.ts";
+import { cycleAmong } from "./graph.ts";
 import { isLoneSurrogate, toJson } from "./json.ts";
 import { canTransition, canTransitionJob, isFailure, isJobFinal, JOB_STATUS_SET, TASK_STATUS_SET } from "./status.ts";
 import type { CommitOp, CommitResult } from "./storage.ts";
@@ -425,6 +426,11 @@ class Batch {
     // A completed task changes again only while it awaits its review.
     if (!canTransition(cur.status, to) || (cur.status === "completed" && !cur.review)) {
       throw new InvalidTransitionError(id, cur.status, to);
+    }
+    if (cur.status === "pending" && (to === "ready" || to === "paused") && cur.remainingDeps > 0) {
+      // Only the rules make a waiting task ready, as its dependencies end (a paused one
+      // becomes ready on resume): a caller's write would run it before them.
+      throw new InvalidTransitionError(id, cur.status, to, `${cur.remainingDeps} of its dependencies have not ended`);
     }
     const rerun = to === "ready" && cur.status === "completed";
     if (rerun) {
@@ -896,14 +902,31 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
       batch.created.push(t);
     }
   } else {
-    const ids = new Set<string>();
+    const ids = new Map<string, number>();
     for (const t of tasks) {
       if (t?.jobId !== job.id) throw new StorageError(`Task "${t?.key}" names job "${t?.jobId}", not "${job.id}"`);
       if (ids.has(t.id)) throw new StorageError(`Task id "${t.id}" appears twice`);
-      ids.add(t.id);
+      ids.set(t.id, ids.size);
+    }
+    // A task on a dependency cycle (itself included) never becomes ready: the job would
+    // never end. `insertTask` refuses the same shape; here the list may come in any order.
+    const edges: (number[] | undefined)[] = new Array(tasks.length);
+    for (let i = 0; i < tasks.length; i++) {
+      const deps = tasks[i]!.dependencies;
+      if (!Array.isArray(deps) || deps.length === 0) continue;
+      const at: number[] = (edges[i] = []);
+      for (const d of deps) {
+        const j = typeof d === "string" ? ids.get(d) : undefined;
+        if (j === undefined) throw new NotFoundError("task", String(d));
+        at.push(j);
+      }
+    }
+    const cycle = cycleAmong(tasks.length, edges);
+    if (cycle.length > 0) {
+      const shown = [...cycle, cycle[0]!].map((i) => `"${tasks[i]!.id}"`).join(" -> ");
+      throw new TypeError(`createJob() dependencies form a cycle: ${shown}`);
     }
     for (const t of tasks) {
-      for (const d of t.dependencies ?? []) if (!ids.has(d)) throw new NotFoundError("task", d);
       const found = batch.tx.getTask(t.id);
       if (isThenable(found) ? yield found : found) throw new StorageError(`Task "${t.id}" already exists`);
       const task = sanitizeTask(t, now);

@@ -965,6 +965,60 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "createJob refuses a dependency cycle or a task depending on itself, in any order of the list",
+    async run({ storage }) {
+      // Such a job would never end: no task on the cycle ever becomes ready.
+      const shapes: [string, { key: string; deps?: string[] }[]][] = [
+        ["two tasks", [{ key: "a", deps: ["b"] }, { key: "b", deps: ["a"] }]],
+        ["itself", [{ key: "ok" }, { key: "c", deps: ["c"] }]],
+        ["behind a valid prefix", [{ key: "x", deps: ["z"] }, { key: "y", deps: ["x"] }, { key: "z", deps: ["y"] }]],
+      ];
+      for (const [what, drafts] of shapes) {
+        const b = buildJob(drafts);
+        await rejects(() => storage.createJob(b.job, b.tasks), TypeError, "cycle");
+        equal(await storage.getJob(b.job.id), undefined, what);
+      }
+      // Dependencies on tasks later in the list are fine when there is no cycle.
+      const b = buildJob([{ key: "late", deps: ["early"] }, { key: "early" }]);
+      await storage.createJob(b.job, b.tasks);
+      equal((await get(storage, b.id("late"))).status, "pending");
+      equal((await get(storage, b.id("early"))).status, "ready");
+    },
+  },
+  {
+    name: "a caller cannot make a task ready or paused while its dependencies have not ended",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
+      await storage.createJob(b.job, b.tasks);
+      const waiting = await get(storage, b.id("b"));
+      for (const status of ["ready", "paused"] as const) {
+        await rejects(
+          () =>
+            storage.commit([{
+              type: "updateTask",
+              id: waiting.id,
+              expect: { version: waiting.version },
+              set: { status },
+            }]),
+          InvalidTransitionError,
+          "dependencies",
+        );
+      }
+      deepEqual((await storage.claimReady({ limit: 10, now: 5000, owner: OWNER, leaseMs: 100 })).map((t) => t.key), [
+        "a",
+      ]);
+      equal((await get(storage, waiting.id)).status, "pending");
+      // A caller may still cancel or block it.
+      await storage.commit([{
+        type: "updateTask",
+        id: waiting.id,
+        expect: { version: waiting.version },
+        set: { status: "cancelled", statusReason: "not wanted" },
+      }]);
+      equal((await get(storage, waiting.id)).status, "cancelled");
+    },
+  },
+  {
     name: "insertTask into an ended job is refused",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }]);
