@@ -258,15 +258,20 @@ function showsWrite(op: UpdateTaskOp, task: Task | undefined): boolean {
 }
 
 /**
- * Whether a caller's update of a task was applied, read back after its commit failed:
- * the task shows the write, or it moved on from it. An update that makes a task ready
- * sets its `runAt`, which the task keeps while the executor runs it again (a claim or a
- * completion does not change it), so the task may already be running or done.
+ * Whether an update of a task was applied, read back after its commit failed: the task
+ * shows the write, or it moved on from it. An update that makes a task ready sets its
+ * `runAt`, which the task keeps while the executor runs it again (a claim or a completion
+ * does not change it), so the task may already be running or done. When the update wrote
+ * back the `runAt` the task had (`before`: a retry with no delay on a clock that has not
+ * moved), that `runAt` tells nothing, since any other change (a cancel) keeps it too; the
+ * task was then claimed again since (more attempts) only if the update made it ready,
+ * as every other way back to `ready` moves `runAt` on.
  */
-function landed(op: UpdateTaskOp, task: Task | undefined): boolean {
+function landed(op: UpdateTaskOp, task: Task | undefined, before: Task | undefined): boolean {
   if (showsWrite(op, task)) return true;
-  return task !== undefined && task.version > op.expect.version && op.set.runAt !== undefined &&
-    task.runAt === op.set.runAt;
+  if (task === undefined || before === undefined || task.version <= op.expect.version) return false;
+  if (op.set.runAt === undefined || task.runAt !== op.set.runAt) return false;
+  return op.set.runAt !== before.runAt || task.attempts > before.attempts;
 }
 
 /** The change that gives a claimed task back to `ready` without counting its attempt. */
@@ -718,6 +723,7 @@ export class Executor {
       : { status: "rejected", reviewFeedback: reason || "Rejected", statusReason: reason || "Rejected" };
     return await this.#updateTask(
       { type: "updateTask", id: taskId, expect: { version: task.version }, set },
+      task,
       (stored) => {
         if (decision === "accept") this.#events.emit("task:accepted", { task: stored });
         else {this.#events.emit("task:rejected", {
@@ -752,7 +758,7 @@ export class Executor {
       id: taskId,
       expect: { version: task.version, status: "blocked" },
       set: { status: "ready", runAt: this.#clock.now(), statusReason: "Retried by a person" },
-    });
+    }, task);
   }
 
   /**
@@ -783,7 +789,7 @@ export class Executor {
       id: taskId,
       expect: { version: task.version, status: task.status },
       set: { status: "cancelled", statusReason: wellFormed(reason) || "Cancelled by a person" },
-    });
+    }, task);
   }
 
   /**
@@ -815,7 +821,7 @@ export class Executor {
    * was applied with only its answer lost, and it is not written again (a second write
    * would conflict, or apply the change twice).
    */
-  async #updateTask(op: UpdateTaskOp, report?: (stored: Task) => void): Promise<Task> {
+  async #updateTask(op: UpdateTaskOp, before: Task, report?: (stored: Task) => void): Promise<Task> {
     // The `now` of each failed attempt: a job that ended at one of them ended by it.
     const unsure: number[] = [];
     for (let failures = 0;;) {
@@ -831,7 +837,7 @@ export class Executor {
         unsure.push(now);
       }
       const stored = await this.#retried("getTask", () => this.storage.getTask(op.id));
-      if (stored && landed(op, stored)) {
+      if (stored && landed(op, stored, before)) {
         // Applied: report what the lost answer would have (the job's end, readied tasks).
         const job = await this.#retried("getJob", () => this.storage.getJob(stored.jobId));
         const ended = job && isJobFinal(job.status) && job.finishedAt !== null && unsure.includes(job.finishedAt);
@@ -1762,7 +1768,9 @@ export class Executor {
     const wanted = [...new Set([op.id, ...firstIds.filter((id): id is string => id !== null)])];
     const byId = new Map<string, Task>();
     for (const t of await this.storage.getTasks(wanted)) byId.set(t.id, t);
-    if (!landed(op, byId.get(op.id))) return false;
+    // The task as the op's item had it: its `runAt` before the op.
+    const before = items.find((item) => item.run?.task.id === op.id && item.run.task.version === op.expect.version);
+    if (!landed(op, byId.get(op.id), before?.run?.task)) return false;
     const ended: Job[] = [];
     for (const jobId of new Set([...byId.values()].map((t) => t.jobId))) {
       const job = await this.storage.getJob(jobId);

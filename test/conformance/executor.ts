@@ -948,6 +948,54 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a failed batch is not taken as stored when its retry conflicts on a retry that kept the task's runAt",
+    async run(ctx) {
+      // A retry with no delay on a clock that has not moved writes back the `runAt` the
+      // task already had: that `runAt` shows nothing about whether the batch landed.
+      const gate = deferred();
+      let armed = true;
+      let other: ReturnType<typeof harness> | null = null;
+      let j1 = "";
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          if (!(armed && ops.length === 2)) return await commit(ops, now);
+          armed = false;
+          // Not applied; meanwhile another process cancels the retried task's job.
+          await (await other!.executor.job(j1)).cancel();
+          throw new StorageError("connection lost before the commit");
+        },
+      });
+      const { executor, clock } = harness(storage, [
+        agent("flaky", async () => {
+          await gate.promise;
+          throw new Error("try again");
+        }),
+        agent("ok", async (input) => {
+          await gate.promise;
+          return input;
+        }),
+      ], { maxWorkers: 2, retry: { delayMs: 0 } });
+      other = harness(ctx.storage, [agent("flaky", () => null), agent("ok", () => null)], { clock });
+      const events: string[] = [];
+      executor.on("task:completed", (e) => events.push(`completed ${e.task.key}`));
+      executor.on("task:lost", (e) => events.push(`lost ${e.task.key}`));
+      j1 = (await executor.submit({ name: "j1", tasks: [{ key: "a", agent: "flaky" }] })).id;
+      const j2 = await executor.submit({ name: "j2", tasks: [{ key: "b", agent: "ok", input: 1 }] });
+      executor.start();
+      await until(() => executor.stats().running === 2, "two running", clock);
+      gate.resolve();
+      for (let i = 0; i < 100 && !(events.includes("completed b") && events.includes("lost a")); i++) {
+        await clock.advance(100);
+      }
+      equal(armed, false, "the failed commit happened");
+      deepEqual(events.sort(), ["completed b", "lost a"]);
+      equal((await taskByKey(ctx, j2.id, "b")).status, "completed", "b's completion was written");
+      deepEqual(await j2.wait(), { b: 1 });
+      equal((await taskByKey(ctx, j1, "a")).status, "cancelled");
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
     name: "a late lease renewal answer does not abort a new attempt of a task handed back and claimed again",
     async run(ctx) {
       let held: { args: Parameters<typeof ctx.storage.renewLeases>[0]; resolve: (ids: string[]) => void } | null = null;
