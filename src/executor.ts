@@ -370,9 +370,13 @@ export class Executor {
   /**
    * Tasks whose agent ran but whose result could not be stored: they stay claimed under
    * this executor's lease until recovery, which counts the attempt (and blocks an
-   * at-most-once task). `#releaseOrphans` must not take them for unstarted claims.
+   * at-most-once task). `#releaseOrphans` must not take them for unstarted claims. By id:
+   * the version of the claim that ran (a later claim of the task is a new one) and the
+   * time its lease ends at the latest (nothing renews it once its result is dropped;
+   * after that time the entry is dropped, as `#releaseOrphans` leaves expired leases to
+   * recovery). In order of that time, so that expired entries leave from the front.
    */
-  readonly #ranUnstored = new Set<string>();
+  readonly #ranUnstored = new Map<string, { version: number; until: number }>();
   /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
   readonly #queued = new ByJob<Task>((task) => task.jobId);
   readonly #deadlines = new Heap<Run>((a, b) => a.deadline < b.deadline);
@@ -1146,15 +1150,26 @@ export class Executor {
   /** Give back tasks stored as claimed by this executor that it does not hold (see `#claimLoop`). */
   async #releaseOrphans(): Promise<void> {
     const running = await this.storage.listTasks({ status: "running" });
-    const mine = running.filter((t) => t.leaseOwner === this.id);
-    const still = new Set(mine.map((t) => t.id));
-    for (const id of this.#ranUnstored) if (!still.has(id)) this.#ranUnstored.delete(id);
+    const now = this.#clock.now();
+    this.#forgetExpiredRuns();
     // Only claims never started go back uncounted: a task whose agent ran (its result was
-    // dropped, or an at-most-once start is stored) waits for recovery, as after a crash.
-    const orphans = mine.filter((t) =>
-      !this.#holds(t.id) && !this.#ranUnstored.has(t.id) && !(t.durability === "at-most-once" && t.startedAt !== null)
-    );
+    // dropped, or an at-most-once start is stored) waits for recovery, as after a crash,
+    // and so does a claim whose lease has ended.
+    const orphans = running.filter((t) => {
+      if (t.leaseOwner !== this.id || (t.leaseExpiresAt ?? -Infinity) <= now || this.#holds(t.id)) return false;
+      if (t.durability === "at-most-once" && t.startedAt !== null) return false;
+      return this.#ranUnstored.get(t.id)?.version !== t.version;
+    });
     if (orphans.length > 0) await this.#release(orphans, "Released: the claim's answer was lost");
+  }
+
+  /** Drop the entries of `#ranUnstored` whose leases have ended (from the front: O(1) each). */
+  #forgetExpiredRuns(): void {
+    const now = this.#clock.now();
+    for (const [id, { until }] of this.#ranUnstored) {
+      if (until > now) break;
+      this.#ranUnstored.delete(id);
+    }
   }
 
   #sleep(ms: number): Promise<void> {
@@ -1407,7 +1422,12 @@ export class Executor {
   /** A result that will not be stored: report its attempt as lost and tell whoever waits. */
   #dropResult(item: Pending, reason: string): void {
     if (item.run) {
-      if (item.run.called) this.#ranUnstored.add(item.run.task.id);
+      if (item.run.called) {
+        const { id, version } = item.run.task;
+        this.#ranUnstored.delete(id); // re-entered at the back, in order of `until`
+        this.#ranUnstored.set(id, { version, until: this.#clock.now() + this.#leaseMs });
+        this.#forgetExpiredRuns();
+      }
       this.#stats.lost++;
       this.#events.emit("task:lost", { task: item.run.task, reason });
     }

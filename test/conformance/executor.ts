@@ -1657,6 +1657,53 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a task whose result was lost once is handed back when a later claim of it loses its answer",
+    async run(ctx) {
+      // Its first result fails to store: recovery counts that attempt and makes it ready.
+      // Claimed again, with the claim's answer lost, it is a new claim that never started:
+      // it goes back uncounted, and its last attempt runs (it is not left to recovery,
+      // which would fail it for want of attempts).
+      let calls = 0;
+      let failCompletion = true;
+      let loseClaimOf = "";
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => (ops, now) => {
+          if (failCompletion && ops.some((o) => o.type === "updateTask" && o.set.status === "completed")) {
+            failCompletion = false;
+            return Promise.reject(new StorageCorruptError("tasks", "bad page"));
+          }
+          return commit(ops, now);
+        },
+        claimReady: (claimReady) => async (o) => {
+          const claimed = await claimReady(o);
+          if (loseClaimOf !== "" && claimed.some((t) => t.id === loseClaimOf)) {
+            loseClaimOf = "";
+            throw new StorageError("connection reset after the claim");
+          }
+          return claimed;
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("work", (_input, c) => {
+        if (++calls === 1) loseClaimOf = c.task.id;
+        return "done";
+      })], { recoveryIntervalMs: 1000 });
+      const lost: string[] = [];
+      executor.on("task:lost", (p) => lost.push(p.task.key));
+      executor.start();
+      const job = await executor.submit({ name: "t", tasks: [{ key: "t", agent: "work", maxAttempts: 2 }] });
+      await until(() => lost.length === 1, "the first result dropped", clock);
+      for (let i = 0; i < 30 && (await taskByKey(ctx, job.id, "t")).status !== "completed"; i++) {
+        await clock.advance(1000);
+      }
+      equal(loseClaimOf, "", "the second claim's answer was lost");
+      const t = await taskByKey(ctx, job.id, "t");
+      equal(t.status, "completed", t.statusReason ?? "");
+      equal(calls, 2);
+      equal(t.attempts, 2, "the lost result's attempt counts; the lost claim's does not");
+      await executor.shutdown();
+    },
+  },
+  {
     name: "an at-most-once start stored with its answer lost is recognised after a heartbeat renewed its lease",
     async run(ctx) {
       let calls = 0;
