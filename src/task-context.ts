@@ -246,6 +246,8 @@ export class AttemptContext implements TaskContext<JsonValue> {
   /** {@inheritDoc TaskContext.state} */
   state(scope: string): KeyValue {
     if (typeof scope !== "string") throw new TypeError(`State scope must be a string, got ${typeof scope}`);
+    // Storage refuses it at commit, which would drop the whole result: refuse it here.
+    if (isLoneSurrogate(scope)) throw new TypeError("State scope must be well-formed text: it holds a lone surrogate");
     const states = (this.#states ??= new Map());
     let kv = states.get(scope);
     if (!kv) {

@@ -451,11 +451,17 @@ export const hostileCases: Case<ReliabilityContext>[] = [
             }
           }
         }
+        // A state scope too, where the agent names it.
+        try {
+          c.state("s\udc00");
+        } catch (e) {
+          if (e instanceof TypeError && e.message.includes("lone surrogate")) refusedKeys.push("refused");
+        }
         c.cache.set("fine", 1);
         return "done";
       });
-      equal(writes.status, "completed");
-      equal(refusedKeys.length, 4);
+      equal(writes.status, "completed", writes.statusReason ?? "");
+      equal(refusedKeys.length, 5);
       equal(await ctx.storage.getCache(writes.jobId, "fine"), 1);
     },
   },
