@@ -377,6 +377,12 @@ export class Executor {
    * recovery). In order of that time, so that expired entries leave from the front.
    */
   readonly #ranUnstored = new Map<string, { version: number; until: number }>();
+  /**
+   * While a claim is in flight: the jobs cancelled (ended, deleted) or paused meanwhile. A
+   * claim stored before such a change may answer after it; its tasks of those jobs must
+   * not start (see `#claimLoop`).
+   */
+  #stoppedWhileClaiming: Map<string, "ended" | "paused"> | null = null;
   /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
   readonly #queued = new ByJob<Task>((task) => task.jobId);
   readonly #deadlines = new Heap<Run>((a, b) => a.deadline < b.deadline);
@@ -939,6 +945,8 @@ export class Executor {
    * go back to storage (where they wait `paused`) without counting an attempt.
    */
   #holdJob(jobId: string): void {
+    const stops = this.#stoppedWhileClaiming;
+    if (stops && stops.get(jobId) !== "ended") stops.set(jobId, "paused");
     const held: Task[] = [];
     for (const task of this.#queued.values()) if (task.jobId === jobId) held.push(task);
     if (held.length === 0) return;
@@ -1003,6 +1011,7 @@ export class Executor {
   }
 
   #abortJob(jobId: string, reason = "Job cancelled"): void {
+    this.#stoppedWhileClaiming?.set(jobId, "ended");
     // Claimed tasks still waiting in the ready queue were cancelled with the job: they
     // are not started (their stored status already says cancelled).
     for (const task of this.#queued.values()) {
@@ -1080,6 +1089,7 @@ export class Executor {
       }
       this.#wakeRequested = false;
       let claimed: Task[];
+      const stops = this.#stoppedWhileClaiming = new Map();
       try {
         claimed = await this.storage.claimReady({
           limit: room,
@@ -1089,6 +1099,7 @@ export class Executor {
         });
         failures = 0;
       } catch (error) {
+        this.#stoppedWhileClaiming = null;
         orphans = true;
         if (this.#state !== "running") break;
         failures++;
@@ -1104,12 +1115,14 @@ export class Executor {
         await this.#sleep(this.#claimBackoff(failures));
         continue;
       }
+      this.#stoppedWhileClaiming = null;
       if (this.#state !== "running") {
         // Shutdown began while claiming: hand the tasks back at once.
         await this.#release(claimed);
         break;
       }
       this.#stats.claimed += claimed.length;
+      if (stops.size > 0) claimed = this.#screenClaimed(claimed, stops);
       // A storage that answers more than `limit` (against its contract) must not strand
       // the surplus as running with nobody to run it: it goes back at once.
       let surplus: Task[] | null = null;
@@ -1129,6 +1142,23 @@ export class Executor {
       });
     }
     if (orphans) await this.#releaseOrphans().catch(() => {});
+  }
+
+  /**
+   * The claim was stored before its jobs in `stops` were cancelled or paused, and answered
+   * after: tasks of an ended job are not started (the cancel ended them in storage too),
+   * and those of a paused job go back unstarted, to wait with their job.
+   */
+  #screenClaimed(claimed: Task[], stops: ReadonlyMap<string, "ended" | "paused">): Task[] {
+    const keep: Task[] = [];
+    const back: Task[] = [];
+    for (const t of claimed) {
+      const stop = stops.get(t.jobId);
+      if (stop === undefined) keep.push(t);
+      else if (stop === "paused") back.push(t);
+    }
+    if (back.length > 0) void this.#release(back, "Released: its job was paused");
+    return keep;
   }
 
   #claimBackoff(failures: number): number {

@@ -1704,6 +1704,54 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a job cancelled or paused while a claim of its tasks is answered late starts none of them",
+    async run(ctx) {
+      // The claim is stored before the cancel or pause; its answer arrives after the call
+      // resolved, which promises that the job's claimed, unstarted tasks do not start.
+      for (const change of ["cancel", "pause"] as const) {
+        const gate = deferred();
+        let hold = true;
+        let held = false;
+        const storage = intercept(ctx.storage, {
+          claimReady: (claim) => async (o) => {
+            const claimed = await claim(o);
+            if (hold && claimed.length > 0) {
+              hold = false;
+              held = true;
+              await gate.promise;
+            }
+            return claimed;
+          },
+        });
+        let calls = 0;
+        const { executor, clock } = harness(storage, [agent("work", () => {
+          calls++;
+          return "done";
+        })]);
+        executor.start();
+        const job = await executor.submit({ name: change, tasks: [{ key: "a", agent: "work" }] });
+        await until(() => held, "the claim stored, its answer held", clock);
+        equal((await taskByKey(ctx, job.id, "a")).status, "running");
+        if (change === "cancel") await job.cancel();
+        else await job.pause();
+        gate.resolve();
+        for (let i = 0; i < 20; i++) await clock.advance(10);
+        equal(calls, 0, `the agent ran after ${change}() resolved`);
+        const a = await taskByKey(ctx, job.id, "a");
+        if (change === "cancel") {
+          equal(a.status, "cancelled");
+        } else {
+          equal(a.status, "paused", "handed back to wait with its job");
+          equal(a.attempts, 0, "the unstarted claim's attempt does not count");
+          await job.resume();
+          deepEqual(await job.wait(), { a: "done" });
+          equal(calls, 1);
+        }
+        await executor.shutdown();
+      }
+    },
+  },
+  {
     name: "an at-most-once start stored with its answer lost is recognised after a heartbeat renewed its lease",
     async run(ctx) {
       let calls = 0;
