@@ -487,7 +487,7 @@ class Batch {
     }
     const patch: Partial<Job> = {};
     if (set.name !== undefined) {
-      if (typeof set.name !== "string") throw new TypeError(`Job name must be a string, got ${typeof set.name}`);
+      req(isText(set.name), "job name", set.name);
       patch.name = set.name;
     }
     if (set.metadata !== undefined) patch.metadata = toJson(set.metadata);

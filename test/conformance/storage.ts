@@ -207,6 +207,7 @@ export const storageCases: Case<StorageContext>[] = [
       const b = buildJob([{ key: "a" }]);
       await storage.createJob(b.job, b.tasks);
       const a = await get(storage, b.id("a"));
+      const jobVersion = (await storage.getJob(b.job.id))!.version;
       const ops: [string, CommitOp][] = [
         ["cache key", { type: "setCache", jobId: b.job.id, key: "k\ud800", value: 1 }],
         ["state scope", { type: "setState", scope: "s\udc00", key: "k", value: 1 }],
@@ -217,6 +218,7 @@ export const storageCases: Case<StorageContext>[] = [
           expect: { version: a.version },
           set: { statusReason: lone },
         }],
+        ["job name", { type: "updateJob", id: b.job.id, expect: { version: jobVersion }, set: { name: lone } }],
       ];
       for (const [what, op] of ops) {
         // Each with a valid write before it: the batch is refused whole.
@@ -229,6 +231,7 @@ export const storageCases: Case<StorageContext>[] = [
       equal(await storage.getCache(b.job.id, "good"), undefined);
       equal(await storage.getCache(b.job.id, "k\ufffd"), undefined);
       equal((await get(storage, a.id)).version, a.version);
+      equal((await storage.getJob(b.job.id))!.name, b.job.name);
     },
   },
   {
