@@ -707,6 +707,8 @@ export class Executor {
       throw new TypeError(`review() "decision" must be "accept" or "reject", got ${shown(decision)}`);
     }
     if (typeof reason !== "string") throw new TypeError(`review() "reason" must be a string, got ${shown(reason)}`);
+    // Stored as the task's feedback and reason: text the storage takes (as `cancelTask()`).
+    reason = wellFormed(reason);
     const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
     if (!task) throw new NotFoundError("task", taskId);
     if (!task.review) {

@@ -463,6 +463,21 @@ export const hostileCases: Case<ReliabilityContext>[] = [
       equal(writes.status, "completed", writes.statusReason ?? "");
       equal(refusedKeys.length, 5);
       equal(await ctx.storage.getCache(writes.jobId, "fine"), 1);
+      // An agent's name is stored with its tasks: refused where it is registered.
+      throws(() => new AgentRegistry().register(agent("echo\ud800", (i) => i)), TypeError, "lone surrogate");
+      // A reviewer's reason is stored as text the storage takes, as cancelTask()'s is.
+      executor.start();
+      const rj = await executor.submit({ name: "review", tasks: [{ key: "r", agent: "echo", input: 1, review: true }] });
+      let r: Task | undefined;
+      for (let i = 0; i < 4000; i++) {
+        r = (await ctx.storage.listTasks({ jobId: rj.id }))[0];
+        if (r?.status === "completed") break;
+        await sleep(5);
+      }
+      equal(r?.status, "completed");
+      const rejected = await within(5000, "review()", executor.review(r!.id, "reject", "no \ud800"));
+      equal(rejected.reviewFeedback, "no \ufffd");
+      await executor.shutdown({ graceMs: 0 });
     },
   },
   {
