@@ -467,7 +467,10 @@ export const hostileCases: Case<ReliabilityContext>[] = [
       throws(() => new AgentRegistry().register(agent("echo\ud800", (i) => i)), TypeError, "lone surrogate");
       // A reviewer's reason is stored as text the storage takes, as cancelTask()'s is.
       executor.start();
-      const rj = await executor.submit({ name: "review", tasks: [{ key: "r", agent: "echo", input: 1, review: true }] });
+      const rj = await executor.submit({
+        name: "review",
+        tasks: [{ key: "r", agent: "echo", input: 1, review: true }],
+      });
       let r: Task | undefined;
       for (let i = 0; i < 4000; i++) {
         r = (await ctx.storage.listTasks({ jobId: rj.id }))[0];
