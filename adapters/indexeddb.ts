@@ -263,8 +263,8 @@ class IdbStorage implements IndexedDbStorage {
 
   async claimReady(options: ClaimOptions): Promise<Task[]> {
     this.#check();
-    checkClaimOptions(options);
-    const { limit, now, owner, leaseMs } = options;
+    const limit = checkClaimOptions(options);
+    const { now, owner, leaseMs } = options;
     if (limit === 0) return [];
     return await this.#write(["tasks", "ready", "claims", "leases"], "claiming tasks", async (tx) => {
       const ids = [...new Set(await new ReadyQueue(tx).take(limit, now))];

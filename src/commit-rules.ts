@@ -962,8 +962,12 @@ export function claimPatch(task: Task, owner: string, now: number, leaseMs: numb
   return next;
 }
 
-/** Check the arguments of `claimReady`, throwing a `TypeError`/`RangeError` naming the bad one. */
-export function checkClaimOptions(o: { limit: number; now: number; owner: string; leaseMs: number }): void {
+/**
+ * Check the arguments of `claimReady`, throwing a `TypeError`/`RangeError` naming the bad
+ * one. Answers the limit to apply: one past `Number.MAX_SAFE_INTEGER` is no limit
+ * (`Infinity`), as every store reads it alike (SQL integers stop at 2^63).
+ */
+export function checkClaimOptions(o: { limit: number; now: number; owner: string; leaseMs: number }): number {
   if (!Number.isInteger(o?.limit) || o.limit < 0) {
     throw new RangeError(`claimReady() "limit" must be a non-negative integer, got ${o?.limit}`);
   }
@@ -974,6 +978,10 @@ export function checkClaimOptions(o: { limit: number; now: number; owner: string
   if (!Number.isFinite(o.leaseMs) || o.leaseMs <= 0) {
     throw new RangeError(`claimReady() "leaseMs" must be a positive number, got ${o.leaseMs}`);
   }
+  if (!Number.isFinite(o.now + o.leaseMs)) {
+    throw new RangeError(`claimReady() "now" + "leaseMs" must be a finite time, got ${o.now} + ${o.leaseMs}`);
+  }
+  return o.limit > Number.MAX_SAFE_INTEGER ? Infinity : o.limit;
 }
 
 /** Check `renewLeases()` options (a bad `now` or `leaseMs` would store a lease that never expires). */
@@ -987,6 +995,9 @@ export function checkRenewOptions(o: { ids: readonly string[]; owner: string; no
   if (!Number.isFinite(o.now)) throw new RangeError(`renewLeases() "now" must be a finite number, got ${o.now}`);
   if (!Number.isFinite(o.leaseMs) || o.leaseMs <= 0) {
     throw new RangeError(`renewLeases() "leaseMs" must be a positive number, got ${o.leaseMs}`);
+  }
+  if (!Number.isFinite(o.now + o.leaseMs)) {
+    throw new RangeError(`renewLeases() "now" + "leaseMs" must be a finite time, got ${o.now} + ${o.leaseMs}`);
   }
 }
 

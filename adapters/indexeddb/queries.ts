@@ -17,7 +17,7 @@ import { ClaimBook, type ClaimTx, readRows } from "./claims.ts";
 import { IdLeaves } from "./leaves.ts";
 import type { TaskRow } from "./rows.ts";
 import type { TaskCoreSchema } from "./schema.ts";
-import { byId, UPPER } from "./util.ts";
+import { byId, readCount, UPPER } from "./util.ts";
 
 type Tasks = IDBPObjectStore<TaskCoreSchema, StoreNames<TaskCoreSchema>[], "tasks", IDBTransactionMode>;
 
@@ -124,7 +124,7 @@ async function page(
   let from = after;
   for (;;) {
     const want = max - out.length;
-    const count = want === Infinity ? undefined : filtered ? Math.max(want * 2, 100) : want;
+    const count = readCount(filtered ? Math.max(want * 2, 100) : want);
     const chunk: TaskRow[] = await source.from.getAll(pageRange(source.prefix, from), count);
     await claims.resolve(chunk);
     for (const row of chunk) {

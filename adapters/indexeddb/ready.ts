@@ -18,7 +18,7 @@
 
 import { IdLeaves, type LeafTx } from "./leaves.ts";
 import { LEAF_SIZE, type ReadyLeaf } from "./schema.ts";
-import { quiet, UPPER } from "./util.ts";
+import { quiet, readCount, UPPER } from "./util.ts";
 
 /** The ready queue seen through one readwrite transaction. */
 export class ReadyQueue {
@@ -72,7 +72,7 @@ export class ReadyQueue {
         // One leaf more than needed at the fill seen so far (full leaves to begin with): a
         // short answer tells the range ended. Leaves filled in part (ids readied one
         // commit at a time) make the next read larger, not the reads more.
-        const count = Math.ceil((limit - out.length) / perLeaf) + 1;
+        const count = readCount(Math.ceil((limit - out.length) / perLeaf) + 1);
         const leaves = (await store.getAll(range, count)) as ReadyLeaf[];
         let seen = 0;
         for (const leaf of leaves) seen += leaf.ids.length;
@@ -90,7 +90,7 @@ export class ReadyQueue {
           out.push(...leaf.ids);
           if (out.length === limit) break;
         }
-        if (out.length >= limit || leaves.length < count) break;
+        if (out.length >= limit || count === undefined || leaves.length < count) break;
         range = IDBKeyRange.bound(last!, upper, true);
       }
       if (first && lastUsed) quiet(store.delete(IDBKeyRange.bound(first, lastUsed)));

@@ -24,6 +24,14 @@ export function byId<T extends { id: string }>(a: T, b: T): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
+/**
+ * A `getAll()` count: the API refuses one past 2^32 - 1 (a `TypeError`), and a count that
+ * large reads the whole range anyway, so it is none (`undefined`).
+ */
+export function readCount(n: number): number | undefined {
+  return n > 0xffffffff ? undefined : n;
+}
+
 /** Whether the sorted `ids` are better read as one key range than one `get` each (see `readRows`). */
 export const RANGE_READ_MIN = 16;
 

@@ -204,10 +204,16 @@ export class PgStorage implements PostgresStorage {
 
   async claimReady(options: ClaimOptions): Promise<Task[]> {
     this.#check();
-    checkClaimOptions(options);
-    const { limit, now, owner, leaseMs } = options;
+    const limit = checkClaimOptions(options);
+    const { now, owner, leaseMs } = options;
     if (limit === 0) return [];
-    const rows = await this.#query("claiming tasks", this.#sql.claim, [owner, now, now + leaseMs, limit]);
+    // LIMIT NULL is none.
+    const rows = await this.#query("claiming tasks", this.#sql.claim, [
+      owner,
+      now,
+      now + leaseMs,
+      limit === Infinity ? null : limit,
+    ]);
     // The database answers: if LISTEN failed earlier (it was down), try again.
     this.#wake.ensure();
     return rows.map(rowTask).sort(claimOrder);

@@ -225,17 +225,19 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   claimReady(options: ClaimOptions): Promise<Task[]> {
+    let limit: number;
     try {
       this.#check();
-      checkClaimOptions(options);
+      limit = checkClaimOptions(options);
     } catch (e) {
       return Promise.reject(e);
     }
-    const { limit, now, owner, leaseMs } = options;
+    const { now, owner, leaseMs } = options;
     if (limit === 0) return Promise.resolve([]);
     return this.#write(() => {
       const out: Task[] = [];
-      for (const t of this.#db.claimable(now, limit)) {
+      // SQLite's LIMIT -1 is none.
+      for (const t of this.#db.claimable(now, limit === Infinity ? -1 : limit)) {
         const next = claimPatch(t, owner, now, leaseMs);
         this.#db.putTask(next, t);
         out.push(next);

@@ -364,8 +364,25 @@ export const storageCases: Case<StorageContext>[] = [
         equal((await storage.listJobs({ limit })).length, 1);
         equal((await storage.listJobs({ limit, status: "running" })).length, 1);
         equal((await storage.listTasks({ jobId: b.job.id, limit })).length, 2);
+        // Each index a query may take: all tasks, by status, by status and agent, by agent.
+        equal((await storage.listTasks({ limit })).length, 2);
+        equal((await storage.listTasks({ status: "ready", limit })).length, 2);
+        equal((await storage.listTasks({ status: "ready", agent: "noop", limit })).length, 2);
+        equal((await storage.listTasks({ agent: "noop", limit })).length, 2);
       }
-      equal((await storage.claimReady({ limit: 2 ** 31, now: 0, owner: OWNER, leaseMs: 100 })).length, 2);
+      // Past 2^32 (a count IndexedDB refuses) and past 2^63 (SQL's integers).
+      for (const limit of [2 ** 31, 1e11, 2 ** 63, 1e21]) {
+        const claimed = await storage.claimReady({ limit, now: 0, owner: OWNER, leaseMs: 100 });
+        equal(claimed.length, 2, `limit ${limit}`);
+        for (const t of claimed) {
+          await storage.commit([{
+            type: "updateTask",
+            id: t.id,
+            expect: { version: t.version },
+            set: { status: "ready", attempts: 0 },
+          }]);
+        }
+      }
     },
   },
   {
@@ -1535,7 +1552,20 @@ export const storageCases: Case<StorageContext>[] = [
       for (const now of [Number.NaN, Infinity, "x" as unknown as number]) {
         await rejects(() => storage.commit([set], now), RangeError, '"now"');
       }
-      for (const bad of [{ now: Number.NaN }, { leaseMs: "x" as unknown as number }, { leaseMs: 0 }, { owner: "" }]) {
+      // A lease end past the largest number: stored as Infinity it never expires, and a
+      // durable store cannot read it back.
+      for (const bad of [{ now: 1.5e308, leaseMs: 1.5e308 }, { now: 1e308, leaseMs: Number.MAX_VALUE }]) {
+        await rejects(() => storage.claimReady({ limit: 1, owner: "o", ...bad }), RangeError, '"leaseMs"');
+      }
+      for (
+        const bad of [
+          { now: Number.NaN },
+          { leaseMs: "x" as unknown as number },
+          { leaseMs: 0 },
+          { owner: "" },
+          { now: 1.5e308, leaseMs: 1.5e308 },
+        ]
+      ) {
         await rejects(
           () => storage.renewLeases({ ids: [a!.id], owner: "o", now: 2, leaseMs: 100, ...bad }),
           Error,
