@@ -175,7 +175,7 @@ export class MemoryStorage implements Storage {
   /** Buckets not yet due, by runAt. */
   readonly #delayed = new Heap<Bucket>(soonestFirst);
   readonly #cache = new Map<string, Map<string, JsonValue>>();
-  readonly #state = new Map<string, JsonValue>();
+  readonly #state = new Map<string, Map<string, JsonValue>>();
   readonly #listeners = new Set<(change?: StorageChange) => void>();
   #closed = false;
   #lastClaimAt = -Infinity;
@@ -234,9 +234,14 @@ export class MemoryStorage implements Storage {
         m.set(key, value);
       },
       setState: (scope, key, value) => {
-        const k = `${scope}\u0000${key}`;
-        if (value === undefined) this.#state.delete(k);
-        else this.#state.set(k, value);
+        // By scope, then key: a joined string key would make ("a\0b", "c") and ("a", "b\0c") one entry.
+        let m = this.#state.get(scope);
+        if (value === undefined) {
+          if (m?.delete(key) && m.size === 0) this.#state.delete(scope);
+          return;
+        }
+        if (!m) this.#state.set(scope, m = new Map());
+        m.set(key, value);
       },
     };
   }
@@ -537,7 +542,7 @@ export class MemoryStorage implements Storage {
   /** {@inheritDoc Storage.getState} */
   getState(scope: string, key: string): Promise<JsonValue | undefined> {
     if (this.#closed) return this.#closedCall();
-    return Promise.resolve(this.#state.get(`${scope}\u0000${key}`));
+    return Promise.resolve(this.#state.get(scope)?.get(key));
   }
 
   /** {@inheritDoc Storage.prune} */

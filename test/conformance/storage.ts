@@ -1487,6 +1487,24 @@ export const storageCases: Case<StorageContext>[] = [
       equal(await storage.getState("user:3", "theme"), undefined);
       await storage.commit([{ type: "setState", scope: "user:1", key: "theme", value: undefined }]);
       equal(await storage.getState("user:1", "theme"), undefined);
+      // A scope and a key that hold NUL are two entries, however they split.
+      try {
+        await storage.commit([
+          { type: "setState", scope: "plain", key: "k", value: 1 },
+          { type: "setState", scope: "a\u0000b", key: "c", value: "first" },
+          { type: "setState", scope: "a", key: "b\u0000c", value: "second" },
+        ]);
+      } catch (e) {
+        // PostgreSQL's text cannot hold NUL: it refuses the whole batch, as a value it cannot hold.
+        if (!(e instanceof RangeError && e.message.includes("PostgreSQL"))) throw e;
+        equal(await storage.getState("plain", "k"), undefined);
+        return;
+      }
+      equal(await storage.getState("plain", "k"), 1);
+      equal(await storage.getState("a\u0000b", "c"), "first");
+      equal(await storage.getState("a", "b\u0000c"), "second");
+      await storage.commit([{ type: "setState", scope: "a", key: "b\u0000c", value: undefined }]);
+      equal(await storage.getState("a\u0000b", "c"), "first");
     },
   },
   {
