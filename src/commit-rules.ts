@@ -690,8 +690,8 @@ export function sanitizeTask(raw: Task, now: number): Task {
     timeoutMs: raw.timeoutMs ?? null,
     durability: raw.durability,
     onDependencyFailure: raw.onDependencyFailure,
-    priority: raw.priority,
-    runAt: raw.runAt,
+    priority: raw.priority + 0, // -0 is 0, as every store reads it back
+    runAt: raw.runAt + 0,
     review: raw.review === true,
     reviewFeedback: raw.reviewFeedback ?? null,
     leaseOwner: null,
@@ -738,7 +738,7 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
       case "runAt":
       case "priority":
         req(Number.isFinite(value), key, value);
-        out[key] = value;
+        out[key] = (value as number) + 0;
         break;
       case "leaseExpiresAt":
       case "startedAt":

@@ -72,7 +72,8 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
   // Fast paths, without allocating: null, finite numbers, booleans, and
   // values this module already checked (a task's input on its way to storage).
   if (value === null || typeof value === "boolean") return value;
-  if (typeof value === "number" && Number.isFinite(value)) return value;
+  // -0 is 0: JSON has no negative zero, and a store that keeps the text would lose it.
+  if (typeof value === "number" && Number.isFinite(value)) return value === 0 ? 0 : value;
   if (typeof value === "object" && checked.has(value)) return value as JsonValue;
   const maxDepth = limits?.maxDepth ?? DEFAULT_MAX_DEPTH;
   const seen = new Set<object>();
@@ -85,7 +86,7 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
         return v;
       case "number":
         if (!Number.isFinite(v)) throw new JsonValueError(path, `number ${v} is not finite`);
-        return v;
+        return v === 0 ? 0 : v;
       case "object": {
         if (v === null) return null;
         if (checked.has(v)) return v as JsonValue;

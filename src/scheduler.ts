@@ -179,8 +179,8 @@ export function taskFromSpec(
     timeoutMs: spec.timeoutMs ?? null,
     durability: spec.durability ?? "at-least-once",
     onDependencyFailure: spec.onDependencyFailure ?? "cancel",
-    priority: spec.priority ?? 0,
-    runAt: spec.runAt ?? now + (spec.delayMs ?? 0),
+    priority: (spec.priority ?? 0) + 0, // + 0: -0 is stored as 0 (a database column keeps no sign of zero)
+    runAt: (spec.runAt ?? now + (spec.delayMs ?? 0)) + 0,
     review: spec.review ?? false,
     reviewFeedback: null,
     leaseOwner: null,

@@ -1508,6 +1508,34 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "negative zero is stored as zero, in JSON values and in number fields, as every store reads it back",
+    async run({ storage }) {
+      // JSON has no -0, and database columns keep no sign of zero: one answer everywhere.
+      const b = buildJob([{ key: "a", priority: -0, runAt: -0, input: { z: -0, list: [-0] } }]);
+      (b.job as { metadata: JsonValue }).metadata = { z: -0 };
+      await storage.createJob(b.job, b.tasks);
+      const a = await get(storage, b.id("a"));
+      await storage.commit([
+        { type: "setCache", jobId: b.job.id, key: "c", value: -0 },
+        { type: "setState", scope: "s", key: "k", value: { z: -0 } },
+        { type: "updateTask", id: a.id, expect: { version: a.version }, set: { priority: -0, output: -0 } },
+      ]);
+      const t = await get(storage, a.id);
+      const job = (await storage.getJob(b.job.id))!;
+      const zeros: [string, unknown][] = [
+        ["priority", t.priority],
+        ["runAt", t.runAt],
+        ["input", (t.input as { z: number }).z],
+        ["input list", (t.input as { list: number[] }).list[0]],
+        ["output", t.output],
+        ["metadata", (job.metadata as { z: number }).z],
+        ["cache", await storage.getCache(b.job.id, "c")],
+        ["state", ((await storage.getState("s", "k")) as { z: number }).z],
+      ];
+      for (const [what, v] of zeros) ok(Object.is(v, 0), `${what}: ${Object.is(v, -0) ? "-0" : String(v)}`);
+    },
+  },
+  {
     name: "JSON values round-trip exactly: nesting, unicode, large strings, __proto__ keys",
     async run({ storage }) {
       const big = "x".repeat(200_000);
