@@ -17,6 +17,7 @@
  * @module
  */
 
+import { copyTask } from "../../src/commit-rules.ts";
 import { deepFreeze } from "../../src/json.ts";
 import { checkJobRecord, checkTaskRecord } from "../../src/record-check.ts";
 import type { Job, JsonValue, Task } from "../../src/types.ts";
@@ -80,7 +81,8 @@ export function fromRow(row: TaskRow): Task {
   for (const key of DEFAULT_KEYS) if (task[key] === undefined) task[key] = DEFAULTS[key];
   if (task.dependencies === undefined) task.dependencies = [];
   checkTaskRecord(task, "indexeddb tasks");
-  const out = task as unknown as Task;
+  // In the fields' own order, as every adapter answers (the row keeps only what differs from the defaults).
+  const out = copyTask(task as unknown as Task);
   deepFreeze(out.input);
   deepFreeze(out.output);
   if (out.error) deepFreeze(out.error as unknown as JsonValue);

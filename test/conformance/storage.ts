@@ -88,6 +88,14 @@ export const storageCases: Case<StorageContext>[] = [
       equal(job.taskCount, 2);
       equal(job.openCount, 2);
       equal((await storage.listTasks({ jobId: b.job.id })).length, 2);
+      // Every adapter answers a record's fields in one order (its JSON text is the same).
+      const fields = Object.keys(b.tasks[0]!);
+      for (const t of [await get(storage, b.id("a")), ...await storage.listTasks({ jobId: b.job.id })]) {
+        deepEqual(Object.keys(t), fields, t.key);
+      }
+      const [claimed] = await storage.claimReady({ limit: 1, now: 2000, owner: OWNER, leaseMs: 100 });
+      deepEqual(Object.keys(claimed!), fields, "claimed");
+      deepEqual(Object.keys(await get(storage, claimed!.id)), fields, "claimed, read back");
     },
   },
   {
