@@ -326,8 +326,13 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   }
 
   watch(listener: (change?: StorageChange) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    if (typeof listener !== "function") throw new TypeError(`watch() expects a function, got ${typeof listener}`);
+    // One entry per call: the same function watched twice is told twice, and each stop ends its own.
+    const entry = (change?: StorageChange): void => listener(change);
+    this.#listeners.add(entry);
+    return () => {
+      this.#listeners.delete(entry);
+    };
   }
 
   async compact(): Promise<void> {

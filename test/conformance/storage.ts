@@ -1713,6 +1713,30 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "watch() of one function twice makes two watchers, each ended by its own stop; a non-function is refused",
+    async run({ storage }) {
+      throws(() => storage.watch("wake" as never), TypeError, "function");
+      let calls = 0;
+      const listener = () => calls++;
+      const stop1 = storage.watch(listener);
+      const stop2 = storage.watch(listener);
+      const told = async (atLeast: number) => {
+        const before = calls;
+        const b = buildJob([{ key: "a" }]);
+        await storage.createJob(b.job, b.tasks);
+        // Some backends tell their watchers asynchronously (notifications, channels).
+        for (let i = 0; i < 400 && calls - before < atLeast; i++) await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, 20));
+        return calls - before;
+      };
+      ok((await told(2)) >= 2, "each watcher is told");
+      stop1();
+      ok((await told(1)) >= 1, "the second watcher is still told after the first stopped");
+      stop2();
+      equal(await told(0), 0, "no watcher is left");
+    },
+  },
+  {
     name: "a closed storage throws StorageClosedError, which waiting does not cure",
     async run({ storage }) {
       await storage.close();
