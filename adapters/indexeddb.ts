@@ -289,6 +289,7 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   async renewLeases(options: RenewOptions): Promise<string[]> {
+    this.#check(); // closed says so whatever the arguments, as on every adapter
     checkRenewOptions(options);
     const ids = Array.isArray(options?.ids) ? options.ids.filter((id) => typeof id === "string") : [];
     if (ids.length === 0) {
@@ -418,6 +419,7 @@ class IdbStorage implements IndexedDbStorage {
   prune(options: PruneOptions): Promise<number> {
     let checked: PruneOptions;
     try {
+      this.#check();
       checked = checkPruneOptions(options);
     } catch (e) {
       return Promise.reject(e);

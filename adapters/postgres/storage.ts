@@ -251,6 +251,7 @@ export class PgStorage implements PostgresStorage {
   }
 
   async listJobs(raw: JobQuery = {}): Promise<Job[]> {
+    this.#check();
     const query = checkQuery(raw, "listJobs");
     const where: string[] = [];
     const params: SqlParam[] = [];
@@ -295,6 +296,7 @@ export class PgStorage implements PostgresStorage {
   }
 
   async listTasks(query: TaskQuery): Promise<Task[]> {
+    this.#check();
     const q = checkQuery(query, "listTasks");
     const where: string[] = [];
     const params: SqlParam[] = [];
@@ -332,6 +334,7 @@ export class PgStorage implements PostgresStorage {
   prune(options: PruneOptions): Promise<number> {
     let checked: PruneOptions;
     try {
+      this.#check(); // closed says so whatever the arguments, as on every adapter
       checked = checkPruneOptions(options);
     } catch (e) {
       return Promise.reject(e);

@@ -1748,6 +1748,11 @@ export const storageCases: Case<StorageContext>[] = [
       // Whatever the arguments: a time that answers nothing on an open storage still says closed.
       await rejects(() => storage.expiredLeases(0), StorageClosedError);
       await rejects(() => storage.expiredLeases(Number.NaN), StorageClosedError);
+      await rejects(() => storage.renewLeases({ ids: ["x"], owner: "", now: 1, leaseMs: 10 }), StorageClosedError);
+      await rejects(() => storage.prune({ keepLast: -1 }), StorageClosedError);
+      await rejects(() => storage.claimReady({ limit: -1, now: 1, owner: OWNER, leaseMs: 10 }), StorageClosedError);
+      await rejects(() => storage.listTasks({ limit: -1 }), StorageClosedError);
+      await rejects(() => storage.listJobs({ limit: -1 }), StorageClosedError);
       // Every call answers with a rejected promise, never a synchronous throw: a caller
       // that chains `.catch()` or awaits later would otherwise miss it.
       const b = buildJob([{ key: "a" }]);
