@@ -121,7 +121,7 @@ export function changeOf(result: CommitResult): StorageChange {
 
 /** What a commit changed. */
 export interface CommitResult {
-  /** Every task written by the batch (ops and scheduling rules), as stored now. */
+  /** Every task written by the batch (ops and scheduling rules), as stored now, in no order adapters agree on. */
   tasks: Task[];
   /** Jobs whose status changed, as stored now (an ended job appears here exactly once, ever). */
   jobs: Job[];
