@@ -2112,8 +2112,9 @@ export class Executor {
         })),
       ]);
     }
-    this.#shortenGrace = null;
-    if (graceTimer !== null) this.#clock.clearTimer(graceTimer);
+    // The grace period still runs while the last commits are made: once it is over, a
+    // commit that keeps failing gives up (`#commitBatch`) instead of holding `shutdown()`
+    // for as long as the storage is down, and a later call can still cut it short.
     while (this.#flushing) await this.#flushing;
     this.#state = "stopped";
     for (const t of this.#timers) this.#clock.clearTimer(t);
@@ -2122,6 +2123,8 @@ export class Executor {
     // of this executor touches the storage once `shutdown()` resolved.
     while (this.#periodic.size > 0) await Promise.allSettled([...this.#periodic]);
     while (this.#flushing) await this.#flushing;
+    this.#shortenGrace = null;
+    if (graceTimer !== null) this.#clock.clearTimer(graceTimer);
     if (this.#deadlineTimer !== null) this.#clock.clearTimer(this.#deadlineTimer);
     this.#unwatch?.();
     // Checks still pending are made now (every abort is many turns old by this point), so

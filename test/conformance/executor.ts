@@ -1063,30 +1063,38 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "shutdown() resolves when the storage keeps failing past the grace period: the results are reported lost",
     async run(ctx) {
-      let down = false;
-      const storage = intercept(ctx.storage, {
-        commit: (commit) => (...args) =>
-          down ? Promise.reject(new StorageError("connection refused")) : commit(...args),
-      });
-      const gate = deferred<string>();
-      const { executor, clock } = harness(storage, [agent("slow", () => gate.promise)]);
-      const lost: string[] = [];
-      executor.on("task:lost", (e) => lost.push(e.reason));
-      executor.start();
-      const job = await executor.submit({ name: "outage", tasks: [{ key: "a", agent: "slow" }] });
-      await until(() => executor.stats().running === 1, "running", clock);
-      down = true; // the storage goes away for good
-      gate.resolve("done");
-      await until(() => executor.stats().storageErrors > 0, "the result's commit failing", clock);
-      let stopped = false;
-      void executor.shutdown({ graceMs: 0 }).then(() => (stopped = true));
-      for (let i = 0; i < 200 && !stopped; i++) await clock.advance(1000);
-      ok(stopped, "shutdown() resolved");
-      equal(lost.length, 1);
-      ok(lost[0]!.includes("connection refused"), lost[0]);
-      down = false;
-      const [t] = await ctx.storage.listTasks({ jobId: job.id });
-      equal(t!.status, "running", "still claimed: recovery runs it again once the lease expires");
+      // With no grace, with a grace that ends during the outage (the commit failing after the
+      // runs ended), and with a long grace cut short by a second call.
+      for (const mode of ["no grace", "grace of 5 s", "second call"] as const) {
+        let down = false;
+        const storage = intercept(ctx.storage, {
+          commit: (commit) => (...args) =>
+            down ? Promise.reject(new StorageError("connection refused")) : commit(...args),
+        });
+        const gate = deferred<string>();
+        const { executor, clock } = harness(storage, [agent("slow", () => gate.promise)]);
+        const lost: string[] = [];
+        executor.on("task:lost", (e) => lost.push(e.reason));
+        executor.start();
+        const job = await executor.submit({ name: "outage", tasks: [{ key: "a", agent: "slow" }] });
+        await until(() => executor.stats().running === 1, "running", clock);
+        down = true; // the storage goes away for good
+        gate.resolve("done");
+        await until(() => executor.stats().storageErrors > 0, "the result's commit failing", clock);
+        let stopped = false;
+        const graceMs = mode === "no grace" ? 0 : mode === "grace of 5 s" ? 5000 : 3_600_000;
+        void executor.shutdown({ graceMs }).then(() => (stopped = true));
+        for (let i = 0; i < 200 && !stopped; i++) {
+          await clock.advance(1000);
+          if (mode === "second call" && i === 10) void executor.shutdown({ graceMs: 0 });
+        }
+        ok(stopped, `shutdown() resolved (${mode})`);
+        equal(lost.length, 1, mode);
+        ok(lost[0]!.includes("connection refused"), lost[0]);
+        down = false;
+        const [t] = await ctx.storage.listTasks({ jobId: job.id });
+        equal(t!.status, "running", "still claimed: recovery runs it again once the lease expires");
+      }
     },
   },
   {
