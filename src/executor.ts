@@ -1320,6 +1320,13 @@ export class Executor {
       starting: null,
       called: false,
     };
+    const earlier = this.#runs.get(task.id);
+    if (earlier && !earlier.done) {
+      // Claimed again while an attempt of it still runs here: its lease was lost (renewals
+      // failed past it) and another executor recovered the task. That attempt's result can
+      // no longer be stored; give it up, so that this attempt is the one tracked.
+      this.#abandon(earlier, "Lease lost: the task was recovered and claimed again");
+    }
     this.#runs.set(task.id, run);
     if (task.durability === "at-most-once" && task.startedAt === null) {
       // Store the start before the agent runs: after a crash, an at-most-once task whose
@@ -1561,9 +1568,11 @@ export class Executor {
     run.done = true;
     run.ctx.seal();
     run.waiting = false;
-    this.#runs.delete(run.task.id);
-    this.#lastProgress.delete(run.task.id);
-    this.#dropHeldProgress(run.task.id);
+    // A later attempt of the same task may hold the entry by now (see `#execute`).
+    if (this.#runs.deleteIf(run.task.id, run)) {
+      this.#lastProgress.delete(run.task.id);
+      this.#dropHeldProgress(run.task.id);
+    }
     if ((run.timedOut || run.lost) && run.called && !run.settled) {
       // An agent that honours its signal settles within a few microtasks of the abort
       // (`shutdown()` waits for these checks, so its stats are final when it resolves).

@@ -1760,6 +1760,56 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a task recovered elsewhere and claimed again by the executor still running it leaves one tracked run",
+    async run(ctx) {
+      // Renewals fail past the lease; another executor recovers the task; this one claims it
+      // again while its first attempt still runs. The first attempt is given up (its result
+      // could not be stored), and the second is the one tracked: renewed, cancelled, shut down.
+      let failRenew = false;
+      const storage = intercept(ctx.storage, {
+        renewLeases: (renew) => (o) => failRenew ? Promise.reject(new StorageError("connection dropped")) : renew(o),
+      });
+      let calls = 0;
+      const first = deferred<string>();
+      const aborted: number[] = [];
+      const { executor, clock } = harness(storage, [agent("work", (_i, c) => {
+        const n = ++calls;
+        c.signal.addEventListener("abort", () => aborted.push(n));
+        return n === 1 ? first.promise : new Promise<string>(() => {}); // later attempts hang, ignoring the signal
+      })], { leaseMs: 1000, heartbeatMs: 300, pollIntervalMs: 100, taskTimeoutMs: 1e9 });
+      executor.start();
+      const job = await executor.submit({ name: "j", tasks: [{ key: "a", agent: "work" }] });
+      await until(() => calls === 1, "the first attempt started", clock);
+      failRenew = true;
+      await clock.advance(1500);
+      const [expired] = await ctx.storage.expiredLeases(clock.now());
+      ok(expired, "the lease expired");
+      // Another executor's recovery.
+      await ctx.storage.commit([{
+        type: "updateTask",
+        id: expired.id,
+        expect: { version: expired.version, status: "running", leaseExpiresAt: expired.leaseExpiresAt },
+        set: { status: "ready", runAt: clock.now(), statusReason: "Recovered after its lease expired" },
+      }], clock.now());
+      await until(() => calls === 2, "the second attempt started", clock);
+      deepEqual(aborted, [1], "the first attempt was given up when the task was claimed again");
+      first.resolve("late");
+      await clock.advance(0);
+      equal(executor.stats().running, 1, "the second attempt is still tracked");
+      failRenew = false;
+      for (let i = 0; i < 20; i++) await clock.advance(300);
+      equal(calls, 2, "no third attempt: the second one's lease was renewed");
+      const t = await taskByKey(ctx, job.id, "a");
+      equal(t.status, "running");
+      equal(t.leaseOwner, executor.id);
+      await job.cancel();
+      await clock.advance(0);
+      deepEqual(aborted, [1, 2], "cancel reached the second attempt");
+      equal(executor.stats().running, 0);
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
     name: "an at-most-once start stored with its answer lost is recognised after a heartbeat renewed its lease",
     async run(ctx) {
       let calls = 0;
