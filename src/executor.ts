@@ -175,6 +175,8 @@ interface Pending {
   resolve?: (stored: Task | null) => void;
   /** Reports the stored task, before the job ends the same commit caused are reported. */
   report?: ((stored: Task) => void) | undefined;
+  /** Its one op sets the lease: from the `now` of each commit attempt, not of the enqueue. */
+  lease?: boolean;
 }
 
 type State = "idle" | "running" | "stopping" | "stopped";
@@ -250,8 +252,9 @@ function showsWrite(op: UpdateTaskOp, task: Task | undefined): boolean {
     if (value !== null && typeof value === "object") continue; // output, error: the plain fields decide
     // The rules keep a task of a paused job paused where the op asked for ready.
     if (key === "status" && value === "ready" && task.status === "paused") continue;
-    // A heartbeat may have renewed the lease the op set since: renewals only move it on.
-    if (key === "leaseExpiresAt" && typeof value === "number" && (task.leaseExpiresAt ?? -Infinity) >= value) continue;
+    // The lease tells nothing: heartbeats renew it, and a start sets it again at each
+    // commit attempt (an earlier attempt that landed stored an earlier end).
+    if (key === "leaseExpiresAt") continue;
     if ((task as unknown as Record<string, unknown>)[key] !== value) return false;
   }
   return true;
@@ -1332,15 +1335,16 @@ export class Executor {
       // Store the start before the agent runs: after a crash, an at-most-once task whose
       // start is not stored never ran and goes back to ready; one whose start is stored
       // may have run and is blocked.
-      // The start renews the lease: a start stored late (slow storage) still leaves the
-      // attempt its whole lease, so no recovery takes the task while its agent runs.
+      // The start renews the lease, from the time of the commit attempt that stores it
+      // (`lease`): a start stored late (slow storage, retries) still leaves the attempt its
+      // whole lease, so no recovery takes the task while its agent runs.
       const now = this.#clock.now();
       run.starting = this.#enqueueCommit([{
         type: "updateTask",
         id: task.id,
         expect: { version: task.version, status: "running" },
         set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
-      }], null).then((stored) => this.#begin(run, stored));
+      }], null, undefined, true).then((stored) => this.#begin(run, stored));
       return;
     }
     this.#call(run);
@@ -1635,9 +1639,14 @@ export class Executor {
   // ---------------------------------------------------------------- group commit
 
   /** Commit ops with the next group; resolves with the stored task of the first op, or `null` if dropped. */
-  #enqueueCommit(ops: CommitOp[], run: Run | null, report?: (stored: Task) => void): Promise<Task | null> {
+  #enqueueCommit(
+    ops: CommitOp[],
+    run: Run | null,
+    report?: (stored: Task) => void,
+    lease = false,
+  ): Promise<Task | null> {
     return new Promise((resolve) => {
-      this.#pending.push({ ops, run, outcome: "other", error: null, resolve, report });
+      this.#pending.push({ ops, run, outcome: "other", error: null, resolve, report, lease });
       if (!this.#flushing) this.#flushing = this.#flush();
     });
   }
@@ -1668,13 +1677,14 @@ export class Executor {
     while (items.length > 0) {
       const ops: CommitOp[] = [];
       const owner: number[] = [];
+      const now = this.#clock.now();
       items.forEach((item, i) => {
+        if (item.lease) (item.ops[0] as UpdateTaskOp).set.leaseExpiresAt = now + this.#leaseMs;
         for (const op of item.ops) {
           ops.push(op);
           owner.push(i);
         }
       });
-      const now = this.#clock.now();
       try {
         const result = await this.storage.commit(ops, now);
         this.#stats.commits++;

@@ -1810,6 +1810,52 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "an at-most-once start stored late sets the lease from when it is stored, so no recovery blocks the running task",
+    async run(ctx) {
+      let failStart = true;
+      let startAttempts = 0;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => (ops, now) => {
+          if (ops.some((o) => o.type === "updateTask" && o.set.startedAt !== undefined)) {
+            startAttempts++;
+            if (failStart) return Promise.reject(new StorageError("connection dropped before the commit"));
+          }
+          return commit(ops, now);
+        },
+      });
+      let calls = 0;
+      const gate = deferred<string>();
+      const { executor, clock } = harness(storage, [agent("pay", () => (calls++, gate.promise))], {
+        leaseMs: 10_000,
+        heartbeatMs: 3000,
+      });
+      executor.start();
+      const job = await executor.submit({
+        name: "pay",
+        tasks: [{ key: "a", agent: "pay", durability: "at-most-once" }],
+      });
+      await until(() => startAttempts > 0, "the start being stored", clock);
+      // The start's commit fails for 15 s (longer than the lease); heartbeats renew meanwhile.
+      for (let i = 0; i < 30; i++) await clock.advance(500);
+      failStart = false;
+      for (let i = 0; i < 400 && calls === 0; i++) await clock.advance(50);
+      equal(calls, 1, "the agent was called once the start was stored");
+      const t = await taskByKey(ctx, job.id, "a");
+      ok(t.leaseExpiresAt! > clock.now(), `the stored lease ends ${t.leaseExpiresAt! - clock.now()} ms from now`);
+      // Another executor's recovery now finds no expired lease.
+      const other = harness(ctx.storage, [agent("pay", () => "other")], { clock });
+      other.executor.start();
+      await clock.advance(0);
+      await clock.advance(0);
+      gate.resolve("charged");
+      deepEqual(await job.wait(), { a: "charged" });
+      equal(calls, 1);
+      await other.executor.shutdown();
+      await executor.shutdown();
+    },
+  },
+  {
     name: "an at-most-once start stored with its answer lost is recognised after a heartbeat renewed its lease",
     async run(ctx) {
       let calls = 0;
