@@ -160,6 +160,8 @@ interface Run {
   waiting: boolean;
   /** An at-most-once attempt whose start is being stored: its agent is called after. */
   starting: Promise<void> | null;
+  /** Its job was paused while its start was being stored: it goes back unstarted (`#begin`). */
+  held: boolean;
   /** The agent was called. */
   called: boolean;
 }
@@ -952,6 +954,8 @@ export class Executor {
   #holdJob(jobId: string): void {
     const stops = this.#stoppedWhileClaiming;
     if (stops && stops.get(jobId) !== "ended") stops.set(jobId, "paused");
+    // At-most-once attempts whose start is being stored have not called their agent yet.
+    for (const run of this.#runs.values()) if (run.starting !== null && run.task.jobId === jobId) run.held = true;
     const held: Task[] = [];
     for (const task of this.#queued.values()) if (task.jobId === jobId) held.push(task);
     if (held.length === 0) return;
@@ -1321,6 +1325,7 @@ export class Executor {
       lost: false,
       waiting: false,
       starting: null,
+      held: false,
       called: false,
     };
     const earlier = this.#runs.get(task.id);
@@ -1355,9 +1360,12 @@ export class Executor {
     run.starting = null;
     if (stored) run.task = stored;
     if (run.done) return;
-    if (!stored || run.lost || this.#state !== "running") {
-      // Its agent was never called: when shutting down, hand the task back now.
-      if (stored && this.#state !== "running") void this.#release([stored]);
+    if (!stored || run.lost || run.held || this.#state !== "running") {
+      // Its agent was never called: when shutting down or when its job was paused
+      // meanwhile, hand the task back now (a paused job's waits `paused`).
+      if (stored && run.held && !run.lost && this.#state === "running") {
+        void this.#release([stored], "Released: its job was paused");
+      } else if (stored && this.#state !== "running") void this.#release([stored]);
       run.lost = true;
       this.#settle(run, false, new TaskAbortedError("Ended before its agent was called"));
       return;

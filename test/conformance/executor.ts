@@ -1760,6 +1760,41 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a job paused while an at-most-once task's start is being stored does not call its agent",
+    async run(ctx) {
+      const gate = deferred();
+      let held = false;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          if (!held && ops.some((o) => o.type === "updateTask" && o.set.startedAt !== undefined)) {
+            held = true;
+            await gate.promise;
+          }
+          return await commit(ops, now);
+        },
+      });
+      let calls = 0;
+      const { executor, clock } = harness(storage, [agent("work", () => ++calls)]);
+      executor.start();
+      const job = await executor.submit({
+        name: "p",
+        tasks: [{ key: "a", agent: "work", durability: "at-most-once" }],
+      });
+      await until(() => held, "the start being stored", clock);
+      await job.pause();
+      gate.resolve();
+      for (let i = 0; i < 10; i++) await clock.advance(10);
+      equal(calls, 0, "the agent ran after pause() resolved");
+      const a = await taskByKey(ctx, job.id, "a");
+      equal(a.status, "paused", "handed back to wait with its job");
+      equal(a.attempts, 0, "the attempt that never started does not count");
+      await job.resume();
+      deepEqual(await job.wait(), { a: 1 });
+      equal(calls, 1);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a task recovered elsewhere and claimed again by the executor still running it leaves one tracked run",
     async run(ctx) {
       // Renewals fail past the lease; another executor recovers the task; this one claims it
