@@ -335,8 +335,11 @@ class Batch {
     for (const id of ids) {
       const read = this.task(id);
       const dep = isThenable(read) ? (yield read) as Task | undefined : read;
-      if (!dep || dep.status !== "pending") continue;
+      if (!dep) continue;
       const parentReason = dep.parentId === null ? undefined : this.#unaccepted.get(dep.parentId);
+      // A child of a rejected output is cancelled even when blocked (by a sibling that was
+      // cancelled): it must never run, and blocked it would keep the job open.
+      if (dep.status !== "pending" && !(dep.status === "blocked" && parentReason !== undefined)) continue;
       yield* this.transition(dep, {
         status: !jobCancelled && parentReason === undefined && dep.onDependencyFailure === "block"
           ? "blocked"
@@ -466,7 +469,10 @@ class Batch {
     for (const id of ids) {
       const read = this.task(id);
       const child = isThenable(read) ? (yield read) as Task | undefined : read;
-      if (!child || child.parentId !== parent.id || child.status !== "pending") continue;
+      // Pending, or blocked by a sibling that failed or was cancelled: none of them may run.
+      if (!child || child.parentId !== parent.id || (child.status !== "pending" && child.status !== "blocked")) {
+        continue;
+      }
       yield* this.transition(child, { status: "cancelled", statusReason: reason });
     }
   }

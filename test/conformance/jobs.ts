@@ -691,6 +691,51 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a child of an output awaiting review that a cancelled sibling blocked is cancelled by the rejection too",
+    async run(ctx) {
+      // While "p" awaits review, a person cancels its child "c1": "c2" (block on failure)
+      // is blocked. Rejecting "p", for good or to rerun it, must cancel "c2" as well: a
+      // blocked child kept the job open, and retryTask() ran a child of a rejected output.
+      for (const maxAttempts of [1, 2]) {
+        const ran: string[] = [];
+        let runs = 0;
+        const parent = agent("plan", (_i, c) => {
+          runs++;
+          c.spawn({ key: "c1", agent: "echo", input: 1 });
+          c.spawn({ key: "c2", agent: "echo", input: 2, dependsOn: ["c1"], onDependencyFailure: "block" });
+          return "plan";
+        });
+        const child = agent("echo", (input, c) => {
+          ran.push(c.task.key);
+          return input;
+        });
+        const { executor, clock } = harness(ctx.storage, [parent, child]);
+        executor.start();
+        const job = await executor.submit({
+          name: "gate",
+          tasks: [{ key: "p", agent: "plan", review: true, maxAttempts }],
+        });
+        await until(async () => (await job.tasks()).length === 3, "spawned", clock);
+        let t = byKey(await job.tasks());
+        await executor.cancelTask(t["p/c1"]!.id, "not needed");
+        equal(byKey(await job.tasks())["p/c2"]!.status, "blocked");
+        await executor.review(t.p!.id, "reject", "no");
+        t = byKey(await job.tasks());
+        equal(t["p/c2"]!.status, "cancelled", `maxAttempts ${maxAttempts}`);
+        equal(t["p/c2"]!.statusReason, 'Parent "p" rejected in review');
+        if (maxAttempts === 1) {
+          await rejects(() => job.wait(), JobFailedError);
+        } else {
+          await until(async () => runs === 2 && byKey(await job.tasks()).p!.status === "completed", "rerun", clock);
+          await executor.review(byKey(await job.tasks()).p!.id, "accept");
+          deepEqual(await job.wait(), { p: "plan", "p#2/c1": 1, "p#2/c2": 2 });
+        }
+        deepEqual(ran.filter((k) => !k.startsWith("p#2/")), [], "no child of the rejected output ran");
+        await executor.shutdown();
+      }
+    },
+  },
+  {
     name: "a spawn key holding / or # fails the attempt with a JobValidationError",
     async run(ctx) {
       const parent = agent("parent", (_i, c) => {
