@@ -1344,12 +1344,17 @@ export class Executor {
       // (`lease`): a start stored late (slow storage, retries) still leaves the attempt its
       // whole lease, so no recovery takes the task while its agent runs.
       const now = this.#clock.now();
-      run.starting = this.#enqueueCommit([{
-        type: "updateTask",
-        id: task.id,
-        expect: { version: task.version, status: "running" },
-        set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
-      }], null, undefined, true).then((stored) => this.#begin(run, stored));
+      run.starting = this.#enqueueCommit(
+        [{
+          type: "updateTask",
+          id: task.id,
+          expect: { version: task.version, status: "running" },
+          set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
+        }],
+        null,
+        undefined,
+        true,
+      ).then((stored) => this.#begin(run, stored));
       return;
     }
     this.#call(run);
