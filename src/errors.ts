@@ -175,9 +175,10 @@ export class StorageClosedError extends StorageError {
 
 /**
  * Another connection upgraded or deleted the database under this storage, which closed
- * itself so as not to block it. Reopen (usually: reload the page) to continue.
+ * itself so as not to block it. Reopen (usually: reload the page) to continue. A closed
+ * storage (`StorageClosedError`): an executor on it stops as on any closed storage.
  */
-export class StorageVersionChangeError extends StorageError {
+export class StorageVersionChangeError extends StorageClosedError {
   /** The error's name (kept explicit so minified bundles report it). */
   override name: string = "StorageVersionChangeError";
   /** The version the database is moving to, or `null` when it is being deleted. */

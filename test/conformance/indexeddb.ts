@@ -16,6 +16,8 @@ import {
   StorageVersionChangeError,
   StorageVersionError,
 } from "../../src/errors.ts";
+import { Executor } from "../../src/executor.ts";
+import { AgentRegistry } from "../../src/registry.ts";
 import type { StorageChange } from "../../src/storage.ts";
 import type { Task } from "../../src/types.ts";
 import { deleteDatabase, testFactory, uniqueDbName } from "../targets-indexeddb.ts";
@@ -347,6 +349,31 @@ export const indexedDbCases: Case<IdbContext>[] = [
         "deleted",
       );
       equal(e.newVersion, null);
+    },
+  },
+  {
+    name: "an executor whose database another tab deleted or upgraded stops, as on a closed storage: run() resolves",
+    async run({ open, raw, name, factory }) {
+      for (const how of ["delete", "upgrade"] as const) {
+        const s = await open();
+        const registry = new AgentRegistry();
+        registry.register({ name: "noop", description: "does nothing", execute: () => null });
+        const executor = new Executor({ storage: s, registry, pollIntervalMs: 50 });
+        const errors: string[] = [];
+        executor.on("storage:error", (e) => errors.push((e.error as Error).name));
+        let stopped = false;
+        const running = executor.run().then(() => (stopped = true));
+        await sleep(20);
+        let newer: IDBDatabase | null = null;
+        if (how === "delete") await deleteDatabase(factory, name);
+        else newer = await raw(SCHEMA_VERSION + 1);
+        ok(await until(() => stopped, 5000), `run() resolved after the ${how} (errors: ${errors.join(", ")})`);
+        await running;
+        ok(errors.length <= 2, `it stopped instead of polling: ${errors.length} storage errors`);
+        ok(errors.every((n) => n === "StorageVersionChangeError"), errors.join(", "));
+        newer?.close();
+        if (newer) await deleteDatabase(factory, name);
+      }
     },
   },
   {
