@@ -148,16 +148,34 @@ interface WebLocks {
 /** How long a browser persister waits for another tab to let go of its database (default). */
 export const DEFAULT_LOCK_WAIT_MS = 2000;
 
+/** Locks held in this realm where there are no Web Locks (see `holdWebLock`). */
+const heldHere = new Set<string>();
+
 /**
  * Hold the Web Lock `name` (one tab or worker of the origin at a time) until the returned
  * function is called. Waits up to `waitMs` for its holder to let go (a reloading tab's lock
  * goes with its old page), then throws a `StorageBlockedError` naming `what`. Where there
- * are no Web Locks (a runtime without `navigator.locks`), there is nothing to share the
- * database with, and it returns at once.
+ * are no Web Locks (a runtime without `navigator.locks`), no other tab shares the database,
+ * but this realm may open it twice: a lock of this realm refuses that the same way.
  */
 export async function holdWebLock(name: string, what: string, waitMs: number): Promise<() => void> {
   const locks = (globalThis as { navigator?: { locks?: WebLocks } }).navigator?.locks;
-  if (!locks || typeof locks.request !== "function") return () => {};
+  if (!locks || typeof locks.request !== "function") {
+    const giveUpAt = Date.now() + waitMs;
+    while (heldHere.has(name)) {
+      if (Date.now() >= giveUpAt) {
+        throw new StorageBlockedError(`${what} is already open here: a sql.js database is opened by one at a time`);
+      }
+      await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, giveUpAt - Date.now()))));
+    }
+    heldHere.add(name);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      heldHere.delete(name);
+    };
+  }
   let release: () => void = () => {};
   const held = new Promise<void>((resolve) => (release = resolve));
   // Resolves whether the lock was granted (then it is held until `release`).

@@ -96,6 +96,22 @@ export const persisterCases: Case<PersisterCtx>[] = [
       await fresh.close();
     },
   },
+  {
+    name:
+      "a second persister on the same database is refused while the first storage is open, with Web Locks or without",
+    async run({ persister }) {
+      // Two persister objects on one database in one realm: with no Web Locks the second
+      // opened too, and its compaction replaced the first storage's confirmed writes.
+      const first = await openTestStorage({ persister: persister() });
+      const a = buildJob([{ key: "a" }]);
+      await first.createJob(a.job, a.tasks);
+      await rejects(() => openTestStorage({ persister: persister() }), StorageBlockedError);
+      await first.close();
+      const again = await openTestStorage({ persister: persister() });
+      equal((await again.listJobs()).length, 1, "the first storage's job is stored");
+      await again.close();
+    },
+  },
 ];
 
 interface IndexedDbCtx {
