@@ -193,16 +193,28 @@ function frameAt(bytes: Uint8Array, view: DataView, at: number, header: number):
  * Whether damage in the frame at `at` is followed by another append (corruption, not a
  * torn tail): the frames after it, found through its length when that survived, that
  * continue its append are skipped; a good frame that starts an append is damage's proof.
+ * When the damage hit the length itself, the bytes after it are searched for a good frame
+ * of this journal's generation that starts an append: a torn tail (one append cut short)
+ * has none, and without the search a damaged length dropped every later confirmed append.
  */
-function appendAfterDamage(bytes: Uint8Array, view: DataView, at: number, header: number): boolean {
+function appendAfterDamage(bytes: Uint8Array, view: DataView, at: number, header: number, generation: number): boolean {
   const length = bytes.length - at >= 4 ? view.getUint32(at, true) : 0;
-  if (length === 0) return false;
-  let next = at + header + length;
-  while (next < bytes.length) {
-    const frame = frameAt(bytes, view, next, header);
-    if (!frame) return false;
-    if (frame.index === 0) return true;
-    next = frame.end;
+  if (length !== 0) {
+    let next = at + header + length;
+    while (next < bytes.length) {
+      const frame = frameAt(bytes, view, next, header);
+      if (!frame) break;
+      if (frame.index === 0) return true;
+      next = frame.end;
+    }
+  }
+  for (let off = at + 1; off + header < bytes.length; off++) {
+    // Cheap tests first (length fits, generation, start of an append), then the checksum.
+    const n = view.getUint32(off, true);
+    if (n === 0 || off + header + n > bytes.length || view.getUint32(off + 8, true) !== generation) continue;
+    if (header !== FRAME_HEADER_V1 && view.getUint32(off + 12, true) !== 0) continue;
+    const frame = frameAt(bytes, view, off, header);
+    if (frame && frame.index === 0) return true;
   }
   return false;
 }
@@ -233,7 +245,7 @@ export function parseJournal(bytes: Uint8Array, location: string): ParsedJournal
     const frame = frameAt(bytes, view, at, header);
     if (!frame) {
       // A torn tail ends the journal, and drops its append whole; damage followed by another append is corruption.
-      if (appendAfterDamage(bytes, view, at, header)) {
+      if (appendAfterDamage(bytes, view, at, header, generation)) {
         throw new StorageCorruptError(location, `the journal frame at byte ${at} fails its checksum`);
       }
       break;

@@ -339,10 +339,18 @@ export const sqljsCases: Case<Ctx>[] = [
       await complete(s, "a");
       await complete(s, "b");
       await s.close();
-      const journal = (await store.read("journal"))!.slice();
+      const clean = (await store.read("journal"))!.slice();
+      const journal = clean.slice();
       journal[HEADER_BYTES + FRAME_HEADER_BYTES + 5]! ^= 0xff; // inside the first frame's payload
       await store.write("journal", journal);
       await unchanged(store, () => rejects(() => open(), StorageCorruptError, "checksum"));
+      // Damage to the frame's length: the next append is not where the length points.
+      for (const lengthByte of [0, 1, 2, 3]) {
+        const damaged = clean.slice();
+        damaged[HEADER_BYTES + lengthByte]! ^= 0x40;
+        await store.write("journal", damaged);
+        await unchanged(store, () => rejects(() => open(), StorageCorruptError, "checksum"));
+      }
     },
   },
   {
