@@ -7,11 +7,15 @@
  * each written to a temporary file, synced, renamed over the old one, and the directory
  * synced, so a crash never leaves a half-written file.
  *
- * One process opens a database at a time: `<path>.lock` names the process (id and host)
- * that has it open. A second open, from this process or another one on the host, is
- * refused with a `StorageBlockedError` while that process lives; a lock left by a process
- * that died (a crash, a kill) is taken over. `close()` removes it. A persister serves one
- * storage at a time: a second open through the same persister is refused too.
+ * One process opens a database at a time: `<path>.lock` names the process (id, host, and
+ * the PID namespace and boot it runs in) that has it open. A second open, from this process
+ * or another one on the host, is refused with a `StorageBlockedError` while that process
+ * lives; a lock left by a process that died (a crash, a kill) is taken over. A process id
+ * means nothing outside its PID namespace (two containers sharing a volume and a host name,
+ * a container restarted): a lock from another namespace or boot is judged by its age
+ * instead, which its holder refreshes while it has the database open, and is taken over
+ * once it is older than `lockStaleMs`. `close()` removes it. A persister serves one storage
+ * at a time: a second open through the same persister is refused too.
  *
  * @example
  * ```ts
@@ -29,7 +33,19 @@
  * @module
  */
 
-import { type FileHandle, link, mkdir, open, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import {
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  readFile,
+  readlink,
+  rename,
+  stat,
+  unlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import process from "node:process";
@@ -44,6 +60,13 @@ export interface FilePersisterOptions {
    * but not of the machine; it is for tests and throwaway data.
    */
   sync?: boolean;
+  /**
+   * How old a lock written in another PID namespace or boot (whose process cannot be
+   * checked) must be to count as left behind (default 30 s). The holder refreshes its
+   * lock every quarter of this; an opener that finds a fresh one waits this long once
+   * before it refuses.
+   */
+  lockStaleMs?: number;
 }
 
 /** The `code` of a Node file-system error (`ENOENT`, `EEXIST`, ...). */
@@ -77,6 +100,24 @@ function alive(pid: number): boolean {
   }
 }
 
+let herePromise: Promise<string> | null = null;
+
+/**
+ * Where a process id means this process's ids: the boot and the PID namespace it runs in
+ * (Linux), or `""` where the system does not say (every lock then counts as from here).
+ */
+function here(): Promise<string> {
+  return herePromise ??= (async () => {
+    try {
+      const boot = (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
+      const ns = await readlink("/proc/self/ns/pid");
+      return `${boot} ${ns}`;
+    } catch {
+      return "";
+    }
+  })();
+}
+
 /**
  * Tokens of the locks this process holds. A lock naming this process whose token is not in
  * here was left by an earlier process with the same id (a restarted container gets the same
@@ -93,11 +134,13 @@ const heldLocks = new Set<string>();
  * aside under a unique name and checked to be the one judged stale before it is deleted, so
  * two openers taking it over at once cannot both win.
  */
-async function lock(lockPath: string, path: string): Promise<string> {
+async function lock(lockPath: string, path: string, staleMs: number): Promise<string> {
   const host = hostname();
+  const place = await here();
   const token = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
   const mine = `${lockPath}.${token}`;
-  await writeFile(mine, `${process.pid}\n${host}\n${token}\n`);
+  await writeFile(mine, `${process.pid}\n${host}\n${token}\n${place}\n`);
+  let waited = false;
   try {
     for (let attempt = 0;; attempt++) {
       try {
@@ -109,10 +152,24 @@ async function lock(lockPath: string, path: string): Promise<string> {
       }
       const text = await readFile(lockPath, "utf8").catch(() => null);
       if (text === null && attempt < 3) continue; // let go of just now: try again
-      const [pidText = "", owner = "", held = ""] = (text ?? "").split("\n");
+      const [pidText = "", owner = "", held = "", from = ""] = (text ?? "").split("\n");
       const pid = Number(pidText);
-      const stale = text !== null && Number.isInteger(pid) && pid > 0 && owner === host &&
-        (pid === process.pid ? !heldLocks.has(held) : !alive(pid));
+      // A lock written without a place (an earlier version) counts as from here.
+      const samePlace = owner === host && (from === "" || from === place);
+      let stale = false;
+      if (text !== null && samePlace) {
+        stale = Number.isInteger(pid) && pid > 0 && (pid === process.pid ? !heldLocks.has(held) : !alive(pid));
+      } else if (text !== null && owner === host) {
+        // Another PID namespace or boot: its process cannot be checked; its age tells.
+        const age = Date.now() - ((await stat(lockPath).catch(() => null))?.mtimeMs ?? Date.now());
+        stale = age > staleMs;
+        if (!stale && !waited) {
+          waited = true; // its holder refreshes it while alive: wait once for it to age
+          await new Promise((r) => setTimeout(r, staleMs - age + 50));
+          attempt--;
+          continue;
+        }
+      }
       if (!stale || attempt >= 3) {
         throw new StorageBlockedError(
           `"${path}" is open in process ${pidText || "?"} on ${owner || "?"}: a sql.js database is opened by one ` +
@@ -168,6 +225,16 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
     throw new TypeError(`"path" must be a non-empty string, got ${typeof path === "string" ? '""' : typeof path}`);
   }
   const sync = options.sync ?? true;
+  const staleMs = options.lockStaleMs ?? 30_000;
+  if (typeof staleMs !== "number" || !(staleMs > 0) || !Number.isFinite(staleMs)) {
+    throw new RangeError(`"lockStaleMs" must be a positive number of milliseconds, got ${String(staleMs)}`);
+  }
+  /** Keeps the lock's age fresh while the database is open (see `lockStaleMs`). */
+  let refresher: ReturnType<typeof setInterval> | null = null;
+  const stopRefreshing = (): void => {
+    if (refresher !== null) clearInterval(refresher);
+    refresher = null;
+  };
   // Resolved once: a relative path keeps naming these files when the working directory
   // changes later (the snapshot, journal and lock must stay together).
   const snapshotPath = resolve(path);
@@ -217,7 +284,15 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
       loaded = true;
       try {
         await mkdir(dir, { recursive: true });
-        token = await lock(lockPath, snapshotPath);
+        token = await lock(lockPath, snapshotPath, staleMs);
+        refresher = setInterval(() => {
+          const now = new Date();
+          utimes(lockPath, now, now).catch(() => {});
+        }, staleMs / 4);
+        // It must not keep the process alive (a storage left open is the caller's to close).
+        if (typeof refresher === "number") {
+          (globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno?.unrefTimer?.(refresher);
+        } else (refresher as { unref?: () => void }).unref?.();
         return { snapshot: await readIfExists(snapshotPath), journal: await readIfExists(journalPath) };
       } catch (e) {
         if (e instanceof StorageBlockedError) {
@@ -248,6 +323,7 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
     },
     async close() {
       loaded = false;
+      stopRefreshing();
       await closeJournal();
       if (token === null) return;
       const held = token;

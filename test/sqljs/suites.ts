@@ -28,7 +28,7 @@ import { Executor } from "../../src/executor.ts";
 import type { Storage } from "../../src/storage.ts";
 import type { Task } from "../../src/types.ts";
 import { createMemoryStorage } from "../../adapters/memory.ts";
-import { deepEqual, equal, ok, rejects } from "../conformance/assert.ts";
+import { deepEqual, equal, ok, rejects, throws } from "../conformance/assert.ts";
 import { agent, registryOf, until } from "../conformance/executor-kit.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 import { type Case, register, type Registrar } from "../conformance/harness.ts";
@@ -926,6 +926,41 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
       await rejects(() => ctx.open(), StorageBlockedError, "process 1");
       await ctx.write(`${ctx.path}.lock`, `${DEAD_PID}\nelsewhere.example\n`);
       await rejects(() => ctx.open(), StorageBlockedError, `delete "${ctx.path}.lock"`);
+    },
+  },
+  {
+    name: "a lock from another PID namespace or boot is judged by its age: refused while its holder refreshes it",
+    async run(ctx) {
+      const { hostname } = await import("node:os");
+      const { default: process } = await import("node:process");
+      const { utimes } = await import("node:fs/promises");
+      const { createFilePersister } = await import("../../adapters/sqljs-file.ts");
+      const openStale = (ms: number) =>
+        openTestStorage({ persister: createFilePersister(ctx.path, { lockStaleMs: ms }) });
+      // Another container on this host: its process id (here: this one's, alive and not
+      // holding the lock) means nothing here. Its holder keeps the lock fresh: refused.
+      const lockFile = `${ctx.path}.lock`;
+      await ctx.write(lockFile, `${process.pid}\n${hostname()}\nother\nanother-boot pid:[1]\n`);
+      const keepFresh = setInterval(() => {
+        const now = new Date();
+        utimes(lockFile, now, now).catch(() => {});
+      }, 20);
+      try {
+        await rejects(() => openStale(300), StorageBlockedError, "one process at a time");
+      } finally {
+        clearInterval(keepFresh);
+      }
+      // Left behind (nobody refreshes it): taken over once older than lockStaleMs.
+      const s = await openStale(300);
+      await jobWith(s, 1);
+      // The holder refreshes its own lock: another namespace's opener is refused.
+      const { stat } = await import("node:fs/promises");
+      const before = (await stat(lockFile)).mtimeMs;
+      await new Promise((r) => setTimeout(r, 200));
+      ok((await stat(lockFile)).mtimeMs > before, "the open storage refreshed its lock");
+      await s.close();
+      equal(await ctx.exists(lockFile), false);
+      throws(() => createFilePersister(ctx.path, { lockStaleMs: 0 }), RangeError, "lockStaleMs");
     },
   },
   {
