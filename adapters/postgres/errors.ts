@@ -46,8 +46,10 @@ export function toStorageError(e: unknown, schema: string, action: string, openi
   const code = errorCode(e);
   const text = `PostgreSQL failed while ${action} (schema "${schema}"): ${name}${code ? ` ${code}` : ""}: ${message}`;
   // Class 22, data exception: a value the columns cannot hold (an integer past int4, a NUL
-  // character in text). Sending it again fails again: a RangeError, not an error that may pass.
-  if (code !== undefined && code.startsWith("22")) return new RangeError(text, { cause: e });
+  // character in text); class 54, program limit exceeded: a value past a limit of the
+  // server (a key too long for its index, 54000). Sending it again fails again: a
+  // RangeError, not an error that may pass (the executor then drops only that result).
+  if (code !== undefined && (code.startsWith("22") || code.startsWith("54"))) return new RangeError(text, { cause: e });
   // At open, a wrong password or role (28) and a missing database (3D) are setup mistakes
   // too; once open they may pass (a password being rotated, a database being restored).
   if (isSetupError(code) || (opening && (code?.startsWith("28") || code?.startsWith("3D")))) {

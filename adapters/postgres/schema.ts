@@ -4,8 +4,10 @@
  *
  * JSON fields are `json` columns (kept as written, so `\u0000` and key order survive,
  * which `jsonb` would refuse or change); they are sent as text and read back as text.
- * Ids sort with the "C" collation, so `ORDER BY id` and `id > $after` agree with
- * JavaScript's string order whatever the database's locale. Times are epoch
+ * Ids sort with the "C" collation, so `ORDER BY id` and `id > $after` do not depend on
+ * the database's locale: by UTF-8 bytes, which agrees with JavaScript's string order
+ * except between characters past U+FFFF and those from U+E000 to U+FFFF (generated ids
+ * are ASCII). Times are epoch
  * milliseconds in `float8`, as the contract's numbers are.
  *
  * @module

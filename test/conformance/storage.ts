@@ -243,6 +243,37 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name:
+      "a cache or state key too long for a store's index is stored, or refused for good: never as an error that may pass",
+    async run({ storage }) {
+      // Random text does not compress: PostgreSQL's btree refuses a key of ~3 KB (SQLSTATE
+      // 54000). Taken for an error that may pass, its commit was retried for good, and the
+      // results committed with it were never stored.
+      let seed = 7;
+      const key = Array.from({ length: 3000 }, () => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return String.fromCharCode(33 + (seed % 90));
+      }).join("");
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      for (
+        const op of [
+          { type: "setCache" as const, jobId: b.job.id, key, value: 1 },
+          { type: "setState" as const, scope: "s", key, value: 1 },
+        ]
+      ) {
+        try {
+          await storage.commit([op]);
+        } catch (e) {
+          ok(!isTransientStorageError(e), `${op.type}: ${(e as Error).name}: ${(e as Error).message}`);
+          ok(e instanceof RangeError || e instanceof TypeError, `${op.type}: ${(e as Error).name}`);
+          continue;
+        }
+        equal(op.type === "setCache" ? await storage.getCache(b.job.id, key) : await storage.getState("s", key), 1);
+      }
+    },
+  },
+  {
     name: "createJob() refuses a function in the input and writes nothing",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b" }]);
