@@ -42,6 +42,16 @@ import { PgRuleTx } from "./rule-tx.ts";
 import { JOB_COLUMNS, jsonValue, rowJob, rowTask, selectList, TASK_COLUMNS, textArray } from "./schema.ts";
 import { Statements } from "./statements.ts";
 import { Wakeup } from "./wake.ts";
+import { isLoneSurrogate } from "../../src/json.ts";
+
+/**
+ * Whether `v` can name a stored record: text without a lone surrogate. The driver sends a
+ * lone surrogate as U+FFFD, which would find the record of another id or key; the storage
+ * refuses such text in writes, so nothing stored holds it.
+ */
+function findable(v: unknown): v is string {
+  return typeof v === "string" && !isLoneSurrogate(v);
+}
 
 /** A storage on PostgreSQL. */
 export interface PostgresStorage extends Storage {
@@ -245,7 +255,7 @@ export class PgStorage implements PostgresStorage {
 
   async getJob(id: string): Promise<Job | undefined> {
     this.#check();
-    if (typeof id !== "string") return undefined;
+    if (!findable(id)) return undefined;
     const rows = await this.#query("reading a job", this.#sql.job, [id]);
     return rows[0] && rowJob(rows[0]);
   }
@@ -272,14 +282,14 @@ export class PgStorage implements PostgresStorage {
 
   async getTask(id: string): Promise<Task | undefined> {
     this.#check();
-    if (typeof id !== "string") return undefined;
+    if (!findable(id)) return undefined;
     const rows = await this.#query("reading a task", this.#sql.task, [id]);
     return rows[0] && rowTask(rows[0]);
   }
 
   async getTasks(ids: readonly string[]): Promise<Task[]> {
     this.#check();
-    const wanted = Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : [];
+    const wanted = Array.isArray(ids) ? ids.filter(findable) : [];
     if (wanted.length === 0) return [];
     const rows = await this.#query("reading tasks", this.#sql.tasks, [textArray(wanted)]);
     const byId = new Map<string, Task>();
@@ -298,6 +308,7 @@ export class PgStorage implements PostgresStorage {
   async listTasks(query: TaskQuery): Promise<Task[]> {
     this.#check();
     const q = checkQuery(query, "listTasks");
+    for (const v of [q.jobId, q.agent, q.parentId]) if (v !== undefined && !findable(v)) return [];
     const where: string[] = [];
     const params: SqlParam[] = [];
     const add = (column: string, op: string, value: string | undefined): void => {
@@ -319,14 +330,14 @@ export class PgStorage implements PostgresStorage {
 
   async getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
     this.#check();
-    if (typeof jobId !== "string" || typeof key !== "string") return undefined;
+    if (!findable(jobId) || !findable(key)) return undefined;
     const rows = await this.#query("reading the cache", this.#sql.getCache, [jobId, key]);
     return rows[0] ? jsonValue(rows[0][0]) : undefined;
   }
 
   async getState(scope: string, key: string): Promise<JsonValue | undefined> {
     this.#check();
-    if (typeof scope !== "string" || typeof key !== "string") return undefined;
+    if (!findable(scope) || !findable(key)) return undefined;
     const rows = await this.#query("reading shared state", this.#sql.getState, [scope, key]);
     return rows[0] ? jsonValue(rows[0][0]) : undefined;
   }

@@ -240,6 +240,17 @@ export const storageCases: Case<StorageContext>[] = [
       equal(await storage.getCache(b.job.id, "k\ufffd"), undefined);
       equal((await get(storage, a.id)).version, a.version);
       equal((await storage.getJob(b.job.id))!.name, b.job.name);
+      // Reads with a lone surrogate find nothing, not the entry whose text has U+FFFD there.
+      await storage.commit([
+        { type: "setCache", jobId: b.job.id, key: "k\ufffd", value: 1 },
+        { type: "setState", scope: "s\ufffd", key: "k\ufffd", value: 1 },
+      ]);
+      equal(await storage.getCache(b.job.id, "k\ud800"), undefined);
+      equal(await storage.getState("s\ud800", "k\ufffd"), undefined);
+      equal(await storage.getState("s\ufffd", "k\udc00"), undefined);
+      equal(await storage.getTask(`${a.id}\ud800`), undefined);
+      deepEqual(await storage.getTasks([`${a.id}\ud800`]), []);
+      deepEqual(await storage.listTasks({ jobId: `${b.job.id}\udc00` }), []);
     },
   },
   {
