@@ -53,6 +53,8 @@ export class Wakeup {
   #closed = false;
   /** A `LISTEN` was refused while listeners waited: notices may have been missed until one succeeds. */
   #missed = false;
+  /** `LISTEN` attempts made: the callbacks of the latest one are the live ones. */
+  #attempts = 0;
 
   /** Wake listeners of `channel`; `listen: false` keeps wake-ups in this process. */
   constructor(client: SqlClient, channel: string, origin: string, listen: boolean) {
@@ -83,7 +85,12 @@ export class Wakeup {
   #subscribe(): void {
     if (this.#subscription || !this.#listen || this.#closed) return;
     let listened = false;
+    // A driver may keep the callbacks of a refused `LISTEN` and call them all once one
+    // succeeds (postgres.js does): only the latest attempt's callbacks tell the listeners,
+    // or each refused attempt of an outage would wake them once more per notice.
+    const attempt = ++this.#attempts;
     this.#subscription = this.#client.listen!(this.channel, (payload) => {
+      if (attempt !== this.#attempts) return;
       // `origin` alone (or an older version's payload): anything may have changed.
       const cut = payload.indexOf("\n");
       if ((cut < 0 ? payload : payload.slice(0, cut)) === this.origin) return;
@@ -91,6 +98,7 @@ export class Wakeup {
     }, () => {
       // Listening again after a lost connection: notices sent meanwhile were missed, so
       // anything may have changed (a job paused or cancelled elsewhere, tasks made ready).
+      if (attempt !== this.#attempts) return;
       if (listened && !this.#closed) this.#fire();
       listened = true;
     }).then(

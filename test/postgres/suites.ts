@@ -524,10 +524,19 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         const schema = (await fresh(ctx)).schema;
         const base = await ctx.db.client();
         let refuse = true;
+        // As postgres.js does: the callbacks of a refused LISTEN are kept, and subscribed
+        // with the next one that succeeds.
+        const kept: [(payload: string) => void, (() => void) | undefined][] = [];
         const flaky: SqlClient = {
           ...base,
-          listen: (channel, onNotify, onListen) =>
-            refuse ? Promise.reject(new Error("connection refused")) : base.listen!(channel, onNotify, onListen),
+          listen: async (channel, onNotify, onListen) => {
+            kept.push([onNotify, onListen]);
+            if (refuse) throw new Error("connection refused");
+            const stops = await Promise.all(kept.splice(0).map(([n, l]) => base.listen!(channel, n, l)));
+            return async () => {
+              for (const stop of stops) await stop();
+            };
+          },
         };
         const here = await openPostgresStorage({ client: flaky, schema });
         ctx.storages.push(here);
@@ -535,11 +544,21 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         here.watch((change) => heard.push(change));
         await sleep(50);
         deepEqual(heard, [], "the refused LISTEN tells nothing by itself");
+        // Calls during the outage try to listen again, and are refused too.
+        for (let i = 0; i < 3; i++) await here.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
         refuse = false;
         // A call listens again; notices sent before it are unknown.
         await here.claimReady({ limit: 1, now: 1, owner: "o", leaseMs: 100 });
         await until(() => heard.length > 0, "a notice once listening");
         deepEqual(heard, [undefined]);
+        // One commit elsewhere wakes the watcher once, not once per refused attempt.
+        const other = await openPostgresStorage({ client: await ctx.db.client(), schema, listen: false });
+        ctx.storages.push(other);
+        const b = buildJob([{ key: "a" }]);
+        await other.createJob(b.job, b.tasks);
+        await until(() => heard.length > 1, "the commit's notice");
+        await sleep(200);
+        equal(heard.length, 2, `${heard.length - 1} wake-ups for one commit`);
       },
     },
     {
