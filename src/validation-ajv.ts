@@ -72,10 +72,20 @@ function pluginFunction(plugin: AjvPlugin, index: number): (ajv: Ajv) => unknown
  * instance is asked about the id only once ajv refused it: a lookup can register ids.
  */
 function compileOnce(ajv: Ajv, schema: JsonSchema): ReturnType<Ajv["compile"]> {
+  const id = typeof schema === "object" && schema !== null ? (schema as { $id?: unknown }).$id : undefined;
+  const held = typeof id === "string" && (ajv.schemas[id] !== undefined || ajv.refs[id] !== undefined);
   try {
     return ajv.compile(schema);
   } catch (e) {
-    const id = typeof schema === "object" && schema !== null ? (schema as { $id?: unknown }).$id : undefined;
+    // ajv keeps a schema that failed to compile under its `$id`: a corrected schema under
+    // that id would then meet the old one's error. Let go of what this call added.
+    if (typeof id === "string" && !held && !(e instanceof Error && /already exists/.test(e.message))) {
+      try {
+        ajv.removeSchema(id);
+      } catch {
+        // nothing was kept
+      }
+    }
     if (typeof id !== "string" || !(e instanceof Error) || !/already exists/.test(e.message)) throw e;
     const known = ajv.getSchema(id);
     if (known && JSON.stringify(known.schema) === JSON.stringify(schema)) return known;
@@ -102,6 +112,18 @@ export function createAjvValidator(options: AjvValidatorOptions = {}): Validator
     throw new TypeError(`Option "plugins" must be an array, got ${String(given)}`);
   }
   const plugins = given.map(pluginFunction);
+  // Options that change the value they check would change a frozen, stored input or output
+  // (ajv's writes fail silently, and its verdict assumes they happened): refused.
+  const opts = (options.ajv as { opts?: Record<string, unknown> } | undefined)?.opts ??
+    (options.options as Record<string, unknown> | undefined) ?? {};
+  for (const name of ["useDefaults", "coerceTypes", "removeAdditional"]) {
+    if (opts[name]) {
+      throw new TypeError(
+        `ajv option "${name}" changes the value it checks; inputs and outputs are checked as they are stored ` +
+          `and are not changed (give defaults in the agent, or convert the value before submitting it)`,
+      );
+    }
+  }
   const cache = new WeakMap<object, CompiledValidator>();
   const instance = (): Ajv => {
     if (ajv === undefined) {

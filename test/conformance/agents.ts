@@ -411,6 +411,23 @@ export const agentCases: Case<AgentsContext>[] = [
     },
   },
   {
+    name:
+      "ajv options that change the value they check are refused; a schema that failed under an $id can be corrected",
+    run() {
+      // Inputs and outputs are checked frozen, as stored: ajv's writes to them failed
+      // silently (useDefaults refused `{}`, coerceTypes let "7" reach an agent typed number).
+      for (const name of ["useDefaults", "coerceTypes", "removeAdditional"]) {
+        throws(() => createAjvValidator({ options: { [name]: true } }), TypeError, name);
+      }
+      const validator = createAjvValidator();
+      const id = "https://example.com/schemas/fixable";
+      throws(() => validator.compile({ $id: id, type: "strin" } as never), Error, "schema is invalid");
+      const check = validator.compile({ $id: id, type: "string" });
+      deepEqual(check("ok"), []);
+      equal(check(1).length, 1);
+    },
+  },
+  {
     name: "a precompiled validator works where new Function and eval are forbidden (strict CSP)",
     run() {
       const { agent, calls } = greeter();
