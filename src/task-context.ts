@@ -162,6 +162,9 @@ export class AttemptContext implements TaskContext<JsonValue> {
   abort(reason: unknown): void {
     if (this.#abortReason !== undefined) return;
     this.#abortReason = reason;
+    // An aborted attempt's result is not stored: writes and spawns from its abort
+    // listeners (they run now, synchronously) throw instead of being lost.
+    this.#sealed = true;
     this.#controller?.abort(reason);
   }
 

@@ -1015,6 +1015,39 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "spawn() and cache writes from a timed-out attempt's abort listener throw instead of being lost",
+    async run(ctx) {
+      const outcomes: string[] = [];
+      const { executor, clock } = harness(ctx.storage, [
+        agent("slow", (_i, c) =>
+          new Promise(() => {
+            c.signal.addEventListener("abort", () => {
+              for (const write of [() => c.spawn({ key: "late", agent: "echo" }), () => c.cache.set("late", 1)]) {
+                try {
+                  write();
+                  outcomes.push("accepted");
+                } catch (e) {
+                  outcomes.push((e as Error).message.includes("after the attempt ended") ? "refused" : String(e));
+                }
+              }
+            });
+          })),
+        echo,
+      ]);
+      executor.start();
+      const job = await executor.submit({
+        name: "abort",
+        tasks: [{ key: "t", agent: "slow", timeoutMs: 100, maxAttempts: 1 }],
+      });
+      for (let i = 0; i < 40 && outcomes.length < 2; i++) await clock.advance(50);
+      deepEqual(outcomes, ["refused", "refused"]);
+      await rejects(() => job.wait(), JobFailedError);
+      equal((await ctx.storage.listTasks({ jobId: job.id })).length, 1, "no child");
+      equal(await ctx.storage.getCache(job.id, "late"), undefined);
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
     name: "spawn() with a dependsOn that is not an array is a JobValidationError",
     async run(ctx) {
       let error: unknown;
