@@ -10,7 +10,7 @@ import type { Agent } from "./agent.ts";
 import type { TaskContext } from "./context.ts";
 import { UnknownAgentError, ValidationError, type ValidationIssue } from "./errors.ts";
 import type { JsonSchema } from "./json-schema.ts";
-import { isLoneSurrogate } from "./json.ts";
+import { isLoneSurrogate, toJson } from "./json.ts";
 import type { JsonValue } from "./types.ts";
 import type { CompiledValidator, Validator } from "./validation.ts";
 
@@ -270,7 +270,9 @@ export class AgentRegistry {
     const entry = this.#byName[name];
     if (entry === undefined) throw new UnknownAgentError(name);
     this.validateInput(name, input);
-    const output = await entry.agent.execute(input, ctx);
+    const raw = await entry.agent.execute(input, ctx);
+    // As the executor stores it: no answer is `null`, and the value is checked as JSON.
+    const output = toJson(raw === undefined ? null : raw);
     this.validateOutput(name, output);
     return output;
   }

@@ -428,6 +428,22 @@ export const agentCases: Case<AgentsContext>[] = [
     },
   },
   {
+    name: "registry.execute() answers as the executor stores: no answer is null, checked as JSON",
+    async run() {
+      const registry = new AgentRegistry();
+      registry.register(defineJsonAgent({
+        name: "quiet",
+        description: "answers nothing",
+        inputSchema: true,
+        outputSchema: { type: "null" },
+        execute: () => undefined as never,
+      }));
+      registry.register(defineAgent({ name: "dated", description: "a Date", execute: () => new Date(0) as never }));
+      equal(await registry.execute("quiet", null, {} as TaskContext), null);
+      await rejects(() => registry.execute("dated", null, {} as TaskContext), Error, "not a plain");
+    },
+  },
+  {
     name: "a precompiled validator works where new Function and eval are forbidden (strict CSP)",
     run() {
       const { agent, calls } = greeter();
