@@ -68,7 +68,7 @@ import {
   type TaskCoreDb,
   type TaskCoreSchema,
 } from "./indexeddb/schema.ts";
-import { byId, putRows, quiet, UPPER } from "./indexeddb/util.ts";
+import { byId, putRows, quiet, readCount, UPPER } from "./indexeddb/util.ts";
 import { Wakeup } from "./indexeddb/wake.ts";
 import type { IDBPTransaction, StoreNames } from "idb";
 
@@ -355,8 +355,7 @@ class IdbStorage implements IndexedDbStorage {
     return this.#read(["jobs"], "listing jobs", async (tx) => {
       const { status, after, limit } = checkQuery(query, "listJobs");
       if (limit !== undefined && !(limit > 0)) return [];
-      // getAll() takes a count below 2^32; a larger limit is no limit.
-      const count = limit === undefined || limit > 0xffffffff ? undefined : Math.floor(limit);
+      const count = limit === undefined ? undefined : readCount(Math.floor(limit));
       const jobs = tx.objectStore("jobs");
       let found: Job[];
       if (status !== undefined) {

@@ -178,7 +178,7 @@ interface Pending {
   /** Reports the stored task, before the job ends the same commit caused are reported. */
   report?: ((stored: Task) => void) | undefined;
   /** Its one op sets the lease: from the `now` of each commit attempt, not of the enqueue. */
-  lease?: boolean;
+  lease?: boolean | undefined;
 }
 
 type State = "idle" | "running" | "stopping" | "stopped";
@@ -1352,8 +1352,7 @@ export class Executor {
           set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
         }],
         null,
-        undefined,
-        true,
+        { lease: true },
       ).then((stored) => this.#begin(run, stored));
       return;
     }
@@ -1655,8 +1654,7 @@ export class Executor {
   #enqueueCommit(
     ops: CommitOp[],
     run: Run | null,
-    report?: (stored: Task) => void,
-    lease = false,
+    { report, lease }: Pick<Pending, "report" | "lease"> = {},
   ): Promise<Task | null> {
     return new Promise((resolve) => {
       this.#pending.push({ ops, run, outcome: "other", error: null, resolve, report, lease });
@@ -2066,7 +2064,7 @@ export class Executor {
           set: set(t),
         }],
         null,
-        report,
+        { report },
       )
     ));
   }

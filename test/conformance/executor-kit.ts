@@ -111,3 +111,25 @@ export function intercept(storage: Storage, overrides: Overrides): Storage {
     },
   });
 }
+
+/**
+ * `storage` with the first commit that stores an at-most-once start (`startedAt`) held
+ * until `release()`: `held()` tells it arrived.
+ */
+export function holdingFirstStart(storage: Storage): { storage: Storage; held(): boolean; release(): void } {
+  const gate = deferred();
+  let held = false;
+  return {
+    storage: intercept(storage, {
+      commit: (commit) => async (ops, now) => {
+        if (!held && ops.some((o) => o.type === "updateTask" && o.set.startedAt !== undefined)) {
+          held = true;
+          await gate.promise;
+        }
+        return await commit(ops, now);
+      },
+    }),
+    held: () => held,
+    release: () => gate.resolve(),
+  };
+}

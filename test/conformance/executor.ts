@@ -23,6 +23,7 @@ import {
   deferred,
   type ExecContext,
   harness,
+  holdingFirstStart,
   intercept,
   registryOf,
   START,
@@ -241,17 +242,7 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "an at-most-once attempt dropped while its start was being stored is not counted as ignoring its signal",
     async run(ctx) {
-      const gate = deferred();
-      let held = false;
-      const storage = intercept(ctx.storage, {
-        commit: (commit) => async (ops, now) => {
-          if (!held && ops.some((o) => o.type === "updateTask" && o.set.startedAt !== undefined)) {
-            held = true;
-            await gate.promise;
-          }
-          return commit(ops, now);
-        },
-      });
+      const { storage, held, release } = holdingFirstStart(ctx.storage);
       let calls = 0;
       const { executor, clock } = harness(storage, [agent("pay", () => ++calls)]);
       executor.start();
@@ -259,9 +250,9 @@ export const executorCases: Case<ExecContext>[] = [
         name: "pay",
         tasks: [{ key: "a", agent: "pay", durability: "at-most-once" }],
       });
-      await until(() => held, "the start being stored", clock);
+      await until(held, "the start being stored", clock);
       const stopped = executor.shutdown({ graceMs: 0 });
-      gate.resolve();
+      release();
       await stopped;
       // The check of an abort runs a macrotask after it: let any such check run.
       await new Promise((r) => setTimeout(r, 1));
@@ -1762,17 +1753,7 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "a job paused while an at-most-once task's start is being stored does not call its agent",
     async run(ctx) {
-      const gate = deferred();
-      let held = false;
-      const storage = intercept(ctx.storage, {
-        commit: (commit) => async (ops, now) => {
-          if (!held && ops.some((o) => o.type === "updateTask" && o.set.startedAt !== undefined)) {
-            held = true;
-            await gate.promise;
-          }
-          return await commit(ops, now);
-        },
-      });
+      const { storage, held, release } = holdingFirstStart(ctx.storage);
       let calls = 0;
       const { executor, clock } = harness(storage, [agent("work", () => ++calls)]);
       executor.start();
@@ -1780,9 +1761,9 @@ export const executorCases: Case<ExecContext>[] = [
         name: "p",
         tasks: [{ key: "a", agent: "work", durability: "at-most-once" }],
       });
-      await until(() => held, "the start being stored", clock);
+      await until(held, "the start being stored", clock);
       await job.pause();
-      gate.resolve();
+      release();
       for (let i = 0; i < 10; i++) await clock.advance(10);
       equal(calls, 0, "the agent ran after pause() resolved");
       const a = await taskByKey(ctx, job.id, "a");
