@@ -49,8 +49,26 @@ function textParams(params: readonly SqlParam[] | undefined): (string | null)[] 
   return params ? params.map((p) => (p === null ? null : String(p))) : [];
 }
 
+/**
+ * The rows of a postgres.js result. postgres.js 3.4 does not reset its row counter when a
+ * statement fails after it sent rows (an error on a row, a statement timeout, a connection
+ * terminated while rows streamed): the next statement on that connection answers with as
+ * many empty slots before its own rows, so a read of one record found "nothing" at index
+ * 0. The empty slots are dropped; a result whose rows still disagree with the count the
+ * server reported is refused (an error that may pass) rather than taken as the answer.
+ */
 function rowsOf(result: ArrayLike<unknown>): SqlRow[] {
-  return Array.from(result as ArrayLike<SqlRow>);
+  const rows: SqlRow[] = [];
+  for (let i = 0; i < result.length; i++) if (i in result) rows.push((result as ArrayLike<SqlRow>)[i]!);
+  if (rows.length !== result.length) {
+    const count = (result as { count?: unknown }).count;
+    if (typeof count === "number" && count !== rows.length) {
+      throw new Error(
+        `postgres.js answered ${rows.length} rows in ${result.length} slots for a statement that returned ${count}`,
+      );
+    }
+  }
+  return rows;
 }
 
 const LOST_CONNECTION = new Set([

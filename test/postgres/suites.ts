@@ -7,7 +7,7 @@
 
 import { fromPostgresJs, openPostgresStorage, type PostgresStorage, SCHEMA_VERSION } from "../../adapters/postgres.ts";
 import type { SqlClient } from "../../adapters/postgres/client.ts";
-import { toStorageError } from "../../adapters/postgres/errors.ts";
+import { errorCode, toStorageError } from "../../adapters/postgres/errors.ts";
 import { Statements } from "../../adapters/postgres/statements.ts";
 import {
   isTransientStorageError,
@@ -609,6 +609,72 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         const tasks = await storage.listTasks({ jobId: job.id });
         ok(tasks.every((t) => t.status === "completed"));
         ok([...completed.values()].every((c) => c === 1), "no task reported completed twice");
+      },
+    },
+    {
+      name: "a statement that fails after sending rows leaves the next statement on its connection its own rows only",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const b = buildJob([{ key: "a" }]);
+        await s.createJob(b.job, b.tasks);
+        // One connection, so that every statement follows the failed one on it.
+        const { sql } = await ownPool(ctx, { max: 1 });
+        const client = fromPostgresJs(sql);
+        const storage = await openPostgresStorage({ client, schema: s.schema, listen: false });
+        ctx.storages.push(storage);
+        for (let round = 0; round < 3; round++) {
+          // Three rows reach the client before the fourth fails (division by zero).
+          const failed = await client.query("SELECT g, 1 / (4 - g) FROM generate_series(1, 10) g").then(
+            () => undefined,
+            (e) => e,
+          );
+          equal(errorCode(failed), "22012", "the statement failed on a row");
+          equal((await storage.getJob(b.job.id))?.id, b.job.id, `round ${round}: the job is read back`);
+        }
+        deepEqual(await client.query("SELECT g FROM generate_series(1, 3) g", []), [[1], [2], [3]]);
+      },
+    },
+    {
+      name: "a read after its connection was terminated while rows streamed answers the record, not nothing",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const b = buildJob([{ key: "a" }]);
+        await s.createJob(b.job, b.tasks);
+        const { sql, app } = await ownPool(ctx, { max: 1 });
+        const client = fromPostgresJs(sql);
+        const storage = await openPostgresStorage({ client, schema: s.schema, listen: false });
+        ctx.storages.push(storage);
+        const admin = await ctx.db.client();
+        // Rows of 10 kB, each sent as made: five at once, then one every 10 ms.
+        const streaming = client.query(
+          "SELECT g, repeat('x', 10000), pg_sleep(CASE WHEN g > 5 THEN 0.01 ELSE 0 END) " +
+            "FROM generate_series(1, 1000) g",
+        ).then(() => undefined, (e) => e);
+        // Sleeping past the first rows: they were sent before the termination below.
+        await until(async () => {
+          const rows = await admin.query(
+            "SELECT count(*)::int4 FROM pg_stat_activity WHERE application_name = $1::text AND wait_event = 'PgSleep'",
+            [app],
+          );
+          return Number(rows[0]![0]) > 0;
+        }, "the stream to pass its first rows");
+        await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1::text",
+          [app],
+        );
+        ok((await streaming) !== undefined, "the streaming statement failed");
+        // The first statement on the new connection may still be told of the termination.
+        for (let i = 0; i < 3; i++) {
+          const job = await storage.getJob(b.job.id).catch((e) => {
+            if (!(e instanceof StorageError)) throw e;
+            return e;
+          });
+          if (job instanceof StorageError) continue;
+          equal(job?.id, b.job.id, `read ${i}: the job is read back`);
+        }
+        equal((await storage.listTasks({ jobId: b.job.id })).length, 1);
       },
     },
     {
