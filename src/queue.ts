@@ -30,6 +30,47 @@ export interface Queue<T> {
 export type QueueFactory<T> = (capacity: number) => Queue<T>;
 
 /**
+ * A first-in first-out list of waiters: O(1) amortized per operation. `Array#shift` is
+ * O(length) once an array is large, so thousands of waiting pops or pushes made each
+ * wake-up cost as much as all of them.
+ */
+class Waiters<W> {
+  #items: (W | undefined)[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(w: W): void {
+    this.#items.push(w);
+  }
+
+  shift(): W | undefined {
+    if (this.#head === this.#items.length) return undefined;
+    const w = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
+      // Drop the taken front once it is most of the array: each item is copied O(1) times.
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return w;
+  }
+
+  /** Take every waiter out, oldest first. */
+  takeAll(): W[] {
+    const all = this.#items.slice(this.#head) as W[];
+    this.#items = [];
+    this.#head = 0;
+    return all;
+  }
+}
+
+/**
  * A bounded ring buffer: O(1) per operation, no array shifting.
  *
  * @example
@@ -47,8 +88,8 @@ export class RingQueue<T> implements Queue<T> {
   #head = 0;
   #size = 0;
   #closed = false;
-  readonly #poppers: ((item: T | undefined) => void)[] = [];
-  readonly #pushers: { item: T; resolve: () => void; reject: (e: Error) => void }[] = [];
+  readonly #poppers = new Waiters<(item: T | undefined) => void>();
+  readonly #pushers = new Waiters<{ item: T; resolve: () => void; reject: (e: Error) => void }>();
 
   /** Create a queue holding at most `capacity` items. */
   constructor(capacity: number) {
@@ -128,7 +169,7 @@ export class RingQueue<T> implements Queue<T> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const p of this.#poppers.splice(0)) p(undefined);
-    for (const p of this.#pushers.splice(0)) p.reject(new Error("Queue is closed"));
+    for (const p of this.#poppers.takeAll()) p(undefined);
+    for (const p of this.#pushers.takeAll()) p.reject(new Error("Queue is closed"));
   }
 }

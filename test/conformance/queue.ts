@@ -150,6 +150,43 @@ export const queueCases: Case<QueueContext>[] = [
       equal(next, n);
     },
   },
+  {
+    name: "thousands of waiting pops and pushes are served in arrival order, also while more arrive",
+    async run({ make }) {
+      // Enough waiters that a list of them drops its served front more than once.
+      const q = make(1);
+      const received: (number | undefined)[] = [];
+      const pops: Promise<void>[] = [];
+      const waitPop = () => {
+        const w = pops.length;
+        pops.push(q.pop().then((v) => void (received[w] = v)));
+      };
+      while (pops.length < 3000) waitPop();
+      for (let v = 0; v < 2500; v++) {
+        ok(q.tryPush(v));
+        if (v % 2 === 0) waitPop(); // one more arrives while they are served
+      }
+      equal(q.size, 0, "every item went to a waiting pop");
+      q.close();
+      await Promise.all(pops);
+      for (let w = 0; w < pops.length; w++) equal(received[w], w < 2500 ? w : undefined, `pop ${w}`);
+
+      const p = make(1);
+      ok(p.tryPush(-1));
+      const outcome: string[] = [];
+      const pushes: Promise<void>[] = [];
+      for (let i = 0; i < 3000; i++) {
+        pushes.push(p.push(i).then(() => void (outcome[i] = "in"), () => void (outcome[i] = "refused")));
+      }
+      const out: (number | undefined)[] = [];
+      for (let i = 0; i < 2000; i++) out.push(p.tryPop());
+      deepEqual(out, Array.from({ length: 2000 }, (_, i) => i - 1), "items in the order their pushes waited");
+      p.close();
+      await Promise.all(pushes);
+      deepEqual(p.drain(), [1999]);
+      for (let i = 0; i < 3000; i++) equal(outcome[i], i < 2000 ? "in" : "refused", `push ${i}`);
+    },
+  },
 ];
 
 /** `RingQueue`'s own checks beyond the contract: its capacity must be a positive integer. */
