@@ -407,6 +407,10 @@ export class Executor {
   #wake: (() => void) | null = null;
   #wakeRequested = false;
   #roomWaiter: (() => void) | null = null;
+  /** Tasks taken out of the ready queue so far (by `#pump`). */
+  #taken = 0;
+  /** While the claim loop waits after the queue refused tasks: `#taken` then (else -1). */
+  #roomAfterTake = -1;
   #wakeTimer: unknown = null;
   #wakeAt = Infinity;
   readonly #wakeTimes = new Heap<number>((a, b) => a < b);
@@ -523,9 +527,15 @@ export class Executor {
     const methods = ["tryPush", "tryPop", "drain", "close"] as const;
     if (
       typeof queue !== "object" || queue === null || methods.some((m) => typeof queue[m] !== "function") ||
-      !(typeof queue.capacity === "number" && queue.capacity >= 1)
+      !(Number.isSafeInteger(queue.capacity) && queue.capacity >= 1) ||
+      !(Number.isSafeInteger(queue.size) && queue.size >= 0)
     ) {
-      throw new TypeError(`Executor option "queue" must build a Queue (capacity, tryPush, tryPop, drain, close)`);
+      // The claim loop asks the storage for `capacity - size` tasks: a claim limit must be an
+      // integer, so an unbounded (`Infinity`), fractional or missing one would never claim.
+      throw new TypeError(
+        `Executor option "queue" must build a Queue (integer capacity >= 1 and size, tryPush, tryPop, drain, ` +
+          `close), got capacity ${shown(queue?.capacity)} and size ${shown(queue?.size)}`,
+      );
     }
     this.#queue = queue;
     this.#stoppedPromise = new Promise((resolve) => (this.#stopped = resolve));
@@ -1135,13 +1145,30 @@ export class Executor {
       // A storage that answers more than `limit` (against its contract) must not strand
       // the surplus as running with nobody to run it: it goes back at once.
       let surplus: Task[] | null = null;
+      let accepted = 0;
       for (const t of claimed) {
-        if (this.#queue.tryPush(t)) this.#queued.set(t.id, t);
-        else (surplus ??= []).push(t);
+        if (this.#queue.tryPush(t)) {
+          this.#queued.set(t.id, t);
+          accepted++;
+        } else (surplus ??= []).push(t);
       }
       this.#pump();
-      if (surplus) await this.#release(surplus, "Released: claimed past the ready queue's room");
-      if (claimed.length >= room || this.#wakeRequested) continue;
+      if (surplus) {
+        const taken = this.#taken;
+        await this.#release(surplus, "Released: claimed past the ready queue's room");
+        // The queue refused tasks (it takes fewer than it reports room for, or the storage
+        // answered more than asked): claiming again at once would claim and hand back the
+        // same tasks in a loop. Claim again once a task left the queue; a queue that
+        // refuses while empty is asked again when the executor would poll.
+        if (this.#taken !== taken || this.#state !== "running") continue;
+        if (this.#queue.size > 0) {
+          this.#roomAfterTake = taken;
+          await new Promise<void>((resolve) => (this.#roomWaiter = resolve));
+          this.#roomAfterTake = -1;
+          continue;
+        }
+        if (accepted > 0) continue;
+      } else if (claimed.length >= room || this.#wakeRequested) continue;
       await new Promise<void>((resolve) => {
         const timer = this.#clock.setTimer(() => this.#poke(), this.#pollIntervalMs);
         this.#wake = () => {
@@ -1252,8 +1279,13 @@ export class Executor {
         while (this.#active < this.#maxWorkers && this.#state === "running") {
           const task = this.#queue.tryPop();
           if (task === undefined) break;
-          this.#queued.deleteIf(task.id, task);
-          if (this.#lostIds.size > 0 && this.#lostIds.delete(task.id)) continue;
+          this.#taken++;
+          // Only a claim this executor queued and has neither started nor dropped: a custom
+          // queue that hands a task out twice must not start its attempt twice.
+          if (!this.#queued.deleteIf(task.id, task)) {
+            this.#lostIds.delete(task.id);
+            continue;
+          }
           this.#active++;
           this.#execute(task);
         }
@@ -1261,7 +1293,11 @@ export class Executor {
     } finally {
       this.#pumping = false;
     }
-    if (this.#roomWaiter && this.#queue.size < this.#queue.capacity) {
+    const size = this.#queue.size;
+    if (
+      this.#roomWaiter && size < this.#queue.capacity &&
+      (this.#roomAfterTake < 0 || this.#taken !== this.#roomAfterTake || size === 0)
+    ) {
       const w = this.#roomWaiter;
       this.#roomWaiter = null;
       w();

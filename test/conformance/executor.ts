@@ -2029,4 +2029,137 @@ export const executorCases: Case<ExecContext>[] = [
       equal(executor.running, false);
     },
   },
+  {
+    name: "a custom queue whose capacity or size is not an integer count is refused, not left never claiming",
+    run(ctx) {
+      const shaped = (capacity: unknown, size: unknown) => (): Queue<Task> => {
+        const ring = new RingQueue<Task>(4);
+        return {
+          capacity,
+          size,
+          closed: false,
+          tryPush: (t: Task) => ring.tryPush(t),
+          push: (t: Task) => ring.push(t),
+          tryPop: () => ring.tryPop(),
+          pop: () => ring.pop(),
+          drain: () => ring.drain(),
+          close: () => ring.close(),
+        } as unknown as Queue<Task>;
+      };
+      // An unbounded queue (capacity Infinity), a fractional capacity, and `size` written
+      // as a method: each makes the claim limit `capacity - size` no integer, which
+      // claimReady() refuses on every claim, so the executor would run nothing.
+      for (const [capacity, size] of [[Infinity, 0], [2.5, 0], [4, () => 0]] as const) {
+        throws(
+          () => harness(ctx.storage, [agent("echo", (n) => n)], { queue: shaped(capacity, size) }),
+          TypeError,
+          'Executor option "queue"',
+        );
+      }
+    },
+  },
+  {
+    name: "a custom queue whose tryPop hands a task out twice does not start its attempt twice",
+    async run(ctx) {
+      // A buggy queue: every item comes out twice.
+      const twice = (n: number): Queue<Task> => {
+        const ring = new RingQueue<Task>(n);
+        let again: Task | undefined;
+        return {
+          get capacity() {
+            return ring.capacity;
+          },
+          get size() {
+            return ring.size + (again ? 1 : 0);
+          },
+          get closed() {
+            return ring.closed;
+          },
+          tryPush: (t) => ring.tryPush(t),
+          push: (t) => ring.push(t),
+          tryPop: () => {
+            const t = again ?? ring.tryPop();
+            again = again ? undefined : t;
+            return t;
+          },
+          pop: () => ring.pop(),
+          drain: () => ring.drain(),
+          close: () => ring.close(),
+        };
+      };
+      let calls = 0;
+      const { executor, clock } = harness(ctx.storage, [
+        agent("count", async () => {
+          calls++;
+          await new Promise((r) => setTimeout(r, 5));
+          return calls;
+        }),
+      ], { queue: twice, maxWorkers: 4 });
+      executor.start();
+      const job = await executor.submit({ name: "dup", tasks: [{ key: "a", agent: "count" }] });
+      await until(async () => (await job.status()).status === "completed", "the job to complete", clock);
+      equal(calls, 1, "the agent of one attempt ran once");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a custom queue that refuses a task while reporting room does not make the claim loop spin",
+    async run(ctx) {
+      // A queue that holds one task at a time though it reports room for four (a per-job
+      // share, say): every claim past the first is refused and handed back.
+      const stingy = (n: number): Queue<Task> => {
+        const ring = new RingQueue<Task>(n);
+        return {
+          get capacity() {
+            return ring.capacity;
+          },
+          get size() {
+            return ring.size;
+          },
+          get closed() {
+            return ring.closed;
+          },
+          tryPush: (t) => ring.size >= 1 ? false : ring.tryPush(t),
+          push: (t) => ring.push(t),
+          tryPop: () => ring.tryPop(),
+          pop: () => ring.pop(),
+          drain: () => ring.drain(),
+          close: () => ring.close(),
+        };
+      };
+      let claims = 0;
+      const storage = intercept(ctx.storage, {
+        claimReady: (claim) => async (o) => {
+          claims++;
+          // Past a bound, yield to timers: a spinning loop must not starve the test itself.
+          if (claims > 200) await new Promise((r) => setTimeout(r, 1));
+          return await claim(o);
+        },
+      });
+      const hold = deferred<string>();
+      const { executor, clock } = harness(storage, [agent("hold", () => hold.promise)], {
+        queue: stingy,
+        queueCapacity: 4,
+        maxWorkers: 1,
+      });
+      executor.start();
+      const job = await executor.submit({
+        name: "stingy",
+        tasks: Array.from({ length: 5 }, (_, i) => ({ key: `t${i}`, agent: "hold" })),
+      });
+      await until(
+        () => executor.stats().running === 1 && executor.stats().queued === 1,
+        "one running, one queued",
+        clock,
+      );
+      const before = claims;
+      await new Promise((r) => setTimeout(r, 50)); // nothing can start or enter meanwhile
+      const spun = claims - before;
+      hold.resolve("ok");
+      await until(async () => (await job.status()).status === "completed", "the job to complete", clock).finally(
+        () => executor.shutdown({ graceMs: 0 }),
+      );
+      ok(spun <= 2, `${spun} claims (each handing tasks back) in 50 ms with nothing able to enter the queue`);
+    },
+  },
 ];
