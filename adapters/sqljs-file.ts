@@ -346,6 +346,10 @@ export function openSqlJsFileStorage(
   path: string,
   options: Omit<SqlJsStorageOptions, "persister"> & FilePersisterOptions = {},
 ): Promise<SqlJsStorage> {
-  const { sync, ...rest } = options;
-  return openSqlJsStorage({ ...rest, persister: createFilePersister(path, sync === undefined ? {} : { sync }) });
+  const { sync, lockStaleMs, ...rest } = options ?? {};
+  const persister = createFilePersister(path, {
+    ...(sync === undefined ? {} : { sync }),
+    ...(lockStaleMs === undefined ? {} : { lockStaleMs }),
+  });
+  return openSqlJsStorage({ ...rest, persister });
 }

@@ -964,6 +964,26 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
     },
   },
   {
+    name: "openSqlJsFileStorage() passes lockStaleMs to its file persister",
+    async run(ctx) {
+      const { hostname } = await import("node:os");
+      const { default: process } = await import("node:process");
+      const { openSqlJsFileStorage } = await import("../../adapters/sqljs-file.ts");
+      // A bad value is refused, as createFilePersister() refuses it.
+      await rejects(() => openSqlJsFileStorage(ctx.path, { lockStaleMs: 0 }), RangeError, "lockStaleMs");
+      // A lock left in another PID namespace 10 s ago is stale under lockStaleMs 5 s: taken over
+      // at once (under the default 30 s it would be waited on as a live holder's).
+      const { readFile, utimes } = await import("node:fs/promises");
+      await ctx.write(`${ctx.path}.lock`, `${process.pid}\n${hostname()}\nother\nanother-boot pid:[1]\n`);
+      const then = (Date.now() - 10_000) / 1000;
+      await utimes(`${ctx.path}.lock`, then, then);
+      const s = await openSqlJsFileStorage(ctx.path, { lockStaleMs: 5_000, sync: false });
+      const held = (await readFile(`${ctx.path}.lock`, "utf8")).split("\n");
+      ok(held[2] !== "other" && held[3] !== "another-boot pid:[1]", "the lock is this opener's now");
+      await s.close();
+    },
+  },
+  {
     name: "the same file reached through a symlinked folder is refused while open (the lock is not taken over)",
     async run(ctx) {
       const { symlink, rm } = await import("node:fs/promises");
