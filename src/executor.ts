@@ -614,11 +614,17 @@ export class Executor {
       throw new TypeError(`run() "signal" must be an AbortSignal, got ${shown(signal)}`);
     }
     this.start();
+    const onAbort = () => void this.shutdown();
     if (signal) {
       if (signal.aborted) void this.shutdown();
-      else signal.addEventListener("abort", () => void this.shutdown(), { once: true });
+      else signal.addEventListener("abort", onAbort, { once: true });
     }
-    await this.#stoppedPromise;
+    try {
+      await this.#stoppedPromise;
+    } finally {
+      // The signal may outlive this executor (a process-wide one): it must not keep it.
+      signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   /**

@@ -2162,4 +2162,29 @@ export const executorCases: Case<ExecContext>[] = [
       ok(spun <= 2, `${spun} claims (each handing tasks back) in 50 ms with nothing able to enter the queue`);
     },
   },
+  {
+    name: "run(signal) takes its abort listener off the signal once the executor stopped by shutdown()",
+    async run(ctx) {
+      const controller = new AbortController();
+      const signal = controller.signal;
+      let listening = 0;
+      const add = signal.addEventListener.bind(signal);
+      const remove = signal.removeEventListener.bind(signal);
+      signal.addEventListener = ((type: string, l: EventListener, o?: AddEventListenerOptions) => {
+        if (type === "abort") listening++;
+        add(type, l, o);
+      }) as typeof signal.addEventListener;
+      signal.removeEventListener = ((type: string, l: EventListener, o?: EventListenerOptions) => {
+        if (type === "abort") listening--;
+        remove(type, l, o);
+      }) as typeof signal.removeEventListener;
+      for (let i = 0; i < 3; i++) {
+        const { executor } = harness(ctx.storage, [agent("noop", () => null)]);
+        const running = executor.run(signal);
+        await executor.shutdown();
+        await running;
+      }
+      equal(listening, 0, "abort listeners left on a signal that outlives the executors");
+    },
+  },
 ];
