@@ -60,6 +60,8 @@ export type Listener<K extends ExecutorEventName> = (payload: ExecutorEvents[K])
 /** A minimal typed emitter. */
 export class Emitter {
   readonly #listeners = new Map<string, Set<(payload: never) => void>>();
+  /** The wrappers `once()` registered, by event and by the listener they wrap (so `off()` finds them). */
+  readonly #onces = new Map<string, Map<(payload: never) => void, (payload: never) => void>>();
 
   /** Listen to an event; returns a function that stops listening. */
   on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
@@ -77,16 +79,36 @@ export class Emitter {
     if (typeof listener !== "function") {
       throw new TypeError(`once("${String(event)}") needs a function, got ${typeof listener}`);
     }
-    const off = this.on(event, (payload) => {
-      off();
+    const key = listener as (payload: never) => void;
+    const drop = () => {
+      this.#listeners.get(event)?.delete(wrapper as (payload: never) => void);
+      if (this.#onces.get(event)?.get(key) === wrapper) this.#onces.get(event)!.delete(key);
+    };
+    const wrapper: Listener<K> = (payload) => {
+      drop();
       listener(payload);
-    });
-    return off;
+    };
+    let onces = this.#onces.get(event);
+    if (!onces) this.#onces.set(event, onces = new Map());
+    // A listener passed to once() again replaces its earlier wrapper (a Set keeps one of each).
+    const earlier = onces.get(key);
+    if (earlier) this.#listeners.get(event)?.delete(earlier);
+    onces.set(key, wrapper as (payload: never) => void);
+    this.on(event, wrapper);
+    return drop;
   }
 
-  /** Stop listening. */
+  /** Stop listening (to a listener added with `on()` or `once()`). */
   off<K extends ExecutorEventName>(event: K, listener: Listener<K>): void {
-    this.#listeners.get(event)?.delete(listener as (payload: never) => void);
+    const key = listener as (payload: never) => void;
+    const set = this.#listeners.get(event);
+    set?.delete(key);
+    const onces = this.#onces.get(event);
+    const wrapper = onces?.get(key);
+    if (wrapper) {
+      set?.delete(wrapper);
+      onces!.delete(key);
+    }
   }
 
   /** Whether anyone listens to `event` (lets hot paths skip building payloads). */

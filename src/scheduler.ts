@@ -229,7 +229,10 @@ const NO_DEPENDENCIES: string[] = Object.freeze([]) as unknown as string[];
 export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefaults, now: number): BuiltJob {
   const problems: JobProblem[] = [];
   if (spec === null || typeof spec !== "object") {
-    throw new JobValidationError([{ code: "invalid-job", message: `Job spec must be an object, got ${typeof spec}` }]);
+    throw new JobValidationError([{
+      code: "invalid-job",
+      message: `Job spec must be an object, got ${spec === null ? "null" : typeof spec}`,
+    }]);
   }
   if (typeof spec.name !== "string" || spec.name.length === 0 || isLoneSurrogate(spec.name)) {
     problems.push({

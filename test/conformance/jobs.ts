@@ -188,7 +188,7 @@ export const jobCases: Case<ExecContext>[] = [
         JobValidationError,
       );
       equal(empty.problems[0]!.code, "empty-job");
-      await rejects(() => executor.submit(null as never), JobValidationError);
+      await rejects(() => executor.submit(null as never), JobValidationError, "got null");
       await rejects(
         () => executor.submit({ name: "x", tasks: [{ agent: "echo" }] } as never),
         JobValidationError,

@@ -4,10 +4,26 @@
 
 import { backoffDelay, DEFAULT_RETRY } from "../../src/backoff.ts";
 import { newId } from "../../src/ids.ts";
+import { Emitter } from "../../src/events.ts";
+import type { Job } from "../../src/types.ts";
 import { equal, ok } from "./assert.ts";
 import type { Case } from "./harness.ts";
 
 export const unitCases: Case<unknown>[] = [
+  {
+    name: "Emitter: off() stops a listener added with once(), as it stops one added with on()",
+    run() {
+      const emitter = new Emitter();
+      const job = { id: "j" } as Job;
+      let calls = 0;
+      const listener = () => calls++;
+      emitter.once("job:completed", listener);
+      emitter.off("job:completed", listener);
+      equal(emitter.has("job:completed"), false, "nobody listens after off()");
+      emitter.emit("job:completed", { job });
+      equal(calls, 0);
+    },
+  },
   {
     name: "backoffDelay grows by the factor, stops at the cap, and jitters within [0, delay)",
     run() {
