@@ -107,6 +107,11 @@ function connectionLost(e: unknown): boolean {
  * timer when a query is written to a connection whose socket closed, which its
  * `sql.begin()` does with the `ROLLBACK` it sends after a failed callback.
  *
+ * Known limits of postgres.js 3.4.9 the adapter cannot work around (see RELIABILITY.md):
+ * after a connection is terminated mid-statement, a call on it hangs while the server
+ * refuses logins; a pool ended during an outage may reconnect its LISTEN connection after
+ * `end()` resolved.
+ *
  * @example
  * ```ts ignore
  * import postgres from "postgres";
