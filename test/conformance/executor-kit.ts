@@ -72,6 +72,24 @@ export async function until(
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/**
+ * Move `clock` forward `stepMs` at a time, letting real time pass between steps (durable
+ * storages answer asynchronously, and work may wait on a timer), until `cond` holds: a fixed
+ * number of steps assumes how fast the storage answers.
+ */
+export async function untilAdvancing(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  clock: ManualClock,
+  stepMs: number,
+): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (await cond()) return;
+    await clock.advance(stepMs);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 /** A promise with its resolve/reject exposed. */
 export interface Deferred<T> {
   promise: Promise<T>;
