@@ -9,6 +9,13 @@
 export interface Clock {
   /** Current time in epoch milliseconds. */
   now(): number;
+  /**
+   * Milliseconds on a clock that never jumps, on the time base of the timers
+   * (`performance.now()` for `setTimeout`). Timeouts, grace periods and the progress
+   * throttle are measured on it, so that the wall clock stepping forward or back (NTP, a
+   * resumed machine) ends no attempt early or late. Without it, `now()` is used.
+   */
+  monotonic?(): number;
   /** Call `fn` after `ms` milliseconds; returns a handle for `clearTimer`. */
   setTimer(fn: () => void, ms: number): unknown;
   /** Cancel a timer. */
@@ -25,6 +32,8 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 export interface TimerHost {
   /** Current time in epoch milliseconds. */
   now(): number;
+  /** Milliseconds on the timers' clock, which never jumps (see {@link Clock.monotonic}). */
+  monotonic?(): number;
   /** Schedule `fn` after `ms`; delays past 2^31 - 1 ms may fire at once, as `setTimeout`'s do. */
   setTimeout(fn: () => void, ms: number): unknown;
   /** Cancel what `setTimeout` returned. */
@@ -48,8 +57,10 @@ export function timerClock(host: TimerHost): Clock {
       Math.min(Math.max(0, left), MAX_TIMEOUT_MS),
     );
   };
+  const monotonic = host.monotonic;
   return {
     now: () => host.now(),
+    ...(typeof monotonic === "function" ? { monotonic: () => monotonic.call(host) } : {}),
     setTimer: (fn, ms) => {
       if (!(ms > MAX_TIMEOUT_MS)) return host.setTimeout(fn, ms);
       const timer = new LongTimer();
@@ -63,6 +74,7 @@ export function timerClock(host: TimerHost): Clock {
 /** The real clock: `Date.now` and `setTimeout`, with long delays waited in legs (see {@link timerClock}). */
 export const systemClock: Clock = timerClock({
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 });
@@ -89,6 +101,8 @@ interface ManualTimer {
  */
 export class ManualClock implements Clock {
   #now: number;
+  /** Time passed by `advance()` only: `set()` jumps `now()`, not this. */
+  #monotonic = 0;
   #seq = 0;
   #timers = new Map<number, ManualTimer>();
 
@@ -100,6 +114,11 @@ export class ManualClock implements Clock {
   /** {@inheritDoc Clock.now} */
   now(): number {
     return this.#now;
+  }
+
+  /** {@inheritDoc Clock.monotonic} */
+  monotonic(): number {
+    return this.#monotonic;
   }
 
   /** {@inheritDoc Clock.setTimer} */
@@ -130,14 +149,19 @@ export class ManualClock implements Clock {
       }
       if (!next) break;
       this.#timers.delete(next.seq);
-      this.#now = Math.max(this.#now, next.at);
+      this.#move(Math.max(this.#now, next.at));
       next.fn();
     }
-    this.#now = end;
+    this.#move(end);
     await settle();
   }
 
-  /** Set the time (it may go backwards, to test clock jumps). Fires nothing. */
+  #move(to: number): void {
+    if (to > this.#now) this.#monotonic += to - this.#now;
+    this.#now = to;
+  }
+
+  /** Set the time (it may go backwards, to test clock jumps). Fires nothing, and leaves `monotonic()` as it is. */
   set(now: number): void {
     this.#now = now;
   }

@@ -150,6 +150,7 @@ interface Run {
   /** The claimed task this attempt started from (`task` moves on when its start is stored). */
   readonly claim: Task;
   ctx: AttemptContext;
+  /** When the attempt times out, on the executor's monotonic time (see `#monotonic`). */
   deadline: number;
   timeoutMs: number;
   settled: boolean;
@@ -390,6 +391,11 @@ export class Executor {
   #stoppedWhileClaiming: Map<string, "ended" | "paused"> | null = null;
   /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
   readonly #queued = new ByJob<Task>((task) => task.jobId);
+  /**
+   * Time on the clock's timers (`clock.monotonic()`, else `now()`): what timeouts, grace
+   * periods and the progress throttle measure, since the wall clock may jump meanwhile.
+   */
+  readonly #monotonic: () => number;
   readonly #deadlines = new Heap<Run>((a, b) => a.deadline < b.deadline);
   #deadlineTimer: unknown = null;
   #deadlineAt = Infinity;
@@ -476,7 +482,13 @@ export class Executor {
     ) {
       throw new TypeError(`Executor option "clock" must have now(), setTimer() and clearTimer(), got ${shown(clock)}`);
     }
+    if (clock.monotonic !== undefined && typeof clock.monotonic !== "function") {
+      throw new TypeError(
+        `Executor option "clock": monotonic must be a function when given, got ${shown(clock.monotonic)}`,
+      );
+    }
     this.#clock = clock;
+    this.#monotonic = clock.monotonic ? () => clock.monotonic!() : () => clock.now();
     const random = options.random ?? Math.random;
     if (typeof random !== "function") {
       throw new TypeError(`Executor option "random" must be a function, got ${shown(random)}`);
@@ -1061,6 +1073,10 @@ export class Executor {
   /** Wake the claim loop at `at` (a retry's or a delayed task's `runAt`); every such time is kept. */
   #wakeAtTime(at: number): void {
     if (this.#state !== "running" && this.#state !== "idle") return;
+    // Times already due wake nothing more: drop them first. A never-started executor (a
+    // process that only submits) has no timer to pop them, and would keep them for good.
+    const now = this.#clock.now();
+    while ((this.#wakeTimes.peek() ?? Infinity) <= now) this.#wakeTimes.pop();
     this.#wakeTimes.push(at);
     // A never-started executor (a client that submits, reviews, resumes) keeps the times
     // for `start()` and arms no timer: it must not keep its process alive.
@@ -1315,9 +1331,10 @@ export class Executor {
     // returning): nothing to report, and nothing to remember.
     const run = this.#runs.get(task.id);
     if (run === undefined || run.done || run.task.attempts !== task.attempts) return;
-    const now = this.#clock.now();
+    const now = this.#monotonic();
     const last = this.#lastProgress.get(task.id);
-    if (last !== undefined && now - last < this.#progressMs && fraction < 1) {
+    // (`now < last`: a clock without `monotonic()` went back; the report is told, not held for the jump.)
+    if (last !== undefined && now >= last && now - last < this.#progressMs && fraction < 1) {
       // Held back, and told when the interval ends unless a later report replaces it: the
       // last word of an agent that then works for long is not lost.
       const held = this.#heldProgress.get(task.id);
@@ -1334,7 +1351,7 @@ export class Executor {
           this.#heldProgress.delete(task.id);
           const current = this.#runs.get(task.id);
           if (current !== run || run.done) return;
-          this.#lastProgress.set(task.id, this.#clock.now());
+          this.#lastProgress.set(task.id, this.#monotonic());
           this.#events.emit("task:progress", { task: entry.task, fraction: entry.fraction, message: entry.message });
         }, last + this.#progressMs - now),
       };
@@ -1423,7 +1440,7 @@ export class Executor {
   #call(run: Run): void {
     const { task } = run;
     run.called = true;
-    run.deadline = this.#clock.now() + run.timeoutMs;
+    run.deadline = this.#monotonic() + run.timeoutMs;
     this.#stats.started++;
     if (this.#events.has("task:started")) this.#events.emit("task:started", { task });
     // Most agents answer synchronously or with an already-settled promise: stay off the
@@ -1664,13 +1681,13 @@ export class Executor {
   #armDeadline(at: number): void {
     if (this.#deadlineTimer !== null) this.#clock.clearTimer(this.#deadlineTimer);
     this.#deadlineAt = at;
-    this.#deadlineTimer = this.#clock.setTimer(() => this.#onDeadline(), Math.max(0, at - this.#clock.now()));
+    this.#deadlineTimer = this.#clock.setTimer(() => this.#onDeadline(), Math.max(0, at - this.#monotonic()));
   }
 
   #onDeadline(): void {
     this.#deadlineTimer = null;
     this.#deadlineAt = Infinity;
-    const now = this.#clock.now();
+    const now = this.#monotonic();
     for (let r = this.#deadlines.peek(); r; r = this.#deadlines.peek()) {
       if (r.done || r.settled) {
         this.#deadlines.pop();
@@ -2137,11 +2154,11 @@ export class Executor {
       this.#graceEnded = true;
       onGraceOver?.();
     };
-    let graceEnds = this.#clock.now() + graceMs;
+    let graceEnds = this.#monotonic() + graceMs;
     let graceTimer = graceOver ? null : this.#clock.setTimer(endGrace, graceMs);
     this.#shortenGrace = (ms) => {
-      if (graceOver || this.#clock.now() + ms >= graceEnds) return;
-      graceEnds = this.#clock.now() + ms;
+      if (graceOver || this.#monotonic() + ms >= graceEnds) return;
+      graceEnds = this.#monotonic() + ms;
       if (graceTimer !== null) this.#clock.clearTimer(graceTimer);
       if (ms <= 0) endGrace();
       else graceTimer = this.#clock.setTimer(endGrace, ms);

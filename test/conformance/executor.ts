@@ -3,7 +3,7 @@
  * leases, recovery and shutdown — run against every adapter in every runtime.
  */
 
-import { ManualClock, timerClock } from "../../src/clock.ts";
+import { ManualClock, systemClock, timerClock } from "../../src/clock.ts";
 import {
   InvalidTransitionError,
   NonRetryableError,
@@ -14,6 +14,7 @@ import {
   TaskTimeoutError,
 } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
+import { Heap } from "../../src/heap.ts";
 import { type Queue, RingQueue } from "../../src/queue.ts";
 import type { Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
@@ -2194,6 +2195,174 @@ export const executorCases: Case<ExecContext>[] = [
         await running;
       }
       equal(listening, 0, "abort listeners left on a signal that outlives the executors");
+    },
+  },
+  {
+    name: "a task's timeout counts its own running time when the wall clock jumps forward or back",
+    async run(ctx) {
+      // The wall clock jumps (NTP, a resumed VM) while timers keep their delays, as
+      // `setTimeout` does: `now()` moves by `offset`, the timers and `monotonic()` (the real
+      // clock's `performance.now()`) do not.
+      ok(typeof systemClock.monotonic === "function", "the real clock has a time that never jumps");
+      const timers = new ManualClock(START);
+      let offset = 0;
+      const clock = {
+        now: () => timers.now() + offset,
+        monotonic: () => timers.monotonic(),
+        setTimer: (fn: () => void, ms: number) => timers.setTimer(fn, ms),
+        clearTimer: (h: unknown) => timers.clearTimer(h),
+      };
+      const gates = new Map<string, ReturnType<typeof deferred<string>>>();
+      const aborted: string[] = [];
+      const executor = new Executor({
+        storage: ctx.storage,
+        registry: registryOf(agent("slow", (_i, c) => {
+          c.signal.addEventListener("abort", () => aborted.push(c.task.key));
+          const gate = deferred<string>();
+          gates.set(c.task.key, gate);
+          return gate.promise;
+        })),
+        clock,
+        leaseMs: 10_000,
+        pollIntervalMs: 1000,
+        retry: { delayMs: 60_000 },
+      });
+      executor.start();
+      // Forward: "long" has run 1 s of its 60 s when "short" times out.
+      const first = await executor.submit({
+        name: "forward",
+        tasks: [{ key: "long", agent: "slow", timeoutMs: 60_000 }, { key: "short", agent: "slow", timeoutMs: 1000 }],
+      });
+      await until(() => gates.has("long") && gates.has("short"), "both started", timers);
+      offset += 3_600_000; // an hour forward
+      await timers.advance(1000);
+      await until(() => aborted.includes("short"), "short's timeout", timers);
+      deepEqual(
+        aborted,
+        ["short"],
+        `only the task whose own timeout passed is aborted, got ${JSON.stringify(aborted)}`,
+      );
+      equal(executor.stats().timedOut, 1);
+      gates.get("long")!.resolve("done");
+      await until(async () => (await taskByKey(ctx, first.id, "long")).status === "completed", "long", timers);
+      equal((await taskByKey(ctx, first.id, "long")).attempts, 1, "long was not run again");
+      // Backward: a 1 s timeout still ends the attempt after 1 s, not after the jump too.
+      const second = await executor.submit({
+        name: "back",
+        tasks: [{ key: "back", agent: "slow", timeoutMs: 1000 }],
+      });
+      await until(() => gates.has("back"), "back started", timers);
+      offset -= 2 * 3_600_000; // two hours back
+      await timers.advance(1000);
+      await until(() => aborted.includes("back"), "back's timeout", timers);
+      equal(executor.stats().timedOut, 2);
+      ok(second.id);
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
+    name: "an executor used only as a client keeps no wake-up times that have passed",
+    async run(ctx) {
+      // A never-started executor (a process that only submits) keeps the wake-up times of
+      // delayed tasks for a later start(): the ones already due must not pile up for good.
+      const heaps = new Set<Heap<unknown>>();
+      const push = Heap.prototype.push;
+      Heap.prototype.push = function (this: Heap<unknown>, item: unknown) {
+        if (typeof item === "number") heaps.add(this);
+        push.call(this, item);
+      };
+      try {
+        const { executor, clock } = harness(ctx.storage, [agent("noop", () => null)]);
+        for (let i = 0; i < 50; i++) {
+          if (i > 0) await clock.advance(1000); // the tasks submitted so far are due
+          await executor.submit({ name: `later${i}`, tasks: [{ key: "a", agent: "noop", delayMs: 1000 }] });
+        }
+        // Only the last task is not due: its time may be kept (once or twice), no other.
+        const held = Math.max(0, ...[...heaps].map((h) => h.size));
+        ok(held <= 2, `${held} wake-up times held for 50 delayed tasks, 49 of them already due`);
+        await executor.shutdown();
+      } finally {
+        Heap.prototype.push = push;
+      }
+    },
+  },
+  {
+    name: "progress after the wall clock jumped back is told within the throttle interval, not held for the jump",
+    async run(ctx) {
+      const timers = new ManualClock(START);
+      let offset = 0;
+      const clock = {
+        now: () => timers.now() + offset,
+        monotonic: () => timers.monotonic(),
+        setTimer: (fn: () => void, ms: number) => timers.setTimer(fn, ms),
+        clearTimer: (h: unknown) => timers.clearTimer(h),
+      };
+      const told: number[] = [];
+      const step = deferred();
+      const finish = deferred<string>();
+      let report: ((f: number) => void) | null = null;
+      const executor = new Executor({
+        storage: ctx.storage,
+        registry: registryOf(agent("work", async (_i, c) => {
+          report = (f) => c.progress(f);
+          c.progress(0.1);
+          await step.promise;
+          return await finish.promise;
+        })),
+        clock,
+        leaseMs: 10_000,
+        pollIntervalMs: 1000,
+        progressThrottleMs: 100,
+      });
+      executor.on("task:progress", (e) => told.push(e.fraction));
+      executor.start();
+      await executor.submit({ name: "p", tasks: [{ key: "a", agent: "work" }] });
+      await until(() => told.length === 1, "the first report", timers);
+      await timers.advance(500);
+      offset -= 3_600_000; // the wall clock goes an hour back
+      report!(0.5);
+      await timers.advance(200); // more than the throttle interval since the first report
+      deepEqual(told, [0.1, 0.5], `reports told: ${JSON.stringify(told)}`);
+      finish.resolve("done");
+      step.resolve();
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
+    name: "a second shutdown() with a shorter grace cuts the first short also after the wall clock jumped",
+    async run(ctx) {
+      const timers = new ManualClock(START);
+      let offset = 0;
+      const clock = {
+        now: () => timers.now() + offset,
+        monotonic: () => timers.monotonic(),
+        setTimer: (fn: () => void, ms: number) => timers.setTimer(fn, ms),
+        clearTimer: (h: unknown) => timers.clearTimer(h),
+      };
+      let calls = 0;
+      const executor = new Executor({
+        storage: ctx.storage,
+        registry: registryOf(agent("hang", () => {
+          calls++;
+          return new Promise(() => {});
+        })),
+        clock,
+        leaseMs: 10_000,
+        pollIntervalMs: 1000,
+      });
+      executor.start();
+      await executor.submit({ name: "g", tasks: [{ key: "a", agent: "hang" }] });
+      await until(() => calls === 1, "the task to start", timers);
+      let firstDone = false;
+      const first = executor.shutdown({ graceMs: 60_000 }).then(() => (firstDone = true));
+      await timers.advance(1000);
+      offset += 3_600_000; // the wall clock goes an hour forward
+      let secondDone = false;
+      const second = executor.shutdown({ graceMs: 0 }).then(() => (secondDone = true));
+      await until(() => secondDone, "the second shutdown() with no grace", timers);
+      await first;
+      ok(firstDone);
+      await second;
     },
   },
 ];
