@@ -43,7 +43,11 @@ export interface TaskHandle {
   readonly key: string;
 }
 
-/** A key-value view whose writes are stored atomically with the task's completion. */
+/**
+ * A key-value view whose writes are stored atomically with the task's completion. Writes
+ * are not checked against what the attempt read: of two tasks that read a key and write it
+ * back at once, the later completion wins (last writer wins); give each writer its own key.
+ */
 export interface KeyValue {
   /** Read a value (this task's own unsaved writes are seen first). */
   get(key: string): Promise<JsonValue | undefined>;
