@@ -1903,7 +1903,7 @@ export const executorCases: Case<ExecContext>[] = [
       // Heartbeats (every 10 ms) renew the lease while the lost answer is sorted out; a durable
       // storage answers in real time, so time moves in steps until the task ends.
       await untilAdvancing(
-        async () => (await taskByKey(ctx, job.id, "a")).status !== "running",
+        async () => !["pending", "ready", "running"].includes((await taskByKey(ctx, job.id, "a")).status),
         "the task to end",
         clock,
         10,
