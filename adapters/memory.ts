@@ -233,6 +233,8 @@ export class MemoryStorage implements Storage {
         if (!m) this.#cache.set(jobId, m = new Map());
         m.set(key, value);
       },
+      getCache: (jobId, key) => this.#cache.get(jobId)?.get(key),
+      getState: (scope, key) => this.#state.get(scope)?.get(key),
       setState: (scope, key, value) => {
         // By scope, then key: a joined string key would make ("a\0b", "c") and ("a", "b\0c") one entry.
         let m = this.#state.get(scope);

@@ -12,7 +12,14 @@
  * @module
  */
 
-import { ConflictError, InvalidTransitionError, NotFoundError, StorageError, TaskCoreError } from "./errors.ts";
+import {
+  ConflictError,
+  InvalidTransitionError,
+  KeyConflictError,
+  NotFoundError,
+  StorageError,
+  TaskCoreError,
+} from "./errors.ts";
 import { cycleAmong } from "./graph.ts";
 import { isLoneSurrogate, toJson } from "./json.ts";
 import { canTransition, canTransitionJob, isFailure, isJobFinal, JOB_STATUS_SET, TASK_STATUS_SET } from "./status.ts";
@@ -100,6 +107,33 @@ export interface RuleTx {
   setCache(jobId: string, key: string, value: JsonValue | undefined): MaybePromise<void>;
   /** Write or delete one shared-state entry. */
   setState(scope: string, key: string, value: JsonValue | undefined): MaybePromise<void>;
+  /**
+   * Read one cache entry as stored at the start of the batch (locked where the backend
+   * locks reads). Needed for writes that carry an `expect`; a tx without it stores them
+   * unchecked (last writer wins).
+   */
+  getCache?(jobId: string, key: string): MaybePromise<JsonValue | undefined>;
+  /** Read one shared-state entry as stored at the start of the batch (see `getCache`). */
+  getState?(scope: string, key: string): MaybePromise<JsonValue | undefined>;
+}
+
+/** Deep equality of two JSON values (`undefined`: an absent entry). */
+function jsonEqual(a: JsonValue | undefined, b: JsonValue | undefined): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || typeof a !== "object" || typeof b !== "object") return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as JsonValue[];
+    if (a.length !== bb.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], bb[i])) return false;
+    return true;
+  }
+  const ao = a as { [k: string]: JsonValue };
+  const bo = b as { [k: string]: JsonValue };
+  const keys = Object.keys(ao);
+  if (keys.length !== Object.keys(bo).length) return false;
+  for (const k of keys) if (!Object.hasOwn(bo, k) || !jsonEqual(ao[k], bo[k])) return false;
+  return true;
 }
 
 const JOB_CONTROL: readonly JobStatus[] = ["running", "paused", "cancelled"];
@@ -188,6 +222,8 @@ class Batch {
   readonly jobEntries = new Map<string, Entry<Job>>();
   readonly cache: { jobId: string; key: string; value: JsonValue | undefined }[] = [];
   readonly state: { scope: string; key: string; value: JsonValue | undefined }[] = [];
+  /** Cache and state entries written earlier in this batch, by `JSON.stringify([kind, a, key])`. */
+  readonly written = new Map<string, JsonValue | undefined>();
   readonly jobsEnding = new Set<string>();
   /** Tasks of a job created by this batch (`createJob`), written after every other change. */
   readonly created: Task[] = [];
@@ -801,6 +837,24 @@ export function applyCommit(tx: RuleTx, ops: readonly CommitOp[], now: number): 
 
 const NO_INSERTS: ReadonlySet<string> = new Set();
 
+function* readValue(read: MaybePromise<JsonValue | undefined>): Step<JsonValue | undefined> {
+  return isThenable(read) ? (yield read) as JsonValue | undefined : read;
+}
+
+/** The value a cache or state write expects to find (`expect.value`, checked as JSON), or `NO_EXPECT`. */
+function expectedValue(index: number, expect: unknown): JsonValue | undefined | typeof NO_EXPECT {
+  if (expect === undefined) return NO_EXPECT;
+  if (expect === null || typeof expect !== "object" || !("value" in expect)) {
+    throw new TypeError(
+      `Op ${index}: "expect" must be an object with a "value" (undefined: absent), got ${typeof expect}`,
+    );
+  }
+  const value = (expect as { value: unknown }).value;
+  return value === undefined ? undefined : toJson(value);
+}
+
+const NO_EXPECT: unique symbol = Symbol("no expectation");
+
 function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult> {
   let inserted: ReadonlySet<string> = NO_INSERTS;
   for (const op of ops) {
@@ -826,22 +880,35 @@ function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult
         req(typeof op.jobId === "string" && isText(op.key), "cache key", op.key);
         const read = batch.job(op.jobId);
         if (!(isThenable(read) ? yield read : read)) throw new NotFoundError("job", op.jobId);
-        batch.cache.push({
-          jobId: op.jobId,
-          key: op.key,
-          value: op.value === undefined ? undefined : toJson(op.value),
-        });
+        const value = op.value === undefined ? undefined : toJson(op.value);
+        const slot = JSON.stringify(["c", op.jobId, op.key]);
+        const expected = expectedValue(i, op.expect);
+        if (expected !== NO_EXPECT && batch.tx.getCache) {
+          const found = batch.written.has(slot) ? batch.written.get(slot) : yield* readValue(
+            batch.tx.getCache(op.jobId, op.key),
+          );
+          if (!jsonEqual(found, expected)) throw new KeyConflictError(i, `cache "${op.key}"`);
+        }
+        batch.written.set(slot, value);
+        batch.cache.push({ jobId: op.jobId, key: op.key, value });
         break;
       }
-      case "setState":
+      case "setState": {
         req(isText(op.scope), "state scope", op.scope);
         req(isText(op.key), "state key", op.key);
-        batch.state.push({
-          scope: op.scope,
-          key: op.key,
-          value: op.value === undefined ? undefined : toJson(op.value),
-        });
+        const value = op.value === undefined ? undefined : toJson(op.value);
+        const slot = JSON.stringify(["s", op.scope, op.key]);
+        const expected = expectedValue(i, op.expect);
+        if (expected !== NO_EXPECT && batch.tx.getState) {
+          const found = batch.written.has(slot) ? batch.written.get(slot) : yield* readValue(
+            batch.tx.getState(op.scope, op.key),
+          );
+          if (!jsonEqual(found, expected)) throw new KeyConflictError(i, `state "${op.scope}" "${op.key}"`);
+        }
+        batch.written.set(slot, value);
+        batch.state.push({ scope: op.scope, key: op.key, value });
         break;
+      }
       default:
         throw new TypeError(`Op ${i} has an unknown type: "${String((op as { type?: unknown })?.type)}"`);
     }
@@ -1100,6 +1167,13 @@ export function takeOps(ops: readonly CommitOp[]): readonly CommitOp[] {
       if (v !== null && typeof v === "object") copy[field] = takeJsonFields({ ...v });
     }
     if ("value" in copy) copy["value"] = takeJson(copy["value"]);
+    const expect = copy["expect"];
+    if (
+      (copy["type"] === "setCache" || copy["type"] === "setState") && expect !== null && typeof expect === "object" &&
+      "value" in expect
+    ) {
+      (expect as Record<string, unknown>)["value"] = takeJson((expect as Record<string, unknown>)["value"]);
+    }
     if (copy["task"] !== null && typeof copy["task"] === "object") copy["task"] = takeTask(copy["task"] as Task);
     return copy as unknown as CommitOp;
   });

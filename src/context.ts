@@ -44,9 +44,11 @@ export interface TaskHandle {
 }
 
 /**
- * A key-value view whose writes are stored atomically with the task's completion. Writes
- * are not checked against what the attempt read: of two tasks that read a key and write it
- * back at once, the later completion wins (last writer wins); give each writer its own key.
+ * A key-value view whose writes are stored atomically with the task's completion. A write
+ * of a key this attempt read first is stored only if the key still holds what was read;
+ * otherwise the completion is not stored and the task runs again (an at-most-once task is
+ * blocked), so a read-modify-write is never lost. A write of a key not read first is stored
+ * as it is (last writer wins).
  */
 export interface KeyValue {
   /** Read a value (this task's own unsaved writes are seen first). */

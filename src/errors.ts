@@ -61,6 +61,22 @@ export class JsonValueError extends TaskCoreError {
   }
 }
 
+/**
+ * A cache or state write whose entry changed since the writer read it (another attempt
+ * stored a value meanwhile). Nothing of the batch was applied.
+ */
+export class KeyConflictError extends TaskCoreError {
+  /** The error's name (kept explicit so minified bundles report it). */
+  override name: string = "KeyConflictError";
+  /** Index of the failing op in the batch. */
+  readonly opIndex: number;
+  /** Create the error; `where` names the entry (`cache "key"` or `state "scope" "key"`). */
+  constructor(opIndex: number, where: string) {
+    super(`Conflict in op ${opIndex}: ${where} changed since it was read`);
+    this.opIndex = opIndex;
+  }
+}
+
 /** What a compare-and-swap found instead of what it expected. */
 export interface ConflictFound {
   /** The record's status, or `null` when it does not exist. */

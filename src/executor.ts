@@ -15,6 +15,7 @@ import {
   type JobProblem,
   JobValidationError,
   JsonValueError,
+  KeyConflictError,
   NonRetryableError,
   NotFoundError,
   PayloadTooLargeError,
@@ -1771,14 +1772,20 @@ export class Executor {
         return;
       } catch (e) {
         let culprit = -1;
-        if (e instanceof ConflictError) culprit = owner[e.opIndex] ?? -1;
+        if (e instanceof ConflictError || e instanceof KeyConflictError) culprit = owner[e.opIndex] ?? -1;
         else if (e instanceof InvalidTransitionError) {
           culprit = items.findIndex((it) => it.ops.some((op) => op.type === "updateTask" && op.id === e.id));
         }
         if (culprit >= 0 && unsure.length > 0) {
           let applied: boolean;
           try {
-            applied = await this.#appliedEarlier(items, ops, e as ConflictError | InvalidTransitionError, unsure);
+            applied = await this.#appliedEarlier(
+              items,
+              ops,
+              e as ConflictError | InvalidTransitionError | KeyConflictError,
+              unsure,
+              culprit,
+            );
           } catch (readError) {
             failures++;
             this.#stats.storageErrors++;
@@ -1794,6 +1801,14 @@ export class Executor {
             continue;
           }
           if (applied) return;
+        }
+        if (e instanceof KeyConflictError && culprit >= 0) {
+          const redo = this.#afterKeyConflict(items[culprit]!, e, now);
+          if (redo) {
+            items = items.slice();
+            items[culprit] = redo;
+            continue;
+          }
         }
         if (culprit >= 0) {
           this.#dropResult(items[culprit]!, (e as Error).message);
@@ -1897,10 +1912,17 @@ export class Executor {
   async #appliedEarlier(
     items: Pending[],
     ops: readonly CommitOp[],
-    e: ConflictError | InvalidTransitionError,
+    e: ConflictError | InvalidTransitionError | KeyConflictError,
     unsure: readonly number[],
+    culprit: number,
   ): Promise<boolean> {
-    const op = e instanceof ConflictError ? ops[e.opIndex] : ops.find((o) => o.type === "updateTask" && o.id === e.id);
+    // A cache or state write that conflicts may conflict with its own earlier write: judge
+    // by the task update of its result.
+    const op = e instanceof KeyConflictError
+      ? items[culprit]?.ops[0]
+      : e instanceof ConflictError
+      ? ops[e.opIndex]
+      : ops.find((o) => o.type === "updateTask" && o.id === e.id);
     if (!op || op.type !== "updateTask") return false;
     const firstIds = items.map((item) => {
       const first = item.ops[0];
@@ -1927,6 +1949,36 @@ export class Executor {
     });
     this.#afterCommit({ tasks: [...byId.values()], jobs: ended, readied: 1 });
     return true;
+  }
+
+  /**
+   * A result whose cache or state write conflicted: an entry its attempt read was changed by
+   * another commit since, and storing the write would lose that one. An at-least-once task
+   * runs again, the attempt not counted (its agent did not fail), and reads the new value;
+   * an at-most-once task is not run again: it is blocked for a person, its output unstored.
+   * `null` for a result that is not a completion (dropped as any conflicting result is).
+   */
+  #afterKeyConflict(item: Pending, e: KeyConflictError, now: number): Pending | null {
+    const first = item.ops[0];
+    if (!item.run || item.outcome !== "completed" || first?.type !== "updateTask") return null;
+    const task = item.run.task;
+    const atMostOnce = task.durability === "at-most-once";
+    const error = toTaskError(e, !atMostOnce, now);
+    const set: UpdateTaskOp["set"] = atMostOnce
+      ? { status: "blocked", error, statusReason: `Blocked: ${e.message}; at-most-once tasks are not run again` }
+      : {
+        status: "ready",
+        runAt: now,
+        attempts: Math.max(0, task.attempts - 1),
+        error,
+        statusReason: `Running again: ${e.message}`,
+      };
+    return {
+      ...item,
+      ops: [{ type: "updateTask", id: task.id, expect: first.expect, set }],
+      outcome: atMostOnce ? "other" : "retry",
+      error,
+    };
   }
 
   #afterCommit(result: CommitResult): void {

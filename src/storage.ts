@@ -89,6 +89,11 @@ export interface SetCacheOp {
   key: string;
   /** The value, or `undefined` to delete. */
   value: JsonValue | undefined;
+  /**
+   * Write only if the entry still holds `expect.value` (`undefined`: absent), as read by
+   * the writer; otherwise the commit fails with a `KeyConflictError` naming this op.
+   */
+  expect?: { value: JsonValue | undefined };
 }
 
 /** Write (or delete, with `value: undefined`) one entry of shared state. */
@@ -101,6 +106,11 @@ export interface SetStateOp {
   key: string;
   /** The value, or `undefined` to delete. */
   value: JsonValue | undefined;
+  /**
+   * Write only if the entry still holds `expect.value` (`undefined`: absent), as read by
+   * the writer; otherwise the commit fails with a `KeyConflictError` naming this op.
+   */
+  expect?: { value: JsonValue | undefined };
 }
 
 /** One op of a `commit` batch. */

@@ -42,6 +42,12 @@ function ended(what: string): Error {
 
 class BufferedKeyValue implements KeyValue {
   readonly writes = new Map<string, JsonValue | undefined>();
+  /**
+   * What this attempt first read from storage, by key: a write of such a key is stored only
+   * if the entry still holds it (another attempt's write meanwhile makes the commit conflict
+   * and this attempt run again), so a read-modify-write is never lost.
+   */
+  readonly reads = new Map<string, JsonValue | undefined>();
   constructor(
     private readonly read: (key: string) => Promise<JsonValue | undefined>,
     /** Whether the attempt ended: its writes were taken (or dropped with it). */
@@ -52,7 +58,15 @@ class BufferedKeyValue implements KeyValue {
 
   get(key: string): Promise<JsonValue | undefined> {
     if (this.writes.has(key)) return Promise.resolve(this.writes.get(key));
-    return this.read(key);
+    return this.read(key).then((value) => {
+      if (!this.reads.has(key) && !this.sealed()) this.reads.set(key, value);
+      return value;
+    });
+  }
+
+  /** The expectation a write of `key` carries, when this attempt read it from storage. */
+  expectOf(key: string): { expect?: { value: JsonValue | undefined } } {
+    return this.reads.has(key) ? { expect: { value: this.reads.get(key) } } : {};
   }
 
   set(key: string, value: JsonValue): void {
@@ -281,12 +295,12 @@ export class AttemptContext implements TaskContext<JsonValue> {
     if (this.#children) { for (const task of this.#children) ops.push({ type: "insertTask", task }); }
     if (this.#cache) {
       for (const [key, value] of this.#cache.writes) {
-        ops.push({ type: "setCache", jobId: this.#record.jobId, key, value });
+        ops.push({ type: "setCache", jobId: this.#record.jobId, key, value, ...this.#cache.expectOf(key) });
       }
     }
     if (this.#states) {
       for (const [scope, kv] of this.#states) {
-        for (const [key, value] of kv.writes) ops.push({ type: "setState", scope, key, value });
+        for (const [key, value] of kv.writes) ops.push({ type: "setState", scope, key, value, ...kv.expectOf(key) });
       }
     }
   }

@@ -20,6 +20,7 @@
 import type { IDBPTransaction, StoreNames } from "idb";
 import type { MaybePromise, RuleTx } from "../../src/commit-rules.ts";
 import type { CommitOp } from "../../src/storage.ts";
+import { deepFreeze } from "../../src/json.ts";
 import type { Job, JsonValue, Task, TaskStatus } from "../../src/types.ts";
 import { ClaimBook, readRows } from "./claims.ts";
 import { IdLeaves } from "./leaves.ts";
@@ -169,6 +170,16 @@ export class IdbRuleTx implements RuleTx {
     const store = this.#tx.objectStore("cache");
     if (value === undefined) quiet(store.delete([jobId, key]));
     else quiet(store.put({ jobId, key, value }));
+  }
+
+  /** {@inheritDoc RuleTx.getCache} */
+  getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
+    return this.#tx.objectStore("cache").get([jobId, key]).then((r) => r && deepFreeze(r.value));
+  }
+
+  /** {@inheritDoc RuleTx.getState} */
+  getState(scope: string, key: string): Promise<JsonValue | undefined> {
+    return this.#tx.objectStore("state").get([scope, key]).then((r) => r && deepFreeze(r.value));
   }
 
   /** {@inheritDoc RuleTx.setState} */

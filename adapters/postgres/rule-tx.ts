@@ -30,6 +30,7 @@ import {
   columnArray,
   fieldChanged,
   JOB_COLUMNS,
+  jsonValue,
   rowJob,
   rowTask,
   TASK_COLUMNS,
@@ -139,6 +140,20 @@ export class PgRuleTx implements RuleTx {
   setCache(jobId: string, key: string, value: JsonValue | undefined): void {
     if (value === undefined) this.#writes.push([this.#sql.delCache, [jobId, key]]);
     else this.#writes.push([this.#sql.setCache, [jobId, key, JSON.stringify(value)]]);
+  }
+
+  /** {@inheritDoc RuleTx.getCache} */
+  async getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
+    await this.#tx.query(this.#sql.lockEntry, ["c", jobId, key]);
+    const rows = await this.#tx.query(this.#sql.getCache, [jobId, key]);
+    return rows[0] ? jsonValue(rows[0][0]) : undefined;
+  }
+
+  /** {@inheritDoc RuleTx.getState} */
+  async getState(scope: string, key: string): Promise<JsonValue | undefined> {
+    await this.#tx.query(this.#sql.lockEntry, ["s", scope, key]);
+    const rows = await this.#tx.query(this.#sql.getState, [scope, key]);
+    return rows[0] ? jsonValue(rows[0][0]) : undefined;
   }
 
   /** {@inheritDoc RuleTx.setState} */

@@ -46,6 +46,8 @@ export class Statements {
   readonly setCache: string;
   readonly delCache: string;
   readonly getState: string;
+  /** Locks one cache or state entry (present or not) until the transaction ends. */
+  readonly lockEntry: string;
   readonly setState: string;
   readonly delState: string;
   /** Ended jobs to prune, locked: `$1` finished before (or null), `$2` keep last (or null). */
@@ -104,6 +106,9 @@ export class Statements {
     this.setState = `INSERT INTO ${s}.state (scope, key, value) VALUES ($1::text, $2::text, $3::text::json) ` +
       "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value";
     this.delState = `DELETE FROM ${s}.state WHERE scope = $1::text AND key = $2::text`;
+    // An advisory lock, not FOR UPDATE: it also holds an entry that does not exist yet.
+    this.lockEntry = "SELECT pg_advisory_xact_lock(hashtextextended(" +
+      "jsonb_build_array($1::text, $2::text, $3::text)::text, 0))";
     // Locked before anything is deleted: a commit holding one of them (a cache write on an
     // ended job) finishes first, and its rows are deleted with the job's. Both parts are
     // served by the index jobs_ended: the jobs ended before `$1` are a range of it; those

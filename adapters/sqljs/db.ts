@@ -231,6 +231,8 @@ export class SqlDb {
       putJob: (job, prev) => this.putJob(job, prev),
       setCache: (jobId, key, value) => this.setCache(jobId, key, value),
       setState: (scope, key, value) => this.setState(scope, key, value),
+      getCache: (jobId, key) => this.getCache(jobId, key),
+      getState: (scope, key) => this.getState(scope, key),
     };
   }
 

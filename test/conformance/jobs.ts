@@ -795,6 +795,136 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "two tasks incrementing one shared-state counter at once both count (no lost update)",
+    async run(ctx) {
+      const gate = deferred();
+      let read = 0;
+      const inc = agent("inc", async (_i, c) => {
+        const n = ((await c.state("counters").get("n")) as number | undefined) ?? 0;
+        read++;
+        await gate.promise;
+        c.state("counters").set("n", n + 1);
+        return n + 1;
+      });
+      const { executor, clock } = harness(ctx.storage, [inc]);
+      executor.start();
+      const job = await executor.submit({
+        name: "inc",
+        tasks: [{ key: "a", agent: "inc" }, { key: "b", agent: "inc" }],
+      });
+      await until(() => read === 2, "both read", clock);
+      gate.resolve(); // both write n = 1, in the same group commit
+      const out = await job.wait();
+      equal(await ctx.storage.getState("counters", "n"), 2);
+      deepEqual([out.a, out.b].sort(), [1, 2]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "two executors incrementing one shared-state counter at once both count (their commits race)",
+    async run(ctx) {
+      const gate = deferred();
+      let read = 0;
+      const inc = agent("inc", async (_i, c) => {
+        const n = ((await c.state("counters").get("n")) as number | undefined) ?? 0;
+        read++;
+        await gate.promise;
+        c.state("counters").set("n", n + 1);
+        return n + 1;
+      });
+      const one = harness(ctx.storage, [inc]);
+      const two = harness(ctx.storage, [inc], { clock: one.clock });
+      one.executor.start();
+      const first = await one.executor.submit({ name: "inc-a", tasks: [{ key: "a", agent: "inc" }] });
+      await until(() => read === 1, "the first read", one.clock);
+      // The first executor stops claiming (its running task still commits), so the second
+      // runs the next task.
+      const stopping = one.executor.shutdown({ graceMs: 60_000 });
+      two.executor.start();
+      const second = await two.executor.submit({ name: "inc-b", tasks: [{ key: "b", agent: "inc" }] });
+      await until(() => read === 2, "the second read, in the other executor", one.clock);
+      gate.resolve(); // both commit at once, each in its own transaction
+      await stopping;
+      await until(
+        async () => (await second.status()).status === "completed" && (await first.status()).status === "completed",
+        "both jobs to end",
+        one.clock,
+      );
+      equal(await ctx.storage.getState("counters", "n"), 2);
+      await two.executor.shutdown();
+    },
+  },
+  {
+    name: "an at-most-once task whose state write lost the race is blocked, not run again, and the other write stays",
+    async run(ctx) {
+      const gate = deferred();
+      let read = 0;
+      let calls = 0;
+      const inc = agent("inc", async (_i, c) => {
+        calls++;
+        const n = ((await c.state("counters").get("n")) as number | undefined) ?? 0;
+        read++;
+        await gate.promise;
+        c.state("counters").set("n", n + 1);
+        return n + 1;
+      });
+      const { executor, clock } = harness(ctx.storage, [inc]);
+      executor.start();
+      const job = await executor.submit({
+        name: "once",
+        tasks: [
+          { key: "a", agent: "inc", durability: "at-most-once" },
+          { key: "b", agent: "inc", durability: "at-most-once" },
+        ],
+      });
+      await until(() => read === 2, "both read", clock);
+      gate.resolve();
+      await until(
+        async () => {
+          const tasks = await ctx.storage.listTasks({ jobId: job.id });
+          return tasks.every((t) => t.status === "completed" || t.status === "blocked");
+        },
+        "both settled",
+        clock,
+      );
+      const tasks = await ctx.storage.listTasks({ jobId: job.id });
+      deepEqual(tasks.map((t) => t.status).sort(), ["blocked", "completed"]);
+      const blocked = tasks.find((t) => t.status === "blocked")!;
+      ok(blocked.statusReason?.includes("changed since it was read"), String(blocked.statusReason));
+      equal(blocked.output, null, "the blocked task's output is not stored");
+      equal(calls, 2, "each agent was called once");
+      equal(await ctx.storage.getState("counters", "n"), 1, "the write that won stays");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a cache entry read and rewritten by two sibling tasks keeps both updates, across commits",
+    async run(ctx) {
+      const gates = { a: deferred(), b: deferred() };
+      let read = 0;
+      const append = agent("append", async (_i, c) => {
+        const list = ((await c.cache.get("seen")) as string[] | undefined) ?? [];
+        read++;
+        await gates[c.task.key as "a" | "b"].promise;
+        c.cache.set("seen", [...list, c.task.key]);
+        return list.length;
+      });
+      const { executor, clock } = harness(ctx.storage, [append]);
+      executor.start();
+      const job = await executor.submit({
+        name: "append",
+        tasks: [{ key: "a", agent: "append" }, { key: "b", agent: "append" }],
+      });
+      await until(() => read === 2, "both read", clock);
+      gates.a.resolve();
+      await until(async () => (await ctx.storage.getCache(job.id, "seen")) !== undefined, "a stored", clock);
+      gates.b.resolve(); // b read the cache before a stored its write
+      await job.wait();
+      deepEqual(await ctx.storage.getCache(job.id, "seen"), ["a", "b"]);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "review: a task that asks for review waits; accept lets dependents run",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [echo]);

@@ -8,6 +8,7 @@ import {
   isTransientStorageError,
   JobValidationError,
   JsonValueError,
+  KeyConflictError,
   NotFoundError,
   StorageClosedError,
   StorageError,
@@ -1523,6 +1524,71 @@ export const storageCases: Case<StorageContext>[] = [
       await storage.commit([{ type: "setCache", jobId: b.job.id, key: "k", value: undefined }]);
       equal(await storage.getCache(b.job.id, "k"), undefined);
       await rejects(() => storage.commit([{ type: "setCache", jobId: "nope", key: "k", value: 1 }]), NotFoundError);
+    },
+  },
+  {
+    name:
+      "a cache or state write that expects a value is stored only while the entry holds it; else KeyConflictError " +
+      "and nothing of the batch is applied",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const jobId = b.job.id;
+      // Absent, expected absent: stored. Then expected as found: stored.
+      await storage.commit([{ type: "setCache", jobId, key: "n", value: 1, expect: { value: undefined } }]);
+      await storage.commit([{ type: "setState", scope: "s", key: "n", value: { v: 1 }, expect: { value: undefined } }]);
+      await storage.commit([{ type: "setCache", jobId, key: "n", value: 2, expect: { value: 1 } }]);
+      await storage.commit([{ type: "setState", scope: "s", key: "n", value: { v: 2 }, expect: { value: { v: 1 } } }]);
+      equal(await storage.getCache(jobId, "n"), 2);
+      deepEqual(await storage.getState("s", "n"), { v: 2 });
+      // A stale expectation (another writer stored meanwhile) fails the whole batch.
+      const stale: CommitOp[][] = [
+        [
+          { type: "setState", scope: "s", key: "other", value: "kept?" },
+          { type: "setCache", jobId, key: "n", value: 99, expect: { value: 1 } },
+        ],
+        [
+          { type: "setCache", jobId, key: "other", value: "kept?" },
+          { type: "setState", scope: "s", key: "n", value: 99, expect: { value: { v: 1 } } },
+        ],
+        // Expected absent, but present; expected present, but absent.
+        [{ type: "setCache", jobId, key: "n", value: 99, expect: { value: undefined } }],
+        [{ type: "setState", scope: "s", key: "missing", value: 99, expect: { value: 0 } }],
+      ];
+      for (const ops of stale) {
+        const e = await rejects<KeyConflictError>(() => storage.commit(ops), KeyConflictError);
+        equal(e.opIndex, ops.length - 1);
+      }
+      equal(await storage.getCache(jobId, "n"), 2);
+      deepEqual(await storage.getState("s", "n"), { v: 2 });
+      equal(await storage.getState("s", "other"), undefined, "nothing of a failed batch is applied");
+      equal(await storage.getCache(jobId, "other"), undefined);
+      equal(await storage.getState("s", "missing"), undefined);
+      // Within one batch an expectation sees the batch's earlier writes: the second of two
+      // writers that read the same value conflicts.
+      await rejects(
+        () =>
+          storage.commit([
+            { type: "setCache", jobId, key: "n", value: 3, expect: { value: 2 } },
+            { type: "setCache", jobId, key: "n", value: 3, expect: { value: 2 } },
+          ]),
+        KeyConflictError,
+      );
+      await storage.commit([
+        { type: "setCache", jobId, key: "n", value: 3, expect: { value: 2 } },
+        { type: "setCache", jobId, key: "n", value: 4, expect: { value: 3 } },
+      ]);
+      equal(await storage.getCache(jobId, "n"), 4);
+      // Equal JSON matches whatever its key order; a malformed expectation is a TypeError.
+      await storage.commit([{ type: "setState", scope: "s", key: "o", value: { a: 1, b: [2] } }]);
+      await storage.commit([{ type: "setState", scope: "s", key: "o", value: 5, expect: { value: { b: [2], a: 1 } } }]);
+      equal(await storage.getState("s", "o"), 5);
+      await rejects(
+        () => storage.commit([{ type: "setState", scope: "s", key: "o", value: 6, expect: 5 as never }]),
+        TypeError,
+        "expect",
+      );
+      equal(await storage.getState("s", "o"), 5);
     },
   },
   {
