@@ -12,6 +12,8 @@ import {
   isJobFinal,
   type Job,
   type JobHandle,
+  StorageClosedError,
+  StorageQuotaError,
   type Task,
 } from "../../mod.ts";
 import { h, s } from "./dom.ts";
@@ -47,6 +49,23 @@ import {
 const doc = document;
 const KIND_KEY = "task-core-demo:storage";
 const params = new URLSearchParams(location.search);
+
+/**
+ * `localStorage` or `sessionStorage`, or `null` where the browser refuses them: with site
+ * data blocked ("Block all cookies", some embedded or sandboxed contexts) merely reading
+ * the property throws a SecurityError.
+ */
+function webStorage(which: "localStorage" | "sessionStorage"): globalThis.Storage | null {
+  try {
+    const store = globalThis[which];
+    store.getItem(KIND_KEY);
+    return store;
+  } catch {
+    return null;
+  }
+}
+const prefs = webStorage("localStorage");
+const tabStore = webStorage("sessionStorage");
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const el = doc.getElementById(id);
@@ -88,7 +107,7 @@ const ui = {
 // ---------------------------------------------------------------- state
 
 const injector = new FailureInjector();
-const starts = createStartCounter(globalThis.sessionStorage ?? null);
+const starts = createStartCounter(tabStore);
 const registry = createRegistry({ injector, starts });
 const log = new EventLog(250);
 const meter = new ThroughputMeter({ windowMs: 5000, historySeconds: 30 });
@@ -104,6 +123,10 @@ let busy = false;
 let resumed: { jobId: string; done: number; total: number } | null = null;
 let offEvents: (() => void)[] = [];
 let renderedLog = -1;
+/** The job whose end the banner told (told once, whether this tab's executor ended it or another tab's). */
+let endTold: string | null = null;
+/** The storage failure the banner told (told once per session). */
+let storageTold = false;
 
 // ---------------------------------------------------------------- form
 
@@ -176,7 +199,10 @@ function listen(s: Session): void {
       if (name === "task:completed" || name === "task:failed" || name === "task:retrying") {
         progress.delete((payload as { task: Task }).task.id);
       }
-      if (name === "job:completed" || name === "job:failed" || name === "job:cancelled") onJobEnded(name);
+      if (name === "job:completed" || name === "job:failed" || name === "job:cancelled") {
+        onJobEnded((payload as ExecutorEvents["job:completed"]).job);
+      }
+      if (name === "storage:error") onStorageError((payload as ExecutorEvents["storage:error"]).error);
       scheduleRefresh();
     })
   );
@@ -186,12 +212,27 @@ function listen(s: Session): void {
   }));
 }
 
-function onJobEnded(event: string): void {
-  if (event === "job:completed") {
+/** Tell the end of the shown job, once (the executor that ended it may be another tab's). */
+function onJobEnded(ended: Pick<Job, "id" | "status">): void {
+  if (ended.id !== handle?.id || endTold === ended.id || !isJobFinal(ended.status)) return;
+  endTold = ended.id;
+  if (ended.status === "completed") {
     banner("The job completed: every task ran to the end. The digest is below.", "success");
-  } else if (event === "job:failed") {
+  } else if (ended.status === "failed") {
     banner("The job failed: a task failed for good and its dependents were cancelled. See the table.", "error");
   } else banner("The job was cancelled: running tasks were aborted, the others will never run.", "warning");
+}
+
+/** A storage that closed under the page (site data cleared, a newer version in another tab) or ran out of room. */
+function onStorageError(error: unknown): void {
+  if (storageTold) return;
+  if (error instanceof StorageClosedError) {
+    storageTold = true;
+    banner(`${error.message}. Reload the page to open it again.`, "error");
+  } else if (error instanceof StorageQuotaError) {
+    storageTold = true;
+    banner(`The browser refused to store more: ${error.message}. Free some space, or pick Memory storage.`, "error");
+  }
 }
 
 async function switchStorage(kind: StorageKind, afterReload: boolean): Promise<void> {
@@ -207,7 +248,15 @@ async function switchStorage(kind: StorageKind, afterReload: boolean): Promise<v
     tasks = [];
     progress.clear();
     meter.reset();
-    localStorage.setItem(KIND_KEY, kind);
+    endTold = null;
+    storageTold = false;
+    // This tab's choice (what its reload reopens), and the default of new tabs.
+    try {
+      tabStore?.setItem(KIND_KEY, kind);
+      prefs?.setItem(KIND_KEY, kind);
+    } catch {
+      // Full or refused: the choice is just not remembered.
+    }
     ui.storage.value = kind;
     ui.storageNote.textContent = isDurable(kind)
       ? `${STORAGE_LABELS[kind]}: jobs survive a reload.`
@@ -215,7 +264,8 @@ async function switchStorage(kind: StorageKind, afterReload: boolean): Promise<v
     try {
       session = await openSession(kind, registry);
     } catch (e) {
-      banner(`Could not open ${STORAGE_LABELS[kind]}: ${(e as Error).message}`, "error");
+      const hint = kind === "memory" ? "" : " Pick Memory in the Storage list to run the demo without storage.";
+      banner(`Could not open ${STORAGE_LABELS[kind]}: ${(e as Error).message.replace(/\.$/, "")}.${hint}`, "error");
       note(`Opening ${STORAGE_SHORT[kind]} failed: ${(e as Error).message}`, "error");
       return;
     }
@@ -253,6 +303,47 @@ async function switchStorage(kind: StorageKind, afterReload: boolean): Promise<v
   }
 }
 
+/**
+ * Show the newest unfinished digest job when this tab shows none or an ended one: another
+ * tab sharing the storage started it (this tab's executor already helps run it). Returns
+ * whether it did.
+ */
+async function followOpenJob(s: Session, starting = false): Promise<boolean> {
+  if (!isDurable(s.kind) || (job !== null && !isJobFinal(job.status))) return false;
+  const latest = await findLatestJob(s.storage, JOB_NAME);
+  if (!latest || isJobFinal(latest.status) || latest.id === job?.id) return false;
+  // Re-check: the page may have moved on while the storage answered.
+  if (s !== session || (busy && !starting) || (job !== null && !isJobFinal(job.status))) return false;
+  handle = await s.executor.job(latest.id);
+  job = latest;
+  tasks = await handle.tasks();
+  resumed = null;
+  progress.clear();
+  meter.reset();
+  const meta = latest.metadata;
+  if (meta !== null && typeof meta === "object" && !Array.isArray(meta)) showSettings(normalizeSettings(meta));
+  const text = `Job ${shortId(latest.id, 10)} was started in another tab: this tab shows it and helps run it.`;
+  banner(text, "info");
+  note(text);
+  return true;
+}
+
+/** Run `fn` holding a Web Lock shared by the tabs of this origin (or just run it where Web Locks are missing or refused). */
+async function exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const locks = globalThis.navigator?.locks;
+  if (!locks) return await fn();
+  let ran = false;
+  try {
+    return await locks.request(name, () => {
+      ran = true;
+      return fn();
+    });
+  } catch (e) {
+    if (ran) throw e;
+    return await fn(); // Refused (site data blocked): then no other tab shares the storage either.
+  }
+}
+
 // ---------------------------------------------------------------- actions
 
 async function act(what: string, fn: () => Promise<unknown>): Promise<void> {
@@ -273,8 +364,16 @@ async function act(what: string, fn: () => Promise<unknown>): Promise<void> {
 ui.start.addEventListener("click", () =>
   void act("Start", async () => {
     if (!session) throw new Error("No storage is open");
+    const s0 = session;
     const settings = formSettings();
-    handle = await session.executor.submit(digestJob(settings));
+    // One digest at a time across the tabs sharing the storage: another tab may have
+    // started one since this tab last looked; show that one instead of starting a second.
+    const started = await exclusive(`task-core-demo:start:${s0.kind}`, async () => {
+      if (await followOpenJob(s0, true)) return null;
+      return await s0.executor.submit(digestJob(settings));
+    });
+    if (!started) return;
+    handle = started;
     job = await handle.status();
     tasks = await handle.tasks();
     resumed = null;
@@ -350,12 +449,18 @@ async function refresh(): Promise<void> {
     if (h0 && session) {
       const [j, t] = await Promise.all([h0.status(), h0.tasks()]);
       if (h0 === handle) {
+        const wasOpen = job !== null && job.id === j.id && !isJobFinal(job.status);
         job = j;
         tasks = t;
+        if (wasOpen) onJobEnded(j);
       }
     }
+    if (session && !busy) await followOpenJob(session);
   } catch (e) {
-    if (!busy) console.warn("refresh failed", e);
+    if (!busy) {
+      console.warn("refresh failed", e);
+      onStorageError(e);
+    }
   } finally {
     refreshing = false;
   }
@@ -436,7 +541,7 @@ function render(): void {
   }
 
   // Table and log.
-  updateTaskTable(table, taskRows(tasks, now));
+  updateTaskTable(table, taskRows(tasks, now, job ? starts.get(job.id) : {}));
   if (log.version !== renderedLog) {
     renderedLog = log.version;
     renderLog(ui.log, log.entries);
@@ -499,4 +604,10 @@ const api = {
 // "after reload" only when this page was reloaded; a new tab finds the job "from" its storage.
 const reloaded = (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming | undefined)?.type ===
   "reload";
-void switchStorage(parseStorageKind(params.get("storage") ?? localStorage.getItem(KIND_KEY)), reloaded);
+// The URL's storage, else this tab's (a reload reopens the storage its job is in, whatever
+// other tabs picked since), else the last one picked in any tab.
+const kind0 = parseStorageKind(params.get("storage") ?? tabStore?.getItem(KIND_KEY) ?? prefs?.getItem(KIND_KEY));
+if (!prefs || !tabStore || !globalThis.indexedDB) {
+  note("This browser refuses this page local storage (site data blocked?): only Memory storage can work", "warning");
+}
+void switchStorage(kind0, reloaded);

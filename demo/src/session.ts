@@ -101,7 +101,12 @@ async function openStorage(kind: StorageKind): Promise<Storage> {
 /** Open `kind`, release what this tab's previous executor left running, and start an executor. */
 export async function openSession(kind: StorageKind, registry: AgentRegistry): Promise<Session> {
   const storage = await openStorage(kind);
-  const tab = globalThis.sessionStorage;
+  let tab: globalThis.Storage | null = null;
+  try {
+    tab = globalThis.sessionStorage; // throws where the browser refuses site data
+  } catch {
+    // Then the page cannot tell its previous executor: its tasks resume when their leases expire.
+  }
   let released = 0;
   try {
     const previous = tab?.getItem(EXECUTOR_KEY + kind);

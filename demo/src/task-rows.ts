@@ -34,7 +34,7 @@ export interface TaskRow {
   agent: string;
   /** Status it is drawn with. */
   status: VisualStatus;
-  /** `attempts/maxAttempts`. */
+  /** `attempts/maxAttempts`, and the executions this tab saw when more (`· ran 2×`: an attempt interrupted by a reload is not counted). */
   attempts: string;
   /** Duration of the last attempt (running ones count up to `now`), or `—`. */
   duration: string;
@@ -59,17 +59,25 @@ export function errorText(task: Pick<Task, "status" | "error" | "statusReason">)
   return "";
 }
 
-/** One row per task, in the given order. */
-export function taskRows(tasks: readonly RowTask[], now: number): TaskRow[] {
+/**
+ * One row per task, in the given order. `runs` are the executions per task key this page
+ * counted: an attempt released after a reload is not counted in `attempts`, yet its agent ran.
+ */
+export function taskRows(
+  tasks: readonly RowTask[],
+  now: number,
+  runs: Readonly<Record<string, number>> = {},
+): TaskRow[] {
   return tasks.map((t) => {
     const status = visualStatus(t);
     const wait = t.runAt - now;
+    const ran = runs[t.key] ?? 0;
     return {
       id: t.id,
       key: t.key,
       agent: t.agent,
       status,
-      attempts: `${t.attempts}/${t.maxAttempts}`,
+      attempts: `${t.attempts}/${t.maxAttempts}` + (ran > t.attempts ? ` · ran ${ran}×` : ""),
       duration: formatDuration(attemptDuration(t, now)),
       error: errorText(t),
       note: status === "retrying" && wait > 0 ? `in ${formatDuration(wait)}` : "",

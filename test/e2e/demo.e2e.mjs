@@ -13,13 +13,13 @@
 //
 // Without /usr/bin/chromium (or CHROMIUM_PATH) this fails when CI is set and skips otherwise.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:http";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { extname, join, normalize, sep } from "node:path";
+import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { chromiumArgs, chromiumPath, requireChromium } from "../../scripts/chromium.mjs";
+import { serveDemo } from "./demo-server.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const dist = join(root, "demo/dist");
@@ -35,32 +35,7 @@ const { chromium } = await import("playwright-core");
 
 // ---------------------------------------------------------------- static server
 
-const TYPES = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".wasm": "application/wasm",
-  ".svg": "image/svg+xml",
-  ".json": "application/json",
-  ".png": "image/png",
-  ".ico": "image/x-icon",
-};
-
-const server = createServer((req, res) => {
-  const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-  const file = normalize(join(dist, path.endsWith("/") ? `${path}index.html` : path));
-  if (!file.startsWith(dist + sep) || !existsSync(file) || !statSync(file).isFile()) {
-    res.writeHead(404, { "content-type": "text/plain" }).end("not found");
-    return;
-  }
-  res.writeHead(200, {
-    "content-type": TYPES[extname(file)] ?? "application/octet-stream",
-    "cache-control": "no-store",
-  });
-  res.end(readFileSync(file));
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const { origin, close: closeServer } = await serveDemo(dist);
 
 // ---------------------------------------------------------------- browser
 
@@ -283,7 +258,7 @@ try {
   });
 } finally {
   await context.close();
-  server.close();
+  closeServer();
   rmSync(profile, { recursive: true, force: true });
 }
 

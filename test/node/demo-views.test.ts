@@ -44,6 +44,12 @@ describe("task rows", () => {
     expect(row!.error).toBe("Error: Connection reset");
   });
 
+  test("a task whose agent ran more often than its attempts say (a reload released it) shows its runs", () => {
+    const tasks = [task("plan/fetch-1", { status: "completed", attempts: 1 }), task("plan/fetch-2", { attempts: 1 })];
+    const rows = taskRows(tasks, 0, { "plan/fetch-1": 2, "plan/fetch-2": 1 });
+    expect(rows.map((r) => r.attempts)).toEqual(["1/4 · ran 2×", "1/4"]);
+  });
+
   test("a cancelled task shows its status reason", () => {
     const t = task("plan/report", { status: "cancelled", statusReason: 'Dependency "plan/fetch-1" failed' });
     expect(errorText(t)).toBe('Dependency "plan/fetch-1" failed');
