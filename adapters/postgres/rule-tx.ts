@@ -22,6 +22,7 @@
  */
 
 import type { MaybePromise, RuleTx } from "../../src/commit-rules.ts";
+import { isLoneSurrogate } from "../../src/json.ts";
 import type { CommitOp } from "../../src/storage.ts";
 import type { Job, JsonValue, Task, TaskStatus } from "../../src/types.ts";
 import type { SqlParam, SqlQueryable, SqlRow } from "./client.ts";
@@ -45,6 +46,11 @@ const SETTLING: ReadonlySet<string> = new Set<TaskStatus>(["completed", "accepte
 const CONTROLLED: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked"];
 /** What a cancel also ends: a `completed` task awaiting review. */
 const CANCELLED: readonly TaskStatus[] = [...CONTROLLED, "completed"];
+/** Whether `s` can be part of an entry's lock key (a jsonb text). */
+function lockable(s: string): boolean {
+  return !isLoneSurrogate(s) && !s.includes("\0");
+}
+
 /** Rows per multi-row insert. */
 const INSERT_CHUNK = 2000;
 
@@ -59,6 +65,10 @@ export class PgRuleTx implements RuleTx {
   readonly #taskPuts = new Map<string, { task: Task; prev: Task | undefined }>();
   readonly #jobPuts = new Map<string, { job: Job; prev: Job | undefined }>();
   readonly #writes: Array<[string, SqlParam[]]> = [];
+  /** Cache and state entries this transaction holds the lock of, by `JSON.stringify([kind, a, key])`. */
+  readonly #locked = new Set<string>();
+  /** Cache and state entries read under their lock, by the same key. */
+  readonly #entries = new Map<string, JsonValue | undefined>();
 
   /** Wrap a transaction; `sql` holds the statements of the storage's schema. */
   constructor(tx: SqlQueryable, sql: Statements) {
@@ -143,17 +153,27 @@ export class PgRuleTx implements RuleTx {
   }
 
   /** {@inheritDoc RuleTx.getCache} */
-  async getCache(jobId: string, key: string): Promise<JsonValue | undefined> {
-    await this.#tx.query(this.#sql.lockEntry, ["c", jobId, key]);
-    const rows = await this.#tx.query(this.#sql.getCache, [jobId, key]);
-    return rows[0] ? jsonValue(rows[0][0]) : undefined;
+  getCache(jobId: string, key: string): MaybePromise<JsonValue | undefined> {
+    return this.#entry("c", jobId, key, this.#sql.getCache);
   }
 
   /** {@inheritDoc RuleTx.getState} */
-  async getState(scope: string, key: string): Promise<JsonValue | undefined> {
-    await this.#tx.query(this.#sql.lockEntry, ["s", scope, key]);
-    const rows = await this.#tx.query(this.#sql.getState, [scope, key]);
-    return rows[0] ? jsonValue(rows[0][0]) : undefined;
+  getState(scope: string, key: string): MaybePromise<JsonValue | undefined> {
+    return this.#entry("s", scope, key, this.#sql.getState);
+  }
+
+  /** An entry as read (under its lock) by `prefetchCommit`, or read now, locked first. */
+  #entry(kind: "c" | "s", a: string, key: string, read: string): MaybePromise<JsonValue | undefined> {
+    const slot = JSON.stringify([kind, a, key]);
+    if (this.#entries.has(slot)) return this.#entries.get(slot);
+    return (async () => {
+      if (!this.#locked.has(slot)) await this.#tx.query(this.#sql.lockEntry, [kind, a, key]);
+      this.#locked.add(slot);
+      const rows = await this.#tx.query(read, [a, key]);
+      const value = rows[0] ? jsonValue(rows[0][0]) : undefined;
+      this.#entries.set(slot, value);
+      return value;
+    })();
   }
 
   /** {@inheritDoc RuleTx.setState} */
@@ -176,6 +196,18 @@ export class PgRuleTx implements RuleTx {
     let cancels = false;
     const jobsOf = new Set<string>();
     const settling = new Set<string>();
+    // Every cache and state entry the batch writes, and whether an op expects its value.
+    // A blind write (last writer wins) locks its entry too: a write that expects the entry
+    // must not read it, pass, and then overwrite a blind write committed meanwhile.
+    const entries = new Map<string, { kind: "c" | "s"; a: string; key: string; read: boolean }>();
+    const entry = (kind: "c" | "s", a: unknown, key: unknown, read: boolean): void => {
+      // Text the rules refuse (a lone surrogate) or no text column holds (NUL) is left to them.
+      if (typeof a !== "string" || typeof key !== "string" || !lockable(a) || !lockable(key)) return;
+      const slot = JSON.stringify([kind, a, key]);
+      const had = entries.get(slot);
+      if (had) had.read ||= read;
+      else entries.set(slot, { kind, a, key, read });
+    };
     for (const op of ops) {
       switch (op?.type) {
         case "insertTask": {
@@ -205,6 +237,10 @@ export class PgRuleTx implements RuleTx {
           break;
         case "setCache":
           if (typeof op.jobId === "string") jobIds.add(op.jobId);
+          entry("c", op.jobId, op.key, op.expect !== undefined);
+          break;
+        case "setState":
+          entry("s", op.scope, op.key, op.expect !== undefined);
           break;
       }
     }
@@ -244,6 +280,25 @@ export class PgRuleTx implements RuleTx {
           this.#seedDependents(rows, asked);
         }),
       );
+    }
+    if (entries.size > 0) {
+      // After the rows (one lock order for every transaction), in one statement, in the
+      // order of their lock keys: two batches writing the same entries do not deadlock.
+      const slots = [...entries.keys()];
+      reads.push(
+        this.#tx.query(this.#sql.lockEntries, [textArray(slots)]).then(() => {
+          for (const slot of slots) this.#locked.add(slot);
+        }),
+      );
+      // The entries the rules compare, read in the same round trip (after the locks).
+      for (const [slot, { kind, a, key, read }] of entries) {
+        if (!read) continue;
+        reads.push(
+          this.#tx.query(kind === "c" ? this.#sql.getCache : this.#sql.getState, [a, key]).then((rows) => {
+            this.#entries.set(slot, rows[0] ? jsonValue(rows[0][0]) : undefined);
+          }),
+        );
+      }
     }
     await Promise.all(reads);
   }

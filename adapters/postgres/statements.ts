@@ -48,6 +48,8 @@ export class Statements {
   readonly getState: string;
   /** Locks one cache or state entry (present or not) until the transaction ends. */
   readonly lockEntry: string;
+  /** Locks the entries `$1` names (each `JSON.stringify([kind, a, key])`), in the order of their lock keys. */
+  readonly lockEntries: string;
   readonly setState: string;
   readonly delState: string;
   /** Ended jobs to prune, locked: `$1` finished before (or null), `$2` keep last (or null). */
@@ -109,6 +111,9 @@ export class Statements {
     // An advisory lock, not FOR UPDATE: it also holds an entry that does not exist yet.
     this.lockEntry = "SELECT pg_advisory_xact_lock(hashtextextended(" +
       "jsonb_build_array($1::text, $2::text, $3::text)::text, 0))";
+    // The same lock key as `lockEntry` (the slot is the same JSON array, as jsonb text).
+    this.lockEntries = "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT " +
+      "hashtextextended(e::jsonb::text, 0) AS h FROM unnest($1::text::text[]) AS e ORDER BY h) AS l";
     // Locked before anything is deleted: a commit holding one of them (a cache write on an
     // ended job) finishes first, and its rows are deleted with the job's. Both parts are
     // served by the index jobs_ended: the jobs ended before `$1` are a range of it; those

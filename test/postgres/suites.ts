@@ -11,6 +11,7 @@ import { errorCode, toStorageError } from "../../adapters/postgres/errors.ts";
 import { Statements } from "../../adapters/postgres/statements.ts";
 import {
   isTransientStorageError,
+  KeyConflictError,
   NonRetryableError,
   StorageError,
   StorageSetupError,
@@ -831,6 +832,125 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         const orphans = await admin.query(`SELECT count(*) FROM "${s.schema}".cache`);
         equal(Number(orphans[0]![0]), 0);
         equal(await s.getJob(b.job.id), undefined);
+      },
+    },
+    {
+      name: "a state write expecting the key absent is refused when a blind write of it commits meanwhile",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const s = await fresh(ctx);
+        // A second storage on the schema whose commit is held just after its state write
+        // (a last-writer-wins write of a key its task did not read), before it commits.
+        const base = ctx.db.otherClient ? await ctx.db.otherClient() : await ctx.db.client();
+        let finish!: () => void;
+        const held = new Promise<void>((r) => (finish = r));
+        let written!: () => void;
+        const wrote = new Promise<void>((r) => (written = r));
+        const gated: SqlClient = {
+          query: (q, p) => base.query(q, p),
+          transaction: (fn) =>
+            base.transaction((tx) =>
+              fn({
+                query: async (q, p) => {
+                  const rows = await tx.query(q, p);
+                  if (/^INSERT INTO \S+\.state /.test(q)) {
+                    written();
+                    await held;
+                  }
+                  return rows;
+                },
+              })
+            ),
+        };
+        const blind = await openPostgresStorage({ client: gated, schema: s.schema, migrate: false });
+        ctx.storages.push(blind);
+        const blindCommit = blind.commit([{ type: "setState", scope: "sc", key: "k", value: "blind" }]);
+        await wrote;
+        // A read-modify-write that read "k" as absent commits now.
+        const rmw = s.commit([{ type: "setState", scope: "sc", key: "k", value: "rmw", expect: { value: undefined } }])
+          .then(() => "stored", (e) => (e instanceof KeyConflictError ? "conflict" : String(e)));
+        const admin = await ctx.db.client();
+        await until(async () =>
+          Number(
+            (await admin.query(
+              "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            ))[0]![0],
+          ) > 0, "the conditional write waiting on a lock");
+        finish();
+        await blindCommit;
+        const outcome = await rmw;
+        const stored = await s.getState("sc", "k");
+        ok(
+          outcome === "conflict" && stored === "blind",
+          `the write expecting "k" absent was ${outcome} over a value committed before it: "k" is ${
+            JSON.stringify(stored)
+          }`,
+        );
+      },
+    },
+    {
+      name: "two commits expecting the same two state entries, written in opposite orders, do not deadlock",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const deadlocks: string[] = [];
+        let finish!: () => void;
+        const held = new Promise<void>((r) => (finish = r));
+        let locked!: () => void;
+        const lockedOne = new Promise<void>((r) => (locked = r));
+        // `armed.hold`: the next advisory lock statement (of the commit below, not of the
+        // migration check at open) waits for `held`.
+        const armed = { hold: false };
+        const wrap = (base: SqlClient, gate: boolean): SqlClient => ({
+          query: (q, p) => base.query(q, p),
+          transaction: (fn) =>
+            base.transaction((tx) =>
+              fn({
+                query: async (q, p) => {
+                  let rows;
+                  try {
+                    rows = await tx.query(q, p);
+                  } catch (e) {
+                    if (errorCode(e) === "40P01") deadlocks.push(q);
+                    throw e;
+                  }
+                  if (gate && armed.hold && q.includes("pg_advisory_xact_lock")) {
+                    armed.hold = false;
+                    locked();
+                    await held;
+                  }
+                  return rows;
+                },
+              })
+            ),
+        });
+        const one = await openPostgresStorage({ client: wrap(await ctx.db.client(), true), schema: s.schema });
+        const other = ctx.db.otherClient ? await ctx.db.otherClient() : await ctx.db.client();
+        const two = await openPostgresStorage({ client: wrap(other, false), schema: s.schema });
+        ctx.storages.push(one, two);
+        const absent = { value: undefined };
+        armed.hold = true;
+        const settle = (p: Promise<unknown>) =>
+          p.then(() => "stored", (e) => (e instanceof KeyConflictError ? "conflict" : String(e)));
+        const first = settle(one.commit([
+          { type: "setState", scope: "sc", key: "k1", value: 1, expect: absent },
+          { type: "setState", scope: "sc", key: "k2", value: 1, expect: absent },
+        ]));
+        await lockedOne;
+        const second = settle(two.commit([
+          { type: "setState", scope: "sc", key: "k2", value: 2, expect: absent },
+          { type: "setState", scope: "sc", key: "k1", value: 2, expect: absent },
+        ]));
+        const admin = await ctx.db.client();
+        await until(async () =>
+          Number(
+            (await admin.query(
+              "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            ))[0]![0],
+          ) > 0, "the second commit waiting on a lock");
+        finish();
+        deepEqual([await first, await second].sort(), ["conflict", "stored"]);
+        equal(deadlocks.length, 0, `deadlocks broken by PostgreSQL: ${deadlocks.join(" | ")}`);
       },
     },
   ];
