@@ -124,7 +124,9 @@ export class ManualClock implements Clock {
   /** {@inheritDoc Clock.setTimer} */
   setTimer(fn: () => void, ms: number): unknown {
     const seq = ++this.#seq;
-    this.#timers.set(seq, { at: this.#now + Math.max(0, ms), seq, fn });
+    // On the timers' time base, `monotonic()`, as `setTimeout`'s delays are: `set()` moving
+    // the wall clock neither fires a timer early nor holds it late.
+    this.#timers.set(seq, { at: this.#monotonic + Math.max(0, ms), seq, fn });
     return seq;
   }
 
@@ -140,7 +142,7 @@ export class ManualClock implements Clock {
 
   /** Move time forward by `ms`, firing due timers in order and letting promises settle. */
   async advance(ms: number): Promise<void> {
-    const end = this.#now + ms;
+    const end = this.#monotonic + Math.max(0, ms);
     for (;;) {
       await settle();
       let next: ManualTimer | undefined;
@@ -149,16 +151,19 @@ export class ManualClock implements Clock {
       }
       if (!next) break;
       this.#timers.delete(next.seq);
-      this.#move(Math.max(this.#now, next.at));
+      this.#move(next.at);
       next.fn();
     }
     this.#move(end);
+    if (ms < 0) this.#now += ms; // a step back, as set() makes
     await settle();
   }
 
+  /** Move both times forward to `monotonic` `to` (never back). */
   #move(to: number): void {
-    if (to > this.#now) this.#monotonic += to - this.#now;
-    this.#now = to;
+    if (to <= this.#monotonic) return;
+    this.#now += to - this.#monotonic;
+    this.#monotonic = to;
   }
 
   /** Set the time (it may go backwards, to test clock jumps). Fires nothing, and leaves `monotonic()` as it is. */

@@ -1304,13 +1304,16 @@ export class Executor {
           if (task === undefined) break;
           this.#taken++;
           // Only a claim this executor queued and has neither started nor dropped: a custom
-          // queue that hands a task out twice must not start its attempt twice.
-          if (!this.#queued.deleteIf(task.id, task)) {
-            this.#lostIds.delete(task.id);
+          // queue that hands a task out twice must not start its attempt twice. Known by its
+          // claim (id and version), not by identity: a queue may hand out a copy, and the
+          // executor runs its own record of the claim.
+          const mine = this.#queuedClaim(task);
+          if (mine === undefined || !this.#queued.deleteIf(mine.id, mine)) {
+            if (task !== null && typeof task === "object") this.#lostIds.delete(task.id);
             continue;
           }
           this.#active++;
-          this.#execute(task);
+          this.#execute(mine);
         }
       } while (this.#pumpAgain);
     } finally {
@@ -1325,6 +1328,13 @@ export class Executor {
       this.#roomWaiter = null;
       w();
     }
+  }
+
+  /** The claim this executor queued that `task` (as the queue handed it out) stands for. */
+  #queuedClaim(task: Task): Task | undefined {
+    if (task === null || typeof task !== "object") return undefined;
+    const mine = this.#queued.get(task.id);
+    return mine !== undefined && mine.version === task.version ? mine : undefined;
   }
 
   #progress(task: Task, fraction: number, message: string | null): void {
@@ -1518,8 +1528,9 @@ export class Executor {
     if (this.#lostIds.size === 0 || this.#state !== "running" || this.#queue.closed) return;
     const keep: Task[] = [];
     for (const task of this.#queue.drain()) {
-      if (this.#queued.get(task.id) === task) keep.push(task);
-      else this.#lostIds.delete(task.id);
+      const mine = this.#queuedClaim(task);
+      if (mine !== undefined) keep.push(mine);
+      else if (task !== null && typeof task === "object") this.#lostIds.delete(task.id);
     }
     const refused: Task[] = [];
     for (const task of keep) {

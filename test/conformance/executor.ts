@@ -2113,6 +2113,57 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a custom queue that hands out copies of its tasks (a cloning or serializing queue) still runs them",
+    async run(ctx) {
+      const copying = (n: number): Queue<Task> => {
+        const ring = new RingQueue<Task>(n);
+        return {
+          get capacity() {
+            return ring.capacity;
+          },
+          get size() {
+            return ring.size;
+          },
+          get closed() {
+            return ring.closed;
+          },
+          tryPush: (t) => ring.tryPush(t),
+          push: (t) => ring.push(t),
+          tryPop: () => {
+            const t = ring.tryPop();
+            return t && structuredClone(t);
+          },
+          pop: () => ring.pop(),
+          drain: () => ring.drain(),
+          close: () => ring.close(),
+        };
+      };
+      const { executor, clock } = harness(ctx.storage, [agent("echo", (n) => n)], { queue: copying });
+      executor.start();
+      const job = await executor.submit({ name: "copies", tasks: [{ key: "a", agent: "echo", input: 7 }] });
+      for (let i = 0; i < 50 && (await job.status()).status !== "completed"; i++) await clock.advance(1000);
+      equal((await job.status()).status, "completed", "the job of a task the queue handed out as a copy");
+      equal(executor.stats().started, 1);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "ManualClock: a timeout ends its attempt after timeoutMs of advance() when set() moved the wall clock back",
+    async run(ctx) {
+      const timedOut: string[] = [];
+      const { executor, clock } = harness(ctx.storage, [agent("hang", () => new Promise(() => {}))]);
+      executor.on("task:timeout", ({ task }) => timedOut.push(task.key));
+      executor.start();
+      await executor.submit({ name: "back", tasks: [{ key: "a", agent: "hang", timeoutMs: 1000, maxAttempts: 1 }] });
+      await until(() => executor.stats().started === 1, "the attempt to start", clock);
+      clock.set(clock.now() - 3_600_000); // the wall clock steps back an hour
+      await clock.advance(1000);
+      await clock.advance(0);
+      equal(timedOut.join(), "a", "a 1 s timeout had not fired after 1 s of monotonic time");
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
     name: "a custom queue that refuses a task while reporting room does not make the claim loop spin",
     async run(ctx) {
       // A queue that holds one task at a time though it reports room for four (a per-job

@@ -5,11 +5,31 @@
 import { backoffDelay, DEFAULT_RETRY } from "../../src/backoff.ts";
 import { newId } from "../../src/ids.ts";
 import { Emitter } from "../../src/events.ts";
+import { ManualClock } from "../../src/clock.ts";
 import type { Job } from "../../src/types.ts";
 import { equal, ok } from "./assert.ts";
 import type { Case } from "./harness.ts";
 
 export const unitCases: Case<unknown>[] = [
+  {
+    name: "ManualClock: a timer fires after its delay of monotonic() time, whatever set() did to now()",
+    async run() {
+      const clock = new ManualClock(1_000_000);
+      const fired: string[] = [];
+      clock.setTimer(() => fired.push("back"), 1000);
+      clock.set(1_000_000 - 3_600_000); // the wall clock steps back an hour
+      await clock.advance(1000);
+      equal(clock.monotonic(), 1000);
+      equal(fired.join(), "back", "a 1 s timer had not fired after 1 s of monotonic time");
+      clock.setTimer(() => fired.push("forward"), 1000);
+      clock.set(clock.now() + 7_200_000); // and forward two hours
+      await clock.advance(0);
+      equal(fired.join(), "back", "a jump of the wall clock fired a timer early");
+      await clock.advance(1000);
+      equal(fired.join(), "back,forward");
+      equal(clock.monotonic(), 2000);
+    },
+  },
   {
     name: "Emitter: off() stops a listener added with once(), as it stops one added with on()",
     run() {
