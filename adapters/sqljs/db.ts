@@ -198,13 +198,21 @@ export class SqlDb {
   /**
    * Run `fn` in one SQL transaction. Returns its value and the journal records of the rows
    * it changed (empty when nothing changed or journaling is off). Rolls back when it throws.
+   * `beforeCommit` gets the records before `COMMIT`: when it throws, the transaction rolls
+   * back too (the storage encodes the journal's bytes there, so that no change is applied
+   * that the journal cannot hold).
    */
-  async transaction<T>(fn: () => T | Promise<T>): Promise<{ value: T; records: string[] }> {
+  async transaction<T>(
+    fn: () => T | Promise<T>,
+    beforeCommit?: (records: readonly string[]) => void,
+  ): Promise<{ value: T; records: string[] }> {
     this.#run(SQL.begin, []);
     const records: string[] = [];
     this.#changes = this.#journaling ? records : null;
     try {
       const value = await fn();
+      this.#changes = null;
+      beforeCommit?.(records);
       this.#run(SQL.commit, []);
       return { value, records };
     } catch (e) {

@@ -98,9 +98,18 @@ export class GroupCommit {
     return this.#failure;
   }
 
-  /** Queue one transaction's records; returns its sequence number. Call under the storage's lock. */
-  enqueue(records: readonly string[]): number {
-    for (const part of encodeRecords(records, this.#maxFrameBytes)) {
+  /**
+   * One transaction's records, encoded for {@link enqueue}. Call before the transaction's
+   * `COMMIT`: encoding may fail (out of memory), and a change applied in memory but not
+   * queued would be missing from the journal while later ones follow it.
+   */
+  encode(records: readonly string[]): Uint8Array[] {
+    return encodeRecords(records, this.#maxFrameBytes);
+  }
+
+  /** Queue one transaction's encoded records; returns its sequence number. Call under the storage's lock. */
+  enqueue(parts: readonly Uint8Array[]): number {
+    for (const part of parts) {
       this.#pending.push(part);
       this.#pendingBytes += part.length + 1;
     }

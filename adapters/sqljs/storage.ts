@@ -173,21 +173,40 @@ export class SqlJsStorageImpl implements SqlJsStorage {
     if (writer?.failure) await writer.recover((generation) => this.#db.snapshot(generation));
   }
 
-  /** Run a write in one transaction under the lock; resolve once its changes are durable. */
+  /**
+   * Run a write in one transaction under the lock; resolve once its changes are durable. A
+   * write that changes nothing (a claim of no task, a compare-and-swap that fails) answers,
+   * as a read does, once what it saw is durable: a `ConflictError` reports the state it found.
+   */
   async #write<T>(fn: () => T | Promise<T>, wakes: (value: T) => boolean): Promise<T> {
     this.#check();
-    const { value, seq } = await this.#lock.run(async () => {
+    const outcome = await this.#lock.run(async () => {
       if (this.#writer?.failure) await this.#recover();
+      const writer = this.#writer;
+      const seen = writer?.seq ?? 0;
       try {
-        const { value, records } = await this.#db.transaction(fn);
-        const seq = records.length > 0 && this.#writer ? this.#writer.enqueue(records) : 0;
-        return { value, seq };
+        let parts = null as Uint8Array[] | null;
+        const { value } = await this.#db.transaction(fn, (records) => {
+          if (records.length === 0 || !writer) return;
+          try {
+            parts = writer.encode(records);
+          } catch (e) {
+            // Before COMMIT: the transaction rolls back, and the call may be tried again.
+            throw new StorageError(
+              `Encoding the journal failed; nothing was changed: ${(e as Error)?.message ?? String(e)}`,
+              { cause: e },
+            );
+          }
+        });
+        return { value, seq: parts ? writer!.enqueue(parts) : seen, refused: false as const };
       } catch (e) {
-        if (isContractError(e)) throw e;
+        if (isContractError(e)) return { error: e, seq: seen, refused: true as const };
         throw new StorageError(`sql.js failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
       }
     });
-    if (seq > 0) await this.#writer!.whenDurable(seq);
+    if (outcome.seq > 0) await this.#writer!.whenDurable(outcome.seq);
+    if (outcome.refused) throw outcome.error;
+    const value = outcome.value;
     if (wakes(value)) {
       const change = changeOf(value as CommitResult);
       for (const l of this.#listeners) queueMicrotask(() => l(change));

@@ -17,6 +17,7 @@ import {
 import { crc32, FRAME_HEADER_BYTES, HEADER_BYTES } from "../../adapters/sqljs/journal.ts";
 import type { SqlJsInternalOptions } from "../../adapters/sqljs/storage.ts";
 import {
+  ConflictError,
   isTransientStorageError,
   StorageBlockedError,
   StorageCorruptError,
@@ -702,6 +703,105 @@ export const sqljsCases: Case<Ctx>[] = [
     },
   },
   {
+    name: "a commit that fails its compare-and-swap answers only once the state it found is durable",
+    async run({ store }) {
+      const p = gated(store.persister());
+      const s = await openTestStorage({ persister: p });
+      const b = await jobWith(s, 1);
+      const t0 = (await s.getTask(b.id("t0")))!;
+      p.hold();
+      const claim = s.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      let conflict = null as ConflictError | null;
+      const cancel = s.commit([{
+        type: "updateTask",
+        id: t0.id,
+        expect: { status: "ready", version: t0.version },
+        set: { status: "cancelled" },
+      }]).then(
+        () => null,
+        (e: unknown) => (conflict = e as ConflictError),
+      );
+      await tick();
+      if (conflict) {
+        // A crash now keeps only what is durable: what the conflict reported never existed there.
+        const copy = createMemoryPersister();
+        copy.snapshot = await store.read("snapshot");
+        copy.journal = await store.read("journal");
+        const crashed = await openTestStorage({ persister: copy });
+        const durable = (await crashed.getTask(t0.id))!;
+        await crashed.close();
+        p.release();
+        await claim;
+        await s.close();
+        ok(
+          false,
+          `the conflict answered (found ${conflict.found.status}, version ${conflict.found.version}) before the ` +
+            `claim it found was durable: after a crash then, the task is ${durable.status}, version ${durable.version}`,
+        );
+      }
+      p.release();
+      const [claimed] = await claim;
+      const e = await cancel;
+      ok(e instanceof ConflictError, "the cancel conflicts with the claim");
+      deepEqual([e.found.status, e.found.version], ["running", claimed!.version]);
+      await s.close();
+    },
+  },
+  {
+    name: "a journal record that fails to encode after the transaction (out of memory) leaves no gap in the " +
+      "journal: what the storage answers afterwards is what a reopen replays, and later commits survive",
+    async run({ open }) {
+      const s = await open();
+      await jobWith(s, 3);
+      const [t0, t1] = await s.claimReady({ limit: 2, now: 1, owner: OWNER, leaseMs: 1000 });
+      const proto = TextEncoder.prototype as unknown as { encode: (text?: string) => Uint8Array };
+      const encode = proto.encode;
+      // The journal's encoder runs out of memory once, on the record of this output.
+      proto.encode = function (this: TextEncoder, text?: string): Uint8Array {
+        if (text?.includes("poisoned")) {
+          proto.encode = encode;
+          throw new RangeError("Array buffer allocation failed");
+        }
+        return encode.call(this, text);
+      };
+      let error: unknown = null;
+      try {
+        await s.commit([{
+          type: "updateTask",
+          id: t0!.id,
+          expect: { version: t0!.version },
+          set: { status: "completed", output: "poisoned" },
+        }]);
+      } catch (e) {
+        error = e;
+      } finally {
+        proto.encode = encode;
+      }
+      ok(error !== null, "the commit whose record could not be encoded failed");
+      const seen = (await s.getTask(t0!.id))!.status;
+      await s.commit([{
+        type: "updateTask",
+        id: t1!.id,
+        expect: { version: t1!.version },
+        set: { status: "completed" },
+      }]);
+      await s.close();
+      const again = await open();
+      const replayed = (await again.getTask(t0!.id))!.status;
+      equal((await again.getTask(t1!.id))!.status, "completed", "the later commit survives");
+      await again.close();
+      equal(
+        replayed,
+        seen,
+        `the failed commit's task: ${seen} before the reopen, ${replayed} after it (the call failed with ${error})`,
+      );
+      ok(
+        error instanceof StorageError && isTransientStorageError(error),
+        `the failed commit is reported as a storage error that may pass, not as a refusal: got ${error}`,
+      );
+    },
+  },
+  {
     name: "an executor whose storage failed one save finishes its job and shuts down",
     async run({ store }) {
       const inner = store.persister();
@@ -852,6 +952,30 @@ const DEAD_PID = 2 ** 22 + 1;
 
 /** The file persister's one-process lock (`<path>.lock`). */
 export const sqljsFileLockCases: Case<FileCtx>[] = [
+  {
+    name: "temporary files left by a save that failed (a full disk) are never read at open, and the next save " +
+      "replaces them",
+    async run(ctx) {
+      const fs = await import("node:fs/promises");
+      const s = await ctx.open();
+      await jobWith(s, 2);
+      await s.compact();
+      await s.close();
+      const snapshot = await fs.readFile(ctx.path);
+      // What writes cut short by a full disk leave: part of a snapshot, part of a journal header.
+      await fs.writeFile(`${ctx.path}.tmp`, snapshot.subarray(0, snapshot.length >> 1));
+      await fs.writeFile(`${ctx.path}.tclog.tmp`, "TCJ");
+      const again = await ctx.open();
+      equal((await again.listTasks({})).length, 2, "opened from the snapshot and journal, not the leftovers");
+      await again.compact();
+      equal(await ctx.exists(`${ctx.path}.tmp`), false, "the next snapshot replaced the leftover");
+      equal(await ctx.exists(`${ctx.path}.tclog.tmp`), false, "the next journal replaced the leftover");
+      await again.close();
+      const last = await ctx.open();
+      equal((await last.listTasks({})).length, 2);
+      await last.close();
+    },
+  },
   {
     name: "a database open here is refused to a second open with StorageBlockedError, and opens once closed",
     async run(ctx) {
