@@ -837,8 +837,28 @@ export function applyCommit(tx: RuleTx, ops: readonly CommitOp[], now: number): 
 
 const NO_INSERTS: ReadonlySet<string> = new Set();
 
-function* readValue(read: MaybePromise<JsonValue | undefined>): Step<JsonValue | undefined> {
-  return isThenable(read) ? (yield read) as JsonValue | undefined : read;
+/**
+ * Check a cache or state write against what its op expects to find (the entry as stored,
+ * or as an earlier op of the batch wrote it), then note it as written. Without `read` (a
+ * `RuleTx` that cannot read entries) the write is stored unchecked.
+ */
+function* writeEntry(
+  batch: Batch,
+  index: number,
+  entry: [kind: "c" | "s", a: string, key: string],
+  expect: unknown,
+  value: JsonValue | undefined,
+  read: (() => MaybePromise<JsonValue | undefined>) | undefined,
+  where: string,
+): Step<void> {
+  const slot = JSON.stringify(entry);
+  const expected = expectedValue(index, expect);
+  if (expected !== NO_EXPECT && read) {
+    let found = batch.written.has(slot) ? batch.written.get(slot) : read();
+    if (isThenable(found)) found = (yield found) as JsonValue | undefined;
+    if (!jsonEqual(found, expected)) throw new KeyConflictError(index, where);
+  }
+  batch.written.set(slot, value);
 }
 
 /** The value a cache or state write expects to find (`expect.value`, checked as JSON), or `NO_EXPECT`. */
@@ -881,32 +901,20 @@ function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult
         const read = batch.job(op.jobId);
         if (!(isThenable(read) ? yield read : read)) throw new NotFoundError("job", op.jobId);
         const value = op.value === undefined ? undefined : toJson(op.value);
-        const slot = JSON.stringify(["c", op.jobId, op.key]);
-        const expected = expectedValue(i, op.expect);
-        if (expected !== NO_EXPECT && batch.tx.getCache) {
-          const found = batch.written.has(slot) ? batch.written.get(slot) : yield* readValue(
-            batch.tx.getCache(op.jobId, op.key),
-          );
-          if (!jsonEqual(found, expected)) throw new KeyConflictError(i, `cache "${op.key}"`);
-        }
-        batch.written.set(slot, value);
-        batch.cache.push({ jobId: op.jobId, key: op.key, value });
+        const { jobId, key } = op;
+        const readEntry = batch.tx.getCache && (() => batch.tx.getCache!(jobId, key));
+        yield* writeEntry(batch, i, ["c", jobId, key], op.expect, value, readEntry, `cache "${key}"`);
+        batch.cache.push({ jobId, key, value });
         break;
       }
       case "setState": {
         req(isText(op.scope), "state scope", op.scope);
         req(isText(op.key), "state key", op.key);
         const value = op.value === undefined ? undefined : toJson(op.value);
-        const slot = JSON.stringify(["s", op.scope, op.key]);
-        const expected = expectedValue(i, op.expect);
-        if (expected !== NO_EXPECT && batch.tx.getState) {
-          const found = batch.written.has(slot) ? batch.written.get(slot) : yield* readValue(
-            batch.tx.getState(op.scope, op.key),
-          );
-          if (!jsonEqual(found, expected)) throw new KeyConflictError(i, `state "${op.scope}" "${op.key}"`);
-        }
-        batch.written.set(slot, value);
-        batch.state.push({ scope: op.scope, key: op.key, value });
+        const { scope, key } = op;
+        const readEntry = batch.tx.getState && (() => batch.tx.getState!(scope, key));
+        yield* writeEntry(batch, i, ["s", scope, key], op.expect, value, readEntry, `state "${scope}" "${key}"`);
+        batch.state.push({ scope, key, value });
         break;
       }
       default:

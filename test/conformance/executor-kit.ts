@@ -5,8 +5,9 @@ import { ManualClock } from "../../src/clock.ts";
 import type { TaskContext } from "../../src/context.ts";
 import { Executor, type ExecutorOptions } from "../../src/executor.ts";
 import { AgentRegistry } from "../../src/registry.ts";
+import type { Queue, RingQueue } from "../../src/queue.ts";
 import type { Storage } from "../../src/storage.ts";
-import type { JsonValue } from "../../src/types.ts";
+import type { JsonValue, Task } from "../../src/types.ts";
 
 /** What every executor/job case receives. */
 export interface ExecContext {
@@ -88,6 +89,31 @@ export async function untilAdvancing(
     await clock.advance(stepMs);
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * A custom ready queue for tests: `ring` behind every `Queue` member, with the members in
+ * `over` in their place (getters kept as getters).
+ */
+export function queueOver(ring: RingQueue<Task>, over: Partial<Record<keyof Queue<Task>, unknown>> = {}): Queue<Task> {
+  const queue: Queue<Task> = {
+    get capacity() {
+      return ring.capacity;
+    },
+    get size() {
+      return ring.size;
+    },
+    get closed() {
+      return ring.closed;
+    },
+    tryPush: (t) => ring.tryPush(t),
+    push: (t) => ring.push(t),
+    tryPop: () => ring.tryPop(),
+    pop: () => ring.pop(),
+    drain: () => ring.drain(),
+    close: () => ring.close(),
+  };
+  return Object.defineProperties(queue, Object.getOwnPropertyDescriptors(over));
 }
 
 /** A promise with its resolve/reject exposed. */

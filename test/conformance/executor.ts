@@ -26,6 +26,7 @@ import {
   harness,
   holdingFirstStart,
   intercept,
+  queueOver,
   registryOf,
   START,
   until,
@@ -1246,30 +1247,17 @@ export const executorCases: Case<ExecContext>[] = [
       const queue = (n: number): Queue<Task> => {
         const ring = new RingQueue<Task>(n);
         let drained = false;
-        return {
-          get capacity() {
-            return ring.capacity;
-          },
-          get size() {
-            return ring.size;
-          },
-          get closed() {
-            return ring.closed;
-          },
-          tryPush: (t) => {
+        return queueOver(ring, {
+          tryPush: (t: Task) => {
             if (!drained) return ring.tryPush(t);
             drained = false;
             return false;
           },
-          push: (t) => ring.push(t),
-          tryPop: () => ring.tryPop(),
-          pop: () => ring.pop(),
           drain: () => {
             drained = true;
             return ring.drain();
           },
-          close: () => ring.close(),
-        };
+        });
       };
       const { executor, clock } = harness(ctx.storage, [agent("hold", () => hold.promise), agent("x", (n) => n)], {
         maxWorkers: 1,
@@ -2048,20 +2036,8 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "a custom queue whose capacity or size is not an integer count is refused, not left never claiming",
     run(ctx) {
-      const shaped = (capacity: unknown, size: unknown) => (): Queue<Task> => {
-        const ring = new RingQueue<Task>(4);
-        return {
-          capacity,
-          size,
-          closed: false,
-          tryPush: (t: Task) => ring.tryPush(t),
-          push: (t: Task) => ring.push(t),
-          tryPop: () => ring.tryPop(),
-          pop: () => ring.pop(),
-          drain: () => ring.drain(),
-          close: () => ring.close(),
-        } as unknown as Queue<Task>;
-      };
+      const shaped = (capacity: unknown, size: unknown) => (): Queue<Task> =>
+        queueOver(new RingQueue<Task>(4), { capacity, size });
       // An unbounded queue (capacity Infinity), a fractional capacity, and `size` written
       // as a method: each makes the claim limit `capacity - size` no integer, which
       // claimReady() refuses on every claim, so the executor would run nothing.
@@ -2081,27 +2057,16 @@ export const executorCases: Case<ExecContext>[] = [
       const twice = (n: number): Queue<Task> => {
         const ring = new RingQueue<Task>(n);
         let again: Task | undefined;
-        return {
-          get capacity() {
-            return ring.capacity;
-          },
+        return queueOver(ring, {
           get size() {
             return ring.size + (again ? 1 : 0);
           },
-          get closed() {
-            return ring.closed;
-          },
-          tryPush: (t) => ring.tryPush(t),
-          push: (t) => ring.push(t),
           tryPop: () => {
             const t = again ?? ring.tryPop();
             again = again ? undefined : t;
             return t;
           },
-          pop: () => ring.pop(),
-          drain: () => ring.drain(),
-          close: () => ring.close(),
-        };
+        });
       };
       let calls = 0;
       const { executor, clock } = harness(ctx.storage, [
@@ -2123,26 +2088,12 @@ export const executorCases: Case<ExecContext>[] = [
     async run(ctx) {
       const copying = (n: number): Queue<Task> => {
         const ring = new RingQueue<Task>(n);
-        return {
-          get capacity() {
-            return ring.capacity;
-          },
-          get size() {
-            return ring.size;
-          },
-          get closed() {
-            return ring.closed;
-          },
-          tryPush: (t) => ring.tryPush(t),
-          push: (t) => ring.push(t),
+        return queueOver(ring, {
           tryPop: () => {
             const t = ring.tryPop();
             return t && structuredClone(t);
           },
-          pop: () => ring.pop(),
-          drain: () => ring.drain(),
-          close: () => ring.close(),
-        };
+        });
       };
       const { executor, clock } = harness(ctx.storage, [agent("echo", (n) => n)], { queue: copying });
       executor.start();
@@ -2176,23 +2127,7 @@ export const executorCases: Case<ExecContext>[] = [
       // share, say): every claim past the first is refused and handed back.
       const stingy = (n: number): Queue<Task> => {
         const ring = new RingQueue<Task>(n);
-        return {
-          get capacity() {
-            return ring.capacity;
-          },
-          get size() {
-            return ring.size;
-          },
-          get closed() {
-            return ring.closed;
-          },
-          tryPush: (t) => ring.size >= 1 ? false : ring.tryPush(t),
-          push: (t) => ring.push(t),
-          tryPop: () => ring.tryPop(),
-          pop: () => ring.pop(),
-          drain: () => ring.drain(),
-          close: () => ring.close(),
-        };
+        return queueOver(ring, { tryPush: (t: Task) => ring.size >= 1 ? false : ring.tryPush(t) });
       };
       let claims = 0;
       const storage = intercept(ctx.storage, {

@@ -36,6 +36,20 @@ const typedAgent = defineJsonAgent({
   execute: (input) => `hi ${input.name}`,
 }) as unknown as Agent<JsonValue, JsonValue>;
 
+/** An agent "inc": reads counter "n" of shared state "counters", waits for `gate`, writes n + 1. */
+function counterAgent(gate: Promise<unknown>) {
+  const seen = { calls: 0, reads: 0 };
+  const inc = agent("inc", async (_i, c) => {
+    seen.calls++;
+    const n = ((await c.state("counters").get("n")) as number | undefined) ?? 0;
+    seen.reads++;
+    await gate;
+    c.state("counters").set("n", n + 1);
+    return n + 1;
+  });
+  return { inc, seen };
+}
+
 export const jobCases: Case<ExecContext>[] = [
   {
     name: "a chain runs in dependency order and passes outputs along",
@@ -798,21 +812,14 @@ export const jobCases: Case<ExecContext>[] = [
     name: "two tasks incrementing one shared-state counter at once both count (no lost update)",
     async run(ctx) {
       const gate = deferred();
-      let read = 0;
-      const inc = agent("inc", async (_i, c) => {
-        const n = ((await c.state("counters").get("n")) as number | undefined) ?? 0;
-        read++;
-        await gate.promise;
-        c.state("counters").set("n", n + 1);
-        return n + 1;
-      });
+      const { inc, seen } = counterAgent(gate.promise);
       const { executor, clock } = harness(ctx.storage, [inc]);
       executor.start();
       const job = await executor.submit({
         name: "inc",
         tasks: [{ key: "a", agent: "inc" }, { key: "b", agent: "inc" }],
       });
-      await until(() => read === 2, "both read", clock);
+      await until(() => seen.reads === 2, "both read", clock);
       gate.resolve(); // both write n = 1, in the same group commit
       const out = await job.wait();
       equal(await ctx.storage.getState("counters", "n"), 2);
@@ -824,25 +831,18 @@ export const jobCases: Case<ExecContext>[] = [
     name: "two executors incrementing one shared-state counter at once both count (their commits race)",
     async run(ctx) {
       const gate = deferred();
-      let read = 0;
-      const inc = agent("inc", async (_i, c) => {
-        const n = ((await c.state("counters").get("n")) as number | undefined) ?? 0;
-        read++;
-        await gate.promise;
-        c.state("counters").set("n", n + 1);
-        return n + 1;
-      });
+      const { inc, seen } = counterAgent(gate.promise);
       const one = harness(ctx.storage, [inc]);
       const two = harness(ctx.storage, [inc], { clock: one.clock });
       one.executor.start();
       const first = await one.executor.submit({ name: "inc-a", tasks: [{ key: "a", agent: "inc" }] });
-      await until(() => read === 1, "the first read", one.clock);
+      await until(() => seen.reads === 1, "the first read", one.clock);
       // The first executor stops claiming (its running task still commits), so the second
       // runs the next task.
       const stopping = one.executor.shutdown({ graceMs: 60_000 });
       two.executor.start();
       const second = await two.executor.submit({ name: "inc-b", tasks: [{ key: "b", agent: "inc" }] });
-      await until(() => read === 2, "the second read, in the other executor", one.clock);
+      await until(() => seen.reads === 2, "the second read, in the other executor", one.clock);
       gate.resolve(); // both commit at once, each in its own transaction
       await stopping;
       await until(
@@ -858,16 +858,7 @@ export const jobCases: Case<ExecContext>[] = [
     name: "an at-most-once task whose state write lost the race is blocked, not run again, and the other write stays",
     async run(ctx) {
       const gate = deferred();
-      let read = 0;
-      let calls = 0;
-      const inc = agent("inc", async (_i, c) => {
-        calls++;
-        const n = ((await c.state("counters").get("n")) as number | undefined) ?? 0;
-        read++;
-        await gate.promise;
-        c.state("counters").set("n", n + 1);
-        return n + 1;
-      });
+      const { inc, seen } = counterAgent(gate.promise);
       const { executor, clock } = harness(ctx.storage, [inc]);
       executor.start();
       const job = await executor.submit({
@@ -877,7 +868,7 @@ export const jobCases: Case<ExecContext>[] = [
           { key: "b", agent: "inc", durability: "at-most-once" },
         ],
       });
-      await until(() => read === 2, "both read", clock);
+      await until(() => seen.reads === 2, "both read", clock);
       gate.resolve();
       await until(
         async () => {
@@ -892,7 +883,7 @@ export const jobCases: Case<ExecContext>[] = [
       const blocked = tasks.find((t) => t.status === "blocked")!;
       ok(blocked.statusReason?.includes("changed since it was read"), String(blocked.statusReason));
       equal(blocked.output, null, "the blocked task's output is not stored");
-      equal(calls, 2, "each agent was called once");
+      equal(seen.calls, 2, "each agent was called once");
       equal(await ctx.storage.getState("counters", "n"), 1, "the write that won stays");
       await executor.shutdown();
     },

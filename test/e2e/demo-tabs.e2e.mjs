@@ -94,6 +94,12 @@ async function scenario(name, fn) {
   }
 }
 
+/** Load the demo on IndexedDB (the scenarios' settings) in page `p` and wait until it is ready. */
+async function openDemo(p) {
+  await p.goto(`${origin}/?storage=indexeddb&${Q}`);
+  await ready(p);
+}
+
 const only = process.argv[2];
 const Q = "articles=4&workMs=700&failRate=0";
 
@@ -104,10 +110,8 @@ if (!only || only === "tabs") {
       withBrowser(null, async ({ newPage }) => {
         const a = await newPage("A");
         const b = await newPage("B");
-        await a.goto(`${origin}/?storage=indexeddb&${Q}`);
-        await ready(a);
-        await b.goto(`${origin}/?storage=indexeddb&${Q}`);
-        await ready(b);
+        await openDemo(a);
+        await openDemo(b);
         await a.click("#start");
         const jobA = await until("A's job", () => demo(a, () => globalThis.__demo.jobId));
         // Sync point: B's own executor has started a task of A's job.
@@ -152,12 +156,10 @@ if (!only || only === "tabs") {
       withBrowser(null, async ({ newPage }) => {
         const a = await newPage("A");
         const b = await newPage("B");
-        await a.goto(`${origin}/?storage=indexeddb&${Q}`);
-        await ready(a);
+        await openDemo(a);
         await a.click("#start");
         await until("A's job", () => demo(a, () => globalThis.__demo.jobId));
-        await b.goto(`${origin}/?storage=indexeddb&${Q}`);
-        await ready(b);
+        await openDemo(b);
         await a.click("#cancel");
         await until("B to see the cancel", async () => (await state(b)).jobStatus === "cancelled");
         await until("B's pill", async () => (await state(b)).pill === "cancelled");
@@ -174,8 +176,7 @@ if (!only || only === "race") {
       const a = await newPage("A");
       const b = await newPage("B");
       for (const p of [a, b]) {
-        await p.goto(`${origin}/?storage=indexeddb&${Q}`);
-        await ready(p);
+        await openDemo(p);
       }
       await Promise.all([a.click("#start"), b.click("#start")]);
       const [sa, sb] = await Promise.all([a, b].map((p) =>
@@ -308,8 +309,7 @@ if (!only || only === "cleared") {
     () =>
       withBrowser(null, async ({ newPage }) => {
         const a = await newPage("A");
-        await a.goto(`${origin}/?storage=indexeddb&${Q}`);
-        await ready(a);
+        await openDemo(a);
         await a.click("#start");
         await until("a task completed", async () => {
           const s = await demo(a, () => globalThis.__demo.snapshot());

@@ -80,6 +80,17 @@ async function ownPool(ctx: Ctx, options: Record<string, unknown> = {}): Promise
   return { sql, app };
 }
 
+/** Wait until a backend of this database waits on a lock (a commit held behind another). */
+async function untilWaitingOnLock(ctx: Ctx, what: string): Promise<void> {
+  const admin = await ctx.db.client();
+  await until(async () =>
+    Number(
+      (await admin.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+      ))[0]![0],
+    ) > 0, what);
+}
+
 const realServerOnly = (db: TestDatabase): { skip?: string } =>
   db.url ? {} : { skip: "needs a real server (several connections; terminated backends)" };
 
@@ -869,13 +880,7 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         // A read-modify-write that read "k" as absent commits now.
         const rmw = s.commit([{ type: "setState", scope: "sc", key: "k", value: "rmw", expect: { value: undefined } }])
           .then(() => "stored", (e) => (e instanceof KeyConflictError ? "conflict" : String(e)));
-        const admin = await ctx.db.client();
-        await until(async () =>
-          Number(
-            (await admin.query(
-              "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-            ))[0]![0],
-          ) > 0, "the conditional write waiting on a lock");
+        await untilWaitingOnLock(ctx, "the conditional write waiting on a lock");
         finish();
         await blindCommit;
         const outcome = await rmw;
@@ -941,13 +946,7 @@ function cases(db: TestDatabase): Case<Ctx>[] {
           { type: "setState", scope: "sc", key: "k2", value: 2, expect: absent },
           { type: "setState", scope: "sc", key: "k1", value: 2, expect: absent },
         ]));
-        const admin = await ctx.db.client();
-        await until(async () =>
-          Number(
-            (await admin.query(
-              "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-            ))[0]![0],
-          ) > 0, "the second commit waiting on a lock");
+        await untilWaitingOnLock(ctx, "the second commit waiting on a lock");
         finish();
         deepEqual([await first, await second].sort(), ["conflict", "stored"]);
         equal(deadlocks.length, 0, `deadlocks broken by PostgreSQL: ${deadlocks.join(" | ")}`);
