@@ -40,7 +40,7 @@ export type { SqlJsDatabase, SqlJsLoadOptions, SqlJsModule, SqlJsStatement, SqlV
 export { createMemoryPersister } from "./sqljs/persister.ts";
 export type { MemoryPersister, SqlJsPersisted, SqlJsPersister } from "./sqljs/persister.ts";
 export { createIndexedDbPersister } from "./sqljs/indexeddb-persister.ts";
-export type { IndexedDbPersisterOptions } from "./sqljs/indexeddb-persister.ts";
+export type { IndexedDbFactory, IndexedDbPersisterOptions } from "./sqljs/indexeddb-persister.ts";
 export { createOpfsPersister } from "./sqljs/opfs-persister.ts";
 export type { OpfsDirectoryHandle, OpfsFileHandle, OpfsPersisterOptions } from "./sqljs/opfs-persister.ts";
 export { SCHEMA_VERSION } from "./sqljs/schema.ts";

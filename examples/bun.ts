@@ -1,7 +1,7 @@
 /**
  * A small durable workflow for Bun: `bun run examples/bun.ts`.
- * State lives in ./task_db/bun.sqlite (SQLite in WASM); run it twice and the second run
- * finds the finished job. From npm the imports are `@dagger/task-core` and
+ * State lives in ./task_db/bun.sqlite (SQLite in WASM); each run submits one more job,
+ * and the count it prints shows the earlier ones kept. From npm the imports are `@dagger/task-core` and
  * `@dagger/task-core/adapters/sqljs-file`.
  */
 import { AgentRegistry, defineAgent, Executor } from "../mod.ts";

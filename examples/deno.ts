@@ -1,7 +1,7 @@
 /**
  * A small durable workflow for Deno: `deno run -A examples/deno.ts`.
- * State lives in ./task_db/deno.sqlite (SQLite in WASM); run it twice and the second run
- * finds the finished job. From JSR the imports are `jsr:@dagger/task-core` and
+ * State lives in ./task_db/deno.sqlite (SQLite in WASM); each run submits one more job,
+ * and the count it prints shows the earlier ones kept. From JSR the imports are `jsr:@dagger/task-core` and
  * `jsr:@dagger/task-core/adapters/sqljs-file`.
  */
 import { AgentRegistry, defineAgent, Executor } from "../mod.ts";

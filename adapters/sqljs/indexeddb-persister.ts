@@ -27,12 +27,20 @@ import {
   type SqlJsPersister,
 } from "./persister.ts";
 
+/**
+ * `IDBFactory` (the type of `globalThis.indexedDB`) where the project's lib declares it
+ * (the DOM lib); without it (a Node, Deno or Bun project), any object with IndexedDB's
+ * `open`, so that importing the sql.js adapters needs no DOM types.
+ */
+export type IndexedDbFactory = typeof globalThis extends { indexedDB: infer F } ? F
+  : { open(name: string, version?: number): unknown };
+
 /** Options of {@link createIndexedDbPersister}. */
 export interface IndexedDbPersisterOptions {
   /** The IndexedDB database name (one per task-core database). */
   name: string;
   /** The IndexedDB factory (default `globalThis.indexedDB`; pass `fake-indexeddb`'s in tests). */
-  indexedDB?: IDBFactory;
+  indexedDB?: IndexedDbFactory;
   /** Transaction durability (default `"strict"`: committed data is flushed to disk). */
   durability?: "strict" | "relaxed" | "default";
   /**
