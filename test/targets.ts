@@ -6,6 +6,7 @@
 
 import { createMemoryStorage } from "../adapters/memory.ts";
 import type { Storage } from "../src/storage.ts";
+import { FaultyStorage } from "./chaos/faulty-storage.ts";
 
 export interface Target {
   /** Shown in test names. */
@@ -20,6 +21,20 @@ export const memoryTarget: Target = {
   durable: false,
   open() {
     const storage = createMemoryStorage();
+    return Promise.resolve({ storage, teardown: () => storage.close() });
+  },
+};
+
+/**
+ * The memory adapter with a real delay (0-4 ms, seeded) before each answer: the executor's
+ * interleavings with a store that answers late (a change is visible to others before its
+ * caller hears of it), and a check that no case counts on how fast a storage answers.
+ */
+export const latencyTarget: Target = {
+  name: "memory+latency",
+  durable: false,
+  open() {
+    const storage = new FaultyStorage(createMemoryStorage(), { answerLatencyMs: [0, 4], seed: 7 });
     return Promise.resolve({ storage, teardown: () => storage.close() });
   },
 };

@@ -16,7 +16,7 @@ import { JobHandle } from "../../src/job-handle.ts";
 import { isFinal, isSatisfied } from "../../src/status.ts";
 import type { Durability, Task } from "../../src/types.ts";
 import { deepEqual, equal, ok } from "../conformance/assert.ts";
-import { agent, START, until as untilOn } from "../conformance/executor-kit.ts";
+import { agent, START, until as untilOn, untilAdvancing } from "../conformance/executor-kit.ts";
 import type { Case } from "../conformance/harness.ts";
 import { FaultyStorage, InjectedFaultError, prng } from "./faulty-storage.ts";
 import {
@@ -566,7 +566,10 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
           name: "outage",
           tasks: Array.from({ length: 10 }, (_, i) => ({ key: `t${i}`, agent: "work" })),
         });
-        const claimsBefore = faulty.calls.claimReady ?? 0;
+        // A claim sent before the outage may still be on its way to a durable storage: count
+        // from the first claim that failed.
+        await untilOn(() => report.storageErrors.some((e) => e.operation === "claimReady"), "a failed claim", clock);
+        const claimsBefore = (faulty.calls.claimReady ?? 0) - 1;
         // 400 ms of the executor's clock, in steps.
         for (let i = 0; i < 40; i++) await clock.advance(10);
         const claimsDuring = (faulty.calls.claimReady ?? 0) - claimsBefore;
@@ -580,7 +583,7 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
         let out: Record<string, unknown> | Error | undefined;
         void settled(job).then((o) => (out = o));
         // The next claim comes after the backoff reached during the outage (at most 5 s).
-        for (let i = 0; i < 200 && out === undefined; i++) await clock.advance(100);
+        await untilAdvancing(() => out !== undefined, "the job to end", clock, 100);
         await executor.shutdown();
         ok(out !== undefined && !(out instanceof Error), "the job completed");
         for (let i = 0; i < 10; i++) equal(runs.of(`t${i}`), 1);

@@ -78,6 +78,12 @@ export interface FaultyStorageOptions {
   modes?: readonly FaultMode[];
   /** Latency added to every call: a fixed number of milliseconds or a `[min, max]` range (default none). */
   latencyMs?: number | readonly [number, number];
+  /**
+   * Latency added to every answer, after the wrapped storage applied the call (a durable
+   * store flushing, a slow network back): the change is visible to other callers before its
+   * caller hears of it. Same forms as `latencyMs` (default none).
+   */
+  answerLatencyMs?: number | readonly [number, number];
 }
 
 /** One injected fault. */
@@ -113,6 +119,10 @@ export function prng(seed: number): () => number {
   };
 }
 
+function range(ms: number | readonly [number, number] = 0): readonly [number, number] {
+  return typeof ms === "number" ? [ms, ms] : [ms[0], ms[1]];
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -129,6 +139,7 @@ export class FaultyStorage implements Storage {
   readonly calls: Partial<Record<StorageMethod, number>> = {};
   readonly #random: () => number;
   readonly #latency: readonly [number, number];
+  readonly #answerLatency: readonly [number, number];
   #rate: number;
   #methods: ReadonlySet<StorageMethod>;
   #modes: readonly FaultMode[];
@@ -143,8 +154,8 @@ export class FaultyStorage implements Storage {
     this.#rate = options.rate ?? 0;
     this.#methods = new Set(options.methods ?? EXECUTOR_METHODS);
     this.#modes = options.modes ?? ["before", "after"];
-    const l = options.latencyMs ?? 0;
-    this.#latency = typeof l === "number" ? [l, l] : [l[0], l[1]];
+    this.#latency = range(options.latencyMs);
+    this.#answerLatency = range(options.answerLatencyMs);
   }
 
   /** Change the random fault rate (0 stops random faults). */
@@ -181,16 +192,25 @@ export class FaultyStorage implements Storage {
     return { method, mode, call };
   }
 
+  async #wait([min, max]: readonly [number, number]): Promise<void> {
+    if (max > 0) await sleep(min + this.#random() * (max - min));
+  }
+
   async #call<T>(method: StorageMethod, fn: () => Promise<T>): Promise<T> {
     const call = (this.calls[method] = (this.calls[method] ?? 0) + 1);
     const fault = this.#pick(method, call);
-    const [min, max] = this.#latency;
-    if (max > 0) await sleep(min + this.#random() * (max - min));
+    // No latency before the call: the call reaches the storage at once, as the caller made it.
+    if (this.#latency[1] > 0) await this.#wait(this.#latency);
     if (fault?.mode === "before") {
       this.faults.push(fault);
       throw new InjectedFaultError(fault);
     }
-    const result = await fn();
+    let result: T;
+    try {
+      result = await fn();
+    } finally {
+      await this.#wait(this.#answerLatency);
+    }
     if (fault?.mode === "after") {
       this.faults.push(fault);
       throw new InjectedFaultError(fault);

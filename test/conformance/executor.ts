@@ -787,10 +787,19 @@ export const executorCases: Case<ExecContext>[] = [
     async run(ctx) {
       const release = deferred();
       let stall = false;
+      let renewing = 0;
       const storage = intercept(ctx.storage, {
         commit: (commit) => async (...args) => {
           if (stall) await release.promise;
           return await commit(...args);
+        },
+        renewLeases: (renew) => async (...args) => {
+          renewing++;
+          try {
+            return await renew(...args);
+          } finally {
+            renewing--;
+          }
         },
       });
       const { executor, clock } = harness(storage, [agent("quick", () => "done")], {
@@ -803,10 +812,14 @@ export const executorCases: Case<ExecContext>[] = [
       await until(() => executor.stats().started === 1, "attempt ran", clock);
       const claimed = await taskByKey(ctx, job.id, "a");
       equal(claimed.status, "running");
-      // Three lease lengths pass while the completion waits for its commit.
-      for (let i = 0; i < 9; i++) await clock.advance(1000);
-      // The last renewals may still be on their way to a durable storage: wait for them
-      // (without moving the clock); a lease left to expire would never be ahead again.
+      // Three lease lengths pass while the completion waits for its commit. A heartbeat's
+      // renewal may take a while to reach a durable storage: each second waits for it to be
+      // answered (moving the clock on past an unanswered renewal lets the lease expire in a
+      // way real time does not).
+      for (let i = 0; i < 9; i++) {
+        await clock.advance(1000);
+        await until(() => renewing === 0, `the renewal of second ${i + 1} answered`, clock);
+      }
       await until(
         async () => (await taskByKey(ctx, job.id, "a")).leaseExpiresAt! > clock.now(),
         "the lease renewed past now",
@@ -938,9 +951,12 @@ export const executorCases: Case<ExecContext>[] = [
       gate.resolve();
       deepEqual(await j2.wait(), { b: 1, c: 2 });
       // The commit is retried after a backoff on the executor's clock.
-      for (let i = 0; i < 100 && !(events.includes("completed b") && events.includes("completed c")); i++) {
-        await clock.advance(100);
-      }
+      await untilAdvancing(
+        () => events.includes("completed b") && events.includes("completed c"),
+        "b and c reported completed",
+        clock,
+        100,
+      );
       equal(armed, false, "the lost answer happened");
       deepEqual(claimedElsewhere, ["a"]);
       ok(!events.includes("lost b") && !events.includes("lost c"), events.join(", "));
@@ -984,9 +1000,12 @@ export const executorCases: Case<ExecContext>[] = [
       executor.start();
       await until(() => executor.stats().running === 2, "two running", clock);
       gate.resolve();
-      for (let i = 0; i < 100 && !(events.includes("completed b") && events.includes("lost a")); i++) {
-        await clock.advance(100);
-      }
+      await untilAdvancing(
+        () => events.includes("completed b") && events.includes("lost a"),
+        "b completed and a lost",
+        clock,
+        100,
+      );
       equal(armed, false, "the failed commit happened");
       deepEqual(events.sort(), ["completed b", "lost a"]);
       equal((await taskByKey(ctx, j2.id, "b")).status, "completed", "b's completion was written");
@@ -1344,7 +1363,12 @@ export const executorCases: Case<ExecContext>[] = [
       loseAnswer = true;
       fail.reject(new Error("try again"));
       // The commit is retried after a backoff on the executor's clock.
-      for (let i = 0; i < 100 && executor.stats().retried === 0 && lost.length === 0; i++) await clock.advance(100);
+      await untilAdvancing(
+        () => executor.stats().retried > 0 || lost.length > 0,
+        "the retry reported",
+        clock,
+        100,
+      );
       deepEqual(lost, []);
       equal(executor.stats().retried, 1);
       equal((await taskByKey(ctx, job.id, "a")).status, "paused");
@@ -1642,9 +1666,19 @@ export const executorCases: Case<ExecContext>[] = [
       deepEqual(lost, ["pay", "log"]);
       failClaim = true;
       await executor.submit({ name: "poke", tasks: [{ key: "x", agent: "work" }] });
-      for (let i = 0; i < 15; i++) await clock.advance(1000);
-      await until(async () => (await taskByKey(ctx, payJob.id, "pay")).status === "blocked", "pay blocked", clock);
-      await until(async () => (await taskByKey(ctx, logJob.id, "log")).status === "completed", "log rerun", clock);
+      // The leases expire (10 s) and recovery runs every second: move on until it acted.
+      await untilAdvancing(
+        async () => (await taskByKey(ctx, payJob.id, "pay")).status === "blocked",
+        "pay blocked",
+        clock,
+        1000,
+      );
+      await untilAdvancing(
+        async () => (await taskByKey(ctx, logJob.id, "log")).status === "completed",
+        "log rerun",
+        clock,
+        1000,
+      );
       equal(calls.pay, 1, "the at-most-once agent ran once");
       equal(calls.log, 2);
       equal((await taskByKey(ctx, logJob.id, "log")).attempts, 2, "the attempt whose result was lost counts");
@@ -1687,9 +1721,12 @@ export const executorCases: Case<ExecContext>[] = [
       executor.start();
       const job = await executor.submit({ name: "t", tasks: [{ key: "t", agent: "work", maxAttempts: 2 }] });
       await until(() => lost.length === 1, "the first result dropped", clock);
-      for (let i = 0; i < 30 && (await taskByKey(ctx, job.id, "t")).status !== "completed"; i++) {
-        await clock.advance(1000);
-      }
+      await untilAdvancing(
+        async () => (await taskByKey(ctx, job.id, "t")).status === "completed",
+        "t completed",
+        clock,
+        1000,
+      );
       equal(loseClaimOf, "", "the second claim's answer was lost");
       const t = await taskByKey(ctx, job.id, "t");
       equal(t.status, "completed", t.statusReason ?? "");
@@ -1760,6 +1797,8 @@ export const executorCases: Case<ExecContext>[] = [
       await until(held, "the start being stored", clock);
       await job.pause();
       release();
+      // The hand-back is one more write, which a durable storage may take a while to answer.
+      await until(async () => (await taskByKey(ctx, job.id, "a")).status !== "running", "the start's answer", clock);
       for (let i = 0; i < 10; i++) await clock.advance(10);
       equal(calls, 0, "the agent ran after pause() resolved");
       const a = await taskByKey(ctx, job.id, "a");
@@ -1851,7 +1890,7 @@ export const executorCases: Case<ExecContext>[] = [
       // The start's commit fails for 15 s (longer than the lease); heartbeats renew meanwhile.
       for (let i = 0; i < 30; i++) await clock.advance(500);
       failStart = false;
-      for (let i = 0; i < 400 && calls === 0; i++) await clock.advance(50);
+      await untilAdvancing(() => calls > 0, "the agent called", clock, 50);
       equal(calls, 1, "the agent was called once the start was stored");
       const t = await taskByKey(ctx, job.id, "a");
       ok(t.leaseExpiresAt! > clock.now(), `the stored lease ends ${t.leaseExpiresAt! - clock.now()} ms from now`);
@@ -2098,7 +2137,7 @@ export const executorCases: Case<ExecContext>[] = [
       const { executor, clock } = harness(ctx.storage, [agent("echo", (n) => n)], { queue: copying });
       executor.start();
       const job = await executor.submit({ name: "copies", tasks: [{ key: "a", agent: "echo", input: 7 }] });
-      for (let i = 0; i < 50 && (await job.status()).status !== "completed"; i++) await clock.advance(1000);
+      await untilAdvancing(async () => (await job.status()).status === "completed", "the job to end", clock, 1000);
       equal((await job.status()).status, "completed", "the job of a task the queue handed out as a copy");
       equal(executor.stats().started, 1);
       await executor.shutdown();

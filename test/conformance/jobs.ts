@@ -16,7 +16,17 @@ import {
 import { defineJsonAgent } from "../../src/json-agent.ts";
 import type { JsonValue, Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
-import { aborted, agent, deferred, type ExecContext, harness, intercept, START, until } from "./executor-kit.ts";
+import {
+  aborted,
+  agent,
+  deferred,
+  type ExecContext,
+  harness,
+  intercept,
+  START,
+  until,
+  untilAdvancing,
+} from "./executor-kit.ts";
 import type { Case } from "./harness.ts";
 
 function byKey(tasks: Task[]): Record<string, Task> {
@@ -1160,7 +1170,7 @@ export const jobCases: Case<ExecContext>[] = [
         name: "abort",
         tasks: [{ key: "t", agent: "slow", timeoutMs: 100, maxAttempts: 1 }],
       });
-      for (let i = 0; i < 40 && outcomes.length < 2; i++) await clock.advance(50);
+      await untilAdvancing(() => outcomes.length >= 2, "both writes tried", clock, 50);
       deepEqual(outcomes, ["refused", "refused"]);
       await rejects(() => job.wait(), JobFailedError);
       equal((await ctx.storage.listTasks({ jobId: job.id })).length, 1, "no child");

@@ -1,6 +1,6 @@
 import { test } from "vitest";
 import { registerCoreSuites, registerSuites } from "../suites.ts";
-import { memoryTarget } from "../targets.ts";
+import { latencyTarget, memoryTarget } from "../targets.ts";
 
-registerSuites({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) }, [memoryTarget]);
+registerSuites({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) }, [memoryTarget, latencyTarget]);
 registerCoreSuites({ test: (name, fn) => test(name, fn), skip: (name) => test.todo(name) });
