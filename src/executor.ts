@@ -146,6 +146,9 @@ export interface ExecutorStats {
 /** Failed storage calls made for a caller (`submit()`, `review()`, job control) retried in a row before one is thrown. */
 const CALLER_RETRIES = 5;
 
+/** Times a person's change of one task is planned again after the task changed under it, before its `ConflictError` is thrown. */
+const CHANGE_CONFLICTS = 20;
+
 interface Run {
   task: Task;
   /** The claimed task this attempt started from (`task` moves on when its start is stored). */
@@ -743,42 +746,42 @@ export class Executor {
     if (typeof reason !== "string") throw new TypeError(`review() "reason" must be a string, got ${shown(reason)}`);
     // Stored as the task's feedback and reason: text the storage takes (as `cancelTask()`).
     reason = wellFormed(reason);
-    const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
-    if (!task) throw new NotFoundError("task", taskId);
-    if (!task.review) {
-      throw new InvalidTransitionError(
-        taskId,
-        task.status,
-        decision === "accept" ? "accepted" : "rejected",
-        `Task "${task.key}" did not ask for review`,
-      );
-    }
-    if (task.status !== "completed") {
-      throw new InvalidTransitionError(
-        taskId,
-        task.status,
-        decision === "accept" ? "accepted" : "rejected",
-        `Task "${task.key}" is ${task.status}: only a completed task awaiting review can be reviewed`,
-      );
-    }
-    const now = this.#clock.now();
-    const set: Partial<Task> = decision === "accept"
-      ? { status: "accepted", statusReason: reason || null }
-      : task.attempts < task.maxAttempts
-      ? { status: "ready", reviewFeedback: reason || "Rejected", runAt: now, statusReason: "Review rejected" }
-      : { status: "rejected", reviewFeedback: reason || "Rejected", statusReason: reason || "Rejected" };
-    return await this.#updateTask(
-      { type: "updateTask", id: taskId, expect: { version: task.version }, set },
-      task,
-      (stored) => {
-        if (decision === "accept") this.#events.emit("task:accepted", { task: stored });
-        else {this.#events.emit("task:rejected", {
-            task: stored,
-            reason: reason || "Rejected",
-            rerun: set.status === "ready",
-          });}
-      },
-    );
+    return await this.#changeTask(taskId, (task) => {
+      if (!task.review) {
+        throw new InvalidTransitionError(
+          taskId,
+          task.status,
+          decision === "accept" ? "accepted" : "rejected",
+          `Task "${task.key}" did not ask for review`,
+        );
+      }
+      if (task.status !== "completed") {
+        throw new InvalidTransitionError(
+          taskId,
+          task.status,
+          decision === "accept" ? "accepted" : "rejected",
+          `Task "${task.key}" is ${task.status}: only a completed task awaiting review can be reviewed`,
+        );
+      }
+      const now = this.#clock.now();
+      const set: Partial<Task> = decision === "accept"
+        ? { status: "accepted", statusReason: reason || null }
+        : task.attempts < task.maxAttempts
+        ? { status: "ready", reviewFeedback: reason || "Rejected", runAt: now, statusReason: "Review rejected" }
+        : { status: "rejected", reviewFeedback: reason || "Rejected", statusReason: reason || "Rejected" };
+      return {
+        set,
+        expect: { version: task.version },
+        report: (stored) => {
+          if (decision === "accept") this.#events.emit("task:accepted", { task: stored });
+          else {this.#events.emit("task:rejected", {
+              task: stored,
+              reason: reason || "Rejected",
+              rerun: set.status === "ready",
+            });}
+        },
+      };
+    });
   }
 
   /**
@@ -789,22 +792,20 @@ export class Executor {
    * back, which may already be running again.
    */
   async retryTask(taskId: string): Promise<Task> {
-    const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
-    if (!task) throw new NotFoundError("task", taskId);
-    if (task.status !== "blocked") {
-      throw new InvalidTransitionError(
-        taskId,
-        task.status,
-        "ready",
-        `Task "${task.key}" is ${task.status}: retryTask() sends on a blocked task only`,
-      );
-    }
-    return await this.#updateTask({
-      type: "updateTask",
-      id: taskId,
-      expect: { version: task.version, status: "blocked" },
-      set: { status: "ready", runAt: this.#clock.now(), statusReason: "Retried by a person" },
-    }, task);
+    return await this.#changeTask(taskId, (task) => {
+      if (task.status !== "blocked") {
+        throw new InvalidTransitionError(
+          taskId,
+          task.status,
+          "ready",
+          `Task "${task.key}" is ${task.status}: retryTask() sends on a blocked task only`,
+        );
+      }
+      return {
+        expect: { version: task.version, status: "blocked" },
+        set: { status: "ready", runAt: this.#clock.now(), statusReason: "Retried by a person" },
+      };
+    });
   }
 
   /**
@@ -816,26 +817,83 @@ export class Executor {
    */
   async cancelTask(taskId: string, reason: string = "Cancelled by a person"): Promise<Task> {
     if (typeof reason !== "string") throw new TypeError(`cancelTask() "reason" must be a string, got ${shown(reason)}`);
-    const task = await this.#retried("getTask", () => this.storage.getTask(taskId));
-    if (!task) throw new NotFoundError("task", taskId);
-    if (!CANCELLABLE_ALONE.has(task.status)) {
-      throw new InvalidTransitionError(
-        taskId,
-        task.status,
-        "cancelled",
-        task.status === "running"
-          ? `Task "${task.key}" is running: cancel its job to stop it`
-          : task.status === "completed" && task.review
-          ? `Task "${task.key}" awaits review: reject it with review()`
-          : `Task "${task.key}" has ended`,
-      );
+    return await this.#changeTask(taskId, (task) => {
+      if (!CANCELLABLE_ALONE.has(task.status)) {
+        throw new InvalidTransitionError(
+          taskId,
+          task.status,
+          "cancelled",
+          task.status === "running"
+            ? `Task "${task.key}" is running: cancel its job to stop it`
+            : task.status === "completed" && task.review
+            ? `Task "${task.key}" awaits review: reject it with review()`
+            : `Task "${task.key}" has ended`,
+        );
+      }
+      return {
+        expect: { version: task.version, status: task.status },
+        set: { status: "cancelled", statusReason: wellFormed(reason) || "Cancelled by a person" },
+      };
+    });
+  }
+
+  /**
+   * A person's change of one task: `plan` checks the task as read and says what to write
+   * (or throws). The task may change between the read and the write (a dependency
+   * finished, its job was paused or resumed, another executor claimed it): the commit's
+   * compare-and-swap then refuses it, and the change is planned again on the task as it is
+   * now, so the caller gets the answer for the task's present state (done, or a clear
+   * `InvalidTransitionError`), not a `ConflictError` for a race it could not see.
+   *
+   * A commit that failed with an error that may pass is retried after reading the task
+   * back: when the task shows the write, the failed call was applied with only its answer
+   * lost, and it is not written again (a second write would conflict, or apply the change
+   * twice). A conflict after such a failure is thrown, not planned again: the write may
+   * have landed and the task moved on since (a retried task run and blocked again must
+   * not be retried a second time).
+   */
+  async #changeTask(
+    taskId: string,
+    plan: (task: Task) => {
+      expect: UpdateTaskOp["expect"];
+      set: UpdateTaskOp["set"];
+      report?: (stored: Task) => void;
+    },
+  ): Promise<Task> {
+    let conflicts = 0;
+    for (;;) {
+      const before = await this.#retried("getTask", () => this.storage.getTask(taskId));
+      if (!before) throw new NotFoundError("task", taskId);
+      const { expect, set, report } = plan(before);
+      const op: UpdateTaskOp = { type: "updateTask", id: taskId, expect, set };
+      // The `now` of each failed attempt: a job that ended at one of them ended by it.
+      const unsure: number[] = [];
+      for (let failures = 0;;) {
+        const now = this.#clock.now();
+        try {
+          const result = await this.storage.commit([op], now);
+          const stored = result.tasks.find((t) => t.id === op.id)!;
+          report?.(stored);
+          this.#afterCommit(result);
+          return stored;
+        } catch (error) {
+          // Nothing of this call was applied: plan again (each refusal means the task moved
+          // on; one moving on this often is a bug elsewhere, and its conflict is thrown).
+          if (error instanceof ConflictError && unsure.length === 0 && ++conflicts <= CHANGE_CONFLICTS) break;
+          await this.#callerCallFailed("commit", error, ++failures);
+          unsure.push(now);
+        }
+        const stored = await this.#retried("getTask", () => this.storage.getTask(op.id));
+        if (stored && landed(op, stored, before)) {
+          // Applied: report what the lost answer would have (the job's end, readied tasks).
+          const job = await this.#retried("getJob", () => this.storage.getJob(stored.jobId));
+          const ended = job && isJobFinal(job.status) && job.finishedAt !== null && unsure.includes(job.finishedAt);
+          report?.(stored);
+          this.#afterCommit({ tasks: [stored], jobs: ended ? [job] : [], readied: 1 });
+          return stored;
+        }
+      }
     }
-    return await this.#updateTask({
-      type: "updateTask",
-      id: taskId,
-      expect: { version: task.version, status: task.status },
-      set: { status: "cancelled", statusReason: wellFormed(reason) || "Cancelled by a person" },
-    }, task);
   }
 
   /**
@@ -857,39 +915,6 @@ export class Executor {
         return await read();
       } catch (error) {
         await this.#callerCallFailed(operation, error, ++failures);
-      }
-    }
-  }
-
-  /**
-   * Commit one task update for a caller. A commit that failed with an error that may pass
-   * is retried after reading the task back: when the task shows the write, the failed call
-   * was applied with only its answer lost, and it is not written again (a second write
-   * would conflict, or apply the change twice).
-   */
-  async #updateTask(op: UpdateTaskOp, before: Task, report?: (stored: Task) => void): Promise<Task> {
-    // The `now` of each failed attempt: a job that ended at one of them ended by it.
-    const unsure: number[] = [];
-    for (let failures = 0;;) {
-      const now = this.#clock.now();
-      try {
-        const result = await this.storage.commit([op], now);
-        const stored = result.tasks.find((t) => t.id === op.id)!;
-        report?.(stored);
-        this.#afterCommit(result);
-        return stored;
-      } catch (error) {
-        await this.#callerCallFailed("commit", error, ++failures);
-        unsure.push(now);
-      }
-      const stored = await this.#retried("getTask", () => this.storage.getTask(op.id));
-      if (stored && landed(op, stored, before)) {
-        // Applied: report what the lost answer would have (the job's end, readied tasks).
-        const job = await this.#retried("getJob", () => this.storage.getJob(stored.jobId));
-        const ended = job && isJobFinal(job.status) && job.finishedAt !== null && unsure.includes(job.finishedAt);
-        report?.(stored);
-        this.#afterCommit({ tasks: [stored], jobs: ended ? [job] : [], readied: 1 });
-        return stored;
       }
     }
   }

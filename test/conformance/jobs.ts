@@ -7,10 +7,12 @@ import type { Agent } from "../../src/agent.ts";
 import type { TaskContext } from "../../src/context.ts";
 import { ManualClock } from "../../src/clock.ts";
 import {
+  ConflictError,
   InvalidTransitionError,
   JobFailedError,
   JobValidationError,
   NonRetryableError,
+  StorageError,
   TaskAbortedError,
 } from "../../src/errors.ts";
 import { defineJsonAgent } from "../../src/json-agent.ts";
@@ -568,6 +570,93 @@ export const jobCases: Case<ExecContext>[] = [
       const t = byKey(await job.tasks());
       equal(t.c!.status, "cancelled");
       equal(t.c!.statusReason, 'Dependency "b" cancelled');
+      await executor.shutdown();
+    },
+  },
+  {
+    name:
+      "cancelTask() of a task that changed between its read and its write (a dependency ended) cancels it, no ConflictError",
+    async run(ctx) {
+      // The person reads b pending; before the cancel is written, a ends and b becomes
+      // ready (due in a minute, so it is not claimed meanwhile). The cancel still applies.
+      const gate = deferred();
+      let b = "";
+      let raced = false;
+      const storage = intercept(ctx.storage, {
+        getTask: (getTask) => async (id) => {
+          const read = await getTask(id);
+          if (id === b && !raced) {
+            raced = true;
+            gate.resolve();
+            await until(async () => (await ctx.storage.getTask(b))!.status === "ready", "b ready");
+          }
+          return read;
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("gated", () => gate.promise.then(() => "a")), echo]);
+      executor.start();
+      const job = await executor.submit({
+        name: "race",
+        tasks: [
+          { key: "a", agent: "gated" },
+          { key: "b", agent: "echo", input: 1, dependsOn: ["a"], delayMs: 60_000 },
+        ],
+      });
+      b = byKey(await job.tasks()).b!.id;
+      await until(() => executor.stats().running === 1, "a running", clock);
+      const cancelled = await executor.cancelTask(b, "Not needed");
+      ok(raced, "b changed between the read and the write");
+      equal(cancelled.status, "cancelled");
+      equal(cancelled.statusReason, "Not needed");
+      deepEqual(await job.wait(), { a: "a" });
+      await executor.shutdown();
+    },
+  },
+  {
+    name:
+      "retryTask() whose answer was lost, the task since run and blocked again, throws instead of retrying it twice",
+    async run(ctx) {
+      // Another executor claims the blocked task, and it is blocked again (its at-most-once
+      // attempt was interrupted, after a retry that moved its runAt) while the person's
+      // retry's answer is on its way and lost. The retry that follows conflicts; it must not
+      // be planned again on the task as it is now, which would send it on a second time for
+      // one call.
+      let lose = true;
+      const otherRunsIt = async (now: number, runAt: number) => {
+        const [claimed] = await ctx.storage.claimReady({ limit: 1, now, owner: "other", leaseMs: 10_000 });
+        await ctx.storage.commit([{
+          type: "updateTask",
+          id: claimed!.id,
+          expect: { version: claimed!.version, status: "running" },
+          set: { status: "blocked", statusReason: "Interrupted", leaseOwner: null, leaseExpiresAt: null, runAt },
+        }], now);
+      };
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          const result = await commit(ops, now);
+          if (lose && ops.some((o) => o.type === "updateTask" && o.set.statusReason === "Retried by a person")) {
+            lose = false;
+            await otherRunsIt(now!, now! + 500);
+            throw new StorageError("connection reset after the commit");
+          }
+          return result;
+        },
+      });
+      const { executor, clock } = harness(storage, [echo]);
+      const job = await executor.submit({
+        name: "r",
+        tasks: [{ key: "a", agent: "echo", durability: "at-most-once" }],
+      });
+      await otherRunsIt(clock.now(), clock.now());
+      const a = byKey(await job.tasks()).a!;
+      equal(a.status, "blocked");
+      let outcome: unknown;
+      void executor.retryTask(a.id).then((t) => (outcome = t), (e) => (outcome = e));
+      await untilAdvancing(() => outcome !== undefined, "retryTask() to settle", clock, 100);
+      ok(outcome instanceof ConflictError, `retryTask() settled with ${String(outcome)}`);
+      const after = (await ctx.storage.getTask(a.id))!;
+      equal(after.status, "blocked", "sent on once, not twice");
+      equal(after.attempts, 2, "the other executor's two claims");
       await executor.shutdown();
     },
   },
