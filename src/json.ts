@@ -16,8 +16,16 @@ export interface JsonLimits {
 
 const DEFAULT_MAX_DEPTH = 1000;
 
-/** Values this module already checked and froze: passing one again costs a lookup. */
-const checked = new WeakSet<object>();
+/**
+ * Values this module already checked and froze, with their height (levels of nesting: 1
+ * for an object or array of primitives): passing one again costs a lookup, and nesting it
+ * in a new value still counts its levels against `maxDepth`.
+ */
+const checked = new WeakMap<object, number>();
+
+function heightOf(value: JsonValue): number {
+  return value !== null && typeof value === "object" ? checked.get(value) ?? 0 : 0;
+}
 
 /**
  * Whether `value` came out of `toJson`: a deep frozen JSON value, which can never change
@@ -65,7 +73,8 @@ export function wellFormed(s: string): string {
  * A property whose value is `undefined` is left out, as `JSON.stringify` leaves it out.
  * Throws a `JsonValueError` naming the path of the first offending value: `undefined` in
  * an array or as the value itself, functions, symbols, BigInt, non-finite numbers, cycles, objects that are not plain
- * (Date, Map, class instances), strings with lone surrogates, nesting past `maxDepth`.
+ * (Date, Map, class instances), strings with lone surrogates, nesting past `maxDepth` (a
+ * value this function returned before counts with its own levels where it is nested).
  * Keys such as `__proto__` are kept as ordinary data.
  */
 export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
@@ -74,8 +83,14 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
   if (value === null || typeof value === "boolean") return value;
   // -0 is 0: JSON has no negative zero, and a store that keeps the text would lose it.
   if (typeof value === "number" && Number.isFinite(value)) return value === 0 ? 0 : value;
-  if (typeof value === "object" && checked.has(value)) return value as JsonValue;
   const maxDepth = limits?.maxDepth ?? DEFAULT_MAX_DEPTH;
+  if (typeof value === "object" && value !== null) {
+    const height = checked.get(value);
+    if (height !== undefined) {
+      if (height > maxDepth) throw new JsonValueError("", `nesting is deeper than ${maxDepth} levels`);
+      return value as JsonValue;
+    }
+  }
   const seen = new Set<object>();
   const walk = (v: unknown, path: string, depth: number): JsonValue => {
     switch (typeof v) {
@@ -89,16 +104,29 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
         return v === 0 ? 0 : v;
       case "object": {
         if (v === null) return null;
-        if (checked.has(v)) return v as JsonValue;
+        const known = checked.get(v);
+        if (known !== undefined) {
+          // Checked already, but its own levels count here too: nesting checked values
+          // (an output wrapping a dependency's, a cache value wrapping the last one) must
+          // not build a value deeper than any storage could write or read back.
+          if (depth + known > maxDepth) throw new JsonValueError(path, `nesting is deeper than ${maxDepth} levels`);
+          return v as JsonValue;
+        }
         if (depth >= maxDepth) {
           throw new JsonValueError(path, `nesting is deeper than ${maxDepth} levels`);
         }
         if (seen.has(v)) throw new JsonValueError(path, "value is cyclic");
         seen.add(v);
         let out: JsonValue;
+        let height = 1;
         if (Array.isArray(v)) {
           const arr: JsonValue[] = new Array(v.length);
-          for (let i = 0; i < v.length; i++) arr[i] = walk(v[i], `${path}/${i}`, depth + 1);
+          for (let i = 0; i < v.length; i++) {
+            const item = walk(v[i], `${path}/${i}`, depth + 1);
+            const h = heightOf(item) + 1;
+            if (h > height) height = h;
+            arr[i] = item;
+          }
           out = arr;
         } else {
           const proto = Object.getPrototypeOf(v);
@@ -115,6 +143,8 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
               throw new JsonValueError(`${path}/${escapePointer(key)}`, "key holds a lone surrogate");
             }
             const item = walk(field, `${path}/${escapePointer(key)}`, depth + 1);
+            const h = heightOf(item) + 1;
+            if (h > height) height = h;
             if (key === "__proto__") {
               Object.defineProperty(obj, key, { value: item, enumerable: true, writable: true, configurable: true });
             } else {
@@ -125,7 +155,7 @@ export function toJson(value: unknown, limits?: JsonLimits): JsonValue {
         }
         seen.delete(v);
         Object.freeze(out);
-        checked.add(out);
+        checked.set(out, height);
         return out;
       }
       case "undefined":

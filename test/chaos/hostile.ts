@@ -214,6 +214,38 @@ export const hostileCases: Case<ReliabilityContext>[] = [
     },
   },
   {
+    name: "nesting values already checked (a cache value, a job's output) still counts their levels against the limit",
+    async run(ctx) {
+      // Each write wraps the value read back: the executor's own frozen copy. Left
+      // unchecked, 5,000 levels pass every check, then no storage can write them (the
+      // JSON text of sql.js or PostgreSQL overflows the stack) or they read back as a value
+      // the limit forbids.
+      const t = await runOutput(ctx, async (c) => {
+        let v: JsonValue = 0;
+        for (let i = 0; i < 5_000; i++) {
+          c.cache.set("deep", [v]);
+          v = (await c.cache.get("deep"))!;
+        }
+        return v;
+      });
+      failedFor(t, "JsonValueError", "deeper than 1000");
+      // A job's output at the limit, wrapped once more in a new input: refused, as the
+      // same value read back from a durable storage would be.
+      const { executor } = reportingExecutor(ctx.storage, [agent("deep", () => nested(1_000))]);
+      executor.start();
+      const job = await executor.submit({ name: "deep", tasks: [{ key: "a", agent: "deep" }] });
+      const out = await job.wait();
+      await refused(
+        ctx,
+        executor,
+        { name: "deeper", tasks: [{ key: "b", agent: "deep", input: [out["a"]!] }] },
+        "invalid-input",
+        "deeper than 1000",
+      );
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a 50 MB input is refused at submission with a typed error and nothing written",
     async run(ctx) {
       const { executor } = reportingExecutor(ctx.storage, [agent("echo", (i) => i)]);
