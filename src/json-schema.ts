@@ -17,7 +17,12 @@ export type JsonSchemaTypeName = "string" | "number" | "integer" | "boolean" | "
 export interface JsonSchemaObject {
   /** The schema's URI; precompiled validators can be looked up by it. */
   readonly $id?: string;
-  /** The dialect (`https://json-schema.org/draft/2020-12/schema`, ...). */
+  /**
+   * The dialect. The default validator (ajv's `Ajv` class) knows draft-07
+   * (`http://json-schema.org/draft-07/schema#`) only: naming another (2019-09, 2020-12)
+   * fails registration; for those, give `createAjvValidator` an instance of ajv's
+   * `Ajv2019` / `Ajv2020` classes.
+   */
   readonly $schema?: string;
   /** A title for people. */
   readonly title?: string;
@@ -25,6 +30,8 @@ export interface JsonSchemaObject {
   readonly description?: string;
   /** The accepted type, or several (`["string", "null"]` makes a nullable string). */
   readonly type?: JsonSchemaTypeName | readonly JsonSchemaTypeName[];
+  /** ajv's keyword from OpenAPI: with `type`, `true` accepts `null` too. */
+  readonly nullable?: boolean;
   /** Schemas of an object's properties. */
   readonly properties?: { readonly [key: string]: JsonSchema };
   /** Properties an object must have. */
@@ -84,8 +91,9 @@ type FromEach<U> = U extends unknown ? FromSchema<U> : never;
 
 /**
  * The TypeScript type of the values a JSON Schema accepts. Understands `type` (one name or
- * several, so `["string", "null"]` is `string | null`), `properties` + `required`,
- * `additionalProperties`, `items`, `enum`, `const`, `anyOf` and `oneOf`; anything else is
+ * several, so `["string", "null"]` is `string | null`), `nullable: true` (an ajv keyword
+ * from OpenAPI, which the default validator accepts: it lets `null` through), `properties`
+ * + `required`, `additionalProperties`, `items`, `enum`, `const`, `anyOf` and `oneOf`; anything else is
  * {@link JsonValue}. Extra properties of an object are left out of its type unless
  * `additionalProperties` is set to a schema or `true`.
  *
@@ -104,7 +112,10 @@ type FromEach<U> = U extends unknown ? FromSchema<U> : never;
  * console.assert(person.name === "Ada");
  * ```
  */
-export type FromSchema<S> = S extends true ? JsonValue
+export type FromSchema<S> = S extends { readonly nullable: true } ? FromSchemaOf<S> | null : FromSchemaOf<S>;
+
+/** {@link FromSchema} without `nullable`. */
+type FromSchemaOf<S> = S extends true ? JsonValue
   : S extends false ? never
   : S extends { readonly const: infer C } ? C
   : S extends { readonly enum: readonly (infer E)[] } ? E

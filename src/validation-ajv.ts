@@ -28,7 +28,8 @@ export type AjvPlugin = ((ajv: Ajv) => unknown) | { readonly default: (ajv: Ajv)
 export interface AjvValidatorOptions {
   /**
    * A configured ajv instance to compile with (custom keywords, formats, ...). It should
-   * have `allErrors: true`, or only the first issue of a value is reported.
+   * have `allErrors: true`, or only the first issue of a value is reported, and
+   * `ownProperties: true`, or `required: ["constructor"]` accepts `{}`.
    */
   ajv?: Ajv;
   /** Options of the ajv instance made when `ajv` is not given; merged over the defaults. */
@@ -44,7 +45,9 @@ export interface AjvValidatorOptions {
 /**
  * The ajv options used when none are given: report every error, accept `type` arrays
  * (nullable values), reject unknown keywords and formats (a typo in a schema fails
- * registration) and never log to the console (every problem is thrown instead).
+ * registration), never log to the console (every problem is thrown instead), and look at
+ * a value's own properties only: JSON has no prototype, so `required: ["constructor"]`
+ * must not be met by `{}.constructor` (ajv reads inherited properties otherwise).
  */
 const DEFAULT_OPTIONS: AjvOptions = {
   allErrors: true,
@@ -54,6 +57,7 @@ const DEFAULT_OPTIONS: AjvOptions = {
   strictTypes: false,
   strictTuples: false,
   strictRequired: false,
+  ownProperties: true,
   logger: false,
 };
 
@@ -149,6 +153,14 @@ export function createAjvValidator(options: AjvValidatorOptions = {}): Validator
         }
         compiled = fromAjvStyle(validate);
       } catch (e) {
+        if (e instanceof Error && /^no schema with key or ref "https?:\/\/json-schema\.org\//.test(e.message)) {
+          throw new Error(
+            `${e.message} (this ajv instance does not know that dialect: the default one knows draft-07; ` +
+              `for 2019-09 or 2020-12 pass createAjvValidator({ ajv: new Ajv2020({ allErrors: true, ownProperties: true }) }) ` +
+              `from "ajv/dist/2020")`,
+            { cause: e },
+          );
+        }
         if (e instanceof Error && /unknown format/.test(e.message)) {
           throw new Error(`${e.message} (formats need a plugin: createAjvValidator({ plugins: [addFormats] }))`, {
             cause: e,

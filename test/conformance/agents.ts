@@ -535,6 +535,63 @@ export const agentCases: Case<AgentsContext>[] = [
     },
   },
   {
+    name: "a property named like one of Object.prototype's (constructor, toString) is required as the value's own",
+    async run({ registry }) {
+      // Racing data has a "constructor" field; the value stored is JSON: it has no such
+      // property unless given one, whatever `{}.constructor` answers in JavaScript.
+      registry.register(defineJsonAgent({
+        name: "standings",
+        description: "A driver and the team they drive for",
+        inputSchema: { type: "object", required: ["driver", "constructor"] },
+        outputSchema: { type: "object", required: ["constructor", "toString"] },
+        execute: () => ({}) as never,
+      }));
+      deepEqual(paths(registry.inputIssues("standings", { driver: "Ada" })), ["/constructor required"]);
+      deepEqual(registry.inputIssues("standings", { driver: "Ada", constructor: "Ferrari" }), []);
+      deepEqual(paths(registry.inputIssues("standings", { __proto__: null, driver: "Ada" } as JsonValue)), [
+        "/constructor required",
+      ]);
+      const input = { driver: "Ada", constructor: "Ferrari" };
+      const e = await rejects<ValidationError>(
+        () => registry.execute("standings", input, fakeContext(input)),
+        ValidationError,
+      );
+      deepEqual(paths(e.issues), ["/constructor required", "/toString required"]);
+      // `dependencies` on such a name fires only when the value has it.
+      const dependent = defineJsonAgent({
+        name: "dependent",
+        description: "valueOf needs unit",
+        inputSchema: { type: "object", dependencies: { valueOf: ["unit"] } },
+        outputSchema: {},
+        execute: () => null,
+      });
+      registry.register(dependent);
+      deepEqual(registry.inputIssues("dependent", {}), []);
+      deepEqual(paths(registry.inputIssues("dependent", { valueOf: 1 })), [" dependencies"]);
+    },
+  },
+  {
+    name: "$schema: draft-07 is the default dialect; another one fails registration saying how to get it",
+    run({ registry }) {
+      const dialect = (name: string, $schema: string) =>
+        defineJsonAgent({
+          name,
+          description: "names its dialect",
+          inputSchema: { $schema, type: "string" },
+          outputSchema: {},
+          execute: () => null,
+        });
+      registry.register(dialect("seven", "http://json-schema.org/draft-07/schema#"));
+      equal(registry.inputIssues("seven", 1).length, 1);
+      const e = throws(
+        () => registry.register(dialect("twenty", "https://json-schema.org/draft/2020-12/schema")),
+        TypeError,
+        "invalid inputSchema",
+      );
+      ok(/draft-07/.test(e.message) && /Ajv2020/.test(e.message), `the error tells the dialects: ${e.message}`);
+    },
+  },
+  {
     name: "formats need a plugin: without one registration fails, with ajv-formats they are checked",
     run({ registry }) {
       const schema = {

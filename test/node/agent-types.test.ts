@@ -150,6 +150,16 @@ describe("types", () => {
     >().toEqualTypeOf<{ a?: string; [key: string]: JsonValue }>();
   });
 
+  test("FromSchema admits null where ajv does: nullable: true (which the default validator accepts)", () => {
+    // ajv's `nullable` (from OpenAPI) lets null pass a typed schema: the type must say so,
+    // or an agent typed `string` receives null.
+    expectTypeOf<FromSchema<{ type: "string"; nullable: true }>>().toEqualTypeOf<string | null>();
+    expectTypeOf<FromSchema<{ type: "string"; nullable: false }>>().toEqualTypeOf<string>();
+    expectTypeOf<
+      FromSchema<{ type: "object"; properties: { a: { type: "integer"; nullable: true } }; required: readonly ["a"] }>
+    >().toEqualTypeOf<{ a: number | null }>();
+  });
+
   test("a wrong input in a typed job spec is a compile error", () => {
     type Agents = typeof add | typeof summarize;
     const job: JobSpecFor<Agents> = {
