@@ -729,7 +729,7 @@ export function sanitizeTask(raw: Task, now: number): Task {
     remainingDeps: 0,
     attempts: raw.attempts,
     maxAttempts: raw.maxAttempts,
-    timeoutMs: raw.timeoutMs ?? null,
+    timeoutMs: raw.timeoutMs === null || raw.timeoutMs === undefined ? null : raw.timeoutMs + 0,
     durability: raw.durability,
     onDependencyFailure: raw.onDependencyFailure,
     priority: raw.priority + 0, // -0 is 0, as every store reads it back
@@ -739,7 +739,7 @@ export function sanitizeTask(raw: Task, now: number): Task {
     leaseOwner: null,
     leaseExpiresAt: null,
     version: 1,
-    createdAt: Number.isFinite(raw.createdAt) ? raw.createdAt : now,
+    createdAt: Number.isFinite(raw.createdAt) ? raw.createdAt + 0 : now,
     updatedAt: now,
     startedAt: null,
     finishedAt: null,
@@ -787,7 +787,7 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
       case "finishedAt":
       case "timeoutMs":
         req(optNumber(value), key, value);
-        out[key] = value;
+        out[key] = value === null ? null : (value as number) + 0; // -0 is 0, as every store reads it back
         break;
       case "review":
         req(typeof value === "boolean", key, value);
@@ -832,7 +832,8 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
 export function applyCommit(tx: RuleTx, ops: readonly CommitOp[], now: number): MaybePromise<CommitResult> {
   if (!Array.isArray(ops)) throw new TypeError(`commit() expects an array of ops, got ${typeof ops}`);
   checkNow(now, "commit()");
-  return drive(commitSteps(new Batch(tx, now), ops));
+  // -0 is 0 (as in every number field): it is stored as updatedAt, finishedAt ...
+  return drive(commitSteps(new Batch(tx, now + 0), ops));
 }
 
 const NO_INSERTS: ReadonlySet<string> = new Set();
@@ -944,7 +945,7 @@ export function applyCreateJob(
   req(isText(rawJob.id) && rawJob.id.length > 0, "job id", rawJob.id);
   req(isText(rawJob.name), "job name", rawJob.name);
   if (!Array.isArray(tasks)) throw new TypeError(`createJob() expects an array of tasks, got ${typeof tasks}`);
-  return drive(createSteps(new Batch(tx, now), rawJob, tasks));
+  return drive(createSteps(new Batch(tx, now + 0), rawJob, tasks));
 }
 
 function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<CommitResult> {
@@ -959,7 +960,7 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
     openCount: 0,
     failedCount: 0,
     version: 1,
-    createdAt: Number.isFinite(rawJob.createdAt) ? rawJob.createdAt : now,
+    createdAt: Number.isFinite(rawJob.createdAt) ? rawJob.createdAt + 0 : now,
     updatedAt: now,
     finishedAt: null,
   };
@@ -1029,7 +1030,8 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
  * The fields `claimReady` sets on a claimed task: `running`, attempts + 1, the lease, and
  * `startedAt` (left `null` for an at-most-once task, whose start the executor stores).
  */
-export function claimPatch(task: Task, owner: string, now: number, leaseMs: number): Task {
+export function claimPatch(task: Task, owner: string, at: number, leaseMs: number): Task {
+  const now = at + 0; // -0 is 0, as every store reads it back
   const next = copyTask(task);
   next.status = "running";
   next.attempts = task.attempts + 1;
@@ -1056,6 +1058,11 @@ export function checkClaimOptions(o: { limit: number; now: number; owner: string
   if (typeof o.owner !== "string" || o.owner === "") {
     throw new TypeError(`claimReady() "owner" must be a non-empty string, got ${typeof o.owner}`);
   }
+  // Stored as `leaseOwner`: a UTF-8 database would store U+FFFD in its place, and two
+  // owners differing only there would hold (and renew) each other's leases.
+  if (isLoneSurrogate(o.owner)) {
+    throw new TypeError(`claimReady() "owner" must be well-formed text: it holds a lone surrogate`);
+  }
   if (!Number.isFinite(o.leaseMs) || o.leaseMs <= 0) {
     throw new RangeError(`claimReady() "leaseMs" must be a positive number, got ${o.leaseMs}`);
   }
@@ -1072,6 +1079,9 @@ export function checkRenewOptions(o: { ids: readonly string[]; owner: string; no
   }
   if (typeof o.owner !== "string" || o.owner === "") {
     throw new TypeError(`renewLeases() "owner" must be a non-empty string, got ${typeof o.owner}`);
+  }
+  if (isLoneSurrogate(o.owner)) {
+    throw new TypeError(`renewLeases() "owner" must be well-formed text: it holds a lone surrogate`);
   }
   if (!Number.isFinite(o.now)) throw new RangeError(`renewLeases() "now" must be a finite number, got ${o.now}`);
   if (!Number.isFinite(o.leaseMs) || o.leaseMs <= 0) {

@@ -31,7 +31,7 @@ import { Emitter, type ExecutorEventName, type Listener } from "./events.ts";
 import { Heap } from "./heap.ts";
 import { newId } from "./ids.ts";
 import { isAbortSignal, JobHandle, type JobHost } from "./job-handle.ts";
-import { toJson, wellFormed } from "./json.ts";
+import { isLoneSurrogate, toJson, wellFormed } from "./json.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./payload.ts";
 import { type Queue, type QueueFactory, RingQueue } from "./queue.ts";
 import { type AgentSource, buildJob, MAX_TASKS_PER_JOB } from "./scheduler.ts";
@@ -476,6 +476,11 @@ export class Executor {
     this.agents = options.registry;
     if (options.id !== undefined && (typeof options.id !== "string" || options.id === "")) {
       throw new TypeError(`Executor option "id" must be a non-empty string, got ${typeof options.id}`);
+    }
+    // The id is stored as the owner of its leases: a UTF-8 database would store U+FFFD in
+    // place of a lone surrogate, and the executor would no longer know its own leases.
+    if (options.id !== undefined && isLoneSurrogate(options.id)) {
+      throw new TypeError(`Executor option "id" must be well-formed text: it holds a lone surrogate`);
     }
     this.id = options.id ?? `executor-${newId()}`;
     this.#stableId = options.id !== undefined;

@@ -85,8 +85,11 @@ export class Statements {
     // index tasks_ready serves the pick. (As `WHERE id IN (subquery)` the planner may choose
     // a semi-join that runs the subquery again per row, each run taking the next ready
     // tasks: a claim of 1 then took every ready task.)
+    // A task whose attempts are at the column's limit is left ready: counting one more
+    // fails the whole statement, which would stop every claim of the schema for good.
     this.claim = `WITH picked AS MATERIALIZED (SELECT id FROM ${s}.tasks ` +
-      "WHERE status = 'ready' AND run_at <= $2::text::float8 ORDER BY priority, run_at, id " +
+      "WHERE status = 'ready' AND run_at <= $2::text::float8 AND attempts < 2147483647 " +
+      "ORDER BY priority, run_at, id " +
       `LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) ` +
       `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +
       "lease_expires_at = $3::text::float8, " +

@@ -232,7 +232,9 @@ export class PgStorage implements PostgresStorage {
   async renewLeases(options: RenewOptions): Promise<string[]> {
     this.#check();
     checkRenewOptions(options);
-    const ids = Array.isArray(options?.ids) ? options.ids.filter((id) => typeof id === "string") : [];
+    // An id with a lone surrogate names no task (the driver would send U+FFFD in its place,
+    // renewing the lease of the task whose id has U+FFFD there).
+    const ids = Array.isArray(options?.ids) ? options.ids.filter(findable) : [];
     if (ids.length === 0) return [];
     const rows = await this.#query("renewing leases", this.#sql.renew, [
       textArray(ids),

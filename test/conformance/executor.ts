@@ -1493,6 +1493,8 @@ export const executorCases: Case<ExecContext>[] = [
       throws(() => new Executor({ storage: ctx.storage, registry, maxWorkers: 0 }), RangeError, '"maxWorkers"');
       throws(() => new Executor({ storage: ctx.storage, registry, queueCapacity: 1.5 }), RangeError, "1.5");
       throws(() => new Executor({ storage: ctx.storage, registry, taskTimeoutMs: -1 }), RangeError, '"taskTimeoutMs"');
+      // Its leases' owner: a UTF-8 store would keep U+FFFD there, no longer this executor's id.
+      throws(() => new Executor({ storage: ctx.storage, registry, id: "worker-\ud83d" }), TypeError, '"id"');
       throws(
         () => new Executor({ storage: ctx.storage, registry, retry: { factor: Number.NaN } }),
         RangeError,

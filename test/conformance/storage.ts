@@ -593,6 +593,45 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "a lease owner with a lone surrogate is refused, and an id with one renews no other task's lease",
+    async run({ storage }) {
+      // A UTF-8 database stores U+FFFD in place of a lone surrogate: two owners differing
+      // only there would hold, and renew, each other's leases.
+      const b = buildJob([{ key: "a" }, { key: "b" }]);
+      (b.tasks[0] as { id: string }).id = `${b.id("a")}\ufffd`;
+      await storage.createJob(b.job, b.tasks);
+      for (const owner of ["o\ud800", "\udc00"]) {
+        await rejects(() => storage.claimReady({ limit: 2, now: 1, owner, leaseMs: 100 }), TypeError, "owner");
+        await rejects(() => storage.renewLeases({ ids: [], owner, now: 1, leaseMs: 100 }), TypeError, "owner");
+      }
+      equal((await storage.listTasks({ status: "running" })).length, 0, "a refused claim claims nothing");
+      const claimed = await storage.claimReady({ limit: 2, now: 1, owner: "o\ufffd", leaseMs: 100 });
+      equal(claimed.length, 2);
+      const id = `${b.id("a")}\ufffd`;
+      deepEqual(
+        await storage.renewLeases({ ids: [`${b.id("a")}\ud800`], owner: "o\ufffd", now: 50, leaseMs: 1000 }),
+        [],
+      );
+      equal((await get(storage, id)).leaseExpiresAt, 101, "the lease of the task whose id has U+FFFD there");
+      deepEqual(await storage.renewLeases({ ids: [id], owner: "o\ufffd", now: 50, leaseMs: 1000 }), [id]);
+      equal((await get(storage, id)).leaseExpiresAt, 1050);
+    },
+  },
+  {
+    name: "a ready task whose attempts no claim can count past does not stop the claims of the other tasks",
+    async run({ storage }) {
+      // 2^31 - 1 is the largest count an SQL int4 column holds: counting one more attempt
+      // failed the claim statement, so no task of the store could be claimed any more.
+      const b = buildJob([{ key: "a", maxAttempts: 2 ** 31 - 1 }, { key: "b", priority: 1 }]);
+      (b.tasks[0] as { attempts: number }).attempts = 2 ** 31 - 1;
+      await storage.createJob(b.job, b.tasks);
+      const claimed = await storage.claimReady({ limit: 2, now: 1, owner: OWNER, leaseMs: 100 });
+      ok(claimed.some((t) => t.id === b.id("b")), `claimed ${claimed.map((t) => t.key).join(", ")}`);
+      const again = await storage.claimReady({ limit: 2, now: 1, owner: OWNER, leaseMs: 100 });
+      ok(again.every((t) => t.id === b.id("a")), "only the task at the limit may be left");
+    },
+  },
+  {
     name: "commit() with a stale version throws ConflictError reporting the found state",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }]);
@@ -1648,6 +1687,48 @@ export const storageCases: Case<StorageContext>[] = [
         ["cache", await storage.getCache(b.job.id, "c")],
         ["state", ((await storage.getState("s", "k")) as { z: number }).z],
       ];
+      for (const [what, v] of zeros) ok(Object.is(v, 0), `${what}: ${Object.is(v, -0) ? "-0" : String(v)}`);
+    },
+  },
+  {
+    name: "negative zero is stored as zero in the other number fields too: timeouts, creation times and times set",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }, { key: "b", priority: 1 }, { key: "c", priority: 2 }]);
+      (b.job as { createdAt: number }).createdAt = -0;
+      (b.tasks[0] as { timeoutMs: number }).timeoutMs = -0;
+      (b.tasks[0] as { createdAt: number }).createdAt = -0;
+      await storage.createJob(b.job, b.tasks);
+      const a = await get(storage, b.id("a"));
+      const zeros: [string, unknown][] = [
+        ["job createdAt", (await storage.getJob(b.job.id))!.createdAt],
+        ["timeoutMs", a.timeoutMs],
+        ["createdAt", a.createdAt],
+      ];
+      // A clock at -0 (a claim's, a commit's) and times an update sets.
+      const [claimed] = await storage.claimReady({ limit: 1, now: -0, owner: OWNER, leaseMs: 100 });
+      zeros.push(["claim startedAt", claimed!.startedAt], ["claim updatedAt", claimed!.updatedAt]);
+      await storage.commit([{
+        type: "updateTask",
+        id: a.id,
+        expect: { version: claimed!.version },
+        set: { status: "completed", output: 1, timeoutMs: -0, startedAt: -0 },
+      }], -0);
+      const done = await get(storage, a.id);
+      zeros.push(
+        ["commit updatedAt", done.updatedAt],
+        ["commit finishedAt", done.finishedAt],
+        ["set timeoutMs", done.timeoutMs],
+        ["set startedAt", done.startedAt],
+      );
+      const bb = await get(storage, b.id("b"));
+      await storage.commit([{
+        type: "updateTask",
+        id: bb.id,
+        expect: { version: bb.version },
+        set: { status: "running", leaseOwner: OWNER, leaseExpiresAt: -0, finishedAt: -0 },
+      }]);
+      const running = await get(storage, bb.id);
+      zeros.push(["set leaseExpiresAt", running.leaseExpiresAt], ["set finishedAt", running.finishedAt]);
       for (const [what, v] of zeros) ok(Object.is(v, 0), `${what}: ${Object.is(v, -0) ? "-0" : String(v)}`);
     },
   },
