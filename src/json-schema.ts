@@ -63,9 +63,29 @@ type FromTypeName<S, T> = T extends "string" ? string
   : T extends "number" | "integer" ? number
   : T extends "boolean" ? boolean
   : T extends "null" ? null
-  : T extends "array" ? (S extends { readonly items: infer I } ? FromSchema<I>[] : JsonValue[])
+  : T extends "array" ? FromArray<S>
   : T extends "object" ? FromObject<S>
   : never;
+
+/**
+ * An array schema's type. With `prefixItems` (2020-12, for `Ajv2020`), `items` is the
+ * schema of the items after the prefix only: the prefix is a tuple whose first `minItems`
+ * elements are required (an array shorter than the prefix is valid), and `items` the rest.
+ */
+type FromArray<S> = S extends { readonly prefixItems: infer P extends readonly unknown[] } ? [
+    ...Prefix<P, S extends { readonly minItems: infer M extends number } ? M : 0>,
+    ...(S extends { readonly items: false } ? []
+      : S extends { readonly items: infer I } ? FromSchema<I>[]
+      : JsonValue[]),
+  ]
+  : S extends { readonly items: infer I } ? FromSchema<I>[]
+  : JsonValue[];
+
+/** The tuple of a `prefixItems` list: required up to `Min` elements, optional after. */
+type Prefix<P, Min extends number, Done extends unknown[] = []> = P extends readonly [infer H, ...infer R]
+  ? (Done["length"] extends Min ? { -readonly [K in keyof P]?: FromSchema<P[K]> }
+    : [FromSchema<H>, ...Prefix<R, Min, [...Done, H]>])
+  : [];
 
 /** Names listed in `required`. */
 type RequiredKeys<S> = S extends { readonly required: readonly (infer K)[] } ? K & string : never;
@@ -93,8 +113,8 @@ type FromEach<U> = U extends unknown ? FromSchema<U> : never;
  * The TypeScript type of the values a JSON Schema accepts. Understands `type` (one name or
  * several, so `["string", "null"]` is `string | null`), `nullable: true` (an ajv keyword
  * from OpenAPI, which the default validator accepts: it lets `null` through), `properties`
- * + `required`, `additionalProperties`, `items`, `enum`, `const`, `anyOf` and `oneOf`; anything else is
- * {@link JsonValue}. Extra properties of an object are left out of its type unless
+ * + `required`, `additionalProperties`, `items` (after 2020-12's `prefixItems`, if any),
+ * `enum`, `const`, `anyOf` and `oneOf`; anything else is {@link JsonValue}. Extra properties of an object are left out of its type unless
  * `additionalProperties` is set to a schema or `true`.
  *
  * Write the schema inline in `defineJsonAgent`, or declare it `as const`, so its literal

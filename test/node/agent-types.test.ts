@@ -160,6 +160,29 @@ describe("types", () => {
     >().toEqualTypeOf<{ a: number | null }>();
   });
 
+  test("FromSchema reads prefixItems (2020-12): items then types only the items after the prefix", () => {
+    // For Ajv2020, `items: false` after `prefixItems` forbids items past the prefix; it does
+    // not make every item `never` (which refused the valid ["x", 1] at compile time).
+    expectTypeOf<
+      FromSchema<
+        { type: "array"; prefixItems: readonly [{ type: "string" }, { type: "number" }]; items: false; minItems: 2 }
+      >
+    >().toEqualTypeOf<[string, number]>();
+    expectTypeOf<
+      FromSchema<{ type: "array"; prefixItems: readonly [{ type: "string" }, { type: "number" }]; items: false }>
+    >().toEqualTypeOf<[string?, number?]>();
+    expectTypeOf<
+      FromSchema<{
+        type: "array";
+        prefixItems: readonly [{ type: "string" }, { type: "number" }];
+        items: { type: "boolean" };
+        minItems: 1;
+      }>
+    >().toEqualTypeOf<[string, number?, ...boolean[]]>();
+    expectTypeOf<FromSchema<{ type: "array"; prefixItems: readonly [{ type: "string" }] }>>()
+      .toEqualTypeOf<[string?, ...JsonValue[]]>();
+  });
+
   test("a wrong input in a typed job spec is a compile error", () => {
     type Agents = typeof add | typeof summarize;
     const job: JobSpecFor<Agents> = {
