@@ -50,21 +50,23 @@ class LongTimer {
  * a month, a timeout of weeks) waits in legs of at most 2^31 - 1 ms instead of firing at once.
  */
 export function timerClock(host: TimerHost): Clock {
+  const monotonic = host.monotonic;
+  // The legs are measured on the timers' own time, so a wall-clock step does not move them.
+  const elapsed = typeof monotonic === "function" ? () => monotonic.call(host) : () => host.now();
   const armLeg = (timer: LongTimer, fn: () => void, dueAt: number): void => {
-    const left = dueAt - host.now();
+    const left = dueAt - elapsed();
     timer.id = host.setTimeout(
       () => left > MAX_TIMEOUT_MS ? armLeg(timer, fn, dueAt) : fn(),
       Math.min(Math.max(0, left), MAX_TIMEOUT_MS),
     );
   };
-  const monotonic = host.monotonic;
   return {
     now: () => host.now(),
     ...(typeof monotonic === "function" ? { monotonic: () => monotonic.call(host) } : {}),
     setTimer: (fn, ms) => {
       if (!(ms > MAX_TIMEOUT_MS)) return host.setTimeout(fn, ms);
       const timer = new LongTimer();
-      armLeg(timer, fn, host.now() + ms);
+      armLeg(timer, fn, elapsed() + ms);
       return timer;
     },
     clearTimer: (handle) => host.clearTimeout(handle instanceof LongTimer ? handle.id : handle),

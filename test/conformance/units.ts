@@ -5,12 +5,36 @@
 import { backoffDelay, DEFAULT_RETRY } from "../../src/backoff.ts";
 import { newId } from "../../src/ids.ts";
 import { Emitter } from "../../src/events.ts";
-import { ManualClock } from "../../src/clock.ts";
+import { ManualClock, timerClock } from "../../src/clock.ts";
 import type { Job } from "../../src/types.ts";
 import { equal, ok } from "./assert.ts";
 import type { Case } from "./harness.ts";
 
 export const unitCases: Case<unknown>[] = [
+  {
+    name:
+      "timerClock: the legs of a timer past 2^31 - 1 ms are measured on monotonic time, so a wall-clock step does not move it",
+    async run() {
+      // Runtime-like timers (a delay past 2^31 - 1 ms fires after 1 ms) on a manual clock
+      // whose wall clock is set back 20 days while a 30-day timer waits.
+      const manual = new ManualClock(1_000_000);
+      const clock = timerClock({
+        now: () => manual.now(),
+        monotonic: () => manual.monotonic(),
+        setTimeout: (fn, ms) => manual.setTimer(fn, ms > 2 ** 31 - 1 ? 1 : ms),
+        clearTimeout: (h) => manual.clearTimer(h),
+      });
+      const day = 86_400_000;
+      let fired = 0;
+      clock.setTimer(() => fired++, 30 * day);
+      await manual.advance(10 * day);
+      manual.set(manual.now() - 20 * day);
+      await manual.advance(20 * day - 1);
+      equal(fired, 0, "fired early");
+      await manual.advance(1);
+      equal(fired, 1, "a 30-day timer had not fired after 30 days of monotonic time");
+    },
+  },
   {
     name: "ManualClock: a timer fires after its delay of monotonic() time, whatever set() did to now()",
     async run() {
