@@ -612,11 +612,14 @@ export class Executor {
       throw new Error("The executor was shut down and does not start again: create a new Executor");
     }
     if (this.#state !== "idle") return;
-    this.#state = "running";
-    this.#unwatch = this.storage.watch((change) => {
+    // Subscribe before anything else: a `watch()` that throws leaves the executor idle (a
+    // later `start()` starts it), not `running` with nothing claiming.
+    const unwatch = this.storage.watch((change) => {
       this.#poke();
       this.#checkJobs(change?.jobs);
     });
+    this.#state = "running";
+    this.#unwatch = unwatch;
     this.#every(this.#heartbeatMs, () => this.#heartbeat());
     this.#every(this.#recoveryIntervalMs, () => this.#recover());
     const retention = this.#retention;
@@ -947,8 +950,15 @@ export class Executor {
     let set = this.#jobWaiters.get(jobId);
     if (!set) this.#jobWaiters.set(jobId, set = new Set());
     set.add(wake);
-    this.#unwatchJobs ??= this.storage.watch((change) => this.#wakeJobs(change?.jobs));
     const waiters = set;
+    try {
+      this.#unwatchJobs ??= this.storage.watch((change) => this.#wakeJobs(change?.jobs));
+    } catch (error) {
+      // The caller's `wait()` fails with it: it waits for nothing, and must not stay counted.
+      waiters.delete(wake);
+      if (waiters.size === 0 && this.#jobWaiters.get(jobId) === waiters) this.#jobWaiters.delete(jobId);
+      throw error;
+    }
     return () => {
       waiters.delete(wake);
       if (waiters.size === 0 && this.#jobWaiters.get(jobId) === waiters) this.#jobWaiters.delete(jobId);
@@ -1150,6 +1160,12 @@ export class Executor {
           failures++;
           this.#stats.storageErrors++;
           this.#events.emit("storage:error", { operation: "listTasks", error, attempt: failures });
+          if (error instanceof StorageClosedError) {
+            // Closed after the claim failed: stop, as a claim that meets a closed storage does.
+            orphans = false;
+            void this.shutdown({ graceMs: 0 });
+            break;
+          }
           await this.#sleep(this.#claimBackoff(failures));
           continue;
         }

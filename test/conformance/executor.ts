@@ -1179,6 +1179,74 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an executor whose storage was closed just after a claim failed stops too, instead of polling it for good",
+    async run(ctx) {
+      // The claim fails with an error that may pass (a dropped connection), and the storage
+      // is closed before the next claim: the hand-back of that claim's orphans meets it first.
+      let closed = false;
+      let failNextClaim = false;
+      const storage = new Proxy(ctx.storage, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop) as unknown;
+          if (typeof value !== "function") return value;
+          return (...args: unknown[]) => {
+            if (closed && prop !== "watch" && prop !== "close") {
+              return Promise.reject(new StorageClosedError("The storage is closed"));
+            }
+            if (prop === "claimReady" && failNextClaim) {
+              failNextClaim = false;
+              closed = true;
+              return Promise.reject(new StorageError("connection reset"));
+            }
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => null)]);
+      const errors: string[] = [];
+      executor.on("storage:error", (e) => {
+        if (e.operation === "claimReady" || e.operation === "listTasks") {
+          errors.push(`${e.operation}: ${(e.error as Error).name}`);
+        }
+      });
+      let stopped = false;
+      void executor.run().then(() => (stopped = true));
+      const job = await executor.submit({ name: "a", tasks: [{ key: "a", agent: "noop" }] });
+      deepEqual(await job.wait(), { a: null });
+      failNextClaim = true;
+      // The next poll claims; before the fix it polled on for good (one error per poll).
+      await untilAdvancing(() => stopped || errors.length >= 10, "run() to resolve, or errors to pile up", clock, 1000);
+      ok(stopped, `run() resolved (storage errors: ${errors.length}, the last ${errors.at(-1)})`);
+      deepEqual(errors, ["claimReady: StorageError", "listTasks: StorageClosedError"]);
+      for (let i = 0; i < 5; i++) await clock.advance(1000);
+      equal(errors.length, 2, "no calls after it stopped");
+    },
+  },
+  {
+    name: "a start() whose storage.watch() throws leaves the executor idle: a later start() runs its tasks",
+    async run(ctx) {
+      let failWatch = true;
+      const storage = intercept(ctx.storage, {
+        watch: (watch) => (listener) => {
+          if (failWatch) throw new Error("watch failed");
+          return watch(listener);
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => 1)]);
+      throws(() => executor.start(), Error);
+      equal(executor.running, false, "not running after start() threw");
+      failWatch = false;
+      executor.start();
+      equal(executor.running, true);
+      const job = await executor.submit({ name: "w", tasks: [{ key: "a", agent: "noop" }] });
+      let result: unknown;
+      void job.wait().then((r) => (result = r));
+      await untilAdvancing(() => result !== undefined, "the job ran", clock, 1000);
+      deepEqual(result, { a: 1 });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a result the storage refuses as malformed is reported lost, not silently forgotten",
     async run(ctx) {
       const storage = intercept(ctx.storage, {

@@ -1306,4 +1306,32 @@ export const jobCases: Case<ExecContext>[] = [
       await executor.shutdown();
     },
   },
+  {
+    name: "a wait() whose storage.watch() throws leaves no watcher behind once the next wait() ends",
+    async run(ctx) {
+      let failWatch = true;
+      let watching = 0;
+      const storage = intercept(ctx.storage, {
+        watch: (watch) => (listener) => {
+          if (failWatch) throw new Error("watch failed");
+          const off = watch(listener);
+          watching++;
+          return () => {
+            watching--;
+            off();
+          };
+        },
+      });
+      // Never started: its only watcher is the one its wait()s share.
+      const client = harness(storage, [echo]);
+      const job = await client.executor.submit({ name: "w", tasks: [{ key: "a", agent: "echo", input: 1 }] });
+      await rejects(() => job.wait(), Error, "watch failed");
+      failWatch = false;
+      const worker = harness(ctx.storage, [echo], { clock: client.clock });
+      worker.executor.start();
+      deepEqual(await job.wait(), { a: 1 });
+      equal(watching, 0, "the storage watcher of wait() was taken off");
+      await worker.executor.shutdown();
+    },
+  },
 ];
