@@ -727,7 +727,7 @@ export function sanitizeTask(raw: Task, now: number): Task {
     parentId: raw.parentId ?? null,
     dependencies: uniqueFrozen(raw.dependencies),
     remainingDeps: 0,
-    attempts: raw.attempts,
+    attempts: raw.attempts + 0,
     maxAttempts: raw.maxAttempts,
     timeoutMs: raw.timeoutMs === null || raw.timeoutMs === undefined ? null : raw.timeoutMs + 0,
     durability: raw.durability,
@@ -771,7 +771,7 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
       case "attempts":
       case "remainingDeps":
         req(Number.isInteger(value) && (value as number) >= 0, key, value);
-        out[key] = value;
+        out[key] = (value as number) + 0; // -0 is 0, as every store reads it back
         break;
       case "maxAttempts":
         req(Number.isInteger(value) && (value as number) >= 1, key, value);

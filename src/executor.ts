@@ -789,7 +789,7 @@ export class Executor {
             });}
         },
       };
-    });
+    }, true);
   }
 
   /**
@@ -813,7 +813,7 @@ export class Executor {
         expect: { version: task.version, status: "blocked" },
         set: { status: "ready", runAt: this.#clock.now(), statusReason: "Retried by a person" },
       };
-    });
+    }, true);
   }
 
   /**
@@ -842,7 +842,8 @@ export class Executor {
         expect: { version: task.version, status: task.status },
         set: { status: "cancelled", statusReason: wellFormed(reason) || "Cancelled by a person" },
       };
-    });
+      // Cancelling is final: the task as it is now is as much the person's to cancel.
+    }, false);
   }
 
   /**
@@ -859,6 +860,11 @@ export class Executor {
    * twice). A conflict after such a failure is thrown, not planned again: the write may
    * have landed and the task moved on since (a retried task run and blocked again must
    * not be retried a second time).
+   *
+   * With `sameAttempt`, a conflict is planned again only while the task is at the attempt
+   * the person decided on: a decision on one output (`review()`) or one blocked attempt
+   * (`retryTask()`) is not a decision on the next one, which another caller's decision
+   * sent the task on to meanwhile; its `ConflictError` is thrown.
    */
   async #changeTask(
     taskId: string,
@@ -867,11 +873,16 @@ export class Executor {
       set: UpdateTaskOp["set"];
       report?: (stored: Task) => void;
     },
+    sameAttempt: boolean,
   ): Promise<Task> {
     let conflicts = 0;
+    let first: Task | undefined;
+    let conflict: ConflictError | undefined;
     for (;;) {
       const before = await this.#retried("getTask", () => this.storage.getTask(taskId));
       if (!before) throw new NotFoundError("task", taskId);
+      if (first === undefined) first = before;
+      else if (sameAttempt && before.attempts !== first.attempts) throw conflict!;
       const { expect, set, report } = plan(before);
       const op: UpdateTaskOp = { type: "updateTask", id: taskId, expect, set };
       // The `now` of each failed attempt: a job that ended at one of them ended by it.
@@ -887,7 +898,10 @@ export class Executor {
         } catch (error) {
           // Nothing of this call was applied: plan again (each refusal means the task moved
           // on; one moving on this often is a bug elsewhere, and its conflict is thrown).
-          if (error instanceof ConflictError && unsure.length === 0 && ++conflicts <= CHANGE_CONFLICTS) break;
+          if (error instanceof ConflictError && unsure.length === 0 && ++conflicts <= CHANGE_CONFLICTS) {
+            conflict = error;
+            break;
+          }
           await this.#callerCallFailed("commit", error, ++failures);
           unsure.push(now);
         }
@@ -1144,6 +1158,17 @@ export class Executor {
     }, Math.max(0, at - this.#clock.now()));
   }
 
+  /**
+   * When `error` says the storage is closed, nothing can be claimed or stored again: stop,
+   * as `shutdown({ graceMs: 0 })` does (`run()` resolves), instead of polling a closed
+   * storage for good. Whether it stopped (the claim loop then ends).
+   */
+  #stopWhenClosed(error: unknown): boolean {
+    if (!(error instanceof StorageClosedError)) return false;
+    void this.shutdown({ graceMs: 0 });
+    return true;
+  }
+
   async #claimLoop(): Promise<void> {
     let failures = 0;
     // A claim that failed with a storage error may have been applied with only its answer
@@ -1160,10 +1185,9 @@ export class Executor {
           failures++;
           this.#stats.storageErrors++;
           this.#events.emit("storage:error", { operation: "listTasks", error, attempt: failures });
-          if (error instanceof StorageClosedError) {
-            // Closed after the claim failed: stop, as a claim that meets a closed storage does.
+          // Closed after the claim failed: stop, as a claim that meets a closed storage does.
+          if (this.#stopWhenClosed(error)) {
             orphans = false;
-            void this.shutdown({ graceMs: 0 });
             break;
           }
           await this.#sleep(this.#claimBackoff(failures));
@@ -1193,11 +1217,8 @@ export class Executor {
         failures++;
         this.#stats.storageErrors++;
         this.#events.emit("storage:error", { operation: "claimReady", error, attempt: failures });
-        if (error instanceof StorageClosedError) {
-          // Nothing can be claimed or stored again: stop, as `shutdown({ graceMs: 0 })` does
-          // (`run()` resolves), instead of polling a closed storage for good.
-          orphans = false;
-          void this.shutdown({ graceMs: 0 });
+        if (this.#stopWhenClosed(error)) {
+          orphans = false; // nothing to hand back to a closed storage
           break;
         }
         await this.#sleep(this.#claimBackoff(failures));

@@ -199,7 +199,8 @@ export class FaultyStorage implements Storage {
   async #call<T>(method: StorageMethod, fn: () => Promise<T>): Promise<T> {
     const call = (this.calls[method] = (this.calls[method] ?? 0) + 1);
     const fault = this.#pick(method, call);
-    // No latency before the call: the call reaches the storage at once, as the caller made it.
+    // `latencyMs` delays the call on its way to the storage; `answerLatencyMs` (below) its
+    // answer on the way back, after the storage applied it.
     if (this.#latency[1] > 0) await this.#wait(this.#latency);
     if (fault?.mode === "before") {
       this.faults.push(fault);

@@ -1307,6 +1307,88 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a review() that conflicts because the task was rerun meanwhile is not applied to the new output",
+    async run(ctx) {
+      // One person accepts draft 1; before the accept is written, another rejects it and the
+      // rerun completes with draft 2. The accept was a decision on draft 1: it must not be
+      // planned again and accept draft 2, which nobody reviewed (nor may a retryTask() of one
+      // blocked episode send on the next one).
+      const writer = agent("writer", (_i, c) => `draft ${c.task.attempt}`);
+      let id = "";
+      let raced = false;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          if (!raced && ops.some((o) => o.type === "updateTask" && o.id === id && o.set.status === "accepted")) {
+            raced = true;
+            await executor.review(id, "reject", "redo");
+            await until(async () => {
+              const t = (await ctx.storage.getTask(id))!;
+              return t.status === "completed" && t.attempts === 2;
+            }, "the rerun completed");
+          }
+          return await commit(ops, now);
+        },
+      });
+      const { executor } = harness(storage, [writer]);
+      executor.start();
+      const job = await executor.submit({
+        name: "two reviewers",
+        tasks: [{ key: "w", agent: "writer", review: true, maxAttempts: 3 }],
+      });
+      await until(async () => byKey(await job.tasks()).w!.status === "completed", "draft 1 awaiting review");
+      id = byKey(await job.tasks()).w!.id;
+      await rejects(() => executor.review(id, "accept"), ConflictError);
+      ok(raced, "the task was rerun between the accept's read and its write");
+      const w = (await ctx.storage.getTask(id))!;
+      equal(w.status, "completed", "draft 2 still awaits review");
+      deepEqual(w.output, "draft 2");
+      await executor.shutdown();
+    },
+  },
+  {
+    name:
+      "a retryTask() that conflicts because another retry ran the task and it was blocked again does not send it on",
+    async run(ctx) {
+      // Two people retry one blocked task at once. The first retry lands, another executor
+      // runs the task and it is blocked again, then the second retry's write arrives: it was
+      // a decision on the first block, not on this one.
+      const block = async (now: number) => {
+        const [claimed] = await ctx.storage.claimReady({ limit: 1, now, owner: "other", leaseMs: 10_000 });
+        await ctx.storage.commit([{
+          type: "updateTask",
+          id: claimed!.id,
+          expect: { version: claimed!.version, status: "running" },
+          set: { status: "blocked", statusReason: "Interrupted", leaseOwner: null, leaseExpiresAt: null },
+        }], now);
+      };
+      let raced = false;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          const op = ops[0];
+          if (!raced && op?.type === "updateTask" && op.set.statusReason === "Retried by a person") {
+            raced = true;
+            await commit([{ ...op }], now); // the other person's retry
+            await block(now!);
+          }
+          return await commit(ops, now);
+        },
+      });
+      const { executor, clock } = harness(storage, [echo]);
+      const job = await executor.submit({
+        name: "r",
+        tasks: [{ key: "a", agent: "echo", durability: "at-most-once" }],
+      });
+      await block(clock.now());
+      const a = byKey(await job.tasks()).a!;
+      await rejects(() => executor.retryTask(a.id), ConflictError);
+      ok(raced, "the task was retried and blocked again between the read and the write");
+      const after = (await ctx.storage.getTask(a.id))!;
+      equal(after.status, "blocked", "sent on once, not twice");
+      equal(after.attempts, 2);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a wait() whose storage.watch() throws leaves no watcher behind once the next wait() ends",
     async run(ctx) {
       let failWatch = true;

@@ -1697,13 +1697,25 @@ export const storageCases: Case<StorageContext>[] = [
       (b.job as { createdAt: number }).createdAt = -0;
       (b.tasks[0] as { timeoutMs: number }).timeoutMs = -0;
       (b.tasks[0] as { createdAt: number }).createdAt = -0;
+      (b.tasks[2] as { attempts: number }).attempts = -0;
       await storage.createJob(b.job, b.tasks);
       const a = await get(storage, b.id("a"));
+      const c = await get(storage, b.id("c"));
       const zeros: [string, unknown][] = [
         ["job createdAt", (await storage.getJob(b.job.id))!.createdAt],
         ["timeoutMs", a.timeoutMs],
         ["createdAt", a.createdAt],
+        ["attempts", c.attempts],
       ];
+      // Counts an update sets.
+      await storage.commit([{
+        type: "updateTask",
+        id: c.id,
+        expect: { version: c.version },
+        set: { attempts: -0, remainingDeps: -0 },
+      }]);
+      const counted = await get(storage, c.id);
+      zeros.push(["set attempts", counted.attempts], ["set remainingDeps", counted.remainingDeps]);
       // A clock at -0 (a claim's, a commit's) and times an update sets.
       const [claimed] = await storage.claimReady({ limit: 1, now: -0, owner: OWNER, leaseMs: 100 });
       zeros.push(["claim startedAt", claimed!.startedAt], ["claim updatedAt", claimed!.updatedAt]);
