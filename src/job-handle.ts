@@ -121,6 +121,8 @@ export class JobHandle {
 
   /** Sleep `ms` on the executor's clock, or less when `signal` aborts. */
   #pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    // Aborted during the read that failed: an abort listener added now would never be called.
+    if (signal?.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = () => {
         this.#host.clock.clearTimer(timer);

@@ -1389,6 +1389,60 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "wait({ signal }) stops waiting when the signal aborts (already, while waiting, or while a failed read backs off)",
+    async run(ctx) {
+      const reason = new Error("the caller gave up");
+      let failReads = false;
+      let abortOnRead: AbortController | null = null;
+      let failed = 0;
+      const storage = intercept(ctx.storage, {
+        getJob: (getJob) => (id) => {
+          if (!failReads) return getJob(id);
+          failed++;
+          abortOnRead?.abort(reason);
+          return Promise.reject(new StorageError("connection reset"));
+        },
+      });
+      const gate = deferred();
+      const { executor, clock } = harness(storage, [agent("held", () => gate.promise.then(() => "done"))]);
+      executor.start();
+      const job = await executor.submit({ name: "w", tasks: [{ key: "a", agent: "held" }] });
+      // Already aborted: at once.
+      const before = new AbortController();
+      before.abort(reason);
+      equal(await job.wait({ signal: before.signal }).catch((e) => e), reason);
+      // Aborted while waiting: at once, without time passing; the job goes on.
+      const during = new AbortController();
+      let outcome: unknown;
+      void job.wait({ signal: during.signal }).then((v) => (outcome = v), (e) => (outcome = e));
+      await until(() => executor.stats().running === 1, "a running", clock);
+      during.abort(reason);
+      await until(() => outcome !== undefined, "wait() to stop", clock);
+      equal(outcome, reason);
+      // Aborted while a failed read waits to be retried: at once, not after the backoff.
+      failReads = true;
+      const backoff = new AbortController();
+      outcome = undefined;
+      void job.wait({ signal: backoff.signal }).then((v) => (outcome = v), (e) => (outcome = e));
+      await until(() => failed > 0, "a failed read", clock);
+      backoff.abort(reason);
+      await until(() => outcome !== undefined, "wait() to stop during its backoff", clock);
+      equal(outcome, reason);
+      // Aborted while the read that then fails is under way: at once too.
+      const reading = new AbortController();
+      abortOnRead = reading;
+      outcome = undefined;
+      void job.wait({ signal: reading.signal }).then((v) => (outcome = v), (e) => (outcome = e));
+      await until(() => outcome !== undefined, "wait() to stop after the read", clock);
+      equal(outcome, reason);
+      failReads = false;
+      gate.resolve();
+      deepEqual(await job.wait(), { a: "done" }, "the job went on");
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a wait() whose storage.watch() throws leaves no watcher behind once the next wait() ends",
     async run(ctx) {
       let failWatch = true;
