@@ -419,6 +419,8 @@ export class Executor {
   #roomWaiter: (() => void) | null = null;
   /** Tasks taken out of the ready queue so far (by `#pump`). */
   #taken = 0;
+  /** Ends the claim loop's backoff after a failed storage call (see `#claimPause`). */
+  #endClaimPause: (() => void) | null = null;
   /** While the claim loop waits after the queue refused tasks: `#taken` then (else -1). */
   #roomAfterTake = -1;
   #wakeTimer: unknown = null;
@@ -1190,7 +1192,7 @@ export class Executor {
             orphans = false;
             break;
           }
-          await this.#sleep(this.#claimBackoff(failures));
+          await this.#claimPause(this.#claimBackoff(failures));
           continue;
         }
       }
@@ -1221,7 +1223,7 @@ export class Executor {
           orphans = false; // nothing to hand back to a closed storage
           break;
         }
-        await this.#sleep(this.#claimBackoff(failures));
+        await this.#claimPause(this.#claimBackoff(failures));
         continue;
       }
       this.#stoppedWhileClaiming = null;
@@ -1285,6 +1287,25 @@ export class Executor {
     }
     if (back.length > 0) void this.#release(back, "Released: its job was paused");
     return keep;
+  }
+
+  /**
+   * The claim loop's wait after a failed storage call: `ms`, or until shutdown begins (which
+   * must not wait out a backoff of up to `pollIntervalMs` first). New work does not end it,
+   * or a busy app would call a failing storage as fast as it submits.
+   */
+  #claimPause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = this.#clock.setTimer(() => {
+        this.#endClaimPause = null;
+        resolve();
+      }, ms);
+      this.#endClaimPause = () => {
+        this.#endClaimPause = null;
+        this.#clock.clearTimer(timer);
+        resolve();
+      };
+    });
   }
 
   #claimBackoff(failures: number): number {
@@ -2294,6 +2315,7 @@ export class Executor {
       else graceTimer = this.#clock.setTimer(endGrace, ms);
     };
     this.#poke();
+    this.#endClaimPause?.();
     const w = this.#roomWaiter;
     this.#roomWaiter = null;
     w?.();

@@ -1223,6 +1223,27 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "shutdown() does not wait out the claim loop's backoff after a failed claim",
+    async run(ctx) {
+      // Claims fail (an outage): the loop waits before the next one, up to pollIntervalMs.
+      // shutdown({ graceMs: 0 }) ends that wait: it resolves with no time passing.
+      let failures = 0;
+      const storage = intercept(ctx.storage, {
+        claimReady: () => () => {
+          failures++;
+          return Promise.reject(new StorageError("connection refused"));
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => null)], { pollIntervalMs: 60_000 });
+      executor.start();
+      await until(() => failures > 0, "a failed claim", clock);
+      let stopped = false;
+      void executor.shutdown({ graceMs: 0 }).then(() => (stopped = true));
+      await until(() => stopped, "shutdown() to resolve without the clock moving", clock);
+      equal(failures, 1, "no claim after shutdown began");
+    },
+  },
+  {
     name: "a start() whose storage.watch() throws leaves the executor idle: a later start() runs its tasks",
     async run(ctx) {
       let failWatch = true;
