@@ -570,8 +570,13 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
         // from the first claim that failed.
         await untilOn(() => report.storageErrors.some((e) => e.operation === "claimReady"), "a failed claim", clock);
         const claimsBefore = (faulty.calls.claimReady ?? 0) - 1;
-        // 400 ms of the executor's clock, in steps.
-        for (let i = 0; i < 40; i++) await clock.advance(10);
+        // 400 ms of the executor's clock, in steps; each waits for the calls under way (the
+        // hand-back of a failed claim's tasks reads a storage that may answer slowly), so that
+        // the executor's clock does not run ahead of what real time would let it do.
+        for (let i = 0; i < 40; i++) {
+          await clock.advance(10);
+          await untilOn(() => faulty.inFlight === 0, "the storage's answers", clock);
+        }
         const claimsDuring = (faulty.calls.claimReady ?? 0) - claimsBefore;
         ok(claimsDuring >= 2, `the executor kept trying (${claimsDuring} claims)`);
         ok(claimsDuring <= 10, `the executor backed off instead of spinning (${claimsDuring} claims in 400 ms)`);

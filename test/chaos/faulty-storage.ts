@@ -137,6 +137,8 @@ export class FaultyStorage implements Storage {
   readonly faults: FaultRecord[] = [];
   /** Calls so far, by method. */
   readonly calls: Partial<Record<StorageMethod, number>> = {};
+  /** Calls made and not yet answered. */
+  inFlight = 0;
   readonly #random: () => number;
   readonly #latency: readonly [number, number];
   readonly #answerLatency: readonly [number, number];
@@ -197,6 +199,15 @@ export class FaultyStorage implements Storage {
   }
 
   async #call<T>(method: StorageMethod, fn: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    try {
+      return await this.#faulted(method, fn);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  async #faulted<T>(method: StorageMethod, fn: () => Promise<T>): Promise<T> {
     const call = (this.calls[method] = (this.calls[method] ?? 0) + 1);
     const fault = this.#pick(method, call);
     // `latencyMs` delays the call on its way to the storage; `answerLatencyMs` (below) its

@@ -1171,7 +1171,8 @@ export const executorCases: Case<ExecContext>[] = [
       const job = await executor.submit({ name: "a", tasks: [{ key: "a", agent: "noop" }] });
       deepEqual(await job.wait(), { a: null });
       closed = true;
-      for (let i = 0; i < 20 && !stopped; i++) await clock.advance(1000); // the next poll claims
+      // The next poll claims, meets the closed storage, and the executor stops.
+      await untilAdvancing(() => stopped || errors.length > 1, "run() to resolve", clock, 1000);
       ok(stopped, "run() resolved");
       deepEqual(errors, ["claimReady: StorageClosedError"]);
       for (let i = 0; i < 5; i++) await clock.advance(1000);
