@@ -120,8 +120,9 @@ export class GroupCommit {
 
   /** Resolves once everything queued up to `seq` is durable; rejects when persisting failed. */
   whenDurable(seq: number): Promise<void> {
-    if (this.#failure) return Promise.reject(this.#failure);
+    // What was saved before a later save failed is durable: its caller is answered.
     if (seq <= this.#durable) return Promise.resolve();
+    if (this.#failure) return Promise.reject(this.#failure);
     return new Promise((resolve, reject) => this.#waiters.push({ seq, resolve, reject }));
   }
 

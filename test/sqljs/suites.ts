@@ -14,6 +14,7 @@ import {
   type SqlJsStorage,
   type SqlJsStorageOptions,
 } from "../../adapters/sqljs.ts";
+import { GroupCommit } from "../../adapters/sqljs/group-commit.ts";
 import { crc32, FRAME_HEADER_BYTES, HEADER_BYTES } from "../../adapters/sqljs/journal.ts";
 import type { SqlJsInternalOptions } from "../../adapters/sqljs/storage.ts";
 import {
@@ -134,6 +135,35 @@ function settled<T>(promise: Promise<T>, what: string): Promise<T> {
 }
 
 export const sqljsCases: Case<Ctx>[] = [
+  {
+    name: "group commit: a call whose changes were saved is answered as saved though a later save failed meanwhile",
+    async run() {
+      // The first append is saved, the second fails. A caller that saw only the first
+      // (a read, or a write that changed nothing, taken before the second was queued)
+      // asks after the failure: what it saw is durable, so it is answered, not refused.
+      const persister = createMemoryPersister();
+      let appends = 0;
+      const failing: SqlJsPersister = {
+        ...persister,
+        name: persister.name,
+        append: (bytes) => ++appends === 2 ? Promise.reject(new Error("disk full")) : persister.append(bytes),
+      };
+      const writer = new GroupCommit({
+        persister: failing,
+        generation: 1,
+        journalBytes: 0,
+        snapshotBytes: 0,
+        compaction: undefined,
+        exportSnapshot: () => Promise.reject(new Error("no compaction in this case")),
+      });
+      const first = writer.enqueue(writer.encode(["one"]));
+      await writer.whenDurable(first);
+      const second = writer.enqueue(writer.encode(["two"]));
+      await rejects(() => writer.whenDurable(second), StorageError);
+      ok(writer.failure !== null, "the second save failed");
+      await writer.whenDurable(first);
+    },
+  },
   {
     name: "a reopened database replays the journal over the snapshot",
     async run({ open }) {
