@@ -100,6 +100,14 @@ export function checkTaskOptions(spec: TaskSpec, problems: JobProblem[], key: st
   if (spec.delayMs !== undefined && !(Number.isFinite(spec.delayMs) && spec.delayMs >= 0)) {
     badOption(problems, key, "delayMs", spec.delayMs, "a non-negative number");
   }
+  if (spec.runAt !== undefined && spec.delayMs !== undefined) {
+    // Two start times: which one was meant cannot be known (one would silently win).
+    problems.push({
+      key,
+      code: "invalid-option",
+      message: `Task "${key}": give "runAt" or "delayMs", not both`,
+    });
+  }
   if (spec.maxAttempts !== undefined && !(Number.isInteger(spec.maxAttempts) && spec.maxAttempts >= 1)) {
     badOption(problems, key, "maxAttempts", spec.maxAttempts, "an integer of at least 1");
   }

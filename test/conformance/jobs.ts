@@ -162,6 +162,7 @@ export const jobCases: Case<ExecContext>[] = [
               { key: "f", agent: "echo", maxAttempts: 0 },
               { key: "g/h", agent: "echo" },
               { key: "i#2", agent: "echo" },
+              { key: "j", agent: "echo", runAt: START + 1000, delayMs: 5000 },
             ],
           }),
         JobValidationError,
@@ -176,8 +177,10 @@ export const jobCases: Case<ExecContext>[] = [
         "f:invalid-option",
         "g/h:invalid-key",
         "i#2:invalid-key",
+        "j:invalid-option",
       ]);
       ok(e.message.includes('"nobody"'));
+      ok(e.problems.some((p) => p.key === "j" && p.message.includes('"runAt" or "delayMs"')), "both start times");
       deepEqual(await ctx.storage.listJobs(), []);
     },
   },
