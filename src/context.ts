@@ -75,7 +75,11 @@ export interface TaskContext<Input = JsonValue> {
   readonly signal: AbortSignal;
   /** The reason of the last rejected review, else `null`. */
   readonly reviewFeedback: string | null;
-  /** Outputs of this task's dependencies, by key. */
+  /**
+   * Outputs of this task's dependencies, by key: those that completed (or were accepted).
+   * A dependency that failed or was cancelled, which a person's `retryTask()` let this task
+   * go on without, is left out.
+   */
   dependencyOutputs(): Promise<Record<string, JsonValue>>;
   /**
    * Add a child task to this job. Children are written in the same commit as this

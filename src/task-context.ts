@@ -19,6 +19,7 @@ import {
   type TaskDefaults,
   taskFromSpec,
 } from "./scheduler.ts";
+import { isSatisfied } from "./status.ts";
 import type { CommitOp, Storage } from "./storage.ts";
 import type { JsonValue, Task } from "./types.ts";
 
@@ -188,6 +189,9 @@ export class AttemptContext implements TaskContext<JsonValue> {
     if (this.#record.dependencies.length === 0) return out;
     // Defined, not assigned: a task key such as "__proto__" is data, never the prototype.
     for (const t of await this.#host.storage.getTasks(this.#record.dependencies)) {
+      // A dependency that failed or was cancelled (a person's retryTask() sent this task on
+      // without it) has no output: left out, not shown as a `null` output.
+      if (!isSatisfied(t)) continue;
       Object.defineProperty(out, t.key, { value: t.output, enumerable: true, writable: true, configurable: true });
     }
     return out;

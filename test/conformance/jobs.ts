@@ -269,7 +269,9 @@ export const jobCases: Case<ExecContext>[] = [
         if (attempts === 1) throw new NonRetryableError("first time fails");
         return "ok";
       });
-      const { executor } = harness(ctx.storage, [flaky, echo]);
+      // The dependent, sent on without its failed dependency, sees only the outputs that exist.
+      const deps = agent("deps", async (_i, c) => ({ saw: await c.dependencyOutputs() }));
+      const { executor } = harness(ctx.storage, [flaky, echo, deps]);
       const blocked: string[] = [];
       executor.on("task:blocked", (e) => blocked.push(`${e.task.key}: ${e.task.statusReason}`));
       executor.start();
@@ -278,7 +280,7 @@ export const jobCases: Case<ExecContext>[] = [
         tasks: [
           { key: "parent", agent: "echo", input: 1 },
           { key: "guarded", agent: "flaky-once", dependsOn: ["parent"] },
-          { key: "after", agent: "echo", input: 2, dependsOn: ["guarded"], onDependencyFailure: "block" },
+          { key: "after", agent: "deps", dependsOn: ["parent", "guarded"], onDependencyFailure: "block" },
         ],
       });
       await until(async () => byKey(await job.tasks()).after!.status === "blocked", "blocked");
@@ -289,7 +291,7 @@ export const jobCases: Case<ExecContext>[] = [
       await executor.retryTask(after.id);
       const e = await rejects<JobFailedError>(() => job.wait(), JobFailedError);
       deepEqual(e.failedTasks.map((f) => f.key), ["guarded"]);
-      equal(byKey(await job.tasks()).after!.output, 2);
+      deepEqual(byKey(await job.tasks()).after!.output, { saw: { parent: 1 } }, "no null for the failed dependency");
       await executor.shutdown();
     },
   },
