@@ -2324,17 +2324,10 @@ export const executorCases: Case<ExecContext>[] = [
     name: "a task's timeout counts its own running time when the wall clock jumps forward or back",
     async run(ctx) {
       // The wall clock jumps (NTP, a resumed VM) while timers keep their delays, as
-      // `setTimeout` does: `now()` moves by `offset`, the timers and `monotonic()` (the real
+      // `setTimeout` does: `set()` moves `now()`, the timers and `monotonic()` (the real
       // clock's `performance.now()`) do not.
       ok(typeof systemClock.monotonic === "function", "the real clock has a time that never jumps");
       const timers = new ManualClock(START);
-      let offset = 0;
-      const clock = {
-        now: () => timers.now() + offset,
-        monotonic: () => timers.monotonic(),
-        setTimer: (fn: () => void, ms: number) => timers.setTimer(fn, ms),
-        clearTimer: (h: unknown) => timers.clearTimer(h),
-      };
       const gates = new Map<string, ReturnType<typeof deferred<string>>>();
       const aborted: string[] = [];
       const executor = new Executor({
@@ -2345,7 +2338,7 @@ export const executorCases: Case<ExecContext>[] = [
           gates.set(c.task.key, gate);
           return gate.promise;
         })),
-        clock,
+        clock: timers,
         leaseMs: 10_000,
         pollIntervalMs: 1000,
         retry: { delayMs: 60_000 },
@@ -2357,7 +2350,7 @@ export const executorCases: Case<ExecContext>[] = [
         tasks: [{ key: "long", agent: "slow", timeoutMs: 60_000 }, { key: "short", agent: "slow", timeoutMs: 1000 }],
       });
       await until(() => gates.has("long") && gates.has("short"), "both started", timers);
-      offset += 3_600_000; // an hour forward
+      timers.set(timers.now() + 3_600_000); // an hour forward
       await timers.advance(1000);
       await until(() => aborted.includes("short"), "short's timeout", timers);
       deepEqual(
@@ -2375,7 +2368,7 @@ export const executorCases: Case<ExecContext>[] = [
         tasks: [{ key: "back", agent: "slow", timeoutMs: 1000 }],
       });
       await until(() => gates.has("back"), "back started", timers);
-      offset -= 2 * 3_600_000; // two hours back
+      timers.set(timers.now() - 2 * 3_600_000); // two hours back
       await timers.advance(1000);
       await until(() => aborted.includes("back"), "back's timeout", timers);
       equal(executor.stats().timedOut, 2);
@@ -2413,13 +2406,6 @@ export const executorCases: Case<ExecContext>[] = [
     name: "progress after the wall clock jumped back is told within the throttle interval, not held for the jump",
     async run(ctx) {
       const timers = new ManualClock(START);
-      let offset = 0;
-      const clock = {
-        now: () => timers.now() + offset,
-        monotonic: () => timers.monotonic(),
-        setTimer: (fn: () => void, ms: number) => timers.setTimer(fn, ms),
-        clearTimer: (h: unknown) => timers.clearTimer(h),
-      };
       const told: number[] = [];
       const step = deferred();
       const finish = deferred<string>();
@@ -2432,7 +2418,7 @@ export const executorCases: Case<ExecContext>[] = [
           await step.promise;
           return await finish.promise;
         })),
-        clock,
+        clock: timers,
         leaseMs: 10_000,
         pollIntervalMs: 1000,
         progressThrottleMs: 100,
@@ -2442,7 +2428,7 @@ export const executorCases: Case<ExecContext>[] = [
       await executor.submit({ name: "p", tasks: [{ key: "a", agent: "work" }] });
       await until(() => told.length === 1, "the first report", timers);
       await timers.advance(500);
-      offset -= 3_600_000; // the wall clock goes an hour back
+      timers.set(timers.now() - 3_600_000); // the wall clock goes an hour back
       report!(0.5);
       await timers.advance(200); // more than the throttle interval since the first report
       deepEqual(told, [0.1, 0.5], `reports told: ${JSON.stringify(told)}`);
@@ -2455,13 +2441,6 @@ export const executorCases: Case<ExecContext>[] = [
     name: "a second shutdown() with a shorter grace cuts the first short also after the wall clock jumped",
     async run(ctx) {
       const timers = new ManualClock(START);
-      let offset = 0;
-      const clock = {
-        now: () => timers.now() + offset,
-        monotonic: () => timers.monotonic(),
-        setTimer: (fn: () => void, ms: number) => timers.setTimer(fn, ms),
-        clearTimer: (h: unknown) => timers.clearTimer(h),
-      };
       let calls = 0;
       const executor = new Executor({
         storage: ctx.storage,
@@ -2469,7 +2448,7 @@ export const executorCases: Case<ExecContext>[] = [
           calls++;
           return new Promise(() => {});
         })),
-        clock,
+        clock: timers,
         leaseMs: 10_000,
         pollIntervalMs: 1000,
       });
@@ -2479,7 +2458,7 @@ export const executorCases: Case<ExecContext>[] = [
       let firstDone = false;
       const first = executor.shutdown({ graceMs: 60_000 }).then(() => (firstDone = true));
       await timers.advance(1000);
-      offset += 3_600_000; // the wall clock goes an hour forward
+      timers.set(timers.now() + 3_600_000); // the wall clock goes an hour forward
       let secondDone = false;
       const second = executor.shutdown({ graceMs: 0 }).then(() => (secondDone = true));
       await until(() => secondDone, "the second shutdown() with no grace", timers);
