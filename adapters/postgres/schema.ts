@@ -219,13 +219,18 @@ export async function migrate(
     await tx.query("SELECT pg_advisory_xact_lock(hashtext($1::text))", [`task-core:${schema}`]);
     const exists = await tx.query("SELECT 1 FROM pg_namespace WHERE nspname = $1::text", [schema]);
     if (exists.length === 0) await tx.query(`CREATE SCHEMA ${s}`);
-    await tx.query(
-      `CREATE TABLE IF NOT EXISTS ${s}.migrations (
-        version int4 PRIMARY KEY,
-        name text NOT NULL,
-        applied_at timestamptz NOT NULL DEFAULT now()
-      )`,
-    );
+    // Looked up, not `CREATE TABLE IF NOT EXISTS`: that sends the client a NOTICE on every
+    // open of an existing schema, which postgres.js prints by default.
+    const [table] = await tx.query("SELECT to_regclass($1::text)::text", [`${s}.migrations`]);
+    if (table?.[0] === null || table?.[0] === undefined) {
+      await tx.query(
+        `CREATE TABLE ${s}.migrations (
+          version int4 PRIMARY KEY,
+          name text NOT NULL,
+          applied_at timestamptz NOT NULL DEFAULT now()
+        )`,
+      );
+    }
     const [row] = await tx.query(`SELECT coalesce(max(version), 0)::int4 FROM ${s}.migrations`);
     const found = Number(row?.[0] ?? 0);
     if (found > SCHEMA_VERSION) throw new StorageVersionError("PostgreSQL schema", found, SCHEMA_VERSION);

@@ -117,6 +117,19 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
+      name: "opening a current schema again sends the client no notice (postgres.js prints notices by default)",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const schema = (await fresh(ctx)).schema;
+        const notices: string[] = [];
+        const { sql } = await ownPool(ctx, { onnotice: (n: { message: string }) => notices.push(n.message) });
+        const again = await openPostgresStorage({ client: fromPostgresJs(sql), schema });
+        ctx.storages.push(again);
+        equal(again.migratedFrom, SCHEMA_VERSION);
+        deepEqual(notices, []);
+      },
+    },
+    {
       name: "a schema migrated by a newer task-core is refused with StorageVersionError",
       async run(ctx) {
         const s = await fresh(ctx);
