@@ -655,8 +655,9 @@ export class Executor {
 
   /**
    * Stop claiming, wait up to `graceMs` for running tasks, then abort the rest and
-   * release their leases without counting the attempt; every result is stored before
-   * the promise resolves.
+   * release their leases without counting the attempt (an at-most-once task whose agent
+   * was called goes to `blocked` instead); every result is stored before the promise
+   * resolves.
    */
   shutdown(options: { graceMs?: number } = {}): Promise<void> {
     const graceMs = options?.graceMs;
