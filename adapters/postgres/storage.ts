@@ -178,6 +178,8 @@ export class PgStorage implements PostgresStorage {
               cause: e,
             });
           }
+          // A statement's error is already translated (translating it again would repeat its text).
+          if (statementErrors.has(e)) throw e;
           throw toStorageError(markDriverError(e), this.schema, action);
         }
       }

@@ -780,6 +780,7 @@ function cases(db: TestDatabase): Case<Ctx>[] {
           const b = buildJob([draft]);
           const e = await rejects<RangeError>(() => s.createJob(b.job, b.tasks), RangeError, "PostgreSQL failed");
           ok(e.cause !== undefined);
+          equal(e.message.split("PostgreSQL failed").length, 2, `the message says it once: ${e.message}`);
           equal(await s.getJob(b.job.id), undefined);
         }
         // A claim's limit is no column: past 2^31 it claims like any other (storage suite).
