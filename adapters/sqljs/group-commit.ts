@@ -11,7 +11,9 @@
  * transaction, so those are never appended. Compaction happens when the journal reaches
  * both `minJournalBytes` and `journalRatio` times the snapshot, which keeps the cost of a flush
  * proportional to what changed (export cost, amortised over at least a snapshot's worth
- * of journal, is constant per journaled byte).
+ * of journal, is constant per journaled byte). A persister whose cost grows with the number
+ * of appends (OPFS: a file each) sets `maxAppends`, and a snapshot is written once that many
+ * were made since the last one.
  *
  * A failed save (an append or a snapshot) fails every call waiting for it, and new frames
  * are not written: the failed append may have left a torn tail, which later frames must
@@ -48,6 +50,8 @@ export interface GroupCommitStart {
   generation: number;
   journalBytes: number;
   snapshotBytes: number;
+  /** Appends in the stored journal (at most; counted by its frames). */
+  appends?: number;
   compaction: CompactionOptions | undefined;
   /** The most payload bytes of one journal frame (default `MAX_FRAME_BYTES`). */
   maxFrameBytes?: number | undefined;
@@ -68,6 +72,9 @@ export class GroupCommit {
   #pendingBytes = 0;
   #journalBytes: number;
   #snapshotBytes: number;
+  /** Appends since the last snapshot (see `SqlJsPersister.maxAppends`). */
+  #appends: number;
+  readonly #maxAppends: number;
   #flushing = false;
   #compactRequested = false;
   #waiters: Waiter[] = [];
@@ -88,6 +95,9 @@ export class GroupCommit {
     this.#generation = start.generation;
     this.#journalBytes = start.journalBytes;
     this.#snapshotBytes = start.snapshotBytes;
+    this.#appends = start.appends ?? 0;
+    const max = start.persister.maxAppends;
+    this.#maxAppends = typeof max === "number" && max >= 1 ? max : Infinity;
     this.#minBytes = start.compaction?.minJournalBytes ?? 8 * 1024 * 1024;
     this.#ratio = start.compaction?.journalRatio ?? 1;
     this.#maxFrameBytes = start.maxFrameBytes ?? MAX_FRAME_BYTES;
@@ -145,7 +155,10 @@ export class GroupCommit {
     try {
       while (this.#pending.length > 0 || this.#compactRequested) {
         const limit = Math.max(this.#minBytes, this.#ratio * this.#snapshotBytes);
-        if (this.#compactRequested || this.#journalBytes + this.#pendingBytes >= limit) {
+        if (
+          this.#compactRequested || this.#journalBytes + this.#pendingBytes >= limit ||
+          this.#appends >= this.#maxAppends
+        ) {
           await this.#compact();
           continue;
         }
@@ -156,6 +169,7 @@ export class GroupCommit {
         const bytes = encodeAppend(this.#generation, parts, this.#maxFrameBytes);
         await this.#start.persister.append(bytes);
         this.#journalBytes += bytes.length;
+        this.#appends++;
         this.stats.appends++;
         this.stats.appendedBytes += bytes.length;
         this.#advance(seq);
@@ -181,6 +195,7 @@ export class GroupCommit {
     await this.#start.persister.replace(snapshot, journalHeader(generation));
     this.#snapshotBytes = snapshot.length;
     this.#journalBytes = HEADER_BYTES;
+    this.#appends = 0;
     this.stats.compactions++;
     this.#advance(seq);
   }
@@ -228,6 +243,7 @@ export class GroupCommit {
     this.#compactRequested = false;
     this.#snapshotBytes = snapshot.length;
     this.#journalBytes = HEADER_BYTES;
+    this.#appends = 0;
     this.stats.compactions++;
     this.#durable = seq;
     this.#failure = null;

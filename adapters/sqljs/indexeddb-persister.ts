@@ -17,7 +17,13 @@
  * @module
  */
 
-import { StorageClosedError, StorageError, StorageQuotaError, StorageVersionChangeError } from "../../src/errors.ts";
+import {
+  StorageClosedError,
+  StorageError,
+  StorageQuotaError,
+  StorageSetupError,
+  StorageVersionChangeError,
+} from "../../src/errors.ts";
 import {
   alreadyOpen,
   concatBytes,
@@ -69,7 +75,9 @@ function done(tx: IDBTransaction): Promise<void> {
 }
 
 function wrap(e: unknown, what: string): Error {
-  if (e instanceof StorageVersionChangeError || e instanceof StorageClosedError) return e;
+  if (e instanceof StorageVersionChangeError || e instanceof StorageClosedError || e instanceof StorageSetupError) {
+    return e;
+  }
   const name = (e as { name?: string })?.name;
   if (name === "QuotaExceededError") {
     return new StorageQuotaError(`IndexedDB is full: ${what} was not stored`, { cause: e });
@@ -110,7 +118,9 @@ export function createIndexedDbPersister(options: IndexedDbPersisterOptions): Sq
   const open = async (): Promise<IDBDatabase> => {
     if (changed) throw changed;
     if (db) return db;
-    if (!factory) throw new StorageError("IndexedDB is not available here");
+    if (!factory) {
+      throw new StorageSetupError("IndexedDB is not available here: pass `indexedDB` (fake-indexeddb in tests)");
+    }
     const req = factory.open(options.name, 1);
     req.onupgradeneeded = () => req.result.createObjectStore(STORE);
     const opened = await request(req);

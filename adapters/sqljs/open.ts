@@ -196,6 +196,7 @@ async function openLoaded(
     generation,
     journalBytes: hasJournal && !report.staleJournal ? stored.journal!.length : HEADER_BYTES,
     snapshotBytes: report.snapshotBytes,
+    appends: report.staleJournal ? 0 : report.replayedFrames,
   });
   if (needSnapshot) {
     try {

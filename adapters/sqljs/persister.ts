@@ -8,7 +8,7 @@
  * @module
  */
 
-import { StorageBlockedError } from "../../src/errors.ts";
+import { StorageBlockedError, StorageSetupError } from "../../src/errors.ts";
 
 /** What a persister holds. */
 export interface SqlJsPersisted {
@@ -40,6 +40,14 @@ export interface SqlJsPersister {
   readonly name: string;
   /** Where the data lives (a path, a database name), shown in error messages. */
   readonly location?: string;
+  /**
+   * The most appends this persister keeps between two snapshots at a cost that does not
+   * grow with their number (default: no limit). Where each append is a file of its own,
+   * opening reads and the next snapshot deletes every one of them: the storage writes a
+   * snapshot once this many appends were made since the last one, whatever the
+   * `compaction` options say.
+   */
+  readonly maxAppends?: number;
   /** Open the database for one storage and read what is stored. */
   load(): Promise<SqlJsPersisted>;
   /** Append bytes to the journal, durably. */
@@ -155,12 +163,25 @@ const heldHere = new Set<string>();
  * Hold the Web Lock `name` (one tab or worker of the origin at a time) until the returned
  * function is called. Waits up to `waitMs` for its holder to let go (a reloading tab's lock
  * goes with its old page), then throws a `StorageBlockedError` naming `what`. Where there
- * are no Web Locks (a runtime without `navigator.locks`), no other tab shares the database,
- * but this realm may open it twice: a lock of this realm refuses that the same way.
+ * are no Web Locks (a runtime without `navigator.locks`: Node, Bun), no other tab shares the
+ * database, but this realm may open it twice: a lock of this realm refuses that the same
+ * way. A browser page or worker without Web Locks (one that is not a secure context, such
+ * as a page served over http from a LAN address, or an old browser) is refused with a
+ * `StorageSetupError`: another tab of its origin could open the database at once, and the
+ * snapshot each writes would erase the changes the other had confirmed.
  */
 export async function holdWebLock(name: string, what: string, waitMs: number): Promise<() => void> {
   const locks = (globalThis as { navigator?: { locks?: WebLocks } }).navigator?.locks;
   if (!locks || typeof locks.request !== "function") {
+    // Browsers (windows and workers) say whether they are a secure context; Node, Deno and Bun do not.
+    const secure = (globalThis as { isSecureContext?: unknown }).isSecureContext;
+    if (typeof secure === "boolean") {
+      throw new StorageSetupError(
+        `${what} cannot be opened here: this page has no Web Locks (navigator.locks)` +
+          (secure ? "" : ", which browsers give only to secure contexts (https, or http on localhost)") +
+          `, and without them another tab could open the database at the same time and erase its saved changes`,
+      );
+    }
     const giveUpAt = Date.now() + waitMs;
     while (heldHere.has(name)) {
       if (Date.now() >= giveUpAt) {

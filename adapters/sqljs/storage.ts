@@ -132,7 +132,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
     persister: SqlJsPersister | undefined,
     options: SqlJsStorageOptions,
     report: SqlJsOpenReport,
-    start: { generation: number; journalBytes: number; snapshotBytes: number },
+    start: { generation: number; journalBytes: number; snapshotBytes: number; appends: number },
   ) {
     this.#db = db;
     this.#persister = persister;

@@ -17,6 +17,7 @@ import {
   isTransientStorageError,
   StorageBlockedError,
   StorageClosedError,
+  StorageSetupError,
   StorageVersionChangeError,
 } from "../../src/errors.ts";
 import { equal, ok, rejects } from "../conformance/assert.ts";
@@ -206,6 +207,31 @@ export const indexedDbPersisterCases: Case<IndexedDbCtx>[] = [
   },
 ];
 
+export const opfsPersisterCases: Case<{ directory: OpfsDirectoryHandle }>[] = [
+  {
+    name: "files without createWritable() (Safari before 17.4) fail the open with StorageSetupError, which " +
+      "retrying does not cure, instead of a transient error",
+    async run({ directory }) {
+      const bare: OpfsDirectoryHandle = {
+        getFileHandle: async (name, options) => {
+          const { getFile } = await directory.getFileHandle(name, options);
+          return { getFile } as OpfsFileHandle; // no createWritable, as Safari's handles on the main thread
+        },
+        removeEntry: (name) => directory.removeEntry(name),
+      };
+      const err = await rejects(
+        () => openTestStorage({ persister: createOpfsPersister({ name: "tasks", directory: bare }) }),
+        StorageSetupError,
+        "createWritable",
+      );
+      equal(isTransientStorageError(err), false);
+      // It held nothing: the same database opens where files can be written.
+      const s = await openTestStorage({ persister: createOpfsPersister({ name: "tasks", directory }) });
+      await s.close();
+    },
+  },
+];
+
 let n = 0;
 
 /** How the persister cases reach into this runtime. */
@@ -259,6 +285,12 @@ export function registerPersisterSuites(
     }]);
   }
   for (const [kind, setup] of kinds) register(registrar, `sqljs[${kind} persister]`, persisterCases, setup);
+  register(
+    registrar,
+    "sqljs[opfs(memory directory) persister]",
+    opfsPersisterCases,
+    () => Promise.resolve({ ctx: { directory: memoryDirectory() } }),
+  );
   if (idb) {
     register(registrar, "sqljs[indexeddb persister]", indexedDbPersisterCases, () => {
       const name = `sqljs-persister-${Date.now()}-${n++}`;

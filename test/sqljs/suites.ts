@@ -574,6 +574,40 @@ export const sqljsCases: Case<Ctx>[] = [
     },
   },
   {
+    name: "a persister with maxAppends gets a snapshot once that many appends were made since the last one, " +
+      "counting those of the journal it opened",
+    async run({ store }) {
+      const inner = store.persister();
+      const p: SqlJsPersister = {
+        name: "few-appends",
+        maxAppends: 5,
+        load: () => inner.load(),
+        append: (bytes) => inner.append(bytes),
+        replace: (a, b) => inner.replace(a, b),
+        close: () => inner.close(),
+      };
+      const s = await openTestStorage({ persister: p });
+      const before = s.persistStats.compactions;
+      for (let i = 0; i < 4; i++) await jobWith(s, 1); // one append each
+      deepEqual([s.persistStats.appends, s.persistStats.compactions], [4, before], "below maxAppends: no snapshot");
+      await s.close();
+      const again = await openTestStorage({ persister: p });
+      equal(again.openReport.replayedFrames, 4);
+      await jobWith(again, 1); // the fifth append since the snapshot
+      deepEqual([again.persistStats.appends, again.persistStats.compactions], [1, 0]);
+      await jobWith(again, 1); // would be the sixth: a snapshot instead
+      deepEqual([again.persistStats.appends, again.persistStats.compactions], [1, 1]);
+      for (let i = 0; i < 5; i++) await jobWith(again, 1);
+      deepEqual([again.persistStats.appends, again.persistStats.compactions], [6, 1], "counted from the snapshot");
+      await jobWith(again, 1);
+      equal(again.persistStats.compactions, 2);
+      await again.close();
+      const last = await openTestStorage({ persister: p });
+      equal((await last.listJobs()).length, 12);
+      await last.close();
+    },
+  },
+  {
     name: "claimReady() and commit() resolve only after their changes are persisted",
     async run({ store }) {
       const p = gated(store.persister());
