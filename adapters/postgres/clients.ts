@@ -155,8 +155,23 @@ export function fromPostgresJs(sql: PostgresJsSql, options: PostgresJsClientOpti
     },
     listen: async (channel, onNotify, onListen) => {
       // postgres.js listens again after a lost connection and runs `onlisten` each time.
-      const { unlisten } = await sql.listen(channel, onNotify, onListen);
-      return unlisten;
+      // It does so with a listener record of its own, which the `unlisten` of the first
+      // call no longer finds: after a reconnect, `unlisten()` neither removes the callbacks
+      // nor sends UNLISTEN. So the callbacks are the adapter's: stopping silences them and
+      // drops what they hold, whatever postgres.js still keeps.
+      let target: { notify: (payload: string) => void; listen?: () => void } | null = {
+        notify: onNotify,
+        ...(onListen ? { listen: onListen } : {}),
+      };
+      const { unlisten } = await sql.listen(
+        channel,
+        (payload) => target?.notify(payload),
+        () => target?.listen?.(),
+      );
+      return async () => {
+        target = null;
+        await unlisten();
+      };
     },
     end: () => sql.end({ timeout: 5 }),
   };

@@ -543,6 +543,45 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
+      name: "a LISTEN stopped after its connection was lost and listened again stops: no more notices reach it",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const schema = (await fresh(ctx)).schema;
+        const { sql, app } = await ownPool(ctx);
+        const client = fromPostgresJs(sql);
+        const channel = `${schema}_ready`;
+        const heard: string[] = [];
+        let listens = 0;
+        const stop = await client.listen!(channel, (p) => heard.push(p), () => listens++);
+        const admin = await ctx.db.client();
+        await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1::text AND query ILIKE 'listen%'",
+          [app],
+        );
+        await until(() => listens === 2, "listening again after the lost connection");
+        await admin.query("SELECT pg_notify($1::text, 'before')", [channel]);
+        await until(() => heard.length === 1, "the notice sent while listening");
+        await stop();
+        // A second listener on the pool's one LISTEN connection: what reaches it has been
+        // dispatched to every callback postgres.js keeps for the channel.
+        const witness: string[] = [];
+        let witnessListens = 0;
+        const stopWitness = await client.listen!(channel, (p) => witness.push(p), () => witnessListens++);
+        await admin.query("SELECT pg_notify($1::text, 'after')", [channel]);
+        await until(() => witness.includes("after"), "the witness heard the notice sent after stop()");
+        // Nor a wake-up for listening again after the next lost connection.
+        const listened = witnessListens;
+        await admin.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1::text AND query ILIKE 'listen%'",
+          [app],
+        );
+        await until(() => witnessListens > listened, "the witness listening again");
+        await stopWitness();
+        deepEqual(heard, ["before"], "no notice after stop()");
+        equal(listens, 2, "no onListen after stop()");
+      },
+    },
+    {
       name:
         "a storage whose first LISTEN was refused tells its watchers, once it listens, that notices may have been missed",
       async run(ctx) {
