@@ -370,6 +370,12 @@ ui.start.addEventListener("click", () =>
     // started one since this tab last looked; show that one instead of starting a second.
     const started = await exclusive(`task-core-demo:start:${s0.kind}`, async () => {
       if (await followOpenJob(s0, true)) return null;
+      // followOpenJob() also says no when this page already shows an open job: its refresh
+      // may have taken up another tab's job while this press waited for the lock, or just
+      // before it (the press landed before the Start button was drawn disabled). What the
+      // storage holds, read under the lock, decides: no second digest while one is open.
+      const open = await findLatestJob(s0.storage, JOB_NAME);
+      if (open && !isJobFinal(open.status)) return null;
       return await s0.executor.submit(digestJob(settings));
     });
     if (!started) return;

@@ -1,6 +1,7 @@
 // `npm run test:e2e` (after demo.e2e.mjs): the browser demo in real Chromium at the edges a
 // visitor meets — two tabs on one storage (the other tab follows the job and its end; two
-// Start presses make one job), a reload after another tab picked another storage, site
+// Start presses at once make one job, and so does one that lands as the tab takes up the
+// other tab's job), a reload after another tab picked another storage, site
 // data blocked (the page says so and runs on memory), a task run twice after a reload
 // (shown as such), and site data cleared while a job runs (the page says its storage is
 // gone). Needs the built demo (`npm run build:demo`). Each scenario gets a fresh persistent
@@ -82,6 +83,22 @@ const state = (p) =>
     startedLines: document.querySelectorAll('#log li[data-event="task:started"]').length,
   }));
 
+/** The jobs stored in the demo's IndexedDB (`{ id, status }`), read in page `p`. */
+const storedJobs = (p) =>
+  p.evaluate(async () => {
+    const req = indexedDB.open("task-core-demo");
+    const db = await new Promise((r) => (req.onsuccess = () => r(req.result)));
+    const jobs = await new Promise((r) => {
+      const q = db.transaction("jobs").objectStore("jobs").getAll();
+      q.onsuccess = () => r(q.result);
+    });
+    db.close();
+    return jobs.map((j) => ({ id: j.id, status: j.status }));
+  });
+/** Ids of the jobs stored open (not completed, failed or cancelled). */
+const openJobs = async (p) =>
+  (await storedJobs(p)).filter((j) => !["completed", "failed", "cancelled"].includes(j.status)).map((j) => j.id);
+
 let failures = 0;
 async function scenario(name, fn) {
   console.log(`\n### ${name}`);
@@ -132,16 +149,7 @@ if (!only || only === "tabs") {
             const s = await state(b);
             return s.jobId ? s : null;
           });
-          const open = await b.evaluate(async () => {
-            const req = indexedDB.open("task-core-demo");
-            const db = await new Promise((r) => (req.onsuccess = () => r(req.result)));
-            const jobs = await new Promise((r) => {
-              const q = db.transaction("jobs").objectStore("jobs").getAll();
-              q.onsuccess = () => r(q.result);
-            });
-            db.close();
-            return jobs.filter((j) => !["completed", "failed", "cancelled"].includes(j.status)).map((j) => j.id);
-          });
+          const open = await openJobs(b);
           console.log(`  B pressed Start: B shows job ${sb2.jobId}; A's job ${jobA}; open jobs in IndexedDB: ${open}`);
           console.log(`  B's banner: ${sb2.banner}`);
         }
@@ -177,17 +185,69 @@ if (!only || only === "race") {
       const b = await newPage("B");
       for (const p of [a, b]) {
         await openDemo(p);
+        // Ready is not drawn yet: the page redraws its buttons a moment after it gets ready.
+        await p.waitForSelector("#start:enabled");
       }
-      await Promise.all([a.click("#start"), b.click("#start")]);
-      const [sa, sb] = await Promise.all([a, b].map((p) =>
-        until("a job shown", async () => {
-          const s = await state(p);
-          return s.jobId ? s : null;
+      // Both presses at once, each dispatched in its page. Not page.click(): its actionability
+      // checks let one press go first, the other tab then follows that job (its Start drawn
+      // disabled) and its click waits until the job has ended, then starts a second job.
+      const pressed = await Promise.all([a, b].map((p) =>
+        p.evaluate(() => {
+          const start = document.getElementById("start");
+          if (start.disabled) return false;
+          start.click();
+          return true;
         })
       ));
-      console.log(`  A shows ${sa.jobId}, B shows ${sb.jobId}`);
-      assert.equal(sa.jobId, sb.jobId, "both tabs show the one job");
+      assert.deepEqual(pressed, [true, true], "both Start buttons were enabled when pressed");
+      // Sync point: both presses handled (a page is busy until its press is) and a job shown.
+      const [sa, sb] = await Promise.all([a, b].map(async (p) => {
+        await ready(p);
+        return await until("a job shown", async () => {
+          const s = await state(p);
+          return s.jobId ? s : null;
+        });
+      }));
+      const jobs = await storedJobs(a);
+      console.log(`  A shows ${sa.jobId}, B shows ${sb.jobId}; jobs in IndexedDB: ${jobs.map((j) => j.id)}`);
+      assert.equal(jobs.length, 1, "one job was started");
+      assert.equal(sa.jobId, jobs[0].id, "A shows the job");
+      assert.equal(sb.jobId, jobs[0].id, "B shows the job");
     }));
+
+  await scenario(
+    "a Start press that lands as the tab takes up another tab's job starts no second job",
+    () =>
+      withBrowser(null, async ({ newPage }) => {
+        const a = await newPage("A");
+        const b = await newPage("B");
+        await openDemo(a);
+        await openDemo(b);
+        await a.click("#start");
+        const jobA = await until("A's job", () => demo(a, () => globalThis.__demo.jobId));
+        // Sync point: B has taken up A's job (its refresh set it; the Start button is drawn
+        // disabled a storage read later).
+        await until("B showing A's job", async () => {
+          const s = await state(b);
+          return s.jobId === jobA && s.jobStatus === "running";
+        });
+        // A press that reached B in between: the button was still enabled. Made here
+        // deterministic by enabling it; the race itself is a few milliseconds wide (and the
+        // same answer covers a press waiting for the start lock while B's refresh takes up
+        // the job).
+        await b.evaluate(() => {
+          const start = document.getElementById("start");
+          start.disabled = false;
+          start.click();
+        });
+        await ready(b); // the press was handled (the page is busy until it is)
+        const sb = await state(b);
+        const open = await openJobs(b);
+        console.log(`  B after the press: shows ${sb.jobId}; open jobs in IndexedDB: ${open}`);
+        assert.deepEqual(open, [jobA], "no second job was started");
+        assert.equal(sb.jobId, jobA, "B still shows A's job");
+      }),
+  );
 }
 
 if (!only || only === "kind") {
