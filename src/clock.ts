@@ -147,10 +147,7 @@ export class ManualClock implements Clock {
     const end = this.#monotonic + Math.max(0, ms);
     for (;;) {
       await settle();
-      let next: ManualTimer | undefined;
-      for (const t of this.#timers.values()) {
-        if (t.at <= end && (!next || t.at < next.at || (t.at === next.at && t.seq < next.seq))) next = t;
-      }
+      const next = this.#nextTimer(end);
       if (!next) break;
       this.#timers.delete(next.seq);
       this.#move(next.at);
@@ -168,11 +165,71 @@ export class ManualClock implements Clock {
     this.#monotonic = to;
   }
 
+  /**
+   * Skip time until `promise` settles, and answer what it did: whenever the pending work has
+   * settled and `promise` still waits, time jumps to the next timer and fires it (a retry's
+   * backoff, a timeout, a lease renewal, a poll), as a test server that skips time does. A job
+   * whose tasks retry for minutes then ends in milliseconds: `await clock.runUntil(job.wait())`.
+   *
+   * Throws a `RangeError` once the next timer lies more than `maxMs` (default one day) of
+   * clock time past the call, and an `Error` when nothing is left to fire and the promise
+   * still waits: it can never settle. Made for work whose waits are this clock's timers and
+   * whose storage answers at once (the memory adapter); an agent that waits on real time or
+   * real I/O would see time jump while it waits (`stepMs` bounds each jump).
+   */
+  async runUntil<T>(promise: PromiseLike<T>, options: { maxMs?: number; stepMs?: number } = {}): Promise<T> {
+    const maxMs = options.maxMs ?? 86_400_000;
+    const stepMs = options.stepMs ?? Infinity;
+    if (!(maxMs >= 0)) throw new RangeError(`runUntil(): maxMs must be a number >= 0, got ${maxMs}`);
+    if (!(stepMs > 0)) throw new RangeError(`runUntil(): stepMs must be a number > 0, got ${stepMs}`);
+    let outcome: { value: T } | { error: unknown } | undefined;
+    Promise.resolve(promise).then((value) => (outcome = { value }), (error) => (outcome = { error }));
+    const limit = this.#monotonic + maxMs;
+    for (let idle = 0;;) {
+      await settle();
+      if (outcome) {
+        if ("error" in outcome) throw outcome.error;
+        return outcome.value;
+      }
+      const next = this.#nextTimer(Infinity);
+      if (!next) {
+        // Work outside this clock (a storage answering late) may still be under way: give it
+        // some turns of the event loop before calling the wait endless.
+        if (++idle < IDLE_TURNS) continue;
+        throw new Error("runUntil(): the promise still waits and no timer is left to fire, so it can never settle");
+      }
+      idle = 0;
+      const to = Math.min(next.at, this.#monotonic + stepMs);
+      if (to > limit) {
+        throw new RangeError(`runUntil(): the promise still waits after ${maxMs} ms of clock time (maxMs)`);
+      }
+      if (to < next.at) {
+        this.#move(to);
+        continue;
+      }
+      this.#timers.delete(next.seq);
+      this.#move(next.at);
+      next.fn();
+    }
+  }
+
+  /** The timer due first at or before `end` (in order of setting among equals), if any. */
+  #nextTimer(end: number): ManualTimer | undefined {
+    let next: ManualTimer | undefined;
+    for (const t of this.#timers.values()) {
+      if (t.at <= end && (!next || t.at < next.at || (t.at === next.at && t.seq < next.seq))) next = t;
+    }
+    return next;
+  }
+
   /** Set the time (it may go backwards, to test clock jumps). Fires nothing, and leaves `monotonic()` as it is. */
   set(now: number): void {
     this.#now = now;
   }
 }
+
+/** Turns of the event loop `runUntil()` gives work outside the clock before it calls a wait endless. */
+const IDLE_TURNS = 50;
 
 async function settle(): Promise<void> {
   // A macrotask lets every pending promise chain (storage calls included) run.

@@ -112,6 +112,41 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "ManualClock.runUntil(job.wait()) runs minutes of backoff and a 10-minute timeout without advancing by hand",
+    async run(ctx) {
+      let flakes = 0;
+      let hangs = 0;
+      const { executor, clock } = harness(ctx.storage, [
+        agent("flaky", () => {
+          if (++flakes < 3) throw new Error(`flake ${flakes}`);
+          return "ok";
+        }),
+        agent("hang", async (_i, c) => {
+          if (++hangs === 1) await aborted(c.signal); // the first attempt runs into its timeout
+          return "second try";
+        }),
+      ], { retry: { delayMs: 60_000, factor: 2, maxDelayMs: 600_000 }, pollIntervalMs: 60_000, leaseMs: 120_000 });
+      const retries: number[] = [];
+      executor.on("task:retrying", (e) => retries.push(e.delayMs));
+      executor.start();
+      const job = await executor.submit({
+        name: "skip",
+        tasks: [
+          { key: "flaky", agent: "flaky" },
+          { key: "hang", agent: "hang", timeoutMs: 600_000 },
+          { key: "after", agent: "flaky", dependsOn: ["flaky", "hang"] },
+        ],
+      });
+      const started = clock.monotonic();
+      deepEqual(await clock.runUntil(job.wait()), { flaky: "ok", hang: "second try", after: "ok" });
+      deepEqual([...retries].sort((a, b) => a - b), [60_000, 60_000, 120_000]);
+      ok(clock.monotonic() - started >= 660_000, "the timeout (10 min) and its retry (1 min) passed on the clock");
+      equal(executor.stats().timedOut, 1);
+      equal((await taskByKey(ctx, job.id, "flaky")).attempts, 3);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a NonRetryableError fails the task at once",
     async run(ctx) {
       let calls = 0;

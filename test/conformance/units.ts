@@ -55,6 +55,69 @@ export const unitCases: Case<unknown>[] = [
     },
   },
   {
+    name: "ManualClock.runUntil() skips from timer to timer until the promise settles, and answers its value",
+    async run() {
+      const clock = new ManualClock(1_000_000);
+      const fired: number[] = [];
+      const done = new Promise<string>((resolve) => {
+        // A chain: each timer sets the next, as a retry's backoff does after a failed attempt.
+        clock.setTimer(() => {
+          fired.push(clock.monotonic());
+          clock.setTimer(() => {
+            fired.push(clock.monotonic());
+            resolve("done");
+          }, 60_000);
+        }, 5_000);
+      });
+      clock.setTimer(() => fired.push(-1), 3_600_000); // due after the promise settled: not fired
+      equal(await clock.runUntil(done), "done");
+      equal(fired.join(), "5000,65000");
+      equal(clock.monotonic(), 65_000);
+      equal(clock.now(), 1_065_000);
+      equal(clock.pending, 1);
+      // A rejection is thrown; a promise that already settled costs no time.
+      const failing = new Promise((_, reject) => clock.setTimer(() => reject(new TypeError("boom")), 10));
+      let thrown: unknown;
+      await clock.runUntil(failing).catch((e) => (thrown = e));
+      ok(thrown instanceof TypeError);
+      equal(await clock.runUntil(Promise.resolve(7)), 7);
+      equal(clock.monotonic(), 65_010);
+    },
+  },
+  {
+    name: "ManualClock.runUntil() refuses to skip past maxMs, moves at most stepMs at a time, and calls a wait " +
+      "with no timer left endless",
+    async run() {
+      const clock = new ManualClock(0);
+      let fired = 0;
+      const late = new Promise<void>((resolve) =>
+        clock.setTimer(() => {
+          fired++;
+          resolve();
+        }, 10_000)
+      );
+      let thrown: unknown;
+      await clock.runUntil(late, { maxMs: 9_999 }).catch((e) => (thrown = e));
+      ok(thrown instanceof RangeError, `a RangeError, got ${thrown}`);
+      equal(clock.monotonic(), 0, "nothing moved: the next timer lay past maxMs");
+      equal(fired, 0);
+      thrown = undefined;
+      await clock.runUntil(late, { maxMs: 2_500, stepMs: 1_000 }).catch((e) => (thrown = e));
+      ok(thrown instanceof RangeError);
+      equal(clock.monotonic(), 2_000, "two steps of 1 s, the third would pass maxMs");
+      await clock.runUntil(late, { stepMs: 3_000 });
+      equal([fired, clock.monotonic()].join(), "1,10000");
+      thrown = undefined;
+      await clock.runUntil(new Promise(() => {})).catch((e) => (thrown = e));
+      ok(thrown instanceof Error && /can never settle/.test(thrown.message), `got ${thrown}`);
+      for (const bad of [{ maxMs: -1 }, { maxMs: NaN }, { stepMs: 0 }]) {
+        thrown = undefined;
+        await clock.runUntil(Promise.resolve(), bad).catch((e) => (thrown = e));
+        ok(thrown instanceof RangeError, `${JSON.stringify(bad)} refused`);
+      }
+    },
+  },
+  {
     name: "Emitter: off() stops a listener added with once(), as it stops one added with on()",
     run() {
       const emitter = new Emitter();
