@@ -738,9 +738,12 @@ export class Executor {
     if (problems.length > 0) throw new JobValidationError(problems);
   }
 
-  /** A handle on a stored job, to wait on or control it (for example after a restart). */
+  /**
+   * A handle on a stored job, to wait on or control it (for example after a restart). A
+   * read that fails with an error that may pass is retried, as the handle's reads are.
+   */
   async job(id: string): Promise<JobHandle> {
-    if (!(await this.storage.getJob(id))) throw new NotFoundError("job", id);
+    if (!(await this.#retried("getJob", () => this.storage.getJob(id)))) throw new NotFoundError("job", id);
     return new JobHandle(id, this.#host());
   }
 
@@ -954,6 +957,7 @@ export class Executor {
       on: (event, listener) => this.#events.on(event, listener),
       setJobStatus: (jobId, status) => this.#setJobStatus(jobId, status),
       watchJob: (jobId, wake) => this.#watchJob(jobId, wake),
+      retried: (operation, read) => this.#retried(operation, read),
     };
   }
 

@@ -29,6 +29,11 @@ export interface JobHost {
    * Without it, `wait()` listens to the host's job events and to every storage change.
    */
   watchJob?(jobId: string, wake: () => void): () => void;
+  /**
+   * Run a read for a person, retried with backoff while it fails with an error that may
+   * pass (as the executor retries its own calls). Without it, reads are not retried.
+   */
+  retried?<T>(operation: string, read: () => Promise<T>): Promise<T>;
 }
 
 type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}`>;
@@ -55,15 +60,28 @@ export class JobHandle {
     this.#host = host;
   }
 
-  /** The job record as stored now. */
+  /**
+   * The job record as stored now. A read that fails with an error that may pass is
+   * retried with backoff (five failures in a row; the sixth is thrown), as in `wait()`.
+   */
   async status(): Promise<Job> {
+    const host = this.#host;
+    return host.retried ? await host.retried("getJob", () => this.#job()) : await this.#job();
+  }
+
+  /** Every task of the job (spawned children included), in creation order; retried as `status()` is. */
+  async tasks(): Promise<Task[]> {
+    const host = this.#host;
+    return host.retried ? await host.retried("listTasks", () => this.#tasks()) : await this.#tasks();
+  }
+
+  async #job(): Promise<Job> {
     const job = await this.#host.storage.getJob(this.id);
     if (!job) throw new NotFoundError("job", this.id);
     return job;
   }
 
-  /** Every task of the job (spawned children included), in creation order. */
-  tasks(): Promise<Task[]> {
+  #tasks(): Promise<Task[]> {
     return this.#host.storage.listTasks({ jobId: this.id });
   }
 
@@ -98,7 +116,8 @@ export class JobHandle {
       const onAbort = () => wake();
       signal?.addEventListener("abort", onAbort, { once: true });
       try {
-        const job = await this.status();
+        // Reads of its own, retried by this loop (which also watches the signal).
+        const job = await this.#job();
         if (isJobFinal(job.status)) return await this.#outcome(job);
         failures = 0;
         await woken;
@@ -135,7 +154,7 @@ export class JobHandle {
   }
 
   async #outcome(job: Job): Promise<Record<string, JsonValue>> {
-    const tasks = await this.tasks();
+    const tasks = await this.#tasks();
     // A job's tasks are only ever deleted with the job (retention): fewer tasks than it
     // counted means it was pruned between the two reads, and its outcome is gone with it,
     // not an empty success.

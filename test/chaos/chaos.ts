@@ -11,7 +11,7 @@
  */
 
 import { ManualClock, systemClock } from "../../src/clock.ts";
-import { NonRetryableError, StorageCorruptError } from "../../src/errors.ts";
+import { NonRetryableError, NotFoundError, StorageCorruptError } from "../../src/errors.ts";
 import { JobHandle } from "../../src/job-handle.ts";
 import { isFinal, isSatisfied } from "../../src/status.ts";
 import type { Durability, Task } from "../../src/types.ts";
@@ -425,6 +425,32 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
         equal(runs.of("after"), 1);
         equal(report.storageErrors.filter((e) => e.operation === "commit").length, 4, "each failed commit reported");
         equal(report.storageErrors.filter((e) => e.operation === "getJob").length, 6, "each failed read reported");
+      },
+    },
+    {
+      name: "job(), status() and tasks() ride out failing reads; a sixth failure in a row is thrown",
+      async run(ctx) {
+        const runs = new Runs();
+        const faulty = new FaultyStorage(ctx.storage);
+        const { executor, report } = reportingExecutor(faulty, [keyAgent("once", runs)]);
+        executor.start();
+        const submitted = await executor.submit({ name: "reads", tasks: [{ key: "a", agent: "once" }] });
+        deepEqual(await settled(submitted, 4000), { a: "a" });
+        faulty.failNext("getJob", "before", 2);
+        const handle = await executor.job(submitted.id);
+        equal(handle.id, submitted.id);
+        faulty.failNext("getJob", "before", 5);
+        equal((await handle.status()).status, "completed");
+        faulty.failNext("listTasks", "before", 3);
+        deepEqual((await handle.tasks()).map((t) => t.key), ["a"]);
+        equal(report.storageErrors.length, 10, "each failed read reported");
+        faulty.failNext("getJob", "before", 6);
+        const thrown = await handle.status().then(() => null, (e: unknown) => e);
+        ok(thrown instanceof InjectedFaultError, `the sixth failure is thrown, got ${String(thrown)}`);
+        // A job that is not there is told at once, not retried.
+        const missing = await executor.job("no-such-job").then(() => null, (e: unknown) => e);
+        ok(missing instanceof NotFoundError, `NotFoundError, got ${String(missing)}`);
+        await executor.shutdown();
       },
     },
     {
