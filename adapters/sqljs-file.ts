@@ -10,11 +10,14 @@
  * One process opens a database at a time: `<path>.lock` names the process (id, host, and
  * the PID namespace and boot it runs in) that has it open. A second open, from this process
  * or another one on the host, is refused with a `StorageBlockedError` while that process
- * lives; a lock left by a process that died (a crash, a kill) is taken over. A process id
+ * lives; a lock left by a process that died (a crash, a kill, a zombie) is taken over. A process id
  * means nothing outside its PID namespace (two containers sharing a volume and a host name,
  * a container restarted): a lock from another namespace or boot is judged by its age
  * instead, which its holder refreshes while it has the database open, and is taken over
- * once it is older than `lockStaleMs`. `close()` removes it. A persister serves one storage
+ * once it is older than `lockStaleMs`, as is a lock cut short by a crash of the machine. Openers
+ * that take one lock over at once never both open. An open that cannot work until a path or
+ * its permissions change (a folder, a read-only file system) is refused with a
+ * `StorageSetupError`. `close()` removes the lock. A persister serves one storage
  * at a time: a second open through the same persister is refused too.
  *
  * @example
@@ -49,7 +52,7 @@ import {
 import { hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import process from "node:process";
-import { StorageBlockedError, StorageError, StorageQuotaError } from "../src/errors.ts";
+import { StorageBlockedError, StorageError, StorageQuotaError, StorageSetupError } from "../src/errors.ts";
 import { openSqlJsStorage, type SqlJsPersister, type SqlJsStorage, type SqlJsStorageOptions } from "./sqljs.ts";
 import { alreadyOpen } from "./sqljs/persister.ts";
 
@@ -100,6 +103,21 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * Whether live-looking process `pid` is a zombie (Linux): it died, and its parent has not
+ * collected its exit status yet (a parent that never does, such as a PID 1 that reaps no
+ * orphans, keeps it so for good). A zombie holds no files: its lock is stale.
+ */
+async function zombie(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "Z" || state === "X";
+  } catch {
+    return false; // no /proc here: `alive` alone judges
+  }
+}
+
 let herePromise: Promise<string> | null = null;
 
 /**
@@ -129,37 +147,55 @@ const heldLocks = new Set<string>();
 /**
  * Create `lockPath` naming this process (id, host and a random token), taking over a lock
  * left by a process that is gone. Throws a `StorageBlockedError` when a live process (this
- * one included) holds it. Returns the token. The lock is written whole to a file of its own
- * and linked into place, so no opener ever reads a half-written lock; a stale lock is moved
- * aside under a unique name and checked to be the one judged stale before it is deleted, so
- * two openers taking it over at once cannot both win.
+ * one included) holds it. Returns the token. The lock is written whole (and synced) to a
+ * file of its own and linked into place, so no opener reads a half-written lock while its
+ * writer runs; a lock that cannot be read (cut short by a crash of the machine before it
+ * reached the disk) is judged by its age, as one from another namespace. A stale lock is
+ * deleted only by the opener holding `<lockPath>.takeover` (made exclusively; one left by
+ * an opener that died is deleted once older than `staleMs`), after reading it again there:
+ * openers taking one lock over at once, however many, never delete a lock another opener
+ * has just taken, so at most one of them opens.
  */
-async function lock(lockPath: string, path: string, staleMs: number): Promise<string> {
+async function lock(lockPath: string, path: string, staleMs: number, sync: boolean): Promise<string> {
   const host = hostname();
   const place = await here();
   const token = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
   const mine = `${lockPath}.${token}`;
-  await writeFile(mine, `${process.pid}\n${host}\n${token}\n${place}\n`);
+  const content = `${process.pid}\n${host}\n${token}\n${place}\n`;
+  const claim = `${lockPath}.takeover`;
   let waited = false;
   try {
+    // Inside the try: a write that fails (a full disk) leaves no file behind.
+    const fh = await open(mine, "w");
+    try {
+      await writeAll(fh, new TextEncoder().encode(content));
+      if (sync) await fh.datasync(); // a lock that reached the disk empty would hold for lockStaleMs after a crash
+    } finally {
+      await fh.close();
+    }
     for (let attempt = 0;; attempt++) {
+      // Counted as held before it is in place: an opener of this process that reads it the
+      // moment it is linked must not take it for one an earlier process left.
+      heldLocks.add(token);
       try {
         await link(mine, lockPath);
-        heldLocks.add(token);
         return token;
       } catch (e) {
+        heldLocks.delete(token);
         if (code(e) !== "EEXIST") throw e;
       }
       const text = await readFile(lockPath, "utf8").catch(() => null);
       if (text === null && attempt < 3) continue; // let go of just now: try again
       const [pidText = "", owner = "", held = "", from = ""] = (text ?? "").split("\n");
       const pid = Number(pidText);
+      // Written whole, a lock names a process and a host; one that does not was cut short.
+      const readable = owner !== "" && Number.isInteger(pid) && pid > 0;
       // A lock written without a place (an earlier version) counts as from here.
-      const samePlace = owner === host && (from === "" || from === place);
+      const samePlace = readable && owner === host && (from === "" || from === place);
       let stale = false;
       if (text !== null && samePlace) {
-        stale = Number.isInteger(pid) && pid > 0 && (pid === process.pid ? !heldLocks.has(held) : !alive(pid));
-      } else if (text !== null && owner === host) {
+        stale = pid === process.pid ? !heldLocks.has(held) : !alive(pid) || await zombie(pid);
+      } else if (text !== null && (owner === host || !readable)) {
         // Another PID namespace or boot: its process cannot be checked; its age tells.
         const age = Date.now() - ((await stat(lockPath).catch(() => null))?.mtimeMs ?? Date.now());
         stale = age > staleMs;
@@ -176,18 +212,33 @@ async function lock(lockPath: string, path: string, staleMs: number): Promise<st
             `process at a time (close it there; if no such process uses it, delete "${lockPath}")`,
         );
       }
-      const aside = `${mine}.stale`;
+      // Only the holder of the takeover claim deletes a stale lock, after reading it again:
+      // no lock can take its place while it is there, and no other opener deletes it.
       try {
-        await rename(lockPath, aside);
+        await writeFile(claim, content, { flag: "wx" });
       } catch (e) {
-        if (code(e) === "ENOENT") continue;
-        throw e;
+        if (code(e) !== "EEXIST") throw e;
+        // Another opener is taking it over (for a moment), or died doing so: a claim of a
+        // process of this place that is gone, or one older than staleMs, is let go.
+        const [claimPid = "", claimHost = "", , claimFrom = ""] = ((await readFile(claim, "utf8").catch(() =>
+          null
+        )) ?? "").split("\n");
+        const by = Number(claimPid);
+        const gone = claimHost === host && claimFrom === place && Number.isInteger(by) && by > 0 &&
+          by !== process.pid && (!alive(by) || await zombie(by));
+        const age = Date.now() - ((await stat(claim).catch(() => null))?.mtimeMs ?? Date.now());
+        if (gone || age > staleMs) await unlink(claim).catch(() => {});
+        else await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
+        attempt--;
+        continue;
       }
-      if ((await readFile(aside, "utf8").catch(() => null)) !== text) {
-        // Another opener's fresh lock replaced the stale one meanwhile: put it back.
-        await link(aside, lockPath).catch(() => {});
+      try {
+        if ((await readFile(lockPath, "utf8").catch(() => null)) === text) await unlink(lockPath);
+      } catch (e) {
+        if (code(e) !== "ENOENT") throw e;
+      } finally {
+        if ((await readFile(claim, "utf8").catch(() => null)) === content) await unlink(claim).catch(() => {});
       }
-      await unlink(aside).catch(() => {});
     }
   } finally {
     await unlink(mine).catch(() => {});
@@ -201,10 +252,16 @@ async function unlock(lockPath: string, token: string): Promise<void> {
   if (text.split("\n")[2] === token) await unlink(lockPath).catch(() => {});
 }
 
-function wrap(e: unknown, what: string, path: string): Error {
+/** Errors opening a database that trying again does not cure: the path or its permissions must change. */
+// (EEXIST: a file where the folder should be.)
+const SETUP_CODES = new Set(["EACCES", "EPERM", "EROFS", "EISDIR", "ENOTDIR", "EEXIST", "ENAMETOOLONG", "ELOOP"]);
+
+function wrap(e: unknown, what: string, path: string, opening = false): Error {
   const message = `Could not ${what} "${path}": ${(e as Error)?.message ?? String(e)}`;
   return code(e) === "ENOSPC" || code(e) === "EDQUOT"
     ? new StorageQuotaError(message, { cause: e })
+    : opening && SETUP_CODES.has(code(e) ?? "")
+    ? new StorageSetupError(message, { cause: e })
     : new StorageError(message, { cause: e });
 }
 
@@ -260,14 +317,20 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
   };
   const writeAtomic = async (target: string, bytes: Uint8Array): Promise<void> => {
     const temp = `${target}.tmp`;
-    const fh = await open(temp, "w");
     try {
-      await writeAll(fh, bytes);
-      if (sync) await fh.sync();
-    } finally {
-      await fh.close();
+      const fh = await open(temp, "w");
+      try {
+        await writeAll(fh, bytes);
+        if (sync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(temp, target);
+    } catch (e) {
+      // A write cut short (a full disk) would hold its space until the next save.
+      await unlink(temp).catch(() => {});
+      throw e;
     }
-    await rename(temp, target);
     await syncDir();
   };
   const closeJournal = async (): Promise<void> => {
@@ -284,7 +347,7 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
       loaded = true;
       try {
         await mkdir(dir, { recursive: true });
-        token = await lock(lockPath, snapshotPath, staleMs);
+        token = await lock(lockPath, snapshotPath, staleMs, sync);
         refresher = setInterval(() => {
           const now = new Date();
           utimes(lockPath, now, now).catch(() => {});
@@ -299,7 +362,7 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
           loaded = false; // refused before anything was held
           throw e;
         }
-        throw wrap(e, "read", snapshotPath);
+        throw wrap(e, "open", snapshotPath, true);
       }
     },
     async append(bytes) {

@@ -24,6 +24,7 @@ import {
   StorageCorruptError,
   StorageError,
   StorageQuotaError,
+  StorageSetupError,
   StorageVersionError,
 } from "../../src/errors.ts";
 import { Executor } from "../../src/executor.ts";
@@ -1152,6 +1153,71 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
     },
   },
   {
+    name: "openers taking over one stale lock at once never open together (three at a time, 30 rounds)",
+    async run(ctx) {
+      const { hostname } = await import("node:os");
+      const { createFilePersister } = await import("../../adapters/sqljs-file.ts");
+      for (let round = 0; round < 30; round++) {
+        await ctx.write(`${ctx.path}.lock`, `${DEAD_PID}\n${hostname()}\n`);
+        const persisters = Array.from({ length: 3 }, () => createFilePersister(ctx.path, { sync: false }));
+        const loads = await Promise.allSettled(persisters.map((p) => p.load()));
+        const opened = persisters.filter((_, i) => loads[i]!.status === "fulfilled");
+        for (const l of loads) {
+          if (l.status === "rejected") ok(l.reason instanceof StorageBlockedError, `refused: ${l.reason}`);
+        }
+        for (const p of opened) await p.close();
+        equal(opened.length, 1, `round ${round}: exactly one of three openers holds the lock`);
+        equal(await ctx.exists(`${ctx.path}.lock`), false, "the one that opened let go of it");
+      }
+    },
+  },
+  {
+    name: "a takeover claim left by an opener that died while taking a stale lock over does not hold the next opener",
+    async run(ctx) {
+      const { hostname } = await import("node:os");
+      const { readFile, readlink, utimes } = await import("node:fs/promises");
+      const boot = (await readFile("/proc/sys/kernel/random/boot_id", "utf8").catch(() => null))?.trim();
+      const ns = await readlink("/proc/self/ns/pid").catch(() => null);
+      const place = boot && ns ? `${boot} ${ns}` : "";
+      await ctx.write(`${ctx.path}.lock`, `${DEAD_PID}\n${hostname()}\n`);
+      await ctx.write(`${ctx.path}.lock.takeover`, `${DEAD_PID}\n${hostname()}\nabc\n${place}\n`);
+      const { openSqlJsFileStorage } = await import("../../adapters/sqljs-file.ts");
+      // Its claimer is gone: let go at once (waiting for its age would take an hour).
+      const s = await openSqlJsFileStorage(ctx.path, { lockStaleMs: 3_600_000, sync: false });
+      await s.close();
+      // One that cannot be judged by its process (cut short) is let go once older than lockStaleMs.
+      await ctx.write(`${ctx.path}.lock`, `${DEAD_PID}\n${hostname()}\n`);
+      await ctx.write(`${ctx.path}.lock.takeover`, "");
+      const then = (Date.now() - 60_000) / 1000;
+      await utimes(`${ctx.path}.lock.takeover`, then, then);
+      const again = await openSqlJsFileStorage(ctx.path, { lockStaleMs: 5_000, sync: false });
+      await again.close();
+      equal(await ctx.exists(`${ctx.path}.lock.takeover`), false, "no claim left behind");
+    },
+  },
+  {
+    name: "a lock cut short by a crash of the machine (empty, or no host) is judged by its age, not held for good",
+    async run(ctx) {
+      const { utimes } = await import("node:fs/promises");
+      const { openSqlJsFileStorage } = await import("../../adapters/sqljs-file.ts");
+      const lockFile = `${ctx.path}.lock`;
+      for (const text of ["", "12"]) {
+        // Written a minute ago and never refreshed since: its holder is gone.
+        await ctx.write(lockFile, text);
+        const then = (Date.now() - 60_000) / 1000;
+        await utimes(lockFile, then, then);
+        const s = await openSqlJsFileStorage(ctx.path, { lockStaleMs: 5_000, sync: false });
+        await jobWith(s, 1);
+        await s.close();
+        equal(await ctx.exists(lockFile), false);
+      }
+      // A fresh one ages too (nobody refreshes it): the opener waits it out, then takes it over.
+      await ctx.write(lockFile, "");
+      const s = await openSqlJsFileStorage(ctx.path, { lockStaleMs: 300, sync: false });
+      await s.close();
+    },
+  },
+  {
     name: "openSqlJsFileStorage() passes lockStaleMs to its file persister",
     async run(ctx) {
       const { hostname } = await import("node:os");
@@ -1200,8 +1266,13 @@ export const sqljsFileLockCases: Case<FileCtx>[] = [
       const { mkdir, rm } = await import("node:fs/promises");
       await rm(ctx.path);
       await mkdir(ctx.path);
-      await rejects(() => ctx.open(), StorageError, "Could not read");
+      // Trying again does not cure it (the path must change): a setup error, not a transient one.
+      await rejects(() => ctx.open(), StorageSetupError, "Could not open");
       equal(await ctx.exists(`${ctx.path}.lock`), false, "the lock went with the failed load");
+      // Inside a path that is a file (ENOTDIR): refused the same way, nothing left behind.
+      await rm(ctx.path, { recursive: true });
+      await ctx.write(ctx.path, "");
+      await rejects(() => ctx.openAt(`${ctx.path}/inner.sqlite`), StorageSetupError, "Could not open");
     },
   },
 ];
