@@ -156,6 +156,21 @@ interface WebLocks {
 /** How long a browser persister waits for another tab to let go of its database (default). */
 export const DEFAULT_LOCK_WAIT_MS = 2000;
 
+/**
+ * Node, Deno or Bun, detected through `globalThis`: a process no browser tab shares. An
+ * Electron renderer has Node's `process` too, but it is a page among others: not one.
+ */
+function serverRuntime(): boolean {
+  const g = globalThis as {
+    process?: { versions?: { node?: unknown; electron?: unknown } };
+    Deno?: unknown;
+    Bun?: unknown;
+  };
+  const versions = g.process?.versions;
+  if (versions?.electron !== undefined) return false;
+  return typeof versions?.node === "string" || g.Deno !== undefined || g.Bun !== undefined;
+}
+
 /** Locks held in this realm where there are no Web Locks (see `holdWebLock`). */
 const heldHere = new Set<string>();
 
@@ -173,9 +188,11 @@ const heldHere = new Set<string>();
 export async function holdWebLock(name: string, what: string, waitMs: number): Promise<() => void> {
   const locks = (globalThis as { navigator?: { locks?: WebLocks } }).navigator?.locks;
   if (!locks || typeof locks.request !== "function") {
-    // Browsers (windows and workers) say whether they are a secure context; Node, Deno and Bun do not.
+    // Browsers (windows and workers) say whether they are a secure context; Node, Deno and
+    // Bun do not, unless a DOM emulation (jsdom) or a polyfill put one there: no other tab
+    // shares their databases, whatever it says.
     const secure = (globalThis as { isSecureContext?: unknown }).isSecureContext;
-    if (typeof secure === "boolean") {
+    if (typeof secure === "boolean" && !serverRuntime()) {
       throw new StorageSetupError(
         `${what} cannot be opened here: this page has no Web Locks (navigator.locks)` +
           (secure ? "" : ", which browsers give only to secure contexts (https, or http on localhost)") +

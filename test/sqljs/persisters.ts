@@ -207,7 +207,39 @@ export const indexedDbPersisterCases: Case<IndexedDbCtx>[] = [
   },
 ];
 
+/** Node, Deno or Bun (not a browser page, where a global `isSecureContext` is the browser's own). */
+const serverRuntime = (() => {
+  const g = globalThis as { process?: { versions?: { node?: unknown } }; Deno?: unknown; Bun?: unknown };
+  return typeof g.process?.versions?.node === "string" || g.Deno !== undefined || g.Bun !== undefined;
+})();
+
 export const opfsPersisterCases: Case<{ directory: OpfsDirectoryHandle }>[] = [
+  {
+    name: "in Node, Deno or Bun a global isSecureContext (a DOM emulation such as jsdom, a polyfill) does not " +
+      "make opening refuse for want of Web Locks: no other tab shares the database",
+    ...(serverRuntime ? {} : { skip: "a browser page: its isSecureContext is its own" }),
+    async run({ directory }) {
+      const had = Object.getOwnPropertyDescriptor(globalThis, "isSecureContext");
+      Object.defineProperty(globalThis, "isSecureContext", { value: true, configurable: true });
+      try {
+        const s = await openTestStorage({ persister: createOpfsPersister({ name: "tasks", directory }) });
+        const b = buildJob([{ key: "a" }]);
+        await s.createJob(b.job, b.tasks);
+        await s.close();
+        // The lock of this realm still refuses a second open of one database.
+        const first = await openTestStorage({ persister: createOpfsPersister({ name: "tasks", directory }) });
+        await rejects(
+          () => openTestStorage({ persister: createOpfsPersister({ name: "tasks", directory, lockWaitMs: 0 }) }),
+          StorageBlockedError,
+        );
+        equal((await first.listJobs()).length, 1);
+        await first.close();
+      } finally {
+        if (had) Object.defineProperty(globalThis, "isSecureContext", had);
+        else delete (globalThis as { isSecureContext?: boolean }).isSecureContext;
+      }
+    },
+  },
   {
     name: "files without createWritable() (Safari before 17.4) fail the open with StorageSetupError, which " +
       "retrying does not cure, instead of a transient error",
