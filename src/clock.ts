@@ -173,17 +173,21 @@ export class ManualClock implements Clock {
    *
    * Throws a `RangeError` once the next timer lies more than `maxMs` (default one day) of
    * clock time past the call, and an `Error` when nothing is left to fire and the promise
-   * still waits: it can never settle. Made for work whose waits are this clock's timers and
+   * still waits: it can never settle. A started executor always has a timer due (its poll),
+   * so a job that never ends is stopped only by `maxMs`, after one settle of the event loop
+   * per timer fired (about 9 s of real time per clock hour at a 1 s poll): set `maxMs` to
+   * what the test needs. Made for work whose waits are this clock's timers and
    * whose storage answers at once (the memory adapter); an agent that waits on real time or
    * real I/O would see time jump while it waits (`stepMs` bounds each jump).
    */
   async runUntil<T>(promise: PromiseLike<T>, options: { maxMs?: number; stepMs?: number } = {}): Promise<T> {
+    // Observed first: refused options must not leave a rejection of `promise` unhandled.
+    let outcome: { value: T } | { error: unknown } | undefined;
+    Promise.resolve(promise).then((value) => (outcome = { value }), (error) => (outcome = { error }));
     const maxMs = options.maxMs ?? 86_400_000;
     const stepMs = options.stepMs ?? Infinity;
     if (!(maxMs >= 0)) throw new RangeError(`runUntil(): maxMs must be a number >= 0, got ${maxMs}`);
     if (!(stepMs > 0)) throw new RangeError(`runUntil(): stepMs must be a number > 0, got ${stepMs}`);
-    let outcome: { value: T } | { error: unknown } | undefined;
-    Promise.resolve(promise).then((value) => (outcome = { value }), (error) => (outcome = { error }));
     const limit = this.#monotonic + maxMs;
     for (let idle = 0;;) {
       await settle();

@@ -118,6 +118,25 @@ export const unitCases: Case<unknown>[] = [
     },
   },
   {
+    name: "ManualClock.runUntil() with refused options still observes the promise: its rejection is not left unhandled",
+    async run() {
+      const clock = new ManualClock(0);
+      // A thenable stands for job.wait(): what runUntil() hands its `then` is what handles a rejection.
+      let handled = false;
+      const watched: PromiseLike<never> = {
+        then(_onValue, onError) {
+          handled = typeof onError === "function";
+          return Promise.resolve() as never;
+        },
+      };
+      let thrown: unknown;
+      await clock.runUntil(watched, { stepMs: 0 }).catch((e) => (thrown = e));
+      ok(thrown instanceof RangeError, `a RangeError, got ${thrown}`);
+      await clock.advance(0);
+      ok(handled, "the promise was given a rejection handler");
+    },
+  },
+  {
     name: "Emitter: off() stops a listener added with once(), as it stops one added with on()",
     run() {
       const emitter = new Emitter();
