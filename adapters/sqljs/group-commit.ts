@@ -193,11 +193,16 @@ export class GroupCommit {
       this.#generation = generation;
     });
     await this.#start.persister.replace(snapshot, journalHeader(generation));
-    this.#snapshotBytes = snapshot.length;
+    this.#snapshotWritten(snapshot.length);
+    this.#advance(seq);
+  }
+
+  /** A snapshot of `bytes` replaced the journal: the counts start again from it. */
+  #snapshotWritten(bytes: number): void {
+    this.#snapshotBytes = bytes;
     this.#journalBytes = HEADER_BYTES;
     this.#appends = 0;
     this.stats.compactions++;
-    this.#advance(seq);
   }
 
   #advance(seq: number): void {
@@ -241,10 +246,7 @@ export class GroupCommit {
     this.#pending = [];
     this.#pendingBytes = 0;
     this.#compactRequested = false;
-    this.#snapshotBytes = snapshot.length;
-    this.#journalBytes = HEADER_BYTES;
-    this.#appends = 0;
-    this.stats.compactions++;
+    this.#snapshotWritten(snapshot.length);
     this.#durable = seq;
     this.#failure = null;
   }

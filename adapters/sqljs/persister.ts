@@ -45,7 +45,7 @@ export interface SqlJsPersister {
    * grow with their number (default: no limit). Where each append is a file of its own,
    * opening reads and the next snapshot deletes every one of them: the storage writes a
    * snapshot once this many appends were made since the last one, whatever the
-   * `compaction` options say.
+   * `compaction` options say. Anything but a number >= 1 means no limit.
    */
   readonly maxAppends?: number;
   /** Open the database for one storage and read what is stored. */
