@@ -38,5 +38,9 @@ export function backoffDelay(attempt: number, options: RetryOptions, random: () 
   // No delay stays no delay, however large the power grows (0 * Infinity would be NaN).
   const raw = options.delayMs === 0 ? 0 : options.delayMs * Math.pow(options.factor, Math.max(0, attempt - 1));
   const capped = Math.min(options.maxDelayMs, raw);
-  return options.jitter ? Math.floor(random() * capped) : capped;
+  if (!options.jitter) return capped;
+  const r = random();
+  // Math.random's range: a source answering outside [0, 1) (NaN, 2, -1, not a number)
+  // would make a delay that is NaN, negative or past the cap. Such a draw waits the cap.
+  return typeof r === "number" && r >= 0 && r < 1 ? Math.floor(r * capped) : capped;
 }

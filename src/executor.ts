@@ -98,7 +98,10 @@ export interface ExecutorOptions {
   progressThrottleMs?: number;
   /** Time source (default the system clock); inject a `ManualClock` in tests. */
   clock?: Clock;
-  /** Random source for jitter (default `Math.random`). */
+  /**
+   * Random source for jitter (default `Math.random`), answering in [0, 1) as it does. A draw
+   * outside that range, or one that throws, waits the whole (capped) delay.
+   */
   random?: () => number;
   /**
    * Largest task input, output, spawned child input, cache or state value, in bytes of
@@ -227,6 +230,9 @@ function positive(
   }
   return value;
 }
+
+/** Largest `queueCapacity`: the length of the ring buffer's array. */
+const MAX_QUEUE_CAPACITY = 2 ** 32 - 1;
 
 /** A non-negative numeric option, or `undefined` when not given (see `positive`). */
 function nonNegative(name: string, value: number | undefined, integer: boolean): number | undefined {
@@ -504,9 +510,24 @@ export class Executor {
     if (typeof random !== "function") {
       throw new TypeError(`Executor option "random" must be a function, got ${shown(random)}`);
     }
-    this.#random = random;
+    // A source that throws would throw out of the code storing a result (the claim loop):
+    // its draw counts as out of range (see `backoffDelay`).
+    this.#random = () => {
+      try {
+        return random();
+      } catch {
+        return Number.NaN;
+      }
+    };
     this.#maxWorkers = positive("maxWorkers", options.maxWorkers, 4, true);
     const capacity = positive("queueCapacity", options.queueCapacity, 1000, true);
+    if (capacity > MAX_QUEUE_CAPACITY) {
+      // The ring buffer is an array (at most 2^32 - 1 slots): past that its constructor
+      // failed with "Invalid array length", naming no option.
+      throw new RangeError(
+        `Executor option "queueCapacity" must be a positive integer of at most ${MAX_QUEUE_CAPACITY}, got ${capacity}`,
+      );
+    }
     this.#taskTimeoutMs = positive("taskTimeoutMs", options.taskTimeoutMs, 300_000);
     const r = options.retry ?? {};
     if (typeof r !== "object" || r === null || Array.isArray(r)) {
@@ -551,12 +572,14 @@ export class Executor {
     if (
       typeof queue !== "object" || queue === null || methods.some((m) => typeof queue[m] !== "function") ||
       !(Number.isSafeInteger(queue.capacity) && queue.capacity >= 1) ||
-      !(Number.isSafeInteger(queue.size) && queue.size >= 0)
+      queue.size !== 0
     ) {
       // The claim loop asks the storage for `capacity - size` tasks: a claim limit must be an
       // integer, so an unbounded (`Infinity`), fractional or missing one would never claim.
+      // A new queue holds nothing: one that says it holds more than its capacity left no
+      // room to claim into for good, and items the executor did not claim are not its to run.
       throw new TypeError(
-        `Executor option "queue" must build a Queue (integer capacity >= 1 and size, tryPush, tryPop, drain, ` +
+        `Executor option "queue" must build an empty Queue (integer capacity >= 1, size 0, tryPush, tryPop, drain, ` +
           `close), got capacity ${shown(queue?.capacity)} and size ${shown(queue?.size)}`,
       );
     }

@@ -93,8 +93,8 @@ export class RingQueue<T> implements Queue<T> {
 
   /** Create a queue holding at most `capacity` items. */
   constructor(capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) {
-      throw new RangeError(`Queue "capacity" must be a positive integer, got ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 2 ** 32 - 1) {
+      throw new RangeError(`Queue "capacity" must be a positive integer of at most 4294967295, got ${capacity}`);
     }
     this.#items = new Array(capacity);
   }

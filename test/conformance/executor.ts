@@ -1617,6 +1617,12 @@ export const executorCases: Case<ExecContext>[] = [
       const registry = registryOf();
       throws(() => new Executor({ storage: ctx.storage, registry, maxWorkers: 0 }), RangeError, '"maxWorkers"');
       throws(() => new Executor({ storage: ctx.storage, registry, queueCapacity: 1.5 }), RangeError, "1.5");
+      throws(
+        () => new Executor({ storage: ctx.storage, registry, queueCapacity: 2 ** 32 }),
+        RangeError,
+        "queueCapacity",
+      );
+      throws(() => new RingQueue(2 ** 32), RangeError, "capacity");
       throws(() => new Executor({ storage: ctx.storage, registry, taskTimeoutMs: -1 }), RangeError, '"taskTimeoutMs"');
       // Its leases' owner: a UTF-8 store would keep U+FFFD there, no longer this executor's id.
       throws(() => new Executor({ storage: ctx.storage, registry, id: "worker-\ud83d" }), TypeError, '"id"');
@@ -2200,14 +2206,16 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
-    name: "a custom queue whose capacity or size is not an integer count is refused, not left never claiming",
+    name:
+      "a custom queue whose capacity or size is not an integer count, or that is not empty when built, is refused, not left never claiming",
     run(ctx) {
       const shaped = (capacity: unknown, size: unknown) => (): Queue<Task> =>
         queueOver(new RingQueue<Task>(4), { capacity, size });
       // An unbounded queue (capacity Infinity), a fractional capacity, and `size` written
       // as a method: each makes the claim limit `capacity - size` no integer, which
       // claimReady() refuses on every claim, so the executor would run nothing.
-      for (const [capacity, size] of [[Infinity, 0], [2.5, 0], [4, () => 0]] as const) {
+      // A new queue saying it holds more than its capacity (or anything at all) leaves no room to claim into.
+      for (const [capacity, size] of [[Infinity, 0], [2.5, 0], [4, () => 0], [4, 5], [4, 1e9], [4, 1]] as const) {
         throws(
           () => harness(ctx.storage, [agent("echo", (n) => n)], { queue: shaped(capacity, size) }),
           TypeError,
@@ -2500,6 +2508,39 @@ export const executorCases: Case<ExecContext>[] = [
       await first;
       ok(firstDone);
       await second;
+    },
+  },
+  {
+    name:
+      "a random source that throws or answers outside [0, 1) neither stops the executor nor makes a retry's delay NaN, negative or past the cap",
+    async run(ctx) {
+      const sources: [string, () => number][] = [
+        ["throws", () => {
+          throw new Error("no entropy");
+        }],
+        ["NaN", () => Number.NaN],
+        ["2", () => 2],
+        ["-1", () => -1],
+      ];
+      for (const [what, random] of sources) {
+        let calls = 0;
+        const { executor, clock } = harness(ctx.storage, [agent("flaky", () => {
+          if (++calls < 3) throw new Error("not yet");
+          return calls;
+        })], { random, retry: { delayMs: 1000, factor: 2, maxDelayMs: 1500, jitter: true } });
+        const delays: number[] = [];
+        const storageErrors: unknown[] = [];
+        executor.on("task:retrying", (p) => delays.push(p.delayMs, p.task.runAt - p.error.at));
+        executor.on("storage:error", (p) => storageErrors.push(p.error));
+        executor.start();
+        const job = await executor.submit({ name: `random ${what}`, tasks: [{ key: "a", agent: "flaky" }] });
+        deepEqual(await clock.runUntil(job.wait(), { maxMs: 60_000 }), { a: 3 }, what);
+        deepEqual(delays, [1000, 1000, 1500, 1500], `random() ${what}: the retries wait the whole capped delay`);
+        deepEqual(storageErrors, [], what);
+        const a = await taskByKey(ctx, job.id, "a");
+        equal(a.attempts, 3, what);
+        await executor.shutdown();
+      }
     },
   },
 ];

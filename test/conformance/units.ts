@@ -176,6 +176,17 @@ export const unitCases: Case<unknown>[] = [
     },
   },
   {
+    name:
+      "backoffDelay with a random source answering outside [0, 1) waits the capped delay (never NaN, negative or past the cap)",
+    run() {
+      const j = { delayMs: 100, factor: 3, maxDelayMs: 1000, jitter: true };
+      for (const r of [Number.NaN, 1, 2, -1, Infinity, -Infinity, "0.5" as never, undefined as never]) {
+        equal(backoffDelay(3, j, () => r), 900, `random() answering ${String(r)}`);
+        equal(backoffDelay(9, j, () => r), 1000, `random() answering ${String(r)}, capped`);
+      }
+    },
+  },
+  {
     name: "newId makes 26-character ids that increase, from fractional and backward-going times too",
     run() {
       const valid = /^[0-9A-HJKMNP-TV-Z]{26}$/;
