@@ -436,6 +436,8 @@ export class Executor {
   #unwatch: (() => void) | null = null;
   /** `wait()`ers by job id, and the storage subscription that wakes them (while there are any). */
   readonly #jobWaiters = new Map<string, Set<() => void>>();
+  /** The last status change under way per job (see `#setJobStatus`). */
+  readonly #statusChanges = new Map<string, Promise<void>>();
   #unwatchJobs: (() => void) | null = null;
   /** A check of every held job: 0 none, 1 running, 2 running and another one asked for. */
   #checkingAll: 0 | 1 | 2 = 0;
@@ -1026,7 +1028,25 @@ export class Executor {
     }
   }
 
-  async #setJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job> {
+  /**
+   * Status changes of one job made through this executor, applied one after another in the
+   * order they were called: `pause(); resume();` without awaiting ends `running`, as
+   * called. Each read the job before the other wrote, so the later write won otherwise.
+   */
+  #setJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job> {
+    const before = this.#statusChanges.get(jobId);
+    const change = before
+      ? before.then(() => this.#applyJobStatus(jobId, status))
+      : this.#applyJobStatus(jobId, status);
+    const settled = change.then(() => {}, () => {});
+    this.#statusChanges.set(jobId, settled);
+    void settled.then(() => {
+      if (this.#statusChanges.get(jobId) === settled) this.#statusChanges.delete(jobId);
+    });
+    return change;
+  }
+
+  async #applyJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job> {
     // A commit that failed with an error that may pass is retried from the read: when it
     // was applied after all, the job already shows the status.
     let failures = 0;

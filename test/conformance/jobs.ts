@@ -361,6 +361,37 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "pause(), resume() and cancel() called without awaiting take effect in the order they were called",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const step = agent("step", (_i, c) => (c.task.key === "first" ? gate.promise : c.task.key));
+      const hang = agent("hang", (_i, c) => aborted(c.signal));
+      const { executor, clock } = harness(ctx.storage, [step, hang]);
+      executor.start();
+      const job = await executor.submit({
+        name: "order",
+        tasks: [{ key: "first", agent: "step" }, { key: "second", agent: "step", dependsOn: ["first"] }],
+      });
+      await until(async () => byKey(await job.tasks()).first!.status === "running", "first running", clock);
+      // Each read the job as running before the other wrote: the pause was written last.
+      const answers = await Promise.all([job.pause(), job.resume()]);
+      deepEqual(answers.map((j) => j.status), ["paused", "running"]);
+      equal((await job.status()).status, "running", "resume() was called last");
+      const again = await Promise.all([job.resume(), job.pause(), job.resume(), job.pause()]);
+      deepEqual(again.map((j) => j.status), ["running", "paused", "running", "paused"]);
+      equal((await job.status()).status, "paused");
+      await job.resume();
+      gate.resolve("first done");
+      deepEqual(await job.wait(), { first: "first done", second: "second" });
+      // After a cancel, a resume called next finds the job ended and leaves it so.
+      const other = await executor.submit({ name: "order-2", tasks: [{ key: "x", agent: "hang" }] });
+      const [cancelled, resumed] = await Promise.all([other.cancel(), other.resume()]);
+      equal(cancelled.status, "cancelled");
+      equal(resumed.status, "cancelled");
+      await executor.shutdown();
+    },
+  },
+  {
     name: "pause() hands back tasks already claimed into the ready queue: nothing of the job starts while paused",
     async run(ctx) {
       const gate = deferred<string>();
