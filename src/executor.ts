@@ -191,6 +191,11 @@ interface Pending {
 
 type State = "idle" | "running" | "stopping" | "stopped";
 
+/** Refuse an id argument that is not text (a number, an object) with a `TypeError` naming the call. */
+function checkId(call: string, name: string, value: unknown): void {
+  if (typeof value !== "string") throw new TypeError(`${call} "${name}" must be a string, got ${shown(value)}`);
+}
+
 function shown(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "function") return "a function";
@@ -768,6 +773,7 @@ export class Executor {
    * read that fails with an error that may pass is retried, as the handle's reads are.
    */
   async job(id: string): Promise<JobHandle> {
+    checkId("job()", "id", id);
     if (!(await this.#retried("getJob", () => this.storage.getJob(id)))) throw new NotFoundError("job", id);
     return new JobHandle(id, this.#host());
   }
@@ -779,6 +785,7 @@ export class Executor {
    * as in `submit()`, and the decision is stored once.
    */
   async review(taskId: string, decision: "accept" | "reject", reason: string = ""): Promise<Task> {
+    checkId("review()", "taskId", taskId);
     if (decision !== "accept" && decision !== "reject") {
       throw new TypeError(`review() "decision" must be "accept" or "reject", got ${shown(decision)}`);
     }
@@ -831,6 +838,7 @@ export class Executor {
    * back, which may already be running again.
    */
   async retryTask(taskId: string): Promise<Task> {
+    checkId("retryTask()", "taskId", taskId);
     return await this.#changeTask(taskId, (task) => {
       if (task.status !== "blocked") {
         throw new InvalidTransitionError(
@@ -855,6 +863,7 @@ export class Executor {
    * cancelling its job. Resolves with the stored task.
    */
   async cancelTask(taskId: string, reason: string = "Cancelled by a person"): Promise<Task> {
+    checkId("cancelTask()", "taskId", taskId);
     if (typeof reason !== "string") throw new TypeError(`cancelTask() "reason" must be a string, got ${shown(reason)}`);
     return await this.#changeTask(taskId, (task) => {
       if (!CANCELLABLE_ALONE.has(task.status)) {

@@ -1667,7 +1667,7 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
-    name: "bad arguments to run(), on(), review(), retryTask() and wait() are errors naming them",
+    name: "bad arguments to run(), on(), job(), review(), retryTask(), cancelTask() and wait() are errors naming them",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [agent("noop", () => null)]);
       await rejects(() => executor.run("x" as never), TypeError, '"signal"');
@@ -1676,6 +1676,11 @@ export const executorCases: Case<ExecContext>[] = [
       const [t] = await ctx.storage.listTasks({ jobId: job.id });
       await rejects(() => executor.review(t!.id, "maybe" as never), TypeError, '"decision"');
       await rejects(() => executor.review(t!.id, "reject", 42 as never), TypeError, '"reason"');
+      // An id that is not text is a mistake in the call, not a task or job that is missing.
+      await rejects(() => executor.job(5 as never), TypeError, 'job() "id" must be a string, got 5');
+      await rejects(() => executor.review({} as never, "accept"), TypeError, 'review() "taskId"');
+      await rejects(() => executor.retryTask({} as never), TypeError, 'retryTask() "taskId"');
+      await rejects(() => executor.cancelTask(undefined as never), TypeError, 'cancelTask() "taskId"');
       // A task that never asked for review, or is not blocked, is named as such.
       await rejects(() => executor.review(t!.id, "accept"), InvalidTransitionError, "did not ask for review");
       await rejects(() => executor.retryTask(t!.id), InvalidTransitionError, "blocked task only");
