@@ -9,23 +9,31 @@
  *
  * Rounds per workload: `RUNTIME_CRASH_ROUNDS` (default 5).
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, watch } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { openSqlJsFileStorage } from "../../adapters/sqljs-file.ts";
 import { isFinal } from "../../src/status.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const fixture = join(root, "test/fixtures/runtime-crash-child.ts");
-const bundle = join(root, "test/fixtures/.runtime-crash-child.run.mjs");
+// One bundle per test process: two runs in one checkout do not write or delete each other's.
+const bundle = join(root, `test/fixtures/.runtime-crash-child.${process.pid}.run.mjs`);
 const bin = (name: string): string => join(root, "node_modules/.bin", name);
 const rounds = Number(process.env.RUNTIME_CRASH_ROUNDS ?? 5);
 let dir = "";
+/** Children not exited yet: killed after each test, so one that failed or timed out midway leaves none. */
+const live = new Set<ChildProcess>();
+const track = <C extends ChildProcess>(child: C): C => {
+  live.add(child);
+  child.on("close", () => live.delete(child));
+  return child;
+};
 
 type Runtime = "deno" | "bun" | "node";
 const command = (rt: Runtime, args: string[]): [string, string[]] =>
@@ -49,6 +57,10 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "task-core-rt-crash-"));
 });
 
+afterEach(() => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
 afterAll(async () => {
   await rm(bundle, { force: true });
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -68,7 +80,7 @@ function runAndKill(rt: Runtime, args: string[], ms: number, inSnapshot = 0): Pr
   const base = args[1]!.slice(dir.length + 1);
   return new Promise((resolve, reject) => {
     const [cmd, argv] = command(rt, args);
-    const child = spawn(cmd, argv, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    const child = track(spawn(cmd, argv, { cwd: root, stdio: ["ignore", "pipe", "pipe"] }));
     let seen = 0;
     let armed = false;
     const watcher = inSnapshot > 0
@@ -91,7 +103,8 @@ function runAndKill(rt: Runtime, args: string[], ms: number, inSnapshot = 0): Pr
     });
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     child.on("error", reject);
-    child.on("exit", (code, signal) => {
+    // "close", not "exit": at "exit" the last lines it printed may not have been read yet.
+    child.on("close", (code, signal) => {
       clearTimeout(timer);
       watcher?.close();
       if (signal !== "SIGKILL") reject(new Error(`${rt} child exited with ${code ?? signal} before the kill: ${err}`));
@@ -103,13 +116,13 @@ function runAndKill(rt: Runtime, args: string[], ms: number, inSnapshot = 0): Pr
 function runToEnd(rt: Runtime, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const [cmd, argv] = command(rt, args);
-    const child = spawn(cmd, argv, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    const child = track(spawn(cmd, argv, { cwd: root, stdio: ["ignore", "pipe", "pipe"] }));
     let out = "";
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${rt} verify: ${code} ${err}`))));
+    child.on("close", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${rt} verify: ${code} ${err}`))));
   });
 }
 

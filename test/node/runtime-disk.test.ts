@@ -6,7 +6,7 @@
  * database opens again; an open that cannot work until a path or permission changes is a
  * `StorageSetupError`.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +15,8 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const mnt = `/tmp/task-core-disk-${process.pid}`;
 let mounted = false;
+/** Children not exited yet: a test that failed or timed out midway must not keep the tmpfs busy. */
+const live = new Map<ChildProcess, Promise<void>>();
 beforeAll(() => {
   if (process.getuid?.() !== 0) return;
   mkdirSync(mnt, { recursive: true });
@@ -25,8 +27,16 @@ beforeAll(() => {
     // no mount here (a container without the capability)
   }
 });
-afterAll(() => {
-  if (mounted) execFileSync("umount", [mnt], { stdio: "ignore" });
+afterAll(async () => {
+  for (const child of live.keys()) child.kill("SIGKILL");
+  await Promise.all(live.values());
+  if (mounted) {
+    try {
+      execFileSync("umount", [mnt], { stdio: "ignore" });
+    } catch {
+      execFileSync("umount", ["-l", mnt], { stdio: "ignore" }); // still busy: detach it now, freed when let go
+    }
+  }
   rmSync(mnt, { recursive: true, force: true });
 });
 
@@ -38,12 +48,15 @@ function run(rt: Runtime, args: string[]): Promise<string[]> {
     : [join(root, "node_modules/.bin/bun"), [file, ...args]];
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, argv, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    live.set(p, new Promise((r) => p.on("close", () => r())));
     let out = "";
     let err = "";
     const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
     p.stdout.on("data", (d: Buffer) => (out += d.toString()));
     p.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    p.on("exit", (code) => {
+    // "close", not "exit": at "exit" the last lines may not have been read yet.
+    p.on("close", (code) => {
+      live.delete(p);
       clearTimeout(timer);
       if (code === 0) resolve(out.trim().split("\n"));
       else reject(new Error(`${rt} ${args.join(" ")}: ${code} ${err}`));

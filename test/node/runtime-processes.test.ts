@@ -11,7 +11,7 @@ import { mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { openSqlJsFileStorage } from "../../adapters/sqljs-file.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -23,8 +23,15 @@ const command = (rt: Runtime, fixture: string, args: string[]): [string, string[
     : [join(root, "node_modules/.bin/bun"), [file, ...args]];
 };
 let dir = "";
+/** Every child process a test started that has not exited yet (killed after each test). */
+const live = new Set<{ kill(signal: NodeJS.Signals): void }>();
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "task-core-rt-proc-"));
+});
+afterEach(() => {
+  // A test that failed or timed out midway leaves no process behind (a `forever` holder).
+  for (const c of live) c.kill("SIGKILL");
+  live.clear();
 });
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -32,45 +39,66 @@ afterAll(async () => {
 
 interface Child {
   lines: string[];
-  /** Resolves with the first line starting with `prefix`. */
-  line(prefix: string): Promise<string>;
+  /** Resolves with the first line matching `prefix` (a string it starts with, or a pattern). */
+  line(prefix: string | RegExp): Promise<string>;
+  /** Resolves once `enough(lines)` holds; rejects if the child's output ends first. */
+  until(enough: (lines: string[]) => boolean, what: string): Promise<void>;
+  /** Writes to the child's standard input (`stdin: true` only); `null` closes it. */
+  send(text: string | null): void;
   kill(signal: NodeJS.Signals): void;
+  /** Settles once the child exited and its output was read to the end ("close", not "exit"). */
   exited: Promise<{ code: number | null; signal: string | null; err: string }>;
 }
 
-function start(rt: Runtime, fixture: string, args: string[]): Child {
+function start(rt: Runtime, fixture: string, args: string[], { stdin = false } = {}): Child {
   const [cmd, argv] = command(rt, fixture, args);
-  const p = spawn(cmd, argv, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  const p = spawn(cmd, argv, { cwd: root, stdio: [stdin ? "pipe" : "ignore", "pipe", "pipe"] });
   const lines: string[] = [];
   let buf = "";
   let err = "";
-  const waiting: [string, (l: string) => void][] = [];
-  p.stdout.on("data", (d: Buffer) => {
+  const waiting = new Set<() => void>();
+  p.stdout!.on("data", (d: Buffer) => {
     buf += d.toString();
     const parts = buf.split("\n");
     buf = parts.pop()!;
-    for (const l of parts) {
-      lines.push(l);
-      for (const w of waiting.filter(([prefix]) => l.startsWith(prefix))) {
-        waiting.splice(waiting.indexOf(w), 1);
-        w[1](l);
-      }
-    }
+    lines.push(...parts);
+    for (const w of [...waiting]) w();
   });
-  p.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  p.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const handle = { kill: (signal: NodeJS.Signals) => void p.kill(signal) };
+  live.add(handle);
+  // "close", not "exit": at "exit" the last lines may not have been read yet.
   const exited = new Promise<{ code: number | null; signal: string | null; err: string }>((resolve) =>
-    p.on("exit", (code, signal) => resolve({ code, signal, err }))
+    p.on("close", (code, signal) => {
+      live.delete(handle);
+      resolve({ code, signal, err });
+    })
   );
+  const until = (enough: (lines: string[]) => boolean, what: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        if (!enough(lines)) return;
+        waiting.delete(check);
+        resolve();
+      };
+      waiting.add(check);
+      check();
+      void exited.then((e) => {
+        waiting.delete(check);
+        reject(new Error(`${rt} ${fixture} exited before ${what}: ${e.code ?? e.signal} ${e.err}`));
+      });
+    });
+  const matches = (prefix: string | RegExp) => (l: string) =>
+    typeof prefix === "string" ? l.startsWith(prefix) : prefix.test(l);
   return {
     lines,
-    line: (prefix) =>
-      new Promise((resolve, reject) => {
-        const found = lines.find((l) => l.startsWith(prefix));
-        if (found) return resolve(found);
-        waiting.push([prefix, resolve]);
-        void exited.then((e) => reject(new Error(`exited before "${prefix}": ${e.code} ${e.err}`)));
-      }),
-    kill: (signal) => p.kill(signal),
+    line: async (prefix) => {
+      await until((ls) => ls.some(matches(prefix)), `"${prefix}"`);
+      return lines.find(matches(prefix))!;
+    },
+    until,
+    send: (text) => (text === null ? p.stdin!.end() : void p.stdin!.write(text)),
+    kill: handle.kill,
     exited,
   };
 }
@@ -83,11 +111,13 @@ test(
       const holder = start(first, "lock-child.ts", [path, "forever"]);
       await holder.line("OPEN");
       const refused = start(second, "lock-child.ts", [path, "10"]);
-      expect(await refused.line(""), `${second} while ${first} holds it`).toMatch(/^BLOCKED \w+ StorageBlockedError/);
+      expect(await refused.line(/^(OPEN|BLOCKED) /), `${second} while ${first} holds it`).toMatch(
+        /^BLOCKED \w+ StorageBlockedError/,
+      );
       holder.kill("SIGKILL");
       await holder.exited;
       const taker = start(second, "lock-child.ts", [path, "10"]);
-      expect(await taker.line(""), `${second} after ${first} was killed`).toMatch(/^OPEN/);
+      expect(await taker.line(/^(OPEN|BLOCKED) /), `${second} after ${first} was killed`).toMatch(/^OPEN/);
       expect((await taker.exited).code).toBe(0);
       expect(existsSync(`${path}.lock`), "closed: no lock left").toBe(false);
     }
@@ -110,19 +140,36 @@ test(
       cwd: root,
       stdio: ["ignore", "pipe", "ignore"],
     });
+    let pid = 0;
     try {
       let out = "";
+      let ended = false;
       parent.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      while (!/OPEN/.test(out)) await new Promise((r) => setTimeout(r, 20));
-      const pid = Number(/PID (\d+)/.exec(out)![1]);
+      parent.stdout.on("end", () => (ended = true));
+      while (!/OPEN/.test(out)) {
+        if (ended) throw new Error(`the Deno holder never opened: ${out}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      pid = Number(/PID (\d+)/.exec(out)![1]);
       process.kill(pid, "SIGKILL");
-      while (!/\) Z /.test(await readFile(`/proc/${pid}/stat`, "utf8").catch(() => ""))) {
+      for (;;) {
+        const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+        if (stat === null) throw new Error(`process ${pid} was reaped: no zombie to test with`);
+        if (/\) Z /.test(stat)) break;
         await new Promise((r) => setTimeout(r, 20));
       }
       const taker = start("bun", "lock-child.ts", [path, "10"]);
-      expect(await taker.line(""), "the zombie holds no files").toMatch(/^OPEN/);
+      expect(await taker.line(/^(OPEN|BLOCKED)/), "the zombie holds no files").toMatch(/^OPEN/);
       expect((await taker.exited).code).toBe(0);
     } finally {
+      // The holder too, should the test have failed before it was killed: `sleep` does not take it down.
+      if (pid) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // gone
+        }
+      }
       parent.kill("SIGKILL");
     }
   },
@@ -138,13 +185,26 @@ test("Deno and Bun processes taking over one stale lock at the same moment never
     const path = join(dir, `race-${round}.sqlite`);
     // Left by a process that died (no process has this id).
     await writeFile(`${path}.lock`, `${2 ** 22 + 1}\n${hostname()}\ndeadbeef\n${place}\n`);
-    const at = Date.now() + 2500;
+    // Each child loads sql.js and says READY; once all have, they are told one moment to open
+    // at, however long each took to start. The one that opens holds the lock until every
+    // child has answered (its standard input closed), so a slow child cannot come after it
+    // closed and open a free database.
     const children = (["deno", "bun", round % 2 ? "deno" : "bun"] as const).map((rt) =>
-      start(rt, "lock-child.ts", [path, "1500", "", String(at)])
+      start(rt, "lock-child.ts", [path, "stdin", "", "stdin"], { stdin: true })
     );
-    const first = await Promise.all(children.map((c) => c.line("")));
-    await Promise.all(children.map((c) => c.exited));
-    expect(first.filter((l) => l.startsWith("OPEN")), `round ${round}: ${first.join(" | ")}`).toHaveLength(1);
+    try {
+      await Promise.all(children.map((c) => c.line("READY")));
+      const at = Date.now() + 100;
+      for (const c of children) c.send(`GO ${at}\n`);
+      const first = await Promise.all(children.map((c) => c.line(/^(OPEN|BLOCKED) /)));
+      for (const c of children) c.send(null);
+      const exits = await Promise.all(children.map((c) => c.exited));
+      expect(first.filter((l) => l.startsWith("OPEN")), `round ${round}: ${first.join(" | ")}`).toHaveLength(1);
+      for (const [i, e] of exits.entries()) expect(e.code, `round ${round}, child ${i}: ${e.err}`).toBe(0);
+      expect(existsSync(`${path}.lock`), "the one that opened let go of it").toBe(false);
+    } finally {
+      for (const c of children) c.kill("SIGKILL");
+    }
     rounds++;
   }
   expect(rounds).toBe(6);
@@ -160,7 +220,10 @@ for (const rt of ["deno", "bun"] as const) {
       for (const [i, signal] of (["SIGINT", "SIGTERM", "SIGINT", "SIGTERM", "SIGTERM"] as const).entries()) {
         const child = start(rt, "signal-child.ts", [path]);
         await child.line("READY");
-        await new Promise((r) => setTimeout(r, i === 0 ? 0 : Math.random() * 1200));
+        // Stopped at another point of the run each time: before any task completed, then
+        // once this child has completed that many (tasks are in flight), never after a sleep.
+        const after = [0, 1, 15, 60, 150][i]!;
+        await child.until((ls) => ls.filter((l) => l.startsWith("done ")).length >= after, `${after} completions`);
         child.kill(signal);
         const exit = await Promise.race([
           child.exited,
