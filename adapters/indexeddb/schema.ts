@@ -278,15 +278,27 @@ export interface OpenDatabaseOptions {
  * Rejects with `StorageBlockedError` as soon as the upgrade is blocked by a connection
  * that does not close (task-core's own connections close on `versionchange`); should the
  * blocker close later, the abandoned upgrade is aborted, so nothing changes.
+ *
+ * The abandoned request stays in IndexedDB's queue of opens of that database until the
+ * blocker closes, and an open queued behind it gets no event at all: it would wait for as
+ * long as the other tab keeps the database open. So while an open of this realm is
+ * blocked, the other opens of the database in this realm (pending, or made meanwhile: a
+ * retry) are refused with `StorageBlockedError` too.
  */
 export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> {
   const { factory, name } = options;
   const version = options.version ?? SCHEMA_VERSION;
   return new Promise<TaskCoreDb>((resolve, reject) => {
+    const opens = pendingOpens(factory, name);
+    if (opens.blocked > 0) {
+      reject(queuedBehindBlocked(name));
+      return;
+    }
     let request: IDBOpenDBRequest;
     try {
       request = factory.open(name, version);
     } catch (e) {
+      if (opens.waiting.size === 0) forgetOpens(factory, name);
       reject(toStorageError(e, name, "opening the database"));
       return;
     }
@@ -296,6 +308,16 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
       if (settled) return;
       settled = true;
       reject(e);
+    };
+    // Until the request ends (it may outlive `settled`: see `blocked`), it is one of the
+    // realm's pending opens of the database; once blocked, it holds up the others.
+    let isBlocked = false;
+    const pending = (): void => fail(queuedBehindBlocked(name));
+    opens.waiting.add(pending);
+    const ended = (): void => {
+      if (!opens.waiting.delete(pending)) return;
+      if (isBlocked) opens.blocked--;
+      if (opens.waiting.size === 0) forgetOpens(factory, name);
     };
     request.addEventListener("upgradeneeded", (event) => {
       const tx = request.transaction!;
@@ -325,14 +347,21 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
       }
     });
     request.addEventListener("blocked", (event) => {
+      if (!isBlocked && opens.waiting.has(pending)) {
+        isBlocked = true;
+        opens.blocked++;
+      }
       fail(
         new StorageBlockedError(
           `IndexedDB database "${name}" cannot be upgraded from version ${event.oldVersion} to ${version}: ` +
             `another tab or worker keeps it open and does not close it; close the other tabs and retry`,
         ),
       );
+      // The opens queued behind this one would wait as long, without a word.
+      for (const other of [...opens.waiting]) if (other !== pending) other();
     });
     request.addEventListener("error", (event) => {
+      ended();
       event.preventDefault();
       if (upgradeError !== undefined) {
         fail(toStorageError(upgradeError, name, `upgrading the schema to version ${version}`));
@@ -343,6 +372,7 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
       } else fail(toStorageError(request.error, name, "opening the database"));
     });
     request.addEventListener("success", () => {
+      ended();
       const raw = request.result;
       if (settled) {
         raw.close();
@@ -363,6 +393,35 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
       resolve(wrap(raw) as unknown as TaskCoreDb);
     });
   });
+}
+
+/** The opens of one database in this realm that have not ended, and how many of them are blocked. */
+interface PendingOpens {
+  /** Each pending open's way to refuse it (a no-op once it settled). */
+  waiting: Set<() => void>;
+  /** How many of them got `blocked` (and hold up every open queued behind them). */
+  blocked: number;
+}
+
+const openRequests = new WeakMap<IDBFactory, Map<string, PendingOpens>>();
+
+function pendingOpens(factory: IDBFactory, name: string): PendingOpens {
+  let byName = openRequests.get(factory);
+  if (!byName) openRequests.set(factory, byName = new Map());
+  let opens = byName.get(name);
+  if (!opens) byName.set(name, opens = { waiting: new Set(), blocked: 0 });
+  return opens;
+}
+
+function forgetOpens(factory: IDBFactory, name: string): void {
+  openRequests.get(factory)?.delete(name);
+}
+
+function queuedBehindBlocked(name: string): StorageBlockedError {
+  return new StorageBlockedError(
+    `IndexedDB database "${name}" cannot be opened yet: an upgrade of it that this page asked for is blocked ` +
+      `by another tab or worker that keeps it open and does not close it; close the other tabs and retry`,
+  );
 }
 
 /** The stores of schema version 1: an older database without one of them is not task-core's. */

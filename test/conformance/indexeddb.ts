@@ -402,6 +402,34 @@ export const indexedDbCases: Case<IdbContext>[] = [
     },
   },
   {
+    name: "a second open while an upgrade is still blocked is refused with StorageBlockedError, not left hanging",
+    async run({ raw, name, factory }) {
+      // An older task-core (or another library) in another tab holds a connection and ignores versionchange.
+      const v1 = await openDatabase({ factory, name, version: 1, onVersionChange: () => {}, onTerminated: () => {} });
+      v1.close();
+      const holder = await raw(1);
+      const open = () => openDatabase({ factory, name, version: 2, onVersionChange: () => {}, onTerminated: () => {} });
+      await rejects(open, StorageBlockedError, "another tab");
+      // "close the other tabs and retry": a retry before the other tab is closed must say so again.
+      // IndexedDB queues it behind the first, still blocked request, which gets no further event.
+      const retry = open().then(() => "opened", (e: Error) => e.name);
+      const answer = await Promise.race([retry, sleep(1500).then(() => "still pending after 1.5 s")]);
+      equal(answer, "StorageBlockedError");
+      holder.close();
+      // Once the other tab lets go (and the abandoned upgrade is aborted), an open upgrades as usual.
+      let db: IDBDatabase | undefined;
+      for (let i = 0; !db && i < 100; i++) {
+        db = await open().then((d) => d as unknown as IDBDatabase, async (e: Error) => {
+          if (!(e instanceof StorageBlockedError)) throw e;
+          await sleep(20);
+          return undefined;
+        });
+      }
+      equal(db?.version, 2);
+      db!.close();
+    },
+  },
+  {
     name: "a database that is not task-core's is refused with a clear error",
     async run({ open, raw }) {
       const foreign = await raw();
