@@ -372,10 +372,8 @@ ui.start.addEventListener("click", () =>
       if (await followOpenJob(s0, true)) return null;
       // followOpenJob() also says no when this page already shows an open job: its refresh
       // may have taken up another tab's job while this press waited for the lock, or just
-      // before it (the press landed before the Start button was drawn disabled). What the
-      // storage holds, read under the lock, decides: no second digest while one is open.
-      const open = await findLatestJob(s0.storage, JOB_NAME);
-      if (open && !isJobFinal(open.status)) return null;
+      // before it (the press landed before the Start button was drawn disabled).
+      if (job !== null && !isJobFinal(job.status)) return null;
       return await s0.executor.submit(digestJob(settings));
     });
     if (!started) return;

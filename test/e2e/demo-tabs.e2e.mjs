@@ -99,6 +99,17 @@ const storedJobs = (p) =>
 const openJobs = async (p) =>
   (await storedJobs(p)).filter((j) => !["completed", "failed", "cancelled"].includes(j.status)).map((j) => j.id);
 
+/** Tabs A and B on the demo, with a job started in A: `{ a, b, jobA }`. */
+async function twoTabsWithJobInA(newPage) {
+  const a = await newPage("A");
+  const b = await newPage("B");
+  await openDemo(a);
+  await openDemo(b);
+  await a.click("#start");
+  const jobA = await until("A's job", () => demo(a, () => globalThis.__demo.jobId));
+  return { a, b, jobA };
+}
+
 let failures = 0;
 async function scenario(name, fn) {
   console.log(`\n### ${name}`);
@@ -125,12 +136,7 @@ if (!only || only === "tabs") {
     "two tabs: the other tab follows the job started here (no second job)",
     () =>
       withBrowser(null, async ({ newPage }) => {
-        const a = await newPage("A");
-        const b = await newPage("B");
-        await openDemo(a);
-        await openDemo(b);
-        await a.click("#start");
-        const jobA = await until("A's job", () => demo(a, () => globalThis.__demo.jobId));
+        const { a, b, jobA } = await twoTabsWithJobInA(newPage);
         // Sync point: B's own executor has started a task of A's job.
         await until("B's executor working on A's job", async () => (await state(b)).startedLines > 0);
         // And B has had a refresh after that (its status poll runs every second): wait for A's job to move on.
@@ -219,12 +225,7 @@ if (!only || only === "race") {
     "a Start press that lands as the tab takes up another tab's job starts no second job",
     () =>
       withBrowser(null, async ({ newPage }) => {
-        const a = await newPage("A");
-        const b = await newPage("B");
-        await openDemo(a);
-        await openDemo(b);
-        await a.click("#start");
-        const jobA = await until("A's job", () => demo(a, () => globalThis.__demo.jobId));
+        const { b, jobA } = await twoTabsWithJobInA(newPage);
         // Sync point: B has taken up A's job (its refresh set it; the Start button is drawn
         // disabled a storage read later).
         await until("B showing A's job", async () => {

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { bundleFixture } from "./bundle-fixture.ts";
 import { afterAll, expect, test } from "vitest";
 import { openSqlJsFileStorage } from "../../adapters/sqljs-file.ts";
 
@@ -51,17 +51,7 @@ test(
   "a 1,000-task job survives its process being SIGKILLed (20 runs, each killed at a random point unless the job ended first): nothing lost, nothing completed rerun, at-most-once never twice",
   async () => {
     const child = join(work, "child.mjs");
-    await build({
-      entryPoints: [join(root, "test/fixtures/executor-crash-child.ts")],
-      outfile: child,
-      bundle: true,
-      format: "esm",
-      platform: "node",
-      target: "node20",
-      packages: "external",
-      logLevel: "error",
-      nodePaths: [join(root, "node_modules")],
-    });
+    await bundleFixture(join(root, "test/fixtures/executor-crash-child.ts"), child, [join(root, "node_modules")]);
     // esbuild leaves packages external: let the child resolve them from the project.
     rmSync(join(work, "node_modules"), { force: true, recursive: true });
     await import("node:fs").then((fs) => fs.symlinkSync(join(root, "node_modules"), join(work, "node_modules")));

@@ -11,7 +11,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { rm } from "node:fs/promises";
 import process from "node:process";
-import { build } from "esbuild";
+import { bundleFixture } from "./bundle-fixture.ts";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { openPostgresStorage, type PostgresStorage } from "../../adapters/postgres.ts";
 import { Executor } from "../../src/executor.ts";
@@ -33,16 +33,7 @@ let schema = "";
 
 beforeAll(async () => {
   if (!server.url) return;
-  await build({
-    entryPoints: [fixture],
-    outfile: bundle,
-    bundle: true,
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    packages: "external",
-    logLevel: "error",
-  });
+  await bundleFixture(fixture, bundle);
   db = postgresJsDatabase(server.url);
 });
 

@@ -15,7 +15,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { bundleFixture } from "./bundle-fixture.ts";
 import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { openSqlJsFileStorage } from "../../adapters/sqljs-file.ts";
 import { isFinal } from "../../src/status.ts";
@@ -44,16 +44,7 @@ const command = (rt: Runtime, args: string[]): [string, string[]] =>
     : [process.execPath, [bundle, ...args]];
 
 beforeAll(async () => {
-  await build({
-    entryPoints: [fixture],
-    outfile: bundle,
-    bundle: true,
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    packages: "external",
-    logLevel: "error",
-  });
+  await bundleFixture(fixture, bundle);
   dir = await mkdtemp(join(tmpdir(), "task-core-rt-crash-"));
 });
 
