@@ -1027,8 +1027,8 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
 }
 
 /**
- * The fields `claimReady` sets on a claimed task: `running`, attempts + 1, the lease, and
- * `startedAt` (left `null` for an at-most-once task, whose start the executor stores).
+ * The fields `claimReady` sets on a claimed task: `running`, attempts + 1 and the lease.
+ * `startedAt` is left `null`: the executor stores each start just before calling the agent.
  */
 export function claimPatch(task: Task, owner: string, at: number, leaseMs: number): Task {
   const now = at + 0; // -0 is 0, as every store reads it back
@@ -1037,9 +1037,9 @@ export function claimPatch(task: Task, owner: string, at: number, leaseMs: numbe
   next.attempts = task.attempts + 1;
   next.leaseOwner = owner;
   next.leaseExpiresAt = now + leaseMs;
-  // An at-most-once task's start is stored by the executor just before its agent is
-  // called: a claimed task that never started can then go back to ready after a crash.
-  next.startedAt = task.durability === "at-most-once" ? null : now;
+  // The executor stores the start just before the agent is called: after a crash, a task
+  // claimed into a ready queue but never started goes back to ready uncounted.
+  next.startedAt = null;
   next.version = task.version + 1;
   next.updatedAt = now;
   return next;

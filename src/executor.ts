@@ -140,7 +140,7 @@ export interface ExecutorStats {
   storageErrors: number;
   /** Ended jobs deleted by `retention`. */
   pruned: number;
-  /** Attempts running now. */
+  /** Attempts running now (a worker waiting for its attempt's start to be stored is not counted). */
   running: number;
   /** Claimed tasks waiting in the ready queue. */
   queued: number;
@@ -166,12 +166,14 @@ interface Run {
   lost: boolean;
   /** The attempt waits on its agent's promise: an interruption ends it (see `#interrupt`). */
   waiting: boolean;
-  /** An at-most-once attempt whose start is being stored: its agent is called after. */
+  /** An attempt whose start is being stored: its agent is called after. */
   starting: Promise<void> | null;
   /** Its job was paused while its start was being stored: it goes back unstarted (`#begin`). */
   held: boolean;
   /** The agent was called. */
   called: boolean;
+  /** Why its start could not be stored, if so (the reason `task:lost` gives). */
+  lostReason: string | null;
 }
 
 type Outcome = "completed" | "retry" | "failed" | "lost" | "other";
@@ -187,6 +189,8 @@ interface Pending {
   report?: ((stored: Task) => void) | undefined;
   /** Its one op sets the lease: from the `now` of each commit attempt, not of the enqueue. */
   lease?: boolean | undefined;
+  /** Told why the op was dropped, before `resolve(null)`. */
+  dropped?: ((reason: string) => void) | undefined;
 }
 
 type State = "idle" | "running" | "stopping" | "stopped";
@@ -415,6 +419,8 @@ export class Executor {
   #deadlineTimer: unknown = null;
   #deadlineAt = Infinity;
   #active = 0;
+  /** Of `#active`, the attempts whose start is being stored (their agent is not called yet). */
+  #starting = 0;
   /** Periodic work (heartbeat, recovery, pruning) in progress. */
   readonly #periodic = new Set<Promise<unknown>>();
   /** Checks, a macrotask after an abort, whether the agent settled (`stats().ignoredAbort`). */
@@ -622,7 +628,7 @@ export class Executor {
 
   /** Counters since start. */
   stats(): ExecutorStats {
-    return { ...this.#stats, running: this.#active, queued: this.#queue.size };
+    return { ...this.#stats, running: this.#active - this.#starting, queued: this.#queue.size };
   }
 
   /** Whether the executor is claiming and running tasks. */
@@ -1387,11 +1393,11 @@ export class Executor {
     const now = this.#clock.now();
     this.#forgetExpiredRuns();
     // Only claims never started go back uncounted: a task whose agent ran (its result was
-    // dropped, or an at-most-once start is stored) waits for recovery, as after a crash,
+    // dropped, or its start is stored) waits for recovery, as after a crash,
     // and so does a claim whose lease has ended.
     const orphans = running.filter((t) => {
       if (t.leaseOwner !== this.id || (t.leaseExpiresAt ?? -Infinity) <= now || this.#holds(t.id)) return false;
-      if (t.durability === "at-most-once" && t.startedAt !== null) return false;
+      if (t.startedAt !== null) return false;
       return this.#ranUnstored.get(t.id)?.version !== t.version;
     });
     if (orphans.length > 0) await this.#release(orphans, "Released: the claim's answer was lost");
@@ -1542,6 +1548,7 @@ export class Executor {
       starting: null,
       held: false,
       called: false,
+      lostReason: null,
     };
     const earlier = this.#runs.get(task.id);
     if (earlier && !earlier.done) {
@@ -1551,14 +1558,17 @@ export class Executor {
       this.#abandon(earlier, "Lease lost: the task was recovered and claimed again");
     }
     this.#runs.set(task.id, run);
-    if (task.durability === "at-most-once" && task.startedAt === null) {
-      // Store the start before the agent runs: after a crash, an at-most-once task whose
-      // start is not stored never ran and goes back to ready; one whose start is stored
-      // may have run and is blocked.
+    if (task.startedAt === null) {
+      // Store the start before the agent runs: after a crash, a task whose start is not
+      // stored never ran and goes back to ready uncounted (a crash spends no attempt of the
+      // tasks waiting in the ready queue); one whose start is stored may have run, and its
+      // attempt counts (an at-most-once task is blocked). In a busy pool the start rides in
+      // the commit of the result that freed the worker.
       // The start renews the lease, from the time of the commit attempt that stores it
       // (`lease`): a start stored late (slow storage, retries) still leaves the attempt its
       // whole lease, so no recovery takes the task while its agent runs.
       const now = this.#clock.now();
+      this.#starting++;
       run.starting = this.#enqueueCommit(
         [{
           type: "updateTask",
@@ -1567,16 +1577,17 @@ export class Executor {
           set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
         }],
         null,
-        { lease: true },
+        { lease: true, dropped: (reason) => (run.lostReason = `Its start could not be stored: ${reason}`) },
       ).then((stored) => this.#begin(run, stored));
       return;
     }
     this.#call(run);
   }
 
-  /** The start of an at-most-once attempt was stored (`null`: the task changed meanwhile). */
+  /** The start of an attempt was stored (`null`: the task changed meanwhile). */
   #begin(run: Run, stored: Task | null): void {
     run.starting = null;
+    this.#starting--;
     if (stored) run.task = stored;
     if (run.done) return;
     if (!stored || run.lost || run.held || this.#state !== "running") {
@@ -1702,6 +1713,7 @@ export class Executor {
       this.#stats.lost++;
       this.#events.emit("task:lost", { task: item.run.task, reason });
     }
+    item.dropped?.(reason);
     item.resolve?.(null);
   }
 
@@ -1767,7 +1779,10 @@ export class Executor {
     if (outcome === "lost") {
       if (this.#state !== "running") return; // released at shutdown
       this.#stats.lost++;
-      this.#events.emit("task:lost", { task, reason: "Aborted after its lease was lost or its job was cancelled" });
+      this.#events.emit("task:lost", {
+        task,
+        reason: run.lostReason ?? "Aborted after its lease was lost or its job was cancelled",
+      });
       return;
     }
     this.#pending.push({ ops: ops!, run, outcome, error });
@@ -1870,10 +1885,10 @@ export class Executor {
   #enqueueCommit(
     ops: CommitOp[],
     run: Run | null,
-    { report, lease }: Pick<Pending, "report" | "lease"> = {},
+    { report, lease, dropped }: Pick<Pending, "report" | "lease" | "dropped"> = {},
   ): Promise<Task | null> {
     return new Promise((resolve) => {
-      this.#pending.push({ ops, run, outcome: "other", error: null, resolve, report, lease });
+      this.#pending.push({ ops, run, outcome: "other", error: null, resolve, report, lease, dropped });
       if (!this.#flushing) this.#flushing = this.#flush();
     });
   }
@@ -2293,7 +2308,7 @@ export class Executor {
           retryable: t.durability === "at-least-once",
           at: now,
         };
-        return t.durability === "at-most-once" && t.startedAt === null
+        return t.startedAt === null
           ? { ...handBack(t, "Recovered after its lease expired; its agent had not been called"), runAt: now }
           : t.durability === "at-most-once"
           ? {

@@ -236,9 +236,8 @@ export interface Storage {
 
   /**
    * Atomically move up to `limit` ready tasks with `runAt <= now` to `running`
-   * (`attempts + 1`, a lease for `owner`, `startedAt = now`, but `null` for an at-most-once
-   * task, whose start the executor stores before calling its agent: see `claimPatch`), in
-   * order of priority (lower first), then `runAt`, then creation. Two claimers never get
+   * (`attempts + 1`, a lease for `owner`, `startedAt = null`: the executor stores each start
+   * before calling the agent, see `claimPatch`), in order of priority (lower first), then `runAt`, then creation. Two claimers never get
    * the same task.
    */
   claimReady(options: ClaimOptions): Promise<Task[]>;

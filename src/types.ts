@@ -131,9 +131,9 @@ export interface Task {
   /** Last change (epoch milliseconds). */
   updatedAt: number;
   /**
-   * Start of the current or last attempt, else `null`. Set by the claim, except for an
-   * at-most-once task: the executor stores its start just before calling the agent, so a
-   * claimed task whose agent was never called has none.
+   * Start of the current or last attempt, else `null`. The claim clears it and the executor
+   * stores the start just before calling the agent, so a claimed task whose agent was never
+   * called has none (after a crash it goes back to `ready`, its attempt not counted).
    */
   startedAt: number | null;
   /** When the task reached a final status, else `null`. */

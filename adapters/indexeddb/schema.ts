@@ -80,7 +80,7 @@ export interface MemberLeaf {
 export interface ClaimRecord {
   /** The claim id (also the key of its {@link LeaseRecord}). */
   id: string;
-  /** The claim time: the tasks' `updatedAt`, and `startedAt` of the at-least-once ones. */
+  /** The claim time: the tasks' `updatedAt` (their `startedAt` stays `null` until the executor stores the start). */
   at: number;
   /** The claimed task ids. */
   ids: string[];

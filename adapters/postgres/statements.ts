@@ -93,7 +93,7 @@ export class Statements {
       `LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) ` +
       `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +
       "lease_expires_at = $3::text::float8, " +
-      "started_at = CASE WHEN t.durability = 'at-most-once' THEN NULL ELSE $2::text::float8 END, " +
+      "started_at = NULL, " +
       "version = t.version + 1, updated_at = $2::text::float8 " +
       `FROM picked WHERE t.id = picked.id RETURNING ${selectList(TASK_COLUMNS, "t")}`;
     this.renew = `UPDATE ${s}.tasks SET lease_expires_at = $3::text::float8 WHERE id IN (${ids}) ` +

@@ -34,6 +34,10 @@ import {
 } from "./executor-kit.ts";
 import { buildJob } from "./fixtures.ts";
 import type { Case } from "./harness.ts";
+import type { CommitOp } from "../../src/storage.ts";
+
+/** An op that stores an attempt's result (a start sets no status). */
+const isResult = (op: CommitOp): boolean => op.type === "updateTask" && op.set.status !== undefined;
 
 async function taskByKey(ctx: ExecContext, jobId: string, key: string): Promise<Task> {
   const t = (await ctx.storage.listTasks({ jobId })).find((x) => x.key === key);
@@ -632,6 +636,55 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a crash spends no attempt of the tasks waiting in the ready queue, only of the one it interrupted",
+    async run(ctx) {
+      const started = deferred();
+      const runs: Record<string, number> = {};
+      const count = (key: string) => (runs[key] = (runs[key] ?? 0) + 1);
+      // One worker: "first" hangs (the process "dies" in it); four more wait in the ready
+      // queue. One attempt each: a charge for a claim that never ran would fail the task.
+      const dead = harness(ctx.storage, [
+        agent("once", (_input, c) => {
+          count(c.task.key);
+          if (c.task.key !== "first") return "done";
+          started.resolve();
+          return new Promise(() => {});
+        }),
+      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300 });
+      dead.executor.start();
+      const waiting = ["w1", "w2", "w3", "w4"];
+      const job = await dead.executor.submit({
+        name: "crash",
+        tasks: [
+          { key: "first", agent: "once", maxAttempts: 1, priority: 0 },
+          ...waiting.map((key) => ({ key, agent: "once", maxAttempts: 1, priority: 1 })),
+        ],
+      });
+      await started.promise;
+      await until(async () => {
+        const tasks = await ctx.storage.listTasks({ jobId: job.id });
+        return tasks.every((t) => t.status === "running");
+      }, "the others claimed into the ready queue");
+      const alive = harness(ctx.storage, [agent("once", (_input, c) => {
+        count(c.task.key);
+        return "done";
+      })], { clock: new ManualClock(START + 5000), leaseMs: 1000, heartbeatMs: 300 });
+      alive.executor.start();
+      await until(async () => (await ctx.storage.getJob(job.id))?.status === "failed", "the job ended");
+      equal((await taskByKey(ctx, job.id, "first")).status, "failed");
+      for (const key of waiting) {
+        const t = await taskByKey(ctx, job.id, key);
+        equal(t.status, "completed", `${key}: ${t.statusReason}`);
+        equal(t.attempts, 1, `${key}: the claim that never ran is not counted`);
+        equal(t.error, null, key);
+      }
+      deepEqual(runs, { first: 1, w1: 1, w2: 1, w3: 1, w4: 1 });
+      const first = await taskByKey(ctx, job.id, "first");
+      equal(first.error?.name, "LeaseExpiredError", "the interrupted attempt counts");
+      await alive.executor.shutdown();
+    },
+  },
+  {
     name: "graceful shutdown lets running tasks finish within the grace period",
     async run(ctx) {
       const gate = deferred<string>();
@@ -825,7 +878,10 @@ export const executorCases: Case<ExecContext>[] = [
       let renewing = 0;
       const storage = intercept(ctx.storage, {
         commit: (commit) => async (...args) => {
-          if (stall) await release.promise;
+          // The completion waits (the start, stored before the agent runs, goes through).
+          if (stall && args[0].some((o) => o.type === "updateTask" && o.set.status === "completed")) {
+            await release.promise;
+          }
           return await commit(...args);
         },
         renewLeases: (renew) => async (...args) => {
@@ -951,7 +1007,7 @@ export const executorCases: Case<ExecContext>[] = [
       let claimedElsewhere: string[] = [];
       const storage = intercept(ctx.storage, {
         commit: (commit) => async (ops, now) => {
-          if (!(armed && ops.length === 3)) return await commit(ops, now);
+          if (!(armed && ops.length === 3 && ops.every(isResult))) return await commit(ops, now);
           armed = false;
           holdClaims = true; // this executor must not claim the retried task first
           await commit(ops, now);
@@ -1009,7 +1065,7 @@ export const executorCases: Case<ExecContext>[] = [
       let j1 = "";
       const storage = intercept(ctx.storage, {
         commit: (commit) => async (ops, now) => {
-          if (!(armed && ops.length === 2)) return await commit(ops, now);
+          if (!(armed && ops.length === 2 && ops.every(isResult))) return await commit(ops, now);
           armed = false;
           // Not applied; meanwhile another process cancels the retried task's job.
           await (await other!.executor.job(j1)).cancel();
@@ -1095,23 +1151,36 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "a commit that fails for good (a corrupt or closed storage) drops its results instead of retrying forever",
     async run(ctx) {
-      let broken = false;
-      const storage = intercept(ctx.storage, {
-        commit: (commit) => (...args) =>
-          broken ? Promise.reject(new StorageCorruptError("tasks", "bad page")) : commit(...args),
-      });
-      const { executor, clock } = harness(storage, [agent("noop", () => "x")]);
-      const lost: string[] = [];
-      executor.on("task:lost", (e) => lost.push(e.reason));
-      const job = await executor.submit({ name: "c", tasks: [{ key: "a", agent: "noop" }] });
-      broken = true;
-      executor.start();
-      await until(() => lost.length === 1, "result dropped", clock);
-      ok(lost[0]!.includes("bad page"), lost[0]);
-      equal(executor.stats().lost, 1);
-      await executor.shutdown(); // does not wait on a commit that can never succeed
-      const [t] = await ctx.storage.listTasks({ jobId: job.id });
-      equal(t!.status, "running", "still claimed: recovery runs it again once the lease expires");
+      // It breaks after the agent ran (the result is dropped), or before (the start is).
+      for (const when of ["result", "start"] as const) {
+        let broken = false;
+        let runs = 0;
+        const storage = intercept(ctx.storage, {
+          commit: (commit) => (...args) =>
+            broken ? Promise.reject(new StorageCorruptError("tasks", "bad page")) : commit(...args),
+        });
+        const { executor, clock } = harness(storage, [agent("noop", (_input, c) => {
+          if (c.task.key !== when) return "x"; // (not the other round's task, if recovered here)
+          runs++;
+          broken = true;
+          return "x";
+        })]);
+        const lost: string[] = [];
+        executor.on("task:lost", (e) => {
+          if (e.task.key === when) lost.push(e.reason);
+        });
+        const job = await executor.submit({ name: "c", tasks: [{ key: when, agent: "noop" }] });
+        broken = when === "start";
+        executor.start();
+        await until(() => lost.length === 1, "dropped", clock);
+        ok(lost[0]!.includes("bad page"), lost[0]);
+        equal(executor.stats().lost, 1);
+        equal(runs, when === "start" ? 0 : 1, when);
+        await executor.shutdown(); // does not wait on a commit that can never succeed
+        const [t] = await ctx.storage.listTasks({ jobId: job.id });
+        equal(t!.status, "running", "still claimed: recovery runs it again once the lease expires");
+        equal(t!.startedAt === null, when === "start", "recovery sees whether its start was stored");
+      }
     },
   },
   {
@@ -1175,7 +1244,7 @@ export const executorCases: Case<ExecContext>[] = [
       executor.on("task:lost", (e) => lost.push(e.reason));
       executor.start();
       const job = await executor.submit({ name: "outage", tasks: [{ key: "a", agent: "slow" }] });
-      await until(() => executor.stats().running === 1, "running", clock);
+      await until(() => executor.stats().started === 1, "running", clock);
       loseAnswer = true;
       readsDown = true;
       gate.resolve("done");

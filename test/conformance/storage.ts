@@ -460,22 +460,23 @@ export const storageCases: Case<StorageContext>[] = [
       equal(t.attempts, 1);
       equal(t.leaseOwner, OWNER);
       equal(t.leaseExpiresAt, 6000);
-      equal(t.startedAt, 5000);
+      equal(t.updatedAt, 5000);
       const stored = await get(storage, t.id);
       equal(stored.status, "running");
       equal(stored.version, t.version);
     },
   },
   {
-    name: "claimReady() leaves startedAt null for an at-most-once task, whose start the executor stores",
+    name: "claimReady() leaves startedAt null, at-most-once or not: the executor stores each start",
     async run({ storage }) {
       const b = buildJob([{ key: "once", durability: "at-most-once" }, { key: "many" }]);
       await storage.createJob(b.job, b.tasks);
       const claimed = await storage.claimReady({ limit: 10, now: 5000, owner: OWNER, leaseMs: 1000 });
       const byKey = Object.fromEntries(claimed.map((t) => [t.key, t]));
       equal(byKey["once"]?.startedAt, null);
-      equal(byKey["many"]?.startedAt, 5000);
+      equal(byKey["many"]?.startedAt, null);
       equal((await get(storage, b.id("once"))).startedAt, null);
+      equal((await get(storage, b.id("many"))).startedAt, null);
       const once = byKey["once"]!;
       await storage.commit([{
         type: "updateTask",
@@ -1718,7 +1719,7 @@ export const storageCases: Case<StorageContext>[] = [
       zeros.push(["set attempts", counted.attempts], ["set remainingDeps", counted.remainingDeps]);
       // A clock at -0 (a claim's, a commit's) and times an update sets.
       const [claimed] = await storage.claimReady({ limit: 1, now: -0, owner: OWNER, leaseMs: 100 });
-      zeros.push(["claim startedAt", claimed!.startedAt], ["claim updatedAt", claimed!.updatedAt]);
+      zeros.push(["claim updatedAt", claimed!.updatedAt]);
       await storage.commit([{
         type: "updateTask",
         id: a.id,
