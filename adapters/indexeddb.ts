@@ -265,6 +265,7 @@ class IdbStorage implements IndexedDbStorage {
     this.#check();
     const limit = checkClaimOptions(options);
     const { now, owner, leaseMs } = options;
+    const start = options.start ?? 0;
     if (limit === 0) return [];
     return await this.#write(["tasks", "ready", "claims", "leases"], "claiming tasks", async (tx) => {
       const ids = [...new Set(await new ReadyQueue(tx).take(limit, now))];
@@ -277,10 +278,10 @@ class IdbStorage implements IndexedDbStorage {
         const row = rows.get(id);
         if (!row || row.status !== "ready") continue; // not ready any more: the queue entry was stale
         held.push(row);
-        out.push(claimPatch(fromRow(row), owner, now, leaseMs));
+        out.push(claimPatch(fromRow(row), owner, now, leaseMs, out.length < start));
       }
       if (held.length >= this.#claimRecordFrom) {
-        new ClaimBook(tx).create(held, owner, now, leaseMs);
+        new ClaimBook(tx).create(held, owner, now, leaseMs, Math.min(start, held.length));
       } else {
         putRows(store, held.map((row, i) => toRow(out[i]!, row._dependents)));
       }

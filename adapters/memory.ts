@@ -364,6 +364,7 @@ export class MemoryStorage implements Storage {
       this.#open();
       checkClaimOptions(options);
       const { limit, now, owner, leaseMs } = options;
+      const start = options.start ?? 0;
       // The latest claimer's clock, even when it went back: buckets filed as due against
       // a later clock are checked below and moved back to the delayed heap.
       this.#lastClaimAt = now;
@@ -399,7 +400,7 @@ export class MemoryStorage implements Storage {
         const t = slot.task;
         // Skip entries left behind by a task that moved on (claimed, re-filed, pruned).
         if (slot.gone || t.status !== "ready" || t.runAt !== b.runAt || t.priority !== b.priority) continue;
-        const next = Object.freeze(claimPatch(t, owner, now, leaseMs));
+        const next = Object.freeze(claimPatch(t, owner, now, leaseMs, out.length < start));
         this.#replace(slot, next, t);
         out.push(next);
       }

@@ -1028,9 +1028,10 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
 
 /**
  * The fields `claimReady` sets on a claimed task: `running`, attempts + 1 and the lease.
- * `startedAt` is left `null`: the executor stores each start just before calling the agent.
+ * `startedAt` is left `null` (the executor stores each start just before calling the
+ * agent) unless the claim `starts` the task for a free worker; never for an at-most-once one.
  */
-export function claimPatch(task: Task, owner: string, at: number, leaseMs: number): Task {
+export function claimPatch(task: Task, owner: string, at: number, leaseMs: number, starts = false): Task {
   const now = at + 0; // -0 is 0, as every store reads it back
   const next = copyTask(task);
   next.status = "running";
@@ -1039,7 +1040,7 @@ export function claimPatch(task: Task, owner: string, at: number, leaseMs: numbe
   next.leaseExpiresAt = now + leaseMs;
   // The executor stores the start just before the agent is called: after a crash, a task
   // claimed into a ready queue but never started goes back to ready uncounted.
-  next.startedAt = null;
+  next.startedAt = starts && task.durability !== "at-most-once" ? now : null;
   next.version = task.version + 1;
   next.updatedAt = now;
   return next;
@@ -1050,7 +1051,9 @@ export function claimPatch(task: Task, owner: string, at: number, leaseMs: numbe
  * one. Answers the limit to apply: one past `Number.MAX_SAFE_INTEGER` is no limit
  * (`Infinity`), as every store reads it alike (SQL integers stop at 2^63).
  */
-export function checkClaimOptions(o: { limit: number; now: number; owner: string; leaseMs: number }): number {
+export function checkClaimOptions(
+  o: { limit: number; now: number; owner: string; leaseMs: number; start?: number | undefined },
+): number {
   if (!Number.isInteger(o?.limit) || o.limit < 0) {
     throw new RangeError(`claimReady() "limit" must be a non-negative integer, got ${o?.limit}`);
   }
@@ -1065,6 +1068,9 @@ export function checkClaimOptions(o: { limit: number; now: number; owner: string
   }
   if (!Number.isFinite(o.leaseMs) || o.leaseMs <= 0) {
     throw new RangeError(`claimReady() "leaseMs" must be a positive number, got ${o.leaseMs}`);
+  }
+  if (o.start !== undefined && (!Number.isInteger(o.start) || o.start < 0)) {
+    throw new RangeError(`claimReady() "start" must be a non-negative integer, got ${o.start}`);
   }
   if (!Number.isFinite(o.now + o.leaseMs)) {
     throw new RangeError(`claimReady() "now" + "leaseMs" must be a finite time, got ${o.now} + ${o.leaseMs}`);

@@ -1267,12 +1267,16 @@ export class Executor {
       this.#wakeRequested = false;
       let claimed: Task[];
       const stops = this.#stoppedWhileClaiming = new Map();
+      // The claim starts the tasks that workers free now take at once (the first ones out of
+      // an empty queue), so their start needs no commit of its own; the rest wait unstarted.
+      const start = this.#queue.size === 0 ? Math.min(room, Math.max(0, this.#maxWorkers - this.#active)) : 0;
       try {
         claimed = await this.storage.claimReady({
           limit: room,
           now: this.#clock.now(),
           owner: this.id,
           leaseMs: this.#leaseMs,
+          ...(start > 0 ? { start } : {}),
         });
         failures = 0;
       } catch (error) {
@@ -1393,11 +1397,11 @@ export class Executor {
     const now = this.#clock.now();
     this.#forgetExpiredRuns();
     // Only claims never started go back uncounted: a task whose agent ran (its result was
-    // dropped, or its start is stored) waits for recovery, as after a crash,
+    // dropped, or an at-most-once start is stored) waits for recovery, as after a crash,
     // and so does a claim whose lease has ended.
     const orphans = running.filter((t) => {
       if (t.leaseOwner !== this.id || (t.leaseExpiresAt ?? -Infinity) <= now || this.#holds(t.id)) return false;
-      if (t.startedAt !== null) return false;
+      if (t.durability === "at-most-once" && t.startedAt !== null) return false;
       return this.#ranUnstored.get(t.id)?.version !== t.version;
     });
     if (orphans.length > 0) await this.#release(orphans, "Released: the claim's answer was lost");

@@ -149,6 +149,12 @@ export interface ClaimOptions {
   owner: string;
   /** Lease length: `leaseExpiresAt = now + leaseMs`. */
   leaseMs: number;
+  /**
+   * How many of the first tasks claimed (in claim order) the claim also starts
+   * (`startedAt = now`): those the claimer hands to free workers at once, whose start then
+   * needs no write of its own. An at-most-once task is never started by a claim. Default 0.
+   */
+  start?: number;
 }
 
 /** Arguments of `renewLeases`. */
@@ -237,7 +243,7 @@ export interface Storage {
   /**
    * Atomically move up to `limit` ready tasks with `runAt <= now` to `running`
    * (`attempts + 1`, a lease for `owner`, `startedAt = null`: the executor stores each start
-   * before calling the agent, see `claimPatch`), in order of priority (lower first), then `runAt`, then creation. Two claimers never get
+   * before calling the agent, unless `start` asks the claim to; see `claimPatch`), in order of priority (lower first), then `runAt`, then creation. Two claimers never get
    * the same task.
    */
   claimReady(options: ClaimOptions): Promise<Task[]>;

@@ -86,7 +86,7 @@ export async function readRows(store: RowSource, ids: Iterable<string>): Promise
 /** The task a claim makes of a row it holds. */
 export function heldTask(task: Task, ref: ClaimRef): Task {
   const { claim, lease } = ref;
-  const held = claimPatch(task, lease.owner, claim.at, lease.exp - claim.at);
+  const held = claimPatch(task, lease.owner, claim.at, lease.exp - claim.at, ref.index < (claim.s ?? 0));
   // Own entries only: an id such as "constructor" must not read Object.prototype's.
   const over = lease.over;
   held.leaseExpiresAt = over !== undefined && Object.hasOwn(over, task.id) ? over[task.id]! : lease.exp;
@@ -194,10 +194,12 @@ export class ClaimBook {
   }
 
   /** Record a claim of `rows` (stored `ready`, in claim order) for `owner` until `now + leaseMs`. */
-  create(rows: readonly TaskRow[], owner: string, now: number, leaseMs: number): void {
+  create(rows: readonly TaskRow[], owner: string, now: number, leaseMs: number, started = 0): void {
     const tx = this.#tx as WritableTx;
     const id = newId();
-    quiet(tx.objectStore("claims").put({ id, at: now, ids: rows.map((r) => r.id), v: rows.map((r) => r.version) }));
+    const claim: ClaimRecord = { id, at: now, ids: rows.map((r) => r.id), v: rows.map((r) => r.version) };
+    if (started > 0) claim.s = started;
+    quiet(tx.objectStore("claims").put(claim));
     quiet(tx.objectStore("leases").put({ id, owner, exp: now + leaseMs, left: rows.length }));
   }
 

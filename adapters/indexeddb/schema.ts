@@ -80,12 +80,14 @@ export interface MemberLeaf {
 export interface ClaimRecord {
   /** The claim id (also the key of its {@link LeaseRecord}). */
   id: string;
-  /** The claim time: the tasks' `updatedAt` (their `startedAt` stays `null` until the executor stores the start). */
+  /** The claim time: the tasks' `updatedAt`, and `startedAt` of the first `s` (the others have none until started). */
   at: number;
   /** The claimed task ids. */
   ids: string[];
   /** The version of each task's row when claimed (the claim holds the task while its row keeps it). */
   v: number[];
+  /** How many of the first `ids` the claim started (`startedAt = at`; absent: none). */
+  s?: number;
 }
 
 /** The mutable part of a claim: owner, lease expiry, and how many of its tasks it still holds. */

@@ -30,7 +30,7 @@ export class Statements {
   readonly lockDependents: string;
   /** Insert edges: `$1` dependency ids, `$2` dependent ids (text arrays). */
   readonly insertDeps: string;
-  /** The claim: `$1` owner, `$2` now, `$3` lease expiry, `$4` limit. */
+  /** The claim: `$1` owner, `$2` now, `$3` lease expiry, `$4` limit, `$5` how many of the first it starts. */
   readonly claim: string;
   /** Renew: `$1` ids (text array), `$2` owner, `$3` new expiry. */
   readonly renew: string;
@@ -87,13 +87,17 @@ export class Statements {
     // tasks: a claim of 1 then took every ready task.)
     // A task whose attempts are at the column's limit is left ready: counting one more
     // fails the whole statement, which would stop every claim of the schema for good.
-    this.claim = `WITH picked AS MATERIALIZED (SELECT id FROM ${s}.tasks ` +
+    // The first `$5` in claim order are started (numbered apart: a locking SELECT cannot
+    // hold a window function).
+    this.claim = `WITH locked AS MATERIALIZED (SELECT id, priority, run_at FROM ${s}.tasks ` +
       "WHERE status = 'ready' AND run_at <= $2::text::float8 AND attempts < 2147483647 " +
       "ORDER BY priority, run_at, id " +
-      `LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) ` +
+      `LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED), ` +
+      "picked AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY priority, run_at, id) AS n FROM locked) " +
       `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +
       "lease_expires_at = $3::text::float8, " +
-      "started_at = NULL, " +
+      "started_at = CASE WHEN picked.n <= $5::text::int8 AND t.durability <> 'at-most-once' " +
+      "THEN $2::text::float8 ELSE NULL END, " +
       "version = t.version + 1, updated_at = $2::text::float8 " +
       `FROM picked WHERE t.id = picked.id RETURNING ${selectList(TASK_COLUMNS, "t")}`;
     this.renew = `UPDATE ${s}.tasks SET lease_expires_at = $3::text::float8 WHERE id IN (${ids}) ` +

@@ -225,6 +225,7 @@ export class PgStorage implements PostgresStorage {
       now,
       now + leaseMs,
       limit === Infinity ? null : limit,
+      options.start ?? 0,
     ]);
     // The database answers: if LISTEN failed earlier (it was down), try again.
     this.#wake.ensure();

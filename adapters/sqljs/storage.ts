@@ -252,12 +252,13 @@ export class SqlJsStorageImpl implements SqlJsStorage {
       return Promise.reject(e);
     }
     const { now, owner, leaseMs } = options;
+    const start = options.start ?? 0;
     if (limit === 0) return Promise.resolve([]);
     return this.#write(() => {
       const out: Task[] = [];
       // SQLite's LIMIT -1 is none.
       for (const t of this.#db.claimable(now, limit === Infinity ? -1 : limit)) {
-        const next = claimPatch(t, owner, now, leaseMs);
+        const next = claimPatch(t, owner, now, leaseMs, out.length < start);
         this.#db.putTask(next, t);
         out.push(next);
       }

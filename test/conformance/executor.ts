@@ -685,6 +685,37 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a task claimed for a free worker is started by its claim: a chain writes no start of its own",
+    async run(ctx) {
+      let startWrites = 0;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => (ops, now) => {
+          for (const op of ops) if (op.type === "updateTask" && op.set.startedAt !== undefined) startWrites++;
+          return commit(ops, now);
+        },
+      });
+      const order: string[] = [];
+      const { executor } = harness(storage, [agent("step", (_input, c) => {
+        order.push(c.task.key);
+        return c.task.key;
+      })], { maxWorkers: 2 });
+      executor.start();
+      const keys = ["a", "b", "c", "d", "e"];
+      const job = await executor.submit({
+        name: "chain",
+        tasks: keys.map((key, i) => ({ key, agent: "step", ...(i > 0 ? { dependsOn: [keys[i - 1]!] } : {}) })),
+      });
+      await job.wait();
+      deepEqual(order, keys);
+      equal(startWrites, 0, "starts written apart from their claim");
+      for (const t of await ctx.storage.listTasks({ jobId: job.id })) {
+        ok(t.startedAt !== null && t.startedAt <= t.finishedAt!, `${t.key} started ${t.startedAt}`);
+        equal(t.attempts, 1, t.key);
+      }
+      await executor.shutdown();
+    },
+  },
+  {
     name: "graceful shutdown lets running tasks finish within the grace period",
     async run(ctx) {
       const gate = deferred<string>();
@@ -1151,35 +1182,52 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "a commit that fails for good (a corrupt or closed storage) drops its results instead of retrying forever",
     async run(ctx) {
-      // It breaks after the agent ran (the result is dropped), or before (the start is).
+      // It breaks after the agent ran (the result is dropped), or before: while the task
+      // waits in the ready queue behind a busy worker, whose end drops its start.
       for (const when of ["result", "start"] as const) {
         let broken = false;
         let runs = 0;
+        const gate = deferred<string>();
         const storage = intercept(ctx.storage, {
           commit: (commit) => (...args) =>
             broken ? Promise.reject(new StorageCorruptError("tasks", "bad page")) : commit(...args),
         });
-        const { executor, clock } = harness(storage, [agent("noop", (_input, c) => {
-          if (c.task.key !== when) return "x"; // (not the other round's task, if recovered here)
-          runs++;
-          broken = true;
-          return "x";
-        })]);
+        const { executor, clock } = harness(storage, [
+          agent("noop", (_input, c) => {
+            if (c.task.key !== when) return "x"; // (not the other round's task, if recovered here)
+            runs++;
+            broken = true;
+            return "x";
+          }),
+          agent("busy", () => gate.promise),
+        ], { maxWorkers: 1 });
         const lost: string[] = [];
         executor.on("task:lost", (e) => {
           if (e.task.key === when) lost.push(e.reason);
         });
-        const job = await executor.submit({ name: "c", tasks: [{ key: when, agent: "noop" }] });
-        broken = when === "start";
+        const job = await executor.submit({
+          name: "c",
+          tasks: when === "result"
+            ? [{ key: when, agent: "noop" }]
+            : [{ key: "busy", agent: "busy", priority: 0 }, { key: when, agent: "noop", priority: 1 }],
+        });
         executor.start();
+        if (when === "start") {
+          await until(
+            () => executor.stats().started === 1 && executor.stats().queued === 1,
+            "one busy, one queued",
+            clock,
+          );
+          broken = true;
+          gate.resolve("done");
+        }
         await until(() => lost.length === 1, "dropped", clock);
         ok(lost[0]!.includes("bad page"), lost[0]);
-        equal(executor.stats().lost, 1);
         equal(runs, when === "start" ? 0 : 1, when);
         await executor.shutdown(); // does not wait on a commit that can never succeed
-        const [t] = await ctx.storage.listTasks({ jobId: job.id });
-        equal(t!.status, "running", "still claimed: recovery runs it again once the lease expires");
-        equal(t!.startedAt === null, when === "start", "recovery sees whether its start was stored");
+        const t = await taskByKey(ctx, job.id, when);
+        equal(t.status, "running", "still claimed: recovery runs it again once the lease expires");
+        equal(t.startedAt === null, when === "start", "recovery sees whether its start was stored");
       }
     },
   },

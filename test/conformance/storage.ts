@@ -491,6 +491,41 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "claimReady({ start }) starts the first tasks it claims, for free workers, but never an at-most-once one",
+    async run({ storage }) {
+      // Ten tasks (a claim of many may be stored apart from the rows it holds): t0..t9 in
+      // claim order, t1 at-most-once.
+      const b = buildJob(Array.from({ length: 10 }, (_, i) => ({
+        key: `t${i}`,
+        priority: i,
+        ...(i === 1 ? { durability: "at-most-once" as const } : {}),
+      })));
+      await storage.createJob(b.job, b.tasks);
+      const claimed = await storage.claimReady({ limit: 10, now: 5000, owner: OWNER, leaseMs: 1000, start: 3 });
+      equal(claimed.length, 10);
+      const started = (ts: Task[]) => ts.filter((t) => t.startedAt !== null).map((t) => t.key).sort();
+      deepEqual(started(claimed), ["t0", "t2"]);
+      for (const t of claimed) if (t.startedAt !== null) equal(t.startedAt, 5000, t.key);
+      deepEqual(started(await storage.listTasks({ jobId: b.job.id })), ["t0", "t2"], "as stored");
+      // A later claim starts only what it is asked to.
+      const c = buildJob([{ key: "u0" }, { key: "u1" }]);
+      await storage.createJob(c.job, c.tasks);
+      const more = await storage.claimReady({ limit: 10, now: 6000, owner: OWNER, leaseMs: 1000, start: 0 });
+      deepEqual(started(more), []);
+      // The started ones are stored as a commit that stores a start would leave them.
+      const t0 = claimed.find((t) => t.key === "t0")!;
+      await storage.commit([{
+        type: "updateTask",
+        id: t0.id,
+        expect: { version: t0.version, status: "running" },
+        set: { status: "completed", output: 1 },
+      }], 7000);
+      const done = await get(storage, t0.id);
+      equal(done.startedAt, 5000);
+      equal(done.status, "completed");
+    },
+  },
+  {
     name: "claimReady() claims at most limit tasks and nothing twice",
     async run({ storage }) {
       const b = buildJob(Array.from({ length: 5 }, (_, i) => ({ key: `t${i}` })));
@@ -591,6 +626,13 @@ export const storageCases: Case<StorageContext>[] = [
       await rejects(() => storage.claimReady({ limit: -1, now: 1, owner: OWNER, leaseMs: 10 }), RangeError, "limit");
       await rejects(() => storage.claimReady({ limit: 1, now: 1, owner: "", leaseMs: 10 }), TypeError, "owner");
       await rejects(() => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 0 }), RangeError, "leaseMs");
+      for (const start of [-1, 1.5, Number.NaN]) {
+        await rejects(
+          () => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 10, start }),
+          RangeError,
+          "start",
+        );
+      }
     },
   },
   {

@@ -419,7 +419,7 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         ok(claimed.every((t, i) => i === 0 || claimed[i - 1]!.priority <= t.priority));
         const c = await ctx.db.client();
         await c.query(`ANALYZE "${s.schema}".tasks`);
-        const plan = await c.query(`EXPLAIN ${new Statements(s.schema).claim}`, ["o", 1, 100, 10]);
+        const plan = await c.query(`EXPLAIN ${new Statements(s.schema).claim}`, ["o", 1, 100, 10, 2]);
         const text = plan.map((r) => String(r[0])).join("\n");
         ok(text.includes("tasks_ready"), `the claim uses tasks_ready:\n${text}`);
         ok(text.includes("LockRows"), `the claim locks rows:\n${text}`);
