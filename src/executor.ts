@@ -1073,6 +1073,7 @@ export class Executor {
         // tasks of the job stop all the same, as the success of the call would stop them.
         if (job.status === "cancelled") this.#abortJob(jobId);
         else if (job.status === "paused") this.#holdJob(jobId);
+        else if (job.status === "running") this.#unholdJob(jobId);
         if (failures > 0 && job.status === status) {
           this.#afterCommit({ tasks: [], jobs: status === "cancelled" ? [job] : [], readied: 1 });
         }
@@ -1085,6 +1086,7 @@ export class Executor {
         );
         if (status === "cancelled") this.#abortJob(jobId);
         else if (status === "paused") this.#holdJob(jobId);
+        else this.#unholdJob(jobId);
         this.#afterCommit(result);
         return result.jobs.find((j) => j.id === jobId) ??
           (await this.#retried("getJob", () => this.storage.getJob(jobId)))!;
@@ -1159,7 +1161,14 @@ export class Executor {
       if (!job) this.#abortJob(jobId, "Job deleted");
       else if (isJobFinal(job.status)) this.#abortJob(jobId, `Job ${job.status}`);
       else if (job.status === "paused") this.#holdJob(jobId);
+      else this.#unholdJob(jobId);
     }, () => {});
+  }
+
+  /** The job runs again: attempts whose start is being stored are called after all, not handed back. */
+  #unholdJob(jobId: string): void {
+    if (this.#runs.countOf(jobId) === 0) return;
+    for (const run of this.#runs.values()) if (run.starting !== null && run.task.jobId === jobId) run.held = false;
   }
 
   /** Whether this executor has tasks of the job queued or running (O(1): a count per job). */
@@ -1306,6 +1315,13 @@ export class Executor {
       let surplus: Task[] | null = null;
       let accepted = 0;
       for (const t of claimed) {
+        if (t.startedAt !== null && this.#active < this.#maxWorkers) {
+          // Started by the claim for a free worker: it runs now, whatever order a custom
+          // queue would hand it out in (one left waiting there would be charged by a crash).
+          this.#active++;
+          this.#execute(t);
+          continue;
+        }
         if (this.#queue.tryPush(t)) {
           this.#queued.set(t.id, t);
           accepted++;
@@ -1581,7 +1597,12 @@ export class Executor {
           set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
         }],
         null,
-        { lease: true, dropped: (reason) => (run.lostReason = `Its start could not be stored: ${reason}`) },
+        {
+          lease: true,
+          dropped: (reason) => {
+            if (!run.lost) run.lostReason = `Its start could not be stored: ${reason}`;
+          },
+        },
       ).then((stored) => this.#begin(run, stored));
       return;
     }
@@ -1592,6 +1613,15 @@ export class Executor {
   #begin(run: Run, stored: Task | null): void {
     run.starting = null;
     this.#starting--;
+    if (
+      stored &&
+      (stored.status !== "running" || stored.leaseOwner !== this.id || stored.version !== run.claim.version + 1)
+    ) {
+      // A start whose answer was lost, found applied after the task moved on (its lease
+      // ended and recovery took it, or another claim holds it): no longer this attempt's.
+      if (!run.lost) run.lostReason = "Its start was stored, but the task was recovered meanwhile";
+      stored = null;
+    }
     if (stored) run.task = stored;
     if (run.done) return;
     if (!stored || run.lost || run.held || this.#state !== "running") {

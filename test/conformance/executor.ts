@@ -685,6 +685,152 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a crash spends no attempt of a task its claim started when a reordering queue hands out another first",
+    async run(ctx) {
+      // A last-in first-out ready queue (the `queue` option): the worker takes the last
+      // task claimed, not the first, which the claim started for it.
+      const lifo = (capacity: number): Queue<Task> => {
+        const items: Task[] = [];
+        let closed = false;
+        return {
+          capacity,
+          get size() {
+            return items.length;
+          },
+          get closed() {
+            return closed;
+          },
+          tryPush: (t) => !closed && items.length < capacity && items.push(t) > 0,
+          push: (
+            t,
+          ) => (!closed && items.length < capacity && items.push(t) > 0
+            ? Promise.resolve()
+            : Promise.reject(new Error("full"))),
+          tryPop: () => items.pop(),
+          pop: () => Promise.resolve(items.pop()),
+          drain: () => items.splice(0),
+          close: () => void (closed = true),
+        };
+      };
+      const started = deferred();
+      const runs: Record<string, number> = {};
+      const count = (key: string) => (runs[key] = (runs[key] ?? 0) + 1);
+      const dead = harness(ctx.storage, [
+        agent("once", (_input, c) => {
+          count(c.task.key);
+          started.resolve();
+          return new Promise(() => {}); // the process "dies" in the first agent it calls
+        }),
+      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300, queue: lifo });
+      const keys = ["w1", "w2", "w3"];
+      const job = await dead.executor.submit({
+        name: "crash",
+        tasks: keys.map((key) => ({ key, agent: "once", maxAttempts: 1 })),
+      });
+      dead.executor.start();
+      await started.promise;
+      // The task the claim started for the free worker runs first, whatever the queue's order.
+      deepEqual(runs, { w1: 1 });
+      const before = await ctx.storage.listTasks({ jobId: job.id });
+      const alive = harness(ctx.storage, [agent("once", (_input, c) => {
+        count(c.task.key);
+        return "done";
+      })], { clock: new ManualClock(START + 5000), leaseMs: 1000, heartbeatMs: 300 });
+      alive.executor.start();
+      await until(
+        async () => ["completed", "failed", "cancelled"].includes((await ctx.storage.getJob(job.id))!.status),
+        "the job ended",
+      );
+      for (const key of ["w2", "w3"]) {
+        const t = await taskByKey(ctx, job.id, key);
+        const b = before.find((x) => x.key === key)!;
+        equal(
+          t.status,
+          "completed",
+          `${key} (startedAt ${b.startedAt} while it waited in the queue, its agent never called): ${t.statusReason}`,
+        );
+      }
+      equal((await taskByKey(ctx, job.id, "w1")).status, "failed", "the interrupted attempt counts");
+      deepEqual(runs, { w1: 1, w2: 1, w3: 1 });
+      await alive.executor.shutdown();
+    },
+  },
+  {
+    name: "a start stored with its answer lost does not call the agent once another executor recovered the task",
+    async run(ctx) {
+      const gate = deferred<string>();
+      let outage = false; // A's calls fail before reaching the storage
+      let loseAnswer = false;
+      const down = () => new StorageError("connection down");
+      const isStart = (o: CommitOp) =>
+        o.type === "updateTask" && o.set.startedAt !== undefined && o.set.status === undefined;
+      const storageA = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          if (outage) throw down();
+          const result = await commit(ops, now);
+          if (loseAnswer && ops.some(isStart)) {
+            loseAnswer = false;
+            outage = true;
+            throw new StorageError("connection lost after the commit");
+          }
+          return result;
+        },
+        renewLeases: (renew) => async (o) => {
+          if (outage) throw down();
+          return await renew(o);
+        },
+        claimReady: (claim) => async (o) => {
+          if (outage) throw down();
+          return await claim(o);
+        },
+      });
+      const calls: string[] = [];
+      const a = harness(storageA, [
+        agent("busy", () => gate.promise),
+        agent("work", (_input, c) => {
+          calls.push(`A:${c.task.key}`);
+          return "done";
+        }),
+      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300 });
+      const lostA: string[] = [];
+      a.executor.on("task:lost", (e) => lostA.push(e.reason));
+      a.executor.start();
+      const job = await a.executor.submit({
+        name: "x",
+        tasks: [{ key: "busy", agent: "busy", priority: 0 }, { key: "t", agent: "work", priority: 1 }],
+      });
+      await until(
+        () => a.executor.stats().started === 1 && a.executor.stats().queued === 1,
+        "busy runs, t waits",
+        a.clock,
+      );
+      // busy ends: its result and t's start are stored in one commit whose answer is lost.
+      loseAnswer = true;
+      gate.resolve("ok");
+      await until(() => outage, "the start stored, its answer lost", a.clock);
+      const stored = await taskByKey(ctx, job.id, "t");
+      ok(stored.startedAt !== null, "t's start is stored");
+      // Another executor (whose claims find nothing to take) recovers t once its lease ended.
+      const b = harness(intercept(ctx.storage, { claimReady: () => () => Promise.resolve([]) }), [
+        agent("work", () => "done"),
+      ], { clock: new ManualClock(START + 5000), leaseMs: 1000 });
+      b.executor.start();
+      await untilAdvancing(
+        async () => (await taskByKey(ctx, job.id, "t")).status === "ready",
+        "B recovered t",
+        b.clock,
+        500,
+      );
+      // A's storage is back: its retry conflicts with its own earlier write.
+      outage = false;
+      await untilAdvancing(() => calls.length > 0 || lostA.length > 0, "A settled t's start", a.clock, 1000);
+      const t = await taskByKey(ctx, job.id, "t");
+      deepEqual(calls, [], `A called the agent of a task stored ${t.status} (${t.statusReason})`);
+      await b.executor.shutdown();
+      await a.executor.shutdown();
+    },
+  },
+  {
     name: "a task claimed for a free worker is started by its claim: a chain writes no start of its own",
     async run(ctx) {
       let startWrites = 0;
@@ -2062,6 +2208,29 @@ export const executorCases: Case<ExecContext>[] = [
       await job.resume();
       deepEqual(await job.wait(), { a: 1 });
       equal(calls, 1);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a job paused and resumed while a task's start is being stored runs that attempt, not handed back",
+    async run(ctx) {
+      const { storage, held, release } = holdingFirstStart(ctx.storage);
+      let calls = 0;
+      const { executor, clock } = harness(storage, [agent("work", () => ++calls)]);
+      executor.start();
+      const job = await executor.submit({
+        name: "p",
+        tasks: [{ key: "a", agent: "work", durability: "at-most-once" }],
+      });
+      await until(held, "the start being stored", clock);
+      await job.pause();
+      await job.resume();
+      release();
+      deepEqual(await job.wait(), { a: 1 });
+      equal(calls, 1);
+      equal(executor.stats().claimed, 1, "claimed once: not handed back and claimed again");
+      const a = await taskByKey(ctx, job.id, "a");
+      equal(a.attempts, 1);
       await executor.shutdown();
     },
   },
