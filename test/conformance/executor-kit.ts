@@ -7,7 +7,8 @@ import { Executor, type ExecutorOptions } from "../../src/executor.ts";
 import { AgentRegistry } from "../../src/registry.ts";
 import type { Queue, RingQueue } from "../../src/queue.ts";
 import type { Storage } from "../../src/storage.ts";
-import type { JsonValue, Task } from "../../src/types.ts";
+import type { JsonValue, Task, TaskSpec } from "../../src/types.ts";
+import type { JobHandle } from "../../src/job-handle.ts";
 
 /** What every executor/job case receives. */
 export interface ExecContext {
@@ -175,5 +176,43 @@ export function holdingFirstStart(storage: Storage): { storage: Storage; held():
     }),
     held: () => held,
     release: () => gate.resolve(),
+  };
+}
+
+/**
+ * A process that "dies" in the middle of a task: an executor with one worker submits
+ * `tasks` (agent "work") and hangs in the first agent it calls; the rest wait in its ready
+ * queue. `revive()` starts a second executor on the same storage once the first one's
+ * leases have expired. Every call of "work", in either, is counted in `runs` by task key.
+ */
+export async function crashInFirstCall(
+  storage: Storage,
+  tasks: TaskSpec[],
+  options: Pick<Partial<ExecutorOptions>, "queue"> = {},
+): Promise<{ job: JobHandle; runs: Record<string, number>; revive(): Harness }> {
+  const started = deferred();
+  const runs: Record<string, number> = {};
+  const count = (key: string) => (runs[key] = (runs[key] ?? 0) + 1);
+  const dead = harness(storage, [
+    agent("work", (_input, c) => {
+      count(c.task.key);
+      started.resolve();
+      return new Promise(() => {});
+    }),
+  ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300, ...options });
+  const job = await dead.executor.submit({ name: "crash", tasks });
+  dead.executor.start();
+  await started.promise;
+  return {
+    job,
+    runs,
+    revive() {
+      const alive = harness(storage, [agent("work", (_input, c) => {
+        count(c.task.key);
+        return "done";
+      })], { clock: new ManualClock(START + 5000), leaseMs: 1000, heartbeatMs: 300 });
+      alive.executor.start();
+      return alive;
+    },
   };
 }

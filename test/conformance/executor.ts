@@ -21,6 +21,7 @@ import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
 import {
   aborted,
   agent,
+  crashInFirstCall,
   deferred,
   type ExecContext,
   harness,
@@ -595,37 +596,16 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "an at-most-once task claimed but never started goes back to ready after a crash, and runs once",
     async run(ctx) {
-      const started = deferred();
-      const runs: Record<string, number> = {};
-      const count = (key: string) => (runs[key] = (runs[key] ?? 0) + 1);
-      // One worker: "first" hangs (the process "dies" in it), "second" waits in the ready queue.
-      const dead = harness(ctx.storage, [
-        agent("charge", (_input, c) => {
-          count(c.task.key);
-          if (c.task.key !== "first") return "charged";
-          started.resolve();
-          return new Promise(() => {});
-        }),
-      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300 });
-      dead.executor.start();
-      const job = await dead.executor.submit({
-        name: "pay",
-        tasks: [
-          { key: "first", agent: "charge", durability: "at-most-once", priority: 0 },
-          { key: "second", agent: "charge", durability: "at-most-once", priority: 1 },
-        ],
-      });
-      await started.promise;
+      // "first" hangs (the process "dies" in it), "second" waits in the ready queue.
+      const { job, runs, revive } = await crashInFirstCall(ctx.storage, [
+        { key: "first", agent: "work", durability: "at-most-once", priority: 0 },
+        { key: "second", agent: "work", durability: "at-most-once", priority: 1 },
+      ]);
       await until(async () => (await taskByKey(ctx, job.id, "second")).status === "running", "second claimed");
       const queued = await taskByKey(ctx, job.id, "second");
       equal(queued.startedAt, null, "claimed, not started");
       ok((await taskByKey(ctx, job.id, "first")).startedAt !== null, "the start of the hanging task is stored");
-      const alive = harness(ctx.storage, [agent("charge", (_input, c) => count(c.task.key))], {
-        clock: new ManualClock(START + 5000),
-        leaseMs: 1000,
-        heartbeatMs: 300,
-      });
-      alive.executor.start();
+      const alive = revive();
       await until(async () => (await taskByKey(ctx, job.id, "second")).status === "completed", "second completed");
       await until(async () => (await taskByKey(ctx, job.id, "first")).status === "blocked", "first blocked");
       deepEqual(runs, { first: 1, second: 1 });
@@ -638,38 +618,18 @@ export const executorCases: Case<ExecContext>[] = [
   {
     name: "a crash spends no attempt of the tasks waiting in the ready queue, only of the one it interrupted",
     async run(ctx) {
-      const started = deferred();
-      const runs: Record<string, number> = {};
-      const count = (key: string) => (runs[key] = (runs[key] ?? 0) + 1);
-      // One worker: "first" hangs (the process "dies" in it); four more wait in the ready
-      // queue. One attempt each: a charge for a claim that never ran would fail the task.
-      const dead = harness(ctx.storage, [
-        agent("once", (_input, c) => {
-          count(c.task.key);
-          if (c.task.key !== "first") return "done";
-          started.resolve();
-          return new Promise(() => {});
-        }),
-      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300 });
-      dead.executor.start();
+      // "first" hangs (the process "dies" in it); four more wait in the ready queue. One
+      // attempt each: a charge for a claim that never ran would fail the task.
       const waiting = ["w1", "w2", "w3", "w4"];
-      const job = await dead.executor.submit({
-        name: "crash",
-        tasks: [
-          { key: "first", agent: "once", maxAttempts: 1, priority: 0 },
-          ...waiting.map((key) => ({ key, agent: "once", maxAttempts: 1, priority: 1 })),
-        ],
-      });
-      await started.promise;
+      const { job, runs, revive } = await crashInFirstCall(ctx.storage, [
+        { key: "first", agent: "work", maxAttempts: 1, priority: 0 },
+        ...waiting.map((key) => ({ key, agent: "work", maxAttempts: 1, priority: 1 })),
+      ]);
       await until(async () => {
         const tasks = await ctx.storage.listTasks({ jobId: job.id });
         return tasks.every((t) => t.status === "running");
       }, "the others claimed into the ready queue");
-      const alive = harness(ctx.storage, [agent("once", (_input, c) => {
-        count(c.task.key);
-        return "done";
-      })], { clock: new ManualClock(START + 5000), leaseMs: 1000, heartbeatMs: 300 });
-      alive.executor.start();
+      const alive = revive();
       await until(async () => (await ctx.storage.getJob(job.id))?.status === "failed", "the job ended");
       equal((await taskByKey(ctx, job.id, "first")).status, "failed");
       for (const key of waiting) {
@@ -712,31 +672,16 @@ export const executorCases: Case<ExecContext>[] = [
           close: () => void (closed = true),
         };
       };
-      const started = deferred();
-      const runs: Record<string, number> = {};
-      const count = (key: string) => (runs[key] = (runs[key] ?? 0) + 1);
-      const dead = harness(ctx.storage, [
-        agent("once", (_input, c) => {
-          count(c.task.key);
-          started.resolve();
-          return new Promise(() => {}); // the process "dies" in the first agent it calls
-        }),
-      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300, queue: lifo });
       const keys = ["w1", "w2", "w3"];
-      const job = await dead.executor.submit({
-        name: "crash",
-        tasks: keys.map((key) => ({ key, agent: "once", maxAttempts: 1 })),
-      });
-      dead.executor.start();
-      await started.promise;
+      const { job, runs, revive } = await crashInFirstCall(
+        ctx.storage,
+        keys.map((key) => ({ key, agent: "work", maxAttempts: 1 })),
+        { queue: lifo },
+      );
       // The task the claim started for the free worker runs first, whatever the queue's order.
       deepEqual(runs, { w1: 1 });
       const before = await ctx.storage.listTasks({ jobId: job.id });
-      const alive = harness(ctx.storage, [agent("once", (_input, c) => {
-        count(c.task.key);
-        return "done";
-      })], { clock: new ManualClock(START + 5000), leaseMs: 1000, heartbeatMs: 300 });
-      alive.executor.start();
+      const alive = revive();
       await until(
         async () => ["completed", "failed", "cancelled"].includes((await ctx.storage.getJob(job.id))!.status),
         "the job ended",
@@ -2185,53 +2130,45 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
-    name: "a job paused while an at-most-once task's start is being stored does not call its agent",
+    name:
+      "a job paused while a task's start is being stored does not call its agent; paused and resumed, it runs that attempt",
     async run(ctx) {
-      const { storage, held, release } = holdingFirstStart(ctx.storage);
-      let calls = 0;
-      const { executor, clock } = harness(storage, [agent("work", () => ++calls)]);
-      executor.start();
-      const job = await executor.submit({
-        name: "p",
-        tasks: [{ key: "a", agent: "work", durability: "at-most-once" }],
-      });
-      await until(held, "the start being stored", clock);
-      await job.pause();
-      release();
-      // The hand-back is one more write, which a durable storage may take a while to answer.
-      await until(async () => (await taskByKey(ctx, job.id, "a")).status !== "running", "the start's answer", clock);
-      for (let i = 0; i < 10; i++) await clock.advance(10);
-      equal(calls, 0, "the agent ran after pause() resolved");
-      const a = await taskByKey(ctx, job.id, "a");
-      equal(a.status, "paused", "handed back to wait with its job");
-      equal(a.attempts, 0, "the attempt that never started does not count");
-      await job.resume();
-      deepEqual(await job.wait(), { a: 1 });
-      equal(calls, 1);
-      await executor.shutdown();
-    },
-  },
-  {
-    name: "a job paused and resumed while a task's start is being stored runs that attempt, not handed back",
-    async run(ctx) {
-      const { storage, held, release } = holdingFirstStart(ctx.storage);
-      let calls = 0;
-      const { executor, clock } = harness(storage, [agent("work", () => ++calls)]);
-      executor.start();
-      const job = await executor.submit({
-        name: "p",
-        tasks: [{ key: "a", agent: "work", durability: "at-most-once" }],
-      });
-      await until(held, "the start being stored", clock);
-      await job.pause();
-      await job.resume();
-      release();
-      deepEqual(await job.wait(), { a: 1 });
-      equal(calls, 1);
-      equal(executor.stats().claimed, 1, "claimed once: not handed back and claimed again");
-      const a = await taskByKey(ctx, job.id, "a");
-      equal(a.attempts, 1);
-      await executor.shutdown();
+      for (const resumed of [false, true]) {
+        const { storage, held, release } = holdingFirstStart(ctx.storage);
+        let calls = 0;
+        const { executor, clock } = harness(storage, [agent("work", () => ++calls)]);
+        executor.start();
+        const job = await executor.submit({
+          name: "p",
+          tasks: [{ key: "a", agent: "work", durability: "at-most-once" }],
+        });
+        await until(held, "the start being stored", clock);
+        await job.pause();
+        if (resumed) {
+          await job.resume();
+          release();
+          deepEqual(await job.wait(), { a: 1 });
+          equal(executor.stats().claimed, 1, "claimed once: not handed back and claimed again");
+        } else {
+          release();
+          // The hand-back is one more write, which a durable storage may take a while to answer.
+          await until(
+            async () => (await taskByKey(ctx, job.id, "a")).status !== "running",
+            "the start's answer",
+            clock,
+          );
+          for (let i = 0; i < 10; i++) await clock.advance(10);
+          equal(calls, 0, "the agent ran after pause() resolved");
+          const a = await taskByKey(ctx, job.id, "a");
+          equal(a.status, "paused", "handed back to wait with its job");
+          equal(a.attempts, 0, "the attempt that never started does not count");
+          await job.resume();
+          deepEqual(await job.wait(), { a: 1 });
+        }
+        equal(calls, 1);
+        equal((await taskByKey(ctx, job.id, "a")).attempts, 1);
+        await executor.shutdown();
+      }
     },
   },
   {
