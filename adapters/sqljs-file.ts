@@ -118,6 +118,17 @@ async function zombie(pid: number): Promise<boolean> {
   }
 }
 
+/** Whether process `pid` (of this PID namespace) is gone: not alive, or a zombie. */
+async function gone(pid: number): Promise<boolean> {
+  return !alive(pid) || await zombie(pid);
+}
+
+/** How long ago `path` was last written (0 when it cannot be read: just let go of). */
+async function ageMs(path: string): Promise<number> {
+  const mtime = (await stat(path).catch(() => null))?.mtimeMs;
+  return mtime === undefined ? 0 : Date.now() - mtime;
+}
+
 let herePromise: Promise<string> | null = null;
 
 /**
@@ -194,10 +205,10 @@ async function lock(lockPath: string, path: string, staleMs: number, sync: boole
       const samePlace = readable && owner === host && (from === "" || from === place);
       let stale = false;
       if (text !== null && samePlace) {
-        stale = pid === process.pid ? !heldLocks.has(held) : !alive(pid) || await zombie(pid);
+        stale = pid === process.pid ? !heldLocks.has(held) : await gone(pid);
       } else if (text !== null && (owner === host || !readable)) {
         // Another PID namespace or boot: its process cannot be checked; its age tells.
-        const age = Date.now() - ((await stat(lockPath).catch(() => null))?.mtimeMs ?? Date.now());
+        const age = await ageMs(lockPath);
         stale = age > staleMs;
         if (!stale && !waited) {
           waited = true; // its holder refreshes it while alive: wait once for it to age
@@ -224,10 +235,9 @@ async function lock(lockPath: string, path: string, staleMs: number, sync: boole
           null
         )) ?? "").split("\n");
         const by = Number(claimPid);
-        const gone = claimHost === host && claimFrom === place && Number.isInteger(by) && by > 0 &&
-          by !== process.pid && (!alive(by) || await zombie(by));
-        const age = Date.now() - ((await stat(claim).catch(() => null))?.mtimeMs ?? Date.now());
-        if (gone || age > staleMs) await unlink(claim).catch(() => {});
+        const left = claimHost === host && claimFrom === place && Number.isInteger(by) && by > 0 &&
+          by !== process.pid && await gone(by);
+        if (left || (await ageMs(claim)) > staleMs) await unlink(claim).catch(() => {});
         else await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
         attempt--;
         continue;

@@ -33,12 +33,12 @@ import { newId } from "./ids.ts";
 import { isAbortSignal, JobHandle, type JobHost } from "./job-handle.ts";
 import { isLoneSurrogate, toJson, wellFormed } from "./json.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./payload.ts";
-import { type Queue, type QueueFactory, RingQueue } from "./queue.ts";
+import { MAX_QUEUE_CAPACITY, type Queue, type QueueFactory, RingQueue } from "./queue.ts";
 import { type AgentSource, buildJob, MAX_TASKS_PER_JOB } from "./scheduler.ts";
 import { isJobFinal } from "./status.ts";
 import type { CommitOp, CommitResult, Storage, UpdateTaskOp } from "./storage.ts";
 import { AttemptContext, type ContextHost, readonlyView } from "./task-context.ts";
-import type { Job, JobSpec, Task, TaskError } from "./types.ts";
+import type { Job, JobSpec, JobStatus, Task, TaskError } from "./types.ts";
 
 /**
  * Periodic deletion of ended jobs with their tasks and cache (`storage.prune`). Give
@@ -239,9 +239,6 @@ function positive(
   }
   return value;
 }
-
-/** Largest `queueCapacity`: the length of the ring buffer's array. */
-const MAX_QUEUE_CAPACITY = 2 ** 32 - 1;
 
 /** A non-negative numeric option, or `undefined` when not given (see `positive`). */
 function nonNegative(name: string, value: number | undefined, integer: boolean): number | undefined {
@@ -1071,9 +1068,7 @@ export class Executor {
       if (job.status === status || isJobFinal(job.status)) {
         // Already so (set elsewhere, or applied with its answer lost): this executor's
         // tasks of the job stop all the same, as the success of the call would stop them.
-        if (job.status === "cancelled") this.#abortJob(jobId);
-        else if (job.status === "paused") this.#holdJob(jobId);
-        else if (job.status === "running") this.#unholdJob(jobId);
+        this.#followJob(jobId, job.status);
         if (failures > 0 && job.status === status) {
           this.#afterCommit({ tasks: [], jobs: status === "cancelled" ? [job] : [], readied: 1 });
         }
@@ -1084,9 +1079,7 @@ export class Executor {
           [{ type: "updateJob", id: jobId, expect: { version: job.version }, set: { status } }],
           this.#clock.now(),
         );
-        if (status === "cancelled") this.#abortJob(jobId);
-        else if (status === "paused") this.#holdJob(jobId);
-        else this.#unholdJob(jobId);
+        this.#followJob(jobId, status);
         this.#afterCommit(result);
         return result.jobs.find((j) => j.id === jobId) ??
           (await this.#retried("getJob", () => this.storage.getJob(jobId)))!;
@@ -1160,9 +1153,15 @@ export class Executor {
       if (this.#state !== "running") return;
       if (!job) this.#abortJob(jobId, "Job deleted");
       else if (isJobFinal(job.status)) this.#abortJob(jobId, `Job ${job.status}`);
-      else if (job.status === "paused") this.#holdJob(jobId);
-      else this.#unholdJob(jobId);
+      else this.#followJob(jobId, job.status);
     }, () => {});
+  }
+
+  /** Stop, hold or let go on this executor's tasks of a job whose status is now `status` (an ended one: nothing). */
+  #followJob(jobId: string, status: JobStatus): void {
+    if (status === "cancelled") this.#abortJob(jobId);
+    else if (status === "paused") this.#holdJob(jobId);
+    else if (status === "running") this.#unholdJob(jobId);
   }
 
   /** The job runs again: attempts whose start is being stored are called after all, not handed back. */

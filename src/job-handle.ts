@@ -64,15 +64,19 @@ export class JobHandle {
    * The job record as stored now. A read that fails with an error that may pass is
    * retried with backoff (five failures in a row; the sixth is thrown), as in `wait()`.
    */
-  async status(): Promise<Job> {
-    const host = this.#host;
-    return host.retried ? await host.retried("getJob", () => this.#job()) : await this.#job();
+  status(): Promise<Job> {
+    return this.#retried("getJob", () => this.#job());
   }
 
   /** Every task of the job (spawned children included), in creation order; retried as `status()` is. */
-  async tasks(): Promise<Task[]> {
+  tasks(): Promise<Task[]> {
+    return this.#retried("listTasks", () => this.#tasks());
+  }
+
+  /** A read for the caller, retried as the host retries its own (not at all without `retried`). */
+  #retried<T>(operation: string, read: () => Promise<T>): Promise<T> {
     const host = this.#host;
-    return host.retried ? await host.retried("listTasks", () => this.#tasks()) : await this.#tasks();
+    return host.retried ? host.retried(operation, read) : read();
   }
 
   async #job(): Promise<Job> {

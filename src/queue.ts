@@ -70,6 +70,9 @@ class Waiters<W> {
   }
 }
 
+/** Largest queue capacity: the length of the ring buffer's array (at most 2^32 - 1 slots). */
+export const MAX_QUEUE_CAPACITY: number = 2 ** 32 - 1;
+
 /**
  * A bounded ring buffer: O(1) per operation, no array shifting.
  *
@@ -93,8 +96,10 @@ export class RingQueue<T> implements Queue<T> {
 
   /** Create a queue holding at most `capacity` items. */
   constructor(capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 2 ** 32 - 1) {
-      throw new RangeError(`Queue "capacity" must be a positive integer of at most 4294967295, got ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_QUEUE_CAPACITY) {
+      throw new RangeError(
+        `Queue "capacity" must be a positive integer of at most ${MAX_QUEUE_CAPACITY}, got ${capacity}`,
+      );
     }
     this.#items = new Array(capacity);
   }
