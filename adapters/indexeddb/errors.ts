@@ -15,13 +15,21 @@ function describe(e: unknown): { name: string; message: string } {
   return { name: "Error", message: String(e) };
 }
 
-/** Whether `e` (or the error it wraps as `cause`) is IndexedDB's `QuotaExceededError`. */
-export function isQuotaError(e: unknown): boolean {
+/**
+ * How a full disk shows in `e` (or the error it wraps as `cause`), else `null`: IndexedDB's
+ * `QuotaExceededError` when the browser sees the disk filling up; and Chromium's
+ * `DataError` "Failed to write blobs" when it does not (the disk filled after it last
+ * looked): Chromium writes large values to files of their own, and such a write then
+ * fails with an I/O error. Either way the transaction was aborted: nothing of it applied.
+ */
+export function diskFull(e: unknown): string | null {
   for (let cur = e, depth = 0; cur && depth < 4; depth++) {
-    if (describe(cur).name === "QuotaExceededError") return true;
+    const { name, message } = describe(cur);
+    if (name === "QuotaExceededError") return name;
+    if (name === "DataError" && message.startsWith("Failed to write blobs")) return `${name}: ${message}`;
     cur = (cur as { cause?: unknown }).cause;
   }
-  return false;
+  return null;
 }
 
 /**
@@ -31,9 +39,10 @@ export function isQuotaError(e: unknown): boolean {
  */
 export function toStorageError(e: unknown, database: string, action: string): Error {
   if (isContractError(e)) return e as Error;
-  if (isQuotaError(e)) {
+  const full = diskFull(e);
+  if (full !== null) {
     return new StorageQuotaError(
-      `IndexedDB database "${database}" is out of space (QuotaExceededError) while ${action}: ` +
+      `IndexedDB database "${database}" is out of space (${full}) while ${action}: ` +
         `nothing of it was applied; free some space or prune ended jobs`,
       { cause: e },
     );
