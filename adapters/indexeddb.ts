@@ -460,7 +460,8 @@ class IdbStorage implements IndexedDbStorage {
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = new StorageClosedError(`Storage is closed (IndexedDB database "${this.databaseName}")`);
-      this.#wake.close();
+      // Told once more: whoever waits on a watcher calls again and learns of the close.
+      this.#wake.close(true);
       this.#db.close();
     }
     return Promise.resolve();

@@ -596,8 +596,12 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.close} */
   close(): Promise<void> {
-    this.#closed = true;
-    this.#listeners.clear();
+    if (!this.#closed) {
+      this.#closed = true;
+      // Told once more: whoever waits on a watcher calls again and learns of the close.
+      for (const l of this.#listeners) queueMicrotask(() => l());
+      this.#listeners.clear();
+    }
     return Promise.resolve();
   }
 }

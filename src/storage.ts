@@ -281,6 +281,11 @@ export interface Storage {
    */
   watch(listener: (change?: StorageChange) => void): () => void;
 
-  /** Release the backend. Further calls throw `StorageError`. */
+  /**
+   * Release the backend. Further calls throw `StorageClosedError`. Every watcher is told
+   * once more (with `undefined`), so that whoever waits on one (an idle executor, a
+   * `wait()`) calls again and learns at once that the storage is closed; then watchers are
+   * dropped.
+   */
   close(): Promise<void>;
 }

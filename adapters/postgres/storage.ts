@@ -381,9 +381,11 @@ export class PgStorage implements PostgresStorage {
   close(): Promise<void> {
     if (!this.#closing) {
       this.#closed = true;
+      // Told once more: whoever waits on a watcher calls again and learns of the close.
+      const unwatched = this.#wake.close(true);
       this.#closing = (async () => {
         await Promise.allSettled([...this.#inflight]);
-        await this.#wake.close();
+        await unwatched;
         if (this.#closeClient) await this.#client.end?.();
       })();
     }

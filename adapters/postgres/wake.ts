@@ -143,8 +143,9 @@ export class Wakeup {
     this.#fire(change);
   }
 
-  /** Stop listening and drop every listener. */
-  async close(): Promise<void> {
+  /** Stop listening and drop every listener; `wake` first calls the listeners once more. */
+  async close(wake = false): Promise<void> {
+    if (wake && !this.#closed) this.#fire();
     this.#closed = true;
     this.#listeners.clear();
     const stop = await this.#subscription;

@@ -364,10 +364,12 @@ export class SqlJsStorageImpl implements SqlJsStorage {
   close(): Promise<void> {
     if (!this.#closing) {
       this.#closed = true;
+      // Told once more: whoever waits on a watcher calls again and learns of the close.
+      for (const l of this.#listeners) queueMicrotask(() => l());
+      this.#listeners.clear();
       this.#closing = (async () => {
         await this.#lock.run(() => {});
         await this.#writer?.settle();
-        this.#listeners.clear();
         try {
           this.#db.close();
         } finally {

@@ -1423,6 +1423,27 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "closing the storage wakes an idle executor and a pending wait() at once, with no poll: run() resolves, wait() rejects with StorageClosedError",
+    async run(ctx) {
+      const { executor, clock } = harness(ctx.storage, [agent("noop", () => null)]);
+      let stopped = false;
+      void executor.run().then(() => (stopped = true));
+      // Not due for an hour: the executor idles and the job waits.
+      const job = await executor.submit({ name: "later", tasks: [{ key: "a", agent: "noop", delayMs: 3_600_000 }] });
+      let outcome: unknown = null;
+      void job.wait().then(() => (outcome = "resolved"), (e) => (outcome = e));
+      for (let i = 0; i < 5; i++) await clock.advance(0);
+      equal(outcome, null, "the job waits");
+      await ctx.storage.close();
+      // The clock does not move: no poll comes, nor the task's time. Before, both waited for
+      // the next poll (pollIntervalMs, 1 s by default) to learn of the close.
+      await until(() => stopped && outcome !== null, "run() to resolve and wait() to settle", clock);
+      ok(outcome instanceof StorageClosedError, `wait() rejected with StorageClosedError, got ${outcome}`);
+      equal(executor.stats().started, 0);
+    },
+  },
+  {
     name: "an executor whose storage was closed just after a claim failed stops too, instead of polling it for good",
     async run(ctx) {
       // The claim fails with an error that may pass (a dropped connection), and the storage

@@ -1981,6 +1981,26 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "close() tells every watcher once more (whoever waits on one learns of the close at once), then none",
+    async run({ storage }) {
+      const told: (StorageChange | undefined)[] = [];
+      storage.watch((change) => told.push(change));
+      let stoppedOne = 0;
+      const stop = storage.watch(() => stoppedOne++);
+      stop();
+      await storage.close();
+      // Some backends tell their watchers asynchronously.
+      for (let i = 0; i < 400 && told.length < 1; i++) await new Promise((r) => setTimeout(r, 5));
+      deepEqual(told, [undefined], "told once, that anything may have changed");
+      await new Promise((r) => setTimeout(r, 20));
+      equal(told.length, 1, "told once only");
+      equal(stoppedOne, 0, "a watcher stopped before the close is not told");
+      await storage.close();
+      await new Promise((r) => setTimeout(r, 20));
+      equal(told.length, 1, "a second close() tells nothing");
+    },
+  },
+  {
     name: "a closed storage throws StorageClosedError, which waiting does not cure",
     async run({ storage }) {
       await storage.close();
