@@ -39,6 +39,7 @@ import {
   type StorageCapabilities,
   type StorageChange,
   type TaskQuery,
+  watchClosed,
 } from "../src/storage.ts";
 import { isJobFinal } from "../src/status.ts";
 import type { Job, JsonValue, Task, TaskStatus } from "../src/types.ts";
@@ -586,6 +587,7 @@ export class MemoryStorage implements Storage {
   /** {@inheritDoc Storage.watch} */
   watch(listener: (change?: StorageChange) => void): () => void {
     if (typeof listener !== "function") throw new TypeError(`watch() expects a function, got ${typeof listener}`);
+    if (this.#closed) return watchClosed(listener);
     // One entry per call: the same function watched twice is told twice, and each stop ends its own.
     const entry = (change?: StorageChange): void => listener(change);
     this.#listeners.add(entry);

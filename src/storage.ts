@@ -129,6 +129,22 @@ export function changeOf(result: CommitResult): StorageChange {
   return { jobs };
 }
 
+/**
+ * `watch()` on a closed storage: the listener is told once, at once (as `close()` tells
+ * every watcher), so whoever waits on it calls again and learns of the close; nothing is
+ * kept. Returns its stop, which prevents the call when made first.
+ */
+export function watchClosed(listener: (change?: StorageChange) => void): () => void {
+  if (typeof listener !== "function") throw new TypeError(`watch() expects a function, got ${typeof listener}`);
+  let stopped = false;
+  queueMicrotask(() => {
+    if (!stopped) listener();
+  });
+  return () => {
+    stopped = true;
+  };
+}
+
 /** What a commit changed. */
 export interface CommitResult {
   /** Every task written by the batch (ops and scheduling rules), as stored now, in no order adapters agree on. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { StorageChange } from "../../src/storage.ts";
+import { type StorageChange, watchClosed } from "../../src/storage.ts";
 
 interface Channel {
   postMessage(message: unknown): void;
@@ -86,6 +86,7 @@ export class Wakeup {
     if (typeof listener !== "function") {
       throw new TypeError(`watch() expects a function, got ${typeof listener}`);
     }
+    if (this.#closed) return watchClosed(listener);
     const entry = (change?: StorageChange): void => listener(change);
     this.#listeners.add(entry);
     this.#ensureChannel();

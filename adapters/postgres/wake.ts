@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { StorageChange } from "../../src/storage.ts";
+import { type StorageChange, watchClosed } from "../../src/storage.ts";
 import type { SqlClient } from "./client.ts";
 
 /** Bytes a `NOTIFY` payload may hold (8000, in the server's encoding), with room to spare. */
@@ -125,6 +125,7 @@ export class Wakeup {
   /** Add a listener; returns a function that removes it. */
   add(listener: (change?: StorageChange) => void): () => void {
     if (typeof listener !== "function") throw new TypeError(`watch() expects a function, got ${typeof listener}`);
+    if (this.#closed) return watchClosed(listener);
     const entry = (change?: StorageChange): void => listener(change);
     this.#listeners.add(entry);
     this.#subscribe();

@@ -36,6 +36,7 @@ import {
   type StorageCapabilities,
   type StorageChange,
   type TaskQuery,
+  watchClosed,
 } from "../../src/storage.ts";
 import type { Job, JsonValue, Task } from "../../src/types.ts";
 import type { SqlDb } from "./db.ts";
@@ -347,6 +348,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
 
   watch(listener: (change?: StorageChange) => void): () => void {
     if (typeof listener !== "function") throw new TypeError(`watch() expects a function, got ${typeof listener}`);
+    if (this.#closed) return watchClosed(listener);
     // One entry per call: the same function watched twice is told twice, and each stop ends its own.
     const entry = (change?: StorageChange): void => listener(change);
     this.#listeners.add(entry);

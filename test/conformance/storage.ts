@@ -1981,7 +1981,8 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
-    name: "close() tells every watcher once more (whoever waits on one learns of the close at once), then none",
+    name:
+      "close() tells every watcher once more (whoever waits on one learns of the close at once), then none; a watcher added after the close is told at once",
     async run({ storage }) {
       const told: (StorageChange | undefined)[] = [];
       storage.watch((change) => told.push(change));
@@ -1998,6 +1999,15 @@ export const storageCases: Case<StorageContext>[] = [
       await storage.close();
       await new Promise((r) => setTimeout(r, 20));
       equal(told.length, 1, "a second close() tells nothing");
+      // A watcher added after the close is told at once, and not kept.
+      const late: (StorageChange | undefined)[] = [];
+      storage.watch((change) => late.push(change));
+      let stoppedLate = 0;
+      storage.watch(() => stoppedLate++)();
+      for (let i = 0; i < 400 && late.length < 1; i++) await new Promise((r) => setTimeout(r, 5));
+      deepEqual(late, [undefined], "a watcher added after the close is told once");
+      equal(stoppedLate, 0, "one stopped at once is not told");
+      throws(() => storage.watch("wake" as never), TypeError, "function");
     },
   },
   {
