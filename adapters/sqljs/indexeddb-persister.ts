@@ -17,6 +17,7 @@
  * @module
  */
 
+import { diskFull } from "../indexeddb/errors.ts";
 import {
   StorageClosedError,
   StorageError,
@@ -78,9 +79,9 @@ function wrap(e: unknown, what: string): Error {
   if (e instanceof StorageVersionChangeError || e instanceof StorageClosedError || e instanceof StorageSetupError) {
     return e;
   }
-  const name = (e as { name?: string })?.name;
-  if (name === "QuotaExceededError") {
-    return new StorageQuotaError(`IndexedDB is full: ${what} was not stored`, { cause: e });
+  const full = diskFull(e);
+  if (full !== null) {
+    return new StorageQuotaError(`IndexedDB is full (${full}): ${what} was not stored`, { cause: e });
   }
   return new StorageError(`IndexedDB failed to ${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
 }

@@ -1,43 +1,19 @@
 /**
- * The page side of `test/e2e/indexeddb-disk.e2e.mjs`: an executor on IndexedDB in a
- * Chromium profile that lives on a small disk, driven from Node through `globalThis.disk`.
+ * The page side of `test/e2e/indexeddb-disk.e2e.mjs`: an executor on IndexedDB, or on
+ * sql.js kept in IndexedDB or in OPFS, in a Chromium profile that lives on a small disk,
+ * driven from Node through `globalThis.disk`.
  *
- * Values are random text (what a full disk needs: Chromium compresses what repeats) that
- * Node can check without holding it: each one is made from a seed, and Node compares the
- * digest the page reports with the digest of the value made again from that seed.
+ * Values are random text made from seeds (`disk-values.ts`), which Node checks by digest.
  */
 
 import { openIndexedDbStorage } from "../../adapters/indexeddb.ts";
+import { createIndexedDbPersister, createOpfsPersister, loadSqlJs, openSqlJsStorage } from "../../adapters/sqljs.ts";
 import { isTransientStorageError } from "../../src/errors.ts";
 import { Executor, type ExecutorStats } from "../../src/executor.ts";
 import { AgentRegistry } from "../../src/registry.ts";
 import type { Storage } from "../../src/storage.ts";
 import type { JsonValue } from "../../src/types.ts";
-
-/** `length` characters of random-looking text made from `seed` (xorshift32: the same in Node). */
-export function seededText(seed: number, length: number): string {
-  let x = (seed | 0) || 1;
-  const codes = new Array<number>(length);
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    codes[i] = 33 + ((x >>> 0) % 90);
-  }
-  let out = "";
-  for (let i = 0; i < length; i += 8192) out += String.fromCharCode(...codes.slice(i, i + 8192));
-  return out;
-}
-
-/** A short digest of a text (FNV-1a), so Node checks a value without reading it whole. */
-export function digest(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return `${text.length}:${(h >>> 0).toString(16)}`;
-}
+import { digest, seededText } from "./disk-values.ts";
 
 /** An error as Node sees it. */
 interface ErrorView {
@@ -71,6 +47,8 @@ let executor: Executor | null = null;
 const calls = new Map<string, number>();
 /** Storage errors the executor reported, by error name. */
 const storageErrors = new Map<string, number>();
+/** The first message of each. */
+const errorMessages = new Map<string, string>();
 /** Releases the agents waiting on the gate. */
 let openGate: () => void = () => {};
 let gate: Promise<void> = Promise.resolve();
@@ -81,18 +59,28 @@ const registry = new AgentRegistry().register({
   execute: async (input: JsonValue, ctx) => {
     const { seed, bytes } = input as { seed: number; bytes: number };
     calls.set(ctx.task.key, (calls.get(ctx.task.key) ?? 0) + 1);
+    // Node counts calls across reloads.
+    await (globalThis as { __diskCall?: (key: string) => Promise<void> }).__diskCall?.(ctx.task.key);
     await gate;
     return { text: seededText(seed, bytes) };
   },
 });
 
 const disk = {
-  /** Open the database `name` and an executor on it (not started). */
-  async open(name: string): Promise<void> {
-    storage = await openIndexedDbStorage({ name });
+  /** Open the database `name` of `kind` and an executor on it (not started). */
+  async open(kind: "indexeddb" | "sqljs+indexeddb" | "sqljs+opfs", name: string): Promise<void> {
+    if (kind === "indexeddb") storage = await openIndexedDbStorage({ name });
+    else {
+      // The test server serves sql.js's files under /sqljs/.
+      const sql = await loadSqlJs({ locateFile: (file) => `/sqljs/${file}` });
+      const persister = kind === "sqljs+opfs" ? createOpfsPersister({ name }) : createIndexedDbPersister({ name });
+      storage = await openSqlJsStorage({ sql, persister });
+    }
     executor = new Executor({
       storage,
       registry,
+      // A stable id: after a reload the executor takes back its interrupted tasks at once.
+      id: "disk-page",
       maxWorkers: 4,
       // The disk stays full for seconds: leases must outlast it (heartbeats are writes too).
       leaseMs: 120_000,
@@ -101,6 +89,7 @@ const disk = {
     executor.on("storage:error", ({ error }) => {
       const name = (error as Error)?.name ?? "?";
       storageErrors.set(name, (storageErrors.get(name) ?? 0) + 1);
+      if (!errorMessages.has(name)) errorMessages.set(name, (error as Error)?.message ?? String(error));
     });
   },
 
@@ -180,10 +169,16 @@ const disk = {
   },
 
   /** What happened so far. */
-  report(): { calls: Record<string, number>; storageErrors: Record<string, number>; stats: ExecutorStats | null } {
+  report(): {
+    calls: Record<string, number>;
+    storageErrors: Record<string, number>;
+    errorMessages: Record<string, string>;
+    stats: ExecutorStats | null;
+  } {
     return {
       calls: Object.fromEntries(calls),
       storageErrors: Object.fromEntries(storageErrors),
+      errorMessages: Object.fromEntries(errorMessages),
       stats: executor?.stats() ?? null,
     };
   },

@@ -17,6 +17,7 @@ import {
   isTransientStorageError,
   StorageBlockedError,
   StorageClosedError,
+  StorageQuotaError,
   StorageSetupError,
   StorageVersionChangeError,
 } from "../../src/errors.ts";
@@ -157,6 +158,41 @@ function deleteDatabase(idb: IDBFactory, name: string): Promise<void> {
 }
 
 export const indexedDbPersisterCases: Case<IndexedDbCtx>[] = [
+  {
+    name: 'a full disk (QuotaExceededError, or Chromium\'s DataError "Failed to write blobs") fails a save with ' +
+      "StorageQuotaError, which may pass, and the next save stores its bytes",
+    async run({ idb, name }) {
+      const persister = createIndexedDbPersister({ name, indexedDB: idb });
+      await persister.load();
+      const store = (globalThis as { IDBObjectStore?: { prototype: { put: (...a: unknown[]) => unknown } } })
+        .IDBObjectStore!.prototype;
+      const put = store.put;
+      const fulls = [
+        new DOMException("The quota has been exceeded.", "QuotaExceededError"),
+        // How Chromium fails a large value's write when the disk filled after it last looked.
+        new DOMException("Failed to write blobs (IOError)", "DataError"),
+      ];
+      try {
+        for (const full of fulls) {
+          store.put = () => {
+            throw full;
+          };
+          const err = await rejects(() => persister.append(new Uint8Array([1, 2, 3])), StorageQuotaError, "full");
+          ok(isTransientStorageError(err), "room may come back");
+          await rejects(() => persister.replace(new Uint8Array([9]), new Uint8Array()), StorageQuotaError, "full");
+        }
+      } finally {
+        store.put = put;
+      }
+      await persister.append(new Uint8Array([4, 5]));
+      await persister.close();
+      const again = createIndexedDbPersister({ name, indexedDB: idb });
+      const loaded = await again.load();
+      equal(loaded.snapshot, null, "no snapshot was stored");
+      equal([...(loaded.journal ?? [])].join(","), "4,5", "only the save made with room");
+      await again.close();
+    },
+  },
   {
     name: "a database deleted by another tab fails later saves with StorageVersionChangeError and is never " +
       "recreated empty",
