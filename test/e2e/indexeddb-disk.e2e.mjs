@@ -163,9 +163,11 @@ async function scenario(kind) {
   /** Agent calls by task key, across reloads. */
   const calls = {};
   let context;
-  mount();
+  // Never fill a disk that is not the small one mounted here.
+  if (!mount()) throw new Error(`could not mount the small disk at ${mnt}`);
   try {
     // The filler is written before Chromium starts, as when a user's disk is nearly full.
+    assert.ok(freeBytes() <= 128 * 2 ** 20, "the disk to fill is the 128 MB one mounted here");
     fill(Math.max(0, freeBytes() - 48 * 2 ** 20));
     context = await chromium.launchPersistentContext(join(mnt, "profile"), {
       executablePath: chromiumPath,
