@@ -20,7 +20,12 @@
  * not follow. The database in memory still holds every change, so the storage recovers
  * at its next call by writing it whole as a snapshot of a new generation (`recover()`);
  * the changes of the calls that failed are saved with it (their outcome was unknown to
- * their callers, as with any transient storage error).
+ * their callers, as with any transient storage error). While that keeps failing (a full
+ * disk), attempts are spaced out: after the first failed one, calls within a backoff of
+ * 200 ms doubling up to 5 s fail at once with the failure, without exporting the database.
+ * Each attempt writes the whole database, the write least likely to fit on a full disk;
+ * in Chromium, writes that keep taking a disk's last bytes end with the browser closing
+ * the database or deleting the origin's IndexedDB.
  *
  * @module
  */
@@ -28,6 +33,10 @@
 import { isTransientStorageError, StorageError, StorageQuotaError } from "../../src/errors.ts";
 import { encodeAppend, encodeRecords, HEADER_BYTES, journalHeader, MAX_FRAME_BYTES } from "./journal.ts";
 import type { SqlJsPersister } from "./persister.ts";
+
+/** The first pause between two attempts of `recover()` that fail, doubling up to {@link RECOVERY_MAX_DELAY_MS}. */
+const RECOVERY_DELAY_MS = 200;
+const RECOVERY_MAX_DELAY_MS = 5000;
 
 /** When the journal is folded into a new snapshot. */
 export interface CompactionOptions {
@@ -79,6 +88,10 @@ export class GroupCommit {
   #compactRequested = false;
   #waiters: Waiter[] = [];
   #failure: StorageError | null = null;
+  /** Failed `recover()` attempts in a row, and the time before which the next one is not made. */
+  #recoveries = 0;
+  #retryAt = -Infinity;
+  #triedAt = -Infinity;
   readonly #start: GroupCommitStart;
   readonly #minBytes: number;
   readonly #ratio: number;
@@ -226,11 +239,16 @@ export class GroupCommit {
    * empty journal; once that is durable, everything in memory is, and work goes on. Throws
    * the failure while saving still fails (then the next call tries again), or at once when
    * it will not pass by trying again (such as a database deleted under the persister).
-   * Call under the storage's lock; `exportNow` exports the database (the lock is held).
+   * After a failed attempt, a call before the backoff ends (`now`, on the storage's clock)
+   * throws the failure without trying. Call under the storage's lock; `exportNow` exports
+   * the database (the lock is held).
    */
-  async recover(exportNow: (generation: number) => Uint8Array): Promise<void> {
+  async recover(exportNow: (generation: number) => Uint8Array, now: number): Promise<void> {
     if (!this.#failure) return;
     if (!isTransientStorageError(this.#failure)) throw this.#failure;
+    // Within the backoff (a clock set back since the last attempt does not hold it up).
+    if (now < this.#retryAt && now >= this.#triedAt) throw this.#failure;
+    this.#triedAt = now;
     const generation = this.#generation + 1;
     const seq = this.seq;
     let snapshot: Uint8Array;
@@ -240,8 +258,12 @@ export class GroupCommit {
       snapshot = exportNow(generation);
       await this.#start.persister.replace(snapshot, journalHeader(generation));
     } catch (e) {
+      this.#recoveries++;
+      this.#retryAt = now + Math.min(RECOVERY_MAX_DELAY_MS, RECOVERY_DELAY_MS * 2 ** (this.#recoveries - 1));
       throw this.#failure = failure(e);
     }
+    this.#recoveries = 0;
+    this.#retryAt = -Infinity;
     this.#generation = generation;
     this.#pending = [];
     this.#pendingBytes = 0;

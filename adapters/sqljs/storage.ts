@@ -167,11 +167,12 @@ export class SqlJsStorageImpl implements SqlJsStorage {
 
   /**
    * Under the lock, before any work: after a failed save, save the whole database again
-   * (see `GroupCommit.recover`). Throws while that fails.
+   * (see `GroupCommit.recover`, which spaces out attempts that keep failing). Throws while
+   * that fails.
    */
   async #recover(): Promise<void> {
     const writer = this.#writer;
-    if (writer?.failure) await writer.recover((generation) => this.#db.snapshot(generation));
+    if (writer?.failure) await writer.recover((generation) => this.#db.snapshot(generation), this.#now());
   }
 
   /**

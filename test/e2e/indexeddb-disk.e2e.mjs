@@ -146,8 +146,8 @@ const started = Date.now();
 // The IndexedDB adapter by default. sql.js kept in IndexedDB or OPFS runs when asked for
 // (TASK_CORE_DISK_KINDS=indexeddb,sqljs+indexeddb,sqljs+opfs): on them Chromium's own
 // handling of a disk with no byte left varies from run to run (it deleted the origin's
-// IndexedDB in 4 of 6 runs of sql.js kept there, and its browser process crashed in 1 of 5
-// runs with OPFS), which no storage can prevent; see RELIABILITY.md.
+// IndexedDB in 1 of 11 runs of sql.js kept there, and its browser process crashed in 1 of
+// 8 runs with OPFS), which no storage can prevent; see RELIABILITY.md.
 for (const kind of (process.env.TASK_CORE_DISK_KINDS ?? "indexeddb").split(",")) {
   if (await scenario(kind)) passed++;
   else failed++;

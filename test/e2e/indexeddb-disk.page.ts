@@ -156,10 +156,24 @@ const disk = {
     return out;
   },
 
-  /** Wait for a job's end: its outputs' digests by key, or the error. */
+  /**
+   * Wait for a job's end: its outputs' digests by key, or the error. `wait()` gives up after
+   * five failed reads in a row; like an app, this waits again while they may pass (a disk
+   * that just got room: sql.js saves again only once its backoff ends), for up to 60 s.
+   */
   async wait(id: string): Promise<{ ok: true; outputs: Record<string, string> } | { ok: false; error: ErrorView }> {
     try {
-      const outputs = await (await executor!.job(id)).wait();
+      const end = Date.now() + 60_000;
+      const job = await retried(() => executor!.job(id));
+      let outputs: Record<string, JsonValue>;
+      for (;;) {
+        try {
+          outputs = await job.wait();
+          break;
+        } catch (e) {
+          if (!isTransientStorageError(e) || Date.now() > end) throw e;
+        }
+      }
       const digests: Record<string, string> = {};
       for (const [key, value] of Object.entries(outputs)) digests[key] = digest((value as { text: string }).text);
       return { ok: true, outputs: digests };

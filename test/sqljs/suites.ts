@@ -661,26 +661,54 @@ export const sqljsCases: Case<Ctx>[] = [
   },
   {
     name: "a failed save fails its calls with a transient error of the persister's class, and the next call " +
-      "saves the whole database and goes on",
+      "saves the whole database and goes on; while that fails, attempts are spaced out (200 ms doubling to 5 s)",
     async run({ store }) {
       const inner = store.persister();
       let full = false;
+      let attempts = 0;
       const diskFull = () => Promise.reject(new StorageQuotaError("disk full"));
       const p: SqlJsPersister = {
         name: "failing",
         load: () => inner.load(),
         append: (bytes) => (full ? diskFull() : inner.append(bytes)),
-        replace: (a, b) => (full ? diskFull() : inner.replace(a, b)),
+        replace: (a, b) => (attempts++, full ? diskFull() : inner.replace(a, b)),
         close: () => inner.close(),
       };
-      const s = await openTestStorage({ persister: p });
+      let t = 1_000_000;
+      const s = await openTestStorage({ persister: p, now: () => t });
       const b = await jobWith(s, 3);
       full = true;
+      attempts = 0;
       const claim = { limit: 1, now: 1, owner: OWNER, leaseMs: 100 };
       const err = await rejects(() => s.claimReady(claim), StorageQuotaError, "disk full");
       ok(isTransientStorageError(err), "a failed save may pass: callers retry");
       await rejects(() => s.getJob(b.job.id), StorageQuotaError, "disk full");
+      equal(attempts, 1, "the next call tried to save the database whole");
+      // Each attempt writes the whole database: while they fail, calls in the backoff fail
+      // at once without one.
+      for (const wait of [199, 1, 399, 1, 799, 1]) {
+        const before = attempts;
+        t += wait;
+        await rejects(() => s.getJob(b.job.id), StorageQuotaError, "disk full");
+        equal(
+          attempts - before,
+          wait === 1 ? 1 : 0,
+          `an attempt ${wait === 1 ? "once" : "not before"} the backoff ended`,
+        );
+      }
+      for (let i = 0; i < 6; i++) {
+        t += 5000;
+        await rejects(() => s.getJob(b.job.id), StorageQuotaError, "disk full");
+      }
+      t += 4999;
+      const capped = attempts;
+      await rejects(() => s.getJob(b.job.id), StorageQuotaError, "disk full");
+      equal(attempts, capped, "the backoff grows to 5 s");
+      t -= 60_000;
+      await rejects(() => s.getJob(b.job.id), StorageQuotaError, "disk full");
+      equal(attempts, capped + 1, "a clock set back does not hold the next attempt up");
       full = false;
+      t += 5000;
       const snapshots = s.persistStats.compactions;
       equal((await s.getJob(b.job.id))?.id, b.job.id, "once saving works again, the next call answers");
       equal(s.persistStats.compactions, snapshots + 1, "after saving the database whole, once");
@@ -718,7 +746,8 @@ export const sqljsCases: Case<Ctx>[] = [
         replace: (a, b) => inner.replace(a, b),
         close: () => inner.close(),
       };
-      const s = await openTestStorage({ persister: p, sql: { Database: FailingExport } });
+      let t = 1_000_000;
+      const s = await openTestStorage({ persister: p, sql: { Database: FailingExport }, now: () => t });
       const b = await jobWith(s, 3);
       failAppend = true;
       const claim = { limit: 1, now: 1, owner: OWNER, leaseMs: 100 };
@@ -728,8 +757,10 @@ export const sqljsCases: Case<Ctx>[] = [
       const err = await rejects(() => s.getJob(b.job.id), StorageError, "Array buffer allocation failed");
       ok(isTransientStorageError(err), "the export may pass: callers retry");
       ok(err.cause instanceof RangeError, "the export's error is kept as the cause");
+      t += 200; // past the backoff after a failed attempt
       await rejects(() => s.claimReady(claim), StorageError, "Array buffer allocation failed");
       exportFails = false;
+      t += 400;
       equal((await s.getJob(b.job.id))?.id, b.job.id, "once the export works again, the next call answers");
       equal((await s.claimReady(claim)).length, 1);
       await s.close();
