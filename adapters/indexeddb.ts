@@ -163,7 +163,7 @@ class IdbStorage implements IndexedDbStorage {
       newVersion,
     );
     // Wake the watchers once more, so an idle executor learns at once (its next call throws).
-    this.#wake.close(true);
+    this.#wake.close();
   }
 
   /** Called when the browser closes the connection abnormally. */
@@ -172,7 +172,7 @@ class IdbStorage implements IndexedDbStorage {
       `Storage is closed: the browser closed IndexedDB database "${this.databaseName}" ` +
         `(site data cleared, or a storage failure)`,
     );
-    this.#wake.close(true);
+    this.#wake.close();
   }
 
   #check(): void {
@@ -461,7 +461,7 @@ class IdbStorage implements IndexedDbStorage {
     if (!this.#closed) {
       this.#closed = new StorageClosedError(`Storage is closed (IndexedDB database "${this.databaseName}")`);
       // Told once more: whoever waits on a watcher calls again and learns of the close.
-      this.#wake.close(true);
+      this.#wake.close();
       this.#db.close();
     }
     return Promise.resolve();

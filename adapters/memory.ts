@@ -39,6 +39,7 @@ import {
   type StorageCapabilities,
   type StorageChange,
   type TaskQuery,
+  tellWatchers,
   watchClosed,
 } from "../src/storage.ts";
 import { isJobFinal } from "../src/status.ts";
@@ -328,7 +329,7 @@ export class MemoryStorage implements Storage {
   #notify(result: CommitResult): void {
     if (result.readied > 0 || result.jobs.length > 0) {
       const change = changeOf(result);
-      for (const l of this.#listeners) queueMicrotask(() => l(change));
+      tellWatchers(this.#listeners, change);
     }
   }
 
@@ -601,8 +602,7 @@ export class MemoryStorage implements Storage {
     if (!this.#closed) {
       this.#closed = true;
       // Told once more: whoever waits on a watcher calls again and learns of the close.
-      for (const l of this.#listeners) queueMicrotask(() => l());
-      this.#listeners.clear();
+      tellWatchers(this.#listeners, undefined, true);
     }
     return Promise.resolve();
   }

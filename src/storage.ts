@@ -130,6 +130,24 @@ export function changeOf(result: CommitResult): StorageChange {
 }
 
 /**
+ * Tell each listener in `listeners` about `change`, each in a microtask of its own, unless
+ * it stopped listening (left the set) before then. With `drop` (a close), the set is
+ * emptied once they were told.
+ */
+export function tellWatchers(
+  listeners: Set<(change?: StorageChange) => void>,
+  change: StorageChange | undefined,
+  drop = false,
+): void {
+  for (const l of listeners) {
+    queueMicrotask(() => {
+      if (listeners.has(l)) l(change);
+    });
+  }
+  if (drop) queueMicrotask(() => listeners.clear());
+}
+
+/**
  * `watch()` on a closed storage: the listener is told once, at once (as `close()` tells
  * every watcher), so whoever waits on it calls again and learns of the close; nothing is
  * kept. Returns its stop, which prevents the call when made first.

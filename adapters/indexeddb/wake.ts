@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type StorageChange, watchClosed } from "../../src/storage.ts";
+import { type StorageChange, tellWatchers, watchClosed } from "../../src/storage.ts";
 
 interface Channel {
   postMessage(message: unknown): void;
@@ -78,7 +78,7 @@ export class Wakeup {
   }
 
   #fire(change?: StorageChange): void {
-    for (const l of this.#listeners) queueMicrotask(() => l(change));
+    tellWatchers(this.#listeners, change);
   }
 
   /** Add a listener; returns a function that removes it. */
@@ -115,11 +115,10 @@ export class Wakeup {
     }
   }
 
-  /** Remove every listener and close the channel; `wake` first calls the listeners once more. */
-  close(wake = false): void {
-    if (wake && !this.#closed) this.#fire();
+  /** Tell the listeners once more, then drop them, and close the channel. */
+  close(): void {
+    if (!this.#closed) tellWatchers(this.#listeners, undefined, true);
     this.#closed = true;
-    this.#listeners.clear();
     this.#channel?.close();
     this.#channel = undefined;
   }

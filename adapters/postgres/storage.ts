@@ -382,7 +382,7 @@ export class PgStorage implements PostgresStorage {
     if (!this.#closing) {
       this.#closed = true;
       // Told once more: whoever waits on a watcher calls again and learns of the close.
-      const unwatched = this.#wake.close(true);
+      const unwatched = this.#wake.close();
       this.#closing = (async () => {
         await Promise.allSettled([...this.#inflight]);
         await unwatched;

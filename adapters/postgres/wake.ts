@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type StorageChange, watchClosed } from "../../src/storage.ts";
+import { type StorageChange, tellWatchers, watchClosed } from "../../src/storage.ts";
 import type { SqlClient } from "./client.ts";
 
 /** Bytes a `NOTIFY` payload may hold (8000, in the server's encoding), with room to spare. */
@@ -70,7 +70,7 @@ export class Wakeup {
   }
 
   #fire(change?: StorageChange): void {
-    for (const l of this.#listeners) queueMicrotask(() => l(change));
+    tellWatchers(this.#listeners, change);
   }
 
   /**
@@ -144,13 +144,16 @@ export class Wakeup {
     this.#fire(change);
   }
 
-  /** Stop listening and drop every listener; `wake` first calls the listeners once more. */
-  async close(wake = false): Promise<void> {
-    if (wake && !this.#closed) this.#fire();
+  /** Tell the listeners once more, then drop them, and stop listening. Never rejects. */
+  async close(): Promise<void> {
+    if (!this.#closed) tellWatchers(this.#listeners, undefined, true);
     this.#closed = true;
-    this.#listeners.clear();
-    const stop = await this.#subscription;
-    this.#subscription = undefined;
-    await stop?.().catch(() => {});
+    try {
+      const stop = await this.#subscription;
+      this.#subscription = undefined;
+      await stop?.();
+    } catch {
+      // An UNLISTEN that fails (or a client's stop that throws) leaves nothing to undo.
+    }
   }
 }

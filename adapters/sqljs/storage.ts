@@ -36,6 +36,7 @@ import {
   type StorageCapabilities,
   type StorageChange,
   type TaskQuery,
+  tellWatchers,
   watchClosed,
 } from "../../src/storage.ts";
 import type { Job, JsonValue, Task } from "../../src/types.ts";
@@ -211,7 +212,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
     const value = outcome.value;
     if (wakes(value)) {
       const change = changeOf(value as CommitResult);
-      for (const l of this.#listeners) queueMicrotask(() => l(change));
+      tellWatchers(this.#listeners, change);
     }
     return value;
   }
@@ -368,8 +369,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
     if (!this.#closing) {
       this.#closed = true;
       // Told once more: whoever waits on a watcher calls again and learns of the close.
-      for (const l of this.#listeners) queueMicrotask(() => l());
-      this.#listeners.clear();
+      tellWatchers(this.#listeners, undefined, true);
       this.#closing = (async () => {
         await this.#lock.run(() => {});
         await this.#writer?.settle();

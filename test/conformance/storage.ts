@@ -1982,22 +1982,27 @@ export const storageCases: Case<StorageContext>[] = [
   },
   {
     name:
-      "close() tells every watcher once more (whoever waits on one learns of the close at once), then none; a watcher added after the close is told at once",
+      "close() tells every watcher once more (whoever waits on one learns of the close at once) unless it stopped first, then none; a watcher added after the close is told at once",
     async run({ storage }) {
       const told: (StorageChange | undefined)[] = [];
       storage.watch((change) => told.push(change));
       let stoppedOne = 0;
       const stop = storage.watch(() => stoppedOne++);
       stop();
-      await storage.close();
+      let stoppedAfter = 0;
+      const stopAfter = storage.watch(() => stoppedAfter++);
+      const closing = storage.close();
+      stopAfter(); // between the close and the telling
+      await closing;
       // Some backends tell their watchers asynchronously.
       for (let i = 0; i < 400 && told.length < 1; i++) await new Promise((r) => setTimeout(r, 5));
       deepEqual(told, [undefined], "told once, that anything may have changed");
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 50));
       equal(told.length, 1, "told once only");
       equal(stoppedOne, 0, "a watcher stopped before the close is not told");
+      equal(stoppedAfter, 0, "nor one stopped after the close, before it was told");
       await storage.close();
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 50));
       equal(told.length, 1, "a second close() tells nothing");
       // A watcher added after the close is told at once, and not kept.
       const late: (StorageChange | undefined)[] = [];
@@ -2005,6 +2010,7 @@ export const storageCases: Case<StorageContext>[] = [
       let stoppedLate = 0;
       storage.watch(() => stoppedLate++)();
       for (let i = 0; i < 400 && late.length < 1; i++) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 50));
       deepEqual(late, [undefined], "a watcher added after the close is told once");
       equal(stoppedLate, 0, "one stopped at once is not told");
       throws(() => storage.watch("wake" as never), TypeError, "function");

@@ -626,6 +626,38 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
+      name: "close() resolves when stopping the LISTEN fails, while a call is still in flight",
+      async run(ctx) {
+        const schema = (await fresh(ctx)).schema;
+        const base = await ctx.db.client();
+        let slow: (() => void) | null = null;
+        const client: SqlClient = {
+          ...base,
+          // A hand-written client whose stop throws at once (not a rejected promise).
+          listen: async (channel, onNotify, onListen) => {
+            await base.listen!(channel, onNotify, onListen);
+            return () => {
+              throw new Error("stop failed");
+            };
+          },
+          query: async (text, params) => {
+            if (slow === null && /FROM\s/i.test(text)) await new Promise<void>((r) => (slow = r));
+            return await base.query(text, params);
+          },
+        };
+        const storage = await openPostgresStorage({ client, schema });
+        storage.watch(() => {});
+        await sleep(50); // LISTEN is issued when the first listener is added
+        const reading = storage.listJobs();
+        await until(() => slow !== null, "a call in flight");
+        const closing = storage.close();
+        await sleep(20);
+        (slow as unknown as () => void)();
+        deepEqual(await reading, []);
+        await closing;
+      },
+    },
+    {
       name: "the executor survives its connections being terminated mid-run and completes every task once",
       ...realServerOnly(db),
       async run(ctx) {
