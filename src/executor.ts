@@ -166,8 +166,8 @@ interface Run {
   lost: boolean;
   /** The attempt waits on its agent's promise: an interruption ends it (see `#interrupt`). */
   waiting: boolean;
-  /** An attempt whose start is being stored: its agent is called after. */
-  starting: Promise<void> | null;
+  /** An attempt whose start is being stored: its agent is called after (see `#begin`). */
+  starting: boolean;
   /** Its job was paused while its start was being stored: it goes back unstarted (`#begin`). */
   held: boolean;
   /** The agent was called. */
@@ -191,6 +191,11 @@ interface Pending {
   lease?: boolean | undefined;
   /** Told why the op was dropped, before `resolve(null)`. */
   dropped?: ((reason: string) => void) | undefined;
+  /**
+   * The attempt whose start this item stores: `#begin` is called with the stored task (or
+   * `null` when dropped) in a microtask after the commit, without a promise of its own.
+   */
+  start?: Run | undefined;
 }
 
 type State = "idle" | "running" | "stopping" | "stopped";
@@ -418,6 +423,8 @@ export class Executor {
   #active = 0;
   /** Of `#active`, the attempts whose start is being stored (their agent is not called yet). */
   #starting = 0;
+  /** Shutdown waits for the starts being stored (`#starting` back at 0). */
+  #startsStored: (() => void) | null = null;
   /** Periodic work (heartbeat, recovery, pruning) in progress. */
   readonly #periodic = new Set<Promise<unknown>>();
   /** Checks, a macrotask after an abort, whether the agent settled (`stats().ignoredAbort`). */
@@ -1098,7 +1105,7 @@ export class Executor {
     const stops = this.#stoppedWhileClaiming;
     if (stops && stops.get(jobId) !== "ended") stops.set(jobId, "paused");
     // At-most-once attempts whose start is being stored have not called their agent yet.
-    for (const run of this.#runs.values()) if (run.starting !== null && run.task.jobId === jobId) run.held = true;
+    for (const run of this.#runs.values()) if (run.starting && run.task.jobId === jobId) run.held = true;
     const held: Task[] = [];
     for (const task of this.#queued.values()) if (task.jobId === jobId) held.push(task);
     if (held.length === 0) return;
@@ -1167,7 +1174,7 @@ export class Executor {
   /** The job runs again: attempts whose start is being stored are called after all, not handed back. */
   #unholdJob(jobId: string): void {
     if (this.#runs.countOf(jobId) === 0) return;
-    for (const run of this.#runs.values()) if (run.starting !== null && run.task.jobId === jobId) run.held = false;
+    for (const run of this.#runs.values()) if (run.starting && run.task.jobId === jobId) run.held = false;
   }
 
   /** Whether this executor has tasks of the job queued or running (O(1): a count per job). */
@@ -1564,7 +1571,7 @@ export class Executor {
       timedOut: false,
       lost: false,
       waiting: false,
-      starting: null,
+      starting: false,
       held: false,
       called: false,
       lostReason: null,
@@ -1588,21 +1595,21 @@ export class Executor {
       // whole lease, so no recovery takes the task while its agent runs.
       const now = this.#clock.now();
       this.#starting++;
-      run.starting = this.#enqueueCommit(
-        [{
+      run.starting = true;
+      this.#pending.push({
+        ops: [{
           type: "updateTask",
           id: task.id,
           expect: { version: task.version, status: "running" },
           set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
         }],
-        null,
-        {
-          lease: true,
-          dropped: (reason) => {
-            if (!run.lost) run.lostReason = `Its start could not be stored: ${reason}`;
-          },
-        },
-      ).then((stored) => this.#begin(run, stored));
+        run: null,
+        outcome: "other",
+        error: null,
+        lease: true,
+        start: run,
+      });
+      if (!this.#flushing) this.#flushing = this.#flush();
       return;
     }
     this.#call(run);
@@ -1610,8 +1617,12 @@ export class Executor {
 
   /** The start of an attempt was stored (`null`: the task changed meanwhile). */
   #begin(run: Run, stored: Task | null): void {
-    run.starting = null;
-    this.#starting--;
+    run.starting = false;
+    if (--this.#starting === 0 && this.#startsStored) {
+      const w = this.#startsStored;
+      this.#startsStored = null;
+      w();
+    }
     if (
       stored &&
       (stored.status !== "running" || stored.leaseOwner !== this.id || stored.version !== run.claim.version + 1)
@@ -1748,6 +1759,45 @@ export class Executor {
     }
     item.dropped?.(reason);
     item.resolve?.(null);
+    const run = item.start;
+    if (run) {
+      if (!run.lost) run.lostReason = `Its start could not be stored: ${reason}`;
+      this.#beginLater([run, null]);
+    }
+  }
+
+  /**
+   * Tell the items of a stored commit what was stored for them (`storedOf`, called once per
+   * item in order); answers the starts stored, as pairs of run and stored task, for
+   * `#beginLater` once the commit's job ends are reported.
+   */
+  #tell(items: readonly Pending[], storedOf: (item: Pending) => Task | null): (Run | Task | null)[] | null {
+    let begun: (Run | Task | null)[] | null = null;
+    for (const item of items) {
+      const stored = storedOf(item);
+      if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error);
+      if (stored) item.report?.(stored);
+      item.resolve?.(stored);
+      if (item.start) (begun ??= []).push(item.start, stored);
+    }
+    return begun;
+  }
+
+  /**
+   * Call `#begin` for stored (or dropped) starts, given as pairs of run and stored task, in
+   * one microtask: after the commit's answer is fully handled, as a promise per start would.
+   */
+  #beginLater(begun: (Run | Task | null)[]): void {
+    queueMicrotask(() => {
+      for (let i = 0; i < begun.length; i += 2) {
+        try {
+          this.#begin(begun[i] as Run, begun[i + 1] as Task | null);
+        } catch (e) {
+          // Reported as a failed promise per start would be; the other starts go on.
+          void Promise.reject(e);
+        }
+      }
+    });
   }
 
   /** The attempt ended (once): build its ops, free the worker slot, and commit. */
@@ -1965,14 +2015,12 @@ export class Executor {
         this.#stats.commits++;
         const byId = new Map<string, Task>();
         for (const t of result.tasks) byId.set(t.id, t);
-        for (const item of items) {
+        const begun = this.#tell(items, (item) => {
           const first = item.ops[0];
-          const stored = first && first.type === "updateTask" ? byId.get(first.id) ?? null : null;
-          if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error);
-          if (stored) item.report?.(stored);
-          item.resolve?.(stored);
-        }
+          return first && first.type === "updateTask" ? byId.get(first.id) ?? null : null;
+        });
         this.#afterCommit(result);
+        if (begun) this.#beginLater(begun);
         return;
       } catch (e) {
         let culprit = -1;
@@ -2144,14 +2192,13 @@ export class Executor {
       if (job && isJobFinal(job.status) && job.finishedAt !== null && unsure.includes(job.finishedAt)) ended.push(job);
     }
     this.#stats.commits++;
-    items.forEach((item, i) => {
-      const id = firstIds[i];
-      const stored = id === null || id === undefined ? null : byId.get(id) ?? null;
-      if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error);
-      if (stored) item.report?.(stored);
-      item.resolve?.(stored);
+    let i = 0;
+    const begun = this.#tell(items, () => {
+      const id = firstIds[i++];
+      return id === null || id === undefined ? null : byId.get(id) ?? null;
     });
     this.#afterCommit({ tasks: [...byId.values()], jobs: ended, readied: 1 });
+    if (begun) this.#beginLater(begun);
     return true;
   }
 
@@ -2440,7 +2487,11 @@ export class Executor {
       }
       // Starts being stored end first (an attempt whose start was stored is handed back
       // with its new version, see `#begin`).
-      await Promise.all([...this.#runs.values()].map((r) => r.starting));
+      // (Awaited even when none is: attempts that settle meanwhile are not abandoned.)
+      await new Promise<void>((resolve) => {
+        if (this.#starting === 0) resolve();
+        else this.#startsStored = resolve;
+      });
       const left = [...this.#runs.values()].filter((r) => !r.settled);
       for (const run of left) {
         this.#abandon(run, "Executor shut down");
