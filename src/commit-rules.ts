@@ -287,10 +287,26 @@ class Batch {
 
   /** Change a task, applying every rule the change triggers. */
   *transition(cur: Task, patch: Partial<Task>): Step<Task> {
+    const next = this.own(cur);
+    const rules = this.change(cur, next, patch);
+    if (rules) yield* rules;
+    return next;
+  }
+
+  /**
+   * Write `patch` over `next`, the batch's own copy of `cur`, and answer the step of the
+   * rules the change triggers: `null` for a change of neither status nor review, which
+   * triggers none (a stored start or lease then runs no generator at all).
+   */
+  change(cur: Task, next: Task, patch: Partial<Task>): Step<void> | null {
     const prevStatus = cur.status;
     const prevReview = cur.review;
-    const next = this.own(cur);
     Object.assign(next, patch);
+    return next.status === prevStatus && next.review === prevReview ? null : this.rules(next, prevStatus, prevReview);
+  }
+
+  /** The rules a task's change of status or review (from `prevStatus`, `prevReview` to `next`'s) triggers. */
+  *rules(next: Task, prevStatus: TaskStatus, prevReview: boolean): Step<void> {
     if (next.status === "ready" && prevStatus !== "ready") {
       // Whatever sends it back (a retry, a recovered lease, a rejected review, a person),
       // a task of a paused job waits paused until the job resumes.
@@ -341,7 +357,6 @@ class Batch {
         }
       }
     }
-    return next;
   }
 
   /** Count one more satisfied dependency on each of `ids`, the dependents of a task that just became satisfied. */
@@ -441,14 +456,18 @@ class Batch {
     this.jobsEnding.add(job.id);
   }
 
-  *updateTask(
+  /**
+   * Check an update of task `id` (`cur`, as the batch sees it) and apply it. Answers the
+   * step (to run with `yield*`) of the reads and rules it still needs, or `null` when it
+   * needs none: an update that changes neither status nor review runs no generator.
+   */
+  updateTask(
     index: number,
     id: string,
     expect: { version: number; status?: TaskStatus; leaseExpiresAt?: number | null },
     set: Partial<Task>,
-  ): Step<void> {
-    const read = this.task(id);
-    const cur = isThenable(read) ? (yield read) as Task | undefined : read;
+    cur: Task | undefined,
+  ): Step<void> | null {
     const lease = expect.leaseExpiresAt;
     if (
       !cur || cur.version !== expect.version || (expect.status !== undefined && cur.status !== expect.status) ||
@@ -477,7 +496,14 @@ class Batch {
       patch.output = null;
       patch.finishedAt = null;
     }
-    if (to === "ready" && cur.status === "blocked" && cur.dependencies.length > 0) {
+    const reopen = to === "ready" && cur.status === "blocked" && cur.dependencies.length > 0;
+    if (rerun || reopen) return this.reopen(cur, patch, rerun, reopen);
+    return this.change(cur, this.own(cur), patch);
+  }
+
+  /** The rest of an update that reruns a reviewed task or sends a blocked one on (see `updateTask`). */
+  *reopen(cur: Task, patch: Partial<Task>, rerun: boolean, blocked: boolean): Step<void> {
+    if (blocked) {
       // A person sends a task blocked by a failed dependency on without it: it still waits,
       // pending, for its dependencies that have not finished yet.
       let open = 0;
@@ -889,10 +915,14 @@ function* commitSteps(batch: Batch, ops: readonly CommitOp[]): Step<CommitResult
       case "insertTask":
         yield* batch.insertTask(op.task, inserted);
         break;
-      case "updateTask":
+      case "updateTask": {
         requireExpect(i, op.expect);
-        yield* batch.updateTask(i, op.id, op.expect, op.set ?? {});
+        const read = batch.task(op.id);
+        const cur = isThenable(read) ? (yield read) as Task | undefined : read;
+        const rest = batch.updateTask(i, op.id, op.expect, op.set ?? {}, cur);
+        if (rest) yield* rest;
         break;
+      }
       case "updateJob":
         requireExpect(i, op.expect);
         yield* batch.updateJob(i, op.id, op.expect, op.set ?? {});
