@@ -287,22 +287,13 @@ class Batch {
 
   /** Change a task, applying every rule the change triggers. */
   *transition(cur: Task, patch: Partial<Task>): Step<Task> {
-    const next = this.own(cur);
-    const rules = this.change(cur, next, patch);
-    if (rules) yield* rules;
-    return next;
-  }
-
-  /**
-   * Write `patch` over `next`, the batch's own copy of `cur`, and answer the step of the
-   * rules the change triggers: `null` for a change of neither status nor review, which
-   * triggers none (a stored start or lease then runs no generator at all).
-   */
-  change(cur: Task, next: Task, patch: Partial<Task>): Step<void> | null {
     const prevStatus = cur.status;
     const prevReview = cur.review;
+    const next = this.own(cur);
     Object.assign(next, patch);
-    return next.status === prevStatus && next.review === prevReview ? null : this.rules(next, prevStatus, prevReview);
+    // A change of neither status nor review triggers no rule.
+    if (next.status !== prevStatus || next.review !== prevReview) yield* this.rules(next, prevStatus, prevReview);
+    return next;
   }
 
   /** The rules a task's change of status or review (from `prevStatus`, `prevReview` to `next`'s) triggers. */
@@ -479,44 +470,55 @@ class Batch {
         ...(lease !== undefined ? { leaseExpiresAt: cur?.leaseExpiresAt ?? null } : {}),
       });
     }
-    const patch = sanitizePatch(set);
-    const to = patch.status ?? cur.status;
+    // The update is written straight over the batch's own copy of the task (`cur` itself when
+    // an earlier op of the batch changed it): a bad field or a refused transition throws, and
+    // a batch that throws writes nothing.
+    const from = cur.status;
+    const review = cur.review;
+    const remaining = cur.remainingDeps;
+    const next = this.own(cur);
+    writePatch(next, set);
+    const to = next.status;
     // A completed task changes again only while it awaits its review.
-    if (!canTransition(cur.status, to) || (cur.status === "completed" && !cur.review)) {
-      throw new InvalidTransitionError(id, cur.status, to);
+    if (!canTransition(from, to) || (from === "completed" && !review)) {
+      throw new InvalidTransitionError(id, from, to);
     }
-    if (cur.status === "pending" && (to === "ready" || to === "paused") && cur.remainingDeps > 0) {
+    if (from === "pending" && (to === "ready" || to === "paused") && remaining > 0) {
       // Only the rules make a waiting task ready, as its dependencies end (a paused one
       // becomes ready on resume): a caller's write would run it before them.
-      throw new InvalidTransitionError(id, cur.status, to, `${cur.remainingDeps} of its dependencies have not ended`);
+      throw new InvalidTransitionError(id, from, to, `${remaining} of its dependencies have not ended`);
     }
-    const rerun = to === "ready" && cur.status === "completed";
+    const rerun = to === "ready" && from === "completed";
     if (rerun) {
       // A rejected review reruns the task: it is open again.
-      patch.output = null;
-      patch.finishedAt = null;
+      next.output = null;
+      next.finishedAt = null;
     }
-    const reopen = to === "ready" && cur.status === "blocked" && cur.dependencies.length > 0;
-    if (rerun || reopen) return this.reopen(cur, patch, rerun, reopen);
-    return this.change(cur, this.own(cur), patch);
+    const reopen = to === "ready" && from === "blocked" && next.dependencies.length > 0;
+    if (rerun || reopen) return this.reopen(next, from, review, rerun, reopen);
+    // A change of neither status nor review (a stored start, a lease) triggers no rule.
+    return to === from && next.review === review ? null : this.rules(next, from, review);
   }
 
-  /** The rest of an update that reruns a reviewed task or sends a blocked one on (see `updateTask`). */
-  *reopen(cur: Task, patch: Partial<Task>, rerun: boolean, blocked: boolean): Step<void> {
+  /**
+   * The rest of an update (`next`, changed from `from` and `review`) that reruns a reviewed
+   * task or sends a blocked one on (see `updateTask`).
+   */
+  *reopen(next: Task, from: TaskStatus, review: boolean, rerun: boolean, blocked: boolean): Step<void> {
     if (blocked) {
       // A person sends a task blocked by a failed dependency on without it: it still waits,
       // pending, for its dependencies that have not finished yet.
       let open = 0;
-      for (const depId of cur.dependencies) {
+      for (const depId of next.dependencies) {
         const read = this.task(depId);
         const dep = isThenable(read) ? (yield read) as Task | undefined : read;
         if (dep && !finalOf(dep.status, dep.review)) open++;
       }
-      patch.remainingDeps = open;
-      if (open > 0) patch.status = "pending";
+      next.remainingDeps = open;
+      if (open > 0) next.status = "pending";
     }
-    yield* this.transition(cur, patch);
-    if (rerun) yield* this.cancelChildren(cur);
+    yield* this.rules(next, from, review);
+    if (rerun) yield* this.cancelChildren(next);
   }
 
   /**
@@ -776,10 +778,17 @@ export function sanitizeTask(raw: Task, now: number): Task {
   };
 }
 
-/** Check an update's fields (the fields of `TaskPatch`) and return a clean copy with frozen JSON. */
-function sanitizePatch(set: Partial<Task>): Partial<Task> {
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(set)) {
+const hasOwn = Object.prototype.hasOwnProperty;
+
+/**
+ * Check an update's fields (the fields of `TaskPatch`), in order, and write them over `out`
+ * (JSON as frozen copies): a `TypeError` names the first bad one. Own enumerable fields only,
+ * as `Object.keys` lists them; `undefined` ones are skipped.
+ */
+function writePatch(target: Task, set: Partial<Task>): void {
+  const out = target as unknown as Record<string, unknown>;
+  for (const key in set) {
+    if (!hasOwn.call(set, key)) continue;
     const value = (set as Record<string, unknown>)[key];
     if (value === undefined) continue;
     switch (key) {
@@ -847,7 +856,6 @@ function sanitizePatch(set: Partial<Task>): Partial<Task> {
         throw new TypeError(`Task field "${key}" cannot be updated`);
     }
   }
-  return out as Partial<Task>;
 }
 
 /**
