@@ -200,6 +200,32 @@ interface Pending {
 
 type State = "idle" | "running" | "stopping" | "stopped";
 
+/**
+ * The stored record of each item's first op (an update), asked item by item in order, from
+ * a commit's `tasks`. The rules write a batch's tasks in the order its ops first read them, so
+ * a walk forward finds them without a map per commit; an answer in another order (a storage
+ * of its own) is looked up by id from then on. O(1) amortized per item either way.
+ */
+function firstStored(tasks: readonly Task[]): (item: Pending) => Task | null {
+  let at = 0;
+  let byId: Map<string, Task> | null = null;
+  return (item) => {
+    const first = item.ops[0];
+    if (!first || first.type !== "updateTask") return null;
+    if (byId === null) {
+      for (let j = at; j < tasks.length; j++) {
+        if (tasks[j]!.id === first.id) {
+          at = j + 1;
+          return tasks[j]!;
+        }
+      }
+      byId = new Map();
+      for (const t of tasks) byId.set(t.id, t);
+    }
+    return byId.get(first.id) ?? null;
+  };
+}
+
 /** Refuse an id argument that is not text (a number, an object) with a `TypeError` naming the call. */
 function checkId(call: string, name: string, value: unknown): void {
   if (typeof value !== "string") throw new TypeError(`${call} "${name}" must be a string, got ${shown(value)}`);
@@ -1788,7 +1814,7 @@ export class Executor {
    * one microtask: after the commit's answer is fully handled, as a promise per start would.
    */
   #beginLater(begun: (Run | Task | null)[]): void {
-    queueMicrotask(() => {
+    void Promise.resolve().then(() => {
       for (let i = 0; i < begun.length; i += 2) {
         try {
           this.#begin(begun[i] as Run, begun[i + 1] as Task | null);
@@ -2003,22 +2029,18 @@ export class Executor {
       const ops: CommitOp[] = [];
       const owner: number[] = [];
       const now = this.#clock.now();
-      items.forEach((item, i) => {
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i]!;
         if (item.lease) (item.ops[0] as UpdateTaskOp).set.leaseExpiresAt = now + this.#leaseMs;
         for (const op of item.ops) {
           ops.push(op);
           owner.push(i);
         }
-      });
+      }
       try {
         const result = await this.storage.commit(ops, now);
         this.#stats.commits++;
-        const byId = new Map<string, Task>();
-        for (const t of result.tasks) byId.set(t.id, t);
-        const begun = this.#tell(items, (item) => {
-          const first = item.ops[0];
-          return first && first.type === "updateTask" ? byId.get(first.id) ?? null : null;
-        });
+        const begun = this.#tell(items, firstStored(result.tasks));
         this.#afterCommit(result);
         if (begun) this.#beginLater(begun);
         return;
