@@ -253,7 +253,12 @@ class Batch {
   /** The task as the batch sees it. */
   task(id: string): MaybePromise<Task | undefined> {
     const hit = this.taskEntries.get(id);
-    return hit ? hit.cur : remember(this.taskEntries, id, this.tx.getTask(id));
+    if (hit) return hit.cur;
+    const stored = this.tx.getTask(id);
+    if (isThenable(stored)) return stored.then((value) => keep(this.taskEntries, id, value));
+    // Read synchronously: nothing can have kept it since the lookup above.
+    this.taskEntries.set(id, { prev: stored, cur: stored, owned: false });
+    return stored;
   }
 
   /** The job as the batch sees it. */
