@@ -633,7 +633,8 @@ function page<T extends { id: string }>(items: T[], query: { after?: string; lim
     start = lo;
   }
   const end = query.limit === undefined ? items.length : start + Math.max(0, query.limit);
-  return items.slice(start, end);
+  // `items` is the caller's own new list: the whole of it needs no copy.
+  return start === 0 && end >= items.length ? items : items.slice(start, end);
 }
 
 /**

@@ -184,7 +184,7 @@ interface Pending {
   outcome: Outcome;
   error: TaskError | null;
   /** Told the stored task (or `null` when the op was dropped on a conflict). */
-  resolve?: (stored: Task | null) => void;
+  resolve?: ((stored: Task | null) => void) | undefined;
   /** Reports the stored task, before the job ends the same commit caused are reported. */
   report?: ((stored: Task) => void) | undefined;
   /** Its one op sets the lease: from the `now` of each commit attempt, not of the enqueue. */
@@ -1632,7 +1632,10 @@ export class Executor {
         run: null,
         outcome: "other",
         error: null,
+        resolve: undefined,
+        report: undefined,
         lease: true,
+        dropped: undefined,
         start: run,
       });
       if (!this.#flushing) this.#flushing = this.#flush();
@@ -1894,7 +1897,18 @@ export class Executor {
       });
       return;
     }
-    this.#pending.push({ ops: ops!, run, outcome, error });
+    // Every pending item has every field, in one order: one shape where the commit reads them.
+    this.#pending.push({
+      ops: ops!,
+      run,
+      outcome,
+      error,
+      resolve: undefined,
+      report: undefined,
+      lease: undefined,
+      dropped: undefined,
+      start: undefined,
+    });
     if (!this.#flushing) this.#flushing = this.#flush();
   }
 
@@ -1926,8 +1940,9 @@ export class Executor {
     run.waiting = false;
     // A later attempt of the same task may hold the entry by now (see `#execute`).
     if (this.#runs.deleteIf(run.task.id, run)) {
-      this.#lastProgress.delete(run.task.id);
-      this.#dropHeldProgress(run.task.id);
+      // (Most agents report no progress: nothing to look up then.)
+      if (this.#lastProgress.size > 0) this.#lastProgress.delete(run.task.id);
+      if (this.#heldProgress.size > 0) this.#dropHeldProgress(run.task.id);
     }
     if ((run.timedOut || run.lost) && run.called && !run.settled) {
       // An agent that honours its signal settles within a few microtasks of the abort
@@ -1997,7 +2012,17 @@ export class Executor {
     { report, lease, dropped }: Pick<Pending, "report" | "lease" | "dropped"> = {},
   ): Promise<Task | null> {
     return new Promise((resolve) => {
-      this.#pending.push({ ops, run, outcome: "other", error: null, resolve, report, lease, dropped });
+      this.#pending.push({
+        ops,
+        run,
+        outcome: "other",
+        error: null,
+        resolve,
+        report,
+        lease,
+        dropped,
+        start: undefined,
+      });
       if (!this.#flushing) this.#flushing = this.#flush();
     });
   }
