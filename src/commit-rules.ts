@@ -140,6 +140,9 @@ const JOB_CONTROL: readonly JobStatus[] = ["running", "paused", "cancelled"];
 /** Statuses a job's cancellation ends (a `completed` task only while it awaits review). */
 const CANCELLABLE: readonly TaskStatus[] = ["pending", "ready", "running", "paused", "blocked", "completed"];
 
+/** A read a rules step was not handed (it reads the record itself). */
+const NOT_READ: unique symbol = Symbol("not read");
+
 /** A rules step: yields what it reads from the transaction, returns its result. */
 type Step<T> = Generator<unknown, T, unknown>;
 
@@ -230,6 +233,11 @@ class Batch {
   /** Dependents added by inserts of this batch, which the transaction does not know yet. */
   readonly newDependents = new Map<string, string[]>();
   readied = 0;
+  /**
+   * A read of this batch was answered with a promise: its rules run as steps, which read
+   * each record once (see `rulesOf`).
+   */
+  #promised = false;
   /** Failed, cancelled or rejected tasks whose pending dependents are still to be ended. */
   readonly #toFail: Task[] = [];
   #failing = false;
@@ -245,6 +253,7 @@ class Batch {
   /** Stored dependents of a task plus those inserted earlier in this batch. */
   dependentsOf(id: string): MaybePromise<readonly string[]> {
     const stored = this.tx.dependents(id);
+    if (isThenable(stored)) this.#promised = true;
     const added = this.newDependents.get(id);
     if (!added) return stored;
     return isThenable(stored) ? stored.then((s) => [...s, ...added]) : [...stored, ...added];
@@ -255,7 +264,10 @@ class Batch {
     const hit = this.taskEntries.get(id);
     if (hit) return hit.cur;
     const stored = this.tx.getTask(id);
-    if (isThenable(stored)) return stored.then((value) => keep(this.taskEntries, id, value));
+    if (isThenable(stored)) {
+      this.#promised = true;
+      return stored.then((value) => keep(this.taskEntries, id, value));
+    }
     // Read synchronously: nothing can have kept it since the lookup above.
     this.taskEntries.set(id, { prev: stored, cur: stored, owned: false });
     return stored;
@@ -264,7 +276,10 @@ class Batch {
   /** The job as the batch sees it. */
   job(id: string): MaybePromise<Job | undefined> {
     const hit = this.jobEntries.get(id);
-    return hit ? hit.cur : remember(this.jobEntries, id, this.tx.getJob(id));
+    if (hit) return hit.cur;
+    const stored = this.tx.getJob(id);
+    if (isThenable(stored)) this.#promised = true;
+    return remember(this.jobEntries, id, stored);
   }
 
   /** A copy of the task this batch may change in place (one copy per task per batch). */
@@ -297,42 +312,96 @@ class Batch {
     const next = this.own(cur);
     Object.assign(next, patch);
     // A change of neither status nor review triggers no rule.
-    if (next.status !== prevStatus || next.review !== prevReview) yield* this.rules(next, prevStatus, prevReview);
+    const rules = next.status === prevStatus && next.review === prevReview
+      ? null
+      : this.rulesOf(next, prevStatus, prevReview);
+    if (rules) yield* rules;
     return next;
   }
 
-  /** The rules a task's change of status or review (from `prevStatus`, `prevReview` to `next`'s) triggers. */
-  *rules(next: Task, prevStatus: TaskStatus, prevReview: boolean): Step<void> {
+  /**
+   * The rules a task's change of status or review triggers (see `rules`), applied at once
+   * when they need no step: on a transaction that answers synchronously, a change that
+   * satisfies no dependent and ends none (a task without dependents completing, a task made
+   * ready) runs no generator. Otherwise answers the step of `rules`, with nothing applied.
+   */
+  rulesOf(next: Task, prevStatus: TaskStatus, prevReview: boolean): Step<void> | null {
+    const status = next.status;
+    if (
+      this.#promised ||
+      (prevStatus !== status && (status === "failed" || status === "cancelled" || status === "rejected"))
+    ) return this.rules(next, prevStatus, prevReview);
+    let found: MaybePromise<readonly string[]> | typeof NOT_READ = NOT_READ;
+    if (!satisfiedOf(prevStatus, prevReview) && satisfiedOf(status, next.review)) {
+      found = this.dependentsOf(next.id);
+      if (isThenable(found) || found.length > 0) return this.rules(next, prevStatus, prevReview, NOT_READ, found);
+    }
+    // (A task sent to `paused` below stays as unfinished and unsatisfied as `ready`.)
+    const toReady = status === "ready" && prevStatus !== "ready";
+    const wasFinal = finalOf(prevStatus, prevReview);
+    const nowFinal = finalOf(status, next.review);
+    let job: Job | undefined;
+    if (toReady || wasFinal !== nowFinal) {
+      const read = this.job(next.jobId);
+      if (isThenable(read)) return this.rules(next, prevStatus, prevReview, read, found);
+      job = read;
+    }
+    // Every read answered, nothing applied yet: the rules as `rules` applies them.
+    if (toReady && job?.status === "paused") next.status = "paused";
+    this.#statusFields(next, prevStatus);
+    if (wasFinal !== nowFinal && job) this.#countEnd(job, next, nowFinal);
+    return null;
+  }
+
+  /** The fields a change of status sets: when it ended, the lease it no longer holds, readiness. */
+  #statusFields(next: Task, prevStatus: TaskStatus): void {
+    if (next.status === prevStatus) return;
+    if (finalOf(next.status, next.review) && next.finishedAt === null) next.finishedAt = this.now;
+    if (next.status !== "running") {
+      next.leaseOwner = null;
+      next.leaseExpiresAt = null;
+    }
+    if (next.status === "ready") this.readied++;
+  }
+
+  /** Count a task of `stored` that ended (`nowFinal`) or opened again in the job's counts. */
+  #countEnd(stored: Job, next: Task, nowFinal: boolean): void {
+    const job = this.ownJob(stored);
+    job.openCount += nowFinal ? -1 : 1;
+    if (nowFinal && isFailure(next)) job.failedCount++;
+    this.jobsEnding.add(job.id);
+  }
+
+  /**
+   * The rules a task's change of status or review (from `prevStatus`, `prevReview` to
+   * `next`'s) triggers. `job` and `found`: the reads of its job and of its dependents that
+   * `rulesOf` made already, so that no read is made twice (a sql.js query, a promise).
+   */
+  *rules(
+    next: Task,
+    prevStatus: TaskStatus,
+    prevReview: boolean,
+    job: MaybePromise<Job | undefined> | typeof NOT_READ = NOT_READ,
+    found: MaybePromise<readonly string[]> | typeof NOT_READ = NOT_READ,
+  ): Step<void> {
     if (next.status === "ready" && prevStatus !== "ready") {
       // Whatever sends it back (a retry, a recovered lease, a rejected review, a person),
       // a task of a paused job waits paused until the job resumes.
-      const read = this.job(next.jobId);
-      const job = isThenable(read) ? (yield read) as Job | undefined : read;
-      if (job?.status === "paused") next.status = "paused";
+      const read = job !== NOT_READ ? job : this.job(next.jobId);
+      const owner = isThenable(read) ? (yield read) as Job | undefined : read;
+      if (owner?.status === "paused") next.status = "paused";
     }
-    if (next.status !== prevStatus) {
-      if (finalOf(next.status, next.review) && next.finishedAt === null) next.finishedAt = this.now;
-      if (next.status !== "running") {
-        next.leaseOwner = null;
-        next.leaseExpiresAt = null;
-      }
-      if (next.status === "ready") this.readied++;
-    }
+    this.#statusFields(next, prevStatus);
     const wasFinal = finalOf(prevStatus, prevReview);
     const nowFinal = finalOf(next.status, next.review);
     if (wasFinal !== nowFinal) {
-      const read = this.job(next.jobId);
+      const read = job !== NOT_READ ? job : this.job(next.jobId);
       const stored = isThenable(read) ? (yield read) as Job | undefined : read;
-      if (stored) {
-        const job = this.ownJob(stored);
-        job.openCount += nowFinal ? -1 : 1;
-        if (nowFinal && isFailure(next)) job.failedCount++;
-        this.jobsEnding.add(job.id);
-      }
+      if (stored) this.#countEnd(stored, next, nowFinal);
     }
     if (!satisfiedOf(prevStatus, prevReview) && satisfiedOf(next.status, next.review)) {
-      const found = this.dependentsOf(next.id);
-      const ids = isThenable(found) ? (yield found) as readonly string[] : found;
+      const read = found !== NOT_READ ? found : this.dependentsOf(next.id);
+      const ids = isThenable(read) ? (yield read) as readonly string[] : read;
       if (ids.length > 0) yield* this.satisfyDependents(ids);
     }
     if (
@@ -502,7 +571,7 @@ class Batch {
     const reopen = to === "ready" && from === "blocked" && next.dependencies.length > 0;
     if (rerun || reopen) return this.reopen(next, from, review, rerun, reopen);
     // A change of neither status nor review (a stored start, a lease) triggers no rule.
-    return to === from && next.review === review ? null : this.rules(next, from, review);
+    return to === from && next.review === review ? null : this.rulesOf(next, from, review);
   }
 
   /**
@@ -522,7 +591,8 @@ class Batch {
       next.remainingDeps = open;
       if (open > 0) next.status = "pending";
     }
-    yield* this.rules(next, from, review);
+    const rules = this.rulesOf(next, from, review);
+    if (rules) yield* rules;
     if (rerun) yield* this.cancelChildren(next);
   }
 
