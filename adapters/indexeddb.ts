@@ -104,6 +104,33 @@ export interface IndexedDbStorageOptions {
    * costs fewer requests for one or two tasks.
    */
   claimRecordFrom?: number;
+  /**
+   * Where the storage notes that this database exists, apart from IndexedDB, so that an
+   * open can tell a database deleted since (see {@link IndexedDbOpenReport.recreated}):
+   * default the page's `localStorage`; `null` notes nothing. Workers, Node, Deno and Bun
+   * have none by default.
+   */
+  markers?: IndexedDbMarkers | null;
+}
+
+/** A synchronous key-value store, as `localStorage` is. */
+export interface IndexedDbMarkers {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
+/** What an open found. */
+export interface IndexedDbOpenReport {
+  /** This open created the database: there was none of that name. */
+  readonly created: boolean;
+  /**
+   * This open created the database although one of that name was opened here before (its
+   * marker says so): it was deleted since, with everything in it. By the browser (Chromium
+   * deletes an origin's IndexedDB that it could not write, as on a disk with no byte left,
+   * and reports nothing), by another tab or by the app's own code. Clearing the site's data
+   * clears the marker too, and is not reported.
+   */
+  readonly recreated: boolean;
 }
 
 /** The storage returned by {@link openIndexedDbStorage}. */
@@ -112,6 +139,8 @@ export interface IndexedDbStorage extends Storage {
   readonly databaseName: string;
   /** The durability of its write transactions. */
   readonly durability: IndexedDbDurability;
+  /** What the open found: whether it created the database, and whether one was deleted before. */
+  readonly openReport: IndexedDbOpenReport;
 }
 
 type ReadTx = IDBPTransaction<TaskCoreSchema, StoreNames<TaskCoreSchema>[], "readonly">;
@@ -129,6 +158,7 @@ class IdbStorage implements IndexedDbStorage {
   readonly capabilities: StorageCapabilities = { durable: true, shared: true };
   readonly databaseName: string;
   readonly durability: IndexedDbDurability;
+  openReport: IndexedDbOpenReport = { created: false, recreated: false };
   readonly #db: TaskCoreDb;
   readonly #now: () => number;
   readonly #wake: Wakeup;
@@ -468,6 +498,32 @@ class IdbStorage implements IndexedDbStorage {
   }
 }
 
+/** The page's `localStorage` (not a worker's, Node's, Deno's or Bun's: they have no page). */
+function pageMarkers(): IndexedDbMarkers | null {
+  const g = globalThis as { document?: unknown; localStorage?: IndexedDbMarkers };
+  try {
+    return typeof g.document === "object" && g.document !== null && g.localStorage ? g.localStorage : null;
+  } catch {
+    return null; // a sandboxed frame refuses localStorage
+  }
+}
+
+/**
+ * Note in `markers` that database `name` was opened; answers whether it was noted before.
+ * A store that refuses (full, disabled) notes nothing and answers `false`.
+ */
+function noteOpened(markers: IndexedDbMarkers | null, name: string): boolean {
+  if (markers === null) return false;
+  const key = `task-core:indexeddb:${name}`;
+  try {
+    if (markers.getItem(key) !== null) return true;
+    markers.setItem(key, "opened");
+  } catch {
+    // Nothing noted: a later deletion goes unreported.
+  }
+  return false;
+}
+
 /**
  * Open (creating or upgrading) an IndexedDB storage.
  *
@@ -495,6 +551,13 @@ export async function openIndexedDbStorage(options: IndexedDbStorageOptions): Pr
     );
   }
   const { name, durability = "strict", broadcast = true, now = Date.now, claimRecordFrom = 8 } = options;
+  const markers = options.markers === undefined ? pageMarkers() : options.markers;
+  if (
+    markers !== null && (typeof markers !== "object" || typeof markers.getItem !== "function" ||
+      typeof markers.setItem !== "function")
+  ) {
+    throw new TypeError(`IndexedDB option "markers" must have getItem() and setItem(), or be null`);
+  }
   if (typeof name !== "string" || name === "") {
     throw new TypeError(
       `IndexedDB option "name" must be a non-empty string, got ${typeof name === "string" ? '""' : typeof name}`,
@@ -523,13 +586,18 @@ export async function openIndexedDbStorage(options: IndexedDbStorageOptions): Pr
   // The connection's handlers are attached before the storage exists; they reach it
   // through this holder (no event can fire in between: `await` resumes in a microtask).
   const holder: { storage?: IdbStorage } = {};
+  let created = false;
   const db = await openDatabase({
     factory,
     name,
     onVersionChange: (v) => holder.storage?.versionChanged(v),
     onTerminated: () => holder.storage?.terminated(),
+    onCreated: () => (created = true),
   });
   const storage = new IdbStorage(db, name, durability, new Wakeup(name, broadcast), now, claimRecordFrom);
   holder.storage = storage;
+  // Noted at every open: a database made by an older version gets its marker too.
+  const seen = noteOpened(markers, name);
+  storage.openReport = Object.freeze({ created, recreated: created && seen });
   return storage;
 }

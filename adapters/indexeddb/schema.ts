@@ -272,6 +272,8 @@ export interface OpenDatabaseOptions {
   onVersionChange(newVersion: number | null): void;
   /** Called when the browser closes the connection abnormally (site data cleared, disk failure). */
   onTerminated(): void;
+  /** Called, before the open resolves, when it created the database (there was none of that name). */
+  onCreated?(): void;
 }
 
 /**
@@ -306,6 +308,7 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
     }
     let settled = false;
     let upgradeError: unknown;
+    let created = false;
     const fail = (e: unknown): void => {
       if (settled) return;
       settled = true;
@@ -347,6 +350,7 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
       } catch (e) {
         abort(e);
       }
+      created = event.oldVersion === 0;
     });
     request.addEventListener("blocked", (event) => {
       if (!isBlocked && opens.waiting.has(pending)) {
@@ -391,6 +395,7 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
         raw.close();
       });
       raw.addEventListener("close", () => options.onTerminated());
+      if (created) options.onCreated?.();
       settled = true;
       resolve(wrap(raw) as unknown as TaskCoreDb);
     });

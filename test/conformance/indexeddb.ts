@@ -366,6 +366,48 @@ export const indexedDbCases: Case<IdbContext>[] = [
     },
   },
   {
+    name: "openReport tells whether the open created the database, and whether one opened here before was " +
+      "deleted since (a marker kept outside IndexedDB)",
+    async run({ open, name, factory }) {
+      const notes = new Map<string, string>();
+      const markers = {
+        getItem: (k: string) => notes.get(k) ?? null,
+        setItem: (k: string, v: string) => void notes.set(k, v),
+      };
+      const first = await open({ markers });
+      deepEqual(first.openReport, { created: true, recreated: false }, "a new database");
+      const b = buildJob([{ key: "a" }]);
+      await first.createJob(b.job, b.tasks);
+      await first.close();
+      const again = await open({ markers });
+      deepEqual(again.openReport, { created: false, recreated: false }, "the same database again");
+      equal((await again.listJobs()).length, 1);
+      await again.close();
+      // Deleted under the page, as Chromium does with a database it could not write.
+      await deleteDatabase(factory, name);
+      const after = await open({ markers });
+      deepEqual(after.openReport, { created: true, recreated: true }, "created again: what it held is gone");
+      equal((await after.listJobs()).length, 0);
+      await after.close();
+      const next = await open({ markers });
+      deepEqual(next.openReport, { created: false, recreated: false }, "reported once, by the open that created it");
+      await next.close();
+      // Without markers nothing is noted; a store that refuses notes nothing either.
+      await deleteDatabase(factory, name);
+      deepEqual((await open({ markers: null })).openReport, { created: true, recreated: false });
+      const refusing = {
+        getItem: (): string | null => {
+          throw new Error("SecurityError");
+        },
+        setItem: (): void => {
+          throw new Error("SecurityError");
+        },
+      };
+      deepEqual((await open({ markers: refusing })).openReport, { created: false, recreated: false });
+      await rejects(() => open({ markers: {} as never }), TypeError, '"markers"');
+    },
+  },
+  {
     name: "an executor whose database another tab deleted or upgraded stops, as on a closed storage: run() resolves",
     async run({ open, raw, name, factory }) {
       for (const how of ["delete", "upgrade"] as const) {
