@@ -311,10 +311,7 @@ class Batch {
     const prevReview = cur.review;
     const next = this.own(cur);
     Object.assign(next, patch);
-    // A change of neither status nor review triggers no rule.
-    const rules = next.status === prevStatus && next.review === prevReview
-      ? null
-      : this.rulesOf(next, prevStatus, prevReview);
+    const rules = this.rulesOf(next, prevStatus, prevReview);
     if (rules) yield* rules;
     return next;
   }
@@ -327,6 +324,8 @@ class Batch {
    */
   rulesOf(next: Task, prevStatus: TaskStatus, prevReview: boolean): Step<void> | null {
     const status = next.status;
+    // A change of neither status nor review (a stored start, a lease) triggers no rule.
+    if (status === prevStatus && next.review === prevReview) return null;
     if (
       this.#promised ||
       (prevStatus !== status && (status === "failed" || status === "cancelled" || status === "rejected"))
@@ -570,8 +569,7 @@ class Batch {
     }
     const reopen = to === "ready" && from === "blocked" && next.dependencies.length > 0;
     if (rerun || reopen) return this.reopen(next, from, review, rerun, reopen);
-    // A change of neither status nor review (a stored start, a lease) triggers no rule.
-    return to === from && next.review === review ? null : this.rulesOf(next, from, review);
+    return this.rulesOf(next, from, review);
   }
 
   /**

@@ -200,6 +200,18 @@ interface Pending {
 
 type State = "idle" | "running" | "stopping" | "stopped";
 
+/** A pending item with every field, in one order: one shape where the commit reads them. */
+function pendingItem(
+  ops: CommitOp[],
+  run: Run | null,
+  outcome: Outcome,
+  error: TaskError | null,
+  lease: boolean | undefined,
+  start: Run | undefined,
+): Pending {
+  return { ops, run, outcome, error, resolve: undefined, report: undefined, lease, dropped: undefined, start };
+}
+
 /**
  * The stored record of each item's first op (an update), asked item by item in order, from
  * a commit's `tasks`. The rules write a batch's tasks in the order its ops first read them, so
@@ -1622,23 +1634,19 @@ export class Executor {
       const now = this.#clock.now();
       this.#starting++;
       run.starting = true;
-      this.#pending.push({
-        ops: [{
+      this.#enqueue(pendingItem(
+        [{
           type: "updateTask",
           id: task.id,
           expect: { version: task.version, status: "running" },
           set: { startedAt: now, leaseExpiresAt: now + this.#leaseMs },
         }],
-        run: null,
-        outcome: "other",
-        error: null,
-        resolve: undefined,
-        report: undefined,
-        lease: true,
-        dropped: undefined,
-        start: run,
-      });
-      if (!this.#flushing) this.#flushing = this.#flush();
+        null,
+        "other",
+        null,
+        true,
+        run,
+      ));
       return;
     }
     this.#call(run);
@@ -1897,19 +1905,7 @@ export class Executor {
       });
       return;
     }
-    // Every pending item has every field, in one order: one shape where the commit reads them.
-    this.#pending.push({
-      ops: ops!,
-      run,
-      outcome,
-      error,
-      resolve: undefined,
-      report: undefined,
-      lease: undefined,
-      dropped: undefined,
-      start: undefined,
-    });
-    if (!this.#flushing) this.#flushing = this.#flush();
+    this.#enqueue(pendingItem(ops!, run, outcome, error, undefined, undefined));
   }
 
   /** Throw a `PayloadTooLargeError` naming `what "key"` when `value` is over `maxPayloadBytes`. */
@@ -2012,19 +2008,18 @@ export class Executor {
     { report, lease, dropped }: Pick<Pending, "report" | "lease" | "dropped"> = {},
   ): Promise<Task | null> {
     return new Promise((resolve) => {
-      this.#pending.push({
-        ops,
-        run,
-        outcome: "other",
-        error: null,
-        resolve,
-        report,
-        lease,
-        dropped,
-        start: undefined,
-      });
-      if (!this.#flushing) this.#flushing = this.#flush();
+      const item = pendingItem(ops, run, "other", null, lease, undefined);
+      item.resolve = resolve;
+      item.report = report;
+      item.dropped = dropped;
+      this.#enqueue(item);
     });
+  }
+
+  /** Add an item to the next group commit, starting a flush when none runs. */
+  #enqueue(item: Pending): void {
+    this.#pending.push(item);
+    if (!this.#flushing) this.#flushing = this.#flush();
   }
 
   async #flush(): Promise<void> {
