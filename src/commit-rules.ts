@@ -1056,6 +1056,8 @@ export function applyCreateJob(
   req(isText(rawJob.id) && rawJob.id.length > 0, "job id", rawJob.id);
   req(isText(rawJob.name), "job name", rawJob.name);
   if (!Array.isArray(tasks)) throw new TypeError(`createJob() expects an array of tasks, got ${typeof tasks}`);
+  // Nothing would ever end a job without tasks (a job ends when its last open task does).
+  if (tasks.length === 0) throw new TypeError("createJob() needs at least one task: a job without tasks never ends");
   return drive(createSteps(new Batch(tx, now + 0), rawJob, tasks));
 }
 
@@ -1132,7 +1134,7 @@ function* createSteps(batch: Batch, rawJob: Job, tasks: readonly Task[]): Step<C
     }
   }
   job.taskCount = job.openCount = batch.created.length;
-  if (job.taskCount > 0) batch.jobsEnding.add(job.id);
+  batch.jobsEnding.add(job.id);
   batch.endJobs();
   return yield* batch.flush();
 }

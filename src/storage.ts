@@ -258,7 +258,8 @@ export interface Storage {
 
   /**
    * Store a job and its tasks atomically. Task dependencies must name tasks of this batch;
-   * tasks with no dependencies become `ready`, the others `pending`.
+   * tasks with no dependencies become `ready`, the others `pending`. A job needs at least
+   * one task (a job ends when its last open task ends): an empty list is a `TypeError`.
    * Throws `JsonValueError` for a non-JSON value and writes nothing.
    */
   createJob(job: Job, tasks: readonly Task[]): Promise<CommitResult>;

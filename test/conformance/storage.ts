@@ -1139,6 +1139,18 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "createJob refuses a job without tasks (it would never end) and writes nothing",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await rejects(() => storage.createJob(b.job, []), TypeError, "at least one task");
+      equal(await storage.getJob(b.job.id), undefined);
+      equal((await storage.listJobs()).length, 0);
+      // The same job with its task is stored: nothing of the refused call remains in the way.
+      await storage.createJob(b.job, b.tasks);
+      equal((await storage.getJob(b.job.id))!.taskCount, 1);
+    },
+  },
+  {
     name: "a caller cannot make a task ready or paused while its dependencies have not ended",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b", deps: ["a"] }]);
