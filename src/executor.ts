@@ -71,11 +71,23 @@ export interface ExecutorOptions {
   /** Tasks run at once (default 4). */
   maxWorkers?: number;
   /**
-   * Claimed tasks held ready to run (default 1000). Claims take the most urgent tasks
-   * (`priority`), but claimed tasks run in claim order: an urgent task submitted later
-   * waits behind those already claimed. A small capacity makes priority strict.
+   * Room of the ready queue, where claimed tasks wait for a worker (default 1000): the
+   * bound of `prefetch`. The executor never claims more than the queue has room for.
    */
   queueCapacity?: number;
+  /**
+   * Claimed tasks this executor may hold waiting in its ready queue, beyond the ones its
+   * free workers start (default 0; `Infinity`: as many as `queueCapacity` allows).
+   *
+   * With 0 it claims only for free workers, as a BullMQ or Temporal worker takes work only
+   * for a free slot: the claim itself stores each task's start, priorities hold across all
+   * waiting work, several executors on one storage share a burst of work, and a crash
+   * leaves no claimed task waiting. Tasks held waiting run in claim order (an urgent task
+   * submitted later waits behind them), are handed back by a crash or a shutdown without
+   * counting an attempt, and each needs a write of its start when a worker takes it. Hold
+   * some when a claim costs much more than a task runs, or for a custom `queue` to order.
+   */
+  prefetch?: number;
   /** Builds the ready queue (default: a ring buffer). */
   queue?: QueueFactory<Task>;
   /** Timeout of one attempt unless the task sets one (default 300000 ms). */
@@ -419,6 +431,8 @@ export class Executor {
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #maxWorkers: number;
+  /** Claimed tasks to hold waiting beyond the free workers (see `ExecutorOptions.prefetch`). */
+  readonly #prefetch: number;
   readonly #queue: Queue<Task>;
   readonly #taskTimeoutMs: number;
   readonly #retry: RetryOptions;
@@ -575,6 +589,7 @@ export class Executor {
       }
     };
     this.#maxWorkers = positive("maxWorkers", options.maxWorkers, 4, true);
+    this.#prefetch = options.prefetch === Infinity ? Infinity : positive("prefetch", options.prefetch, 0, true, true);
     const capacity = positive("queueCapacity", options.queueCapacity, 1000, true);
     if (capacity > MAX_QUEUE_CAPACITY) {
       // The ring buffer is an array (at most 2^32 - 1 slots): past that its constructor
@@ -1312,8 +1327,12 @@ export class Executor {
           continue;
         }
       }
-      const room = this.#queue.capacity - this.#queue.size;
+      // Tasks for the free workers, plus what `prefetch` lets wait in the queue's room.
+      const free = Math.max(0, this.#maxWorkers - this.#active);
+      const held = this.#queue.size;
+      const room = Math.min(this.#queue.capacity - held, free + this.#prefetch - held);
       if (room <= 0) {
+        // Woken when a worker frees or the queue hands a task out (`#pump`).
         await new Promise<void>((resolve) => (this.#roomWaiter = resolve));
         continue;
       }
@@ -1322,7 +1341,7 @@ export class Executor {
       const stops = this.#stoppedWhileClaiming = new Map();
       // The claim starts the tasks that workers free now take at once (the first ones out of
       // an empty queue), so their start needs no commit of its own; the rest wait unstarted.
-      const start = this.#queue.size === 0 ? Math.min(room, Math.max(0, this.#maxWorkers - this.#active)) : 0;
+      const start = held === 0 ? Math.min(room, free) : 0;
       try {
         claimed = await this.storage.claimReady({
           limit: room,

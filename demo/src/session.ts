@@ -38,10 +38,9 @@ export interface Session {
 
 /** Executor settings of the demo: short leases, so work of a closed tab is picked up within seconds. */
 export const EXECUTOR_OPTIONS = Object.freeze({
+  // No `prefetch` (the default): a task is claimed only for a free worker, so what the page
+  // shows as running is what runs.
   maxWorkers: 3,
-  // A claimed task is stored as "running" even while it waits in the ready queue: keep that
-  // queue short, so what the page shows as running is (nearly) what runs.
-  queueCapacity: 1,
   leaseMs: 4000,
   heartbeatMs: 1000,
   recoveryIntervalMs: 2000,

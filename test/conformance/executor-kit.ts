@@ -188,7 +188,7 @@ export function holdingFirstStart(storage: Storage): { storage: Storage; held():
 export async function crashInFirstCall(
   storage: Storage,
   tasks: TaskSpec[],
-  options: Pick<Partial<ExecutorOptions>, "queue"> = {},
+  options: Pick<Partial<ExecutorOptions>, "queue" | "prefetch"> = {},
 ): Promise<{ job: JobHandle; runs: Record<string, number>; revive(): Harness }> {
   const started = deferred();
   const runs: Record<string, number> = {};

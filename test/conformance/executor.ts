@@ -335,6 +335,7 @@ export const executorCases: Case<ExecContext>[] = [
       const { executor } = harness(ctx.storage, [agent("noop", () => null)], {
         queueCapacity: 5,
         maxWorkers: 2,
+        prefetch: Infinity, // claims fill the queue's room
         queue: (capacity) => {
           const q = new RingQueue<Task>(capacity);
           const push = q.tryPush.bind(q);
@@ -363,7 +364,11 @@ export const executorCases: Case<ExecContext>[] = [
       // Every queued task settles inside the call that starts it: were each end to start
       // the next by a nested call, 3,000 of them would overflow the stack.
       const n = 3000;
-      const { executor } = harness(ctx.storage, [agent("echo", (i) => i)], { queueCapacity: n, maxWorkers: 1 });
+      const { executor } = harness(ctx.storage, [agent("echo", (i) => i)], {
+        queueCapacity: n,
+        maxWorkers: 1,
+        prefetch: Infinity,
+      });
       const job = await executor.submit({
         name: "sync",
         tasks: Array.from({ length: n }, (_, i) => ({ key: `t${i}`, agent: "echo", input: i })),
@@ -600,7 +605,7 @@ export const executorCases: Case<ExecContext>[] = [
       const { job, runs, revive } = await crashInFirstCall(ctx.storage, [
         { key: "first", agent: "work", durability: "at-most-once", priority: 0 },
         { key: "second", agent: "work", durability: "at-most-once", priority: 1 },
-      ]);
+      ], { prefetch: Infinity });
       await until(async () => (await taskByKey(ctx, job.id, "second")).status === "running", "second claimed");
       const queued = await taskByKey(ctx, job.id, "second");
       equal(queued.startedAt, null, "claimed, not started");
@@ -624,7 +629,7 @@ export const executorCases: Case<ExecContext>[] = [
       const { job, runs, revive } = await crashInFirstCall(ctx.storage, [
         { key: "first", agent: "work", maxAttempts: 1, priority: 0 },
         ...waiting.map((key) => ({ key, agent: "work", maxAttempts: 1, priority: 1 })),
-      ]);
+      ], { prefetch: Infinity });
       await until(async () => {
         const tasks = await ctx.storage.listTasks({ jobId: job.id });
         return tasks.every((t) => t.status === "running");
@@ -676,7 +681,7 @@ export const executorCases: Case<ExecContext>[] = [
       const { job, runs, revive } = await crashInFirstCall(
         ctx.storage,
         keys.map((key) => ({ key, agent: "work", maxAttempts: 1 })),
-        { queue: lifo },
+        { queue: lifo, prefetch: Infinity },
       );
       // The task the claim started for the free worker runs first, whatever the queue's order.
       deepEqual(runs, { w1: 1 });
@@ -736,7 +741,7 @@ export const executorCases: Case<ExecContext>[] = [
           calls.push(`A:${c.task.key}`);
           return "done";
         }),
-      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300 });
+      ], { maxWorkers: 1, leaseMs: 1000, heartbeatMs: 300, prefetch: Infinity });
       const lostA: string[] = [];
       a.executor.on("task:lost", (e) => lostA.push(e.reason));
       a.executor.start();
@@ -1249,7 +1254,7 @@ export const executorCases: Case<ExecContext>[] = [
               reject(c.signal.reason);
             });
           })),
-      ], { maxWorkers: 1, leaseMs: 30_000, heartbeatMs: 10_000 });
+      ], { maxWorkers: 1, leaseMs: 30_000, heartbeatMs: 10_000, prefetch: Infinity });
       await executor.submit({ name: "j0", tasks: [{ key: "L", agent: "long", priority: 0 }] });
       const j2 = await executor.submit({ name: "j2", tasks: [{ key: "T", agent: "slow", priority: 1 }] });
       slowId = (await j2.tasks())[0]!.id;
@@ -1291,7 +1296,7 @@ export const executorCases: Case<ExecContext>[] = [
             return "x";
           }),
           agent("busy", () => gate.promise),
-        ], { maxWorkers: 1 });
+        ], { maxWorkers: 1, prefetch: Infinity });
         const lost: string[] = [];
         executor.on("task:lost", (e) => {
           if (e.task.key === when) lost.push(e.reason);
@@ -1561,7 +1566,7 @@ export const executorCases: Case<ExecContext>[] = [
         started.push(c.task.key);
         await Promise.race([gate.promise, aborted(c.signal)]);
         return null;
-      })], { maxWorkers: 1, queueCapacity: 10 });
+      })], { maxWorkers: 1, queueCapacity: 10, prefetch: Infinity });
       executor.start();
       const job = await executor.submit({
         name: "c",
@@ -1588,7 +1593,7 @@ export const executorCases: Case<ExecContext>[] = [
       const { executor, clock } = harness(ctx.storage, [
         agent("hold", () => hold.promise),
         agent("x", (n) => n),
-      ], { maxWorkers: 1, queueCapacity: 3 });
+      ], { maxWorkers: 1, queueCapacity: 3, prefetch: Infinity });
       executor.start();
       const first = await executor.submit({ name: "a", tasks: [{ key: "h", agent: "hold" }] });
       await until(() => executor.stats().running === 1, "the only worker busy", clock);
@@ -1635,6 +1640,7 @@ export const executorCases: Case<ExecContext>[] = [
       const { executor, clock } = harness(ctx.storage, [agent("hold", () => hold.promise), agent("x", (n) => n)], {
         maxWorkers: 1,
         queueCapacity: 4,
+        prefetch: Infinity,
         queue,
       });
       executor.start();
@@ -1673,7 +1679,7 @@ export const executorCases: Case<ExecContext>[] = [
         const done = deferred<string>();
         runs.push({ key: c.task.key, signal: c.signal, done });
         return done.promise;
-      })], { heartbeatMs: 1000, maxWorkers: 1 });
+      })], { heartbeatMs: 1000, maxWorkers: 1, prefetch: Infinity });
       executor.start();
       const job = await executor.submit({
         name: "q",
@@ -1841,11 +1847,144 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "by default an executor claims only for its free workers: each claim stores the start, nothing waits claimed",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const { executor, clock } = harness(ctx.storage, [agent("hold", () => gate.promise)], { maxWorkers: 2 });
+      executor.start();
+      const job = await executor.submit({
+        name: "free-workers",
+        tasks: Array.from({ length: 8 }, (_, i) => ({ key: `t${i}`, agent: "hold" })),
+      });
+      await until(() => executor.stats().running === 2, "both workers busy", clock);
+      for (let i = 0; i < 10; i++) await clock.advance(0);
+      const tasks = await ctx.storage.listTasks({ jobId: job.id });
+      const running = tasks.filter((t) => t.status === "running");
+      equal(running.length, 2, "only the tasks the workers run are claimed");
+      ok(running.every((t) => t.startedAt !== null), "their claim stored their start");
+      equal(tasks.filter((t) => t.status === "ready").length, 6);
+      equal(executor.stats().queued, 0);
+      equal(executor.stats().claimed, 2);
+      gate.resolve("done");
+      equal(Object.keys(await clock.runUntil(job.wait(), { maxMs: 60_000 })).length, 8);
+      equal(executor.stats().claimed, 8);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "prefetch holds that many claimed tasks waiting beyond the free workers, unstarted, within the queue's room",
+    async run(ctx) {
+      for (const [prefetch, queueCapacity, waiting] of [[3, 10, 3], [Infinity, 4, 4], [6, 4, 4]] as const) {
+        const gate = deferred<string>();
+        const { executor, clock } = harness(ctx.storage, [agent("hold", () => gate.promise)], {
+          maxWorkers: 2,
+          prefetch,
+          queueCapacity,
+        });
+        executor.start();
+        const job = await executor.submit({
+          name: `prefetch-${prefetch}`,
+          tasks: Array.from({ length: 12 }, (_, i) => ({ key: `t${i}`, agent: "hold" })),
+        });
+        await until(() => executor.stats().running === 2 && executor.stats().queued === waiting, "claimed", clock);
+        for (let i = 0; i < 10; i++) await clock.advance(0);
+        const what = `prefetch ${prefetch}, queueCapacity ${queueCapacity}`;
+        equal(executor.stats().queued, waiting, what);
+        const tasks = await ctx.storage.listTasks({ jobId: job.id });
+        const claimed = tasks.filter((t) => t.status === "running");
+        equal(claimed.length, 2 + waiting, what);
+        equal(claimed.filter((t) => t.startedAt === null).length, waiting, `${what}: the waiting ones are not started`);
+        gate.resolve("done");
+        equal(Object.keys(await clock.runUntil(job.wait(), { maxMs: 60_000 })).length, 12, what);
+        await executor.shutdown();
+      }
+    },
+  },
+  {
+    name: "by default priorities hold over all waiting work: an urgent task (lower priority) submitted later runs next",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const order: string[] = [];
+      const { executor, clock } = harness(ctx.storage, [
+        agent("hold", () => gate.promise),
+        agent("log", (_i, c) => {
+          order.push(c.task.key);
+          return null;
+        }),
+      ], { maxWorkers: 1 });
+      executor.start();
+      const busy = await executor.submit({ name: "busy", tasks: [{ key: "busy", agent: "hold" }] });
+      await until(() => executor.stats().running === 1, "the only worker busy", clock);
+      const routine = await executor.submit({
+        name: "routine",
+        tasks: Array.from({ length: 5 }, (_, i) => ({ key: `r${i}`, agent: "log" })),
+      });
+      const urgent = await executor.submit({ name: "urgent", tasks: [{ key: "u", agent: "log", priority: -1 }] });
+      for (let i = 0; i < 10; i++) await clock.advance(0);
+      gate.resolve("done");
+      await clock.runUntil(Promise.all([busy.wait(), routine.wait(), urgent.wait()]), { maxMs: 60_000 });
+      deepEqual(order, ["u", "r0", "r1", "r2", "r3", "r4"]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "by default two executors on one storage share a burst of work: each claims only for its free workers",
+    async run(ctx) {
+      const gate = deferred<string>();
+      const ran: Record<string, string[]> = { a: [], b: [] };
+      const work = (who: "a" | "b") =>
+        agent("hold", (_i, c) => {
+          ran[who]!.push(c.task.key);
+          return gate.promise;
+        });
+      const clock = new ManualClock(START);
+      const a = harness(ctx.storage, [work("a")], { clock, maxWorkers: 2 });
+      const b = harness(ctx.storage, [work("b")], { clock, maxWorkers: 2 });
+      a.executor.start();
+      const job = await a.executor.submit({
+        name: "burst",
+        tasks: Array.from({ length: 4 }, (_, i) => ({ key: `t${i}`, agent: "hold" })),
+      });
+      await until(() => a.executor.stats().running === 2, "a's workers busy", clock);
+      b.executor.start();
+      await until(() => b.executor.stats().running === 2, "b takes the rest", clock);
+      equal(ran.a!.length + ran.b!.length, 4);
+      gate.resolve("done");
+      await clock.runUntil(job.wait(), { maxMs: 60_000 });
+      await a.executor.shutdown();
+      await b.executor.shutdown();
+    },
+  },
+  {
+    name: "a crash with the default prefetch leaves no claimed task waiting: the others stay ready, no attempt spent",
+    async run(ctx) {
+      const waiting = ["w1", "w2", "w3"];
+      const { job, runs, revive } = await crashInFirstCall(ctx.storage, [
+        { key: "first", agent: "work", maxAttempts: 1, priority: 0 },
+        ...waiting.map((key) => ({ key, agent: "work", maxAttempts: 1, priority: 1 })),
+      ]);
+      for (const key of waiting) {
+        const t = await taskByKey(ctx, job.id, key);
+        equal(t.status, "ready", key);
+        equal(t.attempts, 0, key);
+      }
+      const alive = revive();
+      await until(async () => (await ctx.storage.getJob(job.id))?.status === "failed", "the job ended");
+      for (const key of waiting) equal((await taskByKey(ctx, job.id, key)).status, "completed", key);
+      deepEqual(runs, { first: 1, w1: 1, w2: 1, w3: 1 });
+      await alive.executor.shutdown();
+    },
+  },
+  {
     name: "bad configuration is a RangeError or TypeError naming the option and the value",
     run(ctx) {
       const registry = registryOf();
       throws(() => new Executor({ storage: ctx.storage, registry, maxWorkers: 0 }), RangeError, '"maxWorkers"');
       throws(() => new Executor({ storage: ctx.storage, registry, queueCapacity: 1.5 }), RangeError, "1.5");
+      throws(() => new Executor({ storage: ctx.storage, registry, prefetch: -1 }), RangeError, '"prefetch"');
+      throws(() => new Executor({ storage: ctx.storage, registry, prefetch: 2.5 }), RangeError, "2.5");
+      throws(() => new Executor({ storage: ctx.storage, registry, prefetch: Number.NaN }), RangeError, '"prefetch"');
+      throws(() => new Executor({ storage: ctx.storage, registry, prefetch: "8" as never }), TypeError, '"prefetch"');
       throws(
         () => new Executor({ storage: ctx.storage, registry, queueCapacity: 2 ** 32 }),
         RangeError,
@@ -2566,6 +2705,7 @@ export const executorCases: Case<ExecContext>[] = [
         queue: stingy,
         queueCapacity: 4,
         maxWorkers: 1,
+        prefetch: Infinity,
       });
       executor.start();
       const job = await executor.submit({

@@ -400,7 +400,7 @@ export const jobCases: Case<ExecContext>[] = [
         ran.push(c.task.key);
         return c.task.key === "a" ? gate.promise : c.task.key;
       });
-      const { executor, clock } = harness(ctx.storage, [step], { maxWorkers: 1 });
+      const { executor, clock } = harness(ctx.storage, [step], { maxWorkers: 1, prefetch: Infinity });
       executor.start();
       const job = await executor.submit({
         name: "pause-queued",
@@ -448,7 +448,7 @@ export const jobCases: Case<ExecContext>[] = [
         return hold.promise;
       });
       const clock = new ManualClock(START);
-      const worker = harness(ctx.storage, [step], { clock, maxWorkers: 1 });
+      const worker = harness(ctx.storage, [step], { clock, maxWorkers: 1, prefetch: Infinity });
       const client = harness(ctx.storage, [step, holding], { clock });
       worker.executor.start();
       const paused = await client.executor.submit({
@@ -465,7 +465,7 @@ export const jobCases: Case<ExecContext>[] = [
       equal(byKey(await paused.tasks()).b!.status, "paused");
       await paused.cancel();
 
-      const worker2 = harness(ctx.storage, [holding], { clock, maxWorkers: 1 });
+      const worker2 = harness(ctx.storage, [holding], { clock, maxWorkers: 1, prefetch: Infinity });
       await worker.executor.shutdown();
       worker2.executor.start();
       const cancelled = await client.executor.submit({
@@ -499,7 +499,7 @@ export const jobCases: Case<ExecContext>[] = [
       const vague = intercept(ctx.storage, {
         watch: (original) => (listener) => original(() => listener(undefined)),
       });
-      const worker = harness(vague, [step], { clock, maxWorkers: 1 });
+      const worker = harness(vague, [step], { clock, maxWorkers: 1, prefetch: Infinity });
       const client = harness(ctx.storage, [step], { clock });
       worker.executor.start();
       const paused = await client.executor.submit({

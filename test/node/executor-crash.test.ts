@@ -29,9 +29,9 @@ const logLines = () => {
 };
 
 /** Run the child; with `killAfterLines`, SIGKILL it once the log grew by that many lines (mid-work). */
-function run(child: string, killAfterLines: number | null): Promise<number | null> {
+function run(child: string, killAfterLines: number | null, prefetch = "none"): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, work, logFile], { stdio: ["ignore", "ignore", "pipe"] });
+    const p = spawn(process.execPath, [child, work, logFile, prefetch], { stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
     p.stderr.on("data", (c: Buffer) => (err += c.toString()));
     const start = logLines();
@@ -58,7 +58,9 @@ test(
 
     let kills = 0;
     for (let i = 0; i < 20; i++) {
-      const code = await run(child, 10 + Math.floor(Math.random() * 80));
+      // Every other run holds claimed tasks waiting in the ready queue (prefetch), the others
+      // claim only for free workers (the default): a kill meets both ways of starting a task.
+      const code = await run(child, 10 + Math.floor(Math.random() * 80), i % 2 === 0 ? "none" : "all");
       if (code === null) kills++;
     }
     await run(child, null);
