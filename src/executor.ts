@@ -462,6 +462,14 @@ export class Executor {
    * not start (see `#claimLoop`).
    */
   #stoppedWhileClaiming: Map<string, "ended" | "paused"> | null = null;
+  /**
+   * Reads of jobs that changed while a claim was in flight and that this executor held no
+   * task of (another executor, tab or process paused or cancelled them): the claim's
+   * answer may bring their tasks, so it waits for these before starting any (see `#checkJob`).
+   */
+  #claimChecks: Promise<void>[] = [];
+  /** A notice that names no jobs came while a claim was in flight: its tasks' jobs are read before they start. */
+  #claimVague = false;
   /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
   readonly #queued = new ByJob<Task>((task) => task.jobId);
   /**
@@ -1177,7 +1185,10 @@ export class Executor {
    */
   #checkJobs(jobs: readonly string[] | undefined): void {
     if (this.#state !== "running") return;
-    if (jobs === undefined) return this.#checkAllJobs();
+    if (jobs === undefined) {
+      if (this.#stoppedWhileClaiming !== null) this.#claimVague = true;
+      return this.#checkAllJobs();
+    }
     for (const jobId of jobs) void this.#checkJob(jobId);
   }
 
@@ -1200,21 +1211,29 @@ export class Executor {
     });
   }
 
-  /** Read job `jobId` and stop this executor's tasks of it if it ended or paused (a failed read: the heartbeat will). */
+  /**
+   * Read job `jobId` and stop this executor's tasks of it if it ended or paused (a failed read: the heartbeat will).
+   * While a claim is in flight, a job this executor holds nothing of yet is read too: the claim
+   * may have been stored before the change, and its answer may bring tasks of the job (see
+   * `#screenClaimed`).
+   */
   #checkJob(jobId: string): Promise<void> {
-    if (!this.#holdsJob(jobId)) return Promise.resolve();
+    const forClaim = !this.#holdsJob(jobId);
+    if (forClaim && this.#stoppedWhileClaiming === null) return Promise.resolve();
     let read: Promise<Job | undefined>;
     try {
       read = this.storage.getJob(jobId);
     } catch {
       return Promise.resolve(); // a storage that throws instead of rejecting: the heartbeat will
     }
-    return read.then((job) => {
+    const checked = read.then((job) => {
       if (this.#state !== "running") return;
       if (!job) this.#abortJob(jobId, "Job deleted");
       else if (isJobFinal(job.status)) this.#abortJob(jobId, `Job ${job.status}`);
       else this.#followJob(jobId, job.status);
     }, () => {});
+    if (forClaim) this.#claimChecks.push(checked);
+    return checked;
   }
 
   /** Stop, hold or let go on this executor's tasks of a job whose status is now `status` (an ended one: nothing). */
@@ -1339,6 +1358,8 @@ export class Executor {
       this.#wakeRequested = false;
       let claimed: Task[];
       const stops = this.#stoppedWhileClaiming = new Map();
+      this.#claimChecks = [];
+      this.#claimVague = false;
       // The claim starts the tasks that workers free now take at once (the first ones out of
       // an empty queue), so their start needs no commit of its own; the rest wait unstarted.
       const start = held === 0 ? Math.min(room, free) : 0;
@@ -1351,8 +1372,19 @@ export class Executor {
           ...(start > 0 ? { start } : {}),
         });
         failures = 0;
+        // A job changed meanwhile that this executor held nothing of: its check must land
+        // (in `stops`) before the claim's tasks of that job start. After a notice that named
+        // no jobs, any job of the claim may have: each is read (once per such claim).
+        const checks = this.#claimChecks;
+        this.#claimChecks = [];
+        if (this.#claimVague) {
+          this.#claimVague = false;
+          for (const jobId of new Set(claimed.map((t) => t.jobId))) checks.push(this.#checkJob(jobId));
+        }
+        if (checks.length > 0) await Promise.all(checks);
       } catch (error) {
         this.#stoppedWhileClaiming = null;
+        this.#claimChecks = [];
         orphans = true;
         if (this.#state !== "running") break;
         failures++;

@@ -2291,6 +2291,82 @@ export const executorCases: Case<ExecContext>[] = [
   },
   {
     name:
+      "a job cancelled or paused by another executor while a claim of its tasks is answered late starts none of them",
+    async run(ctx) {
+      // As above, but the cancel or pause is made through another executor on the storage (a
+      // client, another tab or process): this one learns of it from the storage's change notice,
+      // which arrives while its claim is in flight (it holds no task of the job yet). With
+      // `vague`, the notice names no jobs (anything may have changed).
+      const variants = [
+        ["cancel", false, false],
+        ["pause", false, false],
+        ["cancel", true, false],
+        ["pause", true, false],
+        ["cancel", false, true],
+        ["pause", true, true],
+      ] as const;
+      for (const [change, slowRead, vague] of variants) {
+        const gate = deferred();
+        let hold = true;
+        let held = false;
+        const storage = intercept(ctx.storage, {
+          claimReady: (claim) => async (o) => {
+            const claimed = await claim(o);
+            if (hold && claimed.length > 0) {
+              hold = false;
+              held = true;
+              await gate.promise;
+            }
+            return claimed;
+          },
+          // With `slowRead`, this executor's read of the changed job answers after the claim.
+          getJob: (getJob) => async (id) => {
+            const job = await getJob(id);
+            if (slowRead) {
+              await gate.promise;
+              await new Promise((r) => setTimeout(r, 5));
+            }
+            return job;
+          },
+          ...(vague ? { watch: (original) => (listener) => original(() => listener(undefined)) } : {}),
+        });
+        let calls = 0;
+        const work = agent("work", () => {
+          calls++;
+          return "done";
+        });
+        const { executor, clock } = harness(storage, [work]);
+        const client = harness(ctx.storage, [work], { clock }).executor;
+        executor.start();
+        const job = await client.submit({ name: change, tasks: [{ key: "a", agent: "work" }] });
+        await until(() => held, "the claim stored, its answer held", clock);
+        equal((await taskByKey(ctx, job.id, "a")).status, "running");
+        if (change === "cancel") await job.cancel();
+        else await job.pause();
+        for (let i = 0; i < 5; i++) await clock.advance(0); // the change notice is handled
+        gate.resolve();
+        for (let i = 0; i < 20; i++) await clock.advance(10);
+        equal(
+          calls,
+          0,
+          `the agent ran after another executor's ${change}() resolved (slow read: ${slowRead}, vague: ${vague})`,
+        );
+        const a = await taskByKey(ctx, job.id, "a");
+        if (change === "cancel") equal(a.status, "cancelled");
+        else {
+          equal(a.status, "paused", "handed back to wait with its job");
+          equal(a.attempts, 0, "the unstarted claim's attempt does not count");
+          await job.resume();
+          deepEqual(await clock.runUntil(job.wait(), { maxMs: 60_000 }), { a: "done" });
+          equal(calls, 1);
+        }
+        await executor.shutdown();
+        await client.shutdown();
+      }
+    },
+  },
+  {
+    name:
       "a job paused while a task's start is being stored does not call its agent; paused and resumed, it runs that attempt",
     async run(ctx) {
       for (const resumed of [false, true]) {
