@@ -1316,9 +1316,9 @@ export function takeOps(ops: readonly CommitOp[]): readonly CommitOp[] {
   });
 }
 
-/** The JSON fields of a task or job patch (`input`, `output`, `metadata`) as frozen copies. */
+/** The JSON fields of a task or job patch (`input`, `output`, `error`, `metadata`) as frozen copies. */
 function takeJsonFields(fields: Record<string, unknown>): Record<string, unknown> {
-  for (const key of ["input", "output", "metadata"]) if (key in fields) fields[key] = takeJson(fields[key]);
+  for (const key of ["input", "output", "error", "metadata"]) if (key in fields) fields[key] = takeJson(fields[key]);
   return fields;
 }
 

@@ -878,6 +878,34 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name:
+      "a task's error is stored as it was at the call of commit() or createJob(), whatever the caller does to it afterwards",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      const [t] = await storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 100 });
+      const error = { name: "Error", message: "at the call", retryable: false, at: 1 };
+      const committed = storage.commit([{
+        type: "updateTask",
+        id: t!.id,
+        expect: { version: t!.version },
+        set: { status: "failed", error },
+      }]);
+      error.message = "changed after the call";
+      await committed;
+      equal((await get(storage, t!.id)).error?.message, "at the call");
+      const b2 = buildJob([{ key: "x" }]);
+      const tasks = b2.tasks.map((task) => ({
+        ...task,
+        error: { name: "Error", message: "at the call", retryable: true, at: 2 },
+      }));
+      const created = storage.createJob(b2.job, tasks);
+      tasks[0]!.error.message = "changed after the call";
+      await created;
+      equal((await get(storage, b2.tasks[0]!.id)).error?.message, "at the call");
+    },
+  },
+  {
     name: "commit() rejects an op of unknown type and a missing expected version",
     async run({ storage }) {
       await rejects(() => storage.commit([{ type: "dropTable" } as never]), TypeError, "dropTable");
