@@ -574,6 +574,10 @@ export class MemoryStorage implements Storage {
           dropFrom(this.#byAgent, t.agent);
           if (t.parentId !== null) dropFrom(this.#byParent, t.parentId);
           this.#dependents.delete(t.id);
+          // Lists that drop pruned slots lazily (a ready bucket a claim has not passed yet, an
+          // agent's or a parent's list) still hold the slot: it keeps the id they order by,
+          // not the record (its input and output would stay in memory until then).
+          slot.task = { id: t.id } as Task;
         }
         this.#byJob.delete(job.id);
         this.#cache.delete(job.id);
