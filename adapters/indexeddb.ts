@@ -28,6 +28,7 @@ import {
   applyCommit,
   applyCreateJob,
   checkClaimOptions,
+  checkIds,
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
@@ -413,6 +414,11 @@ class IdbStorage implements IndexedDbStorage {
   }
 
   getTasks(ids: readonly string[]): Promise<Task[]> {
+    try {
+      checkIds(ids, "getTasks()");
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.#read(READ_STORES, "reading tasks", async (tx) => {
       const rows = await readRows(tx.objectStore("tasks"), ids.filter((id) => typeof id === "string"));
       const claims = new ClaimBook(tx);

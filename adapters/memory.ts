@@ -17,6 +17,7 @@ import {
   applyCommit,
   applyCreateJob,
   checkClaimOptions,
+  checkIds,
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
@@ -479,13 +480,16 @@ export class MemoryStorage implements Storage {
 
   /** {@inheritDoc Storage.getTasks} */
   getTasks(ids: readonly string[]): Promise<Task[]> {
-    if (this.#closed) return this.#closedCall();
-    const out: Task[] = [];
-    for (const id of ids) {
-      const t = this.#tasks.get(id)?.task;
-      if (t) out.push(t);
-    }
-    return Promise.resolve(out);
+    return this.#sync(() => {
+      this.#open();
+      checkIds(ids, "getTasks()");
+      const out: Task[] = [];
+      for (const id of ids) {
+        const t = typeof id === "string" ? this.#tasks.get(id)?.task : undefined;
+        if (t) out.push(t);
+      }
+      return out;
+    });
   }
 
   /** {@inheritDoc Storage.listTasks} */

@@ -1192,6 +1192,13 @@ export function checkClaimOptions(
 }
 
 /** Check `renewLeases()` options (a bad `now` or `leaseMs` would store a lease that never expires). */
+/** The ids of a `getTasks()` call: an array (an entry that is not text names no task). */
+export function checkIds(ids: unknown, call: string): void {
+  if (!Array.isArray(ids)) {
+    throw new TypeError(`${call} "ids" must be an array of task ids, got ${ids === null ? "null" : typeof ids}`);
+  }
+}
+
 export function checkRenewOptions(o: { ids: readonly string[]; owner: string; now: number; leaseMs: number }): void {
   if (o === null || typeof o !== "object" || !Array.isArray(o.ids)) {
     throw new TypeError(`renewLeases() "ids" must be an array of task ids`);

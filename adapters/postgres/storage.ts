@@ -11,6 +11,7 @@ import {
   applyCommit,
   applyCreateJob,
   checkClaimOptions,
+  checkIds,
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
@@ -294,7 +295,8 @@ export class PgStorage implements PostgresStorage {
 
   async getTasks(ids: readonly string[]): Promise<Task[]> {
     this.#check();
-    const wanted = Array.isArray(ids) ? ids.filter(findable) : [];
+    checkIds(ids, "getTasks()");
+    const wanted = ids.filter(findable);
     if (wanted.length === 0) return [];
     const rows = await this.#query("reading tasks", this.#sql.tasks, [textArray(wanted)]);
     const byId = new Map<string, Task>();

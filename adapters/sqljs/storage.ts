@@ -11,6 +11,7 @@ import {
   applyCommit,
   applyCreateJob,
   checkClaimOptions,
+  checkIds,
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
@@ -309,6 +310,7 @@ export class SqlJsStorageImpl implements SqlJsStorage {
 
   getTasks(ids: readonly string[]): Promise<Task[]> {
     return this.#read(() => {
+      checkIds(ids, "getTasks()");
       const out: Task[] = [];
       for (const id of ids) {
         const t = typeof id === "string" ? this.#db.getTask(id) : undefined;

@@ -349,6 +349,22 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "getTasks() with ids that are not an array rejects with a TypeError (a rejected promise, not a throw)",
+    async run({ storage }) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      for (const ids of [b.id("a"), null, undefined, 7, { 0: b.id("a"), length: 1 }]) {
+        let call: Promise<unknown> | undefined;
+        try {
+          call = storage.getTasks(ids as never);
+        } catch (e) {
+          throw new Error(`getTasks(${typeof ids}) threw instead of rejecting: ${e}`);
+        }
+        await rejects(() => call!, TypeError, '"ids"');
+      }
+    },
+  },
+  {
     name: "listTasks() by jobId returns only that job's tasks in id order",
     async run({ storage }) {
       const one = buildJob([{ key: "a" }, { key: "b" }]);
