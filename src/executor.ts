@@ -88,7 +88,10 @@ export interface ExecutorOptions {
    * some when a claim costs much more than a task runs, or for a custom `queue` to order.
    */
   prefetch?: number;
-  /** Builds the ready queue (default: a ring buffer). */
+  /**
+   * Builds the ready queue (default: a ring buffer). It holds the tasks `prefetch` lets wait;
+   * with the default `prefetch` of 0 each claimed task goes straight to a free worker.
+   */
   queue?: QueueFactory<Task>;
   /** Timeout of one attempt unless the task sets one (default 300000 ms). */
   taskTimeoutMs?: number;
