@@ -466,11 +466,12 @@ export class Executor {
    */
   #stoppedWhileClaiming: Map<string, "ended" | "paused"> | null = null;
   /**
-   * Reads of jobs that changed while a claim was in flight and that this executor held no
-   * task of (another executor, tab or process paused or cancelled them): the claim's
-   * answer may bring their tasks, so it waits for these before starting any (see `#checkJob`).
+   * Jobs named by a change notice while a claim was in flight (another executor, tab or
+   * process may have paused or cancelled them): the claim's answer may bring their tasks,
+   * so those of them that it brings are read before any of its tasks start (see
+   * `#checkClaimedJobs`). A set: a storm of notices reads each job once per claim.
    */
-  #claimChecks: Promise<void>[] = [];
+  #claimChanged = new Set<string>();
   /** A notice that names no jobs came while a claim was in flight: its tasks' jobs are read before they start. */
   #claimVague = false;
   /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
@@ -1192,7 +1193,11 @@ export class Executor {
       if (this.#stoppedWhileClaiming !== null) this.#claimVague = true;
       return this.#checkAllJobs();
     }
-    for (const jobId of jobs) void this.#checkJob(jobId);
+    const claiming = this.#stoppedWhileClaiming !== null;
+    for (const jobId of jobs) {
+      if (claiming) this.#claimChanged.add(jobId);
+      void this.#checkJob(jobId);
+    }
   }
 
   /**
@@ -1216,27 +1221,24 @@ export class Executor {
 
   /**
    * Read job `jobId` and stop this executor's tasks of it if it ended or paused (a failed read: the heartbeat will).
-   * While a claim is in flight, a job this executor holds nothing of yet is read too: the claim
-   * may have been stored before the change, and its answer may bring tasks of the job (see
-   * `#screenClaimed`).
+   * With `forClaim`, a job this executor holds nothing of yet is read too: a claim in flight
+   * may have been stored before the change, and its answer brought tasks of the job (see
+   * `#checkClaimedJobs`).
    */
-  #checkJob(jobId: string): Promise<void> {
-    const forClaim = !this.#holdsJob(jobId);
-    if (forClaim && this.#stoppedWhileClaiming === null) return Promise.resolve();
+  #checkJob(jobId: string, forClaim = false): Promise<void> {
+    if (!forClaim && !this.#holdsJob(jobId)) return Promise.resolve();
     let read: Promise<Job | undefined>;
     try {
       read = this.storage.getJob(jobId);
     } catch {
       return Promise.resolve(); // a storage that throws instead of rejecting: the heartbeat will
     }
-    const checked = read.then((job) => {
+    return read.then((job) => {
       if (this.#state !== "running") return;
       if (!job) this.#abortJob(jobId, "Job deleted");
       else if (isJobFinal(job.status)) this.#abortJob(jobId, `Job ${job.status}`);
       else this.#followJob(jobId, job.status);
     }, () => {});
-    if (forClaim) this.#claimChecks.push(checked);
-    return checked;
   }
 
   /** Stop, hold or let go on this executor's tasks of a job whose status is now `status` (an ended one: nothing). */
@@ -1361,7 +1363,7 @@ export class Executor {
       this.#wakeRequested = false;
       let claimed: Task[];
       const stops = this.#stoppedWhileClaiming = new Map();
-      this.#claimChecks = [];
+      this.#claimChanged.clear();
       this.#claimVague = false;
       // The claim starts the tasks that workers free now take at once (the first ones out of
       // an empty queue), so their start needs no commit of its own; the rest wait unstarted.
@@ -1375,19 +1377,10 @@ export class Executor {
           ...(start > 0 ? { start } : {}),
         });
         failures = 0;
-        // A job changed meanwhile that this executor held nothing of: its check must land
-        // (in `stops`) before the claim's tasks of that job start. After a notice that named
-        // no jobs, any job of the claim may have: each is read (once per such claim).
-        const checks = this.#claimChecks;
-        this.#claimChecks = [];
-        if (this.#claimVague) {
-          this.#claimVague = false;
-          for (const jobId of new Set(claimed.map((t) => t.jobId))) checks.push(this.#checkJob(jobId));
-        }
-        if (checks.length > 0) await Promise.all(checks);
+        await this.#checkClaimedJobs(claimed);
       } catch (error) {
         this.#stoppedWhileClaiming = null;
-        this.#claimChecks = [];
+        this.#claimChanged.clear();
         orphans = true;
         if (this.#state !== "running") break;
         failures++;
@@ -1401,6 +1394,7 @@ export class Executor {
         continue;
       }
       this.#stoppedWhileClaiming = null;
+      this.#claimChanged.clear();
       if (this.#state !== "running") {
         // Shutdown began while claiming: hand the tasks back at once.
         await this.#release(claimed);
@@ -1451,6 +1445,32 @@ export class Executor {
       });
     }
     if (orphans) await this.#releaseOrphans().catch(() => {});
+  }
+
+  /**
+   * Jobs of the claim named by a change notice while it was in flight (after one that named
+   * no jobs: every job of the claim) are read, and their checks land (in `stops`) before
+   * the claim's tasks start; so are those named while these reads are under way. Jobs the
+   * claim brought nothing of are not read. A read that does not answer within
+   * `pollIntervalMs` is not waited for longer (the tasks start; its answer stops them if it
+   * comes), nor once shutdown begins.
+   */
+  async #checkClaimedJobs(claimed: readonly Task[]): Promise<void> {
+    if (this.#claimChanged.size === 0 && !this.#claimVague) return;
+    const jobs = new Set(claimed.map((t) => t.jobId));
+    let over = false;
+    const limit = this.#claimPause(this.#pollIntervalMs).then(() => void (over = true));
+    try {
+      while (!over && this.#state === "running") {
+        const read = this.#claimVague ? [...jobs] : [...this.#claimChanged].filter((jobId) => jobs.has(jobId));
+        this.#claimVague = false;
+        this.#claimChanged.clear();
+        if (read.length === 0) break;
+        await Promise.race([Promise.all(read.map((jobId) => this.#checkJob(jobId, true))), limit]);
+      }
+    } finally {
+      this.#endClaimPause?.();
+    }
   }
 
   /**
