@@ -220,13 +220,19 @@ export class PgStorage implements PostgresStorage {
     const limit = checkClaimOptions(options);
     const { now, owner, leaseMs } = options;
     if (limit === 0) return [];
+    // A claim that finds nothing sleeps until a notice: claiming before this storage's
+    // LISTEN took effect would miss the notices of work made ready in between.
+    const listening = this.#wake.settled();
+    if (listening) await listening;
     // LIMIT NULL is none.
     const rows = await this.#query("claiming tasks", this.#sql.claim, [
       owner,
       now,
       now + leaseMs,
       limit === Infinity ? null : limit,
-      options.start ?? 0,
+      // Past the largest safe integer no claim holds that many tasks: start them all (a
+      // bound that large is not an integer SQL's int8 takes).
+      Math.min(options.start ?? 0, Number.MAX_SAFE_INTEGER),
     ]);
     // The database answers: if LISTEN failed earlier (it was down), try again.
     this.#wake.ensure();

@@ -55,6 +55,8 @@ export class Wakeup {
   #missed = false;
   /** `LISTEN` attempts made: the callbacks of the latest one are the live ones. */
   #attempts = 0;
+  /** The latest `LISTEN` took effect: a notice sent from now on reaches the listeners. */
+  #listening = false;
 
   /** Wake listeners of `channel`; `listen: false` keeps wake-ups in this process. */
   constructor(client: SqlClient, channel: string, origin: string, listen: boolean) {
@@ -104,6 +106,7 @@ export class Wakeup {
     }).then(
       (stop) => {
         if (this.#closed) return void stop().catch(() => {});
+        this.#listening = true;
         if (this.#missed) {
           // Listening at last, after a refused attempt: what was sent before is unknown.
           this.#missed = false;
@@ -132,6 +135,14 @@ export class Wakeup {
     return () => {
       this.#listeners.delete(entry);
     };
+  }
+
+  /**
+   * While a `LISTEN` is under way (not yet in effect), a promise that resolves once it took
+   * effect or failed; `undefined` otherwise. Never rejects.
+   */
+  settled(): Promise<void> | undefined {
+    return this.#subscription && !this.#listening ? this.#subscription.then(() => {}) : undefined;
   }
 
   /** Listen again if an earlier attempt failed (the database was down when the first listener came). */

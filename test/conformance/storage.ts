@@ -542,6 +542,17 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "claimReady({ start }) past 2^63 (SQL's integers) starts every task it claims, as any start >= limit does",
+    async run({ storage }) {
+      for (const start of [2 ** 63, 1e21]) {
+        const b = buildJob([{ key: "a" }, { key: "b" }]);
+        await storage.createJob(b.job, b.tasks);
+        const claimed = await storage.claimReady({ limit: 2, now: 5000, owner: OWNER, leaseMs: 1000, start });
+        deepEqual(claimed.map((t) => t.startedAt), [5000, 5000], `start ${start}`);
+      }
+    },
+  },
+  {
     name: "claimReady() claims at most limit tasks and nothing twice",
     async run({ storage }) {
       const b = buildJob(Array.from({ length: 5 }, (_, i) => ({ key: `t${i}` })));

@@ -626,6 +626,45 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
+      name: "an executor whose LISTEN takes effect late still runs work another process submitted meanwhile, " +
+        "without waiting out its poll interval",
+      async run(ctx) {
+        const schema = (await fresh(ctx)).schema;
+        const base = await ctx.db.client();
+        // A LISTEN that takes effect late (postgres.js opens a connection of its own for it:
+        // TCP, TLS, authentication), while the pool's connections answer claims at once.
+        let listenNow!: () => void;
+        const late = new Promise<void>((r) => (listenNow = r));
+        const slow: SqlClient = {
+          ...base,
+          listen: async (channel, onNotify, onListen) => {
+            await late;
+            return await base.listen!(channel, onNotify, onListen);
+          },
+        };
+        const here = await openPostgresStorage({ client: slow, schema });
+        ctx.storages.push(here);
+        const ran: string[] = [];
+        const executor = new Executor({
+          storage: here,
+          registry: registryOf(agent("work", (n) => void ran.push(String(n)))),
+          pollIntervalMs: 60_000,
+        });
+        executor.start();
+        await sleep(200); // started: its first claims found nothing
+        // Another process submits work before this one's LISTEN took effect.
+        const other = await openPostgresStorage({ client: await ctx.db.client(), schema, listen: false });
+        ctx.storages.push(other);
+        const b = buildJob([{ key: "a", agent: "work", input: 1 }]);
+        await other.createJob(b.job, b.tasks);
+        listenNow();
+        const t0 = Date.now();
+        while (ran.length === 0 && Date.now() - t0 < 5_000) await sleep(20);
+        await executor.shutdown();
+        deepEqual(ran, ["1"], "the task ran within 5 s (the poll interval is 60 s)");
+      },
+    },
+    {
       name: "close() resolves when stopping the LISTEN fails, while a call is still in flight",
       async run(ctx) {
         const schema = (await fresh(ctx)).schema;
