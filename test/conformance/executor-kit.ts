@@ -158,6 +158,39 @@ export function intercept(storage: Storage, overrides: Overrides): Storage {
 }
 
 /**
+ * `storage` whose next claim that brings tasks (`which` of them), once `hold()` was called, is
+ * stored but answered only at `release()`: a claim in flight while a test changes things.
+ * `overrides` intercept its other calls (they may wait on `released`, or ask `held()`).
+ */
+export function claimHeldBack(
+  storage: Storage,
+  overrides: Omit<Overrides, "claimReady"> = {},
+  which: (claimed: readonly Task[]) => boolean = (claimed) => claimed.length > 0,
+): { storage: Storage; hold(): void; held(): boolean; release(): void; released: Promise<void> } {
+  const gate = deferred();
+  let armed = false;
+  let held = false;
+  return {
+    storage: intercept(storage, {
+      ...overrides,
+      claimReady: (claim) => async (o) => {
+        const claimed = await claim(o);
+        if (armed && which(claimed)) {
+          armed = false;
+          held = true;
+          await gate.promise;
+        }
+        return claimed;
+      },
+    }),
+    hold: () => void (armed = true),
+    held: () => held,
+    release: () => gate.resolve(),
+    released: gate.promise,
+  };
+}
+
+/**
  * `storage` with the first commit that stores an at-most-once start (`startedAt`) held
  * until `release()`: `held()` tells it arrived.
  */

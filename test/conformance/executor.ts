@@ -21,6 +21,7 @@ import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
 import {
   aborted,
   agent,
+  claimHeldBack,
   crashInFirstCall,
   deferred,
   type ExecContext,
@@ -2249,20 +2250,9 @@ export const executorCases: Case<ExecContext>[] = [
       // The claim is stored before the cancel or pause; its answer arrives after the call
       // resolved, which promises that the job's claimed, unstarted tasks do not start.
       for (const change of ["cancel", "pause"] as const) {
-        const gate = deferred();
-        let hold = true;
-        let held = false;
-        const storage = intercept(ctx.storage, {
-          claimReady: (claim) => async (o) => {
-            const claimed = await claim(o);
-            if (hold && claimed.length > 0) {
-              hold = false;
-              held = true;
-              await gate.promise;
-            }
-            return claimed;
-          },
-        });
+        const claim = claimHeldBack(ctx.storage);
+        const { storage } = claim;
+        claim.hold();
         let calls = 0;
         const { executor, clock } = harness(storage, [agent("work", () => {
           calls++;
@@ -2270,11 +2260,11 @@ export const executorCases: Case<ExecContext>[] = [
         })]);
         executor.start();
         const job = await executor.submit({ name: change, tasks: [{ key: "a", agent: "work" }] });
-        await until(() => held, "the claim stored, its answer held", clock);
+        await until(() => claim.held(), "the claim stored, its answer held", clock);
         equal((await taskByKey(ctx, job.id, "a")).status, "running");
         if (change === "cancel") await job.cancel();
         else await job.pause();
-        gate.resolve();
+        claim.release();
         for (let i = 0; i < 20; i++) await clock.advance(10);
         equal(calls, 0, `the agent ran after ${change}() resolved`);
         const a = await taskByKey(ctx, job.id, "a");
@@ -2308,30 +2298,20 @@ export const executorCases: Case<ExecContext>[] = [
         ["pause", true, true],
       ] as const;
       for (const [change, slowRead, vague] of variants) {
-        const gate = deferred();
-        let hold = true;
-        let held = false;
-        const storage = intercept(ctx.storage, {
-          claimReady: (claim) => async (o) => {
-            const claimed = await claim(o);
-            if (hold && claimed.length > 0) {
-              hold = false;
-              held = true;
-              await gate.promise;
-            }
-            return claimed;
-          },
+        const claim: ReturnType<typeof claimHeldBack> = claimHeldBack(ctx.storage, {
           // With `slowRead`, this executor's read of the changed job answers after the claim.
           getJob: (getJob) => async (id) => {
             const job = await getJob(id);
             if (slowRead) {
-              await gate.promise;
+              await claim.released;
               await new Promise((r) => setTimeout(r, 5));
             }
             return job;
           },
           ...(vague ? { watch: (original) => (listener) => original(() => listener(undefined)) } : {}),
         });
+        const { storage } = claim;
+        claim.hold();
         let calls = 0;
         const work = agent("work", () => {
           calls++;
@@ -2341,12 +2321,12 @@ export const executorCases: Case<ExecContext>[] = [
         const client = harness(ctx.storage, [work], { clock }).executor;
         executor.start();
         const job = await client.submit({ name: change, tasks: [{ key: "a", agent: "work" }] });
-        await until(() => held, "the claim stored, its answer held", clock);
+        await until(() => claim.held(), "the claim stored, its answer held", clock);
         equal((await taskByKey(ctx, job.id, "a")).status, "running");
         if (change === "cancel") await job.cancel();
         else await job.pause();
         for (let i = 0; i < 5; i++) await clock.advance(0); // the change notice is handled
-        gate.resolve();
+        claim.release();
         for (let i = 0; i < 20; i++) await clock.advance(10);
         equal(
           calls,
@@ -2359,7 +2339,7 @@ export const executorCases: Case<ExecContext>[] = [
           equal(a.status, "paused", "handed back to wait with its job");
           equal(a.attempts, 0, "the unstarted claim's attempt does not count");
           await job.resume();
-          deepEqual(await clock.runUntil(job.wait(), { maxMs: 60_000 }), { a: "done" });
+          deepEqual(await job.wait(), { a: "done" });
           equal(calls, 1);
         }
         await executor.shutdown();
@@ -2375,29 +2355,18 @@ export const executorCases: Case<ExecContext>[] = [
       // another ("b", due later) is in flight: the notice's read of the job must land before
       // the claim's tasks start too, not only for jobs it holds nothing of yet.
       for (const change of ["pause", "cancel"] as const) {
-        const gate = deferred();
-        let hold = false;
-        let held = false;
-        const storage = intercept(ctx.storage, {
-          claimReady: (claim) => async (o) => {
-            const claimed = await claim(o);
-            if (hold && claimed.some((t) => t.key === "b")) {
-              hold = false;
-              held = true;
-              await gate.promise;
-            }
-            return claimed;
-          },
+        const claim: ReturnType<typeof claimHeldBack> = claimHeldBack(ctx.storage, {
           // This executor's read of the changed job answers after the claim.
           getJob: (getJob) => async (id) => {
             const job = await getJob(id);
-            if (held) {
-              await gate.promise;
+            if (claim.held()) {
+              await claim.released;
               await new Promise((r) => setTimeout(r, 5));
             }
             return job;
           },
-        });
+        }, (claimed) => claimed.some((t) => t.key === "b"));
+        const { storage } = claim;
         let aStarted = false;
         let calls = 0;
         const block = agent("block", (_input, c) => {
@@ -2416,13 +2385,13 @@ export const executorCases: Case<ExecContext>[] = [
           tasks: [{ key: "a", agent: "block" }, { key: "b", agent: "work", runAt: START + 5000 }],
         });
         await until(() => aStarted, "a started", clock);
-        hold = true;
-        await untilAdvancing(() => held, "the claim of b stored, its answer held", clock, 500);
+        claim.hold();
+        await untilAdvancing(() => claim.held(), "the claim of b stored, its answer held", clock, 500);
         equal((await taskByKey(ctx, job.id, "b")).status, "running");
         if (change === "cancel") await job.cancel();
         else await job.pause();
         for (let i = 0; i < 5; i++) await clock.advance(0); // the change notice is handled
-        gate.resolve();
+        claim.release();
         for (let i = 0; i < 20; i++) await clock.advance(10);
         equal(calls, 0, `b's agent ran after another executor's ${change}() resolved`);
         const b = await taskByKey(ctx, job.id, "b");
@@ -2444,23 +2413,12 @@ export const executorCases: Case<ExecContext>[] = [
       // notice names that job while a claim is in flight: a job the claim brought nothing of
       // (the claim's tasks still run), or the claimed one (shutdown does not wait for it).
       for (const sameJob of [false, true]) {
-        const gate = deferred();
         const never = deferred<undefined>();
-        let hold = false;
-        let held = false;
         let hang = "";
-        const storage = intercept(ctx.storage, {
-          claimReady: (claim) => async (o) => {
-            const claimed = await claim(o);
-            if (hold && claimed.length > 0) {
-              hold = false;
-              held = true;
-              await gate.promise;
-            }
-            return claimed;
-          },
+        const claim = claimHeldBack(ctx.storage, {
           getJob: (getJob) => (id) => (id === hang ? never.promise : getJob(id)),
         });
+        const { storage } = claim;
         let calls = 0;
         const work = agent("work", () => {
           calls++;
@@ -2470,16 +2428,16 @@ export const executorCases: Case<ExecContext>[] = [
         const client = harness(ctx.storage, [work], { clock }).executor;
         const other = await client.submit({ name: "other", tasks: [{ key: "x", agent: "work", runAt: START + 1e9 }] });
         executor.start();
-        hold = true;
+        claim.hold();
         const job = await client.submit({ name: "claimed", tasks: [{ key: "a", agent: "work" }] });
-        await until(() => held, "the claim stored, its answer held", clock);
+        await until(() => claim.held(), "the claim stored, its answer held", clock);
         hang = sameJob ? job.id : other.id;
         if (sameJob) await job.pause();
         else await other.cancel();
         for (let i = 0; i < 5; i++) await clock.advance(0); // the change notice is handled
-        gate.resolve();
+        claim.release();
         if (!sameJob) {
-          deepEqual(await clock.runUntil(job.wait(), { maxMs: 60_000 }), { a: "done" });
+          deepEqual(await job.wait(), { a: "done" });
           equal(calls, 1);
         }
         let stopped = false;
@@ -2496,25 +2454,13 @@ export const executorCases: Case<ExecContext>[] = [
       // A notice that names no jobs during the claim: its job is read after the claim answers.
       // The job is paused elsewhere while that read is under way (the read may answer
       // `running`): the notice of the pause is checked before the claim's tasks start too.
-      const gate = deferred();
       const slow = deferred();
-      let hold = false;
-      let held = false;
       let reading = false;
       let calls = 0;
-      const storage = intercept(ctx.storage, {
-        claimReady: (claim) => async (o) => {
-          const claimed = await claim(o);
-          if (hold && claimed.length > 0) {
-            hold = false;
-            held = true;
-            await gate.promise;
-          }
-          return claimed;
-        },
+      const claim: ReturnType<typeof claimHeldBack> = claimHeldBack(ctx.storage, {
         getJob: (getJob) => async (id) => {
           const job = await getJob(id);
-          if (held && !reading) {
+          if (claim.held() && !reading) {
             reading = true; // the first read after the claim answers `running`, late
             await slow.promise;
           }
@@ -2522,6 +2468,7 @@ export const executorCases: Case<ExecContext>[] = [
         },
         watch: (original) => (listener) => original(() => listener(undefined)),
       });
+      const { storage } = claim;
       const work = agent("work", () => {
         calls++;
         return "done";
@@ -2529,13 +2476,13 @@ export const executorCases: Case<ExecContext>[] = [
       const { executor, clock } = harness(storage, [work]);
       const client = harness(ctx.storage, [work], { clock }).executor;
       executor.start();
-      hold = true;
+      claim.hold();
       const job = await client.submit({ name: "pause", tasks: [{ key: "a", agent: "work" }] });
-      await until(() => held, "the claim stored, its answer held", clock);
+      await until(() => claim.held(), "the claim stored, its answer held", clock);
       // Any change during the claim: the notice names no jobs.
       await client.submit({ name: "other", tasks: [{ key: "x", agent: "work", runAt: START + 1e9 }] });
       for (let i = 0; i < 5; i++) await clock.advance(0);
-      gate.resolve();
+      claim.release();
       await until(() => reading, "the claimed job read", clock);
       await job.pause();
       for (let i = 0; i < 5; i++) await clock.advance(0); // the change notice is handled
@@ -2555,25 +2502,14 @@ export const executorCases: Case<ExecContext>[] = [
       // Other executors end, pause or cancel their jobs all the time: this executor learns of
       // each from the storage's notices. A claim's answer can bring tasks only of the jobs it
       // claimed: jobs it brought nothing of are not read for it.
-      const gate = deferred();
-      let hold = false;
-      let held = false;
       const reads: string[] = [];
-      const storage = intercept(ctx.storage, {
-        claimReady: (claim) => async (o) => {
-          const claimed = await claim(o);
-          if (hold && claimed.length > 0) {
-            hold = false;
-            held = true;
-            await gate.promise;
-          }
-          return claimed;
-        },
+      const claim = claimHeldBack(ctx.storage, {
         getJob: (getJob) => (id) => {
           reads.push(id);
           return getJob(id);
         },
       });
+      const { storage } = claim;
       const work = agent("work", () => "done");
       const { executor, clock } = harness(storage, [work]);
       const client = harness(ctx.storage, [work], { clock }).executor;
@@ -2583,13 +2519,13 @@ export const executorCases: Case<ExecContext>[] = [
         others.push(await client.submit({ name: `other ${i}`, tasks }));
       }
       executor.start();
-      hold = true;
+      claim.hold();
       const job = await client.submit({ name: "claimed", tasks: [{ key: "a", agent: "work" }] });
-      await until(() => held, "the claim stored, its answer held", clock);
+      await until(() => claim.held(), "the claim stored, its answer held", clock);
       for (const other of others) await other.cancel();
       for (let i = 0; i < 5; i++) await clock.advance(0); // the change notices are handled
-      gate.resolve();
-      deepEqual(await clock.runUntil(job.wait(), { maxMs: 60_000 }), { a: "done" });
+      claim.release();
+      deepEqual(await job.wait(), { a: "done" });
       const ids = new Set(others.map((o) => o.id));
       deepEqual(reads.filter((id) => ids.has(id)), [], "jobs the claim brought nothing of were read");
       await executor.shutdown();
