@@ -466,12 +466,15 @@ export class Executor {
    */
   #stoppedWhileClaiming: Map<string, "ended" | "paused"> | null = null;
   /**
-   * Jobs named by a change notice while a claim was in flight (another executor, tab or
-   * process may have paused or cancelled them): the claim's answer may bring their tasks,
-   * so those of them that it brings are read before any of its tasks start (see
-   * `#checkClaimedJobs`). A set: a storm of notices reads each job once per claim.
+   * Reads of the jobs named by a change notice while a claim was in flight (another
+   * executor, tab or process may have paused or cancelled them), the latest per job: each
+   * starts when its notice comes, alongside the claim, and the claim's tasks of those jobs
+   * wait for it (see `#checkClaimedJobs`). One read per notice and named job, as without a
+   * claim in flight.
    */
-  #claimChanged = new Set<string>();
+  readonly #claimReads = new Map<string, Promise<void>>();
+  /** The `now` of the claim in flight, if any: the leases it sets end at this plus `leaseMs`. */
+  #claimNow: number | null = null;
   /** A notice that names no jobs came while a claim was in flight: its tasks' jobs are read before they start. */
   #claimVague = false;
   /** Claimed tasks waiting in the ready queue, by id: the record of the attempt queued. */
@@ -1195,8 +1198,8 @@ export class Executor {
     }
     const claiming = this.#stoppedWhileClaiming !== null;
     for (const jobId of jobs) {
-      if (claiming) this.#claimChanged.add(jobId);
-      void this.#checkJob(jobId);
+      if (claiming) this.#claimReads.set(jobId, this.#checkJob(jobId, true));
+      else void this.#checkJob(jobId);
     }
   }
 
@@ -1363,15 +1366,16 @@ export class Executor {
       this.#wakeRequested = false;
       let claimed: Task[];
       const stops = this.#stoppedWhileClaiming = new Map();
-      this.#claimChanged.clear();
+      this.#claimReads.clear();
       this.#claimVague = false;
       // The claim starts the tasks that workers free now take at once (the first ones out of
       // an empty queue), so their start needs no commit of its own; the rest wait unstarted.
       const start = held === 0 ? Math.min(room, free) : 0;
+      const now = this.#claimNow = this.#clock.now();
       try {
         claimed = await this.storage.claimReady({
           limit: room,
-          now: this.#clock.now(),
+          now,
           owner: this.id,
           leaseMs: this.#leaseMs,
           ...(start > 0 ? { start } : {}),
@@ -1380,7 +1384,8 @@ export class Executor {
         await this.#checkClaimedJobs(claimed);
       } catch (error) {
         this.#stoppedWhileClaiming = null;
-        this.#claimChanged.clear();
+        this.#claimNow = null;
+        this.#claimReads.clear();
         orphans = true;
         if (this.#state !== "running") break;
         failures++;
@@ -1394,7 +1399,8 @@ export class Executor {
         continue;
       }
       this.#stoppedWhileClaiming = null;
-      this.#claimChanged.clear();
+      this.#claimNow = null;
+      this.#claimReads.clear();
       if (this.#state !== "running") {
         // Shutdown began while claiming: hand the tasks back at once.
         await this.#release(claimed);
@@ -1448,28 +1454,37 @@ export class Executor {
   }
 
   /**
-   * Jobs of the claim named by a change notice while it was in flight (after one that named
-   * no jobs: every job of the claim) are read, and their checks land (in `stops`) before
-   * the claim's tasks start; so are those named while these reads are under way. Jobs the
-   * claim brought nothing of are not read. A read that does not answer within
-   * `pollIntervalMs` is not waited for longer (the tasks start; its answer stops them if it
-   * comes), nor once shutdown begins.
+   * The checks of the claim's jobs that a change notice named while it was in flight (after
+   * one that named no jobs: every job of the claim, read now) land (in `stops`) before the
+   * claim's tasks start; so do those of notices that come while they are read. Reads of
+   * jobs the claim brought nothing of are not waited for. A read that does not answer
+   * within `pollIntervalMs` is not waited for longer (the tasks start; its answer stops
+   * them if it comes), nor once shutdown begins.
    */
   async #checkClaimedJobs(claimed: readonly Task[]): Promise<void> {
-    if (this.#claimChanged.size === 0 && !this.#claimVague) return;
+    if (this.#claimReads.size === 0 && !this.#claimVague) return;
     const jobs = new Set(claimed.map((t) => t.jobId));
     let over = false;
-    const limit = this.#claimPause(this.#pollIntervalMs).then(() => void (over = true));
+    let end!: () => void;
+    // In real time, not on the executor's clock: it bounds a storage read, which takes real
+    // time whatever clock a test drives the executor with (a manual clock moved on to this
+    // timer would start the tasks early and shift every later time of the test).
+    const limit = new Promise<void>((resolve) => (end = resolve)).then(() => void (over = true));
+    const timer = setTimeout(end, this.#pollIntervalMs);
+    this.#endClaimPause = end;
     try {
       while (!over && this.#state === "running") {
-        const read = this.#claimVague ? [...jobs] : [...this.#claimChanged].filter((jobId) => jobs.has(jobId));
+        const checks: Promise<void>[] = [];
+        if (this.#claimVague) { for (const jobId of jobs) checks.push(this.#checkJob(jobId, true)); }
+        else for (const [jobId, read] of this.#claimReads) if (jobs.has(jobId)) checks.push(read);
         this.#claimVague = false;
-        this.#claimChanged.clear();
-        if (read.length === 0) break;
-        await Promise.race([Promise.all(read.map((jobId) => this.#checkJob(jobId, true))), limit]);
+        this.#claimReads.clear();
+        if (checks.length === 0) break;
+        await Promise.race([Promise.all(checks), limit]);
       }
     } finally {
-      this.#endClaimPause?.();
+      clearTimeout(timer);
+      this.#endClaimPause = null;
     }
   }
 
@@ -2478,7 +2493,12 @@ export class Executor {
     // A lease of this executor's that expired while it still holds the task (renewals
     // failed for a while) is not a crash: the next renewal extends it. Recovering it would
     // run the task a second time alongside the first (or block an at-most-once task).
-    const expired = found.filter((t) => t.leaseOwner !== this.id || !this.#holds(t.id));
+    // Nor is one its claim still in flight set (a claim slower than the lease): the claim's
+    // answer brings the task, or, if lost, the claim loop hands back what it claimed unheld.
+    const claimed = this.#claimNow === null ? Infinity : this.#claimNow + this.#leaseMs;
+    const expired = found.filter((t) =>
+      t.leaseOwner !== this.id || (!this.#holds(t.id) && !((t.leaseExpiresAt ?? -Infinity) >= claimed))
+    );
     if (expired.length === 0) return;
     const now = this.#clock.now();
     // Reported as an attempt's end would be (the attempt that crashed ended here), and

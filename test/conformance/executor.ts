@@ -2245,6 +2245,40 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an executor does not recover the tasks of its own claim still in flight when their lease ends meanwhile",
+    async run(ctx) {
+      // A claim slower than the lease (on a manual clock moved on while a durable storage
+      // answers in real time, or a stalled connection): recovery would send the task back to
+      // ready and count a crashed attempt, then the claim's answer would run it all the same.
+      const claim = claimHeldBack(ctx.storage);
+      let calls = 0;
+      const { executor, clock } = harness(claim.storage, [agent("work", () => {
+        calls++;
+        return "done";
+      })], { leaseMs: 1000, heartbeatMs: 300, recoveryIntervalMs: 500 });
+      const retried: number[] = [];
+      executor.on("task:retrying", (e) => retried.push(e.delayMs));
+      claim.hold();
+      executor.start();
+      const job = await executor.submit({ name: "slow-claim", tasks: [{ key: "a", agent: "work" }] });
+      await until(() => claim.held(), "the claim stored, its answer held", clock);
+      await untilAdvancing(
+        async () => ((await taskByKey(ctx, job.id, "a")).leaseExpiresAt ?? Infinity) < clock.now() - 1000,
+        "the claim's lease ended a while ago",
+        clock,
+        250,
+      );
+      for (let i = 0; i < 10; i++) await clock.advance(0); // recovery passes ran meanwhile
+      equal(executor.stats().recovered, 0, "its own claim in flight was recovered");
+      claim.release();
+      deepEqual(await job.wait(), { a: "done" });
+      equal(calls, 1);
+      deepEqual(retried, []);
+      equal((await taskByKey(ctx, job.id, "a")).attempts, 1);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a job cancelled or paused while a claim of its tasks is answered late starts none of them",
     async run(ctx) {
       // The claim is stored before the cancel or pause; its answer arrives after the call
@@ -2497,37 +2531,41 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
-    name: "notices naming other jobs while a claim is in flight read none of them, and its tasks do not wait",
+    name: "notices naming other jobs while a claim is in flight: its tasks do not wait for their reads, each read once",
     async run(ctx) {
       // Other executors end, pause or cancel their jobs all the time: this executor learns of
-      // each from the storage's notices. A claim's answer can bring tasks only of the jobs it
-      // claimed: jobs it brought nothing of are not read for it.
+      // each from the storage's notices, and reads a job a notice names during a claim at once
+      // (the claim may bring its tasks). Its tasks wait only for reads of their own jobs: here
+      // the other jobs' reads never answer, and the claimed job completes all the same.
+      const never = new Promise<undefined>(() => {});
       const reads: string[] = [];
+      let others = new Set<string>();
       const claim = claimHeldBack(ctx.storage, {
         getJob: (getJob) => (id) => {
           reads.push(id);
-          return getJob(id);
+          return others.has(id) ? never : getJob(id);
         },
       });
       const { storage } = claim;
       const work = agent("work", () => "done");
       const { executor, clock } = harness(storage, [work]);
       const client = harness(ctx.storage, [work], { clock }).executor;
-      const others = [];
+      const jobs = [];
       for (let i = 0; i < 20; i++) {
         const tasks = [{ key: "x", agent: "work", runAt: START + 1e9 }];
-        others.push(await client.submit({ name: `other ${i}`, tasks }));
+        jobs.push(await client.submit({ name: `other ${i}`, tasks }));
       }
+      others = new Set(jobs.map((o) => o.id));
       executor.start();
       claim.hold();
       const job = await client.submit({ name: "claimed", tasks: [{ key: "a", agent: "work" }] });
       await until(() => claim.held(), "the claim stored, its answer held", clock);
-      for (const other of others) await other.cancel();
+      for (const other of jobs) await other.cancel();
       for (let i = 0; i < 5; i++) await clock.advance(0); // the change notices are handled
       claim.release();
       deepEqual(await job.wait(), { a: "done" });
-      const ids = new Set(others.map((o) => o.id));
-      deepEqual(reads.filter((id) => ids.has(id)), [], "jobs the claim brought nothing of were read");
+      const read = reads.filter((id) => others.has(id));
+      equal(read.length, new Set(read).size, "each other job read once, for its one notice");
       await executor.shutdown();
       await client.shutdown();
     },
