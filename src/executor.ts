@@ -469,8 +469,8 @@ export class Executor {
    * Reads of the jobs named by a change notice while a claim was in flight (another
    * executor, tab or process may have paused or cancelled them), the latest per job: each
    * starts when its notice comes, alongside the claim, and the claim's tasks of those jobs
-   * wait for it (see `#checkClaimedJobs`). One read per notice and named job, as without a
-   * claim in flight.
+   * wait for it (see `#checkClaimedJobs`). One read per notice and named job, held or not
+   * (the claim may bring tasks of any job): job status changes are few next to tasks.
    */
   readonly #claimReads = new Map<string, Promise<void>>();
   /** The `now` of the claim in flight, if any: the leases it sets end at this plus `leaseMs`. */
@@ -1470,7 +1470,8 @@ export class Executor {
     // time whatever clock a test drives the executor with (a manual clock moved on to this
     // timer would start the tasks early and shift every later time of the test).
     const limit = new Promise<void>((resolve) => (end = resolve)).then(() => void (over = true));
-    const timer = setTimeout(end, this.#pollIntervalMs);
+    // setTimeout keeps at most 2^31 - 1 ms (about 24.8 days): a longer delay fires at once.
+    const timer = setTimeout(end, Math.min(this.#pollIntervalMs, 2 ** 31 - 1));
     this.#endClaimPause = end;
     try {
       while (!over && this.#state === "running") {
@@ -2495,9 +2496,12 @@ export class Executor {
     // run the task a second time alongside the first (or block an at-most-once task).
     // Nor is one its claim still in flight set (a claim slower than the lease): the claim's
     // answer brings the task, or, if lost, the claim loop hands back what it claimed unheld.
-    const claimed = this.#claimNow === null ? Infinity : this.#claimNow + this.#leaseMs;
+    // Only those: a claim sets `now + leaseMs` exactly, and a later lease of this executor
+    // (renewed or started after the claim was made, its result then dropped) is recovered
+    // as any other, however long the claim stays in flight.
+    const claimed = this.#claimNow === null ? null : this.#claimNow + this.#leaseMs;
     const expired = found.filter((t) =>
-      t.leaseOwner !== this.id || (!this.#holds(t.id) && !((t.leaseExpiresAt ?? -Infinity) >= claimed))
+      t.leaseOwner !== this.id || (!this.#holds(t.id) && (claimed === null || t.leaseExpiresAt !== claimed))
     );
     if (expired.length === 0) return;
     const now = this.#clock.now();

@@ -8,6 +8,7 @@ import {
   InvalidTransitionError,
   NonRetryableError,
   NotFoundError,
+  StorageBlockedError,
   StorageClosedError,
   StorageCorruptError,
   StorageError,
@@ -2279,6 +2280,71 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an executor recovers its own task whose result was not stored while a later claim is in flight",
+    async run(ctx) {
+      // Task a ran here and its result commit failed for good (its lease renewed after the
+      // claim of b was made): it waits for recovery, as after a crash. A claim of b held in
+      // flight (a stalled connection) must not keep recovery from a once its lease ended:
+      // only the leases the claim itself set are its own.
+      let aId = "";
+      let failed = false;
+      const claim = claimHeldBack(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          if (!failed && ops.some((o) => o.type === "updateTask" && o.id === aId && o.set.status !== undefined)) {
+            failed = true;
+            throw new StorageBlockedError("the result's commit fails for good");
+          }
+          return await commit(ops, now);
+        },
+      }, (claimed) => claimed.some((t) => t.key === "b"));
+      const gate = deferred<string>();
+      let aCalls = 0;
+      const block = agent("block", () => (++aCalls === 1 ? gate.promise : "again"));
+      const work = agent("work", () => "done");
+      const { executor, clock } = harness(claim.storage, [block, work], {
+        leaseMs: 1000,
+        heartbeatMs: 300,
+        recoveryIntervalMs: 500,
+      });
+      let lost = false;
+      executor.on("task:lost", () => void (lost = true));
+      executor.start();
+      const job = await executor.submit({
+        name: "dropped",
+        tasks: [{ key: "a", agent: "block" }, { key: "b", agent: "work", runAt: START + 5000 }],
+      });
+      aId = (await taskByKey(ctx, job.id, "a")).id;
+      await until(() => aCalls === 1, "a started", clock);
+      claim.hold();
+      await untilAdvancing(() => claim.held(), "the claim of b stored, its answer held", clock, 250);
+      const claimedAt = clock.now();
+      // A heartbeat renews a's lease after the claim was made; then a's result is dropped.
+      await untilAdvancing(
+        async () => ((await taskByKey(ctx, job.id, "a")).leaseExpiresAt ?? 0) > claimedAt + 1000,
+        "a's lease renewed after the claim",
+        clock,
+        100,
+      );
+      gate.resolve("done");
+      await until(() => lost, "a's result dropped", clock);
+      await untilAdvancing(
+        async () => {
+          const a = await taskByKey(ctx, job.id, "a");
+          return a.status !== "running" || (a.leaseExpiresAt ?? Infinity) < clock.now() - 1000;
+        },
+        "a recovered, or its lease ended a while ago",
+        clock,
+        250,
+      );
+      for (let i = 0; i < 10; i++) await clock.advance(0); // recovery passes ran meanwhile
+      const a = await taskByKey(ctx, job.id, "a");
+      equal(a.status, "ready", "a was not recovered while the claim of b was in flight");
+      claim.release();
+      deepEqual(await job.wait(), { a: "again", b: "done" });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a job cancelled or paused while a claim of its tasks is answered late starts none of them",
     async run(ctx) {
       // The claim is stored before the cancel or pause; its answer arrives after the call
@@ -2379,6 +2445,44 @@ export const executorCases: Case<ExecContext>[] = [
         await executor.shutdown();
         await client.shutdown();
       }
+    },
+  },
+  {
+    name: "a claim's tasks wait for the read of their paused job with a pollIntervalMs past setTimeout's limit",
+    async run(ctx) {
+      // pollIntervalMs may be any positive number (the clock waits long delays in legs): a
+      // bound on the read of a job a notice named during the claim that setTimeout cannot
+      // keep (over 2^31 - 1 ms) must not end at once and start the paused job's task.
+      const claim: ReturnType<typeof claimHeldBack> = claimHeldBack(ctx.storage, {
+        getJob: (getJob) => async (id) => {
+          const job = await getJob(id);
+          if (claim.held()) {
+            await claim.released;
+            await new Promise((r) => setTimeout(r, 50)); // a read slower than 1 ms of real time
+          }
+          return job;
+        },
+      });
+      const { storage } = claim;
+      let calls = 0;
+      const work = agent("work", () => {
+        calls++;
+        return "done";
+      });
+      const { executor, clock } = harness(storage, [work], { pollIntervalMs: 2 ** 31 });
+      const client = harness(ctx.storage, [work], { clock }).executor;
+      executor.start();
+      claim.hold();
+      const job = await client.submit({ name: "pause", tasks: [{ key: "a", agent: "work" }] });
+      await until(() => claim.held(), "the claim stored, its answer held", clock);
+      await job.pause();
+      for (let i = 0; i < 5; i++) await clock.advance(0); // the change notice is handled
+      claim.release();
+      await until(async () => (await taskByKey(ctx, job.id, "a")).status !== "running", "a handed back or run");
+      equal(calls, 0, "the agent ran after another executor's pause() resolved");
+      equal((await taskByKey(ctx, job.id, "a")).status, "paused");
+      await executor.shutdown();
+      await client.shutdown();
     },
   },
   {
