@@ -140,6 +140,9 @@ function fill(bytes) {
   }
 }
 
+/** The browser deleted the database on the full disk: nothing of it is left to check. */
+class BrowserWiped extends Error {}
+
 let passed = 0;
 let failed = 0;
 const started = Date.now();
@@ -148,15 +151,25 @@ const started = Date.now();
 // handling of a disk with no byte left varies from run to run (it deleted the origin's
 // IndexedDB in 1 of 11 runs of sql.js kept there, and its browser process crashed in 1 of
 // 8 runs with OPFS), which no storage can prevent; see RELIABILITY.md.
+//
+// Chromium may also delete the IndexedDB adapter's database (seen in about 1 of 8 runs,
+// more the longer the disk stays full). Then nothing is left to check but that the adapter
+// reports it (`openReport.recreated`): the scenario checks that and runs again on a fresh
+// disk, up to 3 times, so that a run where the browser kept its data checks the rest.
 for (const kind of (process.env.TASK_CORE_DISK_KINDS ?? "indexeddb").split(",")) {
-  if (await scenario(kind)) passed++;
+  let outcome = "wiped";
+  for (let run = 1; run <= 3 && outcome === "wiped"; run++) outcome = await scenario(kind);
+  if (outcome === true) passed++;
   else failed++;
 }
 server.close();
 console.log(`${passed} passed, ${failed} failed (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 process.exit(failed === 0 ? 0 : 1);
 
-/** The scenario on the storage `kind`, on a fresh disk; whether it passed. */
+/**
+ * The scenario on the storage `kind`, on a fresh disk: whether it passed, or "wiped" when
+ * the browser deleted the database (and the adapter reported it).
+ */
 async function scenario(kind) {
   const t0 = Date.now();
   const pageErrors = [];
@@ -264,11 +277,20 @@ async function scenario(kind) {
       // Chromium may delete the origin's whole IndexedDB when it cannot write at all (its
       // reset of a "corrupt" backing store): nothing any storage can keep then.
       const dbs = await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
-      assert.ok(
-        kind === "sqljs+opfs" || dbs.includes(db),
-        `the browser deleted IndexedDB database "${db}" on the full disk (Chromium's reset of a backing store it ` +
-          `could not write), so everything in it is gone`,
-      );
+      if (kind !== "sqljs+opfs" && !dbs.includes(db)) {
+        await open();
+        if (kind === "indexeddb") {
+          assert.deepEqual(
+            await page.evaluate(() => globalThis.disk.openReport()),
+            { created: true, recreated: true },
+            "the adapter reports the database the browser deleted (openReport.recreated)",
+          );
+        }
+        throw new BrowserWiped(
+          `the browser deleted IndexedDB database "${db}" on the full disk (Chromium's reset of a backing store it ` +
+            `could not write), so everything in it is gone${kind === "indexeddb" ? "; the adapter reported it" : ""}`,
+        );
+      }
       await open();
       await page.evaluate(() => globalThis.disk.start());
       waited = await page.evaluate((id) => globalThis.disk.wait(id), outputsJob);
@@ -314,6 +336,10 @@ async function scenario(kind) {
     );
     return true;
   } catch (e) {
+    if (e instanceof BrowserWiped) {
+      console.log(`  ~ ${kind} on a full disk: ${e.message}; run again on a fresh disk`);
+      return "wiped";
+    }
     console.error(`  ✗ ${kind} on a full disk\n    ${String(e?.stack ?? e).split("\n").join("\n    ")}`);
     return false;
   } finally {

@@ -182,6 +182,12 @@ const disk = {
     }
   },
 
+  /** What the IndexedDB adapter's open found (`null` for sql.js, whose persisters note nothing). */
+  openReport(): { created: boolean; recreated: boolean } | null {
+    const report = (storage as { openReport?: { created: boolean; recreated: boolean } } | null)?.openReport;
+    return report ? { ...report } : null;
+  },
+
   /** What happened so far. */
   report(): {
     calls: Record<string, number>;
