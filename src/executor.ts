@@ -507,8 +507,11 @@ export class Executor {
   #roomWaiter: (() => void) | null = null;
   /** Tasks taken out of the ready queue so far (by `#pump`). */
   #taken = 0;
-  /** Ends the claim loop's backoff after a failed storage call (see `#claimPause`). */
-  #endClaimPause: (() => void) | null = null;
+  /**
+   * Ends the claim loop's timed wait, for shutdown: its backoff after a failed storage call
+   * (`#claimPause`) or its wait for the reads of a claim's jobs (`#checkClaimedJobs`).
+   */
+  #endClaimWait: (() => void) | null = null;
   /** While the claim loop waits after the queue refused tasks: `#taken` then (else -1). */
   #roomAfterTake = -1;
   #wakeTimer: unknown = null;
@@ -1356,8 +1359,8 @@ export class Executor {
       }
       // Tasks for the free workers, plus what `prefetch` lets wait in the queue's room.
       const free = Math.max(0, this.#maxWorkers - this.#active);
-      const held = this.#queue.size;
-      const room = Math.min(this.#queue.capacity - held, free + this.#prefetch - held);
+      const inQueue = this.#queue.size;
+      const room = Math.min(this.#queue.capacity - inQueue, free + this.#prefetch - inQueue);
       if (room <= 0) {
         // Woken when a worker frees or the queue hands a task out (`#pump`).
         await new Promise<void>((resolve) => (this.#roomWaiter = resolve));
@@ -1370,7 +1373,7 @@ export class Executor {
       this.#claimVague = false;
       // The claim starts the tasks that workers free now take at once (the first ones out of
       // an empty queue), so their start needs no commit of its own; the rest wait unstarted.
-      const start = held === 0 ? Math.min(room, free) : 0;
+      const start = inQueue === 0 ? Math.min(room, free) : 0;
       const now = this.#claimNow = this.#clock.now();
       try {
         claimed = await this.storage.claimReady({
@@ -1381,11 +1384,10 @@ export class Executor {
           ...(start > 0 ? { start } : {}),
         });
         failures = 0;
-        await this.#checkClaimedJobs(claimed);
+        // (Only when a notice came meanwhile: a claim on the hot path waits for nothing more.)
+        if (this.#claimReads.size > 0 || this.#claimVague) await this.#checkClaimedJobs(claimed);
       } catch (error) {
-        this.#stoppedWhileClaiming = null;
-        this.#claimNow = null;
-        this.#claimReads.clear();
+        this.#claimEnded();
         orphans = true;
         if (this.#state !== "running") break;
         failures++;
@@ -1398,9 +1400,7 @@ export class Executor {
         await this.#claimPause(this.#claimBackoff(failures));
         continue;
       }
-      this.#stoppedWhileClaiming = null;
-      this.#claimNow = null;
-      this.#claimReads.clear();
+      this.#claimEnded();
       if (this.#state !== "running") {
         // Shutdown began while claiming: hand the tasks back at once.
         await this.#release(claimed);
@@ -1453,6 +1453,13 @@ export class Executor {
     if (orphans) await this.#releaseOrphans().catch(() => {});
   }
 
+  /** The claim answered (or failed): what was noted while it was in flight no longer applies. */
+  #claimEnded(): void {
+    this.#stoppedWhileClaiming = null;
+    this.#claimNow = null;
+    this.#claimReads.clear();
+  }
+
   /**
    * The checks of the claim's jobs that a change notice named while it was in flight (after
    * one that named no jobs: every job of the claim, read now) land (in `stops`) before the
@@ -1462,7 +1469,6 @@ export class Executor {
    * them if it comes), nor once shutdown begins.
    */
   async #checkClaimedJobs(claimed: readonly Task[]): Promise<void> {
-    if (this.#claimReads.size === 0 && !this.#claimVague) return;
     const jobs = new Set(claimed.map((t) => t.jobId));
     let over = false;
     let end!: () => void;
@@ -1472,7 +1478,7 @@ export class Executor {
     const limit = new Promise<void>((resolve) => (end = resolve)).then(() => void (over = true));
     // setTimeout keeps at most 2^31 - 1 ms (about 24.8 days): a longer delay fires at once.
     const timer = setTimeout(end, Math.min(this.#pollIntervalMs, 2 ** 31 - 1));
-    this.#endClaimPause = end;
+    this.#endClaimWait = end;
     try {
       while (!over && this.#state === "running") {
         const checks: Promise<void>[] = [];
@@ -1485,7 +1491,7 @@ export class Executor {
       }
     } finally {
       clearTimeout(timer);
-      this.#endClaimPause = null;
+      this.#endClaimWait = null;
     }
   }
 
@@ -1514,11 +1520,11 @@ export class Executor {
   #claimPause(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = this.#clock.setTimer(() => {
-        this.#endClaimPause = null;
+        this.#endClaimWait = null;
         resolve();
       }, ms);
-      this.#endClaimPause = () => {
-        this.#endClaimPause = null;
+      this.#endClaimWait = () => {
+        this.#endClaimWait = null;
         this.#clock.clearTimer(timer);
         resolve();
       };
@@ -2607,7 +2613,7 @@ export class Executor {
       else graceTimer = this.#clock.setTimer(endGrace, ms);
     };
     this.#poke();
-    this.#endClaimPause?.();
+    this.#endClaimWait?.();
     const w = this.#roomWaiter;
     this.#roomWaiter = null;
     w?.();
