@@ -89,10 +89,22 @@ export class Statements {
     // fails the whole statement, which would stop every claim of the schema for good.
     // The first `$5` in claim order are started (numbered apart: a locking SELECT cannot
     // hold a window function).
-    this.claim = `WITH locked AS MATERIALIZED (SELECT id, priority, run_at FROM ${s}.tasks ` +
-      "WHERE status = 'ready' AND run_at <= $2::text::float8 AND attempts < 2147483647 " +
-      "ORDER BY priority, run_at, id " +
-      `LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED), ` +
+    // The pick reads the due tasks of one priority at a time, lowest first: `prios` walks
+    // the priorities of ready tasks one index seek each (a skip-scan), and the lateral pick
+    // takes a range of (priority, run_at, id) per priority. Both are pulled only until the
+    // limit is met, so a claim reads neither the priorities after it nor the ready tasks not
+    // yet due (scheduled, or waiting out a retry's backoff), which one scan ordered by
+    // (priority, run_at, id) and filtered on run_at read every time fewer than the limit
+    // were due. The rows come out in claim order (priorities in the order the recursion
+    // finds them, each range in index order); `picked` numbers them by that order.
+    this.claim = `WITH RECURSIVE prios (priority) AS (` +
+      `(SELECT priority FROM ${s}.tasks WHERE status = 'ready' ORDER BY priority LIMIT 1) UNION ALL ` +
+      `SELECT (SELECT t.priority FROM ${s}.tasks t WHERE t.status = 'ready' AND t.priority > p.priority ` +
+      "ORDER BY t.priority LIMIT 1) FROM prios p WHERE p.priority IS NOT NULL), " +
+      "locked AS MATERIALIZED (SELECT c.id, c.priority, c.run_at FROM prios p CROSS JOIN LATERAL " +
+      `(SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready' AND priority = p.priority ` +
+      "AND run_at <= $2::text::float8 AND attempts < 2147483647 ORDER BY run_at, id " +
+      "LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) c LIMIT $4::text::int8), " +
       "picked AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY priority, run_at, id) AS n FROM locked) " +
       `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +
       "lease_expires_at = $3::text::float8, " +

@@ -70,8 +70,15 @@ const SQL = {
   replayJob: insert("INSERT OR REPLACE", "jobs", JOB_COLUMNS),
   // INDEXED BY: without statistics the planner would pick tasks_status and sort every
   // ready (running) task per call; the partial indexes give the order directly.
-  claim: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND run_at <= ? ` +
-    "ORDER BY priority, run_at, id LIMIT ?",
+  // A claim reads the due tasks of one priority at a time (a skip-scan over the priorities of
+  // ready tasks): one range of (priority, run_at, id) per priority. A single scan ordered by
+  // (priority, run_at, id) and filtered on run_at would read past every ready task not yet
+  // due (scheduled, or waiting out a retry's backoff) whenever fewer than the limit are due.
+  firstPriority: "SELECT priority FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' ORDER BY priority LIMIT 1",
+  nextPriority: "SELECT priority FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND priority > ? " +
+    "ORDER BY priority LIMIT 1",
+  claim: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND priority = ? ` +
+    "AND run_at <= ? ORDER BY run_at, id LIMIT ?",
   expired: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_lease WHERE status = 'running' AND lease_expires_at <= ? ` +
     "ORDER BY lease_expires_at, id LIMIT ?",
   getCache: "SELECT value FROM cache WHERE job_id = ? AND key = ?",
@@ -335,9 +342,22 @@ export class SqlDb {
     return r && jsonValue(r[0] as string);
   }
 
-  /** Ready tasks with `runAt <= now`, in claim order (collected before any update). */
+  /**
+   * Ready tasks with `runAt <= now`, in claim order (collected before any update): at most
+   * `limit` (-1: no limit). Reads the due ones of each priority in turn, lowest first, and
+   * the tasks not yet due not at all.
+   */
   claimable(now: number, limit: number): Task[] {
-    return this.#all(SQL.claim, [now, limit]).map(rowTask);
+    const out: Task[] = [];
+    let p = this.#one(SQL.firstPriority, []);
+    while (p !== undefined && (limit < 0 || out.length < limit)) {
+      const priority = p[0]!;
+      for (const row of this.#all(SQL.claim, [priority, now, limit < 0 ? -1 : limit - out.length])) {
+        out.push(rowTask(row));
+      }
+      p = this.#one(SQL.nextPriority, [priority]);
+    }
+    return out;
   }
 
   /** Running tasks whose lease expired at or before `now`, oldest expiry first: at most `limit` (null: no limit). */

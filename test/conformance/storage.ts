@@ -595,6 +595,31 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "claimReady() takes due tasks of later priorities past tasks not yet due, wherever the limit cuts",
+    async run({ storage }) {
+      const b = buildJob([
+        { key: "p0-later", priority: 0, runAt: 500 },
+        { key: "p0-due", priority: 0, runAt: 50 },
+        { key: "p1-tomorrow", priority: 1, runAt: 86_400_000 },
+        { key: "p2-90", priority: 2, runAt: 90 },
+        { key: "p2-10", priority: 2, runAt: 10 },
+        { key: "p2.5-now", priority: 2.5, runAt: 100 },
+        { key: "p-3-soon", priority: -3, runAt: 101 },
+        { key: "p7", priority: 7, runAt: 0 },
+      ]);
+      await storage.createJob(b.job, b.tasks);
+      const claim = async (limit: number, now: number) =>
+        (await storage.claimReady({ limit, now, owner: OWNER, leaseMs: 1000 })).map((t) => t.key);
+      deepEqual(await claim(2, 100), ["p0-due", "p2-10"]);
+      deepEqual(await claim(2, 100), ["p2-90", "p2.5-now"]);
+      deepEqual(await claim(10, 100), ["p7"]);
+      deepEqual(await claim(10, 100), []);
+      deepEqual(await claim(1, 500), ["p-3-soon"]);
+      deepEqual(await claim(10, 500), ["p0-later"]);
+      deepEqual(await claim(10, 86_400_000), ["p1-tomorrow"]);
+    },
+  },
+  {
     name: "claimReady() keeps creation order among tasks made ready out of that order",
     async run({ storage }) {
       // d<i> waits for r<5-i>: finishing r0..r5 in order readies d5 first and d0 last.
