@@ -212,6 +212,10 @@ export class JobHandle {
    * another executor is followed with `wait()`.
    */
   on<K extends JobEventName>(event: K, listener: Listener<K>): () => void {
+    // Checked here: the host is given a wrapper, which is always a function.
+    if (typeof listener !== "function") {
+      throw new TypeError(`on("${String(event)}") needs a function, got ${typeof listener}`);
+    }
     return this.#host.on(event, (payload: ExecutorEvents[K]) => {
       const p = payload as { task?: Task; job?: Job };
       if ((p.task?.jobId ?? p.job?.id) === this.id) listener(payload);

@@ -247,17 +247,13 @@ export class AgentRegistry {
   /** Throw a non-retryable `ValidationError` when `value` fails the input schema of agent `name`. A no-op for plain agents. */
   validateInput(name: string, value: unknown): void {
     const check = this.#inputs[name];
-    if (check === undefined) return;
-    const issues = check(value);
-    if (issues.length !== 0) throw new ValidationError(`Input of agent "${name}"`, issues);
+    if (check !== undefined) runCheck(check, `Input of agent "${name}"`, value);
   }
 
   /** Throw a non-retryable `ValidationError` when `value` fails the output schema of agent `name`. A no-op for plain agents. */
   validateOutput(name: string, value: unknown): void {
     const check = this.#outputs[name];
-    if (check === undefined) return;
-    const issues = check(value);
-    if (issues.length !== 0) throw new ValidationError(`Output of agent "${name}"`, issues);
+    if (check !== undefined) runCheck(check, `Output of agent "${name}"`, value);
   }
 
   /**
@@ -276,6 +272,31 @@ export class AgentRegistry {
     this.validateOutput(name, output);
     return output;
   }
+}
+
+/**
+ * Run a compiled check; throw a `ValidationError` naming `subject` when it finds issues, or
+ * when the validator itself throws (a bug in it, an async schema): that error is not one the
+ * agent's next attempt can cure, so it is not retried as an agent's failure would be.
+ */
+function runCheck(check: CompiledValidator, subject: string, value: unknown): void {
+  let issues: readonly ValidationIssue[];
+  try {
+    issues = check(value);
+  } catch (cause) {
+    let reason = "a value that cannot be read";
+    try {
+      reason = cause instanceof Error ? cause.message : String(cause);
+    } catch {
+      // kept
+    }
+    throw new ValidationError(subject, [{
+      path: "",
+      keyword: "validator",
+      message: `could not be checked: the validator threw: ${reason}`,
+    }], { cause });
+  }
+  if (issues.length !== 0) throw new ValidationError(subject, issues);
 }
 
 function compile(validator: Validator, name: string, which: string, schema: unknown): CompiledValidator {

@@ -50,7 +50,7 @@ const DURABILITIES = new Set(["at-least-once", "at-most-once"]);
 const POLICIES = new Set(["cancel", "block"]);
 
 function describeValue(v: unknown): string {
-  return typeof v === "string" ? `"${v}"` : typeof v === "number" ? String(v) : typeof v;
+  return typeof v === "string" ? `"${v}"` : typeof v === "number" ? String(v) : v === null ? "null" : typeof v;
 }
 
 /** Check the options of one task spec (not its dependencies); push problems. */
@@ -147,7 +147,25 @@ export function checkInput(
     return undefined;
   }
   if (agents.has(spec.agent)) {
-    const issues = agents.inputIssues(spec.agent, input);
+    let issues: readonly ValidationIssue[];
+    try {
+      issues = agents.inputIssues(spec.agent, input);
+    } catch (e) {
+      // A validator that throws (a bug in it, an async schema) is this task's problem, reported
+      // with the others: not a raw error without the task's key.
+      let reason = "it threw a value that cannot be read";
+      try {
+        reason = e instanceof Error ? e.message : String(e);
+      } catch {
+        // kept
+      }
+      problems.push({
+        key,
+        code: "invalid-input",
+        message: `Task "${key}": the input schema of agent "${spec.agent}" could not be checked: ${reason}`,
+      });
+      return input;
+    }
     if (issues.length > 0) {
       problems.push({
         key,

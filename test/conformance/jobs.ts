@@ -185,6 +185,107 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an input validator that throws is a problem of its task's input: JobValidationError, nothing written",
+    async run(ctx) {
+      const crashing = {
+        name: "crashy",
+        description: "Its validator throws",
+        inputSchema: { type: "object" },
+        outputSchema: true,
+        validator: {
+          name: "crashing",
+          compile: () => () => {
+            throw new Error("validator crashed");
+          },
+        },
+        execute: (input: JsonValue) => input,
+      } as unknown as Agent<JsonValue, JsonValue>;
+      const { executor } = harness(ctx.storage, [echo, crashing]);
+      const e = await rejects<JobValidationError>(
+        () =>
+          executor.submit({
+            name: "crash",
+            tasks: [{ key: "a", agent: "crashy", input: {} }, { key: "b", agent: "nobody" }],
+          }),
+        JobValidationError,
+      );
+      deepEqual(e.problems.map((p) => `${p.key}:${p.code}`).sort(), ["a:invalid-input", "b:unknown-agent"]);
+      const a = e.problems.find((p) => p.key === "a")!;
+      ok(a.message.includes('"crashy"') && a.message.includes("validator crashed"), a.message);
+      deepEqual(await ctx.storage.listJobs(), []);
+    },
+  },
+  {
+    name: "JobHandle.on() refuses a listener that is not a function with a TypeError, as Executor.on() does",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo]);
+      const reported: string[] = [];
+      executor.on("listener:error", (e) => reported.push(e.event));
+      const job = await executor.submit({ name: "on", tasks: [{ key: "a", agent: "echo", input: 1 }] });
+      throws(() => executor.on("job:completed", undefined as never), TypeError, "needs a function");
+      throws(() => job.on("job:completed", undefined as never), TypeError, "needs a function");
+      executor.start();
+      deepEqual(await job.wait(), { a: 1 });
+      deepEqual(reported, [], "no listener:error from a listener that was never a function");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "an output validator that throws fails the task at once with a ValidationError: the agent is not run again",
+    async run(ctx) {
+      let calls = 0;
+      const crashing = {
+        name: "crashy-out",
+        description: "Its output validator throws",
+        inputSchema: true,
+        outputSchema: { type: "object" },
+        validator: {
+          name: "crashing",
+          compile: (schema: unknown) =>
+            schema === true ? () => [] : () => {
+              throw new Error("validator crashed");
+            },
+        },
+        execute: () => {
+          calls++;
+          return {};
+        },
+      } as unknown as Agent<JsonValue, JsonValue>;
+      const { executor, clock } = harness(ctx.storage, [crashing]);
+      executor.start();
+      const job = await executor.submit({ name: "crash-out", tasks: [{ key: "a", agent: "crashy-out" }] });
+      await untilAdvancing(async () => (await job.status()).status !== "running", "the job ended", clock, 1000);
+      const [task] = await job.tasks();
+      equal(task!.status, "failed");
+      equal(calls, 1, "the agent ran once");
+      equal(task!.error?.name, "ValidationError");
+      equal(task!.error?.retryable, false);
+      ok(task!.error!.message.includes('Output of agent "crashy-out"'), task!.error!.message);
+      ok(task!.error!.message.includes("validator crashed"), task!.error!.message);
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "a problem names a null value as null, not as an object",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo]);
+      const e = await rejects<JobValidationError>(
+        () =>
+          executor.submit({
+            name: null,
+            tasks: [
+              { key: "a", agent: null, priority: null, dependsOn: [null] },
+              { key: "b", agent: "echo", description: null },
+            ],
+          } as never),
+        JobValidationError,
+      );
+      equal(e.problems.length, 5, e.message);
+      for (const p of e.problems) ok(p.message.endsWith("null") && !p.message.includes("object"), p.message);
+      deepEqual(await ctx.storage.listJobs(), []);
+    },
+  },
+  {
     name: "a cycle is rejected naming the keys on it",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [echo]);
