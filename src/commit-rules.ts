@@ -15,6 +15,7 @@
 import {
   ConflictError,
   InvalidTransitionError,
+  JobValidationError,
   KeyConflictError,
   NotFoundError,
   StorageError,
@@ -25,6 +26,12 @@ import { isLoneSurrogate, toJson } from "./json.ts";
 import { canTransition, canTransitionJob, isFailure, isJobFinal, JOB_STATUS_SET, TASK_STATUS_SET } from "./status.ts";
 import type { CommitOp, CommitResult } from "./storage.ts";
 import type { Job, JobStatus, JsonValue, Task, TaskStatus } from "./types.ts";
+
+/**
+ * Most tasks one job may hold: one submission is one transaction, and children spawned at
+ * run time stop there too (a runaway spawn would otherwise grow its job without end).
+ */
+export const MAX_TASKS_PER_JOB = 1_000_000;
 
 /** A value or a promise of it: memory adapters answer synchronously, durable ones may not. */
 export type MaybePromise<T> = T | Promise<T>;
@@ -472,6 +479,15 @@ class Batch {
     const stored = isThenable(readJob) ? (yield readJob) as Job | undefined : readJob;
     if (!stored) throw new NotFoundError("job", raw.jobId);
     if (isJobFinal(stored.status)) throw new StorageError(`Job "${stored.id}" has ended; no task can be added`);
+    if (stored.taskCount >= MAX_TASKS_PER_JOB) {
+      // `stored` counts the tasks inserted earlier in this batch too.
+      throw new JobValidationError([{
+        key: typeof raw.key === "string" ? raw.key : String(raw.key),
+        code: "too-many-tasks",
+        message: `Job "${stored.id}" holds ${stored.taskCount} tasks; one job holds at most ${MAX_TASKS_PER_JOB}, ` +
+          `so task "${String(raw.key)}" cannot be added (split the work into several jobs)`,
+      }]);
+    }
     const task = sanitizeTask(raw, this.now);
     let remaining = 0;
     let failedDep: Task | undefined;

@@ -92,7 +92,9 @@ export interface TaskContext<Input = JsonValue> {
    * output is among their `dependencyOutputs()`), and a rejection cancels them. This
    * task's own dependents do not wait for its children (to gather their outputs, spawn a
    * join child that depends on them); the job waits for all of them.
-   * Keys are unique in a job. Like cache and state writes, a spawn
+   * Keys are unique in a job, and a job holds at most 1,000,000 tasks: a completion whose
+   * children would take it past that is not stored, and this task fails (not retried) with
+   * a `JobValidationError` (problem code `too-many-tasks`). Like cache and state writes, a spawn
    * after the attempt ended (from work the agent did not await) throws: nothing would
    * store it.
    */

@@ -2219,12 +2219,20 @@ export class Executor {
           continue;
         }
         if (
-          e instanceof TypeError || e instanceof RangeError || e instanceof JsonValueError || e instanceof NotFoundError
+          e instanceof TypeError || e instanceof RangeError || e instanceof JsonValueError ||
+          e instanceof NotFoundError || e instanceof JobValidationError
         ) {
-          // A malformed op (a bug or bad data): isolate it by committing items one by one.
+          // A malformed op (a bug or bad data), or children its job cannot take (more than
+          // it may hold): isolate it by committing items one by one.
           if (items.length > 1) {
             for (const item of items) await this.#commitBatch([item]);
             return;
+          }
+          const failed = e instanceof JobValidationError ? this.#afterRefusedEffects(items[0]!, e, now) : null;
+          if (failed) {
+            // Run again, the attempt would spawn the same children: its task fails for good.
+            items = [failed];
+            continue;
           }
           this.#events.emit("storage:error", { operation: "commit", error: e, attempt: 1 });
           this.#dropResult(items[0]!, `Result not stored: ${(e as Error).message}`);
@@ -2366,6 +2374,29 @@ export class Executor {
       ...item,
       ops: [{ type: "updateTask", id: task.id, expect: first.expect, set }],
       outcome: atMostOnce ? "other" : "retry",
+      error,
+    };
+  }
+
+  /**
+   * A completion whose effects the storage refused for good (its spawned children would take
+   * its job past `MAX_TASKS_PER_JOB`): the task fails, not retryable, with nothing of the
+   * attempt written. `null` for a result that is not a completion (dropped as before).
+   */
+  #afterRefusedEffects(item: Pending, e: JobValidationError, now: number): Pending | null {
+    const first = item.ops[0];
+    if (!item.run || item.outcome !== "completed" || first?.type !== "updateTask") return null;
+    if (!item.ops.some((op) => op.type === "insertTask")) return null;
+    const error = toTaskError(e, false, now);
+    return {
+      ...item,
+      ops: [{
+        type: "updateTask",
+        id: first.id,
+        expect: first.expect,
+        set: { status: "failed", error, statusReason: error.message },
+      }],
+      outcome: "failed",
       error,
     };
   }

@@ -8,7 +8,7 @@
 
 import type { Agent } from "./agent.ts";
 import { type JobProblem, JobValidationError, type ValidationIssue } from "./errors.ts";
-import { sealNewJobTasks } from "./commit-rules.ts";
+import { MAX_TASKS_PER_JOB, sealNewJobTasks } from "./commit-rules.ts";
 import { cycleAmong } from "./graph.ts";
 import { newId } from "./ids.ts";
 import { isLoneSurrogate, toJson } from "./json.ts";
@@ -77,8 +77,8 @@ export function reservedKeyProblem(key: string, what: string): JobProblem {
   };
 }
 
-/** Most tasks one job may hold: one submission is one transaction. */
-export const MAX_TASKS_PER_JOB = 1_000_000;
+// Most tasks one job may hold (submission, and spawned children at commit): see `commit-rules.ts`.
+export { MAX_TASKS_PER_JOB } from "./commit-rules.ts";
 /** Problems reported one by one; the rest are counted in one more. */
 const MAX_PROBLEMS = 100;
 

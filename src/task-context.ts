@@ -58,6 +58,8 @@ class BufferedKeyValue implements KeyValue {
   ) {}
 
   get(key: string): Promise<JsonValue | undefined> {
+    // A key that is not text names no entry: a silent `undefined` would hide the mistake.
+    if (typeof key !== "string") return Promise.reject(new TypeError(`Key must be a string, got ${typeof key}`));
     if (this.writes.has(key)) return Promise.resolve(this.writes.get(key));
     return this.read(key).then((value) => {
       if (!this.reads.has(key) && !this.sealed()) this.reads.set(key, value);
@@ -285,7 +287,12 @@ export class AttemptContext implements TaskContext<JsonValue> {
 
   /** {@inheritDoc TaskContext.progress} */
   progress(fraction: number, message?: string): void {
-    if (!Number.isFinite(fraction)) throw new RangeError(`progress() "fraction" must be a number, got ${fraction}`);
+    if (!Number.isFinite(fraction)) {
+      throw new RangeError(`progress() "fraction" must be a number, got ${String(fraction)}`);
+    }
+    if (message !== undefined && message !== null && typeof message !== "string") {
+      throw new TypeError(`progress() "message" must be a string, got ${typeof message}`);
+    }
     this.#host.progress(this.#record, Math.min(1, Math.max(0, fraction)), message ?? null);
   }
 

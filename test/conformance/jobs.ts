@@ -1004,6 +1004,52 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "a completion whose spawned children its job cannot hold (too-many-tasks) fails its task for good; other results are stored and the job ends",
+    async run(ctx) {
+      // The rules refuse an insert into a job at MAX_TASKS_PER_JOB with this error (a job
+      // of a million tasks is too slow to build here): the storage answers it for any spawn.
+      const commits = { refused: 0 };
+      const full = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          if (ops.some((o) => o.type === "insertTask")) {
+            commits.refused++;
+            throw new JobValidationError([{
+              code: "too-many-tasks",
+              message: "Job holds 1000000 tasks; one job holds at most 1000000",
+            }]);
+          }
+          return await commit(ops, now);
+        },
+      });
+      const errors: unknown[] = [];
+      const { executor, clock } = harness(full, [
+        agent("parent", (_i, c) => {
+          c.spawn({ key: "child", agent: "echo", input: 1 });
+          return "spawned";
+        }),
+        echo,
+      ]);
+      executor.on("storage:error", (e) => errors.push(e.error));
+      executor.start();
+      const job = await executor.submit({
+        name: "full",
+        tasks: [{ key: "p", agent: "parent" }, { key: "q", agent: "echo", input: 2 }],
+      });
+      await untilAdvancing(async () => (await job.status()).status !== "running", "the job to end", clock, 1000);
+      const t = byKey(await job.tasks());
+      equal(t.q!.status, "completed", "another result of the same commit is stored");
+      equal(t.p!.status, "failed");
+      equal(t.p!.error?.name, "JobValidationError");
+      equal(t.p!.attempts, 1, "not run again: it would spawn the same children");
+      equal(t["p/child"], undefined, "no child");
+      equal((await job.status()).status, "failed");
+      await rejects(() => job.wait(), JobFailedError);
+      ok(commits.refused <= 3, `the refused commit was tried ${commits.refused} times`);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a bad spawn spec fails the attempt with a JobValidationError and writes no child",
     async run(ctx) {
       const parent = agent("parent", (_i, c) => {
@@ -1276,6 +1322,44 @@ export const jobCases: Case<ExecContext>[] = [
       await clock.advance(3000);
       await job.wait();
       deepEqual(order, ["high", "low", "later", "at"]);
+      await executor.shutdown();
+    },
+  },
+  {
+    name:
+      "cache and state get() with a key that is not a string reject with a TypeError, and progress() with a message that is not a string throws one",
+    async run(ctx) {
+      const outcomes: string[] = [];
+      const settle = (get: () => Promise<unknown>) =>
+        get().then(
+          (v) => `answered ${JSON.stringify(v)}`,
+          (e) => (e instanceof TypeError ? `TypeError: ${(e as Error).message}` : String(e)),
+        );
+      const { executor } = harness(ctx.storage, [
+        agent("bad", async (_i, c) => {
+          c.cache.set("1", "one");
+          outcomes.push(await settle(() => c.cache.get(1 as never)));
+          outcomes.push(await settle(() => c.state("s").get(undefined as never)));
+          try {
+            c.progress(0.5, 42 as never);
+            outcomes.push("progress accepted");
+          } catch (e) {
+            outcomes.push(e instanceof TypeError ? `TypeError: ${e.message}` : String(e));
+          }
+          return null;
+        }),
+      ]);
+      const messages: unknown[] = [];
+      executor.on("task:progress", (e) => messages.push(e.message));
+      executor.start();
+      const job = await executor.submit({ name: "bad", tasks: [{ key: "a", agent: "bad" }] });
+      await job.wait();
+      deepEqual(outcomes, [
+        "TypeError: Key must be a string, got number",
+        "TypeError: Key must be a string, got undefined",
+        'TypeError: progress() "message" must be a string, got number',
+      ]);
+      deepEqual(messages, [], "a message that is not a string is not emitted");
       await executor.shutdown();
     },
   },

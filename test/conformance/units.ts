@@ -6,11 +6,64 @@ import { backoffDelay, DEFAULT_RETRY } from "../../src/backoff.ts";
 import { newId } from "../../src/ids.ts";
 import { Emitter } from "../../src/events.ts";
 import { ManualClock, timerClock } from "../../src/clock.ts";
-import type { Job } from "../../src/types.ts";
-import { equal, ok } from "./assert.ts";
+import type { Job, Task } from "../../src/types.ts";
+import { applyCommit, type RuleTx } from "../../src/commit-rules.ts";
+import { JobValidationError } from "../../src/errors.ts";
+import { MAX_TASKS_PER_JOB, taskFromSpec } from "../../src/scheduler.ts";
+import { equal, ok, throws } from "./assert.ts";
 import type { Case } from "./harness.ts";
 
 export const unitCases: Case<unknown>[] = [
+  {
+    name:
+      "commit rules: a task inserted into a job that holds MAX_TASKS_PER_JOB tasks is a JobValidationError (too-many-tasks)",
+    run() {
+      // A job at the limit (reached by spawned children: submission refuses more up front).
+      const now = 1_000_000;
+      const job: Job = {
+        id: "job",
+        name: "full",
+        status: "running",
+        metadata: null,
+        taskCount: MAX_TASKS_PER_JOB,
+        openCount: 1,
+        failedCount: 0,
+        version: 1,
+        createdAt: now,
+        updatedAt: now,
+        finishedAt: null,
+      };
+      const written: string[] = [];
+      const tx: RuleTx = {
+        getTask: () => undefined,
+        getJob: (id) => (id === job.id ? job : undefined),
+        dependents: () => [],
+        jobTasks: () => [],
+        putTask: (t) => void written.push(t.id),
+        putJob: (j) => void written.push(j.id),
+        setCache: () => {},
+        setState: () => {},
+      };
+      const child = (id: string): Task =>
+        taskFromSpec({ key: "p/c", agent: "a" }, { id, jobId: job.id, parentId: "p", dependencies: [] }, null, {
+          maxAttempts: 1,
+        }, now);
+      const e = throws(() => applyCommit(tx, [{ type: "insertTask", task: child("c1") }], now), JobValidationError);
+      equal((e as JobValidationError).problems[0]?.code, "too-many-tasks");
+      equal(written.length, 0, "nothing written");
+      // One below the limit, one more task fits; two do not.
+      job.taskCount = MAX_TASKS_PER_JOB - 1;
+      applyCommit(tx, [{ type: "insertTask", task: child("c2") }], now);
+      written.length = 0;
+      throws(
+        () =>
+          applyCommit(tx, [{ type: "insertTask", task: child("c3") }, { type: "insertTask", task: child("c4") }], now),
+        JobValidationError,
+        "at most",
+      );
+      equal(written.length, 0, "nothing written");
+    },
+  },
   {
     name:
       "timerClock: the legs of a timer past 2^31 - 1 ms are measured on monotonic time, so a wall-clock step does not move it",
