@@ -33,6 +33,12 @@ import type { Job, JobStatus, JsonValue, Task, TaskStatus } from "./types.ts";
  */
 export const MAX_TASKS_PER_JOB = 1_000_000;
 
+/**
+ * Most attempts a task may be given (`maxAttempts`): 2^31 - 1, the largest count every
+ * storage keeps (PostgreSQL's are 32-bit), so a job accepted by one adapter is by all.
+ */
+export const MAX_ATTEMPTS = 2_147_483_647;
+
 /** A value or a promise of it: memory adapters answer synchronously, durable ones may not. */
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -789,7 +795,11 @@ function checkTaskFields(raw: Task): void {
   req(isText(raw.key) && raw.key.length > 0, "key", raw.key);
   req(isText(raw.agent) && raw.agent.length > 0, "agent", raw.agent);
   req(Array.isArray(raw.dependencies) && allText(raw.dependencies), "dependencies", raw.dependencies);
-  req(Number.isInteger(raw.maxAttempts) && raw.maxAttempts >= 1, "maxAttempts", raw.maxAttempts);
+  req(
+    Number.isInteger(raw.maxAttempts) && raw.maxAttempts >= 1 && raw.maxAttempts <= MAX_ATTEMPTS,
+    "maxAttempts",
+    raw.maxAttempts,
+  );
   req(Number.isInteger(raw.attempts) && raw.attempts >= 0, "attempts", raw.attempts);
   req(Number.isFinite(raw.priority), "priority", raw.priority);
   req(Number.isFinite(raw.runAt), "runAt", raw.runAt);
@@ -898,7 +908,7 @@ function writePatch(target: Task, set: Partial<Task>): void {
         out[key] = (value as number) + 0; // -0 is 0, as every store reads it back
         break;
       case "maxAttempts":
-        req(Number.isInteger(value) && (value as number) >= 1, key, value);
+        req(Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_ATTEMPTS, key, value);
         out[key] = value;
         break;
       case "runAt":

@@ -325,15 +325,26 @@ export interface JobProblem {
   message: string;
 }
 
+/** Problems a `JobValidationError`'s message lists; the rest are counted. */
+const MESSAGE_PROBLEMS = 100;
+
 /** A job spec that cannot be submitted. Nothing was written. */
 export class JobValidationError extends TaskCoreError {
   /** The error's name (kept explicit so minified bundles report it). */
   override name: string = "JobValidationError";
   /** Every problem found. */
   readonly problems: readonly JobProblem[];
-  /** Create the error from its problems. */
+  /**
+   * Create the error from its problems. The message lists the first 100 (a job of 200,000
+   * tasks naming a misspelt agent would make a message of megabytes); `problems` holds all.
+   */
   constructor(problems: readonly JobProblem[]) {
-    super(`Job is invalid: ${problems.map((p) => p.message).join("; ")}`);
+    const shown = problems.length > MESSAGE_PROBLEMS ? problems.slice(0, MESSAGE_PROBLEMS) : problems;
+    const more = problems.length - shown.length;
+    super(
+      `Job is invalid: ${shown.map((p) => p.message).join("; ")}` +
+        (more > 0 ? `; and ${more} more problem${more === 1 ? "" : "s"} (see the error's problems)` : ""),
+    );
     this.problems = problems;
   }
 }

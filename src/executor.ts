@@ -27,6 +27,7 @@ import {
   ValidationError,
 } from "./errors.ts";
 import { ByJob } from "./by-job.ts";
+import { MAX_ATTEMPTS } from "./commit-rules.ts";
 import { Emitter, type ExecutorEventName, type Listener } from "./events.ts";
 import { Heap } from "./heap.ts";
 import { newId } from "./ids.ts";
@@ -636,6 +637,9 @@ export class Executor {
       throw new TypeError(`Executor option "retry.jitter" must be a boolean, got ${typeof this.#retry.jitter}`);
     }
     this.#maxAttempts = positive("maxAttempts", options.maxAttempts, 4, true);
+    if (this.#maxAttempts > MAX_ATTEMPTS) {
+      throw new RangeError(`Executor option "maxAttempts" must be at most ${MAX_ATTEMPTS}, got ${this.#maxAttempts}`);
+    }
     this.#leaseMs = positive("leaseMs", options.leaseMs, 30_000);
     this.#heartbeatMs = positive("heartbeatMs", options.heartbeatMs, this.#leaseMs / 3);
     if (this.#heartbeatMs >= this.#leaseMs) {

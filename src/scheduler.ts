@@ -8,7 +8,7 @@
 
 import type { Agent } from "./agent.ts";
 import { type JobProblem, JobValidationError, type ValidationIssue } from "./errors.ts";
-import { MAX_TASKS_PER_JOB, sealNewJobTasks } from "./commit-rules.ts";
+import { MAX_ATTEMPTS, MAX_TASKS_PER_JOB, sealNewJobTasks } from "./commit-rules.ts";
 import { cycleAmong } from "./graph.ts";
 import { newId } from "./ids.ts";
 import { isLoneSurrogate, toJson } from "./json.ts";
@@ -108,8 +108,11 @@ export function checkTaskOptions(spec: TaskSpec, problems: JobProblem[], key: st
       message: `Task "${key}": give "runAt" or "delayMs", not both`,
     });
   }
-  if (spec.maxAttempts !== undefined && !(Number.isInteger(spec.maxAttempts) && spec.maxAttempts >= 1)) {
-    badOption(problems, key, "maxAttempts", spec.maxAttempts, "an integer of at least 1");
+  if (
+    spec.maxAttempts !== undefined &&
+    !(Number.isInteger(spec.maxAttempts) && spec.maxAttempts >= 1 && spec.maxAttempts <= MAX_ATTEMPTS)
+  ) {
+    badOption(problems, key, "maxAttempts", spec.maxAttempts, `an integer from 1 to ${MAX_ATTEMPTS}`);
   }
   if (spec.timeoutMs !== undefined && !(Number.isFinite(spec.timeoutMs) && spec.timeoutMs > 0)) {
     badOption(problems, key, "timeoutMs", spec.timeoutMs, "a positive number");

@@ -1984,6 +1984,7 @@ export const executorCases: Case<ExecContext>[] = [
     run(ctx) {
       const registry = registryOf();
       throws(() => new Executor({ storage: ctx.storage, registry, maxWorkers: 0 }), RangeError, '"maxWorkers"');
+      throws(() => new Executor({ storage: ctx.storage, registry, maxAttempts: 2 ** 31 }), RangeError, '"maxAttempts"');
       throws(() => new Executor({ storage: ctx.storage, registry, queueCapacity: 1.5 }), RangeError, "1.5");
       throws(() => new Executor({ storage: ctx.storage, registry, prefetch: -1 }), RangeError, '"prefetch"');
       throws(() => new Executor({ storage: ctx.storage, registry, prefetch: 2.5 }), RangeError, "2.5");

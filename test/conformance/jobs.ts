@@ -163,6 +163,7 @@ export const jobCases: Case<ExecContext>[] = [
               { key: "g/h", agent: "echo" },
               { key: "i#2", agent: "echo" },
               { key: "j", agent: "echo", runAt: START + 1000, delayMs: 5000 },
+              { key: "k", agent: "echo", maxAttempts: 2 ** 31 },
             ],
           }),
         JobValidationError,
@@ -178,6 +179,7 @@ export const jobCases: Case<ExecContext>[] = [
         "g/h:invalid-key",
         "i#2:invalid-key",
         "j:invalid-option",
+        "k:invalid-option",
       ]);
       ok(e.message.includes('"nobody"'));
       ok(e.problems.some((p) => p.key === "j" && p.message.includes('"runAt" or "delayMs"')), "both start times");
@@ -263,6 +265,19 @@ export const jobCases: Case<ExecContext>[] = [
       ok(task!.error!.message.includes('Output of agent "crashy-out"'), task!.error!.message);
       ok(task!.error!.message.includes("validator crashed"), task!.error!.message);
       await executor.shutdown();
+    },
+  },
+  {
+    name: "a JobValidationError's message lists the first 100 problems and counts the rest; problems holds all",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo]);
+      const tasks = Array.from({ length: 250 }, (_, i) => ({ key: `t${i}`, agent: "ecoh" }));
+      const e = await rejects<JobValidationError>(() => executor.submit({ name: "typo", tasks }), JobValidationError);
+      equal(e.problems.length, 250);
+      ok(e.problems.every((p) => p.code === "unknown-agent"));
+      equal(e.message.split("no agent named").length - 1, 100, "problems in the message");
+      ok(e.message.endsWith("; and 150 more problems (see the error's problems)"), e.message.slice(-80));
+      deepEqual(await ctx.storage.listJobs(), []);
     },
   },
   {

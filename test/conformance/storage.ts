@@ -326,10 +326,13 @@ export const storageCases: Case<StorageContext>[] = [
   {
     name: "createJob() refuses a task with a bad field and names it",
     async run({ storage }) {
-      const b = buildJob([{ key: "a" }]);
-      (b.tasks[0] as { maxAttempts: unknown }).maxAttempts = 0;
-      await rejects(() => storage.createJob(b.job, b.tasks), TypeError, "maxAttempts");
-      equal(await storage.getJob(b.job.id), undefined);
+      // 2^31: past the attempts every storage counts (PostgreSQL's are 32-bit).
+      for (const maxAttempts of [0, 2 ** 31]) {
+        const b = buildJob([{ key: "a" }]);
+        (b.tasks[0] as { maxAttempts: unknown }).maxAttempts = maxAttempts;
+        await rejects(() => storage.createJob(b.job, b.tasks), TypeError, "maxAttempts");
+        equal(await storage.getJob(b.job.id), undefined);
+      }
     },
   },
   {
@@ -877,6 +880,7 @@ export const storageCases: Case<StorageContext>[] = [
       await storage.createJob(b.job, b.tasks);
       const bad: [string, Record<string, unknown>][] = [
         ["maxAttempts", { maxAttempts: 0 }],
+        ["maxAttempts", { maxAttempts: 2 ** 31 }],
         ["agent", { agent: null }],
         ["agent", { agent: "" }],
         ["durability", { durability: "exactly-once" }],
