@@ -304,6 +304,67 @@ function nonNegative(name: string, value: number | undefined, integer: boolean):
   return value === undefined ? undefined : positive(name, value, 0, integer, true);
 }
 
+/**
+ * The option names each options object takes. TypeScript catches a misspelt option at
+ * compile time; JavaScript callers (and options built at run time) would see it ignored,
+ * so an executor with `concurrency: 3` ran one worker where the user asked for three.
+ */
+const EXECUTOR_OPTIONS: Record<keyof ExecutorOptions, true> = {
+  storage: true,
+  registry: true,
+  id: true,
+  maxWorkers: true,
+  queueCapacity: true,
+  prefetch: true,
+  queue: true,
+  taskTimeoutMs: true,
+  retry: true,
+  maxAttempts: true,
+  leaseMs: true,
+  heartbeatMs: true,
+  pollIntervalMs: true,
+  recoveryIntervalMs: true,
+  shutdownGraceMs: true,
+  progressThrottleMs: true,
+  clock: true,
+  random: true,
+  maxPayloadBytes: true,
+  retention: true,
+};
+const RETRY_OPTIONS: Record<keyof RetryOptions, true> = { delayMs: true, factor: true, maxDelayMs: true, jitter: true };
+const RETENTION_OPTIONS: Record<keyof RetentionOptions, true> = {
+  keepLast: true,
+  finishedBeforeMs: true,
+  intervalMs: true,
+};
+/** What users of other queues write for an option of the executor. */
+const OPTION_HINTS: Record<string, string> = {
+  concurrency: "maxWorkers",
+  workers: "maxWorkers",
+  timeout: "taskTimeoutMs",
+  timeoutMs: "taskTimeoutMs",
+  attempts: "maxAttempts",
+  retries: "maxAttempts",
+  maxRetries: "maxAttempts",
+  backoff: "retry",
+  agents: "registry",
+  pollInterval: "pollIntervalMs",
+  leaseDuration: "leaseMs",
+};
+
+/**
+ * Throw a `TypeError` naming the first own key of `given` that `known` lacks; `prefix`
+ * names the options object it is in (`""`, `"retry."`, `"retention."`).
+ */
+function checkNames(prefix: string, given: object, known: Record<string, true>): void {
+  for (const key of Object.keys(given)) {
+    if (Object.hasOwn(known, key)) continue;
+    const hint = prefix === "" && Object.hasOwn(OPTION_HINTS, key) ? ` (did you mean "${OPTION_HINTS[key]}"?)` : "";
+    const names = Object.keys(known).map((k) => `"${prefix}${k}"`).join(", ");
+    throw new TypeError(`Unknown Executor option "${prefix}${key}"${hint}; the options are ${names}`);
+  }
+}
+
 function checkRetention(
   r: RetentionOptions | undefined,
 ): { keepLast?: number; finishedBeforeMs?: number; intervalMs: number } | null {
@@ -311,6 +372,7 @@ function checkRetention(
   if (r === null || typeof r !== "object") {
     throw new TypeError(`Executor option "retention" must be an object, got ${r === null ? "null" : typeof r}`);
   }
+  checkNames("retention.", r, RETENTION_OPTIONS);
   const keepLast = nonNegative("retention.keepLast", r.keepLast, true);
   const finishedBeforeMs = nonNegative("retention.finishedBeforeMs", r.finishedBeforeMs, false);
   if (keepLast === undefined && finishedBeforeMs === undefined) {
@@ -562,6 +624,7 @@ export class Executor {
   /** Create an executor; it does nothing until `start()` or `run()`. */
   constructor(options: ExecutorOptions) {
     if (!options || typeof options !== "object") throw new TypeError("Executor options must be an object");
+    checkNames("", options, EXECUTOR_OPTIONS);
     if (!options.storage || typeof options.storage.claimReady !== "function") {
       throw new TypeError(`Executor option "storage" must be a Storage, got ${typeof options.storage}`);
     }
@@ -622,6 +685,7 @@ export class Executor {
     if (typeof r !== "object" || r === null || Array.isArray(r)) {
       throw new TypeError(`Executor option "retry" must be an object, got ${shown(r)}`);
     }
+    checkNames("retry.", r, RETRY_OPTIONS);
     this.#retry = {
       delayMs: positive("retry.delayMs", r.delayMs, DEFAULT_RETRY.delayMs, false, true),
       factor: positive("retry.factor", r.factor, DEFAULT_RETRY.factor),

@@ -1985,6 +1985,16 @@ export const executorCases: Case<ExecContext>[] = [
       const registry = registryOf();
       throws(() => new Executor({ storage: ctx.storage, registry, maxWorkers: 0 }), RangeError, '"maxWorkers"');
       throws(() => new Executor({ storage: ctx.storage, registry, maxAttempts: 2 ** 31 }), RangeError, '"maxAttempts"');
+      // A misspelt option is named, not ignored (JavaScript callers get no compile error).
+      const loose = (o: Record<string, unknown>) => () =>
+        new Executor({ storage: ctx.storage, registry, ...o } as never);
+      throws(
+        loose({ concurrency: 3 }),
+        TypeError,
+        'Unknown Executor option "concurrency" (did you mean "maxWorkers"?)',
+      );
+      throws(loose({ retry: { delay: 10 } }), TypeError, 'Unknown Executor option "retry.delay"');
+      throws(loose({ retention: { keepLast: 1, maxAge: 5 } }), TypeError, 'Unknown Executor option "retention.maxAge"');
       throws(() => new Executor({ storage: ctx.storage, registry, queueCapacity: 1.5 }), RangeError, "1.5");
       throws(() => new Executor({ storage: ctx.storage, registry, prefetch: -1 }), RangeError, '"prefetch"');
       throws(() => new Executor({ storage: ctx.storage, registry, prefetch: 2.5 }), RangeError, "2.5");
