@@ -5,7 +5,9 @@ import { registerSuites } from "../../suites.ts";
 import { sqljsFileTarget, sqljsMemoryPersisterTarget, sqljsMemoryTarget } from "../../targets-sqljs.ts";
 
 const registrar = {
-  test: (name: string, fn: () => Promise<void>) => test(name, fn),
+  // The 30 s vitest gives every case (Bun's default is 5 s, which the longer cases come near
+  // on a busy machine).
+  test: (name: string, fn: () => Promise<void>) => test(name, fn, 30_000),
   skip: (name: string) => test.todo(name),
 };
 
