@@ -32,6 +32,7 @@ import {
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
+  claimAgents,
   claimPatch,
   expiredArgs,
   takeJob,
@@ -297,9 +298,10 @@ class IdbStorage implements IndexedDbStorage {
     const limit = checkClaimOptions(options);
     const { now, owner, leaseMs } = options;
     const start = options.start ?? 0;
+    const agents = claimAgents(options.agents);
     if (limit === 0) return [];
     return await this.#write(["tasks", "ready", "claims", "leases"], "claiming tasks", async (tx) => {
-      const ids = [...new Set(await new ReadyQueue(tx).take(limit, now))];
+      const ids = [...new Set(await new ReadyQueue(tx).take(limit, now, agents))];
       if (ids.length === 0) return [];
       const store = tx.objectStore("tasks");
       const rows = await readRows(store, ids);

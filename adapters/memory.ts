@@ -21,6 +21,7 @@ import {
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
+  claimAgents,
   claimPatch,
   copyTask,
   expiredArgs,
@@ -155,6 +156,134 @@ const dueFirst = (a: Bucket, b: Bucket): boolean =>
 const soonestFirst = (a: Bucket, b: Bucket): boolean =>
   a.runAt < b.runAt || (a.runAt === b.runAt && a.priority < b.priority);
 
+/**
+ * The ready tasks of one agent, in claim order: buckets of one `(priority, runAt)` each,
+ * a heap of the buckets due for the latest claimer (by priority, then runAt) and one of
+ * those not yet due (by runAt). A claim reads only due tasks; a claim limited to some
+ * agents reads only their indexes.
+ */
+class ReadyIndex {
+  /** Buckets by priority, then runAt, for appending. */
+  readonly buckets = new Map<number, Map<number, Bucket>>();
+  /** Buckets due for the latest claimer, by priority then runAt. */
+  readonly due = new Heap<Bucket>(dueFirst);
+  /** Buckets not yet due, by runAt. */
+  readonly delayed = new Heap<Bucket>(soonestFirst);
+  /** The latest claimer's clock, even when it went back (see `peek`). */
+  lastClaimAt = -Infinity;
+  /** The bucket of the slot `peek` answered, and whether it is that bucket's front. */
+  #at: Bucket | null = null;
+  #front = false;
+
+  constructor(readonly agent: string) {}
+
+  /** Whether no task is filed (every bucket was used up and dropped). */
+  get empty(): boolean {
+    return this.due.size === 0 && this.delayed.size === 0;
+  }
+
+  /** File a ready task in the bucket of its priority and runAt. */
+  file(slot: Slot, task: Task): void {
+    let byRunAt = this.buckets.get(task.priority);
+    if (!byRunAt) this.buckets.set(task.priority, byRunAt = new Map());
+    let bucket = byRunAt.get(task.runAt);
+    if (!bucket) {
+      bucket = { priority: task.priority, runAt: task.runAt, slots: [slot], head: 0, late: null };
+      byRunAt.set(task.runAt, bucket);
+      // Already due for the latest claimer: skip the delayed heap.
+      if (task.runAt <= this.lastClaimAt) this.due.push(bucket);
+      else this.delayed.push(bucket);
+      return;
+    }
+    const slots = bucket.slots;
+    const last = slots.length > bucket.head ? slots[slots.length - 1] : undefined;
+    if (last === undefined || last.task.id < task.id) slots.push(slot);
+    else (bucket.late ??= new Heap<Slot>(idFirst)).push(slot); // O(log n), not a splice
+  }
+
+  /** A claim at `now`: move the buckets due by then to the due heap. */
+  advance(now: number): void {
+    // Buckets filed as due against a later clock are checked in `peek` and moved back.
+    this.lastClaimAt = now;
+    for (let b = this.delayed.peek(); b && b.runAt <= now; b = this.delayed.peek()) {
+      this.due.push(this.delayed.pop()!);
+    }
+  }
+
+  /**
+   * The next ready task due at `now` in claim order, left in place (`take` removes it).
+   * Entries left behind by a task that moved on (claimed, re-filed, pruned) are dropped on
+   * the way, and used-up buckets forgotten.
+   */
+  peek(now: number): Slot | undefined {
+    for (;;) {
+      const b = this.due.peek();
+      if (!b) return undefined;
+      if (b.runAt > now) {
+        this.delayed.push(this.due.pop()!);
+        continue;
+      }
+      // The bucket's next task in id order: the front of its appended run or of its late heap.
+      const late = b.late !== null && b.late.size > 0 ? b.late.peek()! : undefined;
+      const front = b.head < b.slots.length ? b.slots[b.head]! : undefined;
+      let slot: Slot;
+      if (front !== undefined && (late === undefined || front.task.id < late.task.id)) {
+        slot = front;
+        this.#front = true;
+      } else if (late !== undefined) {
+        slot = late;
+        this.#front = false;
+      } else {
+        this.due.pop();
+        this.#drop(b);
+        continue;
+      }
+      this.#at = b;
+      const t = slot.task;
+      if (
+        slot.gone || t.status !== "ready" || t.runAt !== b.runAt || t.priority !== b.priority || t.agent !== this.agent
+      ) {
+        this.take();
+        continue;
+      }
+      return slot;
+    }
+  }
+
+  /** Remove the task `peek` answered from its bucket. */
+  take(): void {
+    const b = this.#at!;
+    if (this.#front) {
+      b.slots[b.head++] = undefined;
+      if (b.head > 1024 && b.head * 2 > b.slots.length) {
+        b.slots = b.slots.slice(b.head);
+        b.head = 0;
+      }
+    } else b.late!.pop();
+  }
+
+  /** Forget an empty bucket (it left its heap). */
+  #drop(bucket: Bucket): void {
+    const byRunAt = this.buckets.get(bucket.priority);
+    if (byRunAt?.get(bucket.runAt) === bucket) {
+      byRunAt.delete(bucket.runAt);
+      if (byRunAt.size === 0) this.buckets.delete(bucket.priority);
+    }
+  }
+}
+
+/** One agent's next due task, for merging the indexes of several agents in claim order. */
+interface Head {
+  index: ReadyIndex;
+  slot: Slot;
+}
+
+const headFirst = (a: Head, b: Head): boolean => {
+  const x = a.slot.task;
+  const y = b.slot.task;
+  return x.priority !== y.priority ? x.priority < y.priority : x.runAt !== y.runAt ? x.runAt < y.runAt : x.id < y.id;
+};
+
 /** In-memory implementation of the storage contract. */
 export class MemoryStorage implements Storage {
   /** Adapter name. */
@@ -171,17 +300,12 @@ export class MemoryStorage implements Storage {
   readonly #byStatus = new Map<TaskStatus, StatusList>();
   readonly #dependents = new Map<string, string[]>();
   readonly #jobsByStatus = new Map<string, Set<string>>();
-  /** Ready buckets by priority, then runAt, for appending. */
-  readonly #buckets = new Map<number, Map<number, Bucket>>();
-  /** Buckets due for the latest claimer, by priority then runAt. */
-  readonly #due = new Heap<Bucket>(dueFirst);
-  /** Buckets not yet due, by runAt. */
-  readonly #delayed = new Heap<Bucket>(soonestFirst);
+  /** Ready tasks, by agent (an agent with none has no entry). */
+  readonly #ready = new Map<string, ReadyIndex>();
   readonly #cache = new Map<string, Map<string, JsonValue>>();
   readonly #state = new Map<string, Map<string, JsonValue>>();
   readonly #listeners = new Set<(change?: StorageChange) => void>();
   #closed = false;
-  #lastClaimAt = -Infinity;
 
   /** Create an empty store. */
   constructor(options: MemoryStorageOptions = {}) {
@@ -295,36 +419,16 @@ export class MemoryStorage implements Storage {
     }
     if (
       task.status === "ready" &&
-      (prev.status !== "ready" || prev.runAt !== task.runAt || prev.priority !== task.priority)
+      (prev.status !== "ready" || prev.runAt !== task.runAt || prev.priority !== task.priority ||
+        prev.agent !== task.agent)
     ) this.#fileReady(slot, task);
   }
 
-  /** File a ready task in the bucket of its priority and runAt. */
+  /** File a ready task in its agent's index. */
   #fileReady(slot: Slot, task: Task): void {
-    let byRunAt = this.#buckets.get(task.priority);
-    if (!byRunAt) this.#buckets.set(task.priority, byRunAt = new Map());
-    let bucket = byRunAt.get(task.runAt);
-    if (!bucket) {
-      bucket = { priority: task.priority, runAt: task.runAt, slots: [slot], head: 0, late: null };
-      byRunAt.set(task.runAt, bucket);
-      // Already due for the latest claimer: skip the delayed heap.
-      if (task.runAt <= this.#lastClaimAt) this.#due.push(bucket);
-      else this.#delayed.push(bucket);
-      return;
-    }
-    const slots = bucket.slots;
-    const last = slots.length > bucket.head ? slots[slots.length - 1] : undefined;
-    if (last === undefined || last.task.id < task.id) slots.push(slot);
-    else (bucket.late ??= new Heap<Slot>(idFirst)).push(slot); // O(log n), not a splice
-  }
-
-  /** Forget an empty bucket (it left its heap). */
-  #dropBucket(bucket: Bucket): void {
-    const byRunAt = this.#buckets.get(bucket.priority);
-    if (byRunAt?.get(bucket.runAt) === bucket) {
-      byRunAt.delete(bucket.runAt);
-      if (byRunAt.size === 0) this.#buckets.delete(bucket.priority);
-    }
+    let index = this.#ready.get(task.agent);
+    if (!index) this.#ready.set(task.agent, index = new ReadyIndex(task.agent));
+    index.file(slot, task);
   }
 
   #notify(result: CommitResult): void {
@@ -368,45 +472,48 @@ export class MemoryStorage implements Storage {
       checkClaimOptions(options);
       const { limit, now, owner, leaseMs } = options;
       const start = options.start ?? 0;
-      // The latest claimer's clock, even when it went back: buckets filed as due against
-      // a later clock are checked below and moved back to the delayed heap.
-      this.#lastClaimAt = now;
-      for (let b = this.#delayed.peek(); b && b.runAt <= now; b = this.#delayed.peek()) {
-        this.#due.push(this.#delayed.pop()!);
-      }
+      const agents = claimAgents(options.agents);
       const out: Task[] = [];
-      while (out.length < limit) {
-        const b = this.#due.peek();
-        if (!b) break;
-        if (b.runAt > now) {
-          this.#delayed.push(this.#due.pop()!);
-          continue;
-        }
-        // The bucket's next task in id order: the front of its appended run or of its late heap.
-        const late = b.late !== null && b.late.size > 0 ? b.late.peek()! : undefined;
-        const front = b.head < b.slots.length ? b.slots[b.head]! : undefined;
-        let slot: Slot;
-        if (front !== undefined && (late === undefined || front.task.id < late.task.id)) {
-          slot = front;
-          b.slots[b.head++] = undefined;
-          if (b.head > 1024 && b.head * 2 > b.slots.length) {
-            b.slots = b.slots.slice(b.head);
-            b.head = 0;
-          }
-        } else if (late !== undefined) {
-          slot = b.late!.pop()!;
-        } else {
-          this.#due.pop();
-          this.#dropBucket(b);
-          continue;
-        }
+      const claim = (slot: Slot) => {
         const t = slot.task;
-        // Skip entries left behind by a task that moved on (claimed, re-filed, pruned).
-        if (slot.gone || t.status !== "ready" || t.runAt !== b.runAt || t.priority !== b.priority) continue;
         const next = Object.freeze(claimPatch(t, owner, now, leaseMs, out.length < start));
         this.#replace(slot, next, t);
         out.push(next);
+      };
+      const indexes: ReadyIndex[] = [];
+      if (agents === null) { for (const index of this.#ready.values()) indexes.push(index); }
+      else {
+        for (const agent of agents) {
+          const index = this.#ready.get(agent);
+          if (index) indexes.push(index);
+        }
       }
+      if (indexes.length === 1) {
+        // One agent's tasks (the usual case): straight from its index.
+        const index = indexes[0]!;
+        index.advance(now);
+        for (let slot = out.length < limit ? index.peek(now) : undefined; slot; slot = index.peek(now)) {
+          index.take();
+          claim(slot);
+          if (out.length >= limit) break;
+        }
+      } else if (indexes.length > 1 && limit > 0) {
+        // Several agents: merge their next due tasks in claim order.
+        const heads = new Heap<Head>(headFirst);
+        for (const index of indexes) {
+          index.advance(now);
+          const slot = index.peek(now);
+          if (slot) heads.push({ index, slot });
+        }
+        for (let head = heads.pop(); head; head = heads.pop()) {
+          head.index.take();
+          claim(head.slot);
+          if (out.length >= limit) break;
+          const slot = head.index.peek(now);
+          if (slot) heads.push({ index: head.index, slot });
+        }
+      }
+      for (const index of indexes) if (index.empty) this.#ready.delete(index.agent);
       return out;
     });
   }

@@ -121,7 +121,7 @@ async function floor(round: number, durability: IndexedDbDurability, batch: numb
   const members = new IdLeaves(create, "members");
   putRows(create.objectStore("tasks"), built.tasks.map((t) => toRow({ ...t, status: "ready" }, undefined)));
   for (const t of built.tasks) {
-    queue.add(t.priority, t.runAt, t.id);
+    queue.add(t.agent, t.priority, t.runAt, t.id);
     members.add([t.jobId], t.id);
   }
   await Promise.all([queue.flush(), members.flush()]);
@@ -130,7 +130,7 @@ async function floor(round: number, durability: IndexedDbDurability, batch: numb
   let transactions = 0;
   for (let done = 0; done < n;) {
     const claim = db.transaction(["tasks", "ready", "claims", "leases"], "readwrite", opts);
-    const ids = await new ReadyQueue(claim).take(batch, Date.now());
+    const ids = await new ReadyQueue(claim).take(batch, Date.now(), null);
     if (ids.length === 0) throw new Error(`floor: nothing left to claim after ${done} of ${n} tasks`);
     const rows = await readRows(claim.objectStore("tasks"), ids);
     const held = ids.map((id) => rows.get(id)!);

@@ -1185,13 +1185,25 @@ export function claimPatch(task: Task, owner: string, at: number, leaseMs: numbe
   return next;
 }
 
+/** The claim order of ready tasks: priority (lower first), then runAt, then id (creation). */
+export function claimOrder(a: Task, b: Task): number {
+  return a.priority - b.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
 /**
  * Check the arguments of `claimReady`, throwing a `TypeError`/`RangeError` naming the bad
  * one. Answers the limit to apply: one past `Number.MAX_SAFE_INTEGER` is no limit
  * (`Infinity`), as every store reads it alike (SQL integers stop at 2^63).
  */
 export function checkClaimOptions(
-  o: { limit: number; now: number; owner: string; leaseMs: number; start?: number | undefined },
+  o: {
+    limit: number;
+    now: number;
+    owner: string;
+    leaseMs: number;
+    start?: number | undefined;
+    agents?: readonly string[] | undefined;
+  },
 ): number {
   if (!Number.isInteger(o?.limit) || o.limit < 0) {
     throw new RangeError(`claimReady() "limit" must be a non-negative integer, got ${o?.limit}`);
@@ -1214,10 +1226,34 @@ export function checkClaimOptions(
   if (!Number.isFinite(o.now + o.leaseMs)) {
     throw new RangeError(`claimReady() "now" + "leaseMs" must be a finite time, got ${o.now} + ${o.leaseMs}`);
   }
+  claimAgents(o.agents);
   return o.limit > Number.MAX_SAFE_INTEGER ? Infinity : o.limit;
 }
 
-/** Check `renewLeases()` options (a bad `now` or `leaseMs` would store a lease that never expires). */
+/**
+ * The agents a claim is limited to (`claimReady({ agents })`), checked: `null` for any
+ * agent, else the names without repeats, in a stable (sorted) order. A name no task holds
+ * (not text, or text with a lone surrogate, which no stored agent name holds) is refused
+ * with a `TypeError`, as a misspelt filter would silently claim nothing.
+ */
+export function claimAgents(agents: readonly string[] | undefined): string[] | null {
+  if (agents === undefined) return null;
+  if (!Array.isArray(agents)) {
+    throw new TypeError(
+      `claimReady() "agents" must be an array of agent names, got ${agents === null ? "null" : typeof agents}`,
+    );
+  }
+  for (let i = 0; i < agents.length; i++) {
+    const a: unknown = agents[i];
+    if (typeof a !== "string" || a === "" || isLoneSurrogate(a)) {
+      throw new TypeError(
+        `claimReady() "agents" must hold agent names (non-empty well-formed text): entry ${i} is not`,
+      );
+    }
+  }
+  return [...new Set(agents)].sort();
+}
+
 /** The ids of a `getTasks()` call: an array (an entry that is not text names no task). */
 export function checkIds(ids: unknown, call: string): void {
   if (!Array.isArray(ids)) {
@@ -1225,6 +1261,7 @@ export function checkIds(ids: unknown, call: string): void {
   }
 }
 
+/** Check `renewLeases()` options (a bad `now` or `leaseMs` would store a lease that never expires). */
 export function checkRenewOptions(o: { ids: readonly string[]; owner: string; now: number; leaseMs: number }): void {
   if (o === null || typeof o !== "object" || !Array.isArray(o.ids)) {
     throw new TypeError(`renewLeases() "ids" must be an array of task ids`);

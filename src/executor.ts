@@ -90,6 +90,21 @@ export interface ExecutorOptions {
    */
   prefetch?: number;
   /**
+   * Which tasks this executor claims, by agent (default `"all"`):
+   *
+   * - `"all"`: any ready task. A task naming an agent this executor's registry lacks fails
+   *   with `UnknownAgentError`, so every executor on the storage must register every agent.
+   * - `"registered"`: only tasks of the agents registered now (read at each claim, so an
+   *   agent registered later is claimed from then on). Executors on one storage may then
+   *   run different agents (a worker for the browser-only agents, one for the GPU ones):
+   *   each claims its own, and a task of an agent no executor registers waits `ready`.
+   * - a list of agent names: only those agents' tasks.
+   *
+   * The storage serves the filter from an index per agent: a claim never reads past other
+   * agents' tasks.
+   */
+  claimAgents?: "all" | "registered" | readonly string[];
+  /**
    * Builds the ready queue (default: a ring buffer). It holds the tasks `prefetch` lets wait;
    * with the default `prefetch` of 0 each claimed task goes straight to a free worker.
    */
@@ -316,6 +331,7 @@ const EXECUTOR_OPTIONS: Record<keyof ExecutorOptions, true> = {
   maxWorkers: true,
   queueCapacity: true,
   prefetch: true,
+  claimAgents: true,
   queue: true,
   taskTimeoutMs: true,
   retry: true,
@@ -347,7 +363,7 @@ const OPTION_HINTS: Record<string, string> = {
   retries: "maxAttempts",
   maxRetries: "maxAttempts",
   backoff: "retry",
-  agents: "registry",
+  agents: "claimAgents",
   pollInterval: "pollIntervalMs",
   leaseDuration: "leaseMs",
 };
@@ -363,6 +379,36 @@ function checkNames(prefix: string, given: object, known: Record<string, true>):
     const names = Object.keys(known).map((k) => `"${prefix}${k}"`).join(", ");
     throw new TypeError(`Unknown Executor option "${prefix}${key}"${hint}; the options are ${names}`);
   }
+}
+
+/** The `claimAgents` option, checked (see `ExecutorOptions.claimAgents`). */
+function checkClaimAgents(
+  value: ExecutorOptions["claimAgents"],
+  registry: AgentSource,
+): readonly string[] | (() => readonly string[]) | null {
+  if (value === undefined || value === "all") return null;
+  if (value === "registered") {
+    const names = registry.names;
+    if (typeof names !== "function") {
+      throw new TypeError(
+        `Executor option "claimAgents" "registered" needs a registry that lists its agents (names()), as AgentRegistry does`,
+      );
+    }
+    return () => names.call(registry);
+  }
+  if (!Array.isArray(value)) {
+    throw new TypeError(
+      `Executor option "claimAgents" must be "all", "registered" or an array of agent names, got ${shown(value)}`,
+    );
+  }
+  for (const name of value) {
+    if (typeof name !== "string" || name === "" || isLoneSurrogate(name)) {
+      throw new TypeError(
+        `Executor option "claimAgents" must hold agent names (non-empty strings), got ${shown(name)}`,
+      );
+    }
+  }
+  return Object.freeze([...new Set(value as string[])]);
 }
 
 function checkRetention(
@@ -499,6 +545,8 @@ export class Executor {
   readonly #maxWorkers: number;
   /** Claimed tasks to hold waiting beyond the free workers (see `ExecutorOptions.prefetch`). */
   readonly #prefetch: number;
+  /** The agents a claim is limited to (`ExecutorOptions.claimAgents`): `null` for all, a function for "registered". */
+  readonly #claimAgents: readonly string[] | (() => readonly string[]) | null;
   readonly #queue: Queue<Task>;
   readonly #taskTimeoutMs: number;
   readonly #retry: RetryOptions;
@@ -672,6 +720,7 @@ export class Executor {
     };
     this.#maxWorkers = positive("maxWorkers", options.maxWorkers, 4, true);
     this.#prefetch = options.prefetch === Infinity ? Infinity : positive("prefetch", options.prefetch, 0, true, true);
+    this.#claimAgents = checkClaimAgents(options.claimAgents, this.agents);
     const capacity = positive("queueCapacity", options.queueCapacity, 1000, true);
     if (capacity > MAX_QUEUE_CAPACITY) {
       // The ring buffer is an array (at most 2^32 - 1 slots): past that its constructor
@@ -1444,12 +1493,14 @@ export class Executor {
       const start = inQueue === 0 ? Math.min(room, free) : 0;
       const now = this.#claimNow = this.#clock.now();
       try {
+        const agents = this.#claimAgents;
         claimed = await this.storage.claimReady({
           limit: room,
           now,
           owner: this.id,
           leaseMs: this.#leaseMs,
           ...(start > 0 ? { start } : {}),
+          ...(agents === null ? {} : { agents: typeof agents === "function" ? agents() : agents }),
         });
         failures = 0;
         // (Only when a notice came meanwhile: a claim on the hot path waits for nothing more.)

@@ -223,6 +223,11 @@ export class AgentRegistry {
     return this.#byName[name] !== undefined;
   }
 
+  /** The names of the registered agents, in registration order. */
+  names(): string[] {
+    return [...this.#entries.keys()];
+  }
+
   /** Every registered agent, in registration order: name, description, metadata, schemas. */
   list(): AgentInfo[] {
     return [...this.#entries.values()].map((e) => e.info);

@@ -26,6 +26,8 @@ export interface AgentSource {
   validateInput(name: string, value: unknown): void;
   /** Throw a `ValidationError` when `value` fails the agent's output schema. */
   validateOutput(name: string, value: unknown): void;
+  /** The names of the agents registered now (needed by `claimAgents: "registered"`). */
+  names?(): readonly string[];
 }
 
 /** Defaults applied to task specs that leave an option out. */

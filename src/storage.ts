@@ -189,6 +189,12 @@ export interface ClaimOptions {
    * needs no write of its own. An at-most-once task is never started by a claim. Default 0.
    */
   start?: number;
+  /**
+   * Claim only tasks whose `agent` is one of these (default: any agent), in the same claim
+   * order among them; the others stay `ready` for claimers that run them. An empty list
+   * claims nothing. Served by an index per agent, never by reading past other agents' tasks.
+   */
+  agents?: readonly string[];
 }
 
 /** Arguments of `renewLeases`. */

@@ -208,9 +208,11 @@ export class IdbRuleTx implements RuleTx {
       this.#claims.release(id);
       const wasReady = prev?.status === "ready";
       const isReady = task.status === "ready";
-      if (wasReady && isReady && prev.priority === task.priority && prev.runAt === task.runAt) continue;
-      if (wasReady) this.#ready.remove(prev.priority, prev.runAt, id);
-      if (isReady) this.#ready.add(task.priority, task.runAt, id);
+      if (
+        wasReady && isReady && prev.priority === task.priority && prev.runAt === task.runAt && prev.agent === task.agent
+      ) continue;
+      if (wasReady) this.#ready.remove(prev.agent, prev.priority, prev.runAt, id);
+      if (isReady) this.#ready.add(task.agent, task.priority, task.runAt, id);
     }
     putRows(store, rows);
     for (const [id, added] of this.#added) {

@@ -60,10 +60,10 @@ export interface MetaRecord {
   value: JsonValue;
 }
 
-/** One leaf of the ready queue: ready tasks of one priority and runAt, ids ascending (see `ready.ts`). */
+/** One leaf of the ready queue: ready tasks of one agent, priority and runAt, ids ascending (see `ready.ts`). */
 export interface ReadyLeaf {
-  /** `[priority, runAt, last id]`: leaves of one priority and runAt never overlap in ids. */
-  k: [number, number, string];
+  /** `[agent, priority, runAt, last id]`: leaves of one agent, priority and runAt never overlap in ids. */
+  k: [string, number, number, string];
   /** The ids, ascending (at least one). */
   ids: string[];
 }
@@ -128,8 +128,8 @@ export interface TaskCoreSchema extends DBSchema {
       parentId: [string, string];
     };
   };
-  /** The claim queue: leaves of ready task ids by `[priority, runAt, last id]`. */
-  ready: { key: [number, number, string]; value: ReadyLeaf };
+  /** The claim queue: leaves of ready task ids by `[agent, priority, runAt, last id]`. */
+  ready: { key: [string, number, number, string]; value: ReadyLeaf };
   /** The tasks of each job: leaves of ids by `[jobId, last id]`. */
   members: { key: [string, string]; value: MemberLeaf };
   /** Claims of many tasks, by claim id. */
@@ -173,17 +173,18 @@ export const LEAF_SIZE = 16;
 /**
  * One schema step: `MIGRATIONS[v]` moves a database from version `v` to `v + 1`, on the
  * raw connection and its `versionchange` transaction (a step describes an older layout
- * than `TaskCoreSchema`). A step that goes on asynchronously reports a failure through
- * `fail`, which aborts the upgrade.
+ * than `TaskCoreSchema`). A step calls `done` once it has issued its last request, and the
+ * next step starts then (it reads what this one wrote); a step that goes on asynchronously
+ * reports a failure through `fail`, which aborts the upgrade.
  */
-export type Migration = (db: IDBDatabase, tx: IDBTransaction, fail: (e: unknown) => void) => void;
+export type Migration = (db: IDBDatabase, tx: IDBTransaction, fail: (e: unknown) => void, done: () => void) => void;
 
 const noop = (): void => {};
 
 /** The migrations, in order. Never edit a shipped one: append a new step. */
 export const MIGRATIONS: readonly Migration[] = [
   // 0 -> 1: the initial layout.
-  (db) => {
+  (db, _tx, _fail, done) => {
     const jobs = db.createObjectStore("jobs", { keyPath: "id" });
     jobs.createIndex("status", ["status", "id"]);
     jobs.createIndex("finished", ["finishedAt", "id"]);
@@ -198,10 +199,11 @@ export const MIGRATIONS: readonly Migration[] = [
     const meta = db.createObjectStore("meta", { keyPath: "key" });
     meta.put({ key: "format", value: "task-core" }).onerror = noop;
     meta.put({ key: "createdAt", value: Date.now() }).onerror = noop;
+    done();
   },
   // 1 -> 2: lean rows; the `claim` index becomes the `ready` store, the `job` index the
   // `members` store; claims and leases; `agent` folds into `status` ([status, agent, id]).
-  (db, tx, fail) => {
+  (db, tx, fail, done) => {
     const tasks = tx.objectStore("tasks");
     tasks.deleteIndex("agent");
     tasks.deleteIndex("status");
@@ -250,6 +252,58 @@ export const MIGRATIONS: readonly Migration[] = [
           for (const [runAt, ids] of byRunAt) leaves(ready, [priority, runAt], ids);
         }
         for (const [jobId, ids] of jobs) leaves(members, [jobId], ids);
+        done();
+      } catch (e) {
+        fail(e);
+      }
+    };
+  },
+  // 2 -> 3: the claim queue per agent: leaves keyed `[agent, priority, runAt, last id]`
+  // (were `[priority, runAt, last id]`), so a claim limited to some agents reads only
+  // theirs. Each queued id's agent is read from its row; an id whose row is gone is dropped
+  // (a claim would have skipped it).
+  (_db, tx, fail, done) => {
+    const ready = tx.objectStore("ready");
+    const tasks = tx.objectStore("tasks");
+    const all = ready.getAll();
+    all.onsuccess = () => {
+      try {
+        const old = all.result as { k: [number, number, string]; ids: string[] }[];
+        ready.clear();
+        const groups = new Map<string, { key: [string, number, number]; ids: string[] }>();
+        const write = (): void => {
+          for (const { key, ids } of groups.values()) {
+            ids.sort();
+            for (let i = 0; i < ids.length; i += LEAF_SIZE) {
+              const leaf = ids.slice(i, i + LEAF_SIZE);
+              ready.put({ k: [...key, leaf[leaf.length - 1]!], ids: leaf });
+            }
+          }
+          done();
+        };
+        let pending = 0;
+        for (const leaf of old) {
+          const [priority, runAt] = leaf.k;
+          for (const id of leaf.ids) {
+            pending++;
+            const read = tasks.get(id);
+            read.onsuccess = () => {
+              try {
+                const agent = (read.result as TaskRow | undefined)?.agent;
+                if (typeof agent === "string") {
+                  const name = JSON.stringify([agent, priority, runAt]);
+                  let group = groups.get(name);
+                  if (!group) groups.set(name, group = { key: [agent, priority, runAt], ids: [] });
+                  group.ids.push(id);
+                }
+                if (--pending === 0) write();
+              } catch (e) {
+                fail(e);
+              }
+            };
+          }
+        }
+        if (pending === 0) write();
       } catch (e) {
         fail(e);
       }
@@ -345,11 +399,22 @@ export function openDatabase(options: OpenDatabaseOptions): Promise<TaskCoreDb> 
         abort(notTaskCore(name, event.oldVersion, missing));
         return;
       }
-      try {
-        for (let v = event.oldVersion; v < version; v++) MIGRATIONS[v]?.(raw, tx, abort);
-      } catch (e) {
-        abort(e);
-      }
+      // One step after the other: a step may go on in request callbacks, and the next one
+      // reads what it wrote.
+      const step = (v: number): void => {
+        if (v >= version) return;
+        let next = false;
+        try {
+          MIGRATIONS[v]!(raw, tx, abort, () => {
+            if (next) return;
+            next = true;
+            step(v + 1);
+          });
+        } catch (e) {
+          abort(e);
+        }
+      };
+      step(event.oldVersion);
       created = event.oldVersion === 0;
     });
     request.addEventListener("blocked", (event) => {

@@ -200,6 +200,13 @@ export const MIGRATIONS: readonly { name: string; statements: (s: string) => str
       `EXECUTE 'CREATE STATISTICS ${s}.jobs_ended_at ON (coalesce(finished_at, 0)) FROM ${s}.jobs'; END IF; END $$`,
     ],
   },
+  {
+    name: "ready tasks by agent, for claims limited to some agents",
+    statements: (s) => [
+      // claimReady({ agents }): each agent's ready tasks in claim order, and nothing else.
+      `CREATE INDEX tasks_ready_agent ON ${s}.tasks (agent, priority, run_at, id) WHERE status = 'ready'`,
+    ],
+  },
 ];
 
 /** The schema version this code writes. */

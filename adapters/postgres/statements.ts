@@ -32,6 +32,8 @@ export class Statements {
   readonly insertDeps: string;
   /** The claim: `$1` owner, `$2` now, `$3` lease expiry, `$4` limit, `$5` how many of the first it starts. */
   readonly claim: string;
+  /** The claim of some agents' tasks only: as {@link claim}, and `$6` the agents (a text array). */
+  readonly claimAgents: string;
   /** Renew: `$1` ids (text array), `$2` owner, `$3` new expiry. */
   readonly renew: string;
   /** Expired leases: `$1` now, `$2` limit (null: all). */
@@ -97,14 +99,29 @@ export class Statements {
     // (priority, run_at, id) and filtered on run_at read every time fewer than the limit
     // were due. The rows come out in claim order (priorities in the order the recursion
     // finds them, each range in index order); `picked` numbers them by that order.
-    this.claim = `WITH RECURSIVE prios (priority) AS (` +
+    const anyAgent = `WITH RECURSIVE prios (priority) AS (` +
       `(SELECT priority FROM ${s}.tasks WHERE status = 'ready' ORDER BY priority LIMIT 1) UNION ALL ` +
       `SELECT (SELECT t.priority FROM ${s}.tasks t WHERE t.status = 'ready' AND t.priority > p.priority ` +
       "ORDER BY t.priority LIMIT 1) FROM prios p WHERE p.priority IS NOT NULL), " +
       "locked AS MATERIALIZED (SELECT c.id, c.priority, c.run_at FROM prios p CROSS JOIN LATERAL " +
       `(SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready' AND priority = p.priority ` +
       "AND run_at <= $2::text::float8 AND attempts < 2147483647 ORDER BY run_at, id " +
-      "LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) c LIMIT $4::text::int8), " +
+      "LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) c LIMIT $4::text::int8), ";
+    // The same per agent for a claim limited to some agents: each agent's due tasks are
+    // read (and locked) as above, up to the limit, on tasks_ready_agent, then merged in claim
+    // order. Rows locked past the limit (at most the limit per agent but one) are let go when
+    // the statement ends.
+    const someAgents = "WITH locked AS MATERIALIZED (SELECT c.id, c.priority, c.run_at FROM " +
+      "unnest($6::text::text[]) a (agent) CROSS JOIN LATERAL (WITH RECURSIVE prios (priority) AS (" +
+      `(SELECT priority FROM ${s}.tasks WHERE status = 'ready' AND agent = a.agent ORDER BY priority LIMIT 1) ` +
+      `UNION ALL SELECT (SELECT t.priority FROM ${s}.tasks t WHERE t.status = 'ready' AND t.agent = a.agent ` +
+      "AND t.priority > p.priority ORDER BY t.priority LIMIT 1) FROM prios p WHERE p.priority IS NOT NULL) " +
+      "SELECT d.id, d.priority, d.run_at FROM prios p CROSS JOIN LATERAL " +
+      `(SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready' AND agent = a.agent ` +
+      "AND priority = p.priority AND run_at <= $2::text::float8 AND attempts < 2147483647 ORDER BY run_at, id " +
+      "LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) d LIMIT $4::text::int8) c " +
+      "ORDER BY c.priority, c.run_at, c.id LIMIT $4::text::int8), ";
+    const update =
       "picked AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY priority, run_at, id) AS n FROM locked) " +
       `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +
       "lease_expires_at = $3::text::float8, " +
@@ -112,6 +129,8 @@ export class Statements {
       "THEN $2::text::float8 ELSE NULL END, " +
       "version = t.version + 1, updated_at = $2::text::float8 " +
       `FROM picked WHERE t.id = picked.id RETURNING ${selectList(TASK_COLUMNS, "t")}`;
+    this.claim = anyAgent + update;
+    this.claimAgents = someAgents + update;
     this.renew = `UPDATE ${s}.tasks SET lease_expires_at = $3::text::float8 WHERE id IN (${ids}) ` +
       "AND status = 'running' AND lease_owner = $2::text RETURNING id";
     this.expired = `SELECT ${T} FROM ${s}.tasks WHERE status = 'running' AND lease_expires_at <= $1::text::float8 ` +

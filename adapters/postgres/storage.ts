@@ -15,6 +15,8 @@ import {
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
+  claimAgents,
+  claimOrder,
   expiredArgs,
   isContractError,
   takeJob,
@@ -68,11 +70,6 @@ export interface PostgresStorage extends Storage {
 const TRANSIENT_RETRIES = 8;
 
 const wakes = (r: CommitResult): boolean => r.readied > 0 || r.jobs.length > 0;
-
-/** Sort claimed tasks as the claim picked them (`RETURNING` has no order). */
-function claimOrder(a: Task, b: Task): number {
-  return a.priority - b.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}
 
 /** The storage; made by `openPostgresStorage`. */
 export class PgStorage implements PostgresStorage {
@@ -219,13 +216,14 @@ export class PgStorage implements PostgresStorage {
     this.#check();
     const limit = checkClaimOptions(options);
     const { now, owner, leaseMs } = options;
-    if (limit === 0) return [];
+    const agents = claimAgents(options.agents);
+    if (limit === 0 || agents?.length === 0) return [];
     // A claim that finds nothing sleeps until a notice: claiming before this storage's
     // LISTEN took effect would miss the notices of work made ready in between.
     const listening = this.#wake.settled();
     if (listening) await listening;
     // LIMIT NULL is none.
-    const rows = await this.#query("claiming tasks", this.#sql.claim, [
+    const params = [
       owner,
       now,
       now + leaseMs,
@@ -233,7 +231,10 @@ export class PgStorage implements PostgresStorage {
       // Past the largest safe integer no claim holds that many tasks: start them all (a
       // bound that large is not an integer SQL's int8 takes).
       Math.min(options.start ?? 0, Number.MAX_SAFE_INTEGER),
-    ]);
+    ];
+    const rows = agents === null
+      ? await this.#query("claiming tasks", this.#sql.claim, params)
+      : await this.#query("claiming tasks", this.#sql.claimAgents, [...params, textArray(agents)]);
     // The database answers: if LISTEN failed earlier (it was down), try again.
     this.#wake.ensure();
     return rows.map(rowTask).sort(claimOrder);

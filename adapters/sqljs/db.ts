@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { RuleTx } from "../../src/commit-rules.ts";
+import { claimOrder, type RuleTx } from "../../src/commit-rules.ts";
 import { StorageCorruptError } from "../../src/errors.ts";
 import type { JobQuery, TaskQuery } from "../../src/storage.ts";
 import type { Job, JsonValue, Task } from "../../src/types.ts";
@@ -79,6 +79,13 @@ const SQL = {
     "ORDER BY priority LIMIT 1",
   claim: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND priority = ? ` +
     "AND run_at <= ? ORDER BY run_at, id LIMIT ?",
+  // The same, per agent, for a claim limited to some agents.
+  firstAgentPriority: "SELECT priority FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' AND agent = ? " +
+    "ORDER BY priority LIMIT 1",
+  nextAgentPriority: "SELECT priority FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' AND agent = ? " +
+    "AND priority > ? ORDER BY priority LIMIT 1",
+  claimAgent: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' AND agent = ? ` +
+    "AND priority = ? AND run_at <= ? ORDER BY run_at, id LIMIT ?",
   expired: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_lease WHERE status = 'running' AND lease_expires_at <= ? ` +
     "ORDER BY lease_expires_at, id LIMIT ?",
   getCache: "SELECT value FROM cache WHERE job_id = ? AND key = ?",
@@ -344,18 +351,34 @@ export class SqlDb {
 
   /**
    * Ready tasks with `runAt <= now`, in claim order (collected before any update): at most
-   * `limit` (-1: no limit). Reads the due ones of each priority in turn, lowest first, and
+   * `limit` (-1: no limit), of the given `agents` only (`null`: any agent). Reads the due
+   * ones of each priority in turn, lowest first (per agent, when limited to agents), and
    * the tasks not yet due not at all.
    */
-  claimable(now: number, limit: number): Task[] {
+  claimable(now: number, limit: number, agents: readonly string[] | null): Task[] {
+    if (agents === null) return this.#due(now, limit, SQL.firstPriority, SQL.nextPriority, SQL.claim, []);
+    if (agents.length === 1) {
+      return this.#due(now, limit, SQL.firstAgentPriority, SQL.nextAgentPriority, SQL.claimAgent, [agents[0]!]);
+    }
+    // Each agent's first `limit`, merged in claim order.
+    const all: Task[] = [];
+    for (const agent of agents) {
+      all.push(...this.#due(now, limit, SQL.firstAgentPriority, SQL.nextAgentPriority, SQL.claimAgent, [agent]));
+    }
+    all.sort(claimOrder);
+    return limit < 0 || all.length <= limit ? all : all.slice(0, limit);
+  }
+
+  /** The due tasks of one skip-scan over priorities (`first`/`next`), `claim` reading each one's range. */
+  #due(now: number, limit: number, first: string, next: string, claim: string, scope: SqlValue[]): Task[] {
     const out: Task[] = [];
-    let p = this.#one(SQL.firstPriority, []);
+    let p = this.#one(first, scope);
     while (p !== undefined && (limit < 0 || out.length < limit)) {
       const priority = p[0]!;
-      for (const row of this.#all(SQL.claim, [priority, now, limit < 0 ? -1 : limit - out.length])) {
+      for (const row of this.#all(claim, [...scope, priority, now, limit < 0 ? -1 : limit - out.length])) {
         out.push(rowTask(row));
       }
-      p = this.#one(SQL.nextPriority, [priority]);
+      p = this.#one(next, [...scope, priority]);
     }
     return out;
   }

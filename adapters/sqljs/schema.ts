@@ -150,6 +150,11 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX jobs_ended ON jobs (coalesce(finished_at, 0), id, status)
     WHERE status IN ('completed', 'failed', 'cancelled');
   `,
+  // 3: ready tasks by agent, in claim order within each, for claims limited to some
+  // agents (claimReady({ agents })): they read only those agents' due tasks.
+  `
+  CREATE INDEX tasks_claim_agent ON tasks (agent, priority, run_at, id) WHERE status = 'ready';
+  `,
 ];
 
 /** The schema version this code writes. */

@@ -15,6 +15,7 @@ import {
   checkPruneOptions,
   checkQuery,
   checkRenewOptions,
+  claimAgents,
   claimPatch,
   copyTask,
   expiredArgs,
@@ -257,11 +258,12 @@ export class SqlJsStorageImpl implements SqlJsStorage {
     }
     const { now, owner, leaseMs } = options;
     const start = options.start ?? 0;
+    const agents = claimAgents(options.agents);
     if (limit === 0) return Promise.resolve([]);
     return this.#write(() => {
       const out: Task[] = [];
       // SQLite's LIMIT -1 is none.
-      for (const t of this.#db.claimable(now, limit === Infinity ? -1 : limit)) {
+      for (const t of this.#db.claimable(now, limit === Infinity ? -1 : limit, agents)) {
         const next = claimPatch(t, owner, now, leaseMs, out.length < start);
         this.#db.putTask(next, t);
         out.push(next);

@@ -1835,6 +1835,97 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: 'executors with claimAgents: "registered" run only their own agents\' tasks of a job that spans them',
+    async run(ctx) {
+      const ran: string[] = [];
+      const alpha = agent("alpha", (_i, c) => (ran.push(`alpha:${c.task.key}`), null));
+      const beta = agent("beta", (_i, c) => (ran.push(`beta:${c.task.key}`), null));
+      const clock = new ManualClock(START);
+      // A submitter that knows both agents and runs nothing; each worker registers one.
+      const submitter = harness(ctx.storage, [alpha, beta], { clock });
+      const a = harness(ctx.storage, [alpha], { clock, claimAgents: "registered", id: "a" });
+      const b = harness(ctx.storage, [beta], { clock, claimAgents: "registered", id: "b" });
+      a.executor.start();
+      b.executor.start();
+      const job = await submitter.executor.submit({
+        name: "span",
+        tasks: [
+          { key: "a1", agent: "alpha" },
+          { key: "b1", agent: "beta", dependsOn: ["a1"] },
+          { key: "a2", agent: "alpha", dependsOn: ["b1"] },
+          { key: "b2", agent: "beta" },
+        ],
+      });
+      await untilAdvancing(async () => (await job.status()).status !== "running", "the job ended", clock, 1000);
+      equal((await job.status()).status, "completed");
+      deepEqual(ran.filter((r) => r.startsWith("alpha")).sort(), ["alpha:a1", "alpha:a2"]);
+      deepEqual(ran.filter((r) => r.startsWith("beta")).sort(), ["beta:b1", "beta:b2"]);
+      equal(a.executor.stats().completed, 2);
+      equal(b.executor.stats().completed, 2);
+      equal(a.executor.stats().failed + b.executor.stats().failed, 0, "no task failed as of an unknown agent");
+      await a.executor.shutdown();
+      await b.executor.shutdown();
+    },
+  },
+  {
+    name:
+      'claimAgents: "registered" leaves a task of an agent it lacks ready, and claims it once the agent is registered',
+    async run(ctx) {
+      const later = agent("later", () => "done");
+      const submitter = harness(ctx.storage, [later]);
+      const worker = harness(ctx.storage, [agent("other", () => null)], {
+        clock: submitter.clock,
+        claimAgents: "registered",
+      });
+      worker.executor.start();
+      const job = await submitter.executor.submit({ name: "wait", tasks: [{ key: "t", agent: "later" }] });
+      for (let i = 0; i < 5; i++) await submitter.clock.advance(1000); // polls: nothing to claim
+      equal((await job.tasks())[0]!.status, "ready");
+      equal(worker.executor.stats().failed, 0);
+      worker.registry.register(later);
+      // Registering tells the executor nothing: its next poll claims the task.
+      await untilAdvancing(
+        async () => (await job.status()).status !== "running",
+        "the job ended",
+        submitter.clock,
+        1000,
+      );
+      deepEqual(await job.wait(), { t: "done" });
+      await worker.executor.shutdown();
+    },
+  },
+  {
+    name: "claimAgents: a list of names claims only those agents' tasks; bad values are refused naming the option",
+    async run(ctx) {
+      const ran: string[] = [];
+      const x = agent("x", (_i, c) => (ran.push(c.task.key), null));
+      const y = agent("y", (_i, c) => (ran.push(c.task.key), null));
+      const { executor, clock } = harness(ctx.storage, [x, y], { claimAgents: ["y"] });
+      executor.start();
+      const job = await executor.submit({
+        name: "some",
+        tasks: [{ key: "x1", agent: "x" }, { key: "y1", agent: "y" }, { key: "y2", agent: "y", dependsOn: ["y1"] }],
+      });
+      await untilAdvancing(() => ran.length >= 2, "both y tasks ran", clock, 100);
+      for (let i = 0; i < 3; i++) await clock.advance(1000);
+      deepEqual(ran, ["y1", "y2"]);
+      equal((await job.tasks()).find((t) => t.key === "x1")!.status, "ready");
+      await executor.shutdown();
+      const registry = registryOf(x);
+      const make = (claimAgents: unknown) => () =>
+        new Executor({ storage: ctx.storage, registry, claimAgents: claimAgents as never });
+      throws(make("some"), TypeError, '"claimAgents"');
+      throws(make([1]), TypeError, '"claimAgents"');
+      throws(make([""]), TypeError, '"claimAgents"');
+      const bare = { get: registry.get.bind(registry), has: registry.has.bind(registry) } as never;
+      throws(
+        () => new Executor({ storage: ctx.storage, registry: bare, claimAgents: "registered" }),
+        TypeError,
+        "names()",
+      );
+    },
+  },
+  {
     name: "a claimed task naming an unknown agent fails with a clear error instead of staying running",
     async run(ctx) {
       const b = buildJob([{ key: "a", agent: "ghost" }]);

@@ -7,6 +7,7 @@
 import { type IndexedDbStorage, type IndexedDbStorageOptions, openIndexedDbStorage } from "../../adapters/indexeddb.ts";
 import { IdLeaves, type Leaf } from "../../adapters/indexeddb/leaves.ts";
 import { ReadyQueue } from "../../adapters/indexeddb/ready.ts";
+import { toRow } from "../../adapters/indexeddb/rows.ts";
 import { LEAF_SIZE, openDatabase, SCHEMA_VERSION } from "../../adapters/indexeddb/schema.ts";
 import {
   ConflictError,
@@ -737,6 +738,49 @@ export const indexedDbCases: Case<IdbContext>[] = [
     },
   },
   {
+    name: "a database of schema version 2 is upgraded: its claim queue is split by agent and claimed in order, by " +
+      "agent or not",
+    async run({ name, factory, open }) {
+      const v2 = await openDatabase({ factory, name, version: 2, onVersionChange: () => {}, onTerminated: () => {} });
+      const b = buildJob([
+        { key: "x-late", agent: "x", priority: 1, runAt: 50 },
+        { key: "y-early", agent: "y", priority: 1, runAt: 10 },
+        { key: "x-first", agent: "x", priority: 0, runAt: 99 },
+        ...Array.from({ length: LEAF_SIZE + 2 }, (_, i) => ({ key: `y${String(i).padStart(2, "0")}`, agent: "y" })),
+        { key: "gone", agent: "x" },
+      ]);
+      const tasks = b.tasks.map((t) => ({ ...t, status: "ready" as const }));
+      const tx = v2.transaction(["jobs", "tasks", "members", "ready"], "readwrite");
+      void tx.objectStore("jobs").put({ ...b.job, taskCount: tasks.length, openCount: tasks.length });
+      // The version 2 queue: leaves by [priority, runAt, last id], agents mixed.
+      const groups = new Map<string, string[]>();
+      for (const t of tasks) {
+        if (t.key !== "gone") void tx.objectStore("tasks").put(toRow(t, undefined) as never);
+        const g = JSON.stringify([t.priority, t.runAt]);
+        groups.set(g, [...(groups.get(g) ?? []), t.id]);
+      }
+      for (const [g, ids] of groups) {
+        ids.sort();
+        for (let i = 0; i < ids.length; i += LEAF_SIZE) {
+          const leaf = ids.slice(i, i + LEAF_SIZE);
+          void tx.objectStore("ready").put({ k: [...JSON.parse(g), leaf[leaf.length - 1]], ids: leaf } as never);
+        }
+      }
+      await tx.done;
+      v2.close();
+      const s = await open();
+      const claim = async (limit: number, agents?: string[]) =>
+        (await s.claimReady({ limit, now: 100, owner: OWNER, leaseMs: 10, ...(agents && { agents }) })).map((t) =>
+          t.key
+        );
+      const ys = Array.from({ length: LEAF_SIZE + 2 }, (_, i) => `y${String(i).padStart(2, "0")}`);
+      deepEqual(await claim(3, ["x"]), ["x-first", "x-late"], "the row of a queued id that is gone is dropped");
+      deepEqual(await claim(2), [ys[0], ys[1]]);
+      deepEqual(await claim(100, ["y"]), [...ys.slice(2), "y-early"]);
+      deepEqual(await claim(100), []);
+    },
+  },
+  {
     name:
       "id leaves stay sorted, disjoint and full under random adds and removes, and the queue hands them out in order",
     async run({ name, factory }) {
@@ -748,7 +792,7 @@ export const indexedDbCases: Case<IdbContext>[] = [
           return seed % n;
         };
         const id = (n: number): string => `t${String(n).padStart(4, "0")}`;
-        const groups: [number, number][] = [[0, 5], [0, 9], [2, 5]];
+        const groups: [string, number, number][] = [["a", 0, 5], ["a", 0, 9], ["b", 1, 5], ["a", 2, 5]];
         const model = groups.map(() => new Set<string>());
         for (let round = 0; round < 40; round++) {
           const tx = db.transaction(["ready"], "readwrite");
@@ -769,12 +813,12 @@ export const indexedDbCases: Case<IdbContext>[] = [
           const check = db.transaction(["ready"], "readonly");
           const all = (await check.objectStore("ready").getAll()) as unknown as Leaf[];
           for (const [g, group] of groups.entries()) {
-            const mine = all.filter((l) => l.k[0] === group[0] && l.k[1] === group[1]);
+            const mine = all.filter((l) => l.k[0] === group[0] && l.k[1] === group[1] && l.k[2] === group[2]);
             const ids = mine.flatMap((l) => l.ids);
             deepEqual(ids, [...model[g]!].sort(), `round ${round}, group ${g}`);
             for (const l of mine) {
               ok(l.ids.length > 0 && l.ids.length <= LEAF_SIZE, "a leaf holds 1 to LEAF_SIZE ids");
-              equal(l.k[2], l.ids[l.ids.length - 1], "a leaf is keyed by its last id");
+              equal(l.k[3], l.ids[l.ids.length - 1], "a leaf is keyed by its last id");
             }
             const after = id(rand(300));
             deepEqual(
@@ -783,12 +827,13 @@ export const indexedDbCases: Case<IdbContext>[] = [
             );
           }
         }
-        // The queue hands out priority 0 (runAt 5, then 9), then priority 2, each in id order.
-        const expected = [...[...model[0]!].sort(), ...[...model[1]!].sort(), ...[...model[2]!].sort()];
+        // The queue hands out priority 0 (runAt 5, then 9), then priority 1 (another agent's),
+        // then priority 2, each in id order.
+        const expected = model.flatMap((m) => [...m].sort());
         const got: string[] = [];
         for (;;) {
           const tx = db.transaction(["ready"], "readwrite");
-          const taken = await new ReadyQueue(tx).take(1 + rand(40), 10);
+          const taken = await new ReadyQueue(tx).take(1 + rand(40), 10, null);
           await tx.done;
           if (taken.length === 0) break;
           got.push(...taken);
@@ -806,7 +851,7 @@ export const indexedDbCases: Case<IdbContext>[] = [
       const db = await openDatabase({ factory, name, onVersionChange: () => {}, onTerminated: () => {} });
       try {
         const id = (n: number): string => `t${String(n).padStart(4, "0")}`;
-        const group = [0, 5] as const;
+        const group = ["a", 0, 5] as const;
         const stored = async (): Promise<string[]> => {
           const all = (await db.transaction(["ready"], "readonly").objectStore("ready").getAll()) as unknown as Leaf[];
           return all.map((l) => JSON.stringify(l));
@@ -828,7 +873,7 @@ export const indexedDbCases: Case<IdbContext>[] = [
         ok(after.includes(before[1]!) && after.includes(before[2]!), "the two middle leaves were not rewritten");
         equal(after.length, 6, "the first and last leaves, full, each split in two");
         const tx = db.transaction(["ready"], "readwrite");
-        const taken = await new ReadyQueue(tx).take(1000, 10);
+        const taken = await new ReadyQueue(tx).take(1000, 10, null);
         await tx.done;
         deepEqual(taken, [id(5), ...Array.from({ length: 4 * LEAF_SIZE + 1 }, (_, i) => id(i * 10))].sort());
       } finally {

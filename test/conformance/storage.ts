@@ -623,6 +623,51 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "claimReady({ agents }) claims only those agents' tasks, in claim order among them; the rest stay ready",
+    async run({ storage }) {
+      const b = buildJob([
+        { key: "a1", agent: "a", priority: 2 },
+        { key: "b1", agent: "b", priority: 1, runAt: 50 },
+        { key: "c1", agent: "c", priority: 0 },
+        { key: "b2", agent: "b", priority: 1, runAt: 20 },
+        { key: "a2", agent: "a", priority: 1, runAt: 50 },
+        { key: "a-later", agent: "a", priority: -1, runAt: 5000 },
+        { key: "c2", agent: "c", priority: 3 },
+      ]);
+      await storage.createJob(b.job, b.tasks);
+      const claim = async (limit: number, now: number, agents?: string[]) =>
+        (await storage.claimReady({ limit, now, owner: OWNER, leaseMs: 1000, ...(agents && { agents }) })).map((t) =>
+          t.key
+        );
+      deepEqual(await claim(10, 100, []), [], "an empty list claims nothing");
+      deepEqual(await claim(10, 100, ["nobody"]), [], "an agent no task names");
+      // Across two agents: priority, then runAt, then creation, wherever the limit cuts.
+      deepEqual(await claim(2, 100, ["b", "a", "b"]), ["b2", "b1"]);
+      deepEqual(await claim(1, 100, ["a", "b"]), ["a2"]);
+      deepEqual(await claim(10, 100, ["a", "b"]), ["a1"], "a task not yet due is left");
+      equal((await get(storage, b.id("c1"))).status, "ready", "another agent's task stays ready");
+      deepEqual(await claim(10, 100), ["c1", "c2"], "a claim without agents takes any agent's");
+      deepEqual(await claim(10, 5000, ["a"]), ["a-later"]);
+    },
+  },
+  {
+    name: "claimReady({ agents }) and a claim of any agent merge several agents' tasks in one claim order",
+    async run({ storage }) {
+      // Ids in creation order alternate agents: the order must hold across them, not per agent.
+      const drafts = Array.from({ length: 12 }, (_, i) => ({ key: `t${i}`, agent: ["x", "y", "z"][i % 3]! }));
+      const b = buildJob(drafts);
+      await storage.createJob(b.job, b.tasks);
+      const claim = async (limit: number, agents?: string[]) =>
+        (await storage.claimReady({ limit, now: 100, owner: OWNER, leaseMs: 1000, ...(agents && { agents }) })).map((
+          t,
+        ) => t.key);
+      deepEqual(await claim(3, ["z", "x"]), ["t0", "t2", "t3"]);
+      deepEqual(await claim(3), ["t1", "t4", "t5"]);
+      deepEqual(await claim(2, ["y"]), ["t7", "t10"]);
+      deepEqual(await claim(10), ["t6", "t8", "t9", "t11"]);
+    },
+  },
+  {
     name: "claimReady() keeps creation order among tasks made ready out of that order",
     async run({ storage }) {
       // d<i> waits for r<5-i>: finishing r0..r5 in order readies d5 first and d0 last.
@@ -686,6 +731,13 @@ export const storageCases: Case<StorageContext>[] = [
           () => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 10, start }),
           RangeError,
           "start",
+        );
+      }
+      for (const agents of ["a", null, [1], [""], ["ok", "\ud800"]]) {
+        await rejects(
+          () => storage.claimReady({ limit: 1, now: 1, owner: OWNER, leaseMs: 10, agents: agents as never }),
+          TypeError,
+          "agents",
         );
       }
     },

@@ -284,7 +284,8 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
-      name: "a schema of version 1 is migrated at open, keeps its jobs, and prunes on the index the migration adds",
+      name: "a schema of version 1 is migrated at open, keeps its jobs, and prunes and claims by agent on the " +
+        "indexes the migrations add",
       async run(ctx) {
         const s = await fresh(ctx);
         const early = buildJob([{ key: "a" }]);
@@ -302,6 +303,7 @@ function cases(db: TestDatabase): Case<Ctx>[] {
         // Version 1: the same schema without what later migrations add.
         const c = await ctx.db.client();
         await c.query(`DROP INDEX "${s.schema}".jobs_ended`);
+        await c.query(`DROP INDEX "${s.schema}".tasks_ready_agent`);
         await c.query(`DROP STATISTICS IF EXISTS "${s.schema}".jobs_ended_at`);
         await c.query(`DELETE FROM "${s.schema}".migrations WHERE version > 1`);
         const again = await openPostgresStorage({ client: c, schema: s.schema });
@@ -316,6 +318,17 @@ function cases(db: TestDatabase): Case<Ctx>[] {
           ],
         );
         equal(index.length, 1, "the migration created jobs_ended");
+        const byAgent = await c.query(
+          "SELECT 1 FROM pg_indexes WHERE schemaname = $1::text AND indexname = 'tasks_ready_agent'",
+          [s.schema],
+        );
+        equal(byAgent.length, 1, "and tasks_ready_agent");
+        deepEqual(
+          (await again.claimReady({ limit: 5, now: 10_000, owner: "o", leaseMs: 1000, agents: ["noop"] })).map((t) =>
+            t.id
+          ),
+          [live.id("a")],
+        );
         const stats = await c.query(
           "SELECT 1 FROM pg_statistic_ext WHERE stxname = 'jobs_ended_at' AND " +
             "stxnamespace = $1::text::regnamespace",

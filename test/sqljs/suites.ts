@@ -295,8 +295,8 @@ export const sqljsCases: Case<Ctx>[] = [
     },
   },
   {
-    name: "a database of schema version 1 is migrated at open, keeps its data and journal, and prunes on the " +
-      "index the migration adds",
+    name: "a database of schema version 1 is migrated at open, keeps its data and journal, and prunes and claims " +
+      "by agent on the indexes the migrations add",
     async run({ store, open }) {
       const s = await open();
       const ended = await jobWith(s, 1);
@@ -311,7 +311,9 @@ export const sqljsCases: Case<Ctx>[] = [
       // Version 1: the same database without what later migrations add.
       const SQL = await testSqlJs();
       const v1 = new SQL.Database((await store.read("snapshot"))!);
-      v1.exec("DROP INDEX jobs_ended; UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+      v1.exec(
+        "DROP INDEX jobs_ended; DROP INDEX tasks_claim_agent; UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+      );
       await store.write("snapshot", v1.export());
       v1.close();
       const again = await open();
@@ -321,13 +323,21 @@ export const sqljsCases: Case<Ctx>[] = [
       equal(await again.prune({ finishedBefore: 1000 }), 1);
       equal(await again.getJob(ended.job.id), undefined);
       ok(await again.getJob(kept.job.id));
+      deepEqual(
+        (await again.claimReady({ limit: 5, now: 10_000, owner: OWNER, leaseMs: 1000, agents: ["noop"] })).map((t) =>
+          t.id
+        ),
+        [kept.id("t0")],
+      );
       await again.close();
       const stored = new SQL.Database((await store.read("snapshot"))!);
       const version = stored.exec("SELECT value FROM meta WHERE key = 'schema_version'")[0]?.values[0]?.[0];
-      const index = stored.exec("SELECT name FROM sqlite_master WHERE name = 'jobs_ended'")[0]?.values.length;
+      const indexes = stored.exec(
+        "SELECT name FROM sqlite_master WHERE name IN ('jobs_ended', 'tasks_claim_agent') ORDER BY name",
+      )[0]?.values.map((r) => r[0]);
       stored.close();
       equal(version, String(SCHEMA_VERSION), "the migrated schema is stored");
-      equal(index, 1);
+      deepEqual(indexes, ["jobs_ended", "tasks_claim_agent"]);
     },
   },
   {
