@@ -17,7 +17,8 @@
  * once it is older than `lockStaleMs`, as is a lock cut short by a crash of the machine. Openers
  * that take one lock over at once never both open. An open that cannot work until a path or
  * its permissions change (a folder, a read-only file system) is refused with a
- * `StorageSetupError`. `close()` removes the lock. A persister serves one storage
+ * `StorageSetupError`, as is one Deno refuses for want of a permission (it needs read and write
+ * access to the folder and `--allow-sys=hostname`). `close()` removes the lock. A persister serves one storage
  * at a time: a second open through the same persister is refused too.
  *
  * @example
@@ -266,11 +267,21 @@ async function unlock(lockPath: string, token: string): Promise<void> {
 // (EEXIST: a file where the folder should be.)
 const SETUP_CODES = new Set(["EACCES", "EPERM", "EROFS", "EISDIR", "ENOTDIR", "EEXIST", "ENAMETOOLONG", "ELOOP"]);
 
+/**
+ * Whether `e` is Deno's refusal for want of a permission (`--allow-read`, `--allow-write`,
+ * `--allow-sys`): `NotCapable` (Deno 2) or `PermissionDenied` (Deno 1), with no `code`.
+ */
+function denoPermission(e: unknown): boolean {
+  const name = (e as Error)?.name;
+  return (name === "NotCapable" || name === "PermissionDenied") &&
+    (globalThis as { Deno?: unknown }).Deno !== undefined;
+}
+
 function wrap(e: unknown, what: string, path: string, opening = false): Error {
   const message = `Could not ${what} "${path}": ${(e as Error)?.message ?? String(e)}`;
   return code(e) === "ENOSPC" || code(e) === "EDQUOT"
     ? new StorageQuotaError(message, { cause: e })
-    : opening && SETUP_CODES.has(code(e) ?? "")
+    : opening && (SETUP_CODES.has(code(e) ?? "") || denoPermission(e))
     ? new StorageSetupError(message, { cause: e })
     : new StorageError(message, { cause: e });
 }

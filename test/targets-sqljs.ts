@@ -5,6 +5,7 @@
  */
 
 import {
+  createIndexedDbPersister,
   createMemoryPersister,
   loadSqlJs,
   openSqlJsStorage,
@@ -74,6 +75,27 @@ export const sqljsMemoryPersisterTarget: Target = sqljsPersistedTarget("sqljs+me
   const persister = createMemoryPersister();
   return Promise.resolve({ persister, again: () => persister });
 });
+
+let idbCounter = 0;
+
+/**
+ * The IndexedDB persister on the global `indexedDB` (a browser's, or fake-indexeddb's once a
+ * shim imported "fake-indexeddb/auto"), one fresh database per case.
+ */
+export function sqljsIndexedDbTarget(name: string): Target {
+  return sqljsPersistedTarget(name, () => {
+    const db = `sqljs-${Date.now()}-${idbCounter++}`;
+    return Promise.resolve({
+      persister: createIndexedDbPersister({ name: db }),
+      again: () => createIndexedDbPersister({ name: db }),
+      cleanup: () =>
+        new Promise<void>((resolve) => {
+          const r = indexedDB.deleteDatabase(db);
+          r.onsuccess = r.onerror = r.onblocked = () => resolve();
+        }),
+    });
+  });
+}
 
 /** The file persister, one fresh directory under `tmpdir` per case (node:fs: Node, Deno, Bun). */
 export function sqljsFileTarget(tmpdir: string): Target {

@@ -40,6 +40,23 @@ function isOurs(data: unknown): boolean {
   return data === READY || (typeof data === "object" && data !== null && (data as ChangeMessage).kind === READY);
 }
 
+/**
+ * Let `channel` not keep the process alive: `unref()` in Node and Bun. Deno has no public
+ * one: its channels hold the event loop open until closed (a Deno process with a storage left
+ * open never exited), and take a ref switch under the symbol its own `node:worker_threads` uses.
+ */
+function unref(channel: Channel): void {
+  if (typeof channel.unref === "function") {
+    channel.unref();
+    return;
+  }
+  if ((globalThis as { Deno?: unknown }).Deno === undefined) return;
+  const proto: object | null = Object.getPrototypeOf(channel);
+  const key = proto && Object.getOwnPropertySymbols(proto).find((s) => s.description === "refBroadcastChannel");
+  const ref = key ? (channel as unknown as Record<symbol, unknown>)[key] : undefined;
+  if (typeof ref === "function") ref.call(channel, false);
+}
+
 /** Local listeners plus an optional cross-context channel. */
 export class Wakeup {
   /** The channel name (`task-core:<database name>`). */
@@ -68,8 +85,8 @@ export class Wakeup {
       ch.onmessage = (event) => {
         if (isOurs(event.data)) this.#fire(changeIn(event.data));
       };
-      // Node and Bun: an open channel must not keep the process alive.
-      ch.unref?.();
+      // An open channel must not keep the process alive (a storage left open is the caller's to close).
+      unref(ch);
       this.#channel = ch;
     } catch {
       // A runtime that lists BroadcastChannel but refuses it: wake-ups stay local.

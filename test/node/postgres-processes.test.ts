@@ -121,7 +121,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test.skipIf(!server.url)(
   `${PROCESSES} processes share ${TASKS.toLocaleString("en")} tasks; 2 are killed with SIGKILL and restarted: ` +
-    "every task ends once, none runs in two processes at once, nothing is lost",
+    "every task ends once, none runs in two processes at once, nothing is lost" +
+    (server.url ? "" : ` (skipped: ${server.skip})`),
   async () => {
     const url = server.url!;
     schema = uniqueSchema("mp");

@@ -252,3 +252,56 @@ for (const rt of ["deno", "bun"] as const) {
     180_000,
   );
 }
+
+test(
+  "deno: an open refused for want of a permission (--allow-sys, --allow-write) is a StorageSetupError, not a " +
+    "StorageError that trying again could cure",
+  async () => {
+    const deno = join(root, "node_modules/.bin/deno");
+    const fixture = join(root, "test/fixtures/lock-child.ts");
+    const run = (flags: string[], path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const p = spawn(deno, ["run", "--quiet", ...flags, fixture, path, "10"], {
+          cwd: root,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        live.add(p);
+        let out = "";
+        let err = "";
+        p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+        p.stderr.on("data", (d: Buffer) => (err += d.toString()));
+        p.on("close", (code) => {
+          live.delete(p);
+          if (code === 0) resolve(out.split("\n")[0] ?? "");
+          else reject(new Error(`deno ${flags.join(" ")}: exit ${code} ${err}`));
+        });
+      });
+    const writable = join(dir, "perm");
+    // No --allow-sys: the lock cannot name this host.
+    expect(await run(["--allow-read", `--allow-write=${writable}`], join(writable, "a", "db.sqlite"))).toMatch(
+      /^BLOCKED deno StorageSetupError .*--allow-sys/,
+    );
+    // Writes allowed elsewhere only.
+    expect(await run(["--allow-read", "--allow-sys", `--allow-write=${writable}`], join(dir, "elsewhere.sqlite")))
+      .toMatch(/^BLOCKED deno StorageSetupError .*--allow-write/);
+    // Everything it needs: it opens.
+    expect(await run(["--allow-read", "--allow-sys=hostname", `--allow-write=${writable}`], join(writable, "b.sqlite")))
+      .toMatch(/^OPEN deno /);
+  },
+  60_000,
+);
+
+for (const rt of ["deno", "bun"] as const) {
+  test(
+    `${rt}: an IndexedDB storage left open (its BroadcastChannel armed) does not keep the process alive`,
+    async () => {
+      const child = start(rt, "left-open-child.ts", []);
+      await child.line("DONE");
+      const exit = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+      if (exit === null) child.kill("SIGKILL");
+      expect(exit, `${rt} still running 10 s after DONE`).not.toBeNull();
+      expect(exit!.code, exit!.err).toBe(0);
+    },
+    30_000,
+  );
+}

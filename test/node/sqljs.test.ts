@@ -2,14 +2,13 @@ import "fake-indexeddb/auto";
 import { forceCloseDatabase } from "fake-indexeddb";
 import { tmpdir } from "node:os";
 import { test } from "vitest";
-import { createIndexedDbPersister } from "../../adapters/sqljs.ts";
 import { registerSqlJsSuites } from "../sqljs/suites.ts";
 import { registerSuites } from "../suites.ts";
 import {
   sqljsFileTarget,
+  sqljsIndexedDbTarget,
   sqljsMemoryPersisterTarget,
   sqljsMemoryTarget,
-  sqljsPersistedTarget,
 } from "../targets-sqljs.ts";
 
 const registrar = {
@@ -17,19 +16,7 @@ const registrar = {
   skip: (name: string) => test.todo(name),
 };
 
-let n = 0;
-const fakeIndexedDbTarget = sqljsPersistedTarget("sqljs+indexeddb(fake)", () => {
-  const name = `sqljs-${Date.now()}-${n++}`;
-  return Promise.resolve({
-    persister: createIndexedDbPersister({ name }),
-    again: () => createIndexedDbPersister({ name }),
-    cleanup: () =>
-      new Promise<void>((resolve) => {
-        const r = indexedDB.deleteDatabase(name);
-        r.onsuccess = r.onerror = r.onblocked = () => resolve();
-      }),
-  });
-});
+const fakeIndexedDbTarget = sqljsIndexedDbTarget("sqljs+indexeddb(fake)");
 
 registerSuites(registrar, [
   sqljsMemoryTarget,

@@ -359,7 +359,13 @@ export function registerPersisterSuites(
     opfsPersisterCases,
     () => Promise.resolve({ ctx: { directory: memoryDirectory() } }),
   );
-  if (idb) {
+  if (!idb) {
+    // Never silent: a runtime without one lists these cases as skipped, with the reason.
+    const skip = 'this runtime has no indexedDB (a shim can import "fake-indexeddb/auto")';
+    const none = () => Promise.reject(new Error("skipped"));
+    register(registrar, "sqljs[indexeddb persister]", persisterCases.map((c) => ({ ...c, skip })), none);
+    register(registrar, "sqljs[indexeddb persister]", indexedDbPersisterCases.map((c) => ({ ...c, skip })), none);
+  } else {
     register(registrar, "sqljs[indexeddb persister]", indexedDbPersisterCases, () => {
       const name = `sqljs-persister-${Date.now()}-${n++}`;
       const forceClose = options.forceCloseIndexedDb ?? closeLikeTheBrowser;

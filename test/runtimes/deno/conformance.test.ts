@@ -1,10 +1,10 @@
 import { registerCoreSuites, registerSuites } from "../../suites.ts";
-import { memoryTarget } from "../../targets.ts";
+import { latencyTarget, memoryTarget } from "../../targets.ts";
 
 registerSuites({
   test: (name, fn) => Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false }),
   skip: (name, reason) => Deno.test({ name, ignore: reason.length > 0, fn: () => {} }),
-}, [memoryTarget]);
+}, [memoryTarget, latencyTarget]);
 registerCoreSuites({
   test: (name, fn) => Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false }),
   skip: (name, reason) => Deno.test({ name, ignore: reason.length > 0, fn: () => {} }),
