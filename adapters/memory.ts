@@ -262,6 +262,35 @@ class ReadyIndex {
     } else b.late!.pop();
   }
 
+  /**
+   * Drop the entries that no longer stand for a ready task of this index (a task cancelled
+   * or paused while ready stays filed until a claim passes its `runAt`, which for a task due
+   * far ahead is long after its job was pruned), and forget the buckets left empty.
+   */
+  sweep(): void {
+    const filed = (s: Slot, b: Bucket): boolean =>
+      !s.gone && s.task.status === "ready" && s.task.runAt === b.runAt && s.task.priority === b.priority &&
+      s.task.agent === this.agent;
+    const keep = (b: Bucket): boolean => {
+      const slots: Slot[] = [];
+      for (let i = b.head; i < b.slots.length; i++) {
+        const s = b.slots[i];
+        if (s !== undefined && filed(s, b)) slots.push(s);
+      }
+      b.slots = slots;
+      b.head = 0;
+      if (b.late !== null) {
+        b.late.retain((s) => filed(s, b));
+        if (b.late.size === 0) b.late = null;
+      }
+      if (slots.length > 0 || b.late !== null) return true;
+      this.#drop(b);
+      return false;
+    };
+    this.due.retain(keep);
+    this.delayed.retain(keep);
+  }
+
   /** Forget an empty bucket (it left its heap). */
   #drop(bucket: Bucket): void {
     const byRunAt = this.buckets.get(bucket.priority);
@@ -306,6 +335,8 @@ export class MemoryStorage implements Storage {
   readonly #state = new Map<string, Map<string, JsonValue>>();
   readonly #listeners = new Set<(change?: StorageChange) => void>();
   #closed = false;
+  /** Tasks pruned since the ready indexes were last swept of the entries they left (see `#sweepReady`). */
+  #prunedSinceSweep = 0;
 
   /** Create an empty store. */
   constructor(options: MemoryStorageOptions = {}) {
@@ -354,7 +385,8 @@ export class MemoryStorage implements Storage {
       setCache: (jobId, key, value) => {
         let m = this.#cache.get(jobId);
         if (value === undefined) {
-          m?.delete(key);
+          // No empty map left per job (prune would drop it, but a job may be kept for long).
+          if (m?.delete(key) && m.size === 0) this.#cache.delete(jobId);
           return;
         }
         if (!m) this.#cache.set(jobId, m = new Map());
@@ -677,7 +709,8 @@ export class MemoryStorage implements Storage {
         const extra = keepLast !== undefined && index >= keepLast;
         if (!old && !extra) return;
         if (!isJobFinal(job.status)) return;
-        for (const slot of this.#byJob.get(job.id) ?? NO_SLOTS) {
+        const slots = this.#byJob.get(job.id) ?? NO_SLOTS;
+        for (const slot of slots) {
           const t = slot.task;
           slot.gone = true;
           this.#tasks.delete(t.id);
@@ -694,10 +727,23 @@ export class MemoryStorage implements Storage {
         this.#cache.delete(job.id);
         this.#jobs.delete(job.id);
         removeJobId(this.#jobsByStatus, job.status, job.id);
+        this.#prunedSinceSweep += slots.length;
         removed++;
       });
+      // Amortized: a sweep walks the ready entries, no more than the tasks pruned since the last one.
+      const ready = this.#byStatus.get("ready")?.size ?? 0;
+      if (this.#prunedSinceSweep >= SWEEP_MIN && this.#prunedSinceSweep >= ready) this.#sweepReady();
       return removed;
     });
+  }
+
+  /** Sweep every agent's ready index of the entries pruned and ended tasks left (see `ReadyIndex.sweep`). */
+  #sweepReady(): void {
+    this.#prunedSinceSweep = 0;
+    for (const index of this.#ready.values()) {
+      index.sweep();
+      if (index.empty) this.#ready.delete(index.agent);
+    }
   }
 
   /** {@inheritDoc Storage.watch} */
@@ -724,6 +770,8 @@ export class MemoryStorage implements Storage {
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+/** Fewest tasks pruned before the ready indexes are swept of what they left there. */
+const SWEEP_MIN = 1024;
 const NO_SLOTS: readonly Slot[] = Object.freeze([]);
 
 /** Sort by id (only when not in order already) and cut the page `after` / `limit` ask for. */

@@ -64,6 +64,13 @@ export class Heap<T> {
     return top;
   }
 
+  /** Keep only the items `keep` accepts (called once per item, in no particular order). O(n log n). */
+  retain(keep: (item: T) => boolean): void {
+    const kept = this.#items.filter(keep);
+    this.#items = [];
+    for (const item of kept) this.push(item);
+  }
+
   /** Remove every item. */
   clear(): void {
     this.#items = [];

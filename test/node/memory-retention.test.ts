@@ -1,11 +1,14 @@
-import { setFlagsFromString } from "node:v8";
+import * as v8 from "node:v8";
 import { runInNewContext } from "node:vm";
 import { expect, test } from "vitest";
 import { createMemoryStorage } from "../../adapters/memory.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 
-setFlagsFromString("--expose-gc");
+v8.setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
+// Live objects of a class, counted in the heap (Node 20.13 and later): the adapter's maps are private.
+const queryObjects = (v8 as { queryObjects?: (c: unknown, o: { format: "count" }) => number }).queryObjects;
+const counted = test.skipIf(typeof queryObjects !== "function");
 
 test("memory: prune() lets go of a pruned task that left the ready queue unclaimed (a delayed task whose job was cancelled)", async () => {
   const storage = createMemoryStorage({ now: () => 1_000 });
@@ -28,3 +31,56 @@ test("memory: prune() lets go of a pruned task that left the ready queue unclaim
   ref = undefined;
   await storage.close();
 });
+
+counted(
+  "memory: a job's cache holds no empty map once its last key is deleted (skipped without v8.queryObjects)",
+  async () => {
+    const storage = createMemoryStorage({ now: () => 1_000 });
+    const jobs = [];
+    for (let i = 0; i < 500; i++) {
+      const b = buildJob([{ key: "a" }]);
+      await storage.createJob(b.job, b.tasks);
+      jobs.push(b.job.id);
+    }
+    gc();
+    const before = queryObjects!(Map, { format: "count" });
+    for (const id of jobs) {
+      await storage.commit([{ type: "setCache", jobId: id, key: "k", value: 1 }]);
+      await storage.commit([{ type: "setCache", jobId: id, key: "k", value: undefined }]);
+    }
+    gc();
+    const grown = queryObjects!(Map, { format: "count" }) - before;
+    expect(await storage.getCache(jobs[0]!, "k")).toBeUndefined();
+    expect(grown, "maps left behind by 500 jobs' emptied caches").toBeLessThan(50);
+    await storage.close();
+  },
+);
+
+counted(
+  "memory: prune() lets go of the ready-queue entries of cancelled tasks due far ahead (skipped without v8.queryObjects)",
+  async () => {
+    const storage = createMemoryStorage({ now: () => 1_000 });
+    const year = 365 * 86_400_000;
+    const n = 2_000;
+    gc();
+    const before = queryObjects!(Object, { format: "count" });
+    for (let i = 0; i < n; i++) {
+      // Each due at its own time a year ahead (one ready bucket each), then cancelled with its job.
+      const b = buildJob([{ key: "later", runAt: year + i }]);
+      await storage.createJob(b.job, b.tasks);
+      await storage.commit([
+        { type: "updateJob", id: b.job.id, expect: { version: 1 }, set: { status: "cancelled" } },
+      ]);
+    }
+    expect(await storage.prune({ keepLast: 0 })).toBe(n);
+    expect(await storage.listJobs()).toEqual([]);
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 0));
+      gc();
+    }
+    const left = queryObjects!(Object, { format: "count" }) - before;
+    // Before: a bucket and a task entry per pruned task, kept until a claim passed its runAt.
+    expect(left, `objects left by ${n} pruned jobs`).toBeLessThan(n / 2);
+    await storage.close();
+  },
+);
