@@ -466,17 +466,21 @@ class IdbStorage implements IndexedDbStorage {
       const { finishedBefore, keepLast } = checked;
       const jobs = tx.objectStore("jobs");
       const index = jobs.index("finished");
-      // Ended jobs, newest first (finishedAt, then id, descending).
-      const ended = keepLast !== undefined
-        ? (await index.getAll()).reverse()
-        : finishedBefore !== undefined
-        ? (await index.getAll(IDBKeyRange.upperBound([finishedBefore], true))).reverse()
-        : [];
-      const doomed = ended.filter((job, i) => {
-        const old = finishedBefore !== undefined && (job.finishedAt ?? 0) < finishedBefore;
-        const extra = keepLast !== undefined && i >= keepLast;
-        return (old || extra) && isJobFinal(job.status);
-      });
+      // Ended jobs by end time, then id. Those to delete are the oldest: the ones ended before
+      // `finishedBefore`, and those past the newest `keepLast`, both a prefix of the index;
+      // only they are read (the kept ones are counted, not read).
+      let oldest: Job[] = [];
+      if (keepLast !== undefined) {
+        const total = await index.count();
+        const newer = finishedBefore !== undefined
+          ? await index.count(IDBKeyRange.lowerBound([finishedBefore]))
+          : total;
+        const n = total - Math.min(keepLast, newer);
+        if (n > 0) oldest = await index.getAll(null, readCount(n));
+      } else if (finishedBefore !== undefined) {
+        oldest = await index.getAll(IDBKeyRange.upperBound([finishedBefore], true));
+      }
+      const doomed = oldest.filter((job) => isJobFinal(job.status));
       const tasks = tx.objectStore("tasks");
       const members = new IdLeaves(tx, "members");
       const taskIds = await Promise.all(doomed.map((job) => members.ids([job.id])));

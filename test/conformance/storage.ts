@@ -2067,6 +2067,31 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "prune() with keepLast and finishedBefore deletes the jobs either names; a tie in end time goes by id",
+    async run({ storage }) {
+      const jobs = Array.from({ length: 6 }, (_, i) => buildJob([{ key: "a" }], `j${i + 1}`));
+      const live = buildJob([{ key: "a" }], "live");
+      for (const b of [...jobs, live]) await storage.createJob(b.job, b.tasks);
+      const endedAt = [100, 200, 200, 300, 400, 500];
+      for (const [i, b] of jobs.entries()) {
+        await storage.commit(
+          [{ type: "updateJob", id: b.job.id, expect: { version: 1 }, set: { status: "cancelled" } }],
+          endedAt[i],
+        );
+      }
+      const names = async () => (await storage.listJobs()).map((j) => j.name).sort();
+      equal(await storage.prune({ keepLast: 5 }), 1);
+      deepEqual(await names(), ["j2", "j3", "j4", "j5", "j6", "live"]);
+      // Newest first: j6, j5, j4, then j3 and j2 (both at 200: j3, created later, is newer).
+      equal(await storage.prune({ keepLast: 4, finishedBefore: 250 }), 2);
+      deepEqual(await names(), ["j4", "j5", "j6", "live"]);
+      equal(await storage.prune({ keepLast: 10, finishedBefore: 350 }), 1);
+      deepEqual(await names(), ["j5", "j6", "live"]);
+      equal(await storage.prune({ keepLast: 0 }), 2);
+      deepEqual(await names(), ["live"]);
+    },
+  },
+  {
     name: "watch() listeners of this storage are told which jobs changed status",
     async run({ storage }) {
       const changes: (StorageChange | undefined)[] = [];
