@@ -54,6 +54,35 @@ export interface ExecutorEvents {
 /** Name of an executor event. */
 export type ExecutorEventName = keyof ExecutorEvents;
 
+/** Every event name, for JavaScript callers: a misspelt one (`"job:complete"`) is refused, not silently never told. */
+const EVENT_NAMES: Record<ExecutorEventName, true> = {
+  "task:started": true,
+  "task:completed": true,
+  "task:retrying": true,
+  "task:failed": true,
+  "task:timeout": true,
+  "task:lost": true,
+  "task:progress": true,
+  "task:review": true,
+  "task:accepted": true,
+  "task:rejected": true,
+  "task:blocked": true,
+  "job:completed": true,
+  "job:failed": true,
+  "job:cancelled": true,
+  "storage:error": true,
+  "listener:error": true,
+};
+
+function checkEvent(call: string, event: unknown): void {
+  if (typeof event !== "string" || !Object.hasOwn(EVENT_NAMES, event)) {
+    throw new TypeError(
+      `${call}: unknown event ${typeof event === "string" ? `"${event}"` : typeof event}; the events are ` +
+        Object.keys(EVENT_NAMES).map((e) => `"${e}"`).join(", "),
+    );
+  }
+}
+
 /** A listener of event `K`. */
 export type Listener<K extends ExecutorEventName> = (payload: ExecutorEvents[K]) => void;
 
@@ -65,6 +94,7 @@ export class Emitter {
 
   /** Listen to an event; returns a function that stops listening. */
   on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
+    checkEvent("on()", event);
     if (typeof listener !== "function") {
       throw new TypeError(`on("${String(event)}") needs a function, got ${typeof listener}`);
     }
@@ -76,6 +106,7 @@ export class Emitter {
 
   /** Listen to the next occurrence only. */
   once<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
+    checkEvent("once()", event);
     if (typeof listener !== "function") {
       throw new TypeError(`once("${String(event)}") needs a function, got ${typeof listener}`);
     }

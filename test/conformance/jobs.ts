@@ -218,7 +218,7 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
-    name: "JobHandle.on() refuses a listener that is not a function with a TypeError, as Executor.on() does",
+    name: "JobHandle.on() refuses a listener that is not a function, and on() an unknown event, with a TypeError",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [echo]);
       const reported: string[] = [];
@@ -226,6 +226,9 @@ export const jobCases: Case<ExecContext>[] = [
       const job = await executor.submit({ name: "on", tasks: [{ key: "a", agent: "echo", input: 1 }] });
       throws(() => executor.on("job:completed", undefined as never), TypeError, "needs a function");
       throws(() => job.on("job:completed", undefined as never), TypeError, "needs a function");
+      // A misspelt event (JavaScript callers get no compile error) is refused, not silently never told.
+      throws(() => executor.on("job:complete" as never, () => {}), TypeError, 'unknown event "job:complete"');
+      throws(() => job.on("job:complete" as never, () => {}), TypeError, 'unknown event "job:complete"');
       executor.start();
       deepEqual(await job.wait(), { a: 1 });
       deepEqual(reported, [], "no listener:error from a listener that was never a function");
