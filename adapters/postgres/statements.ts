@@ -107,20 +107,29 @@ export class Statements {
       `(SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready' AND priority = p.priority ` +
       "AND run_at <= $2::text::float8 AND attempts < 2147483647 ORDER BY run_at, id " +
       "LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) c LIMIT $4::text::int8), ";
-    // The same per agent for a claim limited to some agents: each agent's due tasks are
-    // read (and locked) as above, up to the limit, on tasks_ready_agent, then merged in claim
-    // order. Rows locked past the limit (at most the limit per agent but one) are let go when
-    // the statement ends.
-    const someAgents = "WITH locked AS MATERIALIZED (SELECT c.id, c.priority, c.run_at FROM " +
-      "unnest($6::text::text[]) a (agent) CROSS JOIN LATERAL (WITH RECURSIVE prios (priority) AS (" +
+    // The same per agent for a claim limited to some agents, on tasks_ready_agent. Merging
+    // the agents' streams in claim order needs a sort, which pulls up to the limit from each
+    // agent: locking there would hold rows the claim does not pick (until its transaction
+    // ends), and a concurrent claim would skip them and find too few. So `first` reads (no
+    // lock) each agent's first due tasks up to the limit and merges them: how many of the
+    // first `$4` each agent has is its quota; `locked` then reads and locks each agent's
+    // stream up to its quota (SKIP LOCKED going past what other claims hold): every row it
+    // locks is picked. Both read only the agents' due tasks, at most the limit per agent.
+    const agentStream = (limit: string, lock: string) =>
+      "(WITH RECURSIVE prios (priority) AS (" +
       `(SELECT priority FROM ${s}.tasks WHERE status = 'ready' AND agent = a.agent ORDER BY priority LIMIT 1) ` +
       `UNION ALL SELECT (SELECT t.priority FROM ${s}.tasks t WHERE t.status = 'ready' AND t.agent = a.agent ` +
       "AND t.priority > p.priority ORDER BY t.priority LIMIT 1) FROM prios p WHERE p.priority IS NOT NULL) " +
       "SELECT d.id, d.priority, d.run_at FROM prios p CROSS JOIN LATERAL " +
       `(SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready' AND agent = a.agent ` +
       "AND priority = p.priority AND run_at <= $2::text::float8 AND attempts < 2147483647 ORDER BY run_at, id " +
-      "LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) d LIMIT $4::text::int8) c " +
-      "ORDER BY c.priority, c.run_at, c.id LIMIT $4::text::int8), ";
+      `LIMIT ${limit}${lock}) d LIMIT ${limit}) c`;
+    const someAgents = "WITH first AS MATERIALIZED (SELECT a.agent FROM unnest($6::text::text[]) a (agent) " +
+      `CROSS JOIN LATERAL ${agentStream("$4::text::int8", "")} ` +
+      "ORDER BY c.priority, c.run_at, c.id LIMIT $4::text::int8), " +
+      "quota AS MATERIALIZED (SELECT agent, count(*) AS n FROM first GROUP BY agent), " +
+      "locked AS MATERIALIZED (SELECT c.id, c.priority, c.run_at FROM quota a " +
+      `CROSS JOIN LATERAL ${agentStream("a.n", " FOR UPDATE SKIP LOCKED")}), `;
     const update =
       "picked AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY priority, run_at, id) AS n FROM locked) " +
       `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +

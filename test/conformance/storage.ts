@@ -668,6 +668,78 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "claimReady() with and without agents follows a model of the ready set through moves, releases and pauses",
+    async run({ storage }) {
+      // A seeded walk: tasks of three agents move between priorities, runAts and agents,
+      // are released back to ready, paused and resumed, cancelled; every claim (limit cut
+      // anywhere, any agent subset) must answer the model's first tasks in claim order.
+      let seed = 7;
+      const rnd = (n: number) => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return Math.floor((seed / 2147483648) * n);
+      };
+      const AGENTS = ["a", "b", "c"];
+      const drafts = Array.from({ length: 200 }, (_, i) => ({
+        key: `t${i}`,
+        agent: AGENTS[rnd(3)]!,
+        priority: rnd(3),
+        runAt: rnd(3) * 10,
+      }));
+      const b = buildJob(drafts);
+      await storage.createJob(b.job, b.tasks);
+      const model = new Map<string, Task>();
+      for (const t of await storage.getTasks(b.tasks.map((t) => t.id))) model.set(t!.id, t!);
+      const update = async (id: string, set: Partial<Task>) => {
+        const t = model.get(id)!;
+        await storage.commit([{ type: "updateTask", id, expect: { version: t.version, status: t.status }, set }]);
+        model.set(id, await get(storage, id));
+      };
+      let now = 0;
+      for (let step = 0; step < 300; step++) {
+        const ids = [...model.keys()];
+        const op = rnd(7);
+        if (op <= 2) {
+          now += rnd(3) * 5;
+          const limit = 1 + rnd(40);
+          const pick = rnd(5);
+          const agents = pick === 0
+            ? undefined
+            : pick === 4
+            ? ["a", "c"]
+            : pick === 3
+            ? ["b", "c", "a"]
+            : [AGENTS[rnd(3)]!];
+          const want = [...model.values()]
+            .filter((t) => t.status === "ready" && t.runAt <= now && (!agents || agents.includes(t.agent)))
+            .sort((x, y) => x.priority - y.priority || x.runAt - y.runAt || (x.id < y.id ? -1 : 1))
+            .slice(0, limit)
+            .map((t) => t.key);
+          const got = await storage.claimReady({ limit, now, owner: OWNER, leaseMs: 1000, ...(agents && { agents }) });
+          deepEqual(got.map((t) => t.key), want, `step ${step}: claim ${limit} at ${now} of ${agents ?? "any"}`);
+          for (const t of got) model.set(t.id, await get(storage, t.id));
+        } else {
+          const id = ids[rnd(ids.length)]!;
+          const t = model.get(id)!;
+          const set: Partial<Task> = {};
+          if (rnd(2)) set.priority = rnd(3);
+          if (rnd(2)) set.agent = AGENTS[rnd(3)]!;
+          if (rnd(2)) set.runAt = now + rnd(3) * 5;
+          if (t.status === "running") await update(id, { ...set, status: "ready" });
+          else if (t.status === "ready") {
+            const r = rnd(6);
+            if (r === 0) await update(id, { status: "paused" });
+            else if (r === 1 && step > 200) await update(id, { status: "cancelled" });
+            else if (Object.keys(set).length > 0) await update(id, set);
+          } else if (t.status === "paused") await update(id, { ...set, status: "ready" });
+        }
+      }
+      // Whatever is left ready is claimed exactly once.
+      const left = [...model.values()].filter((t) => t.status === "ready").map((t) => t.key).sort();
+      const rest = await storage.claimReady({ limit: 1000, now: now + 1000, owner: OWNER, leaseMs: 1000 });
+      deepEqual(rest.map((t) => t.key).sort(), left);
+    },
+  },
+  {
     name: "claimReady() keeps creation order among tasks made ready out of that order",
     async run({ storage }) {
       // d<i> waits for r<5-i>: finishing r0..r5 in order readies d5 first and d0 last.

@@ -985,6 +985,44 @@ function cases(db: TestDatabase): Case<Ctx>[] {
       },
     },
     {
+      name: "a claim limited to several agents locks only the tasks it picks: a concurrent claim gets the others",
+      ...realServerOnly(db),
+      async run(ctx) {
+        const s = await fresh(ctx);
+        const b = buildJob([
+          { key: "a0", agent: "a", priority: 0 },
+          { key: "b1", agent: "b", priority: 1 },
+          { key: "b2", agent: "b", priority: 1 },
+        ]);
+        await s.createJob(b.job, b.tasks);
+        // Another claimer's claim of one task of "a" or "b", held open after its statement
+        // (as a slow commit would be): it picks a0 and must hold no lock on b's tasks.
+        const other = ctx.db.otherClient ? await ctx.db.otherClient() : await ctx.db.client();
+        const sql = new Statements(s.schema);
+        let finish!: () => void;
+        const held = new Promise<void>((r) => (finish = r));
+        let claimed!: (n: number) => void;
+        const first = new Promise<number>((r) => (claimed = r));
+        const holder = other.transaction(async (tx) => {
+          const rows = await tx.query(sql.claimAgents, ["other", 100, 1100, 1, 0, "{a,b}"]);
+          claimed(rows.length);
+          await held;
+        });
+        try {
+          equal(await first, 1, "the held claim took one task (a0, first in claim order)");
+          const got = await s.claimReady({ limit: 5, now: 100, owner: "o", leaseMs: 1000, agents: ["b"] });
+          deepEqual(
+            got.map((t) => t.key),
+            ["b1", "b2"],
+            `b's tasks, which the other claim did not pick: got ${JSON.stringify(got.map((t) => t.key))}`,
+          );
+        } finally {
+          finish();
+          await holder;
+        }
+      },
+    },
+    {
       name: "a state write expecting the key absent is refused when a blind write of it commits meanwhile",
       ...realServerOnly(db),
       async run(ctx) {
