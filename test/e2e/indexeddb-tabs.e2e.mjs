@@ -17,7 +17,9 @@
 //   3. a tab reloaded mid-run: the reloaded page reattaches to the unfinished job and
 //      finishes it; no task is lost and no task completed before the reload runs again
 //      (tasks running at reload time may run twice: at-least-once);
-//   4. multi-executor stress (issue 9), the workload of test/chaos/stress.ts across four
+//   4. two tabs running different agents (claimAgents): a job spanning both completes, each
+//      tab runs exactly its own agent's tasks, none fails as of an unknown agent;
+//   5. multi-executor stress (issue 9), the workload of test/chaos/stress.ts across four
 //      tabs: 5,000 tasks (TASK_CORE_TABS_STRESS_TASKS) in DAG jobs of 50 submitted round
 //      robin by the tabs, with random retryable and permanent failures, timeouts and 20%
 //      at-most-once tasks (test/e2e/tabs-stress.ts). Every task ends final with the runs
@@ -313,6 +315,54 @@ try {
       const recovered = after.tasks.filter((t) => t.attempts > 1).length;
       return `${done.size} completed before the reload; ${open.length} open, ${recovered} of them recovered, ` +
         `${twice} ran twice (at-least-once)`;
+    },
+  );
+
+  await scenario(
+    "two tabs running different agents (claimAgents): each runs exactly its own agent's tasks of a job spanning both",
+    async (tab) => {
+      const N = 40;
+      const db = "tabs-agents";
+      const common = { db, mode: "random", minDelayMs: 1, maxDelayMs: 10, maxWorkers: 4, pollIntervalMs: 200 };
+      // The page knows both agents (it submits the job) but claims only "page"; the other
+      // tab (a worker, say) registers only "heavy" and claims what it registers.
+      const a = await tab("A");
+      const b = await tab("B");
+      await b.evaluate((c) => globalThis.tabs.open(c), {
+        ...common,
+        tab: "B",
+        aliases: ["heavy"],
+        onlyAliases: true,
+        claimAgents: "registered",
+      });
+      await a.evaluate((c) => globalThis.tabs.open(c), {
+        ...common,
+        tab: "A",
+        aliases: ["page", "heavy"],
+        claimAgents: ["page"],
+      });
+      // page-k, then heavy-k after it: the job goes back and forth between the tabs.
+      const tasks = [];
+      for (let i = 0; i < N / 2; i++) {
+        const k = String(i).padStart(3, "0");
+        tasks.push({ key: `p${k}`, agent: "page", input: i });
+        tasks.push({ key: `h${k}`, agent: "heavy", input: i, dependsOn: [`p${k}`] });
+      }
+      const [id] = await a.evaluate((spec) => globalThis.tabs.submitJobs([spec]), { name: "agents", tasks });
+      const job = await a.evaluate((id) => globalThis.tabs.wait(id), id);
+      assert.equal(job.status, "completed", "the job completed");
+      const wrong = job.tasks.filter((t) => t.status !== "completed" || t.attempts !== 1);
+      assert.deepEqual(wrong, [], "every task completed on its first attempt (none failed as of an unknown agent)");
+      const ranBy = job.tasks.map((t) => `${t.key[0]}:${t.output.by}`);
+      assert.deepEqual(
+        [...new Set(ranBy)].sort(),
+        ["h:B", "p:A"],
+        "the page ran every page task, the other tab every heavy task",
+      );
+      const counts = countByKey(reports);
+      assert.equal(counts.size, N, "every task ran");
+      assert.ok([...counts.values()].every((n) => n === 1), "each exactly once");
+      return `A ran ${N / 2} page tasks, B ${N / 2} heavy ones`;
     },
   );
 

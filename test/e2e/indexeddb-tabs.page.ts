@@ -16,6 +16,7 @@
  */
 
 import { openIndexedDbStorage } from "../../adapters/indexeddb.ts";
+import type { Agent } from "../../src/agent.ts";
 import type { RetryOptions } from "../../src/backoff.ts";
 import { NonRetryableError } from "../../src/errors.ts";
 import { Executor, type ExecutorStats } from "../../src/executor.ts";
@@ -45,6 +46,12 @@ export interface TabConfig {
   recoveryIntervalMs?: number;
   pollIntervalMs?: number;
   retry?: Partial<RetryOptions>;
+  /** Register `work` under these names too (the tab runs them as it runs `work`). */
+  aliases?: string[];
+  /** Executor option `claimAgents`. */
+  claimAgents?: "all" | "registered" | string[];
+  /** Leave out the agents `work` and `stress` (the tab then runs only its aliases). */
+  onlyAliases?: boolean;
 }
 
 /** One task as Node sees it. */
@@ -144,7 +151,7 @@ function need<T>(value: T | null, what: string): T {
 
 function registry(c: TabConfig): AgentRegistry {
   const registry = new AgentRegistry();
-  registry.register({
+  const work: Agent<JsonValue, JsonValue> = {
     name: "work",
     description: "Reports its execution, then sleeps (random), waits 60 s (slow) or returns (quick)",
     async execute(input: JsonValue, ctx): Promise<JsonValue> {
@@ -167,7 +174,10 @@ function registry(c: TabConfig): AgentRegistry {
       }
       return { by: c.tab, input };
     },
-  });
+  };
+  for (const name of c.aliases ?? []) registry.register({ ...work, name });
+  if (c.onlyAliases) return registry;
+  registry.register(work);
   registry.register({
     name: "stress",
     description: "Reports its start and end; returns, fails or times out as its input's plan says",
@@ -207,6 +217,7 @@ const tabs = {
       ...(c.recoveryIntervalMs !== undefined && { recoveryIntervalMs: c.recoveryIntervalMs }),
       ...(c.pollIntervalMs !== undefined && { pollIntervalMs: c.pollIntervalMs }),
       ...(c.retry !== undefined && { retry: c.retry }),
+      ...(c.claimAgents !== undefined && { claimAgents: c.claimAgents }),
     };
     executor = new Executor(options);
     jobEnds = {};
