@@ -266,6 +266,7 @@ export const MIGRATIONS: readonly Migration[] = [
     const ready = tx.objectStore("ready");
     const tasks = tx.objectStore("tasks");
     const all = ready.getAll();
+    all.onerror = () => fail(all.error);
     all.onsuccess = () => {
       try {
         const old = all.result as { k: [number, number, string]; ids: string[] }[];
@@ -287,6 +288,7 @@ export const MIGRATIONS: readonly Migration[] = [
           for (const id of leaf.ids) {
             pending++;
             const read = tasks.get(id);
+            read.onerror = () => fail(read.error);
             read.onsuccess = () => {
               try {
                 const agent = (read.result as TaskRow | undefined)?.agent;
