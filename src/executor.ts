@@ -628,6 +628,8 @@ export class Executor {
   #wakeTimer: unknown = null;
   #wakeAt = Infinity;
   readonly #wakeTimes = new Heap<number>((a, b) => a < b);
+  /** The latest time pushed on `#wakeTimes` while it is there (a job's tasks share one runAt: kept once). */
+  #lastWakeTime = -Infinity;
   #timers: unknown[] = [];
   #unwatch: (() => void) | null = null;
   /** `wait()`ers by job id, and the storage subscription that wakes them (while there are any). */
@@ -1410,12 +1412,21 @@ export class Executor {
     if (this.#state !== "running" && this.#state !== "idle") return;
     // Times already due wake nothing more: drop them first. A never-started executor (a
     // process that only submits) has no timer to pop them, and would keep them for good.
-    const now = this.#clock.now();
-    while ((this.#wakeTimes.peek() ?? Infinity) <= now) this.#wakeTimes.pop();
+    this.#dropDueWakes(this.#clock.now());
+    // A job of 100k tasks delayed alike keeps one time, not 100k.
+    if (at === this.#lastWakeTime) return;
+    this.#lastWakeTime = at;
     this.#wakeTimes.push(at);
     // A never-started executor (a client that submits, reviews, resumes) keeps the times
     // for `start()` and arms no timer: it must not keep its process alive.
     if (this.#state === "running" && at < this.#wakeAt) this.#armWake(at);
+  }
+
+  /** Drop the wake-up times due by `now`. */
+  #dropDueWakes(now: number): void {
+    while ((this.#wakeTimes.peek() ?? Infinity) <= now) {
+      if (this.#wakeTimes.pop() === this.#lastWakeTime) this.#lastWakeTime = -Infinity;
+    }
   }
 
   #disarmWake(): void {
@@ -1430,8 +1441,7 @@ export class Executor {
     this.#wakeTimer = this.#clock.setTimer(() => {
       this.#wakeTimer = null;
       this.#wakeAt = Infinity;
-      const now = this.#clock.now();
-      while ((this.#wakeTimes.peek() ?? Infinity) <= now) this.#wakeTimes.pop();
+      this.#dropDueWakes(this.#clock.now());
       const next = this.#wakeTimes.peek();
       if (next !== undefined && this.#state === "running") this.#armWake(next);
       this.#poke();
