@@ -97,7 +97,8 @@ export interface ExecutorOptions {
    * - `"registered"`: only tasks of the agents registered now (read at each claim, so an
    *   agent registered later is claimed from then on). Executors on one storage may then
    *   run different agents (a worker for the browser-only agents, one for the GPU ones):
-   *   each claims its own, and a task of an agent no executor registers waits `ready`.
+   *   each claims its own, and a task of an agent no executor registers waits `ready`. A
+   *   task claimed for an agent unregistered before it ran goes back to `ready` uncounted.
    * - a list of agent names: only those agents' tasks.
    *
    * The storage serves the filter from an index per agent: a claim never reads past other
@@ -1912,6 +1913,14 @@ export class Executor {
   /** Call the agent of an attempt. */
   #call(run: Run): void {
     const { task } = run;
+    if (this.#claimAgents !== null && !this.agents.has(task.agent)) {
+      // Claimed for an agent unregistered since: an executor claiming by agent hands it
+      // back (uncounted) for one that runs the agent, rather than failing it as unknown.
+      void this.#release([task], `Released: agent "${task.agent}" is no longer registered in executor "${this.id}"`);
+      run.lost = true;
+      this.#settle(run, false, new TaskAbortedError("Ended before its agent was called"));
+      return;
+    }
     run.called = true;
     run.deadline = this.#monotonic() + run.timeoutMs;
     this.#stats.started++;

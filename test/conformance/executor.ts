@@ -1895,6 +1895,42 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: 'claimAgents: "registered" hands back a claimed task whose agent was unregistered before it ran',
+    async run(ctx) {
+      const gate = deferred();
+      const first = agent("first", () => gate.promise.then(() => null));
+      const second = agent("second", () => "ran");
+      const { executor, registry, clock } = harness(ctx.storage, [first, second], {
+        claimAgents: "registered",
+        maxWorkers: 1,
+        prefetch: Infinity,
+      });
+      executor.start();
+      const job = await executor.submit({
+        name: "unregister",
+        tasks: [{ key: "a", agent: "first" }, { key: "b", agent: "second", priority: 1 }],
+      });
+      const task = async (key: string) => (await job.tasks()).find((t) => t.key === key)!;
+      // "b" is claimed into the queue while "a" holds the only worker.
+      await untilAdvancing(async () => (await task("b")).status === "running", "b claimed", clock, 10);
+      registry.unregister("second");
+      gate.resolve();
+      await untilAdvancing(
+        async () => (await task("b")).statusReason?.includes("no longer registered") === true,
+        "b handed back",
+        clock,
+        10,
+      );
+      const b = await task("b");
+      equal(b.attempts, 0, "its attempt is not counted");
+      equal(executor.stats().failed, 0, "not failed as of an unknown agent");
+      registry.register(second);
+      await untilAdvancing(async () => (await job.status()).status !== "running", "the job ended", clock, 1000);
+      deepEqual(await job.wait(), { a: null, b: "ran" });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "claimAgents: a list of names claims only those agents' tasks; bad values are refused naming the option",
     async run(ctx) {
       const ran: string[] = [];
