@@ -99,6 +99,8 @@ export interface ExecutorOptions {
    *   run different agents (a worker for the browser-only agents, one for the GPU ones):
    *   each claims its own, and a task of an agent no executor registers waits `ready`. A
    *   task claimed for an agent unregistered before it ran goes back to `ready` uncounted.
+   *   A task may spawn a child of an agent this executor lacks (another one runs it; its
+   *   input is checked by no schema here).
    * - a list of agent names: only those agents' tasks.
    *
    * The storage serves the filter from an index per agent: a claim never reads past other
@@ -797,6 +799,7 @@ export class Executor {
       storage: this.storage,
       readonlyStorage: readonlyView(this.storage),
       agents: this.agents,
+      spawnsForOthers: this.#claimAgents !== null,
       defaults: { maxAttempts: this.#maxAttempts },
       now: () => this.#clock.now(),
       progress: (t, f, m) => this.#progress(t, f, m),

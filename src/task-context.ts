@@ -29,6 +29,11 @@ export interface ContextHost {
   /** The read-only view handed to agents (one per executor). */
   readonly readonlyStorage: ReadonlyStorage;
   readonly agents: AgentSource;
+  /**
+   * Whether a child may name an agent `agents` lacks: the executor claims only some agents'
+   * tasks (`claimAgents`), so another executor may run it (its input is then not checked here).
+   */
+  readonly spawnsForOthers?: boolean;
   readonly defaults: TaskDefaults;
   now(): number;
   progress(task: Task, fraction: number, message: string | null): void;
@@ -217,7 +222,10 @@ export class AttemptContext implements TaskContext<JsonValue> {
     if (childKeys.has(spec.key)) {
       problems.push({ key, code: "duplicate-key", message: `Child key "${spec.key}" is used twice` });
     }
-    if (typeof spec.agent !== "string" || !this.#host.agents.has(spec.agent)) {
+    if (
+      typeof spec.agent !== "string" || spec.agent === "" || isLoneSurrogate(spec.agent) ||
+      (!this.#host.spawnsForOthers && !this.#host.agents.has(spec.agent))
+    ) {
       problems.push({
         key,
         code: "unknown-agent",

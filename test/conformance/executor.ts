@@ -1868,6 +1868,37 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: 'claimAgents: "registered": a task may spawn a child of an agent only another executor registers',
+    async run(ctx) {
+      const ran: string[] = [];
+      const parent = agent("parent", (_i, c) => {
+        c.spawn({ key: "child", agent: "childAgent", input: 1 });
+        ran.push(`parent@${c.task.key}`);
+        return "p";
+      });
+      const child = agent("childAgent", (n) => (ran.push("child"), (n as number) + 1));
+      const clock = new ManualClock(START);
+      const submitter = harness(ctx.storage, [parent, child], { clock });
+      const a = harness(ctx.storage, [parent], { clock, claimAgents: "registered", id: "a" });
+      const b = harness(ctx.storage, [child], { clock, claimAgents: "registered", id: "b" });
+      a.executor.start();
+      b.executor.start();
+      const job = await submitter.executor.submit({ name: "cross", tasks: [{ key: "p", agent: "parent" }] });
+      await untilAdvancing(async () => (await job.status()).status !== "running", "the job ended", clock, 1000);
+      const tasks = await job.tasks();
+      equal(
+        (await job.status()).status,
+        "completed",
+        JSON.stringify(tasks.map((t) => [t.key, t.status, t.error?.message])),
+      );
+      deepEqual(await job.wait(), { p: "p", "p/child": 2 });
+      equal(a.executor.stats().completed, 1);
+      equal(b.executor.stats().completed, 1);
+      await a.executor.shutdown();
+      await b.executor.shutdown();
+    },
+  },
+  {
     name:
       'claimAgents: "registered" leaves a task of an agent it lacks ready, and claims it once the agent is registered',
     async run(ctx) {
