@@ -648,6 +648,12 @@ export const storageCases: Case<StorageContext>[] = [
       equal((await get(storage, b.id("c1"))).status, "ready", "another agent's task stays ready");
       deepEqual(await claim(10, 100), ["c1", "c2"], "a claim without agents takes any agent's");
       deepEqual(await claim(10, 5000, ["a"]), ["a-later"]);
+      // Names a list or an array literal could misread are names like any other.
+      const odd = ["NULL", 'a"b,c{d}', "back\\slash", " ", "ünï 𝄞"];
+      const o = buildJob(odd.map((agent, i) => ({ key: `o${i}`, agent })));
+      await storage.createJob(o.job, o.tasks);
+      deepEqual(await claim(10, 100, [odd[1]!, "NULL"]), ["o0", "o1"]);
+      deepEqual(await claim(10, 100, odd.slice(2)), ["o2", "o3", "o4"]);
     },
   },
   {
