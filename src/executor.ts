@@ -909,8 +909,9 @@ export class Executor {
   /**
    * Check a job spec, store it (nothing is written when it is invalid) and return its handle.
    * A `createJob` that fails with a storage error that may pass is retried with backoff, up
-   * to five times in a row, each retry after reading back whether the failed call was
-   * applied after all (then the job is not stored twice: it keeps its ids).
+   * to five times in a row, each retry (and the error thrown after the last) after reading
+   * back whether the failed call was applied after all (then the job is not stored twice,
+   * and the handle is returned: the job keeps its ids).
    */
   submit<A extends AnyAgent>(spec: JobSpecFor<A>): Promise<JobHandle>;
   /** A job spec without agent types. */
@@ -923,12 +924,20 @@ export class Executor {
         this.#afterCommit(await this.storage.createJob(built.job, built.tasks));
         break;
       } catch (error) {
-        await this.#callerCallFailed("createJob", error, ++failures);
-        const stored = await this.storage.getJob(built.job.id).catch(() => undefined);
+        // A failure that may pass may also have been applied with only its answer lost: read
+        // back whether the job is stored, also before giving up (the last retry, applied, is
+        // no failure: a caller that submits again would store the job twice), and on every
+        // retry even when the reads failed so far (a retry of an applied call then fails
+        // with "already exists" until a read answers).
+        const transient = isTransientStorageError(error);
+        const giveUp = !transient || ++failures > CALLER_RETRIES;
+        if (!giveUp) await this.#callerCallFailed("createJob", error, failures);
+        const stored = transient ? await this.storage.getJob(built.job.id).catch(() => undefined) : undefined;
         if (stored) {
           this.#poke(); // applied, with only its answer lost
           break;
         }
+        if (giveUp) throw error;
       }
     }
     const now = this.#clock.now();

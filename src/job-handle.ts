@@ -45,6 +45,20 @@ export function isAbortSignal(v: unknown): v is AbortSignal {
     typeof (v as AbortSignal).throwIfAborted === "function";
 }
 
+/**
+ * `promise`, or a rejection with `signal`'s reason as soon as it aborts (the promise is
+ * left to settle unheard).
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 /** Failed reads `wait()` retries in a row before it gives up and throws. */
 const WAIT_READ_RETRIES = 5;
 
@@ -94,6 +108,8 @@ export class JobHandle {
    * rejects with a `JobFailedError` naming the failed tasks when it failed or was cancelled.
    * A storage read that fails with an error that may pass is retried with backoff, up to
    * five times in a row, as the executor retries its own calls; other errors are thrown.
+   * When `signal` aborts, it rejects with the signal's reason at once, also while a read
+   * is under way (the read is left to settle).
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
     const signal = options?.signal ?? undefined;
@@ -120,9 +136,11 @@ export class JobHandle {
       const onAbort = () => wake();
       signal?.addEventListener("abort", onAbort, { once: true });
       try {
-        // Reads of its own, retried by this loop (which also watches the signal).
-        const job = await this.#job();
-        if (isJobFinal(job.status)) return await this.#outcome(job);
+        // Reads of its own, retried by this loop (which also watches the signal). A read
+        // that never answers (a connection dropped without the driver noticing) must not
+        // outlast the signal: the caller gave it to stop waiting.
+        const job = await untilAborted(this.#job(), signal);
+        if (isJobFinal(job.status)) return await untilAborted(this.#outcome(job), signal);
         failures = 0;
         await woken;
       } catch (e) {

@@ -1682,6 +1682,86 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "wait({ signal }) stops when the signal aborts while a read of the storage never answers",
+    async run(ctx) {
+      const reason = new Error("the caller gave up");
+      let hang: "getJob" | "listTasks" | null = null;
+      const storage = intercept(ctx.storage, {
+        getJob: (getJob) => (id) => hang === "getJob" ? new Promise(() => {}) : getJob(id),
+        listTasks: (listTasks) => (q) => hang === "listTasks" ? new Promise(() => {}) : listTasks(q),
+      });
+      const gate = deferred();
+      const { executor, clock } = harness(storage, [agent("held", () => gate.promise.then(() => "done"))]);
+      executor.start();
+      const job = await executor.submit({ name: "w", tasks: [{ key: "a", agent: "held" }] });
+      // The read of the job never answers (a dropped connection no driver noticed).
+      hang = "getJob";
+      const reading = new AbortController();
+      let outcome: unknown;
+      void job.wait({ signal: reading.signal }).then((v) => (outcome = v), (e) => (outcome = e));
+      await clock.advance(0);
+      reading.abort(reason);
+      await until(() => outcome !== undefined, "wait() to stop during a read that never answers", clock);
+      equal(outcome, reason);
+      // The job ended; the list of its outputs never answers.
+      hang = null;
+      gate.resolve();
+      await until(async () => (await ctx.storage.getJob(job.id))?.status === "completed", "the job to end", clock);
+      hang = "listTasks";
+      const listing = new AbortController();
+      outcome = undefined;
+      void job.wait({ signal: listing.signal }).then((v) => (outcome = v), (e) => (outcome = e));
+      await clock.advance(0);
+      listing.abort(reason);
+      await until(() => outcome !== undefined, "wait() to stop during a list that never answers", clock);
+      equal(outcome, reason);
+      hang = null;
+      deepEqual(await job.wait(), { a: "done" });
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "submit() whose createJob was applied with its answer lost returns the job, stored once, " +
+      "when the failure is its last retry or every read-back before it failed",
+    async run(ctx) {
+      // Per submit: which createJob calls fail before reaching storage, which after being applied,
+      // and how many reads of the job fail first.
+      const scenarios = [
+        { name: "lost-last", before: [1, 2, 3, 4, 5], after: [6], failedReads: 0 },
+        { name: "reads-fail", before: [], after: [1], failedReads: 5 },
+      ];
+      let scenario = scenarios[0]!;
+      let creates = 0;
+      let readsToFail = 0;
+      const storage = intercept(ctx.storage, {
+        createJob: (createJob) => async (job, tasks) => {
+          const call = ++creates;
+          if (scenario.before.includes(call)) throw new StorageError("connection reset");
+          const result = await createJob(job, tasks);
+          if (scenario.after.includes(call)) throw new StorageError("connection reset before the answer");
+          return result;
+        },
+        getJob: (getJob) => (id) =>
+          readsToFail-- > 0 ? Promise.reject(new StorageError("connection reset")) : getJob(id),
+      });
+      const { executor, clock } = harness(storage, [echo]);
+      executor.start();
+      for (const s of scenarios) {
+        scenario = s;
+        creates = 0;
+        readsToFail = s.failedReads;
+        const submitted = executor.submit({ name: s.name, tasks: [{ key: "a", agent: "echo", input: s.name }] });
+        const out = await clock.runUntil(submitted.then((h) => h, (e: unknown) => e as Error), { maxMs: 60_000 });
+        ok(!(out instanceof Error), `${s.name}: submit() threw for a job it stored: ${String(out)}`);
+        const stored = (await ctx.storage.listJobs()).filter((j) => j.name === s.name);
+        equal(stored.length, 1, `${s.name}: stored once`);
+        equal((out as { id: string }).id, stored[0]!.id);
+        deepEqual(await clock.runUntil((out as { wait(): Promise<unknown> }).wait()), { a: s.name });
+      }
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a wait() whose storage.watch() throws leaves no watcher behind once the next wait() ends",
     async run(ctx) {
       let failWatch = true;
