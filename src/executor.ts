@@ -1205,6 +1205,10 @@ export class Executor {
       setJobStatus: (jobId, status) => this.#setJobStatus(jobId, status),
       watchJob: (jobId, wake) => this.#watchJob(jobId, wake),
       retried: (operation, read) => this.#retried(operation, read),
+      storageError: (operation, error, attempt) => {
+        this.#stats.storageErrors++;
+        this.#events.emit("storage:error", { operation, error, attempt });
+      },
     };
   }
 

@@ -34,6 +34,8 @@ export interface JobHost {
    * pass (as the executor retries its own calls). Without it, reads are not retried.
    */
   retried?<T>(operation: string, read: () => Promise<T>): Promise<T>;
+  /** Report a failed storage call that will be retried (the executor emits `storage:error`). */
+  storageError?(operation: string, error: unknown, attempt: number): void;
 }
 
 type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}`>;
@@ -59,9 +61,6 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): 
   });
 }
 
-/** Failed reads `wait()` retries in a row before it gives up and throws. */
-const WAIT_READ_RETRIES = 5;
-
 /** A handle on one job. */
 export class JobHandle {
   /** The job id. */
@@ -76,7 +75,8 @@ export class JobHandle {
 
   /**
    * The job record as stored now. A read that fails with an error that may pass is
-   * retried with backoff (five failures in a row; the sixth is thrown), as in `wait()`.
+   * retried with backoff (five failures in a row; the sixth is thrown: a request, where
+   * `wait()` rides out an outage of any length).
    */
   status(): Promise<Job> {
     return this.#retried("getJob", () => this.#job());
@@ -106,10 +106,11 @@ export class JobHandle {
   /**
    * Wait until the job ends. Resolves with the outputs of its completed tasks by key;
    * rejects with a `JobFailedError` naming the failed tasks when it failed or was cancelled.
-   * A storage read that fails with an error that may pass is retried with backoff, up to
-   * five times in a row, as the executor retries its own calls; other errors are thrown.
-   * When `signal` aborts, it rejects with the signal's reason at once, also while a read
-   * is under way (the read is left to settle).
+   * A storage read that fails with an error that may pass is retried with backoff (capped
+   * at `pollIntervalMs`) for as long as it fails, as the executor rides out an outage, and
+   * each failure is reported as `storage:error`; other errors are thrown. To stop waiting
+   * at a deadline, give a `signal` (`AbortSignal.timeout(ms)`): when it aborts, `wait()`
+   * rejects with its reason at once, also while a read is under way (left to settle).
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
     const signal = options?.signal ?? undefined;
@@ -117,6 +118,7 @@ export class JobHandle {
       throw new TypeError(`wait() "signal" must be an AbortSignal, got ${typeof signal}`);
     }
     let failures = 0;
+    let reading = "getJob";
     for (;;) {
       signal?.throwIfAborted();
       let wake: () => void = () => {};
@@ -139,12 +141,17 @@ export class JobHandle {
         // Reads of its own, retried by this loop (which also watches the signal). A read
         // that never answers (a connection dropped without the driver noticing) must not
         // outlast the signal: the caller gave it to stop waiting.
+        reading = "getJob";
         const job = await untilAborted(this.#job(), signal);
+        reading = "listTasks";
         if (isJobFinal(job.status)) return await untilAborted(this.#outcome(job), signal);
         failures = 0;
         await woken;
       } catch (e) {
-        if (!isTransientStorageError(e) || ++failures > WAIT_READ_RETRIES) throw e;
+        // An outage of any length is ridden out (a failover takes seconds), as Temporal's
+        // result() and the executor itself do; an error that will not pass is thrown.
+        if (!isTransientStorageError(e)) throw e;
+        this.#host.storageError?.(reading, e, ++failures);
         const delayMs = backoffDelay(failures, {
           delayMs: 20,
           factor: 2,
