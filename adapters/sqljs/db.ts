@@ -74,18 +74,27 @@ const SQL = {
   // ready tasks): one range of (priority, run_at, id) per priority. A single scan ordered by
   // (priority, run_at, id) and filtered on run_at would read past every ready task not yet
   // due (scheduled, or waiting out a retry's backoff) whenever fewer than the limit are due.
-  firstPriority: "SELECT priority FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' ORDER BY priority LIMIT 1",
-  nextPriority: "SELECT priority FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND priority > ? " +
+  // Each step is a statement run from JS, though: with many priorities among the ready tasks
+  // (a REAL, free to differ per task) a claim would run two per priority. Past the first
+  // `SKIPS` priorities it reads the rest in one scan (`claimFrom`), as before the skip-scan:
+  // it reads the index entries of later priorities, not-yet-due ones included, in SQLite.
+  firstPriority: "SELECT priority, id FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' " +
+    "ORDER BY priority LIMIT 1",
+  nextPriority: "SELECT priority, id FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND priority > ? " +
     "ORDER BY priority LIMIT 1",
   claim: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND priority = ? ` +
     "AND run_at <= ? ORDER BY run_at, id LIMIT ?",
+  claimFrom: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim WHERE status = 'ready' AND priority >= ? ` +
+    "AND run_at <= ? ORDER BY priority, run_at, id LIMIT ?",
   // The same, per agent, for a claim limited to some agents.
-  firstAgentPriority: "SELECT priority FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' AND agent = ? " +
-    "ORDER BY priority LIMIT 1",
-  nextAgentPriority: "SELECT priority FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' AND agent = ? " +
-    "AND priority > ? ORDER BY priority LIMIT 1",
+  firstAgentPriority: "SELECT priority, id FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' " +
+    "AND agent = ? ORDER BY priority LIMIT 1",
+  nextAgentPriority: "SELECT priority, id FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' " +
+    "AND agent = ? AND priority > ? ORDER BY priority LIMIT 1",
   claimAgent: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' AND agent = ? ` +
     "AND priority = ? AND run_at <= ? ORDER BY run_at, id LIMIT ?",
+  claimAgentFrom: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_claim_agent WHERE status = 'ready' AND agent = ? ` +
+    "AND priority >= ? AND run_at <= ? ORDER BY priority, run_at, id LIMIT ?",
   expired: `SELECT ${T_COLS} FROM tasks INDEXED BY tasks_lease WHERE status = 'running' AND lease_expires_at <= ? ` +
     "ORDER BY lease_expires_at, id LIMIT ?",
   getCache: "SELECT value FROM cache WHERE job_id = ? AND key = ?",
@@ -102,6 +111,34 @@ const SQL = {
   dropJob: "DELETE FROM jobs WHERE id = ?",
   setGeneration: "UPDATE meta SET value = ? WHERE key = 'generation'",
 } as const;
+
+/** The statements of one skip-scan over the priorities of ready tasks (see `SQL.firstPriority`). */
+interface ClaimQueries {
+  readonly first: string;
+  readonly next: string;
+  readonly claim: string;
+  readonly from: string;
+}
+
+const ANY_AGENT: ClaimQueries = {
+  first: SQL.firstPriority,
+  next: SQL.nextPriority,
+  claim: SQL.claim,
+  from: SQL.claimFrom,
+};
+const ONE_AGENT: ClaimQueries = {
+  first: SQL.firstAgentPriority,
+  next: SQL.nextAgentPriority,
+  claim: SQL.claimAgent,
+  from: SQL.claimAgentFrom,
+};
+
+/**
+ * Priorities a claim reads one range at a time before it reads the rest in one scan: a few
+ * statements each, so that a claim past many priorities of tasks not yet due stays within
+ * a few hundred statements, and one past many of them reads no more than a single scan.
+ */
+const SKIPS = 16;
 
 /**
  * Statuses of work in flight: how many tasks hold one is bounded by the work under way,
@@ -356,31 +393,43 @@ export class SqlDb {
    * the tasks not yet due not at all.
    */
   claimable(now: number, limit: number, agents: readonly string[] | null): Task[] {
-    if (agents === null) return this.#due(now, limit, SQL.firstPriority, SQL.nextPriority, SQL.claim, []);
-    if (agents.length === 1) {
-      return this.#due(now, limit, SQL.firstAgentPriority, SQL.nextAgentPriority, SQL.claimAgent, [agents[0]!]);
-    }
+    if (agents === null) return this.#due(now, limit, ANY_AGENT, []);
+    if (agents.length === 1) return this.#due(now, limit, ONE_AGENT, [agents[0]!]);
     // Each agent's first `limit`, merged in claim order.
     const all: Task[] = [];
-    for (const agent of agents) {
-      all.push(...this.#due(now, limit, SQL.firstAgentPriority, SQL.nextAgentPriority, SQL.claimAgent, [agent]));
-    }
+    for (const agent of agents) all.push(...this.#due(now, limit, ONE_AGENT, [agent]));
     all.sort(claimOrder);
     return limit < 0 || all.length <= limit ? all : all.slice(0, limit);
   }
 
-  /** The due tasks of one skip-scan over priorities (`first`/`next`), `claim` reading each one's range. */
-  #due(now: number, limit: number, first: string, next: string, claim: string, scope: SqlValue[]): Task[] {
+  /**
+   * The due tasks of one skip-scan over priorities (`first`/`next`), `claim` reading each
+   * one's range; past `SKIPS` priorities, `from` reads the rest in one scan.
+   */
+  #due(now: number, limit: number, q: ClaimQueries, scope: SqlValue[]): Task[] {
     const out: Task[] = [];
-    let p = this.#one(first, scope);
-    while (p !== undefined && (limit < 0 || out.length < limit)) {
+    let p = this.#one(q.first, scope);
+    for (let seen = 0; p !== undefined && (limit < 0 || out.length < limit); seen++) {
       const priority = p[0]!;
-      for (const row of this.#all(claim, [...scope, priority, now, limit < 0 ? -1 : limit - out.length])) {
-        out.push(rowTask(row));
+      // A number, as the column's affinity makes every value it was given through SQL: a
+      // text that does not read back as stored (not UTF-8) would be found again and again
+      // by `next`, and any other would be left unclaimed, never reported.
+      if (typeof priority !== "number") this.#corrupt(p[1]!, "priority");
+      const left = limit < 0 ? -1 : limit - out.length;
+      if (seen === SKIPS) {
+        for (const row of this.#all(q.from, [...scope, priority, now, left])) out.push(rowTask(row));
+        break;
       }
-      p = this.#one(next, [...scope, priority]);
+      for (const row of this.#all(q.claim, [...scope, priority, now, left])) out.push(rowTask(row));
+      p = this.#one(q.next, [...scope, priority]);
     }
     return out;
+  }
+
+  /** Report the task `id` as corrupt: by reading it whole when it reads as corrupt, else naming `field`. */
+  #corrupt(id: SqlValue, field: string): never {
+    if (typeof id === "string") this.getTask(id);
+    throw new StorageCorruptError("sqljs tasks", `task "${String(id)}": field "${field}" must be a finite number`);
   }
 
   /** Running tasks whose lease expired at or before `now`, oldest expiry first: at most `limit` (null: no limit). */

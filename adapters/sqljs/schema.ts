@@ -228,7 +228,13 @@ export function jsonValue(text: string): JsonValue {
 }
 
 const str = (v: SqlValue): string | null => (v === null ? null : String(v));
-const num = (v: SqlValue): number | null => (v === null ? null : Number(v));
+// Numbers are taken as SQLite holds them: a column's REAL or INTEGER affinity turns every
+// numeric text into a number, so text or a blob there was put there behind the adapter's
+// back. Number() would read "", " ", "0x10" or a one-byte blob as a number (and the claim
+// queries, comparing them as text, would disagree with it): they are left as found, for
+// `checkTaskRecord` / `checkJobRecord` to report.
+const n = (v: SqlValue): number => v as number;
+const num = (v: SqlValue): number | null => v as number | null;
 
 /** The row of a task. */
 export function taskRow(t: Task): SqlValue[] {
@@ -295,21 +301,21 @@ export function rowTask(r: SqlValue[]): Task {
       statusReason: str(r[8]!),
       parentId: str(r[9]!),
       dependencies: jsonValue(r[10] as string) as string[],
-      remainingDeps: Number(r[11]),
-      attempts: Number(r[12]),
-      maxAttempts: Number(r[13]),
+      remainingDeps: n(r[11]!),
+      attempts: n(r[12]!),
+      maxAttempts: n(r[13]!),
       timeoutMs: num(r[14]!),
       durability: r[15] as Task["durability"],
       onDependencyFailure: r[16] as Task["onDependencyFailure"],
-      priority: Number(r[17]),
-      runAt: Number(r[18]),
+      priority: n(r[17]!),
+      runAt: n(r[18]!),
       review: bool(r[19]!),
       reviewFeedback: str(r[20]!),
       leaseOwner: str(r[21]!),
       leaseExpiresAt: num(r[22]!),
-      version: Number(r[23]),
-      createdAt: Number(r[24]),
-      updatedAt: Number(r[25]),
+      version: n(r[23]!),
+      createdAt: n(r[24]!),
+      updatedAt: n(r[25]!),
       startedAt: num(r[26]!),
       finishedAt: num(r[27]!),
       description: str(r[28]!),
@@ -346,12 +352,12 @@ export function rowJob(r: SqlValue[]): Job {
       name: r[1] as string,
       status: r[2] as JobStatus,
       metadata: jsonValue(r[3] as string),
-      taskCount: Number(r[4]),
-      openCount: Number(r[5]),
-      failedCount: Number(r[6]),
-      version: Number(r[7]),
-      createdAt: Number(r[8]),
-      updatedAt: Number(r[9]),
+      taskCount: n(r[4]!),
+      openCount: n(r[5]!),
+      failedCount: n(r[6]!),
+      version: n(r[7]!),
+      createdAt: n(r[8]!),
+      updatedAt: n(r[9]!),
       finishedAt: num(r[10]!),
     })),
     "sqljs jobs",

@@ -360,6 +360,78 @@ export const sqljsCases: Case<Ctx>[] = [
     },
   },
   {
+    name: "a claim past many priorities of tasks not yet due runs a bounded number of statements, in claim order",
+    async run({ open }) {
+      // Priority is a REAL: every scheduled task may have its own. A skip-scan ran two
+      // statements per priority (2,000 here; 100k took seconds per claim).
+      const SQL = await testSqlJs();
+      let steps = 0;
+      class Counting extends SQL.Database {
+        override prepare(sql: string) {
+          const stmt = super.prepare(sql);
+          const step = stmt.step.bind(stmt);
+          stmt.step = () => (steps++, step());
+          return stmt;
+        }
+      }
+      const s = await open({ sql: { ...SQL, Database: Counting } });
+      const b = buildJob([
+        ...Array.from({ length: 2000 }, (_, i) => ({ key: `later${i}`, agent: "a", priority: i / 8, runAt: 1e9 })),
+        ...Array.from({ length: 30 }, (_, i) => ({ key: `due${i}`, agent: "a", priority: (i * 500) / 8, runAt: 50 })),
+        { key: "last", agent: "a", priority: 1e6, runAt: 0 },
+      ]);
+      await s.createJob(b.job, b.tasks);
+      const want = ["due0", "due1", "due2"];
+      for (const agents of [undefined, ["a"], ["a", "b"]]) {
+        steps = 0;
+        const got = await s.claimReady({ limit: 3, now: 100, owner: OWNER, leaseMs: 1000, ...(agents && { agents }) });
+        ok(steps < 100, `${JSON.stringify(agents)}: ${steps} statement steps`);
+        deepEqual(got.map((t) => t.key), want, JSON.stringify(agents));
+        await s.commit(
+          got.map((t) => ({ type: "updateTask", id: t.id, expect: { version: t.version }, set: { status: "ready" } })),
+        );
+      }
+      const all = await s.claimReady({ limit: 100, now: 100, owner: OWNER, leaseMs: 1000, agents: ["a"] });
+      deepEqual(all.map((t) => t.key), [...Array.from({ length: 30 }, (_, i) => `due${i}`), "last"]);
+      await s.close();
+    },
+  },
+  {
+    name: "a ready task whose priority SQLite holds as text or a blob (tampered) fails claims with " +
+      "StorageCorruptError: never a loop, nor a number Number() made of it",
+    async run({ open }) {
+      const SQL = await testSqlJs();
+      let raw: SqlJsDatabase | undefined;
+      class Spy extends SQL.Database {
+        constructor(data?: Uint8Array | null) {
+          super(data);
+          raw = this;
+        }
+      }
+      const s = await open({ sql: { ...SQL, Database: Spy } });
+      const b = buildJob([{ key: "first", priority: 1 }, { key: "bad", priority: 2, agent: "x" }]);
+      await s.createJob(b.job, b.tasks);
+      // Not UTF-8 (reads back as U+FFFD, which sorts before it), empty, hexadecimal, a blob.
+      for (const value of ["CAST(x'ff' AS TEXT)", "''", "'0x10'", "x'00'"]) {
+        raw!.exec(`UPDATE tasks SET priority = ${value} WHERE id = ?`, [b.id("bad")]);
+        await rejects(() => s.getTask(b.id("bad")), StorageCorruptError, '"priority"');
+        for (const agents of [undefined, ["x"], ["x", "y"]]) {
+          await rejects(
+            () => s.claimReady({ limit: 10, now: 100, owner: OWNER, leaseMs: 1000, ...(agents && { agents }) }),
+            StorageCorruptError,
+            '"priority"',
+          );
+        }
+      }
+      raw!.exec("UPDATE tasks SET priority = 2 WHERE id = ?", [b.id("bad")]);
+      deepEqual(
+        (await s.claimReady({ limit: 10, now: 100, owner: OWNER, leaseMs: 1000 })).map((t) => t.key),
+        ["first", "bad"],
+      );
+      await s.close();
+    },
+  },
+  {
     name: "a journal of a newer format is refused with StorageVersionError",
     async run({ store, open }) {
       const s = await open();
