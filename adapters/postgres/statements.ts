@@ -11,6 +11,9 @@ const T = selectList(TASK_COLUMNS);
 const J = selectList(JOB_COLUMNS);
 
 /** The statements of one schema. */
+/** Priorities a claim reads one range at a time before it reads the rest in one scan (see `Statements.claim`). */
+const SKIPS = 16;
+
 export class Statements {
   /** The quoted schema name. */
   readonly s: string;
@@ -97,16 +100,31 @@ export class Statements {
     // limit is met, so a claim reads neither the priorities after it nor the ready tasks not
     // yet due (scheduled, or waiting out a retry's backoff), which one scan ordered by
     // (priority, run_at, id) and filtered on run_at read every time fewer than the limit
-    // were due. The rows come out in claim order (priorities in the order the recursion
-    // finds them, each range in index order); `picked` numbers them by that order.
-    const anyAgent = `WITH RECURSIVE prios (priority) AS (` +
-      `(SELECT priority FROM ${s}.tasks WHERE status = 'ready' ORDER BY priority LIMIT 1) UNION ALL ` +
-      `SELECT (SELECT t.priority FROM ${s}.tasks t WHERE t.status = 'ready' AND t.priority > p.priority ` +
-      "ORDER BY t.priority LIMIT 1) FROM prios p WHERE p.priority IS NOT NULL), " +
-      "locked AS MATERIALIZED (SELECT c.id, c.priority, c.run_at FROM prios p CROSS JOIN LATERAL " +
-      `(SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready' AND priority = p.priority ` +
-      "AND run_at <= $2::text::float8 AND attempts < 2147483647 ORDER BY run_at, id " +
-      "LIMIT $4::text::int8 FOR UPDATE SKIP LOCKED) c LIMIT $4::text::int8), ";
+    // were due. Priorities are free to differ per task, though, and a seek per priority
+    // costs more than reading the index past them: after the first SKIPS priorities, `rest`
+    // reads the others in that one scan (only if the claim gets that far: the union is
+    // pulled in order and stops at the limit). The rows come out in claim order (priorities
+    // in the order the recursion finds them, each range in index order, then the rest in
+    // index order); `picked` numbers them by that order. `agent` limits it to one agent's
+    // tasks (on tasks_ready_agent).
+    const due = "run_at <= $2::text::float8 AND attempts < 2147483647";
+    const stream = (agent: string, limit: string, lock: string) => {
+      const of = agent === "" ? "" : ` AND agent = ${agent}`;
+      return `(WITH RECURSIVE prios (priority, n) AS (` +
+        `(SELECT priority, 1 FROM ${s}.tasks WHERE status = 'ready'${of} ORDER BY priority LIMIT 1) UNION ALL ` +
+        `SELECT (SELECT priority FROM ${s}.tasks WHERE status = 'ready'${of} AND priority > p.priority ` +
+        `ORDER BY priority LIMIT 1), p.n + 1 FROM prios p WHERE p.priority IS NOT NULL AND p.n < ${SKIPS}), ` +
+        `rest AS MATERIALIZED (SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready'${of} ` +
+        `AND priority > (SELECT max(priority) FROM prios) AND ${due} ORDER BY priority, run_at, id ` +
+        `LIMIT ${limit}${lock}) ` +
+        "SELECT u.id, u.priority, u.run_at FROM (SELECT d.id, d.priority, d.run_at FROM prios p CROSS JOIN LATERAL " +
+        `(SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready'${of} AND priority = p.priority ` +
+        `AND ${due} ORDER BY run_at, id LIMIT ${limit}${lock}) d ` +
+        `UNION ALL SELECT id, priority, run_at FROM rest) u LIMIT ${limit})`;
+    };
+    const lock = " FOR UPDATE SKIP LOCKED";
+    const anyAgent = "WITH locked AS MATERIALIZED (SELECT c.id, c.priority, c.run_at FROM " +
+      `${stream("", "$4::text::int8", lock)} c), `;
     // The same per agent for a claim limited to some agents, on tasks_ready_agent. Merging
     // the agents' streams in claim order needs a sort, which pulls up to the limit from each
     // agent: locking there would hold rows the claim does not pick (until its transaction
@@ -115,21 +133,14 @@ export class Statements {
     // first `$4` each agent has is its quota; `locked` then reads and locks each agent's
     // stream up to its quota (SKIP LOCKED going past what other claims hold): every row it
     // locks is picked. Both read only the agents' due tasks, at most the limit per agent.
-    const agentStream = (limit: string, lock: string) =>
-      "(WITH RECURSIVE prios (priority) AS (" +
-      `(SELECT priority FROM ${s}.tasks WHERE status = 'ready' AND agent = a.agent ORDER BY priority LIMIT 1) ` +
-      `UNION ALL SELECT (SELECT t.priority FROM ${s}.tasks t WHERE t.status = 'ready' AND t.agent = a.agent ` +
-      "AND t.priority > p.priority ORDER BY t.priority LIMIT 1) FROM prios p WHERE p.priority IS NOT NULL) " +
-      "SELECT d.id, d.priority, d.run_at FROM prios p CROSS JOIN LATERAL " +
-      `(SELECT id, priority, run_at FROM ${s}.tasks WHERE status = 'ready' AND agent = a.agent ` +
-      "AND priority = p.priority AND run_at <= $2::text::float8 AND attempts < 2147483647 ORDER BY run_at, id " +
-      `LIMIT ${limit}${lock}) d LIMIT ${limit}) c`;
     const someAgents = "WITH first AS MATERIALIZED (SELECT a.agent FROM unnest($6::text::text[]) a (agent) " +
-      `CROSS JOIN LATERAL ${agentStream("$4::text::int8", "")} ` +
+      `CROSS JOIN LATERAL ${stream("a.agent", "$4::text::int8", "")} c ` +
       "ORDER BY c.priority, c.run_at, c.id LIMIT $4::text::int8), " +
       "quota AS MATERIALIZED (SELECT agent, count(*) AS n FROM first GROUP BY agent), " +
       "locked AS MATERIALIZED (SELECT c.id, c.priority, c.run_at FROM quota a " +
-      `CROSS JOIN LATERAL ${agentStream("a.n", " FOR UPDATE SKIP LOCKED")}), `;
+      // (The quotas add up to at most the limit: `LIMIT` tells the planner so, which then
+      // updates the picked rows through their key instead of hashing the whole table.)
+      `CROSS JOIN LATERAL ${stream("a.agent", "a.n", lock)} c LIMIT $4::text::int8), `;
     const update =
       "picked AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY priority, run_at, id) AS n FROM locked) " +
       `UPDATE ${s}.tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1::text, ` +

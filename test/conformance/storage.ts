@@ -746,6 +746,39 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "claimReady() keeps claim order past many distinct priorities, tasks not yet due among them, by agent or not",
+    async run({ storage }) {
+      // 60 priorities (a claim reads the first ones one range at a time and may read the rest
+      // in one scan): every third task not yet due, two agents, the limit cutting anywhere.
+      const drafts = Array.from({ length: 60 }, (_, i) => ({
+        key: `t${String(i).padStart(2, "0")}`,
+        agent: i % 2 === 0 ? "even" : "odd",
+        priority: (59 - i) / 7,
+        runAt: i % 3 === 0 ? 5000 : 10,
+      }));
+      const b = buildJob(drafts);
+      await storage.createJob(b.job, b.tasks);
+      const model = b.tasks.map((t) => ({ ...t }));
+      const claim = async (limit: number, now: number, agents?: string[]) => {
+        const want = model
+          .filter((t) => t.runAt <= now && (!agents || agents.includes(t.agent)))
+          .sort((x, y) => x.priority - y.priority || x.runAt - y.runAt || (x.id < y.id ? -1 : 1))
+          .slice(0, limit);
+        const got = await storage.claimReady({ limit, now, owner: OWNER, leaseMs: 1000, ...(agents && { agents }) });
+        deepEqual(got.map((t) => t.key), want.map((t) => t.key), `claim ${limit} at ${now} of ${agents ?? "any"}`);
+        for (const t of want) model.splice(model.indexOf(t), 1);
+      };
+      await claim(3, 100, ["odd"]);
+      await claim(5, 100);
+      await claim(20, 100, ["even"]);
+      await claim(2, 100, ["even", "odd"]);
+      await claim(100, 100);
+      await claim(1, 5000, ["odd"]);
+      await claim(100, 5000);
+      equal(model.length, 0);
+    },
+  },
+  {
     name: "claimReady() keeps creation order among tasks made ready out of that order",
     async run({ storage }) {
       // d<i> waits for r<5-i>: finishing r0..r5 in order readies d5 first and d0 last.
