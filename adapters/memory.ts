@@ -22,6 +22,7 @@ import {
   checkQuery,
   checkRenewOptions,
   claimAgents,
+  claimOrder,
   claimPatch,
   copyTask,
   expiredArgs,
@@ -239,10 +240,7 @@ class ReadyIndex {
         continue;
       }
       this.#at = b;
-      const t = slot.task;
-      if (
-        slot.gone || t.status !== "ready" || t.runAt !== b.runAt || t.priority !== b.priority || t.agent !== this.agent
-      ) {
+      if (!this.#stands(slot, b)) {
         this.take();
         continue;
       }
@@ -268,19 +266,16 @@ class ReadyIndex {
    * far ahead is long after its job was pruned), and forget the buckets left empty.
    */
   sweep(): void {
-    const filed = (s: Slot, b: Bucket): boolean =>
-      !s.gone && s.task.status === "ready" && s.task.runAt === b.runAt && s.task.priority === b.priority &&
-      s.task.agent === this.agent;
     const keep = (b: Bucket): boolean => {
       const slots: Slot[] = [];
       for (let i = b.head; i < b.slots.length; i++) {
         const s = b.slots[i];
-        if (s !== undefined && filed(s, b)) slots.push(s);
+        if (s !== undefined && this.#stands(s, b)) slots.push(s);
       }
       b.slots = slots;
       b.head = 0;
       if (b.late !== null) {
-        b.late.retain((s) => filed(s, b));
+        b.late.retain((s) => this.#stands(s, b));
         if (b.late.size === 0) b.late = null;
       }
       if (slots.length > 0 || b.late !== null) return true;
@@ -289,6 +284,16 @@ class ReadyIndex {
     };
     this.due.retain(keep);
     this.delayed.retain(keep);
+  }
+
+  /**
+   * Whether the entry of `slot` in `bucket` still stands for a ready task of this index (not
+   * left behind by a task that moved on: claimed, re-filed, pruned).
+   */
+  #stands(slot: Slot, bucket: Bucket): boolean {
+    const t = slot.task;
+    return !slot.gone && t.status === "ready" && t.runAt === bucket.runAt && t.priority === bucket.priority &&
+      t.agent === this.agent;
   }
 
   /** Forget an empty bucket (it left its heap). */
@@ -307,11 +312,7 @@ interface Head {
   slot: Slot;
 }
 
-const headFirst = (a: Head, b: Head): boolean => {
-  const x = a.slot.task;
-  const y = b.slot.task;
-  return x.priority !== y.priority ? x.priority < y.priority : x.runAt !== y.runAt ? x.runAt < y.runAt : x.id < y.id;
-};
+const headFirst = (a: Head, b: Head): boolean => claimOrder(a.slot.task, b.slot.task) < 0;
 
 /** In-memory implementation of the storage contract. */
 export class MemoryStorage implements Storage {

@@ -39,6 +39,9 @@ export const MAX_TASKS_PER_JOB = 1_000_000;
  */
 export const MAX_ATTEMPTS = 2_147_483_647;
 
+/** What orders ready tasks for claims (see `claimOrder`). */
+export type ClaimKey = Pick<Task, "priority" | "runAt" | "id">;
+
 /** A value or a promise of it: memory adapters answer synchronously, durable ones may not. */
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -1186,7 +1189,7 @@ export function claimPatch(task: Task, owner: string, at: number, leaseMs: numbe
 }
 
 /** The claim order of ready tasks: priority (lower first), then runAt, then id (creation). */
-export function claimOrder(a: Task, b: Task): number {
+export function claimOrder(a: ClaimKey, b: ClaimKey): number {
   return a.priority - b.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
@@ -1236,19 +1239,18 @@ export function checkClaimOptions(
  * (not text, or text with a lone surrogate, which no stored agent name holds) is refused
  * with a `TypeError`, as a misspelt filter would silently claim nothing.
  */
-export function claimAgents(agents: readonly string[] | undefined): string[] | null {
+export function claimAgents(
+  agents: readonly string[] | undefined,
+  what = 'claimReady() "agents"',
+): string[] | null {
   if (agents === undefined) return null;
   if (!Array.isArray(agents)) {
-    throw new TypeError(
-      `claimReady() "agents" must be an array of agent names, got ${agents === null ? "null" : typeof agents}`,
-    );
+    throw new TypeError(`${what} must be an array of agent names, got ${agents === null ? "null" : typeof agents}`);
   }
   for (let i = 0; i < agents.length; i++) {
     const a: unknown = agents[i];
     if (typeof a !== "string" || a === "" || isLoneSurrogate(a)) {
-      throw new TypeError(
-        `claimReady() "agents" must hold agent names (non-empty well-formed text): entry ${i} is not`,
-      );
+      throw new TypeError(`${what} must hold agent names (non-empty well-formed text): entry ${i} is not`);
     }
   }
   return [...new Set(agents)].sort();

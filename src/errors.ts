@@ -325,6 +325,18 @@ export interface JobProblem {
   message: string;
 }
 
+/**
+ * What a thrown value says, for a message: an error's `message`, anything else as text (a
+ * value whose conversion throws too is named as such).
+ */
+export function thrownMessage(e: unknown): string {
+  try {
+    return e instanceof Error ? e.message : String(e);
+  } catch {
+    return "a thrown value that cannot be read";
+  }
+}
+
 /** Problems a `JobValidationError`'s message lists; the rest are counted. */
 const MESSAGE_PROBLEMS = 100;
 

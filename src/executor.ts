@@ -27,7 +27,7 @@ import {
   ValidationError,
 } from "./errors.ts";
 import { ByJob } from "./by-job.ts";
-import { MAX_ATTEMPTS } from "./commit-rules.ts";
+import { claimAgents, MAX_ATTEMPTS } from "./commit-rules.ts";
 import { Emitter, type ExecutorEventName, type Listener } from "./events.ts";
 import { Heap } from "./heap.ts";
 import { newId } from "./ids.ts";
@@ -404,14 +404,7 @@ function checkClaimAgents(
       `Executor option "claimAgents" must be "all", "registered" or an array of agent names, got ${shown(value)}`,
     );
   }
-  for (const name of value) {
-    if (typeof name !== "string" || name === "" || isLoneSurrogate(name)) {
-      throw new TypeError(
-        `Executor option "claimAgents" must hold agent names (non-empty strings), got ${shown(name)}`,
-      );
-    }
-  }
-  return Object.freeze([...new Set(value as string[])]);
+  return Object.freeze(claimAgents(value, 'Executor option "claimAgents"')!);
 }
 
 function checkRetention(

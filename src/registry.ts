@@ -8,7 +8,7 @@
 
 import type { Agent } from "./agent.ts";
 import type { TaskContext } from "./context.ts";
-import { UnknownAgentError, ValidationError, type ValidationIssue } from "./errors.ts";
+import { thrownMessage, UnknownAgentError, ValidationError, type ValidationIssue } from "./errors.ts";
 import type { JsonSchema } from "./json-schema.ts";
 import { isLoneSurrogate, toJson } from "./json.ts";
 import type { JsonValue } from "./types.ts";
@@ -289,16 +289,10 @@ function runCheck(check: CompiledValidator, subject: string, value: unknown): vo
   try {
     issues = check(value);
   } catch (cause) {
-    let reason = "a value that cannot be read";
-    try {
-      reason = cause instanceof Error ? cause.message : String(cause);
-    } catch {
-      // kept
-    }
     throw new ValidationError(subject, [{
       path: "",
       keyword: "validator",
-      message: `could not be checked: the validator threw: ${reason}`,
+      message: `could not be checked: the validator threw: ${thrownMessage(cause)}`,
     }], { cause });
   }
   if (issues.length !== 0) throw new ValidationError(subject, issues);

@@ -7,7 +7,7 @@
  */
 
 import type { Agent } from "./agent.ts";
-import { type JobProblem, JobValidationError, type ValidationIssue } from "./errors.ts";
+import { type JobProblem, JobValidationError, thrownMessage, type ValidationIssue } from "./errors.ts";
 import { MAX_ATTEMPTS, MAX_TASKS_PER_JOB, sealNewJobTasks } from "./commit-rules.ts";
 import { cycleAmong } from "./graph.ts";
 import { newId } from "./ids.ts";
@@ -158,16 +158,10 @@ export function checkInput(
     } catch (e) {
       // A validator that throws (a bug in it, an async schema) is this task's problem, reported
       // with the others: not a raw error without the task's key.
-      let reason = "it threw a value that cannot be read";
-      try {
-        reason = e instanceof Error ? e.message : String(e);
-      } catch {
-        // kept
-      }
       problems.push({
         key,
         code: "invalid-input",
-        message: `Task "${key}": the input schema of agent "${spec.agent}" could not be checked: ${reason}`,
+        message: `Task "${key}": the input schema of agent "${spec.agent}" could not be checked: ${thrownMessage(e)}`,
       });
       return input;
     }

@@ -18,6 +18,7 @@
  * @module
  */
 
+import { claimOrder } from "../../src/commit-rules.ts";
 import { IdLeaves, type LeafStore, type LeafTx } from "./leaves.ts";
 import { LEAF_SIZE, type ReadyLeaf } from "./schema.ts";
 import { quiet, readCount, UPPER } from "./util.ts";
@@ -94,7 +95,7 @@ export class ReadyQueue {
       }
     } else {
       const all = streams.flatMap((s) => s.ids);
-      all.sort((a, b) => a.priority - b.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      all.sort(claimOrder);
       for (const entry of all) {
         if (out.length >= limit) break;
         entry.run.taken++;
