@@ -9,7 +9,10 @@ const pkg = JSON.parse(await Deno.readTextFile(new URL("../package.json", import
 
 const problems: string[] = [];
 const denoExports: Record<string, string> = deno.exports;
-const pkgExports: Record<string, { types: string; import: string }> = pkg.exports;
+// "./package.json" is metadata for tools that read the manifest (bundlers, `require.resolve`
+// of the package's version), not a module: it has no build entry or JSR export.
+const { "./package.json": manifest, ...pkgExports }: Record<string, unknown> = pkg.exports;
+if (manifest !== "./package.json") problems.push(`./package.json: package.json exports it as ${manifest}`);
 
 const fromBuild = new Map<string, string>();
 for (const [out, src] of Object.entries(entries)) {
@@ -23,7 +26,7 @@ for (const key of [...keys].sort()) {
   else if (src && denoExports[key] !== src) {
     problems.push(`${key}: deno.json says ${denoExports[key]}, build says ${src}`);
   }
-  const p = pkgExports[key];
+  const p = pkgExports[key] as { types: string; import: string } | undefined;
   if (!p) problems.push(`${key}: missing from package.json exports`);
   else if (src) {
     const base = src.replace(/^\.\//, "./dist/").replace(/\.ts$/, "").replace(/^\.\/dist\/mod$/, "./dist/mod");
