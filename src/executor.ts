@@ -1549,21 +1549,7 @@ export class Executor {
       if (stops.size > 0) claimed = this.#screenClaimed(claimed, stops);
       // A storage that answers more than `limit` (against its contract) must not strand
       // the surplus as running with nobody to run it: it goes back at once.
-      let surplus: Task[] | null = null;
-      let accepted = 0;
-      for (const t of claimed) {
-        if (t.startedAt !== null && this.#active < this.#maxWorkers) {
-          // Started by the claim for a free worker: it runs now, whatever order a custom
-          // queue would hand it out in (one left waiting there would be charged by a crash).
-          this.#active++;
-          this.#execute(t);
-          continue;
-        }
-        if (this.#queue.tryPush(t)) {
-          this.#queued.set(t.id, t);
-          accepted++;
-        } else (surplus ??= []).push(t);
-      }
+      const { surplus, accepted } = this.#dispatch(claimed);
       this.#pump();
       if (surplus) {
         const taken = this.#taken;
@@ -1581,6 +1567,8 @@ export class Executor {
         }
         if (accepted > 0) continue;
       } else if (claimed.length >= room || this.#wakeRequested) continue;
+      // An idle executor keeps no task it ran reachable (with its input) while it waits.
+      claimed = [];
       await new Promise<void>((resolve) => {
         const timer = this.#clock.setTimer(() => this.#poke(), this.#pollIntervalMs);
         this.#wake = () => {
@@ -1590,6 +1578,30 @@ export class Executor {
       });
     }
     if (orphans) await this.#releaseOrphans().catch(() => {});
+  }
+
+  /**
+   * Hand claimed tasks to free workers (those the claim started) and to the ready queue;
+   * returns how many the queue took and those it refused, if any. A method of its own, so
+   * that the claim loop's frame holds none of them while it waits.
+   */
+  #dispatch(claimed: readonly Task[]): { surplus: Task[] | null; accepted: number } {
+    let surplus: Task[] | null = null;
+    let accepted = 0;
+    for (const t of claimed) {
+      if (t.startedAt !== null && this.#active < this.#maxWorkers) {
+        // Started by the claim for a free worker: it runs now, whatever order a custom
+        // queue would hand it out in (one left waiting there would be charged by a crash).
+        this.#active++;
+        this.#execute(t);
+        continue;
+      }
+      if (this.#queue.tryPush(t)) {
+        this.#queued.set(t.id, t);
+        accepted++;
+      } else (surplus ??= []).push(t);
+    }
+    return { surplus, accepted };
   }
 
   /** The claim answered (or failed): what was noted while it was in flight no longer applies. */

@@ -2,6 +2,9 @@ import * as v8 from "node:v8";
 import { runInNewContext } from "node:vm";
 import { expect, test } from "vitest";
 import { createMemoryStorage } from "../../adapters/memory.ts";
+import { openSqlJsStorage } from "../../adapters/sqljs.ts";
+import { Executor } from "../../src/executor.ts";
+import { AgentRegistry } from "../../src/registry.ts";
 import { buildJob } from "../conformance/fixtures.ts";
 
 v8.setFlagsFromString("--expose-gc");
@@ -84,3 +87,39 @@ counted(
     await storage.close();
   },
 );
+
+test("executor: an idle executor keeps no task it ran reachable (the claim loop's frame let go of the last claim)", async () => {
+  // sql.js answers each claim with fresh records: only the executor could hold them.
+  const storage = await openSqlJsStorage();
+  const registry = new AgentRegistry();
+  const inputs: WeakRef<object>[] = [];
+  registry.register({
+    name: "keep",
+    description: "notes its input",
+    execute: (input: unknown) => {
+      inputs.push(new WeakRef(input as object));
+      return null;
+    },
+  });
+  const executor = new Executor({ storage, registry, pollIntervalMs: 3_600_000 });
+  executor.start();
+  for (let i = 0; i < 3; i++) {
+    const job = await executor.submit({
+      name: "j",
+      tasks: [{ key: "k", agent: "keep", input: { big: "x".repeat(1_000_000) } }],
+    });
+    await job.wait();
+  }
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, 0));
+    /x/.exec("x"); // a match of its own: the engine keeps the subject of the last one
+    gc();
+  }
+  expect(inputs.map((r) => r.deref() === undefined), "inputs of the tasks run, still referenced").toEqual([
+    true,
+    true,
+    true,
+  ]);
+  await executor.shutdown();
+  await storage.close();
+});
