@@ -13,7 +13,7 @@
  *
  * @example
  * ```ts
- * import { openIndexedDbStorage } from "./indexeddb.ts";
+ * import { openIndexedDbStorage } from "@dagger/task-core/adapters/indexeddb";
  * if (globalThis.indexedDB) { // a browser, or fake-indexeddb/auto
  *   const storage = await openIndexedDbStorage({ name: "my-app-tasks" });
  *   console.log(await storage.listJobs({ status: "running" }));
@@ -547,7 +547,7 @@ function noteOpened(markers: IndexedDbMarkers | null, name: string): boolean {
  *
  * @example
  * ```ts
- * import { openIndexedDbStorage } from "./indexeddb.ts";
+ * import { openIndexedDbStorage } from "@dagger/task-core/adapters/indexeddb";
  * if (globalThis.indexedDB) {
  *   const storage = await openIndexedDbStorage({ name: "tasks", durability: "strict" });
  *   const stop = storage.watch(() => console.log("tasks are ready"));

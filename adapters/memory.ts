@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { createMemoryStorage } from "./memory.ts";
+ * import { createMemoryStorage } from "@dagger/task-core/adapters/memory";
  * const storage = createMemoryStorage();
  * console.assert(storage.name === "memory");
  * await storage.close();
@@ -806,7 +806,7 @@ function page<T extends { id: string }>(items: T[], query: { after?: string; lim
  *
  * @example
  * ```ts
- * import { createMemoryStorage } from "./memory.ts";
+ * import { createMemoryStorage } from "@dagger/task-core/adapters/memory";
  * const storage = createMemoryStorage();
  * const jobs = await storage.listJobs();
  * console.assert(jobs.length === 0);

@@ -26,7 +26,7 @@
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { tmpdir } from "node:os";
  * import { join } from "node:path";
- * import { openSqlJsFileStorage } from "./sqljs-file.ts";
+ * import { openSqlJsFileStorage } from "@dagger/task-core/adapters/sqljs-file";
  * const dir = await mkdtemp(join(tmpdir(), "tasks-"));
  * const storage = await openSqlJsFileStorage(join(dir, "tasks.sqlite"));
  * console.assert(storage.capabilities.durable);
@@ -293,8 +293,8 @@ function wrap(e: unknown, what: string, path: string, opening = false): Error {
  *
  * @example
  * ```ts ignore
- * import { openSqlJsStorage } from "./sqljs.ts";
- * import { createFilePersister } from "./sqljs-file.ts";
+ * import { openSqlJsStorage } from "@dagger/task-core/adapters/sqljs";
+ * import { createFilePersister } from "@dagger/task-core/adapters/sqljs-file";
  * const storage = await openSqlJsStorage({ persister: createFilePersister("data/tasks.sqlite") });
  * ```
  */
@@ -422,7 +422,7 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
  *
  * @example
  * ```ts ignore
- * import { openSqlJsFileStorage } from "./sqljs-file.ts";
+ * import { openSqlJsFileStorage } from "@dagger/task-core/adapters/sqljs-file";
  * const storage = await openSqlJsFileStorage("data/tasks.sqlite");
  * ```
  */

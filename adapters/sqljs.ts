@@ -20,7 +20,7 @@
  *
  * @example
  * ```ts
- * import { createMemoryPersister, openSqlJsStorage } from "./sqljs.ts";
+ * import { createMemoryPersister, openSqlJsStorage } from "@dagger/task-core/adapters/sqljs";
  * const persister = createMemoryPersister();
  * const storage = await openSqlJsStorage({ persister });
  * console.assert(storage.capabilities.durable);

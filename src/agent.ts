@@ -61,7 +61,7 @@ export interface AgentDefinition<Name extends string, Input, Output> {
  *
  * @example
  * ```ts
- * import { defineAgent } from "./agent.ts";
+ * import { defineAgent } from "@dagger/task-core";
  * const add = defineAgent({
  *   name: "add",
  *   description: "Adds two numbers",

@@ -29,7 +29,7 @@ export const DEFAULT_RETRY: Readonly<RetryOptions> = Object.freeze({
  *
  * @example
  * ```ts
- * import { backoffDelay, DEFAULT_RETRY } from "./backoff.ts";
+ * import { backoffDelay, DEFAULT_RETRY } from "@dagger/task-core";
  * console.assert(backoffDelay(1, DEFAULT_RETRY) === 1000);
  * console.assert(backoffDelay(3, DEFAULT_RETRY) === 4000);
  * ```

@@ -93,7 +93,7 @@ interface ManualTimer {
  *
  * @example
  * ```ts
- * import { ManualClock } from "./clock.ts";
+ * import { ManualClock } from "@dagger/task-core";
  * const clock = new ManualClock(0);
  * let fired = false;
  * clock.setTimer(() => (fired = true), 1000);

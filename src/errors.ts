@@ -395,7 +395,7 @@ export class JobFailedError extends TaskCoreError {
  *
  * @example
  * ```ts
- * import { isTransientStorageError, StorageCorruptError, StorageError } from "./errors.ts";
+ * import { isTransientStorageError, StorageCorruptError, StorageError } from "@dagger/task-core";
  * console.assert(isTransientStorageError(new StorageError("connection lost")));
  * console.assert(!isTransientStorageError(new StorageCorruptError("tasks", "bad row")));
  * ```

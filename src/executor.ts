@@ -512,16 +512,10 @@ function isRetryable(e: unknown): boolean {
  *
  * @example
  * ```ts
- * import { Executor } from "./executor.ts";
- * import { createMemoryStorage } from "../adapters/memory.ts";
- * const agents = new Map([["hello", { name: "hello", description: "greets", execute: (input: unknown) => `hi ${input}` }]]);
- * const registry = {
- *   get: (n: string) => agents.get(n),
- *   has: (n: string) => agents.has(n),
- *   inputIssues: () => [],
- *   validateInput: () => {},
- *   validateOutput: () => {},
- * };
+ * import { AgentRegistry, defineAgent, Executor } from "@dagger/task-core";
+ * import { createMemoryStorage } from "@dagger/task-core/adapters/memory";
+ * const hello = defineAgent({ name: "hello", description: "Greets", execute: (input: string) => `hi ${input}` });
+ * const registry = new AgentRegistry().register(hello);
  * const executor = new Executor({ storage: createMemoryStorage(), registry });
  * executor.start();
  * const job = await executor.submit({ name: "demo", tasks: [{ key: "a", agent: "hello", input: "you" }] });

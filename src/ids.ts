@@ -20,7 +20,7 @@ const chars: number[] = new Array<number>(26).fill(CODES[0]!);
  *
  * @example
  * ```ts
- * import { newId } from "./ids.ts";
+ * import { newId } from "@dagger/task-core";
  * const a = newId();
  * const b = newId();
  * console.assert(a < b);

@@ -59,7 +59,7 @@ function defaultValidator(): Validator {
  *
  * @example
  * ```ts
- * import { defineJsonAgent } from "./json-agent.ts";
+ * import { defineJsonAgent } from "@dagger/task-core";
  * const greet = defineJsonAgent({
  *   name: "greet",
  *   description: "Greets a person",

@@ -122,7 +122,7 @@ type FromEach<U> = U extends unknown ? FromSchema<U> : never;
  *
  * @example
  * ```ts
- * import type { FromSchema } from "./json-schema.ts";
+ * import type { FromSchema } from "@dagger/task-core";
  * const schema = {
  *   type: "object",
  *   properties: { name: { type: "string" }, age: { type: ["integer", "null"] } },

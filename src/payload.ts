@@ -63,7 +63,7 @@ function stringBytes(s: string, budget: number): number {
  *
  * @example
  * ```ts
- * import { jsonSize } from "./payload.ts";
+ * import { jsonSize } from "@dagger/task-core";
  * console.assert(jsonSize({ a: "é" }) === JSON.stringify({ a: "é" }).length + 1);
  * console.assert(jsonSize("x".repeat(50_000_000), 1024) > 1024);
  * ```

@@ -78,7 +78,7 @@ export const MAX_QUEUE_CAPACITY: number = 2 ** 32 - 1;
  *
  * @example
  * ```ts
- * import { RingQueue } from "./queue.ts";
+ * import { RingQueue } from "@dagger/task-core";
  * const q = new RingQueue<number>(2);
  * q.tryPush(1);
  * q.tryPush(2);

@@ -128,8 +128,7 @@ function objectOf(raw: unknown, kind: string, location: string): Record<string, 
  *
  * @example
  * ```ts
- * import { checkTaskRecord } from "./record-check.ts";
- * import { StorageCorruptError } from "./errors.ts";
+ * import { checkTaskRecord, StorageCorruptError } from "@dagger/task-core";
  * try {
  *   checkTaskRecord({ id: "t1", status: "exploded" }, "tasks");
  * } catch (e) {

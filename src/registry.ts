@@ -107,8 +107,7 @@ function copyMetadata(name: string, metadata: AgentMetadata): Readonly<AgentMeta
  *
  * @example
  * ```ts
- * import { defineAgent } from "./agent.ts";
- * import { AgentRegistry } from "./registry.ts";
+ * import { AgentRegistry, defineAgent } from "@dagger/task-core";
  * const registry = new AgentRegistry();
  * registry.register(defineAgent({ name: "echo", description: "Returns its input", execute: (x) => x }), {
  *   version: "1.0.0",

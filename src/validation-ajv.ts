@@ -103,7 +103,7 @@ function compileOnce(ajv: Ajv, schema: JsonSchema): ReturnType<Ajv["compile"]> {
  *
  * @example
  * ```ts
- * import { createAjvValidator } from "./validation-ajv.ts";
+ * import { createAjvValidator } from "@dagger/task-core";
  * const check = createAjvValidator().compile({ type: "object", required: ["id"] });
  * console.assert(check({ id: 1 }).length === 0);
  * console.assert(check({})[0]?.path === "/id");

@@ -155,7 +155,7 @@ function normalise(fn: PrecompiledFunction): CompiledValidator {
  *
  * @example
  * ```ts
- * import { createPrecompiledValidator, NO_ISSUES } from "./validation.ts";
+ * import { createPrecompiledValidator, NO_ISSUES } from "@dagger/task-core";
  * const schema = { type: "string" } as const;
  * const validator = createPrecompiledValidator([
  *   [schema, (v: unknown) => typeof v === "string" ? NO_ISSUES : [{ path: "", keyword: "type", message: "must be string" }]],

@@ -91,7 +91,7 @@ function wrap(e: unknown, what: string): Error {
  *
  * @example
  * ```ts ignore
- * import { createIndexedDbPersister, openSqlJsStorage } from "../sqljs.ts";
+ * import { createIndexedDbPersister, openSqlJsStorage } from "@dagger/task-core/adapters/sqljs";
  * const storage = await openSqlJsStorage({ persister: createIndexedDbPersister({ name: "tasks" }) });
  * ```
  */

@@ -65,7 +65,7 @@ let defaultModule: Promise<SqlJsModule> | undefined;
  *
  * @example
  * ```ts
- * import { loadSqlJs } from "./module.ts";
+ * import { loadSqlJs } from "@dagger/task-core/adapters/sqljs";
  * const SQL = await loadSqlJs();
  * const db = new SQL.Database();
  * db.close();

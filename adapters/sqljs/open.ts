@@ -88,7 +88,7 @@ function checkOptions(o: SqlJsStorageOptions): void {
  *
  * @example
  * ```ts
- * import { openSqlJsStorage } from "./open.ts";
+ * import { openSqlJsStorage } from "@dagger/task-core/adapters/sqljs";
  * const storage = await openSqlJsStorage();
  * console.assert(storage.capabilities.durable === false);
  * await storage.close();

@@ -84,7 +84,7 @@ function wrap(e: unknown, what: string): Error {
  *
  * @example
  * ```ts ignore
- * import { createOpfsPersister, openSqlJsStorage } from "../sqljs.ts";
+ * import { createOpfsPersister, openSqlJsStorage } from "@dagger/task-core/adapters/sqljs";
  * const storage = await openSqlJsStorage({ persister: createOpfsPersister({ name: "tasks" }) });
  * ```
  */

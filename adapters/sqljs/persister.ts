@@ -72,7 +72,7 @@ export interface MemoryPersister extends SqlJsPersister {
  *
  * @example
  * ```ts
- * import { createMemoryPersister } from "./persister.ts";
+ * import { createMemoryPersister } from "@dagger/task-core/adapters/sqljs";
  * const persister = createMemoryPersister();
  * console.assert((await persister.load()).snapshot === null);
  * ```
