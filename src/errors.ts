@@ -15,10 +15,27 @@ export class TaskCoreError extends Error {
   }
 }
 
-/** An error that says, by its type, that another attempt will not help. */
+/**
+ * The mark of a non-retryable error on its prototype, shared by every copy of task-core in
+ * a program (two installed versions, the npm build next to the sources): `instanceof` tells
+ * only one copy's classes, so an executor asks for this mark too (see `isNonRetryable`).
+ */
+const NON_RETRYABLE: unique symbol = Symbol.for("@dagger/task-core:non-retryable");
+
+/**
+ * An error that says, by its type, that another attempt will not help. An executor knows
+ * it (and its subclasses) also when it comes from another copy of task-core.
+ */
 export class NonRetryableError extends TaskCoreError {
   /** The error's name (kept explicit so minified bundles report it). */
   override name: string = "NonRetryableError";
+}
+Object.defineProperty(NonRetryableError.prototype, NON_RETRYABLE, { value: true });
+
+/** Whether `e` is a `NonRetryableError` of this copy of task-core or of any other. */
+export function isNonRetryable(e: unknown): boolean {
+  if (e instanceof NonRetryableError) return true;
+  return typeof e === "object" && e !== null && (e as { [NON_RETRYABLE]?: unknown })[NON_RETRYABLE] === true;
 }
 
 /** One validation problem: where it is, which rule, and what is wrong. */

@@ -11,12 +11,12 @@ import { type Clock, systemClock } from "./clock.ts";
 import {
   ConflictError,
   InvalidTransitionError,
+  isNonRetryable,
   isTransientStorageError,
   type JobProblem,
   JobValidationError,
   JsonValueError,
   KeyConflictError,
-  NonRetryableError,
   NotFoundError,
   PayloadTooLargeError,
   StorageClosedError,
@@ -501,7 +501,7 @@ function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
 
 function isRetryable(e: unknown): boolean {
   try {
-    return !(e instanceof NonRetryableError || e instanceof JobValidationError || e instanceof JsonValueError);
+    return !(isNonRetryable(e) || e instanceof JobValidationError || e instanceof JsonValueError);
   } catch {
     return true; // a thrown proxy that refuses to tell its prototype: an ordinary failure
   }
