@@ -464,15 +464,43 @@ function handBack(task: Task, reason: string): Partial<Task> {
   return { status: "ready", attempts: Math.max(0, task.attempts - 1), statusReason: reason };
 }
 
-/** `v` as storable text (a string with no lone surrogate), or `fallback` when it has none. */
+/**
+ * Longest error name or message stored (UTF-16 units). An agent's error is written with each
+ * failed attempt and read with its task: a 20 MB message would be stored twice per attempt
+ * (the error and the status reason), past any `maxPayloadBytes`.
+ */
+const MAX_ERROR_TEXT = 16 * 1024;
+
+/** Most validation issues stored in an error's `details` (the first ones). */
+const MAX_ERROR_ISSUES = 100;
+
+/** `s` cut to at most `MAX_ERROR_TEXT` units, ending with how much was left out. */
+function bounded(s: string): string {
+  if (s.length <= MAX_ERROR_TEXT) return s;
+  let cut = MAX_ERROR_TEXT - 40;
+  const c = s.charCodeAt(cut - 1);
+  if (c >= 0xd800 && c <= 0xdbff) cut--; // never half of a surrogate pair
+  return `${s.slice(0, cut)}\u2026 (${s.length - cut} more characters)`;
+}
+
+/** `v` as storable text (a bounded string with no lone surrogate), or `fallback` when it has none. */
 function text(v: unknown, fallback: string): string {
-  if (typeof v === "string") return wellFormed(v);
+  if (typeof v === "string") return wellFormed(bounded(v));
   if (v === undefined || v === null) return fallback;
   try {
-    return wellFormed(String(v));
+    return wellFormed(bounded(String(v)));
   } catch {
     return fallback;
   }
+}
+
+/**
+ * `s` as a text column of every store keeps it (a task's status reason): well formed, and
+ * NUL, which PostgreSQL's text cannot hold, as U+FFFD. JSON values (an error's message) keep NUL.
+ */
+function reasonText(s: string): string {
+  s = wellFormed(s);
+  return s.includes("\0") ? s.replace(/\0/g, "\ufffd") : s;
 }
 
 /**
@@ -486,7 +514,14 @@ function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
       const out: TaskError = { name: text(e.name, "Error"), message: text(e.message, ""), retryable, at };
       if (e instanceof ValidationError) {
         try {
-          out.details = toJson(e.issues.map((i) => ({ path: i.path, keyword: i.keyword, message: i.message })));
+          // The first issues, each bounded: an output of a million bad items must not store a million.
+          out.details = toJson(
+            e.issues.slice(0, MAX_ERROR_ISSUES).map((i) => ({
+              path: text(i.path, ""),
+              keyword: text(i.keyword, ""),
+              message: text(i.message, ""),
+            })),
+          );
         } catch {
           // Details that are not JSON are left out; the name and message stay.
         }
@@ -990,8 +1025,8 @@ export class Executor {
       throw new TypeError(`review() "decision" must be "accept" or "reject", got ${shown(decision)}`);
     }
     if (typeof reason !== "string") throw new TypeError(`review() "reason" must be a string, got ${shown(reason)}`);
-    // Stored as the task's feedback and reason: text the storage takes (as `cancelTask()`).
-    reason = wellFormed(reason);
+    // Stored as the task's feedback and reason: text every storage takes (as `cancelTask()`).
+    reason = reasonText(reason);
     return await this.#changeTask(taskId, (task) => {
       if (!task.review) {
         throw new InvalidTransitionError(
@@ -1080,7 +1115,7 @@ export class Executor {
       }
       return {
         expect: { version: task.version, status: task.status },
-        set: { status: "cancelled", statusReason: wellFormed(reason) || "Cancelled by a person" },
+        set: { status: "cancelled", statusReason: reasonText(reason) || "Cancelled by a person" },
       };
       // Cancelling is final: the task as it is now is as much the person's to cancel.
     }, false);
@@ -2131,7 +2166,7 @@ export class Executor {
           type: "updateTask",
           id: task.id,
           expect: { version: task.version, status: "running" },
-          set: { status: "ready", runAt: now + delayMs, error, statusReason: `Retrying: ${error.message}` },
+          set: { status: "ready", runAt: now + delayMs, error, statusReason: reasonText(`Retrying: ${error.message}`) },
         }];
         outcome = "retry";
       } else {
@@ -2139,7 +2174,7 @@ export class Executor {
           type: "updateTask",
           id: task.id,
           expect: { version: task.version, status: "running" },
-          set: { status: "failed", error, statusReason: error.message },
+          set: { status: "failed", error, statusReason: reasonText(error.message) },
         }];
         outcome = "failed";
       }
@@ -2515,13 +2550,17 @@ export class Executor {
     const atMostOnce = task.durability === "at-most-once";
     const error = toTaskError(e, !atMostOnce, now);
     const set: UpdateTaskOp["set"] = atMostOnce
-      ? { status: "blocked", error, statusReason: `Blocked: ${e.message}; at-most-once tasks are not run again` }
+      ? {
+        status: "blocked",
+        error,
+        statusReason: reasonText(`Blocked: ${error.message}; at-most-once tasks are not run again`),
+      }
       : {
         status: "ready",
         runAt: now,
         attempts: Math.max(0, task.attempts - 1),
         error,
-        statusReason: `Running again: ${e.message}`,
+        statusReason: reasonText(`Running again: ${error.message}`),
       };
     return {
       ...item,
@@ -2547,7 +2586,7 @@ export class Executor {
         type: "updateTask",
         id: first.id,
         expect: first.expect,
-        set: { status: "failed", error, statusReason: error.message },
+        set: { status: "failed", error, statusReason: reasonText(error.message) },
       }],
       outcome: "failed",
       error,
@@ -2727,7 +2766,7 @@ export class Executor {
             statusReason: "Interrupted while running; at-most-once tasks are not run again",
           }
           : t.attempts >= t.maxAttempts
-          ? { status: "failed", error, statusReason: error.message }
+          ? { status: "failed", error, statusReason: reasonText(error.message) }
           : { status: "ready", runAt: now, error, statusReason: "Recovered after its lease expired" };
       },
       report,

@@ -66,13 +66,13 @@ export type DependencyFailurePolicy = "cancel" | "block";
 export interface TaskError {
   /** The error's `name` (for example `TaskTimeoutError`). */
   name: string;
-  /** The error's message. */
+  /** The error's message (a name or message past 16 KiB is cut, ending with how much was left out). */
   message: string;
   /** Whether another attempt may succeed. */
   retryable: boolean;
   /** When it happened (epoch milliseconds). */
   at: number;
-  /** Extra details, such as validation errors. */
+  /** Extra details, such as validation errors (the first 100 issues). */
   details?: JsonValue;
 }
 

@@ -6,6 +6,7 @@
 import { ManualClock, systemClock, timerClock } from "../../src/clock.ts";
 import {
   InvalidTransitionError,
+  JobFailedError,
   NonRetryableError,
   NotFoundError,
   StorageBlockedError,
@@ -197,6 +198,79 @@ export const executorCases: Case<ExecContext>[] = [
       equal(t.status, "failed");
       equal(t.attempts, 2);
       equal(t.error?.message, "try 2");
+      await executor.shutdown();
+    },
+  },
+  {
+    name: "an agent's error is stored readable and bounded on every adapter: NUL, huge messages and names, odd throws",
+    async run(ctx) {
+      const huge = "m".repeat(5_000_000);
+      const throwers: Record<string, () => unknown> = {
+        "nul-message": () => new Error("bad\0byte"),
+        "nul-string": () => "text\0with NUL",
+        "huge-message": () => new Error(huge),
+        "huge-name": () => Object.assign(new Error("named"), { name: "N".repeat(1_000_000) }),
+        "huge-string": () => huge,
+        "cut-pair": () => new Error(`${"x".repeat(16 * 1024 - 41)}${"\u{1F600}".repeat(40)}`),
+        "aggregate": () => new AggregateError([new Error("one"), "two"], "several"),
+      };
+      const agents = Object.entries(throwers).map(([name, make]) =>
+        agent(name, () => {
+          throw make();
+        })
+      );
+      const { executor, clock } = harness(ctx.storage, agents, { retry: { delayMs: 10, factor: 1 } });
+      executor.start();
+      const job = await executor.submit({
+        name: "errors",
+        tasks: agents.map((a) => ({ key: a.name, agent: a.name, maxAttempts: 2 })),
+      });
+      // The first attempts are stored as retries (their reason names the error) ...
+      await until(
+        async () => {
+          const tasks = await ctx.storage.listTasks({ jobId: job.id });
+          return tasks.every((t) => t.status === "ready" && t.attempts === 1);
+        },
+        "every first attempt stored as a retry",
+        clock,
+      );
+      equal((await taskByKey(ctx, job.id, "nul-message")).statusReason, "Retrying: bad\ufffdbyte");
+      // ... and the second ones as failures.
+      await clock.advance(10);
+      await rejects(() => job.wait(), JobFailedError);
+      const byKey = Object.fromEntries((await ctx.storage.listTasks({ jobId: job.id })).map((t) => [t.key, t]));
+      for (const [key, t] of Object.entries(byKey)) {
+        equal(t.status, "failed", key);
+        equal(t.attempts, 2, key);
+        ok(t.error !== null && t.error.name.length <= 16 * 1024 && t.error.message.length <= 16 * 1024, key);
+        ok(t.statusReason !== null && t.statusReason.length <= 16 * 1024 + 100, key);
+        ok(!t.statusReason.includes("\0"), `${key}: the reason is text every store keeps`);
+      }
+      // JSON keeps NUL on every adapter: the message is stored as thrown.
+      equal(byKey["nul-message"]!.error?.message, "bad\0byte");
+      equal(byKey["nul-message"]!.statusReason, "bad\ufffdbyte");
+      equal(byKey["nul-string"]!.error?.message, "text\0with NUL");
+      for (const key of ["huge-message", "huge-string"]) {
+        const message = byKey[key]!.error!.message;
+        ok(message.startsWith("m".repeat(16_000)), `${key}: the start of the message is kept`);
+        const [, kept, more] = /^(m*)\u2026 \((\d+) more characters\)$/.exec(message) ?? [];
+        equal(kept!.length + Number(more), huge.length, `${key}: says what was left out: ${message.slice(-60)}`);
+      }
+      ok(byKey["huge-name"]!.error!.name.startsWith("N".repeat(1000)));
+      equal(byKey["huge-name"]!.error!.message, "named");
+      const cut = byKey["cut-pair"]!.error!.message;
+      ok(cut.startsWith("x".repeat(16 * 1024 - 41)) && !/\ufffd/.test(cut), "a cut never splits a surrogate pair");
+      equal(byKey["aggregate"]!.error?.name, "AggregateError");
+      equal(byKey["aggregate"]!.error?.message, "several");
+      // A person's reasons holding NUL are stored alike everywhere too.
+      const other = await executor.submit({
+        name: "reasons",
+        tasks: [{ key: "a", agent: "aggregate", delayMs: 60_000 }],
+      });
+      const [pending] = await ctx.storage.listTasks({ jobId: other.id });
+      const cancelled = await executor.cancelTask(pending!.id, "no\0more");
+      equal(cancelled.statusReason, "no\ufffdmore");
+      equal((await ctx.storage.getTask(pending!.id))?.statusReason, "no\ufffdmore");
       await executor.shutdown();
     },
   },

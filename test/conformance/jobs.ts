@@ -271,6 +271,41 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "an output failing with thousands of schema issues stores the first 100 in the error's details, each bounded",
+    async run(ctx) {
+      const many = {
+        name: "many-issues",
+        description: "Its output fails every item",
+        inputSchema: true,
+        outputSchema: { type: "array" },
+        validator: {
+          name: "every-item",
+          compile: (schema: unknown) =>
+            schema === true ? () => [] : (value: unknown) =>
+              (value as string[]).map((v, i) => ({
+                path: `/${i}${v}`,
+                keyword: "type",
+                message: "must be a number",
+              })),
+        },
+        execute: () => ["k".repeat(100_000), ...Array.from({ length: 4999 }, () => "x".repeat(100))],
+      } as unknown as Agent<JsonValue, JsonValue>;
+      const { executor, clock } = harness(ctx.storage, [many]);
+      executor.start();
+      const job = await executor.submit({ name: "many", tasks: [{ key: "a", agent: "many-issues" }] });
+      await untilAdvancing(async () => (await job.status()).status !== "running", "the job ended", clock, 1000);
+      const [task] = await job.tasks();
+      equal(task!.status, "failed");
+      equal(task!.error?.name, "ValidationError");
+      const details = task!.error?.details as { path: string; message: string }[];
+      equal(details.length, 100);
+      equal(details[1]!.path, `/1${"x".repeat(100)}`);
+      ok(details[0]!.path.length <= 16 * 1024, "a huge path is cut");
+      ok(task!.error!.message.length <= 16 * 1024, "the message is cut");
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a JobValidationError's message lists the first 100 problems and counts the rest; problems holds all",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [echo]);
