@@ -62,6 +62,17 @@ export function isLoneSurrogate(s: string): boolean {
   return false;
 }
 
+/**
+ * Why `s` is not text every store keeps as given, or `undefined` when it is: a lone
+ * surrogate (UTF-8 databases change it, so two keys could become one) or NUL (PostgreSQL's
+ * text cannot hold it). The executor refuses such names and keys alike on every adapter.
+ */
+export function textFault(s: string): string | undefined {
+  if (s.includes("\0")) return "it holds NUL (U+0000)";
+  if (isLoneSurrogate(s)) return "it holds a lone surrogate";
+  return undefined;
+}
+
 /** `s` with every lone surrogate replaced by U+FFFD (as `String.prototype.toWellFormed` does). */
 export function wellFormed(s: string): string {
   if (!isLoneSurrogate(s)) return s;

@@ -10,7 +10,7 @@ import type { Agent } from "./agent.ts";
 import type { TaskContext } from "./context.ts";
 import { thrownMessage, UnknownAgentError, ValidationError, type ValidationIssue } from "./errors.ts";
 import type { JsonSchema } from "./json-schema.ts";
-import { isLoneSurrogate, toJson } from "./json.ts";
+import { textFault, toJson } from "./json.ts";
 import type { JsonValue } from "./types.ts";
 import type { CompiledValidator, Validator } from "./validation.ts";
 
@@ -158,8 +158,9 @@ export class AgentRegistry {
     if (typeof name !== "string" || name === "") {
       throw new TypeError(`Agent "name" must be a non-empty string, got ${show(name)}`);
     }
-    // Tasks store the name: storage refuses text that is not well formed.
-    if (isLoneSurrogate(name)) throw new TypeError(`Agent "name" must be well-formed text: it holds a lone surrogate`);
+    // Tasks store the name: text some store would change or refuse is refused here.
+    const fault = textFault(name);
+    if (fault !== undefined) throw new TypeError(`Agent "name" must be text every storage keeps: ${fault}`);
     if (typeof description !== "string") {
       throw new TypeError(`Agent "${name}": "description" must be a string, got ${show(description)}`);
     }

@@ -11,7 +11,7 @@ import { type JobProblem, JobValidationError, thrownMessage, type ValidationIssu
 import { MAX_ATTEMPTS, MAX_TASKS_PER_JOB, sealNewJobTasks } from "./commit-rules.ts";
 import { cycleAmong } from "./graph.ts";
 import { newId } from "./ids.ts";
-import { isLoneSurrogate, toJson } from "./json.ts";
+import { textFault, toJson } from "./json.ts";
 import type { Job, JobSpec, JsonValue, Task, TaskSpec } from "./types.ts";
 
 /** What the executor needs from an agent registry. `AgentRegistry` implements it. */
@@ -65,16 +65,17 @@ const TEXT_OPTIONS = ["description", "taskType", "summary", "acceptanceCriteria"
  * columns would change, so two keys could become one).
  */
 export function hasReservedChar(key: string): boolean {
-  return key.indexOf("/") >= 0 || key.indexOf("#") >= 0 || isLoneSurrogate(key);
+  return key.indexOf("/") >= 0 || key.indexOf("#") >= 0 || textFault(key) !== undefined;
 }
 
 /** The problem of a key that {@link hasReservedChar}. */
 export function reservedKeyProblem(key: string, what: string): JobProblem {
+  const fault = textFault(key);
   return {
     key,
     code: "invalid-key",
-    message: isLoneSurrogate(key)
-      ? `${what} holds a lone surrogate (it is not well-formed text)`
+    message: fault !== undefined
+      ? `${what} must be text every storage keeps: ${fault}`
       : `${what} may not contain "/" or "#" (they separate the keys of spawned children)`,
   };
 }
@@ -131,8 +132,8 @@ export function checkTaskOptions(spec: TaskSpec, problems: JobProblem[], key: st
   for (let i = 0; i < TEXT_OPTIONS.length; i++) {
     const f = TEXT_OPTIONS[i]!;
     const v = spec[f];
-    if (v !== undefined && (typeof v !== "string" || isLoneSurrogate(v))) {
-      badOption(problems, key, f, v, "a string (well-formed text)");
+    if (v !== undefined && (typeof v !== "string" || textFault(v) !== undefined)) {
+      badOption(problems, key, f, v, "a string (well-formed text, no NUL)");
     }
   }
 }
@@ -259,10 +260,10 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
       message: `Job spec must be an object, got ${spec === null ? "null" : typeof spec}`,
     }]);
   }
-  if (typeof spec.name !== "string" || spec.name.length === 0 || isLoneSurrogate(spec.name)) {
+  if (typeof spec.name !== "string" || spec.name.length === 0 || textFault(spec.name) !== undefined) {
     problems.push({
       code: "invalid-job",
-      message: `Job "name" must be a non-empty string of well-formed text, got ${describeValue(spec.name)}`,
+      message: `Job "name" must be a non-empty string of well-formed text without NUL, got ${describeValue(spec.name)}`,
     });
   }
   if (!Array.isArray(spec.tasks) || spec.tasks.length === 0) {

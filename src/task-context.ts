@@ -9,7 +9,7 @@
 import type { KeyValue, ReadonlyStorage, SpawnSpec, TaskContext, TaskHandle, TaskInfo } from "./context.ts";
 import { type JobProblem, JobValidationError } from "./errors.ts";
 import { newId } from "./ids.ts";
-import { isLoneSurrogate, toJson } from "./json.ts";
+import { textFault, toJson } from "./json.ts";
 import {
   type AgentSource,
   checkInput,
@@ -44,6 +44,12 @@ export interface ContextHost {
 /** A write after the attempt ended: nothing would store it, so it is refused, not lost. */
 function ended(what: string): Error {
   return new Error(`${what} after the attempt ended is not stored (await it before returning)`);
+}
+
+/** A `TypeError` for a key or scope some store would change or refuse (storage would drop the whole result). */
+function checkText(what: string, s: string): void {
+  const fault = textFault(s);
+  if (fault !== undefined) throw new TypeError(`${what} must be text every storage keeps: ${fault}`);
 }
 
 class BufferedKeyValue implements KeyValue {
@@ -81,7 +87,7 @@ class BufferedKeyValue implements KeyValue {
     if (this.sealed()) throw ended("A cache or state write");
     if (typeof key !== "string") throw new TypeError(`Key must be a string, got ${typeof key}`);
     // Storage refuses it at commit, which would drop the whole result: refuse it here.
-    if (isLoneSurrogate(key)) throw new TypeError("Key must be well-formed text: it holds a lone surrogate");
+    checkText("Key", key);
     const json = toJson(value);
     this.checkSize(json, key);
     this.writes.set(key, json);
@@ -90,7 +96,7 @@ class BufferedKeyValue implements KeyValue {
   delete(key: string): void {
     if (this.sealed()) throw ended("A cache or state delete");
     if (typeof key !== "string") throw new TypeError(`Key must be a string, got ${typeof key}`);
-    if (isLoneSurrogate(key)) throw new TypeError("Key must be well-formed text: it holds a lone surrogate");
+    checkText("Key", key);
     this.writes.set(key, undefined);
   }
 }
@@ -223,7 +229,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
       problems.push({ key, code: "duplicate-key", message: `Child key "${spec.key}" is used twice` });
     }
     if (
-      typeof spec.agent !== "string" || spec.agent === "" || isLoneSurrogate(spec.agent) ||
+      typeof spec.agent !== "string" || spec.agent === "" || textFault(spec.agent) !== undefined ||
       (!this.#host.spawnsForOthers && !this.#host.agents.has(spec.agent))
     ) {
       problems.push({
@@ -278,7 +284,7 @@ export class AttemptContext implements TaskContext<JsonValue> {
   state(scope: string): KeyValue {
     if (typeof scope !== "string") throw new TypeError(`State scope must be a string, got ${typeof scope}`);
     // Storage refuses it at commit, which would drop the whole result: refuse it here.
-    if (isLoneSurrogate(scope)) throw new TypeError("State scope must be well-formed text: it holds a lone surrogate");
+    checkText("State scope", scope);
     const states = (this.#states ??= new Map());
     let kv = states.get(scope);
     if (!kv) {

@@ -271,6 +271,58 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "text holding NUL is refused alike on every adapter: job names, keys, text options, cache and state keys, agent names",
+    async run(ctx) {
+      // PostgreSQL's text holds no NUL: it refused such a job or result at the write, where
+      // every other adapter stored it, and an agent's result was dropped for a lease expiry.
+      const seen: string[] = [];
+      const { executor, registry, clock } = harness(ctx.storage, [
+        agent("echo", (i) => i),
+        agent("writer", (_i, c) => {
+          const tries: [string, () => unknown][] = [
+            ["cache set", () => c.cache.set("k\0", 1)],
+            ["cache delete", () => c.cache.delete("\0")],
+            ["state scope", () => c.state("s\0")],
+            ["state set", () => c.state("s").set("k\0", 1)],
+          ];
+          for (const [what, f] of tries) {
+            try {
+              f();
+              seen.push(`${what}: accepted`);
+            } catch (e) {
+              seen.push(`${what}: ${(e as Error).name} ${/NUL/.test((e as Error).message)}`);
+            }
+          }
+          c.cache.set("fine", 1);
+          return "done";
+        }),
+      ]);
+      const specs: [string, unknown][] = [
+        ["invalid-job", { name: "a\0b", tasks: [{ key: "a", agent: "echo" }] }],
+        ["invalid-key", { name: "j", tasks: [{ key: "a\0", agent: "echo" }] }],
+        ["invalid-option", { name: "j", tasks: [{ key: "a", agent: "echo", description: "d\0" }] }],
+      ];
+      for (const [code, spec] of specs) {
+        const e = await rejects<JobValidationError>(() => executor.submit(spec as never), JobValidationError);
+        equal(e.problems[0]?.code, code, e.message);
+      }
+      deepEqual(await ctx.storage.listJobs(), []);
+      throws(() => registry.register(agent("bad\0name", (i) => i)), TypeError);
+      executor.start();
+      const job = await executor.submit({ name: "w", tasks: [{ key: "w", agent: "writer" }] });
+      deepEqual(await clock.runUntil(job.wait()), { w: "done" });
+      deepEqual(seen, [
+        "cache set: TypeError true",
+        "cache delete: TypeError true",
+        "state scope: TypeError true",
+        "state set: TypeError true",
+      ]);
+      equal(await ctx.storage.getCache(job.id, "fine"), 1);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "an output failing with thousands of schema issues stores the first 100 in the error's details, each bounded",
     async run(ctx) {
       const many = {
