@@ -1298,6 +1298,8 @@ export class Executor {
     // A commit that failed with an error that may pass is retried from the read: when it
     // was applied after all, the job already shows the status.
     let failures = 0;
+    // The `now` of each failed attempt: a cancel stored by one of them ended the job at it.
+    const unsure: number[] = [];
     for (;;) {
       const job = await this.#retried("getJob", () => this.storage.getJob(jobId));
       if (!job) throw new NotFoundError("job", jobId);
@@ -1306,14 +1308,18 @@ export class Executor {
         // tasks of the job stop all the same, as the success of the call would stop them.
         this.#followJob(jobId, job.status);
         if (failures > 0 && job.status === status) {
-          this.#afterCommit({ tasks: [], jobs: status === "cancelled" ? [job] : [], readied: 1 });
+          // Its end is reported only when a failed attempt of this call stored it: a job
+          // another executor cancelled meanwhile was ended (and reported) by that one.
+          const ended = status === "cancelled" && job.finishedAt !== null && unsure.includes(job.finishedAt);
+          this.#afterCommit({ tasks: [], jobs: ended ? [job] : [], readied: 1 });
         }
         return job;
       }
+      const now = this.#clock.now();
       try {
         const result = await this.storage.commit(
           [{ type: "updateJob", id: jobId, expect: { version: job.version }, set: { status } }],
-          this.#clock.now(),
+          now,
         );
         this.#followJob(jobId, status);
         this.#afterCommit(result);
@@ -1322,6 +1328,7 @@ export class Executor {
       } catch (e) {
         if (e instanceof ConflictError) continue;
         await this.#callerCallFailed("commit", e, ++failures);
+        unsure.push(now);
       }
     }
   }

@@ -783,6 +783,40 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a cancel() whose commit failed before another executor cancelled the job does not report the end as its own",
+    async run(ctx) {
+      const hang = agent("hang", (_i, c) => aborted(c.signal));
+      const clock = new ManualClock(START);
+      // Its cancel comes a second after the failed attempt (an outage takes time).
+      const other = harness(ctx.storage, [hang], { clock: new ManualClock(START + 1000) });
+      let armed = true;
+      const failing = intercept(ctx.storage, {
+        commit: (commit) => async (ops, now) => {
+          const op = ops[0];
+          if (armed && op?.type === "updateJob") {
+            armed = false;
+            // Another executor cancels the job; this call fails without being applied.
+            await (await other.executor.job(op.id)).cancel();
+            throw new StorageError("connection reset");
+          }
+          return await commit(ops, now);
+        },
+      });
+      const client = harness(failing, [hang], { clock });
+      const ends = { client: [] as string[], other: [] as string[] };
+      for (const e of ["job:completed", "job:failed", "job:cancelled"] as const) {
+        client.executor.on(e, (p) => ends.client.push(`${e} ${p.job.id}`));
+        other.executor.on(e, (p) => ends.other.push(`${e} ${p.job.id}`));
+      }
+      const job = await client.executor.submit({ name: "cancel-race", tasks: [{ key: "a", agent: "hang" }] });
+      equal((await clock.runUntil(job.cancel())).status, "cancelled");
+      deepEqual(ends.other, [`job:cancelled ${job.id}`], "the executor whose cancel ended the job reports it");
+      deepEqual(ends.client, [], "the executor whose cancel failed did not end the job");
+      await client.executor.shutdown();
+      await other.executor.shutdown();
+    },
+  },
+  {
     name: "cancelTask() cancels a task that is not running, its dependents follow, and the job ends",
     async run(ctx) {
       const flaky = agent("fails", () => {
