@@ -1959,6 +1959,7 @@ export class Executor {
       // meanwhile, hand the task back now (a paused job's waits `paused`).
       if (stored && run.held && !run.lost && this.#state === "running") {
         void this.#release([stored], "Released: its job was paused");
+        return this.#endUnstarted(run);
       } else if (stored && this.#state !== "running") void this.#release([stored]);
       run.lost = true;
       this.#settle(run, false, new TaskAbortedError("Ended before its agent was called"));
@@ -1974,9 +1975,7 @@ export class Executor {
       // Claimed for an agent unregistered since: an executor claiming by agent hands it
       // back (uncounted) for one that runs the agent, rather than failing it as unknown.
       void this.#release([task], `Released: agent "${task.agent}" is no longer registered in executor "${this.id}"`);
-      run.lost = true;
-      this.#settle(run, false, new TaskAbortedError("Ended before its agent was called"));
-      return;
+      return this.#endUnstarted(run);
     }
     run.called = true;
     run.deadline = this.#monotonic() + run.timeoutMs;
@@ -2017,6 +2016,16 @@ export class Executor {
       // A `then` that throws before settling fails the attempt, as awaiting it would.
       this.#agentSettled(run, false, e);
     }
+  }
+
+  /**
+   * End an attempt whose agent was never called and whose task is being handed back (its
+   * job was paused, its agent unregistered): as for a claimed task leaving the ready
+   * queue, no result was lost, so no `task:lost` is told.
+   */
+  #endUnstarted(run: Run): void {
+    run.lost = true;
+    this.#finishRun(run);
   }
 
   #agentSettled(run: Run, ok: boolean, value: unknown): void {

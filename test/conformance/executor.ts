@@ -2010,6 +2010,8 @@ export const executorCases: Case<ExecContext>[] = [
         maxWorkers: 1,
         prefetch: Infinity,
       });
+      const lost: string[] = [];
+      executor.on("task:lost", (e) => lost.push(e.reason));
       executor.start();
       const job = await executor.submit({
         name: "unregister",
@@ -2029,6 +2031,7 @@ export const executorCases: Case<ExecContext>[] = [
       const b = await task("b");
       equal(b.attempts, 0, "its attempt is not counted");
       equal(executor.stats().failed, 0, "not failed as of an unknown agent");
+      deepEqual(lost, [], "handed back, not lost");
       registry.register(second);
       await untilAdvancing(async () => (await job.status()).status !== "running", "the job ended", clock, 1000);
       deepEqual(await job.wait(), { a: null, b: "ran" });
@@ -2925,6 +2928,8 @@ export const executorCases: Case<ExecContext>[] = [
         const { storage, held, release } = holdingFirstStart(ctx.storage);
         let calls = 0;
         const { executor, clock } = harness(storage, [agent("work", () => ++calls)]);
+        const lost: string[] = [];
+        executor.on("task:lost", (e) => lost.push(e.reason));
         executor.start();
         const job = await executor.submit({
           name: "p",
@@ -2950,6 +2955,9 @@ export const executorCases: Case<ExecContext>[] = [
           const a = await taskByKey(ctx, job.id, "a");
           equal(a.status, "paused", "handed back to wait with its job");
           equal(a.attempts, 0, "the attempt that never started does not count");
+          // Handed back, as a paused job's queued tasks are: no result was lost.
+          deepEqual(lost, [], "task:lost for a task handed back to its paused job");
+          equal(executor.stats().lost, 0);
           await job.resume();
           deepEqual(await job.wait(), { a: 1 });
         }
