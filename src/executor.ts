@@ -101,7 +101,8 @@ export interface ExecutorOptions {
    *   task claimed for an agent unregistered before it ran goes back to `ready` uncounted.
    *   A task may spawn a child of an agent this executor lacks (another one runs it; its
    *   input is checked by no schema here).
-   * - a list of agent names: only those agents' tasks.
+   * - a list of agent names: only those agents' tasks, of those the registry holds at each
+   *   claim (a task of a listed agent not registered waits `ready`).
    *
    * The storage serves the filter from an index per agent: a claim never reads past other
    * agents' tasks.
@@ -388,7 +389,7 @@ function checkNames(prefix: string, given: object, known: Record<string, true>):
 function checkClaimAgents(
   value: ExecutorOptions["claimAgents"],
   registry: AgentSource,
-): readonly string[] | (() => readonly string[]) | null {
+): (() => readonly string[]) | null {
   if (value === undefined || value === "all") return null;
   if (value === "registered") {
     const names = registry.names;
@@ -404,7 +405,10 @@ function checkClaimAgents(
       `Executor option "claimAgents" must be "all", "registered" or an array of agent names, got ${shown(value)}`,
     );
   }
-  return Object.freeze(claimAgents(value, 'Executor option "claimAgents"')!);
+  const listed = claimAgents(value, 'Executor option "claimAgents"')!;
+  // Those the registry holds at each claim: a task of a listed agent not registered (yet)
+  // waits `ready`, as with "registered", instead of being claimed and handed back in a loop.
+  return () => listed.filter((name) => registry.has(name));
 }
 
 function checkRetention(
@@ -570,8 +574,8 @@ export class Executor {
   readonly #maxWorkers: number;
   /** Claimed tasks to hold waiting beyond the free workers (see `ExecutorOptions.prefetch`). */
   readonly #prefetch: number;
-  /** The agents a claim is limited to (`ExecutorOptions.claimAgents`): `null` for all, a function for "registered". */
-  readonly #claimAgents: readonly string[] | (() => readonly string[]) | null;
+  /** The agents a claim is limited to (`ExecutorOptions.claimAgents`), read at each claim: `null` for all. */
+  readonly #claimAgents: (() => readonly string[]) | null;
   readonly #queue: Queue<Task>;
   readonly #taskTimeoutMs: number;
   readonly #retry: RetryOptions;
@@ -1556,7 +1560,7 @@ export class Executor {
           owner: this.id,
           leaseMs: this.#leaseMs,
           ...(start > 0 ? { start } : {}),
-          ...(agents === null ? {} : { agents: typeof agents === "function" ? agents() : agents }),
+          ...(agents === null ? {} : { agents: agents() }),
         });
         failures = 0;
         // (Only when a notice came meanwhile: a claim on the hot path waits for nothing more.)

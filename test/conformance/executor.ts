@@ -2070,6 +2070,37 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "claimAgents: a list naming an agent the registry lacks leaves its tasks ready instead of claiming them again",
+    async run(ctx) {
+      const ghost = agent("ghost", () => "ghost ran");
+      const client = harness(ctx.storage, [ghost]);
+      const job = await client.executor.submit({ name: "ghost", tasks: [{ key: "g", agent: "ghost" }] });
+      let claims = 0;
+      // Past 50 claims answer nothing, so that a claim loop that spins fails this case
+      // rather than starving the event loop.
+      const counted = intercept(ctx.storage, {
+        claimReady: (claim) => (o) => ++claims > 50 ? Promise.resolve([]) : claim(o),
+      });
+      const { executor, registry, clock } = harness(counted, [agent("real", () => null)], {
+        claimAgents: ["real", "ghost"],
+      });
+      executor.start();
+      for (let i = 0; i < 3; i++) await clock.advance(1000);
+      ok(claims <= 10, `claims while idle for 3 polls: ${claims}`);
+      equal(executor.stats().lost, 0, "no claim handed back");
+      const g = (await job.tasks())[0]!;
+      equal(g.status, "ready");
+      equal(g.attempts, 0);
+      // Registered later, it runs.
+      registry.register(ghost);
+      claims = 0;
+      await untilAdvancing(async () => (await job.status()).status !== "running", "the job ended", clock, 1000);
+      deepEqual(await job.wait(), { g: "ghost ran" });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a claimed task naming an unknown agent fails with a clear error instead of staying running",
     async run(ctx) {
       const b = buildJob([{ key: "a", agent: "ghost" }]);
