@@ -187,6 +187,9 @@ const CALLER_RETRIES = 5;
 /** Times a person's change of one task is planned again after the task changed under it, before its `ConflictError` is thrown. */
 const CHANGE_CONFLICTS = 20;
 
+/** Expired leases read at a time by recovery (a pass reads pages until they run out). */
+const RECOVERY_PAGE = 500;
+
 interface Run {
   task: Task;
   /** The claimed task this attempt started from (`task` moves on when its start is stored). */
@@ -2695,15 +2698,22 @@ export class Executor {
 
   /** Send expired leases back to `ready` (at-least-once) or to `blocked` (at-most-once). */
   async #recover(): Promise<void> {
-    let expired: Task[];
-    try {
-      expired = await this.storage.expiredLeases(this.#clock.now(), 500);
-    } catch (error) {
-      this.#stats.storageErrors++;
-      this.#events.emit("storage:error", { operation: "expiredLeases", error, attempt: 1 });
-      return;
+    // A page at a time, until the expired leases run out: crashed executors that held more
+    // than a page (with `prefetch`, or many of them) are recovered now, not a page per
+    // `recoveryIntervalMs`. A page that recovers nothing (leases this executor still holds,
+    // or taken by another recovery) ends the pass, as does shutdown.
+    for (;;) {
+      let expired: Task[];
+      try {
+        expired = await this.storage.expiredLeases(this.#clock.now(), RECOVERY_PAGE);
+      } catch (error) {
+        this.#stats.storageErrors++;
+        this.#events.emit("storage:error", { operation: "expiredLeases", error, attempt: 1 });
+        return;
+      }
+      const recovered = await this.#recoverTasks(expired);
+      if (expired.length < RECOVERY_PAGE || recovered === 0 || this.#state !== "running") return;
     }
-    await this.#recoverTasks(expired);
   }
 
   /** Delete ended jobs as `retention` says. */
@@ -2739,7 +2749,8 @@ export class Executor {
     await this.#recoverTasks(own);
   }
 
-  async #recoverTasks(found: readonly Task[]): Promise<void> {
+  /** Recover `found` (but this executor's own live leases); how many recoveries were stored. */
+  async #recoverTasks(found: readonly Task[]): Promise<number> {
     // A lease of this executor's that expired while it still holds the task (renewals
     // failed for a while) is not a crash: the next renewal extends it. Recovering it would
     // run the task a second time alongside the first (or block an at-most-once task).
@@ -2752,7 +2763,7 @@ export class Executor {
     const expired = found.filter((t) =>
       t.leaseOwner !== this.id || (!this.#holds(t.id) && (claimed === null || t.leaseExpiresAt !== claimed))
     );
-    if (expired.length === 0) return;
+    if (expired.length === 0) return 0;
     const now = this.#clock.now();
     // Reported as an attempt's end would be (the attempt that crashed ended here), and
     // before the end of the job this commit may cause.
@@ -2768,7 +2779,7 @@ export class Executor {
     };
     // Each expects the expired lease it read: an owner that renewed it since (a slow
     // heartbeat, not a crash) keeps its task, which would otherwise run twice at once.
-    await this.#updateRunning(
+    const stored = await this.#updateRunning(
       expired,
       (t) => {
         const error: TaskError = {
@@ -2792,6 +2803,7 @@ export class Executor {
       report,
       true,
     );
+    return stored.filter((t) => t !== null).length;
   }
 
   /**

@@ -582,6 +582,29 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "recovery takes back every expired lease of crashed executors at once, not one page per interval",
+    async run(ctx) {
+      // A crashed executor with `prefetch` (or several crashed ones) held more tasks than
+      // one read of expired leases answers (500).
+      const count = 520;
+      const client = harness(ctx.storage, [agent("job", () => null)]);
+      const job = await client.executor.submit({
+        name: "many",
+        tasks: Array.from({ length: count }, (_, i) => ({ key: `t${i}`, agent: "job" })),
+      });
+      const held = await ctx.storage.claimReady({ limit: count, now: START, owner: "crashed", leaseMs: 1000 });
+      equal(held.length, count);
+      const clock = new ManualClock(START + 5000);
+      const alive = harness(ctx.storage, [agent("job", () => "recovered")], { clock, leaseMs: 1000 });
+      alive.executor.start();
+      // No time passes: the recovery at start must take back all of them.
+      await until(() => alive.executor.stats().recovered >= count, "every expired lease recovered", clock);
+      equal(alive.executor.stats().recovered, count);
+      deepEqual(Object.keys(await job.wait()).length, count);
+      await alive.executor.shutdown();
+    },
+  },
+  {
     name: "a crashed last attempt recovered as failed is reported as failed (event and stats)",
     async run(ctx) {
       const started = deferred();
