@@ -142,8 +142,15 @@ export class ManualClock implements Clock {
     return this.#timers.size;
   }
 
-  /** Move time forward by `ms`, firing due timers in order and letting promises settle. */
+  /**
+   * Move time forward by `ms`, firing due timers in order and letting promises settle (a
+   * negative `ms` steps the wall clock back, as `set()` does). Throws a `RangeError` for a
+   * value that is not a finite number: `Infinity` would fire a re-arming timer for good.
+   */
   async advance(ms: number): Promise<void> {
+    if (typeof ms !== "number" || !Number.isFinite(ms)) {
+      throw new RangeError(`advance(): ms must be a finite number, got ${String(ms)}`);
+    }
     const end = this.#monotonic + Math.max(0, ms);
     for (;;) {
       await settle();

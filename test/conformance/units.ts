@@ -10,7 +10,7 @@ import type { Job, Task } from "../../src/types.ts";
 import { applyCommit, type RuleTx } from "../../src/commit-rules.ts";
 import { JobValidationError } from "../../src/errors.ts";
 import { MAX_TASKS_PER_JOB, taskFromSpec } from "../../src/scheduler.ts";
-import { equal, ok, throws } from "./assert.ts";
+import { equal, ok, rejects, throws } from "./assert.ts";
 import type { Case } from "./harness.ts";
 
 export const unitCases: Case<unknown>[] = [
@@ -105,6 +105,28 @@ export const unitCases: Case<unknown>[] = [
       await clock.advance(1000);
       equal(fired.join(), "back,forward");
       equal(clock.monotonic(), 2000);
+    },
+  },
+  {
+    name: "ManualClock.advance() refuses a time that is not a finite number, and moves nothing",
+    async run() {
+      const clock = new ManualClock(1_000);
+      let fired = 0;
+      // A timer that re-arms itself, as a started executor's poll does: advance(Infinity)
+      // would fire it for good.
+      const rearm = () => {
+        fired++;
+        clock.setTimer(rearm, 1_000);
+      };
+      clock.setTimer(rearm, 1_000);
+      for (const bad of [Infinity, -Infinity, NaN, "5" as unknown as number]) {
+        await rejects(() => clock.advance(bad), RangeError, "finite number");
+      }
+      equal(fired, 0);
+      equal(clock.now(), 1_000);
+      equal(clock.monotonic(), 0);
+      await clock.advance(2_500);
+      equal(fired, 2);
     },
   },
   {
