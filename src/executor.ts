@@ -535,9 +535,35 @@ function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
       }
       return out;
     }
+    if (typeof e === "object" && e !== null) {
+      // An error-like object (an error of another realm, a library's `{ message, code }`):
+      // its own text, not "[object Object]".
+      const o = e as { name?: unknown; message?: unknown };
+      if (typeof o.message === "string") {
+        return {
+          name: typeof o.name === "string" && o.name !== "" ? text(o.name, "Error") : "Error",
+          message: text(o.message, ""),
+          retryable,
+          at,
+        };
+      }
+      const json = thrownJson(e);
+      return { name: "Error", message: json !== undefined ? text(json, "") : text(e, String(e)), retryable, at };
+    }
     return { name: "Error", message: text(e, String(e)), retryable, at };
   } catch {
     return { name: "Error", message: "The agent threw a value that cannot be read", retryable, at };
+  }
+}
+
+/** A thrown object that is no error, told as JSON (`{"code":42}`); `undefined` when it is none. */
+function thrownJson(e: object): string | undefined {
+  try {
+    const json = JSON.stringify(e);
+    // "{}" says less than the object's own `String()` (a class's `toString()`, "[object Object]").
+    return json === undefined || json === "{}" ? undefined : `Threw ${json}`;
+  } catch {
+    return undefined; // a cycle, a BigInt, a getter that throws: its String() is tried instead
   }
 }
 

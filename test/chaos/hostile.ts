@@ -551,6 +551,16 @@ export const hostileCases: Case<ReliabilityContext>[] = [
             },
           }),
         "undefined": () => undefined,
+        // Error-like objects (a library's plain `{ message, code }`, an error of another realm)
+        // and plain objects are told by their own text, not "[object Object]".
+        "error-like": () => ({ name: "ApiError", message: "quota exceeded", code: 429 }),
+        "plain-object": () => ({ code: 42, retry: false }),
+        "bare-object": () => Object.assign(Object.create(null), { code: 7 }),
+        "cyclic": () => {
+          const o: Record<string, unknown> = { code: 1 };
+          o.self = o;
+          return o;
+        },
       };
       const agents = Object.entries(throwers).flatMap(([name, make]) => [
         agent(`${name}-sync`, () => {
@@ -577,6 +587,10 @@ export const hostileCases: Case<ReliabilityContext>[] = [
       const byKey = Object.fromEntries(tasks.map((t) => [t.key, t.error!]));
       equal(byKey["name-null-sync"]!.message, "named null");
       equal(byKey["cut-emoji-async"]!.message, "cut \ufffd");
+      deepEqual([byKey["error-like-sync"]!.name, byKey["error-like-sync"]!.message], ["ApiError", "quota exceeded"]);
+      equal(byKey["plain-object-async"]!.message, 'Threw {"code":42,"retry":false}');
+      equal(byKey["bare-object-sync"]!.message, 'Threw {"code":7}');
+      equal(byKey["cyclic-sync"]!.message, "[object Object]");
       // The storage still claims, and the executor still runs work.
       const after = await executor.submit({ name: "after", tasks: [{ key: "a", agent: "echo", input: 1 }] });
       deepEqual(await settled(after), { a: 1 });
