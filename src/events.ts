@@ -86,11 +86,24 @@ function checkEvent(call: string, event: unknown): void {
 /** A listener of event `K`. */
 export type Listener<K extends ExecutorEventName> = (payload: ExecutorEvents[K]) => void;
 
+/** A listener of one job's events, with the number of its registration. */
+interface JobListener {
+  readonly listener: (payload: never) => void;
+  readonly added: number;
+}
+
 /** A minimal typed emitter. */
 export class Emitter {
-  readonly #listeners = new Map<string, Set<(payload: never) => void>>();
+  /** Listeners by event, each with the number of its registration (calls follow it). */
+  readonly #listeners = new Map<string, Map<(payload: never) => void, number>>();
   /** The wrappers `once()` registered, by event and by the listener they wrap (so `off()` finds them). */
   readonly #onces = new Map<string, Map<(payload: never) => void, (payload: never) => void>>();
+  /**
+   * Listeners of one job's events (`onJob()`), by event and job id: an event is handed to
+   * its own job's listeners only, so listening to many jobs costs nothing per event of another.
+   */
+  readonly #byJob = new Map<string, Map<string, Set<JobListener>>>();
+  #added = 0;
 
   /** Listen to an event; returns a function that stops listening. */
   on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
@@ -99,9 +112,33 @@ export class Emitter {
       throw new TypeError(`on("${String(event)}") needs a function, got ${typeof listener}`);
     }
     let set = this.#listeners.get(event);
-    if (!set) this.#listeners.set(event, set = new Set());
-    set.add(listener as (payload: never) => void);
+    if (!set) this.#listeners.set(event, set = new Map());
+    // Added again, a listener keeps its place (and is called once), as in a Set.
+    if (!set.has(listener as (payload: never) => void)) set.set(listener as (payload: never) => void, ++this.#added);
     return () => this.off(event, listener);
+  }
+
+  /**
+   * Listen to the events about job `jobId` only (those whose `task.jobId` or `job.id` is
+   * `jobId`); returns a function that stops listening. Listeners are called in the order
+   * they were added, among those added with `on()`.
+   */
+  onJob<K extends ExecutorEventName>(event: K, jobId: string, listener: Listener<K>): () => void {
+    checkEvent("on()", event);
+    if (typeof listener !== "function") {
+      throw new TypeError(`on("${String(event)}") needs a function, got ${typeof listener}`);
+    }
+    let jobs = this.#byJob.get(event);
+    if (!jobs) this.#byJob.set(event, jobs = new Map());
+    let set = jobs.get(jobId);
+    if (!set) jobs.set(jobId, set = new Set());
+    const entry: JobListener = { listener: listener as (payload: never) => void, added: ++this.#added };
+    set.add(entry);
+    const own = set;
+    return () => {
+      own.delete(entry);
+      if (own.size === 0 && jobs.get(jobId) === own) jobs.delete(jobId);
+    };
   }
 
   /** Listen to the next occurrence only. */
@@ -144,14 +181,38 @@ export class Emitter {
 
   /** Whether anyone listens to `event` (lets hot paths skip building payloads). */
   has(event: ExecutorEventName): boolean {
-    return (this.#listeners.get(event)?.size ?? 0) > 0;
+    return (this.#listeners.get(event)?.size ?? 0) > 0 || (this.#byJob.get(event)?.size ?? 0) > 0;
+  }
+
+  /** The listeners of `event` to call for `payload`, in the order they were added. */
+  #listenersOf(event: string, payload: unknown): ((payload: never) => void)[] | null {
+    const set = this.#listeners.get(event);
+    const jobs = this.#byJob.get(event);
+    let own: Set<JobListener> | undefined;
+    if (jobs !== undefined && jobs.size > 0) {
+      const p = payload as { task?: Task; job?: Job };
+      const jobId = p.task?.jobId ?? p.job?.id;
+      if (jobId !== undefined) own = jobs.get(jobId);
+    }
+    if (own === undefined) return set === undefined || set.size === 0 ? null : [...set.keys()];
+    if (set === undefined || set.size === 0) return [...own].map((e) => e.listener);
+    // Both kinds: merged by the order they were added (each list is in that order already).
+    const out: ((payload: never) => void)[] = [];
+    const mine = [...own];
+    let i = 0;
+    for (const [listener, added] of set) {
+      while (i < mine.length && mine[i]!.added < added) out.push(mine[i++]!.listener);
+      out.push(listener);
+    }
+    while (i < mine.length) out.push(mine[i++]!.listener);
+    return out;
   }
 
   /** Call every listener of `event`; a throwing listener is reported as `listener:error`. */
   emit<K extends ExecutorEventName>(event: K, payload: ExecutorEvents[K]): void {
-    const set = this.#listeners.get(event);
-    if (!set || set.size === 0) return;
-    for (const listener of [...set]) {
+    const listeners = this.#listenersOf(event, payload);
+    if (listeners === null) return;
+    for (const listener of listeners) {
       try {
         const result: unknown = (listener as Listener<K>)(payload);
         // An async listener's rejection is reported the same way (it would be unhandled).

@@ -1257,6 +1257,7 @@ export class Executor {
       clock: this.#clock,
       pollIntervalMs: this.#pollIntervalMs,
       on: (event, listener) => this.#events.on(event, listener),
+      onJob: (event, jobId, listener) => this.#events.onJob(event, jobId, listener),
       setJobStatus: (jobId, status) => this.#setJobStatus(jobId, status),
       watchJob: (jobId, wake) => this.#watchJob(jobId, wake),
       retried: (operation, read) => this.#retried(operation, read),

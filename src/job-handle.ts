@@ -22,6 +22,12 @@ export interface JobHost {
   readonly pollIntervalMs: number;
   /** Listen to executor events. */
   on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void;
+  /**
+   * Listen to the executor events about job `jobId` only. Without it, `JobHandle.on()`
+   * listens with `on()` and drops the events of other jobs (each event is then handed to
+   * every handle's listener).
+   */
+  onJob?<K extends ExecutorEventName>(event: K, jobId: string, listener: Listener<K>): () => void;
   /** Move the job to `running`, `paused` or `cancelled`. */
   setJobStatus(jobId: string, status: "running" | "paused" | "cancelled"): Promise<Job>;
   /**
@@ -241,6 +247,7 @@ export class JobHandle {
     if (typeof listener !== "function") {
       throw new TypeError(`on("${String(event)}") needs a function, got ${typeof listener}`);
     }
+    if (this.#host.onJob) return this.#host.onJob(event, this.id, listener);
     return this.#host.on(event, (payload: ExecutorEvents[K]) => {
       const p = payload as { task?: Task; job?: Job };
       if ((p.task?.jobId ?? p.job?.id) === this.id) listener(payload);

@@ -5,6 +5,7 @@
 import { backoffDelay, DEFAULT_RETRY } from "../../src/backoff.ts";
 import { newId } from "../../src/ids.ts";
 import { Emitter } from "../../src/events.ts";
+import { JobHandle, type JobHost } from "../../src/job-handle.ts";
 import { ManualClock, timerClock } from "../../src/clock.ts";
 import type { Job, Task } from "../../src/types.ts";
 import { applyCommit, type RuleTx } from "../../src/commit-rules.ts";
@@ -223,6 +224,50 @@ export const unitCases: Case<unknown>[] = [
       equal(emitter.has("job:completed"), false, "nobody listens after off()");
       emitter.emit("job:completed", { job });
       equal(calls, 0);
+    },
+  },
+  {
+    name:
+      "JobHandle.on(): an event reads its job once however many jobs are listened to, and listeners keep their order",
+    run() {
+      // 1,000 handles each listening to their own job: an event of one job is handed to
+      // that job's listeners only, not offered to every handle's listener to drop.
+      const emitter = new Emitter();
+      const host: JobHost = {
+        storage: null as never,
+        clock: new ManualClock(0),
+        pollIntervalMs: 1000,
+        on: (event, listener) => emitter.on(event, listener),
+        onJob: (event, jobId, listener) => emitter.onJob(event, jobId, listener),
+        setJobStatus: () => Promise.reject(new Error("not used")),
+      };
+      const heard: string[] = [];
+      emitter.on("task:completed", () => heard.push("executor 1"));
+      const handles = Array.from({ length: 1000 }, (_, i) => new JobHandle(`job-${i}`, host));
+      const offs = handles.map((h) => h.on("task:completed", () => heard.push(h.id)));
+      emitter.on("task:completed", () => heard.push("executor 2"));
+      handles[7]!.on("task:completed", () => heard.push("job-7 again"));
+      let reads = 0;
+      const task = { jobId: "job-7" } as Task;
+      const payload = {
+        get task() {
+          reads++;
+          return task;
+        },
+      };
+      emitter.emit("task:completed", payload);
+      equal(heard.join(", "), "executor 1, job-7, executor 2, job-7 again");
+      ok(reads <= 2, `the event's task was read ${reads} times`);
+      for (const off of offs) off();
+      heard.length = 0;
+      emitter.emit("task:completed", { task });
+      equal(heard.join(", "), "executor 1, executor 2, job-7 again", "a stopped listener is not called");
+      equal(emitter.has("task:completed"), true);
+      equal(emitter.has("task:failed"), false);
+      const off = handles[1]!.on("task:failed", () => {});
+      equal(emitter.has("task:failed"), true, "a job's listener counts as a listener of its event");
+      off();
+      equal(emitter.has("task:failed"), false);
     },
   },
   {
