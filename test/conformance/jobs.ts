@@ -1872,7 +1872,7 @@ export const jobCases: Case<ExecContext>[] = [
         creates = 0;
         readsToFail = s.failedReads;
         const submitted = executor.submit({ name: s.name, tasks: [{ key: "a", agent: "echo", input: s.name }] });
-        const out = await clock.runUntil(submitted.then((h) => h, (e: unknown) => e as Error), { maxMs: 60_000 });
+        const out = await clock.runUntil(submitted.then((h) => h, (e: unknown) => e as Error), { maxMs: 3_600_000 });
         ok(!(out instanceof Error), `${s.name}: submit() threw for a job it stored: ${String(out)}`);
         const stored = (await ctx.storage.listJobs()).filter((j) => j.name === s.name);
         equal(stored.length, 1, `${s.name}: stored once`);
