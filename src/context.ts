@@ -105,6 +105,9 @@ export interface TaskContext<Input = JsonValue> {
   state(scope: string): KeyValue;
   /** Read-only view of the storage. */
   readonly storage: ReadonlyStorage;
-  /** Report progress (0..1) with an optional message; emitted as a throttled `task:progress` event. */
+  /**
+   * Report progress (0..1) with an optional message; emitted as a throttled `task:progress`
+   * event. A report after the attempt ended (work the agent did not await) is not told.
+   */
   progress(fraction: number, message?: string): void;
 }

@@ -307,6 +307,9 @@ export class AttemptContext implements TaskContext<JsonValue> {
     if (message !== undefined && message !== null && typeof message !== "string") {
       throw new TypeError(`progress() "message" must be a string, got ${typeof message}`);
     }
+    // An ended attempt reports nothing: its task may already run again under the same
+    // attempt number (a completion whose write lost a race is not counted).
+    if (this.#sealed) return;
     this.#host.progress(this.#record, Math.min(1, Math.max(0, fraction)), message ?? null);
   }
 

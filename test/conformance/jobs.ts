@@ -1569,6 +1569,43 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "progress() of an attempt whose write lost the race reports nothing while the task runs again",
+    async run(ctx) {
+      const gate = deferred();
+      const rerun = deferred();
+      const calls: { key: string; ctx: TaskContext }[] = [];
+      const inc = agent("inc", async (_i, c) => {
+        calls.push({ key: c.task.key, ctx: c });
+        if (calls.length > 2) await rerun.promise;
+        const n = ((await c.state("counters").get("n")) as number | undefined) ?? 0;
+        await gate.promise;
+        c.state("counters").set("n", n + 1);
+        return n + 1;
+      });
+      const { executor, clock } = harness(ctx.storage, [inc], { progressThrottleMs: 0 });
+      const seen: string[] = [];
+      executor.on("task:progress", (e) => seen.push(`${e.task.key} ${e.message}`));
+      executor.start();
+      const job = await executor.submit({
+        name: "inc",
+        tasks: [{ key: "a", agent: "inc" }, { key: "b", agent: "inc" }],
+      });
+      await until(() => calls.length === 2, "both called", clock);
+      gate.resolve(); // both write n = 1: one completion conflicts, and its task runs again
+      await until(() => calls.length === 3, "the losing task runs again", clock);
+      const again = calls[2]!;
+      const first = calls.find((c) => c.key === again.key)!;
+      equal(first.ctx.task.attempt, again.ctx.task.attempt, "the attempt is not counted");
+      first.ctx.progress(0.5, "stale");
+      again.ctx.progress(0.25, "live");
+      deepEqual(seen, [`${again.key} live`], "only the running attempt reports");
+      rerun.resolve();
+      await job.wait();
+      equal(await ctx.storage.getState("counters", "n"), 2);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "spawn(), cache and state writes after the attempt ended throw instead of being lost",
     async run(ctx) {
       let kept: TaskContext | undefined;
