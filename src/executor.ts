@@ -2466,9 +2466,11 @@ export class Executor {
             for (const item of items) await this.#commitBatch([item]);
             return;
           }
-          const failed = e instanceof JobValidationError ? this.#afterRefusedEffects(items[0]!, e, now) : null;
+          const failed = e instanceof NotFoundError ? null : this.#afterRefusedEffects(items[0]!, e as Error, now);
           if (failed) {
-            // Run again, the attempt would spawn the same children: its task fails for good.
+            // Run again, the attempt would spawn the same children or write the same keys:
+            // its task fails for good (dropped, it would be lost and run again at each
+            // lease expiry until its attempts ran out, its error saying nothing of why).
             items = [failed];
             continue;
           }
@@ -2622,13 +2624,17 @@ export class Executor {
 
   /**
    * A completion whose effects the storage refused for good (its spawned children would take
-   * its job past `MAX_TASKS_PER_JOB`): the task fails, not retryable, with nothing of the
-   * attempt written. `null` for a result that is not a completion (dropped as before).
+   * its job past `MAX_TASKS_PER_JOB`, a cache or state key is too long for a store's index):
+   * the task fails, not retryable, with nothing of the attempt written. `null` for a result
+   * that is not a completion or has no such effects (dropped as before).
    */
-  #afterRefusedEffects(item: Pending, e: JobValidationError, now: number): Pending | null {
+  #afterRefusedEffects(item: Pending, e: Error, now: number): Pending | null {
     const first = item.ops[0];
     if (!item.run || item.outcome !== "completed" || first?.type !== "updateTask") return null;
-    if (!item.ops.some((op) => op.type === "insertTask")) return null;
+    const effect = e instanceof JobValidationError
+      ? (op: CommitOp) => op.type === "insertTask"
+      : (op: CommitOp) => op.type === "insertTask" || op.type === "setCache" || op.type === "setState";
+    if (!item.ops.some(effect)) return null;
     const error = toTaskError(e, false, now);
     return {
       ...item,

@@ -1189,6 +1189,59 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a cache or state key a storage refuses for good (too long for its index) fails its task at once, " +
+      "with the storage's error: the attempt is not lost and run again until its attempts are used up",
+    async run(ctx) {
+      // Random text does not compress: PostgreSQL's btree refuses a key of ~3 KB.
+      let seed = 11;
+      const long = Array.from({ length: 3000 }, () => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return String.fromCharCode(33 + (seed % 90));
+      }).join("");
+      let calls = 0;
+      const { executor, clock } = harness(ctx.storage, [
+        agent("cacher", (_i, c) => {
+          calls++;
+          c.cache.set(long, 1);
+          return "cached";
+        }),
+        agent("stater", (_i, c) => {
+          calls++;
+          c.state(long).set("k", 1);
+          return "stated";
+        }),
+        echo,
+      ]);
+      const lost: string[] = [];
+      executor.on("task:lost", (e) => lost.push(e.task.key));
+      executor.start();
+      const job = await executor.submit({
+        name: "long-key",
+        tasks: [
+          { key: "c", agent: "cacher", maxAttempts: 3 },
+          { key: "s", agent: "stater", maxAttempts: 3 },
+          { key: "q", agent: "echo", input: 2 },
+        ],
+      });
+      await untilAdvancing(async () => (await job.status()).status !== "running", "the job to end", clock, 1000);
+      const t = byKey(await job.tasks());
+      equal(t.q!.status, "completed", "another result of the same commit is stored");
+      deepEqual(lost, [], "no result is lost");
+      equal(calls, 2, "each agent ran once");
+      for (const key of ["c", "s"]) {
+        const task = t[key]!;
+        if (task.status === "completed") continue; // a storage that holds such a key
+        equal(task.status, "failed", key);
+        equal(task.attempts, 1, `${key}: not run again: it would write the same key`);
+        equal(task.error?.name, "RangeError", `${key}: ${task.error?.name}: ${task.error?.message}`);
+        equal(task.error?.retryable, false);
+      }
+      if (t.c!.status === "completed") equal(await ctx.storage.getCache(job.id, long), 1);
+      if (t.s!.status === "completed") equal(await ctx.storage.getState(long, "k"), 1);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a bad spawn spec fails the attempt with a JobValidationError and writes no child",
     async run(ctx) {
       const parent = agent("parent", (_i, c) => {
