@@ -1874,6 +1874,9 @@ export class Executor {
     // returning): nothing to report, and nothing to remember.
     const run = this.#runs.get(task.id);
     if (run === undefined || run.done || run.task.attempts !== task.attempts) return;
+    // The task as stored since its start (`task` is the claim the context was made from:
+    // one that waited in the ready queue has no `startedAt` there), as `task:started` tells it.
+    task = run.task;
     const now = this.#monotonic();
     const last = this.#lastProgress.get(task.id);
     // (`now < last`: a clock without `monotonic()` went back; the report is told, not held for the jump.)

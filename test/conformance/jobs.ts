@@ -1573,6 +1573,42 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "task:progress tells the task as stored since its start, as task:started does (a task from the ready queue too)",
+    async run(ctx) {
+      const gate = deferred();
+      const prog = agent("prog", async (_i, c) => {
+        if (c.task.key === "first") await gate.promise;
+        c.progress(0.5, "half");
+        return null;
+      });
+      const { executor, clock } = harness(ctx.storage, [prog], {
+        progressThrottleMs: 0,
+        maxWorkers: 1,
+        prefetch: Infinity,
+      });
+      const started = new Map<string, Task>();
+      const told = new Map<string, Task>();
+      executor.on("task:started", (e) => started.set(e.task.key, e.task));
+      executor.on("task:progress", (e) => told.set(e.task.key, e.task));
+      executor.start();
+      const job = await executor.submit({
+        name: "p",
+        tasks: [{ key: "first", agent: "prog" }, { key: "second", agent: "prog", priority: 1 }],
+      });
+      await until(() => executor.stats().queued === 1, "the second task waiting in the ready queue", clock);
+      gate.resolve();
+      await job.wait();
+      for (const key of ["first", "second"]) {
+        const t = told.get(key)!;
+        ok(t.startedAt !== null, `${key}: startedAt is told`);
+        equal(t.startedAt, started.get(key)!.startedAt, key);
+        equal(t.version, started.get(key)!.version, key);
+      }
+      await executor.shutdown();
+    },
+  },
+  {
     name: "the last progress held back by the throttle is told when its interval ends, while the task still runs",
     async run(ctx) {
       const gate = deferred<null>();
