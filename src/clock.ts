@@ -73,12 +73,62 @@ export function timerClock(host: TimerHost): Clock {
   };
 }
 
-/** The real clock: `Date.now` and `setTimeout`, with long delays waited in legs (see {@link timerClock}). */
+/** A timer of a page: armed once its own task runs (see {@link pageTask}). */
+class PageTimer {
+  id: ReturnType<typeof setTimeout> | undefined = undefined;
+  cancelled = false;
+}
+
+let pageTaskFn: ((fn: () => void) => void) | null | undefined;
+
+/**
+ * In a page (a window, not a worker), what runs `fn` in a task of its own: a message of a
+ * `MessageChannel`; elsewhere `null`. A timer armed there is never chained to the timer
+ * that asked for it. Chromium wakes a page hidden for five minutes at most once a minute
+ * for timers chained five deep (armed in a timer's task, whose own timer was too, and so
+ * on: "intensive wake-up throttling"), and the executor's periodic timers chain so while
+ * it idles: the lease renewal of a task claimed then came up to a minute late, after the
+ * lease (30 s) had lapsed, and an executor in another tab recovered the task and ran it
+ * again. Unchained, a hidden page's timers are late by at most about a second. Workers
+ * are not throttled so.
+ */
+function pageTask(): ((fn: () => void) => void) | null {
+  if (pageTaskFn !== undefined) return pageTaskFn;
+  const g = globalThis as { document?: unknown; MessageChannel?: typeof MessageChannel };
+  if (typeof g.document !== "object" || g.document === null || typeof g.MessageChannel !== "function") {
+    return (pageTaskFn = null);
+  }
+  const { port1, port2 } = new g.MessageChannel();
+  const due: (() => void)[] = [];
+  port1.onmessage = () => due.shift()?.();
+  return (pageTaskFn = (fn) => {
+    due.push(fn);
+    port2.postMessage(null);
+  });
+}
+
+/**
+ * The real clock: `Date.now` and `setTimeout`, with long delays waited in legs (see
+ * {@link timerClock}). In a page, each timer is armed from a task of its own, so that a
+ * hidden tab's timers are never throttled as chained ones (see {@link pageTask}).
+ */
 export const systemClock: Clock = timerClock({
   now: () => Date.now(),
   monotonic: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+  setTimeout: (fn, ms) => {
+    const inTask = pageTask();
+    if (inTask === null) return setTimeout(fn, ms);
+    const timer = new PageTimer();
+    inTask(() => {
+      if (!timer.cancelled) timer.id = setTimeout(fn, ms);
+    });
+    return timer;
+  },
+  clearTimeout: (handle) => {
+    if (!(handle instanceof PageTimer)) return clearTimeout(handle as ReturnType<typeof setTimeout>);
+    handle.cancelled = true;
+    if (handle.id !== undefined) clearTimeout(handle.id);
+  },
 });
 
 interface ManualTimer {

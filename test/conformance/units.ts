@@ -6,7 +6,7 @@ import { backoffDelay, DEFAULT_RETRY } from "../../src/backoff.ts";
 import { newId } from "../../src/ids.ts";
 import { Emitter } from "../../src/events.ts";
 import { JobHandle, type JobHost } from "../../src/job-handle.ts";
-import { ManualClock, timerClock } from "../../src/clock.ts";
+import { ManualClock, systemClock, timerClock } from "../../src/clock.ts";
 import type { Job, Task } from "../../src/types.ts";
 import { applyCommit, type RuleTx } from "../../src/commit-rules.ts";
 import { JobValidationError } from "../../src/errors.ts";
@@ -87,6 +87,24 @@ export const unitCases: Case<unknown>[] = [
       equal(fired, 0, "fired early");
       await manual.advance(1);
       equal(fired, 1, "a 30-day timer had not fired after 30 days of monotonic time");
+    },
+  },
+  {
+    name:
+      "systemClock: timers fire in the order of their delays, and a cleared one never fires, whenever it is cleared",
+    async run() {
+      // In a page each timer is armed from a task of its own (after the call returns): one
+      // cleared before that, or after, must not fire.
+      const fired: string[] = [];
+      const at = (label: string, ms: number) => systemClock.setTimer(() => fired.push(label), ms);
+      at("b", 2);
+      systemClock.clearTimer(at("cleared at once", 0));
+      at("a", 0);
+      const late = at("cleared once armed", 5);
+      await new Promise<void>((resolve) => systemClock.setTimer(resolve, 1));
+      systemClock.clearTimer(late);
+      await new Promise<void>((resolve) => systemClock.setTimer(resolve, 20));
+      equal(fired.sort().join(), "a,b");
     },
   },
   {
