@@ -94,10 +94,17 @@ let pageTaskFn: ((fn: () => void) => void) | null | undefined;
  */
 function pageTask(): ((fn: () => void) => void) | null {
   if (pageTaskFn !== undefined) return pageTaskFn;
-  const g = globalThis as { document?: unknown; MessageChannel?: typeof MessageChannel };
+  const g = globalThis as {
+    document?: unknown;
+    MessageChannel?: typeof MessageChannel;
+    process?: { versions?: { node?: unknown } };
+  };
   if (typeof g.document !== "object" || g.document === null || typeof g.MessageChannel !== "function") {
     return (pageTaskFn = null);
   }
+  // A DOM emulated in Node, Deno or Bun (jsdom, happy-dom) throttles nothing, and a port
+  // listened to there would keep the process alive for good.
+  if (typeof g.process?.versions?.node === "string") return (pageTaskFn = null);
   const { port1, port2 } = new g.MessageChannel();
   const due: (() => void)[] = [];
   port1.onmessage = () => due.shift()?.();

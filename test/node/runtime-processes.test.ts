@@ -15,9 +15,10 @@ import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { openSqlJsFileStorage } from "../../adapters/sqljs-file.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
-type Runtime = "deno" | "bun";
+type Runtime = "deno" | "bun" | "node";
 const command = (rt: Runtime, fixture: string, args: string[]): [string, string[]] => {
   const file = join(root, "test/fixtures", fixture);
+  if (rt === "node") return [process.execPath, [join(root, "scripts/run-ts.mjs"), file, ...args]];
   return rt === "deno"
     ? [join(root, "node_modules/.bin/deno"), ["run", "-A", "--quiet", file, ...args]]
     : [join(root, "node_modules/.bin/bun"), [file, ...args]];
@@ -290,6 +291,21 @@ test(
   },
   60_000,
 );
+
+for (const rt of ["node", "deno", "bun"] as const) {
+  test(
+    `${rt}: an executor in a process with an emulated DOM (a document global) lets the process exit after shutdown`,
+    async () => {
+      const child = start(rt, "fake-dom-child.ts", []);
+      await child.line("DONE");
+      const exit = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+      if (exit === null) child.kill("SIGKILL");
+      expect(exit, `${rt} still running 10 s after DONE`).not.toBeNull();
+      expect(exit!.code, exit!.err).toBe(0);
+    },
+    30_000,
+  );
+}
 
 for (const rt of ["deno", "bun"] as const) {
   test(
