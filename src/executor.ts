@@ -32,7 +32,7 @@ import { Emitter, type ExecutorEventName, type Listener } from "./events.ts";
 import { Heap } from "./heap.ts";
 import { newId } from "./ids.ts";
 import { isAbortSignal, JobHandle, type JobHost } from "./job-handle.ts";
-import { isLoneSurrogate, toJson, wellFormed } from "./json.ts";
+import { textFault, toJson, wellFormed } from "./json.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./payload.ts";
 import { MAX_QUEUE_CAPACITY, type Queue, type QueueFactory, RingQueue } from "./queue.ts";
 import { type AgentSource, buildJob, MAX_TASKS_PER_JOB } from "./scheduler.ts";
@@ -745,10 +745,10 @@ export class Executor {
       throw new TypeError(`Executor option "id" must be a non-empty string, got ${typeof options.id}`);
     }
     // The id is stored as the owner of its leases: a UTF-8 database would store U+FFFD in
-    // place of a lone surrogate, and the executor would no longer know its own leases.
-    if (options.id !== undefined && isLoneSurrogate(options.id)) {
-      throw new TypeError(`Executor option "id" must be well-formed text: it holds a lone surrogate`);
-    }
+    // place of a lone surrogate, and the executor would no longer know its own leases;
+    // PostgreSQL refuses NUL, and every claim of the executor would fail there.
+    const idFault = options.id === undefined ? undefined : textFault(options.id);
+    if (idFault !== undefined) throw new TypeError(`Executor option "id" must be text every storage keeps: ${idFault}`);
     this.id = options.id ?? `executor-${newId()}`;
     this.#stableId = options.id !== undefined;
     const clock = options.clock ?? systemClock;

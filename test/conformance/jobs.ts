@@ -309,6 +309,10 @@ export const jobCases: Case<ExecContext>[] = [
       }
       deepEqual(await ctx.storage.listJobs(), []);
       throws(() => registry.register(agent("bad\0name", (i) => i)), TypeError);
+      // An executor's id is stored as the owner of its leases: PostgreSQL refused every
+      // claim of an executor whose id held NUL (it ran nothing), where the others ran all.
+      const id = throws(() => harness(ctx.storage, [agent("echo", (i) => i)], { id: "worker\0" }), TypeError);
+      ok(/"id"/.test(id.message) && /NUL/.test(id.message), id.message);
       executor.start();
       const job = await executor.submit({ name: "w", tasks: [{ key: "w", agent: "writer" }] });
       deepEqual(await clock.runUntil(job.wait()), { w: "done" });
