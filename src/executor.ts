@@ -547,8 +547,8 @@ function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
           at,
         };
       }
-      const json = thrownJson(e);
-      return { name: "Error", message: json !== undefined ? text(json, "") : text(e, String(e)), retryable, at };
+      const fields = thrownFields(e);
+      return { name: "Error", message: fields !== undefined ? text(fields, "") : text(e, String(e)), retryable, at };
     }
     return { name: "Error", message: text(e, String(e)), retryable, at };
   } catch {
@@ -556,15 +556,45 @@ function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
   }
 }
 
-/** A thrown object that is no error, told as JSON (`{"code":42}`); `undefined` when it is none. */
-function thrownJson(e: object): string | undefined {
+/** Most fields of a thrown object that is no error told in its message (see `thrownFields`). */
+const THROWN_FIELDS = 20;
+
+/**
+ * A thrown object that is no error, told by its first own fields (`Threw {"code":42,"retry":false}`),
+ * or an array or typed array by its kind and length; `undefined` when it tells nothing (no
+ * field, or a field read threw): its own `String()` is tried then. Shallow and bounded
+ * whatever was thrown: nested objects are named by their kind only, strings cut, and no
+ * `toJSON`, `join` or getter past those fields runs: a thrown response holding megabytes of
+ * rows must not stall the executor's event loop to make a message it would cut anyway.
+ */
+function thrownFields(e: object): string | undefined {
+  if (Array.isArray(e)) return `Threw an array of ${e.length} items`;
+  if (ArrayBuffer.isView(e)) return `Threw a ${e.constructor?.name ?? "view"} of ${e.byteLength} bytes`;
+  const cut = (s: string): string => JSON.stringify(s.length > 200 ? `${s.slice(0, 200)}\u2026` : s);
+  const parts: string[] = [];
   try {
-    const json = JSON.stringify(e);
-    // "{}" says less than the object's own `String()` (a class's `toString()`, "[object Object]").
-    return json === undefined || json === "{}" ? undefined : `Threw ${json}`;
+    for (const key in e) {
+      if (!Object.hasOwn(e, key)) continue;
+      if (parts.length === THROWN_FIELDS) {
+        parts.push("\u2026");
+        break;
+      }
+      const v: unknown = (e as Record<string, unknown>)[key];
+      const told = typeof v === "string"
+        ? cut(v)
+        : typeof v === "number" || typeof v === "boolean" || v === null
+        ? JSON.stringify(v)
+        : typeof v === "bigint"
+        ? `${v}n`
+        : typeof v === "object"
+        ? (Array.isArray(v) ? "[\u2026]" : "{\u2026}")
+        : undefined; // undefined, a function or a symbol: left out, as JSON leaves them
+      if (told !== undefined) parts.push(`${cut(key)}:${told}`);
+    }
   } catch {
-    return undefined; // a cycle, a BigInt, a getter that throws: its String() is tried instead
+    return undefined; // a getter or proxy that throws
   }
+  return parts.length === 0 ? undefined : `Threw {${parts.join(",")}}`;
 }
 
 function isRetryable(e: unknown): boolean {

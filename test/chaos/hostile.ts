@@ -561,7 +561,25 @@ export const hostileCases: Case<ReliabilityContext>[] = [
           o.self = o;
           return o;
         },
+        // Told in bounded time and length, whatever they hold: no walk of their contents.
+        "rows": () => ({ status: 500, rows: Array.from({ length: 200_000 }, (_, i) => ({ i })) }),
+        "many-fields": () => {
+          const o: Record<string, unknown> = {};
+          for (let i = 0; i < 1000; i++) {
+            Object.defineProperty(o, `f${i}`, {
+              enumerable: true,
+              get: () => {
+                fieldsRead++;
+                return i;
+              },
+            });
+          }
+          return o;
+        },
+        "bytes": () => new Uint8Array(1_000_000),
+        "array": () => Array.from({ length: 1_000_000 }, (_, i) => i),
       };
+      let fieldsRead = 0;
       const agents = Object.entries(throwers).flatMap(([name, make]) => [
         agent(`${name}-sync`, () => {
           throw make();
@@ -590,7 +608,13 @@ export const hostileCases: Case<ReliabilityContext>[] = [
       deepEqual([byKey["error-like-sync"]!.name, byKey["error-like-sync"]!.message], ["ApiError", "quota exceeded"]);
       equal(byKey["plain-object-async"]!.message, 'Threw {"code":42,"retry":false}');
       equal(byKey["bare-object-sync"]!.message, 'Threw {"code":7}');
-      equal(byKey["cyclic-sync"]!.message, "[object Object]");
+      equal(byKey["cyclic-sync"]!.message, 'Threw {"code":1,"self":{\u2026}}');
+      equal(byKey["rows-async"]!.message, 'Threw {"status":500,"rows":[\u2026]}');
+      ok(byKey["many-fields-sync"]!.message.startsWith('Threw {"f0":0,"f1":1,'), byKey["many-fields-sync"]!.message);
+      ok(byKey["many-fields-sync"]!.message.endsWith('"f19":19,\u2026}'), byKey["many-fields-sync"]!.message);
+      ok(fieldsRead <= 2 * 20, `${fieldsRead} fields read for two messages of 20`);
+      equal(byKey["bytes-sync"]!.message, "Threw a Uint8Array of 1000000 bytes");
+      equal(byKey["array-async"]!.message, "Threw an array of 1000000 items");
       // The storage still claims, and the executor still runs work.
       const after = await executor.submit({ name: "after", tasks: [{ key: "a", agent: "echo", input: 1 }] });
       deepEqual(await settled(after), { a: 1 });
