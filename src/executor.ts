@@ -559,37 +559,42 @@ function toTaskError(e: unknown, retryable: boolean, at: number): TaskError {
 /** Most fields of a thrown object that is no error told in its message (see `thrownFields`). */
 const THROWN_FIELDS = 20;
 
+/** A value in a thrown object's message: a primitive as JSON (a string cut), a nested one by its kind; `undefined` to leave out. */
+function toldValue(v: unknown): string | undefined {
+  if (typeof v === "string") return JSON.stringify(v.length > 200 ? `${v.slice(0, 200)}\u2026` : v);
+  if (typeof v === "number" || typeof v === "boolean" || v === null) return JSON.stringify(v);
+  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v === "object") return Array.isArray(v) ? "[\u2026]" : "{\u2026}";
+  return undefined; // undefined, a function or a symbol: left out, as JSON leaves them
+}
+
 /**
  * A thrown object that is no error, told by its first own fields (`Threw {"code":42,"retry":false}`),
- * or an array or typed array by its kind and length; `undefined` when it tells nothing (no
- * field, or a field read threw): its own `String()` is tried then. Shallow and bounded
- * whatever was thrown: nested objects are named by their kind only, strings cut, and no
- * `toJSON`, `join` or getter past those fields runs: a thrown response holding megabytes of
- * rows must not stall the executor's event loop to make a message it would cut anyway.
+ * an array by its first items and length, a typed array by its kind and size; `undefined`
+ * when it tells nothing (no field, or a read threw): its own `String()` is tried then.
+ * Shallow and bounded whatever was thrown: nested values are named by their kind only,
+ * strings cut, and no `toJSON`, `join` or getter past those fields runs: a thrown response
+ * holding megabytes of rows must not stall the executor's event loop to make a message it
+ * would cut anyway.
  */
 function thrownFields(e: object): string | undefined {
-  if (Array.isArray(e)) return `Threw an array of ${e.length} items`;
   if (ArrayBuffer.isView(e)) return `Threw a ${e.constructor?.name ?? "view"} of ${e.byteLength} bytes`;
-  const cut = (s: string): string => JSON.stringify(s.length > 200 ? `${s.slice(0, 200)}\u2026` : s);
   const parts: string[] = [];
   try {
+    if (Array.isArray(e)) {
+      const n = Math.min(e.length, THROWN_FIELDS);
+      for (let i = 0; i < n; i++) parts.push(toldValue(e[i]) ?? "null");
+      if (e.length > n) parts.push(`\u2026 (${e.length} items)`);
+      return `Threw [${parts.join(",")}]`;
+    }
     for (const key in e) {
       if (!Object.hasOwn(e, key)) continue;
       if (parts.length === THROWN_FIELDS) {
         parts.push("\u2026");
         break;
       }
-      const v: unknown = (e as Record<string, unknown>)[key];
-      const told = typeof v === "string"
-        ? cut(v)
-        : typeof v === "number" || typeof v === "boolean" || v === null
-        ? JSON.stringify(v)
-        : typeof v === "bigint"
-        ? `${v}n`
-        : typeof v === "object"
-        ? (Array.isArray(v) ? "[\u2026]" : "{\u2026}")
-        : undefined; // undefined, a function or a symbol: left out, as JSON leaves them
-      if (told !== undefined) parts.push(`${cut(key)}:${told}`);
+      const told = toldValue((e as Record<string, unknown>)[key]);
+      if (told !== undefined) parts.push(`${toldValue(key)}:${told}`);
     }
   } catch {
     return undefined; // a getter or proxy that throws

@@ -578,6 +578,7 @@ export const hostileCases: Case<ReliabilityContext>[] = [
         },
         "bytes": () => new Uint8Array(1_000_000),
         "array": () => Array.from({ length: 1_000_000 }, (_, i) => i),
+        "small-array": () => ["timeout", 3, undefined, { at: 1 }],
       };
       let fieldsRead = 0;
       const agents = Object.entries(throwers).flatMap(([name, make]) => [
@@ -614,7 +615,11 @@ export const hostileCases: Case<ReliabilityContext>[] = [
       ok(byKey["many-fields-sync"]!.message.endsWith('"f19":19,\u2026}'), byKey["many-fields-sync"]!.message);
       ok(fieldsRead <= 2 * 20, `${fieldsRead} fields read for two messages of 20`);
       equal(byKey["bytes-sync"]!.message, "Threw a Uint8Array of 1000000 bytes");
-      equal(byKey["array-async"]!.message, "Threw an array of 1000000 items");
+      equal(
+        byKey["array-async"]!.message,
+        "Threw [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,\u2026 (1000000 items)]",
+      );
+      equal(byKey["small-array-sync"]!.message, 'Threw ["timeout",3,null,{\u2026}]');
       // The storage still claims, and the executor still runs work.
       const after = await executor.submit({ name: "after", tasks: [{ key: "a", agent: "echo", input: 1 }] });
       deepEqual(await settled(after), { a: 1 });
