@@ -83,6 +83,14 @@ function checkEvent(call: string, event: unknown): void {
   }
 }
 
+/** Check a subscription by `call` ("on" or "once"): a known event and a function to call. */
+function checkListener(call: "on" | "once", event: unknown, listener: unknown): void {
+  checkEvent(`${call}()`, event);
+  if (typeof listener !== "function") {
+    throw new TypeError(`${call}("${String(event)}") needs a function, got ${typeof listener}`);
+  }
+}
+
 /** A listener of event `K`. */
 export type Listener<K extends ExecutorEventName> = (payload: ExecutorEvents[K]) => void;
 
@@ -107,10 +115,7 @@ export class Emitter {
 
   /** Listen to an event; returns a function that stops listening. */
   on<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
-    checkEvent("on()", event);
-    if (typeof listener !== "function") {
-      throw new TypeError(`on("${String(event)}") needs a function, got ${typeof listener}`);
-    }
+    checkListener("on", event, listener);
     let set = this.#listeners.get(event);
     if (!set) this.#listeners.set(event, set = new Map());
     // Added again, a listener keeps its place (and is called once), as in a Set.
@@ -124,10 +129,7 @@ export class Emitter {
    * they were added, among those added with `on()`.
    */
   onJob<K extends ExecutorEventName>(event: K, jobId: string, listener: Listener<K>): () => void {
-    checkEvent("on()", event);
-    if (typeof listener !== "function") {
-      throw new TypeError(`on("${String(event)}") needs a function, got ${typeof listener}`);
-    }
+    checkListener("on", event, listener);
     let jobs = this.#byJob.get(event);
     if (!jobs) this.#byJob.set(event, jobs = new Map());
     let set = jobs.get(jobId);
@@ -143,10 +145,7 @@ export class Emitter {
 
   /** Listen to the next occurrence only. */
   once<K extends ExecutorEventName>(event: K, listener: Listener<K>): () => void {
-    checkEvent("once()", event);
-    if (typeof listener !== "function") {
-      throw new TypeError(`once("${String(event)}") needs a function, got ${typeof listener}`);
-    }
+    checkListener("once", event, listener);
     const key = listener as (payload: never) => void;
     const drop = () => {
       this.#listeners.get(event)?.delete(wrapper as (payload: never) => void);

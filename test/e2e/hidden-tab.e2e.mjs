@@ -25,35 +25,15 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { chromiumArgs, chromiumPath, requireChromium } from "../../scripts/chromium.mjs";
+import { bundle, servePage } from "./page-server.mjs";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
 requireChromium("test:e2e:hidden");
-const { build } = await import("esbuild");
-
-const script = (await build({
-  entryPoints: [join(root, "test/e2e/hidden-tab.page.ts")],
-  bundle: true,
-  format: "esm",
-  platform: "browser",
-  target: "es2022",
-  write: false,
-  logLevel: "error",
-})).outputFiles[0].text;
-const html = `<!doctype html><meta charset="utf-8"><title>task-core hidden tab</title>
-<script type="module" src="/page.js"></script>`;
-const server = createServer((req, res) => {
-  if (req.url === "/page.js") res.writeHead(200, { "content-type": "text/javascript" }).end(script);
-  else if (req.url === "/favicon.ico") res.writeHead(204).end();
-  else res.writeHead(200, { "content-type": "text/html" }).end(html);
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const server = await servePage("task-core hidden tab", { "/page.js": await bundle("test/e2e/hidden-tab.page.ts") });
+const { origin } = server;
 
 // ---------------------------------------------------------------- Chromium over a pipe
 

@@ -33,14 +33,12 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { execFileSync } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from "node:fs";
-import { createServer } from "node:http";
+import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { chromiumArgs, chromiumPath, requireChromium } from "../../scripts/chromium.mjs";
+import { bundle, servePage } from "./page-server.mjs";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
 requireChromium("test:e2e:disk");
 
 if (process.getuid?.() !== 0) {
@@ -75,39 +73,16 @@ if (!mount()) {
 }
 unmount();
 
-const { build } = await import("esbuild");
 const { chromium } = await import("playwright-core");
 
-const bundle = (entry, platform) =>
-  build({
-    entryPoints: [join(root, entry)],
-    bundle: true,
-    format: "esm",
-    platform,
-    target: "es2022",
-    write: false,
-    logLevel: "error",
-  }).then((r) => r.outputFiles[0].text);
 const script = await bundle("test/e2e/indexeddb-disk.page.ts", "browser");
 // The same functions here, for the values the page makes from a seed.
 const { digest, seededText } = await import(
   `data:text/javascript;base64,${Buffer.from(await bundle("test/e2e/disk-values.ts", "neutral")).toString("base64")}`
 );
 
-const html = `<!doctype html><meta charset="utf-8"><title>task-core IndexedDB on a full disk</title>
-<script type="module" src="/page.js"></script>`;
-const server = createServer((req, res) => {
-  if (req.url === "/page.js") res.writeHead(200, { "content-type": "text/javascript" }).end(script);
-  else if (/^\/sqljs\/[\w.-]+\.wasm$/.test(req.url ?? "")) {
-    const file = join(root, "node_modules/sql.js/dist", req.url.slice("/sqljs/".length));
-    res.writeHead(200, { "content-type": "application/wasm" }).end(readFileSync(file));
-  } else if (req.url === "/" || req.url?.startsWith("/?")) {
-    res.writeHead(200, { "content-type": "text/html" }).end(html);
-  } else if (req.url === "/favicon.ico") res.writeHead(204).end();
-  else res.writeHead(404).end();
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const server = await servePage("task-core IndexedDB on a full disk", { "/page.js": script });
+const { origin } = server;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const freeBytes = () => {

@@ -31,14 +31,12 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { chromiumArgs, chromiumPath, requireChromium } from "../../scripts/chromium.mjs";
+import { bundle, servePage } from "./page-server.mjs";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
 const STRESS_TASKS = Number(process.env.TASK_CORE_TABS_STRESS_TASKS ?? 5000);
 if (!Number.isInteger(STRESS_TASKS) || STRESS_TASKS < 1) {
   console.error(
@@ -49,45 +47,19 @@ if (!Number.isInteger(STRESS_TASKS) || STRESS_TASKS < 1) {
 
 requireChromium("test:e2e:tabs");
 
-const { build } = await import("esbuild");
 const { chromium } = await import("playwright-core");
 
 // The stress workload and its checks are TypeScript shared with test/chaos/stress.ts.
-const stressModule = await build({
-  entryPoints: [join(root, "test/e2e/tabs-stress.ts")],
-  bundle: true,
-  format: "esm",
-  platform: "neutral",
-  write: false,
-  logLevel: "error",
-});
 const { expectedStats, Ledger, outcomeProblems, stressJobs } = await import(
-  `data:text/javascript;base64,${Buffer.from(stressModule.outputFiles[0].text).toString("base64")}`
+  `data:text/javascript;base64,${Buffer.from(await bundle("test/e2e/tabs-stress.ts", "neutral")).toString("base64")}`
 );
 
 // ---------------------------------------------------------------- page bundle and server
 
-const bundle = await build({
-  entryPoints: [join(root, "test/e2e/indexeddb-tabs.page.ts")],
-  bundle: true,
-  format: "esm",
-  platform: "browser",
-  target: "es2022",
-  write: false,
-  logLevel: "error",
+const server = await servePage("task-core IndexedDB tabs", {
+  "/page.js": await bundle("test/e2e/indexeddb-tabs.page.ts"),
 });
-const script = bundle.outputFiles[0].text;
-const html = `<!doctype html><meta charset="utf-8"><title>task-core IndexedDB tabs</title>
-<script type="module" src="/page.js"></script>`;
-
-const server = createServer((req, res) => {
-  if (req.url === "/page.js") res.writeHead(200, { "content-type": "text/javascript" }).end(script);
-  else if (req.url === "/" || req.url?.startsWith("/?")) res.writeHead(200, { "content-type": "text/html" }).end(html);
-  else if (req.url === "/favicon.ico") res.writeHead(204).end();
-  else res.writeHead(404).end();
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const { origin } = server;
 
 // ---------------------------------------------------------------- browser
 

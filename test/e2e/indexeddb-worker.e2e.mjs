@@ -30,52 +30,24 @@
 //
 // Without /usr/bin/chromium (or CHROMIUM_PATH) this fails when CI is set and skips otherwise.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { chromiumArgs, chromiumPath, requireChromium } from "../../scripts/chromium.mjs";
-
-const root = fileURLToPath(new URL("../..", import.meta.url));
+import { bundle, servePage } from "./page-server.mjs";
 
 requireChromium("test:e2e:worker");
 
-const { build } = await import("esbuild");
 const { chromium } = await import("playwright-core");
 
 // ---------------------------------------------------------------- bundles and server
 
-const bundle = async (entry) =>
-  (await build({
-    entryPoints: [join(root, entry)],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    write: false,
-    logLevel: "error",
-  })).outputFiles[0].text;
-const pageScript = await bundle("test/e2e/indexeddb-worker.page.ts");
-const workerScript = await bundle("test/e2e/indexeddb-worker.worker.ts");
-const wasm = readFileSync(join(root, "node_modules/sql.js/dist/sql-wasm-browser.wasm"));
-const html = `<!doctype html><meta charset="utf-8"><title>task-core in workers</title>
-<script type="module" src="/page.js"></script>`;
-
-const server = createServer((req, res) => {
-  const js = { "content-type": "text/javascript" };
-  if (req.url === "/page.js") res.writeHead(200, js).end(pageScript);
-  else if (req.url === "/worker.js") res.writeHead(200, js).end(workerScript);
-  else if (req.url === "/sqljs/sql-wasm-browser.wasm") {
-    res.writeHead(200, { "content-type": "application/wasm" }).end(wasm);
-  } else if (req.url === "/" || req.url?.startsWith("/?")) {
-    res.writeHead(200, { "content-type": "text/html" }).end(html);
-  } else if (req.url === "/favicon.ico") res.writeHead(204).end();
-  else res.writeHead(404).end();
+const server = await servePage("task-core in workers", {
+  "/page.js": await bundle("test/e2e/indexeddb-worker.page.ts"),
+  "/worker.js": await bundle("test/e2e/indexeddb-worker.worker.ts"),
 });
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const { origin } = server;
 
 // ---------------------------------------------------------------- browser
 

@@ -292,17 +292,20 @@ test(
   60_000,
 );
 
+/** Run `fixture` in `rt` until it prints DONE; it must then exit by itself, with code 0, within 10 s. */
+async function exitsAfterDone(rt: Runtime, fixture: string): Promise<void> {
+  const child = start(rt, fixture, []);
+  await child.line("DONE");
+  const exit = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+  if (exit === null) child.kill("SIGKILL");
+  expect(exit, `${rt} still running 10 s after DONE`).not.toBeNull();
+  expect(exit!.code, exit!.err).toBe(0);
+}
+
 for (const rt of ["node", "deno", "bun"] as const) {
   test(
     `${rt}: an executor in a process with an emulated DOM (a document global) lets the process exit after shutdown`,
-    async () => {
-      const child = start(rt, "fake-dom-child.ts", []);
-      await child.line("DONE");
-      const exit = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
-      if (exit === null) child.kill("SIGKILL");
-      expect(exit, `${rt} still running 10 s after DONE`).not.toBeNull();
-      expect(exit!.code, exit!.err).toBe(0);
-    },
+    () => exitsAfterDone(rt, "fake-dom-child.ts"),
     30_000,
   );
 }
@@ -310,14 +313,7 @@ for (const rt of ["node", "deno", "bun"] as const) {
 for (const rt of ["deno", "bun"] as const) {
   test(
     `${rt}: an IndexedDB storage left open (its BroadcastChannel armed) does not keep the process alive`,
-    async () => {
-      const child = start(rt, "left-open-child.ts", []);
-      await child.line("DONE");
-      const exit = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
-      if (exit === null) child.kill("SIGKILL");
-      expect(exit, `${rt} still running 10 s after DONE`).not.toBeNull();
-      expect(exit!.code, exit!.err).toBe(0);
-    },
+    () => exitsAfterDone(rt, "left-open-child.ts"),
     30_000,
   );
 }
