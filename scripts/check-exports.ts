@@ -1,5 +1,6 @@
 /**
- * Checks that deno.json exports, package.json exports and the build entries are one list.
+ * Checks that deno.json exports, package.json exports (and its `types` and `typesVersions`)
+ * and the build entries are one list.
  * Run with `deno run -A scripts/check-exports.ts`.
  */
 import { entries } from "../tsup.config.ts";
@@ -32,7 +33,17 @@ for (const key of [...keys].sort()) {
     const base = src.replace(/^\.\//, "./dist/").replace(/\.ts$/, "").replace(/^\.\/dist\/mod$/, "./dist/mod");
     if (p.import !== `${base}.js`) problems.push(`${key}: package.json import is ${p.import}, expected ${base}.js`);
     if (p.types !== `${base}.d.ts`) problems.push(`${key}: package.json types is ${p.types}, expected ${base}.d.ts`);
+    // TypeScript's `node10` resolution reads no `exports`: the root's types come from
+    // `types`, each subpath's from `typesVersions`.
+    const legacy = key === "." ? pkg.types : pkg.typesVersions?.["*"]?.[key.slice(2)]?.[0];
+    if (legacy !== p.types) {
+      const field = key === "." ? "types" : `typesVersions["*"]["${key.slice(2)}"]`;
+      problems.push(`${key}: package.json ${field} is ${legacy}, expected ${p.types}`);
+    }
   }
+}
+for (const sub of Object.keys(pkg.typesVersions?.["*"] ?? {})) {
+  if (!keys.has(`./${sub}`)) problems.push(`./${sub}: in package.json typesVersions but not exported`);
 }
 if (problems.length) {
   console.error("Export lists disagree:\n- " + problems.join("\n- "));
