@@ -6,6 +6,16 @@
 
 import type { JobStatus, TaskStatus } from "./types.ts";
 
+/**
+ * The key of each error class's own name, shared by every copy of task-core in a program
+ * (two installed versions, the npm build next to the sources): `instanceof` against a class
+ * of this copy also knows an error made by another copy's class of the same name, or by a
+ * subclass of it. A user's subclass, which has no such name, is told as usual.
+ */
+const CLASS_NAME: unique symbol = Symbol.for("@dagger/task-core:error-class");
+/** The ordinary `instanceof`, taken at load: a page may replace `globalThis.Function` later (CSP shims). */
+const ordinaryHasInstance: (this: unknown, value: unknown) => boolean = Function.prototype[Symbol.hasInstance];
+
 /** Base class of every task-core error. */
 export class TaskCoreError extends Error {
   /** Create the error. */
@@ -16,13 +26,6 @@ export class TaskCoreError extends Error {
 }
 
 /**
- * The mark of a non-retryable error on its prototype, shared by every copy of task-core in
- * a program (two installed versions, the npm build next to the sources): `instanceof` tells
- * only one copy's classes, so an executor asks for this mark too (see `isNonRetryable`).
- */
-const NON_RETRYABLE: unique symbol = Symbol.for("@dagger/task-core:non-retryable");
-
-/**
  * An error that says, by its type, that another attempt will not help. An executor knows
  * it (and its subclasses) also when it comes from another copy of task-core.
  */
@@ -30,12 +33,13 @@ export class NonRetryableError extends TaskCoreError {
   /** The error's name (kept explicit so minified bundles report it). */
   override name: string = "NonRetryableError";
 }
-Object.defineProperty(NonRetryableError.prototype, NON_RETRYABLE, { value: true });
 
-/** Whether `e` is a `NonRetryableError` of this copy of task-core or of any other. */
+/**
+ * Whether `e` is a `NonRetryableError` of this copy of task-core or of any other (as
+ * `e instanceof NonRetryableError` now tells).
+ */
 export function isNonRetryable(e: unknown): boolean {
-  if (e instanceof NonRetryableError) return true;
-  return typeof e === "object" && e !== null && (e as { [NON_RETRYABLE]?: unknown })[NON_RETRYABLE] === true;
+  return e instanceof NonRetryableError;
 }
 
 /** One validation problem: where it is, which rule, and what is wrong. */
@@ -423,3 +427,57 @@ export function isTransientStorageError(e: unknown): boolean {
     e instanceof StorageVersionChangeError || e instanceof StorageClosedError || e instanceof StorageSetupError
   );
 }
+
+/**
+ * `instanceof` against a task-core error class (inherited by every subclass): an instance of
+ * this copy's class, or of the class of the same name in another copy (an adapter or agent
+ * built on another installed version). Defined here rather than as a static method in the
+ * class, whose emitted declarations name it twice.
+ */
+Object.defineProperty(TaskCoreError, Symbol.hasInstance, {
+  value: function hasInstance(this: unknown, value: unknown): boolean {
+    if (ordinaryHasInstance.call(this, value)) return true;
+    if (value === null || typeof value !== "object" || typeof this !== "function" || !Object.hasOwn(this, CLASS_NAME)) {
+      return false;
+    }
+    const name = (this as { [CLASS_NAME]?: unknown })[CLASS_NAME];
+    for (let p = Object.getPrototypeOf(value); p !== null; p = Object.getPrototypeOf(p)) {
+      const c: unknown = Object.hasOwn(p, "constructor") ? p.constructor : undefined;
+      if (
+        typeof c === "function" && Object.hasOwn(c, CLASS_NAME) &&
+        (c as { [CLASS_NAME]?: unknown })[CLASS_NAME] === name
+      ) {
+        return true;
+      }
+    }
+    return false;
+  },
+});
+
+// Each class under its own name, for `instanceof` across copies (see `CLASS_NAME`).
+for (
+  const [name, c] of Object.entries({
+    TaskCoreError,
+    NonRetryableError,
+    ValidationError,
+    JsonValueError,
+    KeyConflictError,
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+    StorageError,
+    StorageQuotaError,
+    StorageBlockedError,
+    StorageClosedError,
+    StorageVersionChangeError,
+    StorageCorruptError,
+    StorageVersionError,
+    StorageSetupError,
+    TaskTimeoutError,
+    TaskAbortedError,
+    PayloadTooLargeError,
+    UnknownAgentError,
+    JobValidationError,
+    JobFailedError,
+  })
+) Object.defineProperty(c, CLASS_NAME, { value: name });
