@@ -39,7 +39,7 @@ export type SpawnSpec = Omit<TaskSpec, "runAt"> & {
 export interface TaskHandle {
   /** The child's task id. */
   readonly id: string;
-  /** The child's key. */
+  /** The child's key in the job (`<parent key>/<key>`), as `wait()` shows its output; a later sibling's `dependsOn` may name it so. */
   readonly key: string;
 }
 
@@ -85,7 +85,7 @@ export interface TaskContext<Input = JsonValue> {
    * Add a child task to this job. Children are written in the same commit as this
    * task's completion, so a retried parent never duplicates them. `dependsOn` names
    * earlier children of this attempt, by the keys given to `spawn` (which may not hold `/`
-   * or `#`). A child's key in the job is `<parent key>/<key>`, or `<parent key>#<attempt>/<key>`
+   * or `#`) or by the `key` of the handles it returned. A child's key in the job is `<parent key>/<key>`, or `<parent key>#<attempt>/<key>`
    * when the parent runs again after a rejected review: that is the key `wait()` and a
    * sibling's `dependencyOutputs()` show its output under. When this task asks for review,
    * its children wait for the acceptance (the parent is their first dependency, so its

@@ -249,14 +249,19 @@ export class AttemptContext implements TaskContext<JsonValue> {
         message: `Child "${spec.key}": "dependsOn" must be an array of keys`,
       });
     }
+    // A sibling is named by the key given to spawn() or by its handle's key, the key in
+    // the job (`<prefix><key>`): spawn keys hold no `/` or `#`, so the two never collide.
+    const prefix = key.slice(0, key.length - spec.key.length);
     for (const d of Array.isArray(dependsOn) ? dependsOn : []) {
-      const id = childKeys.get(d);
+      const id = childKeys.get(d) ??
+        (typeof d === "string" && d.startsWith(prefix) ? childKeys.get(d.slice(prefix.length)) : undefined);
       if (id) dependencies.push(id);
       else {
         problems.push({
           key,
           code: "unknown-dependency",
-          message: `Child "${spec.key}" depends on "${d}", which is not an earlier child of this task`,
+          message: `Child "${spec.key}" depends on "${d}", which is not an earlier child of this task ` +
+            `(name one by the key given to spawn() or by the key of the handle it returned)`,
         });
       }
     }

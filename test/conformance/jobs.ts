@@ -966,6 +966,32 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a child may name an earlier sibling in dependsOn by the key of the handle spawn() returned",
+    async run(ctx) {
+      let refused = "";
+      const parent = agent("parent", (_i, c) => {
+        const a = c.spawn({ key: "a", agent: "echo", input: 1 });
+        const b = c.spawn({ key: "b", agent: "echo", input: 2 });
+        equal(a.key, "p/a");
+        // Another parent's child is no sibling, whatever its key.
+        try {
+          c.spawn({ key: "x", agent: "echo", dependsOn: ["q/a"] });
+        } catch (e) {
+          refused = (e as Error).message;
+        }
+        c.spawn({ key: "join", agent: "gather", dependsOn: [a.key, "b"] });
+        return [a.key, b.key];
+      });
+      const gather = agent("gather", async (_i, c) => Object.keys(await c.dependencyOutputs()).sort());
+      const { executor } = harness(ctx.storage, [parent, echo, gather]);
+      executor.start();
+      const job = await executor.submit({ name: "handles", tasks: [{ key: "p", agent: "parent", maxAttempts: 1 }] });
+      deepEqual(await job.wait(), { p: ["p/a", "p/b"], "p/a": 1, "p/b": 2, "p/join": ["p/a", "p/b"] });
+      ok(refused.includes('"q/a"'), refused);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a child spawned to run later starts at its time, without waiting for a poll",
     async run(ctx) {
       let ranAt = -1;
