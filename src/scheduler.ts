@@ -93,7 +93,51 @@ function badOption(problems: JobProblem[], key: string, field: string, value: un
   });
 }
 
+/** The fields of a task spec: any other is a misspelling, which would silently run with a default. */
+const TASK_FIELDS: ReadonlySet<string> = new Set([
+  "key",
+  "agent",
+  "input",
+  "dependsOn",
+  "priority",
+  "runAt",
+  "delayMs",
+  "maxAttempts",
+  "timeoutMs",
+  "durability",
+  "onDependencyFailure",
+  "review",
+  ...TEXT_OPTIONS,
+]);
+/** What users of other queues write for a field of a task spec. */
+const TASK_FIELD_HINTS: Readonly<Record<string, string>> = {
+  timeout: `"timeoutMs"`,
+  attempts: `"maxAttempts"`,
+  retries: `"maxAttempts"`,
+  maxRetries: `"maxAttempts"`,
+  delay: `"delayMs"`,
+  dependencies: `"dependsOn"`,
+  deps: `"dependsOn"`,
+  data: `"input"`,
+  payload: `"input"`,
+  name: `"agent" (the task's agent) or "key" (its name in the job)`,
+  id: `"key"`,
+  backoff: `the Executor option "retry"`,
+  retry: `the Executor option "retry"`,
+};
+const JOB_FIELDS: ReadonlySet<string> = new Set(["name", "tasks", "metadata"]);
+
+function unknownFields(given: object, known: ReadonlySet<string>, report: (field: string) => void): void {
+  for (const field in given) {
+    if (Object.hasOwn(given, field) && !known.has(field)) report(field);
+  }
+}
+
 export function checkTaskOptions(spec: TaskSpec, problems: JobProblem[], key: string): void {
+  unknownFields(spec, TASK_FIELDS, (field) => {
+    const hint = Object.hasOwn(TASK_FIELD_HINTS, field) ? ` (did you mean ${TASK_FIELD_HINTS[field]}?)` : "";
+    problems.push({ key, code: "invalid-option", message: `Task "${key}": unknown field "${field}"${hint}` });
+  });
   if (spec.priority !== undefined && !Number.isFinite(spec.priority)) {
     badOption(problems, key, "priority", spec.priority, "a finite number");
   }
@@ -266,6 +310,15 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
       message: `Job "name" must be a non-empty string of well-formed text without NUL, got ${describeValue(spec.name)}`,
     });
   }
+  unknownFields(spec, JOB_FIELDS, (field) => {
+    const hint = field === "priority" || field === "delayMs" || field === "runAt"
+      ? " (it is an option of each task)"
+      : "";
+    problems.push({
+      code: "invalid-job",
+      message: `Job spec: unknown field "${field}"${hint}; the fields are "name", "tasks", "metadata"`,
+    });
+  });
   if (!Array.isArray(spec.tasks) || spec.tasks.length === 0) {
     problems.push({ code: "empty-job", message: "Job has no tasks" });
     throw new JobValidationError(problems);

@@ -174,7 +174,7 @@ export interface Job {
   finishedAt: number | null;
 }
 
-/** One task as a user describes it in a job. */
+/** One task as a user describes it in a job. A field not listed here is refused at submission (`invalid-option`). */
 export interface TaskSpec<Agent extends string = string, Input = JsonValue> {
   /** Key, unique within the job. */
   key: string;
@@ -210,7 +210,7 @@ export interface TaskSpec<Agent extends string = string, Input = JsonValue> {
   acceptanceCriteria?: string;
 }
 
-/** A job as a user submits it. */
+/** A job as a user submits it. A field not listed here is refused at submission (`invalid-job`). */
 export interface JobSpec {
   /** A name for people. */
   name: string;

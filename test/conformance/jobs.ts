@@ -4,7 +4,7 @@
  */
 
 import type { Agent } from "../../src/agent.ts";
-import type { TaskContext } from "../../src/context.ts";
+import type { SpawnSpec, TaskContext } from "../../src/context.ts";
 import { ManualClock } from "../../src/clock.ts";
 import {
   ConflictError,
@@ -16,7 +16,7 @@ import {
   TaskAbortedError,
 } from "../../src/errors.ts";
 import { defineJsonAgent } from "../../src/json-agent.ts";
-import type { JsonValue, Task } from "../../src/types.ts";
+import type { JobSpec, JsonValue, Task } from "../../src/types.ts";
 import { deepEqual, equal, ok, rejects, throws } from "./assert.ts";
 import {
   aborted,
@@ -184,6 +184,58 @@ export const jobCases: Case<ExecContext>[] = [
       ok(e.message.includes('"nobody"'));
       ok(e.problems.some((p) => p.key === "j" && p.message.includes('"runAt" or "delayMs"')), "both start times");
       deepEqual(await ctx.storage.listJobs(), []);
+    },
+  },
+  {
+    name: "submit() reports a task or job field it does not know, naming the one meant, and writes nothing",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [echo]);
+      // What users of other queues write: from JavaScript or a spec read from JSON, no
+      // compile error catches these, and each would silently run with the default.
+      const e = await rejects<JobValidationError>(
+        () =>
+          executor.submit({
+            name: "misspelt",
+            priority: 1,
+            tasks: [
+              { key: "a", agent: "echo", timeout: 50 },
+              { key: "b", agent: "echo", attempts: 1 },
+              { key: "c", agent: "echo", backoff: { delay: 10 } },
+              { key: "d", agent: "echo", colour: "red" },
+              { key: "ok", agent: "echo", timeoutMs: 50, maxAttempts: 1, description: "fine" },
+            ],
+          } as unknown as JobSpec),
+        JobValidationError,
+      );
+      deepEqual(e.problems.map((p) => `${p.key ?? ""}:${p.code}`).sort(), [
+        ":invalid-job",
+        "a:invalid-option",
+        "b:invalid-option",
+        "c:invalid-option",
+        "d:invalid-option",
+      ]);
+      const message = (key: string | undefined) => e.problems.find((p) => p.key === key)!.message;
+      ok(message("a").includes('"timeout"') && message("a").includes('"timeoutMs"'), message("a"));
+      ok(message("b").includes('"attempts"') && message("b").includes('"maxAttempts"'), message("b"));
+      ok(message("c").includes('"backoff"') && message("c").includes('"retry"'), message("c"));
+      ok(message("d").includes('"colour"'), message("d"));
+      ok(message(undefined).includes('"priority"'), message(undefined));
+      deepEqual(await ctx.storage.listJobs(), []);
+
+      // spawn() checks its spec the same way: the parent fails, no child is written.
+      const parent = agent("parent", (_i, c) => {
+        c.spawn({ key: "x", agent: "echo", timeout: 50 } as unknown as SpawnSpec);
+        return "unreachable";
+      });
+      const second = harness(ctx.storage, [parent, echo]);
+      second.executor.start();
+      const job = await second.executor.submit({ name: "spawn", tasks: [{ key: "p", agent: "parent" }] });
+      await rejects(() => job.wait(), JobFailedError);
+      const tasks = await job.tasks();
+      equal(tasks.length, 1);
+      equal(tasks[0]!.attempts, 1, "not retried");
+      ok(tasks[0]!.error?.message.includes('"timeoutMs"'), tasks[0]!.error?.message);
+      await second.executor.shutdown();
     },
   },
   {
