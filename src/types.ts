@@ -90,7 +90,7 @@ export interface Task {
   input: JsonValue;
   /** The output once completed, else `null`. */
   output: JsonValue;
-  /** The last error, else `null`. */
+  /** The error of the last failed attempt, else `null`; a completion clears it (`task:retrying` tells each one). */
   error: TaskError | null;
   /** Current status. */
   status: TaskStatus;
