@@ -88,9 +88,18 @@ export class JobHandle {
     return this.#retried("getJob", () => this.#job());
   }
 
-  /** Every task of the job (spawned children included), in creation order; retried as `status()` is. */
+  /**
+   * Every task of the job (spawned children included), in creation order; retried as
+   * `status()` is. A job that is not stored (deleted by retention) is a `NotFoundError`,
+   * as in `status()`, not an empty list.
+   */
   tasks(): Promise<Task[]> {
-    return this.#retried("listTasks", () => this.#tasks());
+    return this.#retried("listTasks", async () => {
+      const tasks = await this.#tasks();
+      // A stored job holds at least one task: none means the job is gone (one read more, then).
+      if (tasks.length === 0 && !(await this.#host.storage.getJob(this.id))) throw new NotFoundError("job", this.id);
+      return tasks;
+    });
   }
 
   /** A read for the caller, retried as the host retries its own (not at all without `retried`). */

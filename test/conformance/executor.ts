@@ -3221,6 +3221,21 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a handle's tasks() on a job retention deleted throws NotFoundError, as status() does, not an empty list",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [agent("x", (n) => n)]);
+      executor.start();
+      const job = await executor.submit({ name: "p", tasks: [{ key: "a", agent: "x", input: 1 }] });
+      deepEqual(await job.wait(), { a: 1 });
+      equal((await job.tasks()).length, 1);
+      equal(await ctx.storage.prune({ keepLast: 0 }), 1);
+      await rejects(() => job.status(), NotFoundError);
+      const e = await rejects(() => job.tasks(), NotFoundError);
+      ok(e.message.includes(job.id), e.message);
+      await executor.shutdown();
+    },
+  },
+  {
     name: "a listener that throws does not break the executor",
     async run(ctx) {
       const { executor } = harness(ctx.storage, [agent("noop", () => 1)]);
