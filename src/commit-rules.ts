@@ -1317,9 +1317,13 @@ export function checkPruneOptions(
   };
 }
 
+const JOB_QUERY_KEYS: ReadonlySet<string> = new Set(["status", "after", "limit"]);
+const TASK_QUERY_KEYS: ReadonlySet<string> = new Set(["jobId", "agent", "status", "parentId", "after", "limit"]);
+
 /**
  * Check a `listTasks()` / `listJobs()` query: `limit` a non-negative integer, `after` an id,
- * `status` a known one; `null` fields read as not given.
+ * `status` a known one; `null` fields read as not given; a filter it does not know (given
+ * a value) is a `TypeError`.
  */
 export function checkQuery<Q extends { limit?: number; after?: string; status?: string }>(
   query: Q | null | undefined,
@@ -1327,6 +1331,15 @@ export function checkQuery<Q extends { limit?: number; after?: string; status?: 
 ): Q {
   if (query === undefined || query === null) return {} as Q;
   if (typeof query !== "object") throw new TypeError(`${what}() expects a query object, got ${query}`);
+  // A misspelt filter (`jobID`) left out would list every record, as if none was given.
+  const known = what === "listTasks" ? TASK_QUERY_KEYS : JOB_QUERY_KEYS;
+  for (const key of Object.keys(query)) {
+    if (!known.has(key) && (query as Record<string, unknown>)[key] !== undefined) {
+      throw new TypeError(
+        `${what}() has no filter "${key}"; the filters are ${[...known].map((k) => `"${k}"`).join(", ")}`,
+      );
+    }
+  }
   const q = { ...query };
   // `null` reads as "not given", as `undefined` does; a limit past any store's size is no limit.
   if ((q.limit as unknown) === null || (typeof q.limit === "number" && q.limit > Number.MAX_SAFE_INTEGER)) {

@@ -209,7 +209,10 @@ export interface RenewOptions {
   leaseMs: number;
 }
 
-/** Filters of `listTasks`. Served by an index; at least one of `jobId`, `agent`, `status`, `parentId` is recommended. */
+/**
+ * Filters of `listTasks`. Served by an index; at least one of `jobId`, `agent`, `status`,
+ * `parentId` is recommended. Another key (a misspelt `jobID`) is a `TypeError`, not ignored.
+ */
 export interface TaskQuery {
   /** Tasks of this job. */
   jobId?: string;
@@ -225,7 +228,7 @@ export interface TaskQuery {
   limit?: number;
 }
 
-/** Filters of `listJobs`. */
+/** Filters of `listJobs`. Another key (a `name`) is a `TypeError`, not ignored. */
 export interface JobQuery {
   /** Jobs in this status. */
   status?: JobStatus;

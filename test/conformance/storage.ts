@@ -426,6 +426,23 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name: "listTasks() and listJobs() refuse a filter they do not know instead of listing everything",
+    async run({ storage }) {
+      const one = buildJob([{ key: "a" }]);
+      const two = buildJob([{ key: "b" }]);
+      await storage.createJob(one.job, one.tasks);
+      await storage.createJob(two.job, two.tasks);
+      // A misspelt filter (`jobID`, `job`) would otherwise list the tasks of every job.
+      for (const query of [{ jobID: one.job.id }, { job: one.job.id }, { jobId: one.job.id, state: "ready" }]) {
+        await rejects(() => storage.listTasks(query as never), TypeError, `"${Object.keys(query).at(-1)}"`);
+      }
+      await rejects(() => storage.listJobs({ name: "job" } as never), TypeError, '"name"');
+      // Every known filter, and one given as undefined, still lists.
+      equal((await storage.listTasks({ jobId: one.job.id, agent: undefined } as never)).length, 1);
+      equal((await storage.listJobs({ status: "running", after: undefined, limit: 5 } as never)).length, 2);
+    },
+  },
+  {
     name: "a limit past 2^31 or 2^32 is accepted like any other by claimReady(), listJobs() and listTasks()",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }, { key: "b" }]);
