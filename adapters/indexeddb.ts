@@ -41,6 +41,7 @@ import {
 } from "../src/commit-rules.ts";
 import { StorageClosedError, type StorageError, StorageVersionChangeError } from "../src/errors.ts";
 import { deepFreeze } from "../src/json.ts";
+import { checkOptionNames } from "../src/options.ts";
 import {
   changeOf,
   type ClaimOptions,
@@ -562,6 +563,12 @@ export async function openIndexedDbStorage(options: IndexedDbStorageOptions): Pr
       `openIndexedDbStorage() expects an options object, got ${options === null ? "null" : typeof options}`,
     );
   }
+  checkOptionNames(
+    "IndexedDB option",
+    options,
+    ["name", "durability", "idbFactory", "broadcast", "now", "claimRecordFrom", "markers"],
+    { indexedDB: `"idbFactory"`, factory: `"idbFactory"`, databaseName: `"name"`, dbName: `"name"` },
+  );
   const { name, durability = "strict", broadcast = true, now = Date.now, claimRecordFrom = 8 } = options;
   const markers = options.markers === undefined ? pageMarkers() : options.markers;
   if (

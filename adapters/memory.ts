@@ -30,6 +30,7 @@ import {
 } from "../src/commit-rules.ts";
 import { StorageClosedError } from "../src/errors.ts";
 import { Heap } from "../src/heap.ts";
+import { checkOptionNames } from "../src/options.ts";
 import {
   changeOf,
   type ClaimOptions,
@@ -813,5 +814,6 @@ function page<T extends { id: string }>(items: T[], query: { after?: string; lim
  * ```
  */
 export function createMemoryStorage(options: MemoryStorageOptions = {}): MemoryStorage {
+  checkOptionNames("createMemoryStorage() option", options, ["now"]);
   return new MemoryStorage(options);
 }

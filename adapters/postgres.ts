@@ -29,6 +29,7 @@
  * @module
  */
 
+import { checkOptionNames } from "../src/options.ts";
 import { checkVersion, isSchemaName, migrate } from "./postgres/schema.ts";
 import { PgStorage, type PostgresStorage } from "./postgres/storage.ts";
 import { markDriverError, toStorageError } from "./postgres/errors.ts";
@@ -98,6 +99,16 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`openPostgresStorage() expects an options object, got ${typeof options}`);
   }
+  checkOptionNames(
+    "PostgreSQL option",
+    options,
+    ["client", "schema", "migrate", "listen", "channel", "closeClient", "now"],
+    {
+      url: `"client" (a client, or a function that opens one)`,
+      connectionString: `"client" (a client, or a function that opens one)`,
+      sql: `"client"`,
+    },
+  );
   const schema = options.schema ?? "task_core";
   if (!isSchemaName(schema)) {
     throw new TypeError(

@@ -56,6 +56,8 @@ import process from "node:process";
 import { StorageBlockedError, StorageError, StorageQuotaError, StorageSetupError } from "../src/errors.ts";
 import { openSqlJsStorage, type SqlJsPersister, type SqlJsStorage, type SqlJsStorageOptions } from "./sqljs.ts";
 import { alreadyOpen } from "./sqljs/persister.ts";
+import { SQLJS_OPTIONS } from "./sqljs/open.ts";
+import { checkOptionNames } from "../src/options.ts";
 
 /** Options of {@link createFilePersister}. */
 export interface FilePersisterOptions {
@@ -286,6 +288,9 @@ function wrap(e: unknown, what: string, path: string, opening = false): Error {
     : new StorageError(message, { cause: e });
 }
 
+/** The options of the file persister. */
+const FILE_OPTIONS: readonly string[] = ["sync", "lockStaleMs"];
+
 /**
  * Create a persister that keeps a database in `path` and `path + ".tclog"`. The directory
  * is created when missing. A relative `path` is resolved against the working directory
@@ -302,6 +307,7 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
   if (typeof path !== "string" || path === "") {
     throw new TypeError(`"path" must be a non-empty string, got ${typeof path === "string" ? '""' : typeof path}`);
   }
+  checkOptionNames("createFilePersister() option", options, FILE_OPTIONS);
   const sync = options.sync ?? true;
   const staleMs = options.lockStaleMs ?? 30_000;
   if (typeof staleMs !== "number" || !(staleMs > 0) || !Number.isFinite(staleMs)) {
@@ -426,14 +432,16 @@ export function createFilePersister(path: string, options: FilePersisterOptions 
  * const storage = await openSqlJsFileStorage("data/tasks.sqlite");
  * ```
  */
-export function openSqlJsFileStorage(
+export async function openSqlJsFileStorage(
   path: string,
   options: Omit<SqlJsStorageOptions, "persister"> & FilePersisterOptions = {},
 ): Promise<SqlJsStorage> {
+  // No "persister": the file is the persister (openSqlJsStorage() takes one).
+  checkOptionNames("openSqlJsFileStorage() option", options, [...SQLJS_OPTIONS, ...FILE_OPTIONS]);
   const { sync, lockStaleMs, ...rest } = options ?? {};
   const persister = createFilePersister(path, {
     ...(sync === undefined ? {} : { sync }),
     ...(lockStaleMs === undefined ? {} : { lockStaleMs }),
   });
-  return openSqlJsStorage({ ...rest, persister });
+  return await openSqlJsStorage({ ...rest, persister });
 }

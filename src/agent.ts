@@ -13,6 +13,7 @@ import type { TaskContext } from "./context.ts";
 import type { JsonSchema } from "./json-schema.ts";
 import type { JobSpec, JsonValue, TaskSpec } from "./types.ts";
 import type { Validator } from "./validation.ts";
+import { checkOptionNames } from "./options.ts";
 
 /** A named handler that executes one kind of task. */
 export interface Agent<Input = JsonValue, Output = JsonValue, Name extends string = string> {
@@ -55,6 +56,24 @@ export interface AgentDefinition<Name extends string, Input, Output> {
 }
 
 /**
+ * What callers coming from other queues put on an agent definition; each is an option of
+ * the task (or the executor's default), which `defineAgent` would drop.
+ */
+export const DEFINITION_HINTS: Readonly<Record<string, string>> = {
+  timeoutMs: `the task option "timeoutMs" or the Executor option "taskTimeoutMs"`,
+  timeout: `the task option "timeoutMs" or the Executor option "taskTimeoutMs"`,
+  maxAttempts: `the task option "maxAttempts" or the Executor option "maxAttempts"`,
+  attempts: `the task option "maxAttempts" or the Executor option "maxAttempts"`,
+  retries: `the task option "maxAttempts" or the Executor option "maxAttempts"`,
+  retry: `the Executor option "retry"`,
+  backoff: `the Executor option "retry"`,
+  concurrency: `the Executor option "maxWorkers"`,
+  handler: `"execute"`,
+  run: `"execute"`,
+  process: `"execute"`,
+};
+
+/**
  * Define a plain agent. The input type comes from the annotation of `execute`'s first
  * parameter, the output type from what it returns, and the name stays a literal type, so
  * {@link TaskSpecFor} can check task specs at compile time.
@@ -73,6 +92,7 @@ export interface AgentDefinition<Name extends string, Input, Output> {
 export function defineAgent<const Name extends string, Input = JsonValue, Output = JsonValue>(
   definition: AgentDefinition<Name, Input, Output>,
 ): Agent<Input, Output, Name> {
+  checkOptionNames("defineAgent() field", definition, ["name", "description", "execute"], DEFINITION_HINTS);
   return Object.freeze({
     name: definition.name,
     description: definition.description,

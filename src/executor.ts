@@ -35,6 +35,7 @@ import { isAbortSignal, JobHandle, type JobHost } from "./job-handle.ts";
 import { textFault, toJson, wellFormed } from "./json.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./payload.ts";
 import { MAX_QUEUE_CAPACITY, type Queue, type QueueFactory, RingQueue } from "./queue.ts";
+import { checkOptionNames } from "./options.ts";
 import { type AgentSource, buildJob, MAX_TASKS_PER_JOB } from "./scheduler.ts";
 import { isJobFinal } from "./status.ts";
 import type { CommitOp, CommitResult, Storage, UpdateTaskOp } from "./storage.ts";
@@ -362,17 +363,17 @@ const RETENTION_OPTIONS: Record<keyof RetentionOptions, true> = {
 };
 /** What users of other queues write for an option of the executor. */
 const OPTION_HINTS: Record<string, string> = {
-  concurrency: "maxWorkers",
-  workers: "maxWorkers",
-  timeout: "taskTimeoutMs",
-  timeoutMs: "taskTimeoutMs",
-  attempts: "maxAttempts",
-  retries: "maxAttempts",
-  maxRetries: "maxAttempts",
-  backoff: "retry",
-  agents: "claimAgents",
-  pollInterval: "pollIntervalMs",
-  leaseDuration: "leaseMs",
+  concurrency: `"maxWorkers"`,
+  workers: `"maxWorkers"`,
+  timeout: `"taskTimeoutMs"`,
+  timeoutMs: `"taskTimeoutMs"`,
+  attempts: `"maxAttempts"`,
+  retries: `"maxAttempts"`,
+  maxRetries: `"maxAttempts"`,
+  backoff: `"retry"`,
+  agents: `"claimAgents"`,
+  pollInterval: `"pollIntervalMs"`,
+  leaseDuration: `"leaseMs"`,
 };
 
 /**
@@ -380,13 +381,16 @@ const OPTION_HINTS: Record<string, string> = {
  * names the options object it is in (`""`, `"retry."`, `"retention."`).
  */
 function checkNames(prefix: string, given: object, known: Record<string, true>): void {
-  for (const key of Object.keys(given)) {
-    if (Object.hasOwn(known, key)) continue;
-    const hint = prefix === "" && Object.hasOwn(OPTION_HINTS, key) ? ` (did you mean "${OPTION_HINTS[key]}"?)` : "";
-    const names = Object.keys(known).map((k) => `"${prefix}${k}"`).join(", ");
-    throw new TypeError(`Unknown Executor option "${prefix}${key}"${hint}; the options are ${names}`);
-  }
+  checkOptionNames("Executor option", given, Object.keys(known), prefix === "" ? OPTION_HINTS : {}, prefix);
 }
+
+/** What callers write for `shutdown()`'s one option. */
+const SHUTDOWN_HINTS: Record<string, string> = {
+  grace: `"graceMs"`,
+  timeout: `"graceMs"`,
+  timeoutMs: `"graceMs"`,
+  shutdownGraceMs: `"graceMs"`,
+};
 
 /** The `claimAgents` option, checked (see `ExecutorOptions.claimAgents`). */
 function checkClaimAgents(
@@ -984,6 +988,11 @@ export class Executor {
    * resolves.
    */
   shutdown(options: { graceMs?: number } = {}): Promise<void> {
+    try {
+      checkOptionNames("shutdown() option", options, ["graceMs"], SHUTDOWN_HINTS);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const graceMs = options?.graceMs;
     if (graceMs !== undefined && (typeof graceMs !== "number" || !Number.isFinite(graceMs) || graceMs < 0)) {
       return Promise.reject(

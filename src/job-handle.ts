@@ -9,6 +9,7 @@ import { backoffDelay } from "./backoff.ts";
 import { isTransientStorageError, JobFailedError, NotFoundError } from "./errors.ts";
 import type { ExecutorEventName, ExecutorEvents, Listener } from "./events.ts";
 import { isJobFinal, isSatisfied } from "./status.ts";
+import { checkOptionNames } from "./options.ts";
 import type { Storage } from "./storage.ts";
 import type { Job, JsonValue, Task } from "./types.ts";
 
@@ -52,6 +53,13 @@ export function isAbortSignal(v: unknown): v is AbortSignal {
     typeof (v as AbortSignal).addEventListener === "function" &&
     typeof (v as AbortSignal).throwIfAborted === "function";
 }
+
+/** What callers write for a deadline of `wait()`, which takes a signal instead. */
+const WAIT_HINTS: Record<string, string> = {
+  timeout: `"signal: AbortSignal.timeout(ms)"`,
+  timeoutMs: `"signal: AbortSignal.timeout(ms)"`,
+  deadline: `"signal: AbortSignal.timeout(ms)"`,
+};
 
 /**
  * `promise`, or a rejection with `signal`'s reason as soon as it aborts (the promise is
@@ -128,6 +136,7 @@ export class JobHandle {
    * rejects with its reason at once, also while a read is under way (left to settle).
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
+    checkOptionNames("wait() option", options, ["signal"], WAIT_HINTS);
     const signal = options?.signal ?? undefined;
     if (signal !== undefined && !isAbortSignal(signal)) {
       throw new TypeError(`wait() "signal" must be an AbortSignal, got ${typeof signal}`);

@@ -6,9 +6,10 @@
  * @module
  */
 
-import type { JsonAgent } from "./agent.ts";
+import { DEFINITION_HINTS, type JsonAgent } from "./agent.ts";
 import type { TaskContext } from "./context.ts";
 import type { DeepReadonly, FromSchema, JsonSchema } from "./json-schema.ts";
+import { checkOptionNames } from "./options.ts";
 import { createAjvValidator } from "./validation-ajv.ts";
 import type { Validator } from "./validation.ts";
 
@@ -79,6 +80,12 @@ export function defineJsonAgent<
   definition: JsonAgentDefinition<Name, InputSchema, OutputSchema, Output>,
 ): JsonAgent<FromSchema<InputSchema>, FromSchema<OutputSchema>, Name> {
   type Agent = JsonAgent<FromSchema<InputSchema>, FromSchema<OutputSchema>, Name>;
+  checkOptionNames(
+    "defineJsonAgent() field",
+    definition,
+    ["name", "description", "inputSchema", "outputSchema", "execute", "validator"],
+    DEFINITION_HINTS,
+  );
   return Object.freeze({
     name: definition.name,
     description: definition.description,

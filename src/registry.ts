@@ -11,6 +11,7 @@ import type { TaskContext } from "./context.ts";
 import { thrownMessage, UnknownAgentError, ValidationError, type ValidationIssue } from "./errors.ts";
 import type { JsonSchema } from "./json-schema.ts";
 import { textFault, toJson } from "./json.ts";
+import { checkOptionNames } from "./options.ts";
 import type { JsonValue } from "./types.ts";
 import type { CompiledValidator, Validator } from "./validation.ts";
 
@@ -77,6 +78,7 @@ function copyMetadata(name: string, metadata: AgentMetadata): Readonly<AgentMeta
   if (typeof metadata !== "object" || metadata === null) {
     throw new TypeError(`Metadata of agent "${name}" must be an object, got ${show(metadata)}`);
   }
+  checkOptionNames("register() metadata", metadata, ["version", "author", "tags"]);
   const out: AgentMetadata = {};
   if (metadata.version !== undefined) {
     if (typeof metadata.version !== "string") {
@@ -134,6 +136,7 @@ export class AgentRegistry {
 
   /** Create an empty registry. */
   constructor(options: AgentRegistryOptions = {}) {
+    checkOptionNames("AgentRegistry option", options, ["validator"]);
     if (options.validator !== undefined && typeof options.validator?.compile !== "function") {
       throw new TypeError(`Option "validator" must have a compile() method, got ${show(options.validator)}`);
     }

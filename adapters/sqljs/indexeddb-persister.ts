@@ -17,6 +17,7 @@
  * @module
  */
 
+import { checkOptionNames } from "../../src/options.ts";
 import { diskFull } from "../indexeddb/errors.ts";
 import {
   StorageClosedError,
@@ -96,6 +97,7 @@ function wrap(e: unknown, what: string): Error {
  * ```
  */
 export function createIndexedDbPersister(options: IndexedDbPersisterOptions): SqlJsPersister {
+  checkOptionNames("createIndexedDbPersister() option", options, ["name", "indexedDB", "durability", "lockWaitMs"]);
   if (typeof options?.name !== "string" || options.name === "") {
     throw new TypeError(`"name" must be a non-empty string, got ${typeof options?.name}`);
   }

@@ -7,6 +7,7 @@
  */
 
 import { StorageBlockedError, StorageCorruptError } from "../../src/errors.ts";
+import { checkOptionNames } from "../../src/options.ts";
 import { SqlDb } from "./db.ts";
 import { HEADER_BYTES, JOURNAL_FORMAT, parseJournal } from "./journal.ts";
 import { resolveSqlJs, type SqlJsDatabase, type SqlJsLoadOptions, type SqlJsModule } from "./module.ts";
@@ -57,8 +58,26 @@ function openSnapshot(SQL: SqlJsModule, bytes: Uint8Array, location: string, ver
   }
 }
 
+/**
+ * The options of `openSqlJsStorage()` besides `persister` (`maxFrameBytes` is the journal's
+ * frame size, for tests of torn appends).
+ */
+export const SQLJS_OPTIONS: readonly string[] = [
+  "sql",
+  "compaction",
+  "verify",
+  "now",
+  "locateFile",
+  "wasmBinary",
+  "maxFrameBytes",
+];
+
 function checkOptions(o: SqlJsStorageOptions): void {
   if (typeof o !== "object" || o === null) throw new TypeError(`openSqlJsStorage() expects an options object`);
+  checkOptionNames("sql.js option", o, [...SQLJS_OPTIONS, "persister"]);
+  if (typeof o.compaction === "object") {
+    checkOptionNames("sql.js option", o.compaction, ["minJournalBytes", "journalRatio"], {}, "compaction.");
+  }
   const p = o.persister as Partial<SqlJsPersister> | undefined;
   if (
     p !== undefined &&

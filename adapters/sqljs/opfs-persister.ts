@@ -12,6 +12,7 @@
  */
 
 import { StorageError, StorageQuotaError, StorageSetupError } from "../../src/errors.ts";
+import { checkOptionNames } from "../../src/options.ts";
 import { alreadyOpen, concatBytes, DEFAULT_LOCK_WAIT_MS, holdWebLock, type SqlJsPersister } from "./persister.ts";
 
 /** The part of `FileSystemFileHandle` this persister uses. */
@@ -89,6 +90,7 @@ function wrap(e: unknown, what: string): Error {
  * ```
  */
 export function createOpfsPersister(options: OpfsPersisterOptions): SqlJsPersister {
+  checkOptionNames("createOpfsPersister() option", options, ["name", "directory", "lockWaitMs"]);
   const name = options?.name;
   if (typeof name !== "string" || name === "" || name.includes("/")) {
     throw new TypeError(

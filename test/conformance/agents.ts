@@ -338,6 +338,61 @@ export const agentCases: Case<AgentsContext>[] = [
     },
   },
   {
+    name: "an agent definition, registration metadata or registry option it does not know is named, not dropped",
+    run() {
+      // defineAgent() keeps only the fields it knows: a timeout or attempts given there were lost.
+      throws(
+        () => defineAgent({ name: "a", description: "d", execute: () => null, timeoutMs: 50 } as never),
+        TypeError,
+        'Unknown defineAgent() field "timeoutMs" (did you mean the task option "timeoutMs" or the Executor option ' +
+          '"taskTimeoutMs"?); the options are "name", "description", "execute"',
+      );
+      throws(
+        () => defineAgent({ name: "a", description: "d", execute: () => null, maxAttempts: 1 } as never),
+        TypeError,
+        '"maxAttempts"',
+      );
+      throws(
+        () =>
+          defineJsonAgent({
+            name: "j",
+            description: "d",
+            inputSchema: true,
+            outputSchema: true,
+            execute: () => null,
+            inputScheme: { type: "string" },
+          } as never),
+        TypeError,
+        'Unknown defineJsonAgent() field "inputScheme"',
+      );
+      const registry = new AgentRegistry();
+      const a = defineAgent({ name: "a", description: "d", execute: () => null });
+      throws(
+        () => registry.register(a, { versoin: "1.0.0" } as never),
+        TypeError,
+        'Unknown register() metadata "versoin"; the options are "version", "author", "tags"',
+      );
+      equal(registry.has("a"), false, "nothing registered");
+      registry.register(a, { version: "1.0.0" });
+      throws(
+        () => new AgentRegistry({ validate: () => [] } as never),
+        TypeError,
+        'Unknown AgentRegistry option "validate"',
+      );
+      // An agent object of the user's own (a class instance with more members) is no options bag.
+      class Counter implements Agent<JsonValue, number> {
+        readonly name = "counter";
+        readonly description = "counts";
+        count = 0;
+        execute(): number {
+          return ++this.count;
+        }
+      }
+      registry.register(new Counter());
+      ok(registry.has("counter"));
+    },
+  },
+  {
     name: "an invalid schema is rejected at registration, not when the first task runs",
     run({ registry }) {
       const make = (name: string, inputSchema: unknown, outputSchema: unknown = true) =>

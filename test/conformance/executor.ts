@@ -2274,6 +2274,29 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "wait() and shutdown() name an option they do not know instead of ignoring it (wait({ timeout }) waited for good)",
+    async run(ctx) {
+      const { executor } = harness(ctx.storage, [agent("noop", () => null)]);
+      const job = await executor.submit({ name: "a", tasks: [{ key: "a", agent: "noop" }] });
+      await rejects(
+        () => job.wait({ timeout: 5000 } as never),
+        TypeError,
+        'Unknown wait() option "timeout" (did you mean "signal: AbortSignal.timeout(ms)"?); the options are "signal"',
+      );
+      await rejects(() => job.wait({ signal: undefined, deadline: 1 } as never), TypeError, '"deadline"');
+      executor.start();
+      await rejects(
+        () => executor.shutdown({ grace: 0 } as never),
+        TypeError,
+        'Unknown shutdown() option "grace" (did you mean "graceMs"?); the options are "graceMs"',
+      );
+      equal(executor.running, true, "the refused shutdown() left the executor running");
+      deepEqual(await job.wait({}), { a: null });
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
     name: "bad configuration is a RangeError or TypeError naming the option and the value",
     run(ctx) {
       const registry = registryOf();
