@@ -2354,13 +2354,19 @@ export class Executor {
   #armDeadline(at: number): void {
     if (this.#deadlineTimer !== null) this.#clock.clearTimer(this.#deadlineTimer);
     this.#deadlineAt = at;
-    this.#deadlineTimer = this.#clock.setTimer(() => this.#onDeadline(), Math.max(0, at - this.#monotonic()));
+    this.#deadlineTimer = this.#clock.setTimer(() => this.#onDeadline(at), Math.max(0, at - this.#monotonic()));
   }
 
-  #onDeadline(): void {
+  /**
+   * The deadline timer armed for `at` fired: on the timers' own time, `at` has come. It is
+   * taken at its word when `monotonic()` lags it, as when a test fakes `setTimeout` and
+   * leaves `performance.now()` real (vitest 2's default): re-armed on the real time, the
+   * timeout would never come.
+   */
+  #onDeadline(at: number): void {
     this.#deadlineTimer = null;
     this.#deadlineAt = Infinity;
-    const now = this.#monotonic();
+    const now = Math.max(this.#monotonic(), at);
     for (let r = this.#deadlines.peek(); r; r = this.#deadlines.peek()) {
       if (r.done || r.settled) {
         this.#deadlines.pop();

@@ -91,6 +91,27 @@ export const unitCases: Case<unknown>[] = [
   },
   {
     name:
+      "timerClock: a timer past 2^31 - 1 ms fires on time when monotonic() lags the timers (fake setTimeout, real performance.now())",
+    async run() {
+      // A test's fake timers move while the host's monotonic time stands still.
+      const manual = new ManualClock(1_000_000);
+      const clock = timerClock({
+        now: () => manual.now(),
+        monotonic: () => 0,
+        setTimeout: (fn, ms) => manual.setTimer(fn, ms),
+        clearTimeout: (h) => manual.clearTimer(h),
+      });
+      const day = 86_400_000;
+      let fired = 0;
+      clock.setTimer(() => fired++, 30 * day);
+      await manual.advance(30 * day - 1);
+      equal(fired, 0, "fired early");
+      await manual.advance(1);
+      equal(fired, 1, "a 30-day timer had not fired after 30 days of the timers' time");
+    },
+  },
+  {
+    name:
       "systemClock: timers fire in the order of their delays, and a cleared one never fires, whenever it is cleared",
     async run() {
       // In a page each timer is armed from a task of its own (after the call returns): one
