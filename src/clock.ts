@@ -300,7 +300,14 @@ export class ManualClock implements Clock {
 /** Turns of the event loop `runUntil()` gives work outside the clock before it calls a wait endless. */
 const IDLE_TURNS = 50;
 
+/**
+ * The runtime's `setTimeout`, taken when this module loads: a test that then fakes the
+ * timers (`vi.useFakeTimers()`, `jest.useFakeTimers()`) to drive its own code would
+ * otherwise leave `advance()` and `runUntil()` waiting for a fake timer nobody moves.
+ */
+const realSetTimeout: (fn: () => void, ms: number) => unknown = globalThis.setTimeout.bind(globalThis);
+
 async function settle(): Promise<void> {
   // A macrotask lets every pending promise chain (storage calls included) run.
-  await new Promise<void>((resolve) => setTimeout(resolve, 0));
+  await new Promise<void>((resolve) => realSetTimeout(resolve, 0));
 }

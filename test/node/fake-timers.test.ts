@@ -4,9 +4,12 @@
  */
 
 import { afterEach, expect, test, vi } from "vitest";
-import { AgentRegistry, defineAgent, Executor, JobFailedError } from "../../mod.ts";
+import { AgentRegistry, defineAgent, Executor, JobFailedError, ManualClock } from "../../mod.ts";
 import type { Agent, JsonValue } from "../../mod.ts";
 import { createMemoryStorage } from "../../adapters/memory.ts";
+
+/** The runtime's own setTimeout, taken before any test fakes it. */
+const realSetTimeout = globalThis.setTimeout;
 
 afterEach(() => {
   vi.useRealTimers();
@@ -120,3 +123,37 @@ for (
     await shutdown(executor);
   });
 }
+
+test("ManualClock.runUntil() still settles a job while the runner's fake timers are installed", async () => {
+  // Teams that fake timers for every test (a global beforeEach) and follow the ManualClock recipe.
+  vi.useFakeTimers();
+  const clock = new ManualClock(1_700_000_000_000);
+  let calls = 0;
+  const flaky = defineAgent({
+    name: "flaky",
+    description: "Fails once, then answers",
+    execute: () => {
+      if (++calls < 2) throw new Error("not yet");
+      return "ok";
+    },
+  });
+  const executor = new Executor({
+    storage: createMemoryStorage({ now: () => clock.now() }),
+    registry: new AgentRegistry().register(flaky),
+    clock,
+  });
+  executor.start();
+  const job = await executor.submit({ name: "t", tasks: [{ key: "a", agent: "flaky", input: null }] });
+  // Bounded in real time: a runUntil() that waits on the faked setTimeout never returns.
+  let stuck!: ReturnType<typeof realSetTimeout>;
+  const run = Promise.race([
+    clock.runUntil(job.wait()),
+    new Promise((resolve) => (stuck = realSetTimeout(() => resolve("runUntil() never settled"), 2_000))),
+  ]);
+  try {
+    expect(await run).toEqual({ a: "ok" });
+  } finally {
+    clearTimeout(stuck);
+  }
+  await clock.runUntil(executor.shutdown());
+});

@@ -12,4 +12,13 @@ declare module "bun:test" {
   export const test: TestFunction;
   /** Run `fn` once after every test of the file. */
   export function afterAll(fn: () => unknown): void;
+  /** Run `fn` after each test of the file. */
+  export function afterEach(fn: () => unknown): void;
+  /** Bun's fake timers (they fake `setTimeout`, `Date` and `performance.now()`). */
+  export const jest: {
+    useFakeTimers(): void;
+    useRealTimers(): void;
+    /** Move the fake time, firing the due timers (synchronously: no promise settles meanwhile). */
+    advanceTimersByTime(ms: number): void;
+  };
 }
