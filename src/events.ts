@@ -12,10 +12,14 @@ export interface ExecutorEvents {
   "task:started": { task: Task };
   /** A task completed; its output is stored. */
   "task:completed": { task: Task };
-  /** An attempt failed and the task will run again at `task.runAt`. */
-  "task:retrying": { task: Task; error: TaskError; delayMs: number };
-  /** A task failed for good. */
-  "task:failed": { task: Task; error: TaskError };
+  /**
+   * An attempt failed and the task will run again at `task.runAt`. `error` is what was
+   * stored; `cause` is what the attempt threw in this process, stack and all (the
+   * `TaskTimeoutError` of a timeout), and `undefined` for a failure found by recovery.
+   */
+  "task:retrying": { task: Task; error: TaskError; delayMs: number; cause?: unknown };
+  /** A task failed for good; `error` and `cause` as for `task:retrying`. */
+  "task:failed": { task: Task; error: TaskError; cause?: unknown };
   /** An attempt ran past its timeout; its signal was aborted. */
   "task:timeout": { task: Task; timeoutMs: number };
   /** A result was not stored because the task changed meanwhile (lease lost, job cancelled). */

@@ -222,6 +222,8 @@ interface Pending {
   run: Run | null;
   outcome: Outcome;
   error: TaskError | null;
+  /** What the attempt threw (for `task:retrying` / `task:failed`), not stored. */
+  cause: unknown;
   /** Told the stored task (or `null` when the op was dropped on a conflict). */
   resolve?: ((stored: Task | null) => void) | undefined;
   /** Reports the stored task, before the job ends the same commit caused are reported. */
@@ -247,8 +249,9 @@ function pendingItem(
   error: TaskError | null,
   lease: boolean | undefined,
   start: Run | undefined,
+  cause: unknown = undefined,
 ): Pending {
-  return { ops, run, outcome, error, resolve: undefined, report: undefined, lease, dropped: undefined, start };
+  return { ops, run, outcome, error, cause, resolve: undefined, report: undefined, lease, dropped: undefined, start };
 }
 
 /**
@@ -2193,7 +2196,7 @@ export class Executor {
     let begun: (Run | Task | null)[] | null = null;
     for (const item of items) {
       const stored = storedOf(item);
-      if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error);
+      if (stored && item.outcome !== "other") this.#reportStored(stored, item.outcome, item.error, item.cause);
       if (stored) item.report?.(stored);
       item.resolve?.(stored);
       if (item.start) (begun ??= []).push(item.start, stored);
@@ -2225,6 +2228,7 @@ export class Executor {
     let ops: CommitOp[] | null = null;
     let outcome: "completed" | "retry" | "failed" | "lost";
     let error: TaskError | null = null;
+    let cause: unknown;
     if (ok && !run.lost && !run.timedOut) {
       try {
         const raw = value === undefined ? null : value;
@@ -2256,7 +2260,8 @@ export class Executor {
       const now = this.#clock.now();
       const e = run.timedOut && ok ? new TaskTimeoutError(run.timeoutMs) : value;
       const retryable = run.timedOut ? task.durability === "at-least-once" : isRetryable(e);
-      error = toTaskError(run.timedOut ? new TaskTimeoutError(run.timeoutMs) : e, retryable, now);
+      cause = run.timedOut ? new TaskTimeoutError(run.timeoutMs) : e;
+      error = toTaskError(cause, retryable, now);
       if (retryable && task.attempts < task.maxAttempts) {
         const delayMs = backoffDelay(task.attempts, this.#retry, this.#random);
         ops = [{
@@ -2286,7 +2291,7 @@ export class Executor {
       });
       return;
     }
-    this.#enqueue(pendingItem(ops!, run, outcome, error, undefined, undefined));
+    this.#enqueue(pendingItem(ops!, run, outcome, error, undefined, undefined, cause));
   }
 
   /** Throw a `PayloadTooLargeError` naming `what "key"` when `value` is over `maxPayloadBytes`. */
@@ -2297,17 +2302,17 @@ export class Executor {
   }
 
   /** Report what a stored result means, once its commit succeeded. */
-  #reportStored(stored: Task, outcome: Outcome, error: TaskError | null): void {
+  #reportStored(stored: Task, outcome: Outcome, error: TaskError | null, cause: unknown): void {
     if (outcome === "completed") {
       this.#stats.completed++;
       if (this.#events.has("task:completed")) this.#events.emit("task:completed", { task: stored });
       if (stored.review) this.#events.emit("task:review", { task: stored, output: stored.output });
     } else if (outcome === "retry") {
       this.#stats.retried++; // its wake-up at `runAt` is armed by `#afterCommit`, as every ready task's
-      this.#events.emit("task:retrying", { task: stored, error: error!, delayMs: stored.runAt - error!.at });
+      this.#events.emit("task:retrying", { task: stored, error: error!, delayMs: stored.runAt - error!.at, cause });
     } else if (outcome === "failed") {
       this.#stats.failed++;
-      this.#events.emit("task:failed", { task: stored, error: error! });
+      this.#events.emit("task:failed", { task: stored, error: error!, cause });
     }
   }
 
@@ -2699,6 +2704,7 @@ export class Executor {
       }],
       outcome: "failed",
       error,
+      cause: e,
     };
   }
 

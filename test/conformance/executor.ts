@@ -177,6 +177,37 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "task:retrying and task:failed carry the value the agent threw as `cause`, stack and all (the stored error keeps only name and message)",
+    async run(ctx) {
+      class PaymentDeclined extends Error {
+        override name = "PaymentDeclined";
+      }
+      const thrown: Error[] = [];
+      const { executor, clock } = harness(ctx.storage, [
+        agent("pay", () => {
+          const e = new PaymentDeclined(`declined ${thrown.length + 1}`);
+          thrown.push(e);
+          throw e;
+        }),
+      ], { maxAttempts: 2 });
+      const causes: unknown[] = [];
+      executor.on("task:retrying", ({ cause }) => void causes.push(cause));
+      executor.on("task:failed", ({ error, cause }) => {
+        causes.push(cause);
+        equal(error.name, "PaymentDeclined");
+      });
+      executor.start();
+      const job = await executor.submit({ name: "pay", tasks: [{ key: "a", agent: "pay" }] });
+      const e = await clock.runUntil(rejects<JobFailedError>(() => job.wait(), JobFailedError));
+      deepEqual(e.failedTasks, [{ key: "a", error: "declined 2" }]);
+      equal(causes.length, 2);
+      ok(causes[0] === thrown[0] && causes[1] === thrown[1], "each event told the very error its attempt threw");
+      ok(typeof (causes[1] as Error).stack === "string", "with its stack");
+      await executor.shutdown();
+    },
+  },
+  {
     name: "exhausted attempts fail the task with the last error",
     async run(ctx) {
       let calls = 0;
