@@ -723,6 +723,12 @@ export class Executor {
    * (`#claimPause`) or its wait for the reads of a claim's jobs (`#checkClaimedJobs`).
    */
   #endClaimWait: (() => void) | null = null;
+  /**
+   * Ends the claim loop's backoff after a failed storage call early: the storage told of a
+   * change (a commit of this executor's, another process's notice, a `LISTEN` listening
+   * again), so it answers again and the work it tells of should not wait out the backoff.
+   */
+  #endClaimBackoff: (() => void) | null = null;
   /** While the claim loop waits after the queue refused tasks: `#taken` then (else -1). */
   #roomAfterTake = -1;
   #wakeTimer: unknown = null;
@@ -949,6 +955,7 @@ export class Executor {
     // later `start()` starts it), not `running` with nothing claiming.
     const unwatch = this.storage.watch((change) => {
       this.#poke();
+      this.#endClaimBackoff?.();
       this.#checkJobs(change?.jobs);
     });
     this.#state = "running";
@@ -1788,11 +1795,15 @@ export class Executor {
   #claimPause(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = this.#clock.setTimer(() => {
-        this.#endClaimWait = null;
+        this.#endClaimWait = this.#endClaimBackoff = null;
         resolve();
       }, ms);
-      this.#endClaimWait = () => {
-        this.#endClaimWait = null;
+      // Ended by shutdown, and by a change the storage tells of (see `#endClaimBackoff`):
+      // the failure count stays, so a claim that fails again backs off longer. A storage
+      // that fails claims while it tells of changes is claimed from once per change, as
+      // when it answers.
+      this.#endClaimWait = this.#endClaimBackoff = () => {
+        this.#endClaimWait = this.#endClaimBackoff = null;
         this.#clock.clearTimer(timer);
         resolve();
       };
@@ -2715,6 +2726,7 @@ export class Executor {
     }
     if (result.readied > 0) {
       this.#poke();
+      this.#endClaimBackoff?.();
       // A task made ready to run later (a spawned child, a dependent with a `runAt`).
       const now = this.#clock.now();
       const tasks = result.tasks;

@@ -12,11 +12,12 @@
 
 import { ManualClock, systemClock } from "../../src/clock.ts";
 import { NonRetryableError, NotFoundError, StorageCorruptError } from "../../src/errors.ts";
+import { Executor } from "../../src/executor.ts";
 import { JobHandle } from "../../src/job-handle.ts";
 import { isFinal, isSatisfied } from "../../src/status.ts";
 import type { Durability, Task } from "../../src/types.ts";
 import { deepEqual, equal, ok } from "../conformance/assert.ts";
-import { agent, START, until as untilOn, untilAdvancing } from "../conformance/executor-kit.ts";
+import { agent, registryOf, START, until as untilOn, untilAdvancing } from "../conformance/executor-kit.ts";
 import type { Case } from "../conformance/harness.ts";
 import { FaultyStorage, InjectedFaultError, prng } from "./faulty-storage.ts";
 import {
@@ -624,6 +625,41 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
         ok(out !== undefined && !(out instanceof Error), "the job completed");
         for (let i = 0; i < 10; i++) equal(runs.of(`t${i}`), 1);
         deepEqual(report.jobEnds.get(job.id), ["job:completed"]);
+      },
+    },
+    {
+      name:
+        "an executor backing off after failed claims claims at once when the storage tells of new work, not after its backoff",
+      async run(ctx) {
+        // PostgreSQL: claims fail while the server is down; once it is back, another
+        // process's submit reaches this one as a NOTIFY, which must not wait out a backoff
+        // that grows up to `pollIntervalMs` (here a minute).
+        const clock = new ManualClock(START);
+        const runs = new Runs();
+        const work = keyAgent("work", runs);
+        const faulty = new FaultyStorage(ctx.storage, { methods: ["claimReady"] });
+        const { executor, report } = reportingExecutor(faulty, [work], { pollIntervalMs: 60_000, clock });
+        executor.start();
+        await untilOn(() => (faulty.calls.claimReady ?? 0) > 0, "the first claim", clock);
+        faulty.setDown(true);
+        const during = await executor.submit({ name: "during", tasks: [{ key: "a", agent: "work" }] });
+        const failedClaims = () => report.storageErrors.filter((e) => e.operation === "claimReady").length;
+        // Eight failed claims in a row: the executor now waits 6.4 s before the next one.
+        await untilAdvancing(() => failedClaims() >= 8, "eight failed claims", clock, 10);
+        faulty.setDown(false);
+        const other = new Executor({ storage: faulty, registry: registryOf(work), clock });
+        const after = await other.submit({ name: "after", tasks: [{ key: "b", agent: "work" }] });
+        // The executor's clock does not move: the notice of the submit wakes the claim loop.
+        await untilOn(() => runs.of("a") === 1 && runs.of("b") === 1, "both tasks to run", clock);
+        await untilOn(
+          () => report.jobEnds.has(during.id) && report.jobEnds.has(after.id),
+          "both jobs to end",
+          clock,
+        );
+        equal(failedClaims(), 8, "no claim failed after the storage was back");
+        await executor.shutdown();
+        deepEqual(report.jobEnds.get(during.id), ["job:completed"]);
+        deepEqual(report.jobEnds.get(after.id), ["job:completed"]);
       },
     },
     {
