@@ -182,7 +182,10 @@ export class JobHandle {
           maxDelayMs: this.#host.pollIntervalMs,
           jitter: true,
         });
-        await this.#pause(delayMs, signal);
+        // A change told meanwhile (this executor's commit that ends the job, another
+        // process's notice, a storage listening again after the outage) ends the pause: the
+        // storage answers again, and the caller should not wait out the backoff.
+        await Promise.race([this.#pause(delayMs, signal), woken]);
       } finally {
         for (const off of offs) off();
         this.#host.clock.clearTimer(timer);

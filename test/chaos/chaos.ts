@@ -663,6 +663,36 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
       },
     },
     {
+      name: "wait() backing off after failed reads answers as soon as its executor ends the job, not after its backoff",
+      async run(ctx) {
+        const clock = new ManualClock(START);
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => (release = resolve));
+        const faulty = new FaultyStorage(ctx.storage, { methods: ["getJob"] });
+        const { executor, report } = reportingExecutor(faulty, [
+          agent("gated", async (_i, c) => {
+            await gate;
+            return c.task.key;
+          }),
+        ], { pollIntervalMs: 60_000, clock });
+        executor.start();
+        const job = await executor.submit({ name: "gated", tasks: [{ key: "a", agent: "gated" }] });
+        await untilOn(() => executor.stats().started === 1, "the task to start", clock);
+        faulty.setDown(true);
+        let out: unknown;
+        job.wait().then((o) => (out = o), (e: unknown) => (out = e));
+        const failedReads = () => report.storageErrors.filter((e) => e.operation === "getJob").length;
+        // Eight failed reads in a row: wait() now backs off up to 2.5 s (jittered).
+        await untilAdvancing(() => failedReads() >= 8, "eight failed reads", clock, 10);
+        faulty.setDown(false);
+        release();
+        // The executor's clock does not move: its commit that ends the job wakes wait().
+        await untilOn(() => out !== undefined, "wait() to answer", clock);
+        deepEqual(out, { a: "a" });
+        await executor.shutdown();
+      },
+    },
+    {
       name: "lease renewals failing for longer than the lease do not make the executor re-run its own live tasks",
       async run(ctx) {
         const runs = new Runs();
