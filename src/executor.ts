@@ -1673,8 +1673,13 @@ export class Executor {
       if (stops.size > 0) claimed = this.#screenClaimed(claimed, stops);
       // A storage that answers more than `limit` (against its contract) must not strand
       // the surplus as running with nobody to run it: it goes back at once.
-      const { surplus, accepted } = this.#dispatch(claimed);
+      const { surplus, accepted, unstarted } = this.#dispatch(claimed);
       this.#pump();
+      if (unstarted) {
+        await this.#release(unstarted);
+        if (surplus) await this.#release(surplus, "Released: claimed past the ready queue's room");
+        break;
+      }
       if (surplus) {
         const taken = this.#taken;
         await this.#release(surplus, "Released: claimed past the ready queue's room");
@@ -1706,13 +1711,22 @@ export class Executor {
 
   /**
    * Hand claimed tasks to free workers (those the claim started) and to the ready queue;
-   * returns how many the queue took and those it refused, if any. A method of its own, so
+   * returns how many the queue took, those it refused and those it left unstarted as
+   * shutdown began meanwhile, if any. A method of its own, so
    * that the claim loop's frame holds none of them while it waits.
    */
-  #dispatch(claimed: readonly Task[]): { surplus: Task[] | null; accepted: number } {
+  #dispatch(claimed: readonly Task[]): { surplus: Task[] | null; accepted: number; unstarted: Task[] | null } {
     let surplus: Task[] | null = null;
+    let unstarted: Task[] | null = null;
     let accepted = 0;
     for (const t of claimed) {
+      if (this.#state !== "running") {
+        // Shutdown began while the claim was handed out (a `task:started` listener or a
+        // synchronous agent called it): what was not started yet goes back unstarted, as
+        // the tasks waiting in the ready queue do.
+        (unstarted ??= []).push(t);
+        continue;
+      }
       if (t.startedAt !== null && this.#active < this.#maxWorkers) {
         // Started by the claim for a free worker: it runs now, whatever order a custom
         // queue would hand it out in (one left waiting there would be charged by a crash).
@@ -1725,7 +1739,7 @@ export class Executor {
         accepted++;
       } else (surplus ??= []).push(t);
     }
-    return { surplus, accepted };
+    return { surplus, accepted, unstarted };
   }
 
   /** The claim answered (or failed): what was noted while it was in flight no longer applies. */

@@ -1029,6 +1029,34 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "shutdown() called from a task:started listener starts no other task of the same claim",
+    async run(ctx) {
+      let runs = 0;
+      let stopping: Promise<void> | undefined;
+      const { executor } = harness(ctx.storage, [
+        agent("work", async (_i, c) => {
+          runs++;
+          await aborted(c.signal).catch(() => {});
+          return "too late";
+        }),
+      ], { maxWorkers: 4 });
+      // Submitted before start: one claim takes the three tasks and starts each for a free worker.
+      const job = await executor.submit({
+        name: "stop",
+        tasks: ["a", "b", "c"].map((key) => ({ key, agent: "work" })),
+      });
+      executor.on("task:started", () => {
+        stopping ??= executor.shutdown({ graceMs: 0 });
+      });
+      executor.start();
+      await until(() => stopping !== undefined, "the first start");
+      await stopping;
+      equal(runs, 1, "only the task whose start called shutdown() ran");
+      const tasks = await ctx.storage.listTasks({ jobId: job.id });
+      deepEqual(tasks.map((t) => [t.status, t.attempts]), [["ready", 0], ["ready", 0], ["ready", 0]]);
+    },
+  },
+  {
     name: "claimed tasks still waiting in the queue are released at shutdown",
     async run(ctx) {
       const started = deferred();
