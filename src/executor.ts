@@ -995,7 +995,9 @@ export class Executor {
    * Stop claiming, wait up to `graceMs` for running tasks, then abort the rest and
    * release their leases without counting the attempt (an at-most-once task whose agent
    * was called goes to `blocked` instead); every result is stored before the promise
-   * resolves.
+   * resolves. An agent that awaits it waits for itself: it is aborted once the grace period
+   * is over, and its task is handed back to run again. From an agent, call it without
+   * awaiting and return.
    */
   shutdown(options: { graceMs?: number } = {}): Promise<void> {
     try {

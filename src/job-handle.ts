@@ -134,6 +134,8 @@ export class JobHandle {
    * each failure is reported as `storage:error`; other errors are thrown. To stop waiting
    * at a deadline, give a `signal` (`AbortSignal.timeout(ms)`): when it aborts, `wait()`
    * rejects with its reason at once, also while a read is under way (left to settle).
+   * Called by an agent of the job itself, it cannot resolve before that agent returns:
+   * it waits until the task's timeout (pass `ctx.signal`).
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
     checkOptionNames("wait() option", options, ["signal"], WAIT_HINTS);

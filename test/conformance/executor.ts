@@ -27,6 +27,7 @@ import {
   crashInFirstCall,
   deferred,
   type ExecContext,
+  type Harness,
   harness,
   holdingFirstStart,
   intercept,
@@ -3315,6 +3316,74 @@ export const executorCases: Case<ExecContext>[] = [
       const e = await rejects(() => job.tasks(), NotFoundError);
       ok(e.message.includes(job.id), e.message);
       await executor.shutdown();
+    },
+  },
+  {
+    name:
+      "an agent may control its own job and task: cancel aborts it, pause lets it finish, its own task refuses review, retry and cancel",
+    async run(ctx) {
+      const refusals: string[] = [];
+      let abortedByCancel = false;
+      // The agents call the executor that runs them (`h`, set before any agent runs).
+      const h: Harness = harness(ctx.storage, [
+        agent("self", async (input, c) => {
+          const job = await h.executor.job(c.task.jobId);
+          if (input === "cancel") {
+            await job.cancel();
+            abortedByCancel = c.signal.aborted;
+            return "not stored";
+          }
+          for (const call of [() => h.executor.review(c.task.id, "accept"), () => h.executor.retryTask(c.task.id)]) {
+            await call().then(() => refusals.push("done"), (e) => refusals.push((e as Error).name));
+          }
+          await h.executor.cancelTask(c.task.id).then(
+            () => refusals.push("done"),
+            (e) => refusals.push((e as Error).name),
+          );
+          await job.pause();
+          return "stored";
+        }),
+      ]);
+      const executor = h.executor;
+      const lost: string[] = [];
+      executor.on("task:lost", ({ task }) => lost.push(task.key));
+      executor.start();
+      const paused = await executor.submit({ name: "pause", tasks: [{ key: "p", agent: "self", input: "pause" }] });
+      deepEqual(await paused.wait(), { p: "stored" });
+      deepEqual(refusals, ["InvalidTransitionError", "InvalidTransitionError", "InvalidTransitionError"]);
+      const cancelled = await executor.submit({
+        name: "cancel",
+        tasks: [{ key: "c", agent: "self", input: "cancel" }],
+      });
+      await rejects(() => cancelled.wait(), JobFailedError);
+      ok(abortedByCancel, "cancelling its own job aborted the agent's signal");
+      deepEqual(lost, ["c"]);
+      equal((await taskByKey(ctx, cancelled.id, "c")).status, "cancelled");
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
+    name: "an agent that calls shutdown() without awaiting it completes its task, and nothing new starts",
+    async run(ctx) {
+      let stopping: Promise<void> | undefined;
+      const h: Harness = harness(ctx.storage, [
+        agent("stop", () => {
+          stopping = h.executor.shutdown();
+          return "stopped";
+        }),
+        agent("next", () => "ran"),
+      ]);
+      const executor = h.executor;
+      executor.start();
+      const job = await executor.submit({
+        name: "stop",
+        tasks: [{ key: "stop", agent: "stop" }, { key: "next", agent: "next", dependsOn: ["stop"] }],
+      });
+      await until(() => stopping !== undefined, "the agent's call", h.clock);
+      await stopping;
+      const stop = await taskByKey(ctx, job.id, "stop");
+      deepEqual([stop.status, stop.output, stop.attempts], ["completed", "stopped", 1]);
+      equal((await taskByKey(ctx, job.id, "next")).status, "ready");
     },
   },
   {
