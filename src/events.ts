@@ -53,6 +53,12 @@ export interface ExecutorEvents {
   "storage:error": { operation: string; error: unknown; attempt: number };
   /** A listener threw; the executor carried on. */
   "listener:error": { event: string; error: unknown };
+  /**
+   * The custom ready queue (the `queue` option) threw from `operation`: the executor stops
+   * as `shutdown()` does (running tasks get the grace period, claimed tasks it could not
+   * queue are handed back), and `run()` rejects with `error`.
+   */
+  "queue:error": { operation: string; error: unknown };
 }
 
 /** Name of an executor event. */
@@ -76,6 +82,7 @@ const EVENT_NAMES: Record<ExecutorEventName, true> = {
   "job:cancelled": true,
   "storage:error": true,
   "listener:error": true,
+  "queue:error": true,
 };
 
 function checkEvent(call: string, event: unknown): void {

@@ -395,6 +395,43 @@ const SHUTDOWN_HINTS: Record<string, string> = {
   shutdownGraceMs: `"graceMs"`,
 };
 
+/**
+ * A custom queue behind a guard: the first throw of any of its members is reported to
+ * `failed` (which stops the executor), and from then on the queue is not called again: it
+ * holds nothing, takes nothing and is closed. Tasks left inside it keep their lease until it
+ * ends; their start was not stored, so recovery hands them back uncounted.
+ */
+function guardQueue(queue: Queue<Task>, failed: (operation: string, error: unknown) => void): Queue<Task> {
+  let broken = false;
+  const call = <T>(operation: string, fn: () => T, fallback: T): T => {
+    if (broken) return fallback;
+    try {
+      return fn();
+    } catch (e) {
+      broken = true;
+      failed(operation, e);
+      return fallback;
+    }
+  };
+  return {
+    get capacity() {
+      return call("capacity", () => queue.capacity, 1);
+    },
+    get size() {
+      return call("size", () => queue.size, 0);
+    },
+    get closed() {
+      return call("closed", () => queue.closed, true);
+    },
+    tryPush: (task) => call("tryPush", () => queue.tryPush(task), false),
+    push: (task) => call("push", () => queue.push(task), Promise.resolve()),
+    tryPop: () => call("tryPop", () => queue.tryPop(), undefined),
+    pop: () => call("pop", () => queue.pop(), Promise.resolve(undefined)),
+    drain: () => call("drain", () => queue.drain(), []),
+    close: () => call("close", () => queue.close(), undefined),
+  };
+}
+
 /** The `claimAgents` option, checked (see `ExecutorOptions.claimAgents`). */
 function checkClaimAgents(
   value: ExecutorOptions["claimAgents"],
@@ -746,6 +783,8 @@ export class Executor {
   /** A check of every held job: 0 none, 1 running, 2 running and another one asked for. */
   #checkingAll: 0 | 1 | 2 = 0;
   #loop: Promise<void> | null = null;
+  /** The first throw of a custom queue, which stopped the executor (`run()` rejects with it). */
+  #queueFault: { error: unknown } | null = null;
   #shutdown: Promise<void> | null = null;
   #stopped: (() => void) | null = null;
   readonly #stoppedPromise: Promise<void>;
@@ -896,7 +935,9 @@ export class Executor {
           `close), got capacity ${shown(queue?.capacity)} and size ${shown(queue?.size)}`,
       );
     }
-    this.#queue = queue;
+    // The default queue is this package's; a custom one is guarded: a throw from it stops the
+    // executor with `queue:error` instead of killing the claim loop (or a completion) unseen.
+    this.#queue = options.queue === undefined ? queue : guardQueue(queue, (op, e) => this.#queueFailed(op, e));
     this.#stoppedPromise = new Promise((resolve) => (this.#stopped = resolve));
     this.#contextHost = {
       storage: this.storage,
@@ -985,6 +1026,7 @@ export class Executor {
     }
     try {
       await this.#stoppedPromise;
+      if (this.#queueFault !== null) throw this.#queueFault.error;
     } finally {
       // The signal may outlive this executor (a process-wide one): it must not keep it.
       signal?.removeEventListener("abort", onAbort);
@@ -1742,6 +1784,15 @@ export class Executor {
       } else (surplus ??= []).push(t);
     }
     return { surplus, accepted, unstarted };
+  }
+
+  /** A custom queue threw: tell it once and stop, as `shutdown()` does. */
+  #queueFailed(operation: string, error: unknown): void {
+    if (this.#queueFault !== null) return;
+    this.#queueFault = { error };
+    this.#events.emit("queue:error", { operation, error });
+    // (Also before `start()`: an executor whose queue is broken does not start.)
+    if (this.#state === "running" || this.#state === "idle") void this.shutdown().catch(() => {});
   }
 
   /** The claim answered (or failed): what was noted while it was in flight no longer applies. */
@@ -2994,7 +3045,9 @@ export class Executor {
     w?.();
     this.#disarmWake();
     await this.#loop;
-    const queued = this.#queue.drain().filter((t) => !this.#lostIds.has(t.id));
+    // (A custom queue that threw is asked nothing more: the claims it held are known here.)
+    const queued = (this.#queueFault === null ? this.#queue.drain() : [...this.#queued.values()])
+      .filter((t) => !this.#lostIds.has(t.id));
     this.#queued.clear();
     await this.#release(queued);
     this.#queue.close();

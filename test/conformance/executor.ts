@@ -1782,6 +1782,62 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "a custom queue that throws stops the executor: queue:error is told, run() rejects with the error, its claim is handed back",
+    async run(ctx) {
+      const broken = new Error("queue bug");
+      let pushes = 0;
+      const queue = (n: number): Queue<Task> => {
+        const ring = new RingQueue<Task>(n);
+        return queueOver(ring, {
+          tryPush: (t: Task) => {
+            if (++pushes === 2) throw broken;
+            return ring.tryPush(t);
+          },
+        });
+      };
+      const hold = deferred<string>();
+      const runs: string[] = [];
+      const agents = [
+        agent("hold", () => hold.promise),
+        agent("x", (n, c) => {
+          runs.push(c.task.key);
+          return n;
+        }),
+      ];
+      const { executor, clock } = harness(ctx.storage, agents, {
+        maxWorkers: 1,
+        queueCapacity: 4,
+        prefetch: Infinity,
+        queue,
+      });
+      const faults: { operation: string; error: unknown }[] = [];
+      executor.on("queue:error", (e) => faults.push(e));
+      const first = await executor.submit({ name: "a", tasks: [{ key: "h", agent: "hold" }] });
+      const stopped = executor.run().then(() => null, (e: unknown) => e);
+      await until(() => executor.stats().running === 1, "the only worker busy", clock);
+      const job = await executor.submit({
+        name: "b",
+        tasks: [1, 2, 3].map((i) => ({ key: `t${i}`, agent: "x", input: i })),
+      });
+      await until(() => faults.length > 0, "the queue's fault told", clock);
+      deepEqual(faults.map((f) => f.operation), ["tryPush"]);
+      equal(faults[0]!.error, broken);
+      equal(executor.running, false, "stopping: it claims no more");
+      hold.resolve("done");
+      equal(await stopped, broken, "run() rejects with the queue's error once the executor stopped");
+      deepEqual(await first.wait(), { h: "done" }, "the running task finished within the grace period");
+      // What it claimed but could not queue went back to ready, its attempt not counted: a
+      // new executor runs every task once.
+      const next = harness(ctx.storage, agents, { clock });
+      next.executor.start();
+      deepEqual(await job.wait(), { t1: 1, t2: 2, t3: 3 });
+      deepEqual([...runs].sort(), ["t1", "t2", "t3"]);
+      for (const t of await job.tasks()) equal(t.attempts, 1, t.key);
+      await next.executor.shutdown();
+    },
+  },
+  {
     name: "a task a custom queue refuses back after a cancel is handed back to storage, not held",
     async run(ctx) {
       const hold = deferred<string>();
