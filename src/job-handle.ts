@@ -244,18 +244,26 @@ export class JobHandle {
   /**
    * Cancel the job: running tasks' signals are aborted, every open task is cancelled.
    * Like `pause()` and `resume()`, it retries a storage call that fails with an error that
-   * may pass (five failures in a row, the sixth is thrown) and is applied once.
+   * may pass (five failures in a row, the sixth is thrown) and is applied once. Resolves
+   * with the job as stored; a job that has ended is left as it ended (`completed`,
+   * `failed` or `cancelled`) and resolved with, as `pause()` and `resume()` do.
    */
   async cancel(): Promise<Job> {
     return await this.#host.setJobStatus(this.id, "cancelled");
   }
 
-  /** Pause the job: no task of it is claimed until `resume()`; running tasks finish. */
+  /**
+   * Pause the job: no task of it is claimed until `resume()`; running tasks finish. The
+   * pause is stored: executors started later (after a restart) start nothing of it either.
+   */
   async pause(): Promise<Job> {
     return await this.#host.setJobStatus(this.id, "paused");
   }
 
-  /** Resume a paused job. */
+  /**
+   * Resume a paused job. A job that has ended does not reopen: it is resolved with as it
+   * ended (check `status`).
+   */
   async resume(): Promise<Job> {
     return await this.#host.setJobStatus(this.id, "running");
   }

@@ -691,6 +691,99 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a job paused before a shutdown stays paused for the next executor: none of its tasks starts until resume()",
+    async run(ctx) {
+      const ran: string[] = [];
+      let hangFirst = true;
+      // "a" is running when the job is paused; the shutdown past its grace aborts it.
+      const step = agent("step", (_i, c) => {
+        ran.push(c.task.key);
+        return c.task.key === "a" && hangFirst ? aborted(c.signal) : c.task.key;
+      });
+      const clock = new ManualClock(START);
+      const first = harness(ctx.storage, [step], { clock, shutdownGraceMs: 100 });
+      first.executor.start();
+      const submitted = await first.executor.submit({
+        name: "paused-across-restart",
+        tasks: [
+          { key: "a", agent: "step" },
+          { key: "b", agent: "step", dependsOn: ["a"] },
+          { key: "c", agent: "step", delayMs: 1000 },
+        ],
+      });
+      await until(() => ran.length === 1, "a running", clock);
+      await submitted.pause();
+      await clock.runUntil(first.executor.shutdown());
+      hangFirst = false;
+      let t = byKey(await submitted.tasks());
+      equal(t.a!.status, "paused", "the attempt the shutdown aborted waits paused");
+      equal(t.a!.attempts, 0, "and is not counted");
+      equal(t.c!.status, "paused");
+
+      const second = harness(ctx.storage, [step], { clock });
+      second.executor.start();
+      const job = await second.executor.job(submitted.id);
+      const waiting = job.wait();
+      await clock.advance(5000);
+      deepEqual(ran, ["a"], "nothing of the paused job started after the restart");
+      equal((await job.status()).status, "paused");
+      t = byKey(await job.tasks());
+      equal(t.b!.status, "pending");
+      equal(t.c!.status, "paused");
+      equal((await job.resume()).status, "running");
+      deepEqual(await clock.runUntil(waiting), { a: "a", b: "b", c: "c" });
+      await second.executor.shutdown();
+    },
+  },
+  {
+    name: "an ended job stays ended: pause(), resume() and cancel() resolve with it as it ended, " +
+      "retryTask() refuses its failed task, and its end is told once",
+    async run(ctx) {
+      const hang = agent("hang", (_i, c) => aborted(c.signal));
+      const { executor, clock } = harness(ctx.storage, [echo, fail, hang]);
+      const ends: string[] = [];
+      for (const e of ["job:completed", "job:failed", "job:cancelled"] as const) {
+        executor.on(e, (p) => ends.push(`${e} ${p.job.name}`));
+      }
+      executor.start();
+      const done = await executor.submit({ name: "done", tasks: [{ key: "a", agent: "echo", input: 1 }] });
+      const failed = await executor.submit({
+        name: "failed",
+        tasks: [{ key: "f", agent: "fail" }, { key: "g", agent: "echo", input: 2, dependsOn: ["f"] }],
+      });
+      const cancelled = await executor.submit({
+        name: "cancelled",
+        tasks: [{ key: "h", agent: "hang" }, { key: "r", agent: "echo", input: 3, review: true }],
+      });
+      deepEqual(await clock.runUntil(done.wait()), { a: 1 });
+      await rejects(() => clock.runUntil(failed.wait()), JobFailedError);
+      await until(async () => byKey(await cancelled.tasks()).r!.status === "completed", "r awaits review", clock);
+      const r = byKey(await cancelled.tasks()).r!;
+      equal((await cancelled.cancel()).status, "cancelled");
+      const cases: [typeof done, string][] = [[done, "completed"], [failed, "failed"], [cancelled, "cancelled"]];
+      for (const [job, status] of cases) {
+        equal((await job.pause()).status, status, "pause()");
+        equal((await job.resume()).status, status, "resume()");
+        equal((await job.cancel()).status, status, "cancel()");
+        equal((await job.status()).status, status);
+      }
+      deepEqual(await done.wait(), { a: 1 }, "a completed job keeps its outputs");
+      // A failed or cancelled task is final: retryTask() sends on a blocked task only.
+      const t = byKey(await failed.tasks());
+      equal(t.g!.status, "cancelled");
+      await rejects(() => executor.retryTask(t.f!.id), InvalidTransitionError, "sends on a blocked task only");
+      await rejects(() => executor.retryTask(t.g!.id), InvalidTransitionError, "sends on a blocked task only");
+      const e = await rejects<JobFailedError>(() => failed.wait(), JobFailedError);
+      deepEqual(e.failedTasks.map((f) => f.key), ["f"]);
+      // The cancel ended the output awaiting review: there is nothing left to review.
+      await rejects(() => executor.review(r.id, "accept"), InvalidTransitionError, "is cancelled");
+      await rejects(() => cancelled.wait(), JobFailedError, "was cancelled");
+      await clock.advance(5000);
+      deepEqual(ends.sort(), ["job:cancelled cancelled", "job:completed done", "job:failed failed"]);
+      await executor.shutdown();
+    },
+  },
+  {
     name:
       "a job cancelled or paused through another executor stops there too: running signals abort, queued tasks never start",
     async run(ctx) {
