@@ -1072,11 +1072,21 @@ export class Executor {
   async submit(spec: JobSpec): Promise<JobHandle> {
     this.#checkInputSizes(spec);
     const built = buildJob(spec, this.agents, { maxAttempts: this.#maxAttempts }, this.#clock.now());
+    const id = built.job.id;
+    // A job id of the caller's makes the submit idempotent: a job stored under it is the job.
+    const chosen = spec.id !== undefined;
+    if (chosen && await this.#retried("getJob", () => this.storage.getJob(id))) return new JobHandle(id, this.#host());
     for (let failures = 0;;) {
       try {
         this.#afterCommit(await this.storage.createJob(built.job, built.tasks));
         break;
       } catch (error) {
+        if (chosen && await this.storage.getJob(id).catch(() => undefined)) {
+          // Stored meanwhile: by another submit of the same id (a storage refuses a second
+          // job of one id), or by this one with only its answer lost.
+          this.#poke();
+          return new JobHandle(id, this.#host());
+        }
         // A failure that may pass may also have been applied with only its answer lost: read
         // back whether the job is stored, also before giving up (the last retry, applied, is
         // no failure: a caller that submits again would store the job twice), and on every

@@ -125,7 +125,9 @@ const TASK_FIELD_HINTS: Readonly<Record<string, string>> = {
   backoff: `the Executor option "retry"`,
   retry: `the Executor option "retry"`,
 };
-const JOB_FIELDS: ReadonlySet<string> = new Set(["name", "tasks", "metadata"]);
+const JOB_FIELDS: ReadonlySet<string> = new Set(["id", "name", "tasks", "metadata"]);
+/** A job id of the caller's: text a person or a URL carries, ordered alike by every storage. */
+const JOB_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 function unknownFields(given: object, known: ReadonlySet<string>, report: (field: string) => void): void {
   for (const field in given) {
@@ -316,7 +318,7 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
       : "";
     problems.push({
       code: "invalid-job",
-      message: `Job spec: unknown field "${field}"${hint}; the fields are "name", "tasks", "metadata"`,
+      message: `Job spec: unknown field "${field}"${hint}; the fields are "id", "name", "tasks", "metadata"`,
     });
   });
   if (!Array.isArray(spec.tasks) || spec.tasks.length === 0) {
@@ -331,7 +333,16 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
   }
   const specs: readonly TaskSpec[] = spec.tasks;
   const n = specs.length;
-  const jobId = newId(now);
+  let jobId = newId(now);
+  if (spec.id !== undefined) {
+    if (typeof spec.id === "string" && JOB_ID.test(spec.id)) jobId = spec.id;
+    else {
+      problems.push({
+        code: "invalid-job",
+        message: `Job "id" must be 1 to 128 ASCII letters, digits, ".", "_", ":" or "-", got ${describeValue(spec.id)}`,
+      });
+    }
+  }
   // Position of each key's first task; later tasks with the same key are duplicates.
   const position = new Map<string, number>();
   const ids: string[] = new Array(n);

@@ -212,6 +212,14 @@ export interface TaskSpec<Agent extends string = string, Input = JsonValue> {
 
 /** A job as a user submits it. A field not listed here is refused at submission (`invalid-job`). */
 export interface JobSpec {
+  /**
+   * The job's id, of the caller's choosing (else a new sortable id): 1 to 128 ASCII letters,
+   * digits and `.`, `_`, `:`, `-`. It makes `submit()` idempotent: when a job with this id is
+   * stored (and not yet deleted by retention), `submit()` stores nothing and returns that
+   * job's handle, whatever its spec. Jobs are listed by id, so such a job is listed by its
+   * id rather than by when it was created.
+   */
+  id?: string;
   /** A name for people. */
   name: string;
   /** The tasks: a DAG through `dependsOn`. */

@@ -88,6 +88,52 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "a job id of the caller's makes submit() idempotent: a second submit stores nothing and returns the first job",
+    async run(ctx) {
+      const runs: string[] = [];
+      const count = agent("count", (input, c) => {
+        runs.push(c.task.key);
+        return input;
+      });
+      const { executor } = harness(ctx.storage, [count]);
+      const spec = { id: "order-123", name: "ship", tasks: [{ key: "a", agent: "count", input: 1 }] };
+      const first = await executor.submit(spec);
+      equal(first.id, "order-123");
+      // A second submit (a page reloaded, a retried request), even with another spec: the
+      // job stored first is the job.
+      const again = await executor.submit({ ...spec, tasks: [{ key: "b", agent: "count", input: 2 }] });
+      equal(again.id, "order-123");
+      const jobs = (await ctx.storage.listJobs()).filter((j) => j.id === "order-123");
+      equal(jobs.length, 1);
+      deepEqual((await again.tasks()).map((t) => t.key), ["a"]);
+      // Two executors submitting at once store one job too.
+      const other = harness(ctx.storage, [count], { clock: executor.clock as ManualClock });
+      const both = await Promise.all([
+        executor.submit({ id: "order-124", name: "ship", tasks: [{ key: "c", agent: "count", input: 3 }] }),
+        other.executor.submit({ id: "order-124", name: "ship", tasks: [{ key: "d", agent: "count", input: 4 }] }),
+      ]);
+      deepEqual(both.map((h) => h.id), ["order-124", "order-124"]);
+      equal((await both[0]!.tasks()).length, 1, "one job, with the tasks of whichever submit stored it");
+      executor.start();
+      deepEqual(await first.wait(), { a: 1 });
+      deepEqual(await again.wait(), { a: 1 });
+      const out = await both[1]!.wait();
+      ok(JSON.stringify(out) === '{"c":3}' || JSON.stringify(out) === '{"d":4}', JSON.stringify(out));
+      equal(runs.length, 2, "each stored task ran once");
+      // A job id is text a person or a URL can carry: anything else is a JobValidationError, and nothing is written.
+      for (const id of ["", "a/b", "a b", "x".repeat(129), "caf\u00e9", 7, null]) {
+        const e = await rejects(
+          () => executor.submit({ id, name: "bad", tasks: [{ key: "a", agent: "count" }] } as never),
+          JobValidationError,
+          '"id"',
+        );
+        ok((e as JobValidationError).problems.some((p) => p.code === "invalid-job"), String(id));
+      }
+      await executor.shutdown();
+    },
+  },
+  {
     name: "fan-out and fan-in: the join sees every dependency's output by key",
     async run(ctx) {
       let joined: Record<string, JsonValue> = {};
