@@ -127,6 +127,10 @@ let renderedLog = -1;
 let endTold: string | null = null;
 /** The storage failure the banner told (told once per session). */
 let storageTold = false;
+/** The closing of a session whose storage closed under the page (awaited before another opens). */
+let dropped: Promise<void> | null = null;
+/** When the shown job's storage closed under the page: what the page shows of it stops there. */
+let lostAt = 0;
 
 // ---------------------------------------------------------------- form
 
@@ -225,14 +229,33 @@ function onJobEnded(ended: Pick<Job, "id" | "status">): void {
 
 /** A storage that closed under the page (site data cleared, a newer version in another tab) or ran out of room. */
 function onStorageError(error: unknown): void {
+  if (error instanceof StorageClosedError && session) {
+    dropClosedSession();
+    note(`The storage closed under the page: ${error.message}`, "error");
+  }
   if (storageTold) return;
   if (error instanceof StorageClosedError) {
     storageTold = true;
-    banner(`${error.message}. Reload the page to open it again.`, "error");
+    banner(`${error.message}. Reload the page to open it again, or pick another storage.`, "error");
   } else if (error instanceof StorageQuotaError) {
     storageTold = true;
     banner(`The browser refused to store more: ${error.message}. Free some space, or pick Memory storage.`, "error");
   }
+}
+
+/**
+ * Let go of a session whose storage closed under the page: its executor stopped, and every
+ * call would fail. The page keeps showing the job as it last read it, no longer as open.
+ */
+function dropClosedSession(): void {
+  const s0 = session;
+  if (!s0) return;
+  for (const off of offEvents) off();
+  offEvents = [];
+  session = null;
+  lostAt = Date.now();
+  dropped = s0.close().catch(() => {});
+  scheduleRefresh();
 }
 
 async function switchStorage(kind: StorageKind, afterReload: boolean): Promise<void> {
@@ -242,6 +265,7 @@ async function switchStorage(kind: StorageKind, afterReload: boolean): Promise<v
     for (const off of offEvents) off();
     offEvents = [];
     if (session) await session.close();
+    await dropped;
     session = null;
     handle = null;
     job = null;
@@ -355,6 +379,7 @@ async function act(what: string, fn: () => Promise<unknown>): Promise<void> {
   } catch (e) {
     banner(`${what} failed: ${(e as Error).message}`, "error");
     note(`${what} failed: ${(e as Error).message}`, "error");
+    onStorageError(e);
   } finally {
     busy = false;
     scheduleRefresh();
@@ -485,15 +510,20 @@ function graphOptions(): LayoutOptions {
 let lastGraphKey = "";
 
 function render(): void {
-  const now = Date.now();
+  // A job shown without a session: its storage closed under the page, its state is unknown.
+  const stale = job !== null && session === null;
+  const now = stale ? lostAt : Date.now();
   const p = jobProgress(tasks);
   const status = job?.status ?? null;
-  const open = status !== null && !isJobFinal(status);
+  const open = status !== null && !isJobFinal(status) && !stale;
 
   // Job line.
-  ui.jobStatus.textContent = status ?? "none";
-  ui.jobStatus.className = `pill s-${status ?? "none"}`;
-  ui.jobId.textContent = job ? `${shortId(job.id, 10)} · ${STORAGE_SHORT[session?.kind ?? "memory"]}` : "";
+  ui.jobStatus.textContent = stale ? "unknown" : status ?? "none";
+  ui.jobStatus.className = `pill s-${stale ? "none" : status ?? "none"}`;
+  ui.jobStatus.title = stale ? "The storage closed: reload the page to see the job again" : "";
+  ui.jobId.textContent = job
+    ? `${shortId(job.id, 10)} · ${STORAGE_SHORT[session?.kind ?? parseStorageKind(ui.storage.value)]}`
+    : "";
   ui.progressText.textContent = job ? `${p.done} / ${p.total} tasks · ${formatPercent(p.fraction)}` : "";
   ui.bar.setAttribute("aria-valuenow", String(Math.round(p.fraction * 100)));
   ui.bar.replaceChildren(

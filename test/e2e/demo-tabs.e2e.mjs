@@ -3,11 +3,11 @@
 // Start presses at once make one job, and so does one that lands as the tab takes up the
 // other tab's job), a reload after another tab picked another storage, site
 // data blocked (the page says so and runs on memory), a task run twice after a reload
-// (shown as such), and site data cleared while a job runs (the page says its storage is
-// gone). Needs the built demo (`npm run build:demo`). Each scenario gets a fresh persistent
+// (shown as such), and site data cleared or the database deleted by another tab while a
+// job runs (the page says its storage is gone and no longer shows the job running). Needs the built demo (`npm run build:demo`). Each scenario gets a fresh persistent
 // Chromium profile; sync points are page states (polled), never elapsed time.
 //
-//   node test/e2e/demo-tabs.e2e.mjs [tabs|race|kind|blocked|hidden|cleared]
+//   node test/e2e/demo-tabs.e2e.mjs [tabs|race|kind|blocked|hidden|cleared|deleted]
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -108,6 +108,26 @@ async function twoTabsWithJobInA(newPage) {
   await a.click("#start");
   const jobA = await until("A's job", () => demo(a, () => globalThis.__demo.jobId));
   return { a, b, jobA };
+}
+
+/**
+ * The page whose storage closed under it: it no longer shows the job running nor offers
+ * to pause or cancel it (those calls can only fail), and lets the visitor pick another storage.
+ */
+async function expectStorageLost(p) {
+  const s = await until("the page to draw the lost storage", async () => {
+    const x = await state(p);
+    return x.pill !== "running" ? x : null;
+  }, 5_000).catch(async () => await state(p));
+  const controls = await p.evaluate(() =>
+    Object.fromEntries(["pause", "cancel", "start", "storage"].map((id) => [id, document.getElementById(id).disabled]))
+  );
+  console.log("  page with its storage closed:", JSON.stringify({ pill: s.pill, controls }));
+  assert.notEqual(s.pill, "running", "the job is not shown running on a storage that closed");
+  assert.equal(controls.pause, true, "Pause is disabled");
+  assert.equal(controls.cancel, true, "Cancel is disabled");
+  assert.equal(controls.start, true, "Start is disabled");
+  assert.equal(controls.storage, false, "another storage may be picked");
 }
 
 let failures = 0;
@@ -378,27 +398,60 @@ if (!only || only === "cleared") {
         });
         const cdp = await a.context().newCDPSession(a);
         await cdp.send("Storage.clearDataForOrigin", { origin, storageTypes: "indexeddb" });
-        // Sync point: the executor has met the closed storage. How many calls fail before it
-        // stops depends on what was in flight (a commit per finishing task, a claim, a lease
-        // renewal): one is all the page is sure to see.
+        // Sync point: the page has met the closed storage, through its executor (a commit, a
+        // claim, a lease renewal) or its own reads (the status poll), whichever came first:
+        // it logs the error and tells it once.
         await until(
           "a storage error in the log",
-          () => a.evaluate(() => document.querySelectorAll('#log li[data-event="storage:error"]').length >= 1),
+          () =>
+            a.evaluate(() =>
+              [...document.querySelectorAll("#log li.level-error")].some((l) => /closed/i.test(l.textContent))
+            ),
         );
         const s = await state(a);
         console.log(
           "  page after the clear:",
           JSON.stringify({ pill: s.pill, banner: s.banner, start: s.startEnabled }),
         );
-        const firstLog = await a.evaluate(() =>
-          document.querySelector('#log li[data-event="storage:error"]')?.textContent
-        );
+        const firstLog = await a.evaluate(() => document.querySelector("#log li.level-error")?.textContent);
         console.log("  log:", firstLog);
         await until(
           "a banner about the closed storage",
           async () => /closed/i.test((await state(a)).banner),
           10_000,
         );
+        await expectStorageLost(a);
+      }),
+  );
+}
+
+if (!only || only === "deleted") {
+  await scenario(
+    "the database deleted by another tab while a job runs: the page stops showing it running",
+    () =>
+      withBrowser(null, async ({ newPage }) => {
+        const a = await newPage("A");
+        await openDemo(a);
+        await a.click("#start");
+        await until("a task completed", async () => {
+          const s = await demo(a, () => globalThis.__demo.snapshot());
+          return s?.tasks.some((t) => t.status === "completed");
+        });
+        // Another tab of the origin (any page of it) deletes the database: A's connection
+        // closes itself (versionchange) so as not to block the delete.
+        const other = await newPage("other");
+        await other.goto(`${origin}/favicon.ico`);
+        const deleted = await other.evaluate(() =>
+          new Promise((resolve) => {
+            const req = indexedDB.deleteDatabase("task-core-demo");
+            req.onsuccess = () => resolve("deleted");
+            req.onerror = () => resolve(`failed: ${req.error}`);
+            req.onblocked = () => resolve("blocked");
+          })
+        );
+        assert.equal(deleted, "deleted");
+        await until("a banner about the deleted database", async () => /deleted/i.test((await state(a)).banner));
+        await expectStorageLost(a);
       }),
   );
 }
