@@ -298,9 +298,18 @@ async function switchStorage(kind: StorageKind, afterReload: boolean): Promise<v
     if (session.released > 0) {
       note(`Released ${session.released} task(s) this tab was running before the reload`, "warning");
     }
+    if (session.recreated) {
+      note(`${STORAGE_LABELS[kind]} was deleted since this browser last opened it: its jobs are gone`, "warning");
+    }
     const latest = await findLatestJob(session.storage, JOB_NAME);
     if (!latest) {
-      banner(`No digest job in ${STORAGE_SHORT[kind]} yet: press “Start job”.`);
+      banner(
+        session.recreated
+          ? `The ${STORAGE_SHORT[kind]} database was deleted since this browser last opened it (by another tab, ` +
+            `or by the browser when it could not write): the jobs it held are gone. Press “Start job” for a new one.`
+          : `No digest job in ${STORAGE_SHORT[kind]} yet: press “Start job”.`,
+        session.recreated ? "warning" : "info",
+      );
       return;
     }
     handle = await session.executor.job(latest.id);

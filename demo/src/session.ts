@@ -32,6 +32,11 @@ export interface Session {
   readonly executor: Executor;
   /** Tasks of the previous executor of this tab released at open. */
   readonly released: number;
+  /**
+   * The open created the database anew although this browser had opened it before: it was
+   * deleted since (by another tab, or by the browser), with every job in it (IndexedDB only).
+   */
+  readonly recreated: boolean;
   /** Stop the executor (running tasks are released without counting) and close the storage. */
   close(): Promise<void>;
 }
@@ -72,23 +77,26 @@ async function lockIsHeld(name: string): Promise<boolean> {
   return (state.held ?? []).some((l) => l.name === name);
 }
 
-async function openStorage(kind: StorageKind): Promise<Storage> {
+/** The storage, and whether its open found the database deleted since this browser last opened it. */
+async function openStorage(kind: StorageKind): Promise<{ storage: Storage; recreated: boolean }> {
   if (kind === "memory") {
     const { createMemoryStorage } = await import("../../adapters/memory.ts");
-    return createMemoryStorage();
+    return { storage: createMemoryStorage(), recreated: false };
   }
   if (kind === "indexeddb") {
     const { openIndexedDbStorage } = await import("../../adapters/indexeddb.ts");
-    return await openIndexedDbStorage({ name: IDB_NAME });
+    const storage = await openIndexedDbStorage({ name: IDB_NAME });
+    return { storage, recreated: storage.openReport.recreated };
   }
   // One tab at a time opens a persisted sql.js database (the persister holds a Web Lock);
   // a reloading tab's old page lets go of it within a moment, so wait up to 3 s.
   const { createIndexedDbPersister, openSqlJsStorage } = await import("../../adapters/sqljs.ts");
   try {
-    return await openSqlJsStorage({
+    const storage = await openSqlJsStorage({
       locateFile: () => wasmUrl,
       persister: createIndexedDbPersister({ name: SQLJS_PERSISTER_NAME, lockWaitMs: 3000 }),
     });
+    return { storage, recreated: false };
   } catch (e) {
     if (e instanceof StorageBlockedError) {
       throw new Error("The sql.js storage is open in another tab: close it there, or pick IndexedDB or memory here");
@@ -99,7 +107,7 @@ async function openStorage(kind: StorageKind): Promise<Storage> {
 
 /** Open `kind`, release what this tab's previous executor left running, and start an executor. */
 export async function openSession(kind: StorageKind, registry: AgentRegistry): Promise<Session> {
-  const storage = await openStorage(kind);
+  const { storage, recreated } = await openStorage(kind);
   let tab: globalThis.Storage | null = null;
   try {
     tab = globalThis.sessionStorage; // throws where the browser refuses site data
@@ -126,6 +134,7 @@ export async function openSession(kind: StorageKind, registry: AgentRegistry): P
     storage,
     executor,
     released,
+    recreated,
     close: () =>
       closing ??= (async () => {
         try {

@@ -427,7 +427,7 @@ if (!only || only === "cleared") {
 
 if (!only || only === "deleted") {
   await scenario(
-    "the database deleted by another tab while a job runs: the page stops showing it running",
+    "the database deleted by another tab while a job runs: the page stops showing it running, and a reload says the jobs are gone",
     () =>
       withBrowser(null, async ({ newPage }) => {
         const a = await newPage("A");
@@ -452,6 +452,15 @@ if (!only || only === "deleted") {
         assert.equal(deleted, "deleted");
         await until("a banner about the deleted database", async () => /deleted/i.test((await state(a)).banner));
         await expectStorageLost(a);
+        // Reloaded, the page opens a new, empty database: it says the old one's jobs are gone
+        // (the storage's openReport.recreated), not merely that there is no job yet.
+        await a.reload();
+        await ready(a);
+        const s = await state(a);
+        console.log("  page after the reload:", JSON.stringify({ banner: s.banner, job: s.jobId }));
+        assert.equal(s.jobId, null, "no job left to show");
+        assert.match(s.banner, /deleted/i, "the banner tells the database was deleted");
+        assert.match(s.banner, /gone/i, "the banner tells the stored jobs are gone");
       }),
   );
 }
