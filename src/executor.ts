@@ -213,6 +213,8 @@ interface Run {
   called: boolean;
   /** Why its start could not be stored, if so (the reason `task:lost` gives). */
   lostReason: string | null;
+  /** Shutdown hands its task back (not a loss: no `task:lost`, not in `stats().lost`). */
+  released: boolean;
 }
 
 type Outcome = "completed" | "retry" | "failed" | "lost" | "other";
@@ -2068,6 +2070,7 @@ export class Executor {
       held: false,
       called: false,
       lostReason: null,
+      released: false,
     };
     const earlier = this.#runs.get(task.id);
     if (earlier && !earlier.done) {
@@ -2132,7 +2135,10 @@ export class Executor {
       if (stored && run.held && !run.lost && this.#state === "running") {
         void this.#release([stored], "Released: its job was paused");
         return this.#endUnstarted(run);
-      } else if (stored && this.#state !== "running") void this.#release([stored]);
+      } else if (stored && this.#state !== "running") {
+        run.released = !run.lost;
+        void this.#release([stored]);
+      }
       run.lost = true;
       this.#settle(run, false, new TaskAbortedError("Ended before its agent was called"));
       return;
@@ -2371,7 +2377,9 @@ export class Executor {
     }
     this.#finishRun(run);
     if (outcome === "lost") {
-      if (this.#state !== "running") return; // released at shutdown
+      // Handed back by shutdown. An attempt lost for another reason meanwhile (its job
+      // cancelled, its lease lost during the grace period) is reported as at any time.
+      if (run.released) return;
       this.#stats.lost++;
       this.#events.emit("task:lost", {
         task,
@@ -2865,9 +2873,7 @@ export class Executor {
       }
       this.#dropQueued(task);
       this.#stats.lost++;
-      if (this.#state === "running") {
-        this.#events.emit("task:lost", { task, reason: "Lease lost while waiting in the ready queue" });
-      }
+      this.#events.emit("task:lost", { task, reason: "Lease lost while waiting in the ready queue" });
     }
     this.#compactQueue();
     for (const run of runs) {
@@ -3078,6 +3084,7 @@ export class Executor {
       });
       const left = [...this.#runs.values()].filter((r) => !r.settled);
       for (const run of left) {
+        run.released = true;
         this.#abandon(run, "Executor shut down");
       }
       // An at-most-once task whose agent was running may have had its effect: blocked, as

@@ -545,6 +545,33 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name:
+      "a job cancelled during shutdown's grace period reports its running attempt as lost (task:lost, stats().lost)",
+    async run(ctx) {
+      let calls = 0;
+      const { executor, clock } = harness(ctx.storage, [agent("deaf", () => {
+        calls++;
+        return new Promise(() => {});
+      })]);
+      const lost: string[] = [];
+      executor.on("task:lost", (e) => lost.push(e.task.key));
+      executor.start();
+      const job = await executor.submit({ name: "g", tasks: [{ key: "a", agent: "deaf" }] });
+      await until(() => calls === 1, "started", clock);
+      const stopping = executor.shutdown({ graceMs: 10_000 });
+      await job.cancel();
+      await clock.advance(10_000);
+      await stopping;
+      // Its result will never be stored (the job was cancelled), as when it is cancelled
+      // while the executor runs: not a task handed back by shutdown.
+      deepEqual(lost, ["a"]);
+      const stats = executor.stats();
+      equal(stats.started, 1);
+      equal(stats.lost, 1);
+      equal((await taskByKey(ctx, job.id, "a")).status, "cancelled");
+    },
+  },
+  {
     name: "an executor abandoned mid-task is recovered by a second executor once the lease expires",
     async run(ctx) {
       const started = deferred();
