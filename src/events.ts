@@ -49,7 +49,10 @@ export interface ExecutorEvents {
   "job:failed": { job: Job };
   /** A job was cancelled. */
   "job:cancelled": { job: Job };
-  /** A storage call failed; the executor retries it with backoff. */
+  /**
+   * A storage call failed (counted in `stats().storageErrors`); the executor retries it with
+   * backoff when the error may pass (`isTransientStorageError`).
+   */
   "storage:error": { operation: string; error: unknown; attempt: number };
   /** A listener threw; the executor carried on. */
   "listener:error": { event: string; error: unknown };

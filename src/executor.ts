@@ -172,7 +172,10 @@ export interface ExecutorStats {
   recovered: number;
   /** Commits written. */
   commits: number;
-  /** Storage calls that failed and were retried. */
+  /**
+   * Storage calls that failed, each told as `storage:error`: retried when the error may pass,
+   * else given up (a closed storage, an op it refuses).
+   */
   storageErrors: number;
   /** Ended jobs deleted by `retention`. */
   pruned: number;
@@ -2628,6 +2631,7 @@ export class Executor {
             items = [failed];
             continue;
           }
+          this.#stats.storageErrors++;
           this.#events.emit("storage:error", { operation: "commit", error: e, attempt: 1 });
           this.#dropResult(items[0]!, `Result not stored: ${(e as Error).message}`);
           return;

@@ -572,6 +572,34 @@ export const executorCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "stats().storageErrors counts every storage:error, also a result commit the storage refuses for good",
+    async run(ctx) {
+      // A storage of its own that refuses an op as malformed (a TypeError): the result is
+      // dropped, not retried, and told as a storage:error all the same.
+      let refused = false;
+      const storage = intercept(ctx.storage, {
+        commit: (commit) => (ops, now) => {
+          if (!refused && ops.some(isResult)) {
+            refused = true;
+            return Promise.reject(new TypeError("This storage refuses the op"));
+          }
+          return commit(ops, now);
+        },
+      });
+      const { executor, clock } = harness(storage, [agent("noop", () => "done")]);
+      const errors: string[] = [];
+      const lost: string[] = [];
+      executor.on("storage:error", (e) => errors.push(`${e.operation}: ${(e.error as Error).message}`));
+      executor.on("task:lost", (e) => lost.push(e.task.key));
+      executor.start();
+      await executor.submit({ name: "r", tasks: [{ key: "a", agent: "noop" }] });
+      await until(() => lost.length === 1, "the refused result dropped", clock);
+      deepEqual(errors, ["commit: This storage refuses the op"]);
+      equal(executor.stats().storageErrors, errors.length);
+      await executor.shutdown({ graceMs: 0 });
+    },
+  },
+  {
     name: "an executor abandoned mid-task is recovered by a second executor once the lease expires",
     async run(ctx) {
       const started = deferred();
