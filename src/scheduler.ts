@@ -129,9 +129,15 @@ const JOB_FIELDS: ReadonlySet<string> = new Set(["id", "name", "tasks", "metadat
 /** A job id of the caller's: text a person or a URL carries, ordered alike by every storage. */
 const JOB_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/**
+ * Report each own key of `given` that `known` lacks and that holds a value: a key set to
+ * `undefined` is no field given, as in every options object (`checkOptionNames`).
+ */
 function unknownFields(given: object, known: ReadonlySet<string>, report: (field: string) => void): void {
-  for (const field in given) {
-    if (Object.hasOwn(given, field) && !known.has(field)) report(field);
+  const fields = Object.keys(given);
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    if (!known.has(field) && (given as Record<string, unknown>)[field] !== undefined) report(field);
   }
 }
 

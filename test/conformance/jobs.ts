@@ -285,6 +285,26 @@ export const jobCases: Case<ExecContext>[] = [
     },
   },
   {
+    name: "a job, task or spawn field set to undefined counts as not given, as in every options object",
+    async run(ctx) {
+      // A spec built by spreading another library's options, or `{ timeout: opts.timeout }`
+      // with nothing given: the key holds no value, so nothing is ignored.
+      const parent = agent("parent", (_i, c) => {
+        c.spawn({ key: "x", agent: "echo", input: 2, timeout: undefined } as unknown as SpawnSpec);
+        return 1;
+      });
+      const { executor } = harness(ctx.storage, [parent, echo]);
+      executor.start();
+      const job = await executor.submit({
+        name: "undefined-fields",
+        priority: undefined,
+        tasks: [{ key: "p", agent: "parent", attempts: undefined, maxAttempts: 1 }],
+      } as unknown as JobSpec);
+      deepEqual(await job.wait(), { p: 1, "p/x": 2 });
+      await executor.shutdown();
+    },
+  },
+  {
     name: "an input validator that throws is a problem of its task's input: JobValidationError, nothing written",
     async run(ctx) {
       const crashing = {
