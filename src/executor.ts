@@ -1088,9 +1088,10 @@ export class Executor {
       } catch (error) {
         if (chosen && await this.storage.getJob(id).catch(() => undefined)) {
           // Stored meanwhile: by another submit of the same id (a storage refuses a second
-          // job of one id), or by this one with only its answer lost.
+          // job of one id), or by this one with only its answer lost, whose delayed tasks
+          // this executor wakes for below (for another's job, a wake-up that finds nothing).
           this.#poke();
-          return new JobHandle(id, this.#host());
+          break;
         }
         // A failure that may pass may also have been applied with only its answer lost: read
         // back whether the job is stored, also before giving up (the last retry, applied, is

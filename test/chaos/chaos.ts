@@ -316,6 +316,30 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
       },
     },
     {
+      name: "submit() with a job id of the caller's whose createJob answer was lost starts a delayed task at its time",
+      async run(ctx) {
+        // The read-back finds the job stored, by this submit: its delayed task is this
+        // executor's to wake for, as for a job with a generated id (no poll for a minute).
+        const clock = new ManualClock(START);
+        const runs = new Runs();
+        const faulty = new FaultyStorage(ctx.storage);
+        const { executor } = reportingExecutor(faulty, [keyAgent("later", runs)], { pollIntervalMs: 60_000, clock });
+        executor.start();
+        await untilOn(() => (faulty.calls.claimReady ?? 0) > 0, "the first claim", clock);
+        faulty.failNext("createJob", "after", 1);
+        const job = await executor.submit({
+          id: "lost-answer",
+          name: "delayed",
+          tasks: [{ key: "a", agent: "later", delayMs: 1000 }],
+        });
+        equal(job.id, "lost-answer");
+        await untilAdvancing(() => runs.of("a") === 1 || clock.now() >= START + 30_000, "the delayed task", clock, 250);
+        equal(runs.of("a"), 1, "the task ran at its time, not at the next poll");
+        ok(clock.now() < START + 5000, `ran at ${clock.now() - START} ms`);
+        await executor.shutdown();
+      },
+    },
+    {
       name: "review() and retryTask() ride out failing calls: retried with backoff, applied once",
       async run(ctx) {
         const runs = new Runs();
