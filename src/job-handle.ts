@@ -187,7 +187,7 @@ export class JobHandle {
         // A change told meanwhile (this executor's commit that ends the job, another
         // process's notice, a storage listening again after the outage) ends the pause: the
         // storage answers again, and the caller should not wait out the backoff.
-        await Promise.race([this.#pause(delayMs, signal), woken]);
+        await this.#pause(delayMs, signal, woken);
       } finally {
         for (const off of offs) off();
         this.#host.clock.clearTimer(timer);
@@ -196,8 +196,11 @@ export class JobHandle {
     }
   }
 
-  /** Sleep `ms` on the executor's clock, or less when `signal` aborts. */
-  #pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * Sleep `ms` on the executor's clock, or less when `signal` aborts or `woken` resolves;
+   * the timer is cleared whichever ends it (left armed, it would keep a process alive).
+   */
+  #pause(ms: number, signal: AbortSignal | undefined, woken: Promise<void>): Promise<void> {
     // Aborted during the read that failed: an abort listener added now would never be called.
     if (signal?.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
@@ -208,6 +211,7 @@ export class JobHandle {
       };
       const timer = this.#host.clock.setTimer(done, ms);
       signal?.addEventListener("abort", done, { once: true });
+      void woken.then(done);
     });
   }
 

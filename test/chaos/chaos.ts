@@ -714,6 +714,9 @@ export function chaosCases(seed = 1): Case<ReliabilityContext>[] {
         await untilOn(() => out !== undefined, "wait() to answer", clock);
         deepEqual(out, { a: "a" });
         await executor.shutdown();
+        // Its backoff, cut short, left no timer armed (on the system clock, one that would keep
+        // a Node process alive for up to `pollIntervalMs` after wait() answered).
+        equal(clock.pending, 0, "timers left on the clock");
       },
     },
     {
