@@ -1047,6 +1047,12 @@ export class Executor {
    * awaiting and return.
    */
   shutdown(options: { graceMs?: number } = {}): Promise<void> {
+    if (options !== undefined && options !== null && typeof options !== "object") {
+      // `shutdown(0)` would wait the whole default grace.
+      return Promise.reject(
+        new TypeError(`shutdown() expects an options object ({ graceMs }), got ${shown(options)}`),
+      );
+    }
     try {
       checkOptionNames("shutdown() option", options, ["graceMs"], SHUTDOWN_HINTS);
     } catch (e) {

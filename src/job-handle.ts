@@ -138,6 +138,16 @@ export class JobHandle {
    * it waits until the task's timeout (pass `ctx.signal`).
    */
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
+    // A deadline or a signal in place of the options object would wait for good as well.
+    if (isAbortSignal(options)) throw new TypeError("wait() takes its signal as an option: wait({ signal })");
+    if (options !== undefined && options !== null && typeof options !== "object") {
+      const got = typeof options === "function"
+        ? "a function"
+        : typeof options === "string"
+        ? `"${options}"`
+        : String(options);
+      throw new TypeError(`wait() expects an options object ({ signal }), got ${got}`);
+    }
     checkOptionNames("wait() option", options, ["signal"], WAIT_HINTS);
     const signal = options?.signal ?? undefined;
     if (signal !== undefined && !isAbortSignal(signal)) {

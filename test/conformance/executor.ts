@@ -2456,11 +2456,28 @@ export const executorCases: Case<ExecContext>[] = [
         'Unknown wait() option "timeout" (did you mean "signal: AbortSignal.timeout(ms)"?); the options are "signal"',
       );
       await rejects(() => job.wait({ signal: undefined, deadline: 1 } as never), TypeError, '"deadline"');
+      // A deadline or a signal given in place of the options object waited for good too.
+      await rejects(
+        () => job.wait(5000 as never),
+        TypeError,
+        "wait() expects an options object ({ signal }), got 5000",
+      );
+      await rejects(
+        () => job.wait(AbortSignal.timeout(5000) as never),
+        TypeError,
+        "wait() takes its signal as an option: wait({ signal })",
+      );
       executor.start();
       await rejects(
         () => executor.shutdown({ grace: 0 } as never),
         TypeError,
         'Unknown shutdown() option "grace" (did you mean "graceMs"?); the options are "graceMs"',
+      );
+      // shutdown(0) waited the whole default grace.
+      await rejects(
+        () => executor.shutdown(0 as never),
+        TypeError,
+        "shutdown() expects an options object ({ graceMs }), got 0",
       );
       equal(executor.running, true, "the refused shutdown() left the executor running");
       deepEqual(await job.wait({}), { a: null });
