@@ -33,7 +33,7 @@ export type { ExecutorOptions, ExecutorStats, RetentionOptions } from "./src/exe
 export { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./src/payload.ts";
 export { checkJobRecord, checkTaskRecord } from "./src/record-check.ts";
 export { JobHandle } from "./src/job-handle.ts";
-export type { JobHost } from "./src/job-handle.ts";
+export type { JobEventName, JobHost } from "./src/job-handle.ts";
 export { buildJob, findCycle } from "./src/scheduler.ts";
 export type { AgentSource, BuiltJob, TaskDefaults } from "./src/scheduler.ts";
 export { defineAgent } from "./src/agent.ts";

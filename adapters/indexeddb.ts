@@ -118,7 +118,9 @@ export interface IndexedDbStorageOptions {
 
 /** A synchronous key-value store, as `localStorage` is. */
 export interface IndexedDbMarkers {
+  /** The value stored under `key`, or `null`. */
   getItem(key: string): string | null;
+  /** Store `value` under `key`. */
   setItem(key: string, value: string): void;
 }
 

@@ -45,7 +45,8 @@ export interface JobHost {
   storageError?(operation: string, error: unknown, attempt: number): void;
 }
 
-type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}`>;
+/** The events a {@link JobHandle} tells about its job: those of its tasks and its own end. */
+export type JobEventName = Extract<ExecutorEventName, `task:${string}` | `job:${string}`>;
 
 /** An `AbortSignal` (of any realm: one from an iframe is not `instanceof` this one's). */
 export function isAbortSignal(v: unknown): v is AbortSignal {
