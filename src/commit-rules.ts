@@ -785,6 +785,21 @@ function isText(v: unknown): v is string {
   return typeof v === "string" && !isLoneSurrogate(v);
 }
 
+/**
+ * An id every adapter sorts alike: non-empty text with no character beyond U+FFFF.
+ * JavaScript and IndexedDB compare UTF-16 units, SQLite and PostgreSQL ("C") UTF-8 bytes;
+ * the two orders agree on the Basic Multilingual Plane only ("\u{10000}" sorts before
+ * "\uFFFF" in UTF-16, after it in UTF-8), and claims, listings and leases break ties by id.
+ */
+function checkId(v: unknown, what: string): void {
+  req(isText(v) && v.length > 0, what, v);
+  if (/[\ud800-\udfff]/.test(v as string)) {
+    throw new TypeError(
+      `Task field "${what}" must not hold a character beyond U+FFFF (stores sort those apart), got "${v as string}"`,
+    );
+  }
+}
+
 function allText(values: readonly unknown[]): boolean {
   for (let i = 0; i < values.length; i++) if (!isText(values[i])) return false;
   return true;
@@ -793,7 +808,7 @@ function allText(values: readonly unknown[]): boolean {
 /** Check the fields of a task record given to an insert (a `TypeError` naming the first bad one). */
 function checkTaskFields(raw: Task): void {
   req(typeof raw === "object" && raw !== null, "task", raw);
-  req(isText(raw.id) && raw.id.length > 0, "id", raw.id);
+  checkId(raw.id, "id");
   req(isText(raw.jobId), "jobId", raw.jobId);
   req(isText(raw.key) && raw.key.length > 0, "key", raw.key);
   req(isText(raw.agent) && raw.agent.length > 0, "agent", raw.agent);
@@ -1082,7 +1097,7 @@ export function applyCreateJob(
 ): MaybePromise<CommitResult> {
   req(typeof rawJob === "object" && rawJob !== null, "job", rawJob);
   checkNow(now, "createJob()");
-  req(isText(rawJob.id) && rawJob.id.length > 0, "job id", rawJob.id);
+  checkId(rawJob.id, "job id");
   req(isText(rawJob.name), "job name", rawJob.name);
   if (!Array.isArray(tasks)) throw new TypeError(`createJob() expects an array of tasks, got ${typeof tasks}`);
   // Nothing would ever end a job without tasks (a job ends when its last open task does).

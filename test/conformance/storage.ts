@@ -823,6 +823,38 @@ export const storageCases: Case<StorageContext>[] = [
     },
   },
   {
+    name:
+      "claimReady() breaks ties by id in one order on every adapter; an id beyond U+FFFF, which UTF-8 stores sort apart, is refused",
+    async run({ storage }) {
+      // JavaScript and IndexedDB compare UTF-16 units, SQLite and PostgreSQL ("C") UTF-8
+      // bytes: the orders agree on text of the Basic Multilingual Plane, not beyond it
+      // ("t\u{10000}" sorts before "t\uFFFF" in UTF-16, after it in UTF-8).
+      const ids = ["t\uFFFF", "tZ", "t\uE000", "t\u00e9", "t~", "t\uD7FF", "t-"];
+      const b = buildJob(ids.map((_, i) => ({ key: `k${i}`, priority: 1, runAt: 50 })));
+      const tasks = b.tasks.map((t, i) => ({ ...t, id: ids[i]! }));
+      await storage.createJob(b.job, tasks);
+      const byId = (t: Task) => t.id;
+      const first = await storage.claimReady({ limit: 3, now: 50, owner: OWNER, leaseMs: 100, start: 1 });
+      const rest = await storage.claimReady({ limit: 10, now: 50, owner: OWNER, leaseMs: 100 });
+      deepEqual([...first, ...rest].map(byId), [...ids].sort());
+      deepEqual(first.map((t) => t.startedAt !== null), [true, false, false]);
+      for (const id of ["t\u{10000}", "\u{1F600}"]) {
+        const o = buildJob([{ key: "a" }]);
+        await rejects(() => storage.createJob(o.job, [{ ...o.tasks[0]!, id }]), TypeError, "id");
+        await rejects(
+          () => storage.createJob({ ...o.job, id }, o.tasks.map((t) => ({ ...t, jobId: id }))),
+          TypeError,
+          "id",
+        );
+        const child = { ...childRecord(b, { key: "child" }), id };
+        await rejects(() => storage.commit([{ type: "insertTask", task: child }]), TypeError, "id");
+        equal(await storage.getTask(id), undefined);
+        equal(await storage.getJob(id), undefined);
+        equal(await storage.getJob(o.job.id), undefined);
+      }
+    },
+  },
+  {
     name: "claimReady() skips tasks of a paused job until it resumes",
     async run({ storage }) {
       const b = buildJob([{ key: "a" }]);
