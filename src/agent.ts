@@ -10,7 +10,7 @@
  */
 
 import type { TaskContext } from "./context.ts";
-import type { JsonSchema } from "./json-schema.ts";
+import type { DeepReadonly, JsonSchema } from "./json-schema.ts";
 import type { JobSpec, JsonValue, TaskSpec } from "./types.ts";
 import type { Validator } from "./validation.ts";
 import { checkOptionNames } from "./options.ts";
@@ -113,10 +113,12 @@ export type OutputOf<A extends AnyAgent> = A extends Agent<never, infer Output, 
  * The task specs that a set of agents accepts: `TaskSpecFor<typeof a | typeof b>` is a
  * union discriminated by `agent`, so an unknown agent name, a wrong input, or a missing
  * one (an agent whose input type does not admit `null`, which a task without input gets)
- * is a compile error.
+ * is a compile error. The input may be read-only (the executor stores a copy), so a spec
+ * declared `as const` is accepted.
  */
-export type TaskSpecFor<A extends AnyAgent> = A extends Agent<infer Input, unknown, infer Name>
-  ? Omit<TaskSpec<Name, Input>, "input"> & (null extends Input ? { input?: Input } : { input: Input })
+export type TaskSpecFor<A extends AnyAgent> = A extends Agent<infer Input, unknown, infer Name> ?
+    & Omit<TaskSpec<Name, Input>, "input">
+    & (null extends Input ? { input?: DeepReadonly<Input> } : { input: DeepReadonly<Input> })
   : never;
 
 /**
@@ -126,5 +128,5 @@ export type TaskSpecFor<A extends AnyAgent> = A extends Agent<infer Input, unkno
  */
 export type JobSpecFor<A extends AnyAgent> = Omit<JobSpec, "tasks"> & {
   /** The tasks: a DAG through `dependsOn`. */
-  tasks: TaskSpecFor<A>[];
+  tasks: readonly TaskSpecFor<A>[];
 };

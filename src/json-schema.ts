@@ -5,7 +5,9 @@
  * @module
  */
 
-import type { JsonValue } from "./types.ts";
+import type { JsonValue, ReadonlyJsonValue } from "./types.ts";
+
+export type { ReadonlyJsonValue };
 
 /** The names JSON Schema's `type` keyword takes. */
 export type JsonSchemaTypeName = "string" | "number" | "integer" | "boolean" | "null" | "array" | "object";
@@ -144,19 +146,8 @@ type FromSchemaOf<S> = S extends true ? JsonValue
   : S extends { readonly type: infer T } ? (T extends readonly (infer N)[] ? FromTypeName<S, N> : FromTypeName<S, T>)
   : JsonValue;
 
-/** A JSON value whose arrays and objects are read-only. */
-export type ReadonlyJsonValue =
-  | null
-  | boolean
-  | number
-  | string
-  | readonly ReadonlyJsonValue[]
-  | { readonly [key: string]: ReadonlyJsonValue };
-
-/** {@link DeepReadonly} of each member of a union. */
-type DeepReadonlyEach<T> = T extends readonly (infer E)[] ? readonly DeepReadonly<E>[]
-  : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
-  : T;
+/** {@link DeepReadonly} of each member of a union (a mapped array or tuple stays one, read-only). */
+type DeepReadonlyEach<T> = T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 
 /**
  * `T` with every array and object read-only. An agent may return a value of this type

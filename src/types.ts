@@ -24,6 +24,18 @@ export type JsonValue =
   | JsonValue[]
   | { [key: string]: JsonValue };
 
+/**
+ * A JSON value whose arrays and objects are read-only: what a job spec takes as input and
+ * metadata, so a spec declared `as const` is accepted (the executor stores a copy).
+ */
+export type ReadonlyJsonValue =
+  | null
+  | boolean
+  | number
+  | string
+  | readonly ReadonlyJsonValue[]
+  | { readonly [key: string]: ReadonlyJsonValue };
+
 /** A JSON object. */
 export type JsonObject = { [key: string]: JsonValue };
 
@@ -175,7 +187,7 @@ export interface Job {
 }
 
 /** One task as a user describes it in a job. A field not listed here is refused at submission (`invalid-option`). */
-export interface TaskSpec<Agent extends string = string, Input = JsonValue> {
+export interface TaskSpec<Agent extends string = string, Input = ReadonlyJsonValue> {
   /** Key, unique within the job. */
   key: string;
   /** Name of a registered agent. */
@@ -183,7 +195,7 @@ export interface TaskSpec<Agent extends string = string, Input = JsonValue> {
   /** The task's input (JSON). */
   input?: Input;
   /** Keys of tasks in the same job that must finish first. */
-  dependsOn?: string[];
+  dependsOn?: readonly string[];
   /** Lower runs first (default 0). */
   priority?: number;
   /** Earliest start (epoch milliseconds). */
@@ -223,7 +235,7 @@ export interface JobSpec {
   /** A name for people. */
   name: string;
   /** The tasks: a DAG through `dependsOn`. */
-  tasks: TaskSpec[];
+  tasks: readonly TaskSpec[];
   /** Free-form metadata kept on the job. */
-  metadata?: JsonValue;
+  metadata?: ReadonlyJsonValue;
 }

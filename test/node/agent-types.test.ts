@@ -235,6 +235,43 @@ describe("types", () => {
     await executor.submit({ name: "plain", tasks: [{ key: "a", agent: "add", input: new Date() }] }).catch(() => {});
   });
 
+  test("submit() takes a job spec declared as const, typed or not", async () => {
+    const tagged = defineJsonAgent({
+      name: "tagged",
+      description: "",
+      inputSchema: { type: "object", properties: { tags: { type: "array", items: { type: "string" } } } },
+      outputSchema: true,
+      execute: (input) => input.tags ?? [],
+    });
+    const executor = new Executor({
+      storage: createMemoryStorage(),
+      registry: new AgentRegistry().register(add).register(tagged),
+    });
+    // `as const` keeps the agent names literal, and makes every array and object read-only:
+    // tasks, dependsOn, input and metadata.
+    const spec = {
+      name: "frozen",
+      metadata: { owners: ["ada"] },
+      tasks: [
+        { key: "sum", agent: "add", input: { a: 1, b: 2 } },
+        { key: "tags", agent: "tagged", input: { tags: ["x", "y"] }, dependsOn: ["sum"] },
+      ],
+    } as const;
+    await executor.submit(spec);
+    await executor.submit<typeof add | typeof tagged>(spec);
+    const wrong = { name: "wrong", tasks: [{ key: "t", agent: "tagged", input: { tags: [1] } }] } as const;
+    // @ts-expect-error tags are strings
+    await executor.submit<typeof add | typeof tagged>(wrong).catch(() => {});
+    // Read-only input keeps a tuple a tuple: a wrong length is still refused.
+    const pair = defineAgent({ name: "pair", description: "", execute: (p: [string, number]) => p[0] });
+    const pairs: TaskSpecFor<typeof pair>[] = [
+      { key: "p", agent: "pair", input: ["a", 1] as const },
+      // @ts-expect-error a pair has two items
+      { key: "q", agent: "pair", input: ["a", 1, 2] as const },
+    ];
+    expectTypeOf(pairs).toExtend<JobSpec["tasks"]>();
+  });
+
   test("typed agents register into an AgentRegistry and come back as Agent", () => {
     const registry = new AgentRegistry().register(add).register(summarize);
     expectTypeOf(registry.get("add")).toEqualTypeOf<Agent | undefined>();
