@@ -40,8 +40,13 @@ export interface JsonSchemaObject {
   readonly required?: readonly string[];
   /** Schema of the properties not listed in `properties` (`false` forbids them). */
   readonly additionalProperties?: JsonSchema;
-  /** Schema of every item of an array. */
-  readonly items?: JsonSchema;
+  /**
+   * Schema of every item of an array; a list of schemas (draft-07) checks the items by
+   * position, and `additionalItems` the items after them.
+   */
+  readonly items?: JsonSchema | readonly JsonSchema[];
+  /** With `items` as a list (draft-07): the schema of the items past it (`false` forbids them). */
+  readonly additionalItems?: JsonSchema;
   /** The allowed values. */
   readonly enum?: readonly unknown[];
   /** The only allowed value. */
@@ -70,18 +75,23 @@ type FromTypeName<S, T> = T extends "string" ? string
   : never;
 
 /**
- * An array schema's type. With `prefixItems` (2020-12, for `Ajv2020`), `items` is the
- * schema of the items after the prefix only: the prefix is a tuple whose first `minItems`
- * elements are required (an array shorter than the prefix is valid), and `items` the rest.
+ * An array schema's type. A tuple is `prefixItems` (2020-12, for `Ajv2020`) followed by
+ * `items`, or `items` as a list (draft-07) followed by `additionalItems`: its first
+ * `minItems` elements are required (an array shorter than the tuple is valid), and the
+ * schema after it types the rest (`false`: none).
  */
-type FromArray<S> = S extends { readonly prefixItems: infer P extends readonly unknown[] } ? [
-    ...Prefix<P, S extends { readonly minItems: infer M extends number } ? M : 0>,
-    ...(S extends { readonly items: false } ? []
-      : S extends { readonly items: infer I } ? FromSchema<I>[]
-      : JsonValue[]),
-  ]
+type FromArray<S> = S extends { readonly prefixItems: infer P extends readonly unknown[] }
+  ? Tuple<P, S, S extends { readonly items: infer I } ? I : true>
+  : S extends { readonly items: infer P extends readonly unknown[] }
+    ? Tuple<P, S, S extends { readonly additionalItems: infer A } ? A : true>
   : S extends { readonly items: infer I } ? FromSchema<I>[]
   : JsonValue[];
+
+/** A tuple of the schemas `P` (see {@link Prefix}), then items of schema `Rest`. */
+type Tuple<P, S, Rest> = [
+  ...Prefix<P, S extends { readonly minItems: infer M extends number } ? M : 0>,
+  ...(Rest extends false ? [] : FromSchema<Rest>[]),
+];
 
 /** The tuple of a `prefixItems` list: required up to `Min` elements, optional after. */
 type Prefix<P, Min extends number, Done extends unknown[] = []> = P extends readonly [infer H, ...infer R]
@@ -115,7 +125,8 @@ type FromEach<U> = U extends unknown ? FromSchema<U> : never;
  * The TypeScript type of the values a JSON Schema accepts. Understands `type` (one name or
  * several, so `["string", "null"]` is `string | null`), `nullable: true` (an ajv keyword
  * from OpenAPI, which the default validator accepts: it lets `null` through), `properties`
- * + `required`, `additionalProperties`, `items` (after 2020-12's `prefixItems`, if any),
+ * + `required`, `additionalProperties`, `items` (a list of schemas, with
+ * `additionalItems`, for a draft-07 tuple; after 2020-12's `prefixItems`, if any),
  * `enum`, `const`, `anyOf` and `oneOf`; anything else is {@link JsonValue}. Extra properties of an object are left out of its type unless
  * `additionalProperties` is set to a schema or `true`.
  *

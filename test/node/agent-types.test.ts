@@ -183,6 +183,35 @@ describe("types", () => {
       .toEqualTypeOf<[string?, ...JsonValue[]]>();
   });
 
+  test("defineJsonAgent() takes draft-07 tuples (items as a list) and types them as tuples", () => {
+    // The default validator is draft-07, where `items: [...]` checks items by position and
+    // `additionalItems` the rest: a schema the validator accepts must compile.
+    const move = defineJsonAgent({
+      name: "move",
+      description: "",
+      inputSchema: {
+        type: "array",
+        items: [{ type: "string" }, { type: "integer" }],
+        additionalItems: false,
+        minItems: 2,
+      },
+      outputSchema: { type: "array", items: [{ type: "string" }], additionalItems: { type: "number" } },
+      execute: ([direction, steps]) => [direction, steps],
+    });
+    expectTypeOf<InputOf<typeof move>>().toEqualTypeOf<[string, number]>();
+    expectTypeOf<OutputOf<typeof move>>().toEqualTypeOf<[string?, ...number[]]>();
+    expectTypeOf<FromSchema<{ type: "array"; items: readonly [{ type: "string" }] }>>()
+      .toEqualTypeOf<[string?, ...JsonValue[]]>();
+    const tasks: TaskSpecFor<typeof move>[] = [
+      { key: "a", agent: "move", input: ["north", 3] },
+      // @ts-expect-error the second item is an integer
+      { key: "b", agent: "move", input: ["north", "3"] },
+      // @ts-expect-error no items past the tuple
+      { key: "c", agent: "move", input: ["north", 3, 4] },
+    ];
+    expectTypeOf(tasks).toExtend<JobSpec["tasks"]>();
+  });
+
   test("a wrong input in a typed job spec is a compile error", () => {
     type Agents = typeof add | typeof summarize;
     const job: JobSpecFor<Agents> = {
