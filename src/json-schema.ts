@@ -118,8 +118,25 @@ type FromObject<S> = S extends { readonly properties: infer P } ? Simplify<
   : S extends { readonly additionalProperties: infer A extends JsonSchemaObject } ? { [key: string]: FromSchema<A> }
   : { [key: string]: JsonValue };
 
-/** Distributes {@link FromSchema} over a union of schemas. */
-type FromEach<U> = U extends unknown ? FromSchema<U> : never;
+/**
+ * {@link FromSchema} of each branch `U` of the `anyOf` / `oneOf` keyword `Key` of schema
+ * `S`: a branch adds to the schema around it (a value passes both), so it is read with
+ * the other keywords of `S`, its `properties` and `required` joined to those of `S`.
+ */
+type FromEach<S, Key extends string, U> = U extends unknown ? FromSchema<Merge<Omit<S, Key>, U>> : never;
+
+/** Schema `S` with the keywords of branch `B` (see {@link FromEach}). */
+type Merge<S, B> = B extends boolean ? B
+  : keyof S extends never ? B
+  :
+    & Omit<S, keyof B>
+    & Omit<B, "properties" | "required">
+    & (S extends { readonly properties: infer P }
+      ? { readonly properties: B extends { readonly properties: infer Q } ? P & Q : P }
+      : Pick<B, "properties" & keyof B>)
+    & (S extends { readonly required: readonly (infer K)[] }
+      ? { readonly required: readonly (K | (B extends { readonly required: readonly (infer L)[] } ? L : never))[] }
+      : Pick<B, "required" & keyof B>);
 
 /**
  * The TypeScript type of the values a JSON Schema accepts. Understands `type` (one name or
@@ -152,8 +169,8 @@ type FromSchemaOf<S> = S extends true ? JsonValue
   : S extends false ? never
   : S extends { readonly const: infer C } ? C
   : S extends { readonly enum: readonly (infer E)[] } ? E
-  : S extends { readonly anyOf: readonly (infer A)[] } ? FromEach<A>
-  : S extends { readonly oneOf: readonly (infer A)[] } ? FromEach<A>
+  : S extends { readonly anyOf: readonly (infer A)[] } ? FromEach<S, "anyOf", A>
+  : S extends { readonly oneOf: readonly (infer A)[] } ? FromEach<S, "oneOf", A>
   : S extends { readonly type: infer T } ? (T extends readonly (infer N)[] ? FromTypeName<S, N> : FromTypeName<S, T>)
   : JsonValue;
 

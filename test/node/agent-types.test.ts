@@ -212,6 +212,34 @@ describe("types", () => {
     expectTypeOf(tasks).toExtend<JobSpec["tasks"]>();
   });
 
+  test('anyOf / oneOf branches add to the schema around them ("one of these properties is required")', () => {
+    // A branch holds only what it adds (here `required`): the value must also pass the
+    // properties around it, so the input is an object, not any JSON value.
+    const lookup = defineJsonAgent({
+      name: "lookup",
+      description: "",
+      inputSchema: {
+        type: "object",
+        properties: { id: { type: "string" }, email: { type: "string" }, limit: { type: "integer" } },
+        required: ["limit"],
+        anyOf: [{ required: ["id"] }, { required: ["email"] }],
+      },
+      outputSchema: true,
+      execute: (input) => input.limit,
+    });
+    expectTypeOf<InputOf<typeof lookup>>().toEqualTypeOf<
+      { limit: number; id: string; email?: string } | { limit: number; email: string; id?: string }
+    >();
+    const tasks: TaskSpecFor<typeof lookup>[] = [
+      { key: "a", agent: "lookup", input: { limit: 1, email: "a@b.c" } },
+      // @ts-expect-error neither id nor email
+      { key: "b", agent: "lookup", input: { limit: 1 } },
+    ];
+    expectTypeOf(tasks).toExtend<JobSpec["tasks"]>();
+    expectTypeOf<FromSchema<{ type: "string"; oneOf: readonly [{ minLength: 1 }, { const: "" }] }>>()
+      .toEqualTypeOf<string | "">();
+  });
+
   test("a wrong input in a typed job spec is a compile error", () => {
     type Agents = typeof add | typeof summarize;
     const job: JobSpecFor<Agents> = {
