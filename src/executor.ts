@@ -35,7 +35,7 @@ import { isAbortSignal, JobHandle, type JobHost } from "./job-handle.ts";
 import { textFault, toJson, wellFormed } from "./json.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, jsonSize } from "./payload.ts";
 import { MAX_QUEUE_CAPACITY, type Queue, type QueueFactory, RingQueue } from "./queue.ts";
-import { checkOptionNames } from "./options.ts";
+import { checkOptionNames, checkOptionsObject, shown } from "./options.ts";
 import { type AgentSource, buildJob, MAX_TASKS_PER_JOB } from "./scheduler.ts";
 import { isJobFinal } from "./status.ts";
 import type { CommitOp, CommitResult, Storage, UpdateTaskOp } from "./storage.ts";
@@ -288,16 +288,6 @@ function firstStored(tasks: readonly Task[]): (item: Pending) => Task | null {
 /** Refuse an id argument that is not text (a number, an object) with a `TypeError` naming the call. */
 function checkId(call: string, name: string, value: unknown): void {
   if (typeof value !== "string") throw new TypeError(`${call} "${name}" must be a string, got ${shown(value)}`);
-}
-
-function shown(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "function") return "a function";
-  try {
-    return String(value);
-  } catch {
-    return typeof value; // an object without a prototype
-  }
 }
 
 /** The statuses `cancelTask()` cancels: open, and not running. */
@@ -1047,13 +1037,8 @@ export class Executor {
    * awaiting and return.
    */
   shutdown(options: { graceMs?: number } = {}): Promise<void> {
-    if (options !== undefined && options !== null && typeof options !== "object") {
-      // `shutdown(0)` would wait the whole default grace.
-      return Promise.reject(
-        new TypeError(`shutdown() expects an options object ({ graceMs }), got ${shown(options)}`),
-      );
-    }
     try {
+      checkOptionsObject("shutdown()", options, "{ graceMs }");
       checkOptionNames("shutdown() option", options, ["graceMs"], SHUTDOWN_HINTS);
     } catch (e) {
       return Promise.reject(e);
@@ -2362,9 +2347,8 @@ export class Executor {
     else if (run.lost) outcome = "lost";
     else {
       const now = this.#clock.now();
-      const e = run.timedOut && ok ? new TaskTimeoutError(run.timeoutMs) : value;
-      const retryable = run.timedOut ? task.durability === "at-least-once" : isRetryable(e);
-      cause = run.timedOut ? new TaskTimeoutError(run.timeoutMs) : e;
+      cause = run.timedOut ? new TaskTimeoutError(run.timeoutMs) : value;
+      const retryable = run.timedOut ? task.durability === "at-least-once" : isRetryable(value);
       error = toTaskError(cause, retryable, now);
       if (retryable && task.attempts < task.maxAttempts) {
         const delayMs = backoffDelay(task.attempts, this.#retry, this.#random);

@@ -9,7 +9,7 @@ import { backoffDelay } from "./backoff.ts";
 import { isTransientStorageError, JobFailedError, NotFoundError } from "./errors.ts";
 import type { ExecutorEventName, ExecutorEvents, Listener } from "./events.ts";
 import { isJobFinal, isSatisfied } from "./status.ts";
-import { checkOptionNames } from "./options.ts";
+import { checkOptionNames, checkOptionsObject } from "./options.ts";
 import type { Storage } from "./storage.ts";
 import type { Job, JsonValue, Task } from "./types.ts";
 
@@ -141,14 +141,7 @@ export class JobHandle {
   async wait(options: { signal?: AbortSignal } = {}): Promise<Record<string, JsonValue>> {
     // A deadline or a signal in place of the options object would wait for good as well.
     if (isAbortSignal(options)) throw new TypeError("wait() takes its signal as an option: wait({ signal })");
-    if (options !== undefined && options !== null && typeof options !== "object") {
-      const got = typeof options === "function"
-        ? "a function"
-        : typeof options === "string"
-        ? `"${options}"`
-        : String(options);
-      throw new TypeError(`wait() expects an options object ({ signal }), got ${got}`);
-    }
+    checkOptionsObject("wait()", options, "{ signal }");
     checkOptionNames("wait() option", options, ["signal"], WAIT_HINTS);
     const signal = options?.signal ?? undefined;
     if (signal !== undefined && !isAbortSignal(signal)) {

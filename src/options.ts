@@ -30,3 +30,25 @@ export function checkOptionNames(
     throw new TypeError(`Unknown ${what} "${prefix}${key}"${hint}; the options are ${names}`);
   }
 }
+
+/** A value as an error message shows it: text quoted, a function named so, others as `String()` gives them. */
+export function shown(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "function") return "a function";
+  try {
+    return String(value);
+  } catch {
+    return typeof value; // an object without a prototype
+  }
+}
+
+/**
+ * Throw a `TypeError` when `given` is neither an options object nor left out (`undefined`,
+ * `null`): `wait(5000)` or `shutdown(0)` would otherwise run with the defaults. `form`
+ * shows the object meant (`{ signal }`).
+ */
+export function checkOptionsObject(call: string, given: unknown, form: string): void {
+  if (given !== undefined && given !== null && typeof given !== "object") {
+    throw new TypeError(`${call} expects an options object (${form}), got ${shown(given)}`);
+  }
+}

@@ -324,7 +324,9 @@ export function buildJob(spec: JobSpec, agents: AgentSource, defaults: TaskDefau
       : "";
     problems.push({
       code: "invalid-job",
-      message: `Job spec: unknown field "${field}"${hint}; the fields are "id", "name", "tasks", "metadata"`,
+      message: `Job spec: unknown field "${field}"${hint}; the fields are ${
+        [...JOB_FIELDS].map((f) => `"${f}"`).join(", ")
+      }`,
     });
   });
   if (!Array.isArray(spec.tasks) || spec.tasks.length === 0) {

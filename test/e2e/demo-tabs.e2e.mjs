@@ -110,6 +110,18 @@ async function twoTabsWithJobInA(newPage) {
   return { a, b, jobA };
 }
 
+/** Tab A on the demo, with a job started and one of its tasks completed. */
+async function tabWithJobUnderWay(newPage) {
+  const a = await newPage("A");
+  await openDemo(a);
+  await a.click("#start");
+  await until("a task completed", async () => {
+    const s = await demo(a, () => globalThis.__demo.snapshot());
+    return s?.tasks.some((t) => t.status === "completed");
+  });
+  return a;
+}
+
 /**
  * The page whose storage closed under it: it no longer shows the job running nor offers
  * to pause or cancel it (those calls can only fail), and lets the visitor pick another storage.
@@ -389,13 +401,7 @@ if (!only || only === "cleared") {
     "site data cleared while a job runs: the page says its storage is gone",
     () =>
       withBrowser(null, async ({ newPage }) => {
-        const a = await newPage("A");
-        await openDemo(a);
-        await a.click("#start");
-        await until("a task completed", async () => {
-          const s = await demo(a, () => globalThis.__demo.snapshot());
-          return s?.tasks.some((t) => t.status === "completed");
-        });
+        const a = await tabWithJobUnderWay(newPage);
         const cdp = await a.context().newCDPSession(a);
         await cdp.send("Storage.clearDataForOrigin", { origin, storageTypes: "indexeddb" });
         // Sync point: the page has met the closed storage, through its executor (a commit, a
@@ -430,13 +436,7 @@ if (!only || only === "deleted") {
     "the database deleted by another tab while a job runs: the page stops showing it running, and a reload says the jobs are gone",
     () =>
       withBrowser(null, async ({ newPage }) => {
-        const a = await newPage("A");
-        await openDemo(a);
-        await a.click("#start");
-        await until("a task completed", async () => {
-          const s = await demo(a, () => globalThis.__demo.snapshot());
-          return s?.tasks.some((t) => t.status === "completed");
-        });
+        const a = await tabWithJobUnderWay(newPage);
         // Another tab of the origin (any page of it) deletes the database: A's connection
         // closes itself (versionchange) so as not to block the delete.
         const other = await newPage("other");
